@@ -1,0 +1,153 @@
+"""Command line: `docker-host-exporter [flags]` serves metrics; `... inspect [flags]` prints one
+sample as tables (or JSON facts) for a person at a shell."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType, MappingProxyType
+
+from exporter import __version__, logsetup
+from exporter.collectors import CollectorDef, all_collectors
+from exporter.readers.docker_api import resolve_docker_host
+from exporter.report import render_report, snapshot_json
+from exporter.sampler import Sampler
+from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
+from exporter.web import landing_page, make_server, serve_in_background
+
+log = logging.getLogger("exporter")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser(collectors: Sequence[CollectorDef], inspect: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="docker-host-exporter" + (" inspect" if inspect else ""),
+        description=(
+            "Print one sample of this Docker host's plumbing as tables."
+            if inspect
+            else "Prometheus exporter for a Docker host's plumbing. "
+            "Run `docker-host-exporter inspect` for a one-shot report."
+        ),
+    )
+    add = parser.add_argument
+    if inspect:
+        add("--format", choices=("table", "json"), default="table",
+            help="tables for people, or the raw facts as JSON (default: table)")
+    else:
+        add("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN_ADDRESS,
+            help="address to serve on, host:port or :port (default: %(default)s)")
+        add("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+            help="path under which to expose metrics (default: %(default)s)")
+    add("--docker.host", dest="docker_host", default=None,
+        help="Docker Engine API address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
+    add("--path.procfs", dest="procfs", default="/proc",
+        help="the host's procfs mount point (default: %(default)s)")
+    add("--path.sysfs", dest="sysfs", default="/sys",
+        help="the host's sysfs mount point (default: %(default)s)")
+    add("--sample.interval", dest="sample_interval", type=_duration, default=15.0,
+        help="how often every collector samples the host, e.g. 15s, 1m (default: 15s)")
+    add("--sample.timeout", dest="sample_timeout", type=_duration, default=10.0,
+        help="longest a collector run may take; capped at 80%% of its interval (default: 10s)")
+    for c in collectors:
+        add(f"--collector.{c.name}", dest=f"collector_{c.name}",
+            action=argparse.BooleanOptionalAction, default=c.enabled_by_default,
+            help=f"{c.description} (default: {'on' if c.enabled_by_default else 'off'})")
+        add(f"--collector.{c.name}.interval", dest=f"interval_{c.name}", type=_duration,
+            default=None, help=f"sampling interval for {c.name} (default: --sample.interval)")
+    add("--log.level", dest="log_level", choices=logsetup.LEVELS, default="info",
+        help="only log messages with this or a higher severity (default: %(default)s)")
+    add("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt",
+        help="log format (default: %(default)s)")
+    add("--version", action="version", version=f"docker-host-exporter {__version__}")
+    return parser
+
+
+def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) -> Settings:
+    return Settings(
+        listen_address=getattr(args, "listen_address", DEFAULT_LISTEN_ADDRESS),
+        telemetry_path=getattr(args, "telemetry_path", "/metrics"),
+        docker_host=resolve_docker_host(args.docker_host),
+        procfs=args.procfs,
+        sysfs=args.sysfs,
+        collectors=tuple(c.name for c in collectors if getattr(args, f"collector_{c.name}")),
+        sample_interval=args.sample_interval,
+        sample_timeout=args.sample_timeout,
+        collector_intervals=MappingProxyType({
+            c.name: v for c in collectors if (v := getattr(args, f"interval_{c.name}")) is not None
+        }),
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    collectors = all_collectors()
+    inspect = bool(argv) and argv[0] == "inspect"
+    parser = build_parser(collectors, inspect=inspect)
+    args = parser.parse_args(argv[1:] if inspect else argv)
+    settings = settings_from(args, collectors)
+    logsetup.configure(settings.log_level, settings.log_format)
+    enabled = [c for c in collectors if c.name in settings.collectors]
+    if not enabled:
+        parser.error("every collector is disabled: nothing to do")
+    if inspect:
+        return run_inspect(enabled, settings, args.format)
+    return serve(enabled, settings)
+
+
+def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -> int:
+    snapshot = Sampler(((c, c.build(settings)) for c in enabled), settings).sample_once()
+    sys.stdout.write(snapshot_json(snapshot) if fmt == "json" else render_report(snapshot))
+    # Non-zero only when the host could not be read at all; a partial report is still useful.
+    return 0 if any(s.success for s in snapshot.collectors.values()) else 1
+
+
+def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
+    sampler = Sampler(((c, c.build(settings)) for c in enabled), settings)
+    try:
+        server = make_server(
+            settings.listen_address,
+            settings.telemetry_path,
+            exposition=lambda: sampler.store.exposition,
+            healthy=sampler.healthy,
+            landing=landing_page(settings.telemetry_path, [(c.name, c.description) for c in enabled]),
+        )
+    except (OSError, ValueError) as exc:
+        log.error("cannot listen", extra={"address": settings.listen_address, "reason": str(exc)})
+        return 1
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    sampler.start()
+    serve_in_background(server)
+    log.info(
+        "listening",
+        extra={
+            "address": settings.listen_address,
+            "collectors": ",".join(c.name for c in enabled),
+            "version": __version__,
+        },
+    )
+    stopping.wait()
+    server.shutdown()
+    server.server_close()
+    sampler.stop()
+    return 0

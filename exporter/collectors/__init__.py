@@ -1,0 +1,40 @@
+"""The collectors: one module each. A collector pairs a source (I/O, run by the sampler) with a
+writer (pure: Snapshot -> metric families, run once per snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.metrics import FamilyWriter
+from exporter.settings import Settings
+
+
+class Source(Protocol):
+    def read(self) -> object:
+        """One sample of the host: returns frozen facts or raises with a reason."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CollectorDef:
+    name: str
+    description: str
+    build: Callable[[Settings], Source]
+    write: FamilyWriter
+    facts_type: type
+    enabled_by_default: bool = True
+
+
+def all_collectors() -> tuple[CollectorDef, ...]:
+    # Imported here so that declaring the metric families happens once, in a fixed order.
+    from exporter.collectors import containers, processes  # noqa: PLC0415
+
+    return (containers.COLLECTOR, processes.COLLECTOR)
+
+
+def by_name() -> dict[str, CollectorDef]:
+    return {c.name: c for c in all_collectors()}

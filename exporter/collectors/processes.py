@@ -1,0 +1,148 @@
+"""processes: from /proc alone, each container's PID 1, namespaces, process and zombie counts,
+the containerd shim that holds it, orphaned shims, and the dockerd and containerd processes."""
+
+from __future__ import annotations
+
+from exporter.collectors import CollectorDef, Source
+from exporter.collectors.containers import inventory
+from exporter.facts import ProcessFacts
+from exporter.metrics import Families, declare
+from exporter.plumbing import container_processes, shim_verdicts
+from exporter.readers.procfs import ProcfsReader
+from exporter.settings import Settings
+from exporter.snapshot import Snapshot
+
+NAME = "processes"
+
+PID1_INFO = declare(
+    "container_pid1_info",
+    "gauge",
+    "The container's PID 1 as the host sees it, and the containerd shim holding it; 1.",
+    ("container", "host_pid", "shim_pid"),
+    collector=NAME,
+)
+PID1_START = declare(
+    "container_pid1_start_time_seconds",
+    "gauge",
+    "When the container's PID 1 started, as Unix time (changes when the container restarts).",
+    ("container",),
+    collector=NAME,
+)
+NAMESPACE_INFO = declare(
+    "container_namespace_info",
+    "gauge",
+    "A namespace of the container's PID 1 and its inode, as /proc/PID/ns names it; 1.",
+    ("container", "namespace", "inode"),
+    collector=NAME,
+)
+SHARED_WITH_HOST = declare(
+    "container_namespace_shared_with_host",
+    "gauge",
+    "1 when the container's PID 1 is in the host's own namespace of this kind "
+    "(--pid=host, --network=host, --ipc=host, ...; user is shared unless userns-remap is on).",
+    ("container", "namespace"),
+    collector=NAME,
+)
+UNREADABLE = declare(
+    "container_namespaces_unreadable",
+    "gauge",
+    "Namespaces of the container's PID 1 the exporter may not read (needs CAP_SYS_PTRACE).",
+    ("container",),
+    collector=NAME,
+)
+PROCESSES = declare(
+    "container_processes",
+    "gauge",
+    "Processes descended from the container's shim: PID 1, its children and exec sessions.",
+    ("container",),
+    collector=NAME,
+)
+ZOMBIES = declare(
+    "container_zombie_processes",
+    "gauge",
+    "Zombie processes (state Z: exited, not yet reaped by their parent) in the container.",
+    ("container",),
+    collector=NAME,
+)
+SHIM_INFO = declare(
+    "shim_info",
+    "gauge",
+    "A containerd shim in Docker's containerd namespace and the container id it holds; 1.",
+    ("shim_pid", "container_id", "container"),
+    collector=NAME,
+)
+SHIM_ORPHANED = declare(
+    "shim_orphaned",
+    "gauge",
+    "1 when the shim's container is not listed by the Engine API any more (judged only "
+    "against a container list taken after the shim started).",
+    ("shim_pid", "container_id"),
+    collector=NAME,
+)
+DAEMON_PROCESSES = declare(
+    "daemon_processes",
+    "gauge",
+    "dockerd and containerd processes running on the host (0 means the daemon is down).",
+    ("process",),
+    collector=NAME,
+)
+DAEMON_START = declare(
+    "daemon_process_start_time_seconds",
+    "gauge",
+    "When a dockerd or containerd process started, as Unix time.",
+    ("process", "pid"),
+    collector=NAME,
+)
+HOST_PROCESSES = declare(
+    "host_processes",
+    "gauge",
+    "Processes in the host's /proc at the last sample.",
+    (),
+    collector=NAME,
+)
+
+DAEMONS = ("dockerd", "containerd")
+
+
+def write(snapshot: Snapshot, out: Families) -> None:
+    procs = snapshot.current(NAME, ProcessFacts)
+    if procs is None:
+        return
+    known = inventory(snapshot)
+    for view in container_processes(procs, known):
+        shim = view.shim
+        out.add(PID1_INFO, 1, view.container, str(shim.pid1), str(shim.shim_pid))
+        if shim.pid1_start_time is not None:
+            out.add(PID1_START, shim.pid1_start_time, view.container)
+        for link in shim.namespaces:
+            out.add(NAMESPACE_INFO, 1, view.container, link.kind, str(link.inode))
+        for kind, shared in view.shared_with_host:
+            out.add(SHARED_WITH_HOST, int(shared), view.container, kind)
+        out.add(UNREADABLE, len(shim.unreadable_namespaces), view.container)
+        out.add(PROCESSES, shim.processes, view.container)
+        out.add(ZOMBIES, shim.zombies, view.container)
+
+    for verdict in shim_verdicts(procs, known):
+        pid, cid = str(verdict.shim.shim_pid), verdict.shim.container_id
+        out.add(SHIM_INFO, 1, pid, cid[:12], verdict.container)
+        if verdict.orphaned is not None:
+            out.add(SHIM_ORPHANED, int(verdict.orphaned), pid, cid[:12])
+
+    for daemon in DAEMONS:
+        out.add(DAEMON_PROCESSES, sum(d.name == daemon for d in procs.daemons), daemon)
+    for d in procs.daemons:
+        out.add(DAEMON_START, d.start_time, d.name, str(d.pid))
+    out.add(HOST_PROCESSES, procs.processes_scanned)
+
+
+def build(settings: Settings) -> Source:
+    return ProcfsReader(settings.procfs)
+
+
+COLLECTOR = CollectorDef(
+    name=NAME,
+    description="PID 1, namespaces, process and zombie counts, shims, daemons, from /proc",
+    build=build,
+    write=write,
+    facts_type=ProcessFacts,
+)

@@ -1,0 +1,130 @@
+"""Docker Engine API reader. GET endpoints only: the exporter never changes the host.
+
+One list call per sample covers every container in every state; no per-container inspect, so the
+daemon's cost stays flat as containers grow (PID 1 and namespaces come from /proc instead).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import docker.utils
+import requests
+
+from exporter.facts import ContainerRecord, EngineComponent, EngineFacts
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class DockerUnavailable(Exception):
+    """The Engine API could not be reached or answered with an error."""
+
+
+def resolve_docker_host(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """--docker.host wins, then DOCKER_HOST, then the local socket."""
+    return flag or environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def container_record(entry: Mapping[str, Any]) -> ContainerRecord:
+    names = entry.get("Names") or []
+    # A container's own name is the one without a further slash (older engines also list
+    # link aliases such as "/web/db").
+    own = next((n for n in names if n.count("/") == 1), names[0] if names else "")
+    return ContainerRecord(
+        id=entry["Id"],
+        name=own.lstrip("/") or entry["Id"][:12],
+        image=entry.get("Image") or "",
+        image_id=entry.get("ImageID") or "",
+        state=(entry.get("State") or "unknown").lower(),
+        network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "",
+        created=float(entry.get("Created") or 0),
+    )
+
+
+def engine_components(version: Mapping[str, Any]) -> tuple[EngineComponent, ...]:
+    components = version.get("Components") or [
+        {"Name": "Engine", "Version": version.get("Version", "")}
+    ]
+    return tuple(
+        EngineComponent(name=c.get("Name", ""), version=c.get("Version", "")) for c in components
+    )
+
+
+class DockerReader:
+    """Lazily connects, negotiates the API version once, and reconnects after any failure.
+
+    Negotiating per connection (not per process) means an exporter started before dockerd, or
+    across a dockerd upgrade, recovers with no restart.
+    """
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.base_url == os.environ.get("DOCKER_HOST"):
+            kwargs = docker.utils.kwargs_from_env()  # DOCKER_TLS_VERIFY / DOCKER_CERT_PATH
+        kwargs["base_url"] = self.base_url
+        return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+
+    def _call(self, fn_name: str, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                return getattr(self._client, fn_name)(**kwargs)
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+                self.close_locked()
+                raise DockerUnavailable(describe(exc, self.base_url)) from exc
+
+    def close_locked(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        # A call stuck on a hung socket holds the lock; shutting down must not wait for it.
+        if self._lock.acquire(timeout=1.0):
+            try:
+                self.close_locked()
+            finally:
+                self._lock.release()
+
+    def read(self) -> EngineFacts:
+        version = self._call("version")
+        containers = self._call("containers", all=True)
+        return EngineFacts(
+            containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
+            components=engine_components(version),
+            api_version=str(version.get("ApiVersion", "")),
+        )
+
+
+def _by_name(record: ContainerRecord) -> tuple[str, str]:
+    return (record.name, record.id)
+
+
+def describe(exc: BaseException, base_url: str) -> str:
+    """A one-line reason an operator can act on, instead of urllib3's nested repr."""
+    text = str(exc)
+    for needle, reason in (
+        ("FileNotFoundError", "socket does not exist"),
+        ("No such file or directory", "socket does not exist"),
+        ("Connection refused", "connection refused"),
+        ("ConnectionRefusedError", "connection refused"),
+        ("Read timed out", "timed out waiting for the daemon"),
+        ("timed out", "timed out waiting for the daemon"),
+        ("Permission denied", "permission denied on the socket"),
+    ):
+        if needle in text:
+            return f"docker at {base_url}: {reason}"
+    first_line = text.splitlines()[0] if text else type(exc).__name__
+    return f"docker at {base_url}: {first_line[:300]}"

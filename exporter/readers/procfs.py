@@ -1,0 +1,311 @@
+"""/proc reader: the process table, containerd shims, their containers' PID 1 and namespaces.
+
+Everything is read under an injectable procfs root (`--path.procfs`), so a recorded tree drives the
+tests and a containerised exporter reads the host's /proc mounted elsewhere. PIDs vanish between
+listing and reading and are reused: a process that disappears mid-read is skipped, and a process
+is only trusted when its start time is the same before and after its namespaces were read.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.facts import (
+    NAMESPACE_KINDS,
+    DaemonProcess,
+    NamespaceLink,
+    ProcessFacts,
+    ShimFacts,
+)
+
+# comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
+# and both "docker-containerd" and "docker-containerd-shim" (Docker < 18.09) as "docker-containe".
+_SHIM_COMMS = ("containerd-shim", "docker-containe")
+_DAEMON_NAMES = {"dockerd": "dockerd", "containerd": "containerd", "docker-containerd": "containerd"}
+
+_GONE = (errno.ENOENT, errno.ESRCH)
+
+log = logging.getLogger(__name__)
+
+
+class ProcfsError(Exception):
+    """The process table itself cannot be read (not a single vanished process)."""
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    start_ticks: int
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Turns /proc start times (ticks since boot) into Unix time."""
+
+    boot_time: float
+    ticks_per_second: int
+
+    def to_unix(self, ticks: int) -> float:
+        return self.boot_time + ticks / self.ticks_per_second
+
+
+def parse_stat(text: str) -> ProcStat:
+    # comm may hold spaces and parentheses: it ends at the last ')'.
+    open_paren = text.index("(")
+    close_paren = text.rindex(")")
+    fields = text[close_paren + 2 :].split()
+    # fields[0] is field 3 of proc(5): state; ppid is field 4, starttime field 22.
+    return ProcStat(
+        pid=int(text[:open_paren]),
+        comm=text[open_paren + 1 : close_paren],
+        state=fields[0],
+        ppid=int(fields[1]),
+        start_ticks=int(fields[19]),
+    )
+
+
+def parse_boot_time(proc_stat_text: str) -> float:
+    for line in proc_stat_text.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise ProcfsError("no btime line in /proc/stat")
+
+
+def parse_nspid(status_text: str) -> tuple[int, ...]:
+    for line in status_text.splitlines():
+        if line.startswith("NSpid:"):
+            return tuple(int(p) for p in line.split()[1:])
+    return ()
+
+
+def parse_namespace_link(target: str) -> NamespaceLink:
+    # readlink gives "pid:[4026531836]"
+    kind, _, rest = target.partition(":")
+    return NamespaceLink(kind=kind, inode=int(rest.strip("[]")))
+
+
+@dataclass(frozen=True)
+class ShimCommand:
+    container_id: str
+    runtime_namespace: str
+
+
+def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
+    """The container a shim holds, from its argv.
+
+    shim v2 (containerd-shim-runc-v2) passes `-id <id>`; shim v1 (containerd-shim and
+    docker-containerd-shim) passes only `-workdir .../<namespace>/<id>`.
+    """
+    if not argv or "containerd-shim" not in Path(argv[0]).name:
+        return None
+    options: dict[str, str] = {}
+    for flag, value in zip(argv[1:], argv[2:], strict=False):
+        if flag.startswith("-"):
+            options[flag.lstrip("-")] = value
+    container_id = options.get("id") or Path(options.get("workdir", "")).name
+    if not container_id:
+        return None
+    return ShimCommand(container_id=container_id, runtime_namespace=options.get("namespace", ""))
+
+
+def daemon_name(argv: tuple[str, ...]) -> str | None:
+    return _DAEMON_NAMES.get(Path(argv[0]).name) if argv else None
+
+
+def choose_pid1(children: Iterable[ProcStat], nspids: Mapping[int, tuple[int, ...]]) -> int | None:
+    """The container's PID 1 among a shim's children.
+
+    `docker exec` sessions are children of the shim too. PID 1 is the child that is 1 in its own
+    PID namespace; with --pid=host or --pid=container:X no child is, and the container's init is
+    then the oldest child.
+    """
+    candidates = sorted(children, key=lambda s: (s.start_ticks, s.pid))
+    for stat in candidates:
+        inner = nspids.get(stat.pid, ())
+        if len(inner) > 1 and inner[-1] == 1:
+            return stat.pid
+    return candidates[0].pid if candidates else None
+
+
+def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcStat]:
+    found: list[ProcStat] = []
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            found.append(child)
+            stack.append(child.pid)
+    return found
+
+
+class ProcfsReader:
+    def __init__(self, procfs: str | Path = "/proc") -> None:
+        self.root = Path(procfs)
+        self._ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._refused_before = False
+
+    # -- single-file reads; None means the process is gone ---------------------------------
+
+    def _read_text(self, *parts: str | int) -> str | None:
+        try:
+            return self.root.joinpath(*map(str, parts)).read_text(errors="replace")
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return None
+            raise
+
+    def stat(self, pid: int) -> ProcStat | None:
+        text = self._read_text(pid, "stat")
+        return parse_stat(text) if text else None
+
+    def cmdline(self, pid: int) -> tuple[str, ...]:
+        text = self._read_text(pid, "cmdline")
+        return tuple(text.rstrip("\0").split("\0")) if text else ()
+
+    def nspid(self, pid: int) -> tuple[int, ...]:
+        text = self._read_text(pid, "status")
+        return parse_nspid(text) if text else ()
+
+    def namespaces(self, pid: int) -> tuple[tuple[NamespaceLink, ...], tuple[str, ...]] | None:
+        """(readable links, kinds refused for lack of privilege); None if the process is gone."""
+        links: list[NamespaceLink] = []
+        refused: list[str] = []
+        for kind in NAMESPACE_KINDS:
+            try:
+                links.append(parse_namespace_link(os.readlink(self.root / str(pid) / "ns" / kind)))
+            except PermissionError:
+                refused.append(kind)
+            except OSError as exc:
+                if exc.errno not in _GONE:
+                    raise
+                if not (self.root / str(pid)).exists():
+                    return None
+                # The kernel lacks this namespace kind (cgroup before 4.6, ...): nothing to say.
+        return tuple(links), tuple(refused)
+
+    def clock(self) -> Clock:
+        text = self._read_text("stat")
+        if text is None:
+            raise ProcfsError(f"{self.root}/stat is missing: is --path.procfs a procfs?")
+        return Clock(boot_time=parse_boot_time(text), ticks_per_second=self._ticks_per_second)
+
+    def process_table(self) -> list[ProcStat]:
+        try:
+            entries = [e.name for e in os.scandir(self.root) if e.name.isdigit()]
+        except OSError as exc:
+            raise ProcfsError(f"cannot list {self.root}: {exc.strerror}") from exc
+        table = []
+        for name in entries:
+            stat = self.stat(int(name))
+            if stat is not None:
+                table.append(stat)
+        return table
+
+    def close(self) -> None:
+        """Nothing is held open between samples."""
+
+    # -- one sample -------------------------------------------------------------------------
+
+    def read(self) -> ProcessFacts:
+        clock = self.clock()
+        table = self.process_table()
+        children: dict[int, list[ProcStat]] = defaultdict(list)
+        for stat in table:
+            children[stat.ppid].append(stat)
+
+        shims: list[ShimFacts] = []
+        daemons: list[DaemonProcess] = []
+        for stat in table:
+            if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
+                argv = self.cmdline(stat.pid)
+                if (name := daemon_name(argv)) is not None:
+                    daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
+                elif (command := parse_shim_cmdline(argv)) is not None:
+                    shim = self._shim(stat, command, children, clock)
+                    if shim is not None:
+                        shims.append(shim)
+
+        host_namespaces = self.host_namespaces()
+        self._warn_on_refusals(shims)
+        return ProcessFacts(
+            host_namespaces=host_namespaces,
+            shims=tuple(sorted(shims, key=lambda s: s.container_id)),
+            daemons=tuple(sorted(daemons, key=lambda d: (d.name, d.pid))),
+            processes_scanned=len(table),
+        )
+
+    def host_namespaces(self) -> tuple[NamespaceLink, ...]:
+        """The host's namespaces: PID 1's, else kthreadd's for what PID 1 refuses.
+
+        Some inits are not dumpable (a microVM's init, a hardened systemd), so even root gets
+        EACCES on /proc/1/ns/*. kthreadd (PID 2) always lives in the initial namespaces.
+        """
+        pid1 = self.namespaces(1)
+        if pid1 is None:
+            raise ProcfsError(f"{self.root}/1 is missing: is --path.procfs the host's procfs?")
+        links, refused = pid1
+        kthreadd = self.stat(2)
+        if refused and kthreadd is not None and kthreadd.comm == "kthreadd":
+            fallback = self.namespaces(2)
+            if fallback is not None:
+                links += tuple(link for link in fallback[0] if link.kind in refused)
+        return tuple(sorted(links, key=lambda link: link.kind))
+
+    def _warn_on_refusals(self, shims: list[ShimFacts]) -> None:
+        refused = sorted({kind for shim in shims for kind in shim.unreadable_namespaces})
+        if refused and not self._refused_before:
+            log.warning(
+                "cannot read containers' namespaces: needs CAP_SYS_PTRACE (and root)",
+                extra={"namespaces": ",".join(refused), "procfs": str(self.root)},
+            )
+        elif not refused and self._refused_before:
+            log.info("containers' namespaces are readable again")
+        self._refused_before = bool(refused)
+
+    def _shim(
+        self,
+        shim: ProcStat,
+        command: ShimCommand,
+        children: Mapping[int, list[ProcStat]],
+        clock: Clock,
+    ) -> ShimFacts | None:
+        direct = children.get(shim.pid, [])
+        nspids = {child.pid: self.nspid(child.pid) for child in direct}
+        pid1 = choose_pid1(direct, nspids)
+        tree = descendants(shim.pid, children)
+
+        namespaces: tuple[NamespaceLink, ...] = ()
+        refused: tuple[str, ...] = ()
+        pid1_start: float | None = None
+        if pid1 is not None:
+            before = next(c for c in direct if c.pid == pid1)
+            read = self.namespaces(pid1)
+            after = self.stat(pid1)
+            if read is None or after is None or after.start_ticks != before.start_ticks:
+                # PID 1 exited (or its pid was reused) while we read it: the container is
+                # stopping; report the shim without a PID 1 rather than another process's facts.
+                pid1 = None
+            else:
+                namespaces, refused = read
+                pid1_start = clock.to_unix(before.start_ticks)
+
+        return ShimFacts(
+            shim_pid=shim.pid,
+            shim_start_time=clock.to_unix(shim.start_ticks),
+            container_id=command.container_id,
+            runtime_namespace=command.runtime_namespace,
+            pid1=pid1,
+            pid1_start_time=pid1_start,
+            namespaces=namespaces,
+            unreadable_namespaces=refused,
+            processes=len(tree),
+            zombies=sum(1 for p in tree if p.state == "Z"),
+        )

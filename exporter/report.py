@@ -1,0 +1,152 @@
+"""`inspect`: one sample as tables for a person at a shell, or as JSON facts for a recording."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from exporter import factcodec
+from exporter.collectors import CollectorDef
+from exporter.collectors.containers import NAME as CONTAINERS
+from exporter.collectors.containers import inventory
+from exporter.collectors.processes import NAME as PROCESSES
+from exporter.facts import NAMESPACE_KINDS, EngineFacts, ProcessFacts
+from exporter.plumbing import container_processes, shim_verdicts
+from exporter.snapshot import CollectorState, Snapshot
+
+
+def table(title: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    if len(cells) == 1:
+        lines.append("(none)")
+    return f"{title}\n" + "\n".join(lines) + "\n"
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def render_report(snapshot: Snapshot) -> str:
+    sections = [
+        table(
+            "COLLECTORS",
+            ("COLLECTOR", "OK", "DURATION", "ERROR"),
+            (
+                (s.name, "yes" if s.success else "NO", f"{s.duration_seconds * 1000:.1f}ms",
+                 s.error or "")
+                for s in snapshot.collectors.values()
+            ),
+        )
+    ]
+    engine = snapshot.current(CONTAINERS, EngineFacts)
+    procs = snapshot.current(PROCESSES, ProcessFacts)
+    if engine is not None:
+        sections.append(
+            table(
+                "CONTAINERS",
+                ("CONTAINER", "ID", "STATE", "IMAGE", "NETWORK MODE", "CREATED"),
+                (
+                    (c.name, c.short_id, c.state, c.image, c.network_mode, _when(c.created))
+                    for c in engine.containers
+                ),
+            )
+        )
+    if procs is not None:
+        known = inventory(snapshot)
+        views = container_processes(procs, known)
+        sections.append(
+            table(
+                "CONTAINER PROCESSES",
+                ("CONTAINER", "HOST PID", "SHIM PID", "PROCESSES", "ZOMBIES", "SHARED WITH HOST"),
+                (
+                    (
+                        v.container,
+                        v.shim.pid1,
+                        v.shim.shim_pid,
+                        v.shim.processes,
+                        v.shim.zombies,
+                        ",".join(k for k, shared in v.shared_with_host if shared) or "-",
+                    )
+                    for v in views
+                ),
+            )
+        )
+        sections.append(
+            table(
+                "NAMESPACES (inode; * = the host's own)",
+                ("CONTAINER", *NAMESPACE_KINDS),
+                (
+                    (
+                        v.container,
+                        *(_namespace_cell(v.shim.namespaces, dict(v.shared_with_host), kind,
+                                          v.shim.unreadable_namespaces)
+                          for kind in NAMESPACE_KINDS),
+                    )
+                    for v in views
+                ),
+            )
+        )
+        sections.append(
+            table(
+                "SHIMS",
+                ("SHIM PID", "CONTAINER ID", "CONTAINER", "ORPHANED", "STARTED"),
+                (
+                    (
+                        v.shim.shim_pid,
+                        v.shim.container_id[:12],
+                        v.container,
+                        {None: "unknown", True: "YES", False: "no"}[v.orphaned],
+                        _when(v.shim.shim_start_time),
+                    )
+                    for v in shim_verdicts(procs, known)
+                ),
+            )
+        )
+        versions = {c.name: c.version for c in engine.components} if engine else {}
+        sections.append(
+            table(
+                "DAEMONS",
+                ("PROCESS", "PID", "STARTED", "VERSION"),
+                (
+                    (d.name, d.pid, _when(d.start_time),
+                     versions.get("Engine" if d.name == "dockerd" else d.name, "-"))
+                    for d in procs.daemons
+                ),
+            )
+        )
+    return "\n".join(sections)
+
+
+def _namespace_cell(links: object, shared: dict[str, bool], kind: str, refused: tuple[str, ...]) -> str:
+    if kind in refused:
+        return "denied"
+    inode = next((link.inode for link in links if link.kind == kind), None)  # type: ignore[attr-defined]
+    if inode is None:
+        return "-"
+    return f"{inode}{'*' if shared.get(kind) else ''}"
+
+
+def snapshot_json(snapshot: Snapshot) -> str:
+    return json.dumps(
+        {name: factcodec.encode(state) for name, state in snapshot.collectors.items()},
+        indent=1,
+        sort_keys=True,
+    ) + "\n"
+
+
+def snapshot_from_json(text: str, collectors: Sequence[CollectorDef]) -> Snapshot:
+    types = {c.name: c.facts_type for c in collectors}
+    snapshot = Snapshot()
+    for name, data in json.loads(text).items():
+        facts = data.pop("facts")
+        state = factcodec.decode(CollectorState, {**data, "facts": None})
+        snapshot = snapshot.with_state(
+            CollectorState(**{**vars(state), "facts": factcodec.decode(types[name], facts)
+                              if facts is not None else None})
+        )
+    return snapshot

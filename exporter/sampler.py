@@ -1,0 +1,221 @@
+"""The fixed-interval sampler.
+
+Each collector runs in a worker thread of its own, dispatched by one scheduler thread on the
+collector's interval and abandoned (reported as failed) when it overruns its timeout, so a hung
+source never holds up the others. A worker that is still stuck is not given a second job: a hung
+Docker socket costs one thread, not one per interval. Every outcome is published as a new
+immutable Snapshot, rendered to exposition bytes once, and swapped in under a lock; scrapes only
+ever read the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from exporter.collectors import CollectorDef, Source
+from exporter.metrics import Exposition, FamilyWriter, render
+from exporter.selfmetrics import write_self_metrics
+from exporter.settings import Settings
+from exporter.snapshot import CollectorState, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotStore:
+    """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
+
+    def __init__(self, writers: Sequence[FamilyWriter]) -> None:
+        self._writers = (*writers, write_self_metrics)
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot()
+        self._exposition = Exposition.of(render(self._snapshot, self._writers))
+        self._published = threading.Condition(self._lock)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def exposition(self) -> Exposition:
+        return self._exposition
+
+    def publish(self, state: CollectorState) -> None:
+        with self._lock:
+            previous = self._snapshot.collectors.get(state.name)
+            if not state.success and previous is not None:
+                # Keep the last good facts (and when they were taken) for joins.
+                state = CollectorState(
+                    name=state.name,
+                    success=False,
+                    duration_seconds=state.duration_seconds,
+                    last_success_time=previous.last_success_time,
+                    facts=previous.facts,
+                    error=state.error,
+                )
+            snapshot = self._snapshot.with_state(state)
+            exposition = Exposition.of(render(snapshot, self._writers))
+            self._snapshot, self._exposition = snapshot, exposition
+            self._published.notify_all()
+        _log_transition(previous, state)
+
+    def wait(self, predicate: Callable[[Snapshot], bool], timeout: float) -> bool:
+        with self._published:
+            return self._published.wait_for(lambda: predicate(self._snapshot), timeout)
+
+
+def _log_transition(previous: CollectorState | None, state: CollectorState) -> None:
+    """Once per change of state, not once per interval."""
+    if state.success:
+        if previous is not None and not previous.success:
+            log.info("collector recovered", extra={"collector": state.name})
+        return
+    if previous is None or previous.success or previous.error != state.error:
+        log.error("collector failed", extra={"collector": state.name, "reason": state.error})
+
+
+@dataclass
+class _Worker:
+    definition: CollectorDef
+    source: Source
+    interval: float
+    timeout: float
+    store: SnapshotStore
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self.jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.busy_since: float | None = None  # monotonic
+        self.abandoned = False
+        self.next_due = 0.0
+        self.thread = threading.Thread(
+            target=self._loop, name=f"collector-{self.definition.name}", daemon=True
+        )
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def dispatch(self, now: float) -> bool:
+        with self.lock:
+            if self.busy_since is not None:
+                return False  # still stuck in an abandoned run: do not queue another
+            self.generation += 1
+            self.busy_since, self.abandoned = now, False
+            self.jobs.put(self.generation)
+            return True
+
+    def check_timeout(self, now: float) -> None:
+        with self.lock:
+            if self.busy_since is None or self.abandoned or now - self.busy_since < self.timeout:
+                return
+            self.abandoned = True
+        self.store.publish(
+            CollectorState(
+                name=self.name,
+                success=False,
+                duration_seconds=self.timeout,
+                error=f"timed out after {self.timeout:g}s",
+            )
+        )
+
+    def _loop(self) -> None:
+        while (generation := self.jobs.get()) is not None:
+            started = time.perf_counter()
+            facts: object | None = None
+            error: str | None = None
+            try:
+                facts = self.source.read()
+            except Exception as exc:  # a collector's failure must never reach the others
+                error = str(exc) or type(exc).__name__
+                log.debug("collector %s raised", self.name, exc_info=True)
+            duration = time.perf_counter() - started
+            with self.lock:
+                late = self.abandoned or generation != self.generation
+                self.busy_since = None
+            if late:
+                continue  # its timeout was already reported; a late answer is stale
+            self.store.publish(
+                CollectorState(
+                    name=self.name,
+                    success=error is None,
+                    duration_seconds=duration,
+                    last_success_time=self.clock() if error is None else None,
+                    facts=facts,
+                    error=error,
+                )
+            )
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+
+
+class Sampler:
+    def __init__(
+        self,
+        collectors: Iterable[tuple[CollectorDef, Source]],
+        settings: Settings,
+        store: SnapshotStore | None = None,
+    ) -> None:
+        pairs = list(collectors)
+        self.store = store or SnapshotStore([d.write for d, _ in pairs])
+        self._workers = [
+            _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)
+            for d, s in pairs
+        ]
+        self._stop = threading.Event()
+        self._scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.thread.start()
+        self._scheduler.start()
+
+    def healthy(self) -> bool:
+        return self._scheduler.is_alive()
+
+    def _schedule(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for worker in self._workers:
+                worker.check_timeout(now)
+                if now >= worker.next_due:
+                    worker.dispatch(now)
+                    # Fixed-rate schedule; after a long stall, skip the missed runs.
+                    worker.next_due = max(worker.next_due + worker.interval, now)
+            wakeups = [w.next_due for w in self._workers] + [
+                w.busy_since + w.timeout
+                for w in self._workers
+                if w.busy_since is not None and not w.abandoned
+            ]
+            self._stop.wait(max(0.0, min(wakeups, default=1.0) - time.monotonic()) + 0.001)
+
+    def sample_once(self) -> Snapshot:
+        """Run every collector once, each under its timeout; for `inspect` and tests."""
+        for worker in self._workers:
+            worker.thread.start()
+            worker.dispatch(time.monotonic())
+        deadline = time.monotonic() + max((w.timeout for w in self._workers), default=0)
+        names = {w.name for w in self._workers}
+        self.store.wait(lambda s: names <= s.collectors.keys(), deadline - time.monotonic())
+        for worker in self._workers:
+            worker.check_timeout(time.monotonic() + worker.timeout)
+        self.stop()
+        return self.store.snapshot
+
+    def stop(self, join_timeout: float = 2.0) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.stop()
+        if self._scheduler.is_alive():
+            self._scheduler.join(join_timeout)
+        for worker in self._workers:
+            if worker.thread.is_alive():
+                worker.thread.join(join_timeout)
+            worker.source.close()

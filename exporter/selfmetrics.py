@@ -1,0 +1,47 @@
+"""The exporter's own health: per-collector success, duration and last success, and build info."""
+
+from __future__ import annotations
+
+import platform
+
+from exporter import __version__
+from exporter.metrics import Families, declare
+from exporter.snapshot import Snapshot
+
+SUCCESS = declare(
+    "collector_success",
+    "gauge",
+    "1 when the collector's last run succeeded, 0 when it failed or timed out (reason in the log).",
+    ("collector",),
+    collector="exporter",
+)
+DURATION = declare(
+    "collector_duration_seconds",
+    "gauge",
+    "How long the collector's last run took.",
+    ("collector",),
+    collector="exporter",
+)
+LAST_SUCCESS = declare(
+    "collector_last_success_timestamp_seconds",
+    "gauge",
+    "When the collector last succeeded, as Unix time; absent until it first succeeds.",
+    ("collector",),
+    collector="exporter",
+)
+BUILD_INFO = declare(
+    "exporter_build_info",
+    "gauge",
+    "The exporter's version and the Python running it; 1.",
+    ("version", "python_version"),
+    collector="exporter",
+)
+
+
+def write_self_metrics(snapshot: Snapshot, out: Families) -> None:
+    for name, state in sorted(snapshot.collectors.items()):
+        out.add(SUCCESS, int(state.success), name)
+        out.add(DURATION, state.duration_seconds, name)
+        if state.last_success_time is not None:
+            out.add(LAST_SUCCESS, state.last_success_time, name)
+    out.add(BUILD_INFO, 1, __version__, platform.python_version())

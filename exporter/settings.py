@@ -1,0 +1,59 @@
+"""Frozen run-time settings, built from the command line by cli.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DEFAULT_PORT = 9747
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Prometheus-style durations: "15s", "1m30s", "500ms"; a bare number is seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 15s, 2m, 500ms)") from None
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def _no_intervals() -> Mapping[str, float]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    telemetry_path: str = "/metrics"
+    docker_host: str = "unix:///var/run/docker.sock"
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    collectors: tuple[str, ...] = ()
+    sample_interval: float = 15.0
+    sample_timeout: float = 10.0
+    collector_intervals: Mapping[str, float] = field(default_factory=_no_intervals)
+    log_level: str = "info"
+    log_format: str = "logfmt"
+
+    def interval(self, collector: str) -> float:
+        return self.collector_intervals.get(collector, self.sample_interval)
+
+    def timeout(self, collector: str) -> float:
+        """Always shorter than the interval, so a run ends before the next one is due."""
+        return min(self.sample_timeout, 0.8 * self.interval(collector))

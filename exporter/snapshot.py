@@ -1,0 +1,52 @@
+"""The immutable state /metrics renders: per collector, its last outcome and its last good facts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CollectorState:
+    name: str
+    success: bool
+    duration_seconds: float
+    last_success_time: float | None = None
+    # The facts of the last successful run. Kept after a failure only for joins (a container's
+    # name while the Engine API is down); a failed collector's own series are not exported.
+    facts: object | None = None
+    error: str | None = None
+
+    @property
+    def ever_succeeded(self) -> bool:
+        return self.last_success_time is not None
+
+
+def _empty() -> Mapping[str, CollectorState]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    collectors: Mapping[str, CollectorState] = field(default_factory=_empty)
+
+    def with_state(self, state: CollectorState) -> Snapshot:
+        return Snapshot(MappingProxyType({**self.collectors, state.name: state}))
+
+    def current(self, name: str, kind: type[T]) -> T | None:
+        """Facts of `name` if its latest run succeeded: what may be exported as fresh."""
+        state = self.collectors.get(name)
+        if state is None or not state.success:
+            return None
+        return state.facts if isinstance(state.facts, kind) else None
+
+    def last_good(self, name: str, kind: type[T]) -> T | None:
+        """Facts of `name`'s last successful run, however old: for joins only."""
+        state = self.collectors.get(name)
+        if state is None:
+            return None
+        return state.facts if isinstance(state.facts, kind) else None

@@ -1,0 +1,122 @@
+"""HTTP: /metrics serves the latest rendered snapshot, / a landing page, /healthz liveness.
+
+Nothing here reads the host: a scrape costs a lock-free read of bytes rendered when the last
+sample finished, so scrape latency does not grow with the host and extra scrapers cost nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from exporter import __version__
+from exporter.metrics import Exposition
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Go-style "host:port", ":port" (all interfaces) or "[::1]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def landing_page(telemetry_path: str, collectors: list[tuple[str, str]]) -> bytes:
+    path = html.escape(telemetry_path)
+    rows = "".join(
+        f"<li><code>{html.escape(n)}</code>: {html.escape(d)}</li>" for n, d in collectors
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Docker Host Exporter</title></head>
+<body>
+<h1>Docker Host Exporter</h1>
+<p>Prometheus metrics for this Docker host's plumbing: container PID namespaces and shims,
+and more per enabled collector. Values are sampled on an interval; a scrape serves the latest
+sample and never touches the host. Version {html.escape(__version__)}.</p>
+<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">Health</a></p>
+<h2>Enabled collectors</h2>
+<ul>{rows}</ul>
+</body></html>
+""".encode()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many scrapers at once must not see connection resets from a short accept queue.
+    request_queue_size = 128
+
+
+class _DualStackServer(_Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def make_server(
+    listen_address: str,
+    telemetry_path: str,
+    exposition: Callable[[], Exposition],
+    healthy: Callable[[], bool],
+    landing: bytes,
+) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"docker-host-exporter/{__version__}"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == telemetry_path:
+                current = exposition()
+                if "gzip" in self.headers.get("Accept-Encoding", ""):
+                    self._send(200, CONTENT_TYPE, current.gzipped, encoding="gzip")
+                else:
+                    self._send(200, CONTENT_TYPE, current.text)
+            elif path == "/":
+                self._send(200, "text/html; charset=utf-8", landing)
+            elif path == "/healthz":
+                ok = healthy()
+                self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"unhealthy\n")
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def _send(self, status: int, ctype: str, body: bytes, encoding: str | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http: " + format, *args)
+
+    host, port = parse_listen_address(listen_address)
+    if host in ("", "::"):
+        try:
+            return _DualStackServer(("::", port), Handler)
+        except OSError:
+            if host == "::":
+                raise
+            # No IPv6 on this host: all IPv4 interfaces then.
+    return _Server((host or "0.0.0.0", port), Handler)  # noqa: S104
+
+
+def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread
