@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The test bed: on a fresh Debian machine, as root, install what the tests need, start dockerd
+# if none answers, and build the local test images (no registry is reachable: a static busybox
+# root filesystem goes in through `docker import`, layered images are built FROM it).
+# Idempotent: re-running it on a ready machine does nothing but check.
+set -euo pipefail
+
+PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux)
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
+BASE_IMAGE=dhe-test/busybox:latest
+LAYERED_IMAGE=dhe-test/layered:latest
+
+say() { printf 'testbed: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "must run as root (it installs packages and starts dockerd)"
+    exit 1
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's docker.io installs the daemon; the client may be another build earlier on PATH.
+DOCKER=${DOCKER:-docker}
+engine_answers() { "$DOCKER" version >/dev/null 2>&1; }
+
+if ! engine_answers; then
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    # A stale pid file from a killed daemon makes dockerd refuse to start.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        rm -f /var/run/docker.pid
+    fi
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 120); do
+        engine_answers && break
+        sleep 0.5
+    done
+    if ! engine_answers; then
+        say "dockerd did not answer within 60s; last lines of its log:"
+        tail -n 20 "$DOCKERD_LOG" >&2
+        exit 1
+    fi
+fi
+
+if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    say "building $BASE_IMAGE from busybox-static"
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
+    cp /bin/busybox "$rootfs/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+    tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - "$BASE_IMAGE" >/dev/null
+fi
+
+if ! "$DOCKER" image inspect "$LAYERED_IMAGE" >/dev/null 2>&1; then
+    say "building $LAYERED_IMAGE"
+    ctx=$(mktemp -d)
+    cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $BASE_IMAGE
+RUN mkdir -p /data && echo one >/data/one
+RUN dd if=/dev/zero of=/data/blob bs=1024 count=256 2>/dev/null
+CMD ["sleep", "3600"]
+DOCKERFILE
+    if ! out=$(DOCKER_BUILDKIT=0 "$DOCKER" build -q -t "$LAYERED_IMAGE" "$ctx" 2>&1); then
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
+    rm -rf "$ctx"
+fi
+
+say "ready: $("$DOCKER" version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), images $BASE_IMAGE $LAYERED_IMAGE"

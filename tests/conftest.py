@@ -1,0 +1,99 @@
+"""Shared fixtures. Under CI (CI=true) a missing prerequisite fails the test instead of skipping
+it: a green run must mean the real engine, kernel and promtool were exercised."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BASE_IMAGE = "dhe-test/busybox:latest"
+TEST_LABEL = "dhe-test"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite golden files from the current output instead of comparing",
+    )
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail under CI."""
+    if IN_CI:
+        pytest.fail(f"prerequisite missing under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def root() -> None:
+    if os.geteuid() != 0:
+        unavailable("needs root")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        unavailable("promtool not installed (Debian package prometheus)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(root: None) -> Iterator[Any]:
+    """A real Docker engine with the test bed's images (scripts/testbed.sh)."""
+    try:
+        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto")
+        client.images.get(BASE_IMAGE)
+    except Exception as exc:
+        unavailable(f"no Docker engine with {BASE_IMAGE}: {exc} (run scripts/testbed.sh)")
+    yield client
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        container.remove(force=True)
+    client.close()
+
+
+class Containers:
+    """Starts test containers with a unique prefix and removes them afterwards."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.prefix = f"dhe-{uuid.uuid4().hex[:6]}"
+        self.started: list[Any] = []
+
+    def run(self, name: str, command: str = "sleep 3600", **kwargs: Any) -> Any:
+        container = self.client.containers.run(
+            kwargs.pop("image", BASE_IMAGE),
+            ["sh", "-c", command],
+            name=f"{self.prefix}-{name}",
+            detach=True,
+            labels={TEST_LABEL: "1"},
+            **kwargs,
+        )
+        self.started.append(container)
+        container.reload()
+        return container
+
+    def cleanup(self) -> None:
+        for container in self.started:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+@pytest.fixture
+def containers(engine: Any) -> Iterator[Containers]:
+    made = Containers(engine)
+    yield made
+    made.cleanup()

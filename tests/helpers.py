@@ -1,0 +1,111 @@
+"""Running the exporter's pieces for real, and reading what they expose."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collectors import all_collectors
+from exporter.sampler import Sampler
+from exporter.settings import Settings
+from exporter.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+def parse(exposition: bytes | str) -> list[Sample]:
+    text = exposition.decode() if isinstance(exposition, bytes) else exposition
+    return [
+        Sample(s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def select(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
+    return [
+        s
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def value(samples: list[Sample], name: str, **labels: str) -> float:
+    found = select(samples, name, **labels)
+    assert len(found) == 1, f"expected one {name}{labels}, found {found}"
+    return found[0].value
+
+
+def sample_once(settings: Settings | None = None) -> tuple[Snapshot, list[Sample]]:
+    settings = settings or Settings(collectors=tuple(c.name for c in all_collectors()))
+    defs = [c for c in all_collectors() if c.name in settings.collectors]
+    sampler = Sampler(((c, c.build(settings)) for c in defs), settings)
+    snapshot = sampler.sample_once()
+    return snapshot, parse(sampler.store.exposition.text)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        body: bytes = response.read()
+        return body
+
+
+def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@contextmanager
+def exporter_process(*args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """The real console entry point in a child process; yields its base URL."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base + "/healthz"), timeout=15)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        get(url, timeout=1)
+        return True
+    except OSError:
+        return False

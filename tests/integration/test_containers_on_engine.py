@@ -1,0 +1,212 @@
+"""The containers and processes collectors against a real dockerd and the real /proc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.collectors import all_collectors
+from exporter.settings import Settings
+from tests.conftest import BASE_IMAGE, Containers
+from tests.helpers import Sample, sample_once, select, value, wait_for
+
+pytestmark = pytest.mark.integration
+
+PRIVATE_KINDS = ("ipc", "mnt", "net", "pid", "uts")
+
+
+def ns_inode(pid: int, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}").split("[")[1].rstrip("]")
+
+
+def shared(samples: list[Sample], container: str) -> dict[str, float]:
+    return {
+        s.labels["namespace"]: s.value
+        for s in select(samples, "docker_host_container_namespace_shared_with_host",
+                        container=container)
+    }
+
+
+def test_plain_container_pid1_namespaces_and_shim(containers: Containers) -> None:
+    c = containers.run("plain")
+    _, samples = sample_once()
+    pid = c.attrs["State"]["Pid"]
+    info = select(samples, "docker_host_container_pid1_info", container=c.name)
+    assert [s.labels["host_pid"] for s in info] == [str(pid)]
+    shim_pid = int(info[0].labels["shim_pid"])
+    assert f"-id\0{c.id}" in Path(f"/proc/{shim_pid}/cmdline").read_text()
+    for kind in ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts"):
+        assert select(samples, "docker_host_container_namespace_info", container=c.name,
+                      namespace=kind, inode=ns_inode(pid, kind)), kind
+    assert all(shared(samples, c.name)[k] == 0 for k in PRIVATE_KINDS)
+    assert value(samples, "docker_host_container_processes", container=c.name) == 1
+    assert value(samples, "docker_host_container_zombie_processes", container=c.name) == 0
+    assert value(samples, "docker_host_container_info", container=c.name, state="running",
+                 container_id=c.id[:12]) == 1
+    assert value(samples, "docker_host_shim_orphaned", container_id=c.id[:12]) == 0
+    assert value(samples, "docker_host_collector_success", collector="containers") == 1
+    assert value(samples, "docker_host_collector_success", collector="processes") == 1
+
+
+def test_pid_host_shares_the_pid_namespace(containers: Containers) -> None:
+    c = containers.run("pidhost", pid_mode="host")
+    _, samples = sample_once()
+    assert shared(samples, c.name)["pid"] == 1
+    assert shared(samples, c.name)["net"] == 0
+    # No child of the shim is PID 1 in a namespace of its own: the oldest child is its init.
+    assert value(samples, "docker_host_container_pid1_info", container=c.name,
+                 host_pid=str(c.attrs["State"]["Pid"]), shim_pid=select(
+                     samples, "docker_host_container_pid1_info", container=c.name
+                 )[0].labels["shim_pid"]) == 1
+
+
+def test_network_modes(containers: Containers) -> None:
+    host = containers.run("nethost", network_mode="host")
+    none = containers.run("netnone", network_mode="none")
+    owner = containers.run("owner")
+    sharer = containers.run("sharer", network_mode=f"container:{owner.id}")
+    _, samples = sample_once()
+    assert shared(samples, host.name)["net"] == 1
+    assert shared(samples, none.name)["net"] == 0
+    owner_net = select(samples, "docker_host_container_namespace_info", container=owner.name,
+                       namespace="net")[0].labels["inode"]
+    assert select(samples, "docker_host_container_namespace_info", container=sharer.name,
+                  namespace="net", inode=owner_net)
+    assert shared(samples, sharer.name)["net"] == 0
+    assert shared(samples, sharer.name)["pid"] == 0
+    modes = {s.labels["container"]: s.labels["network_mode"]
+             for s in select(samples, "docker_host_container_info")}
+    assert modes[host.name] == "host"
+    assert modes[none.name] == "none"
+    assert modes[sharer.name] == f"container:{owner.id}"
+
+
+def test_zombie_child_of_pid1_is_counted(containers: Containers) -> None:
+    # sh forks a short child, then execs into sleep, which never reaps it.
+    c = containers.run("zombie", "sleep 0.1 & exec sleep 3600")
+    def zombies() -> float:
+        _, samples = sample_once()
+        found = select(samples, "docker_host_container_zombie_processes", container=c.name)
+        return found[0].value if found else -1
+
+    wait_for(lambda: zombies() == 1, timeout=10)
+    _, samples = sample_once()
+    assert value(samples, "docker_host_container_processes", container=c.name) == 2
+
+
+def test_exec_session_does_not_displace_pid1(containers: Containers) -> None:
+    c = containers.run("execd")
+    c.exec_run(["sh", "-c", "sleep 30"], detach=True)
+    def processes() -> float:
+        return value(sample_once()[1], "docker_host_container_processes", container=c.name)
+
+    wait_for(lambda: processes() == 2, timeout=10)
+    _, samples = sample_once()
+    assert select(samples, "docker_host_container_pid1_info", container=c.name,
+                  host_pid=str(c.attrs["State"]["Pid"]))
+
+
+def test_stopped_container_has_state_and_no_process_series(containers: Containers) -> None:
+    c = containers.run("stopped", "exit 3")
+    c.wait(timeout=30)
+    _, samples = sample_once()
+    assert value(samples, "docker_host_container_info", container=c.name, state="exited") == 1
+    assert not select(samples, "docker_host_container_pid1_info", container=c.name)
+    assert value(samples, "docker_host_containers", state="exited") >= 1
+
+
+def test_daemons_are_found_with_versions() -> None:
+    _, samples = sample_once()
+    assert value(samples, "docker_host_daemon_processes", process="dockerd") >= 1
+    assert value(samples, "docker_host_daemon_processes", process="containerd") >= 1
+    dockerd = select(samples, "docker_host_daemon_process_start_time_seconds", process="dockerd")
+    pid = dockerd[0].labels["pid"]
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+    components = {s.labels["component"] for s in select(
+        samples, "docker_host_engine_component_info")}
+    assert {"Engine", "containerd", "runc"} <= components
+
+
+def test_container_removed_while_sampling_leaves_no_error_and_no_stale_series(
+    containers: Containers, engine: Any
+) -> None:
+    victims = [containers.run(f"victim{i}") for i in range(6)]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def sample_continuously() -> None:
+        while not stop.is_set():
+            snapshot, _ = sample_once()
+            failures.extend(
+                f"{s.name}: {s.error}" for s in snapshot.collectors.values() if not s.success
+            )
+
+    sampler = threading.Thread(target=sample_continuously)
+    sampler.start()
+    try:
+        for victim in victims:
+            victim.remove(force=True)
+    finally:
+        stop.set()
+        sampler.join(60)
+    assert failures == []
+    _, samples = sample_once()
+    names = {v.name for v in victims}
+    assert not [s for s in samples if s.labels.get("container") in names]
+    ids = {v.id[:12] for v in victims}
+    assert not [s for s in samples if s.labels.get("container_id") in ids]
+
+
+def test_orphaned_shim_judgement_needs_a_container_list(containers: Containers) -> None:
+    c = containers.run("unjudged")
+    _, samples = sample_once(Settings(collectors=("processes",)))
+    # No container list at all: nothing is called orphaned, and the name is the short id.
+    assert select(samples, "docker_host_shim_info", container_id=c.id[:12], container=c.id[:12])
+    assert not select(samples, "docker_host_shim_orphaned")
+
+
+CONTAINERD = "/var/run/docker/containerd/containerd.sock"
+
+
+def ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["ctr", "--address", CONTAINERD, "-n", "moby", *args],
+                          capture_output=True, check=check, timeout=60)
+
+
+@pytest.fixture
+def orphan_shim(engine: Any) -> Iterator[str]:
+    """A real shim in Docker's containerd namespace that dockerd does not know: what is left
+    when dockerd loses track of a container (a crash between containerd and its own state)."""
+    image = "docker.io/dhe-test/busybox:latest"
+    if image.encode() not in ctr("images", "ls", "-q").stdout:
+        saved = subprocess.run(["docker", "save", BASE_IMAGE], capture_output=True, check=True)
+        subprocess.run(["ctr", "--address", CONTAINERD, "-n", "moby", "images", "import", "-"],
+                       input=saved.stdout, capture_output=True, check=True, timeout=120)
+    name = f"dhe-orphan-{uuid.uuid4().hex[:8]}"
+    ctr("run", "-d", image, name, "sleep", "3600")
+    try:
+        yield name
+    finally:
+        ctr("task", "kill", "-s", "KILL", name, check=False)
+        wait_for(lambda: b"STOPPED" in ctr("task", "ls").stdout or
+                 name.encode() not in ctr("task", "ls").stdout, timeout=20)
+        ctr("task", "rm", name, check=False)
+        ctr("container", "rm", name, check=False)
+
+
+def test_shim_without_docker_container_is_orphaned(orphan_shim: str, containers: Containers) -> None:
+    healthy = containers.run("healthy")
+    _, samples = sample_once()
+    assert value(samples, "docker_host_shim_orphaned", container_id=orphan_shim[:12]) == 1
+    assert value(samples, "docker_host_shim_orphaned", container_id=healthy.id[:12]) == 0
+
+
+def test_every_collector_is_exercised() -> None:
+    assert {c.name for c in all_collectors()} == {"containers", "processes"}
