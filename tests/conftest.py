@@ -77,7 +77,7 @@ class Containers:
             ["sh", "-c", command],
             name=f"{self.prefix}-{name}",
             detach=True,
-            labels={TEST_LABEL: "1"},
+            labels={TEST_LABEL: "1", **kwargs.pop("labels", {})},
             **kwargs,
         )
         self.started.append(container)

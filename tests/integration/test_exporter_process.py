@@ -1,0 +1,195 @@
+"""The exporter as users run it: the console entry point in its own process, scraped over HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.collectors import all_collectors
+from exporter.sampler import Sampler
+from exporter.settings import Settings
+from exporter.web import make_server, serve_in_background
+from tests.conftest import Containers
+from tests.helpers import exporter_process, free_port, get, parse, select, value, wait_for
+from tests.sockets import HangingDocker, RecordingProxy
+
+pytestmark = pytest.mark.integration
+
+
+def success(base: str, collector: str) -> float | None:
+    found = select(parse(get(base + "/metrics")), "docker_host_collector_success",
+                   collector=collector)
+    return found[0].value if found else None
+
+
+def test_real_metrics_pass_promtool(containers: Containers, promtool: str) -> None:
+    containers.run("lint", labels={"com.example.quote": 'a "quoted"\nvalue'})
+    with exporter_process("--sample.interval=1s") as (base, _):
+        wait_for(lambda: success(base, "containers") == 1 and success(base, "processes") == 1)
+        body = get(base + "/metrics")
+    lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                          timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert lint.stdout + lint.stderr == b""
+    assert b"# HELP docker_host_container_pid1_info" in body
+    assert b"Sampled on the collector's interval" in body
+
+
+def test_landing_page_health_gzip_and_sigterm(root: None) -> None:
+    with exporter_process("--sample.interval=1s", "--web.telemetry-path=/probe") as (base, proc):
+        wait_for(lambda: b"docker_host_collector_success" in get(base + "/probe"))
+        landing = get(base + "/")
+        assert b'href="/probe"' in landing
+        assert get(base + "/healthz") == b"ok\n"
+        zipped = get(base + "/probe", headers={"Accept-Encoding": "gzip"})
+        assert b"docker_host_collector_success" in gzip.decompress(zipped)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert "shutting down" in out
+    assert "signal=SIGTERM" in out
+
+
+def test_exporter_started_before_dockerd_recovers_by_itself(root: None, engine: Any) -> None:
+    # The exporter's docker socket first does not exist (dockerd down), then appears and is
+    # served by the real dockerd (through a proxy that also records which methods were used).
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-"))
+    sock = workdir / "docker.sock"
+    proxy = None
+    try:
+        with exporter_process("--sample.interval=1s", f"--docker.host=unix://{sock}") as (
+            base, proc
+        ):
+            wait_for(lambda: success(base, "containers") == 0 and success(base, "processes") == 1)
+            # Several failed intervals pass: the log must still say it once.
+            threading.Event().wait(3.5)
+            proxy = RecordingProxy(sock)
+            wait_for(lambda: success(base, "containers") == 1)
+            samples = parse(get(base + "/metrics"))
+            assert select(samples, "docker_host_engine_component_info", component="Engine")
+            proc.terminate()
+            out, _ = proc.communicate(timeout=15)
+        failures = [line for line in out.splitlines() if 'msg="collector failed"' in line]
+        assert len(failures) == 1, out
+        assert "collector=containers" in failures[0]
+        assert "socket does not exist" in failures[0]
+        assert 'msg="collector recovered" collector=containers' in out
+        assert proxy.request_lines, "the exporter never reached dockerd through the proxy"
+        assert proxy.methods == {"GET"}, proxy.request_lines
+    finally:
+        if proxy is not None:
+            proxy.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_hanging_docker_socket_times_out_without_piling_up_threads(root: None) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-"))
+    hanging = HangingDocker(workdir / "docker.sock")
+    try:
+        with exporter_process("--sample.interval=1s", "--sample.timeout=500ms",
+                              f"--docker.host=unix://{workdir / 'docker.sock'}") as (base, proc):
+            wait_for(lambda: success(base, "containers") == 0)
+            assert success(base, "processes") == 1
+            threads = len(os.listdir(f"/proc/{proc.pid}/task"))
+            # Several intervals later a scrape still answers at once and no thread piled up.
+            threading.Event().wait(4)
+            samples = parse(get(base + "/metrics", timeout=2))
+            assert value(samples, "docker_host_collector_success", collector="processes") == 1
+            assert value(samples, "docker_host_collector_success", collector="containers") == 0
+            assert len(os.listdir(f"/proc/{proc.pid}/task")) <= threads
+            proc.terminate()
+            out, _ = proc.communicate(timeout=15)
+        assert "timed out" in out
+        assert proc.returncode == 0
+    finally:
+        hanging.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_without_privileges_it_degrades_and_says_why(containers: Containers) -> None:
+    c = containers.run("unprivileged")
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is part of the test bed"
+    port = free_port()
+    # nobody, no capabilities: /proc/PID/ns of root's processes and the Docker socket refuse.
+    proc = subprocess.Popen(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+         "--sample.interval=1s"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            try:
+                return success(base, "processes") == 1 and success(base, "containers") == 0
+            except OSError:
+                return False
+
+        wait_for(ready, timeout=20)
+        samples = parse(get(base + "/metrics"))
+        # Without a container list the name is the short id; the namespaces are refused.
+        assert value(samples, "docker_host_container_namespaces_unreadable",
+                     container=c.id[:12]) == 7
+        assert value(samples, "docker_host_container_processes", container=c.id[:12]) == 1
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "needs CAP_SYS_PTRACE" in out
+    assert "permission denied on the socket" in out
+
+
+def test_scrapes_never_touch_the_host(root: None, engine: Any) -> None:
+    settings = Settings(collectors=("containers", "processes"), sample_interval=3600)
+    reads = {"containers": 0, "processes": 0}
+
+    class Counting:
+        def __init__(self, name: str, inner: Any) -> None:
+            self.name, self.inner = name, inner
+
+        def read(self) -> object:
+            reads[self.name] += 1
+            return self.inner.read()
+
+        def close(self) -> None:
+            self.inner.close()
+
+    defs = [c for c in all_collectors() if c.name in settings.collectors]
+    sampler = Sampler(((c, Counting(c.name, c.build(settings))) for c in defs), settings)
+    sampler.start()
+    port = free_port()
+    server = make_server(f"127.0.0.1:{port}", "/metrics", lambda: sampler.store.exposition,
+                         sampler.healthy, b"")
+    serve_in_background(server)
+    try:
+        sampler.store.wait(lambda s: len(s.collectors) == 2, timeout=20)
+        assert reads == {"containers": 1, "processes": 1}
+        bodies: list[bytes] = []
+
+        def scrape() -> None:
+            for _ in range(30):
+                bodies.append(get(f"http://127.0.0.1:{port}/metrics"))
+
+        scrapers = [threading.Thread(target=scrape) for _ in range(10)]
+        for t in scrapers:
+            t.start()
+        for t in scrapers:
+            t.join(60)
+        assert len(bodies) == 300
+        assert len(set(bodies)) == 1
+        assert reads == {"containers": 1, "processes": 1}
+    finally:
+        server.shutdown()
+        server.server_close()
+        sampler.stop()

@@ -1,0 +1,82 @@
+"""Unix-socket stand-ins for the Docker socket: a recording proxy to the real dockerd (the
+daemon appearing, and which HTTP methods the exporter used), and a server that never answers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from pathlib import Path
+
+REAL_DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+class _Listener:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(64)
+        self.closed = threading.Event()
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+        for conn in self.connections:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self.path.unlink(missing_ok=True)
+
+
+class HangingDocker(_Listener):
+    """Accepts connections and reads requests, but never answers."""
+
+    def handle(self, conn: socket.socket) -> None:
+        pass
+
+
+class RecordingProxy(_Listener):
+    """Forwards to the real Docker socket, recording each request line it sees."""
+
+    def __init__(self, path: Path, upstream: str = REAL_DOCKER_SOCKET) -> None:
+        self.upstream = upstream
+        self.request_lines: list[str] = []
+        super().__init__(path)
+
+    def handle(self, conn: socket.socket) -> None:
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        up.connect(self.upstream)
+        self.connections.append(up)
+        threading.Thread(target=self._pump, args=(conn, up, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(up, conn, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if requests:
+                    # Requests from the exporter are small GETs: each starts a segment.
+                    for line in data.split(b"\r\n"):
+                        if line.split(b" ")[-1:] in ([b"HTTP/1.1"], [b"HTTP/1.0"]):
+                            self.request_lines.append(line.decode(errors="replace"))
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    @property
+    def methods(self) -> set[str]:
+        return {line.split(" ", 1)[0] for line in self.request_lines}
