@@ -29,7 +29,9 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser(collectors: Sequence[CollectorDef], inspect: bool = False) -> argparse.ArgumentParser:
+def build_parser(
+    collectors: Sequence[CollectorDef], inspect: bool = False
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="docker-host-exporter" + (" inspect" if inspect else ""),
         description=(
@@ -41,33 +43,86 @@ def build_parser(collectors: Sequence[CollectorDef], inspect: bool = False) -> a
     )
     add = parser.add_argument
     if inspect:
-        add("--format", choices=("table", "json"), default="table",
-            help="tables for people, or the raw facts as JSON (default: table)")
+        add(
+            "--format",
+            choices=("table", "json"),
+            default="table",
+            help="tables for people, or the raw facts as JSON (default: table)",
+        )
     else:
-        add("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN_ADDRESS,
-            help="address to serve on, host:port or :port (default: %(default)s)")
-        add("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-            help="path under which to expose metrics (default: %(default)s)")
-    add("--docker.host", dest="docker_host", default=None,
-        help="Docker Engine API address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
-    add("--path.procfs", dest="procfs", default="/proc",
-        help="the host's procfs mount point (default: %(default)s)")
-    add("--path.sysfs", dest="sysfs", default="/sys",
-        help="the host's sysfs mount point (default: %(default)s)")
-    add("--sample.interval", dest="sample_interval", type=_duration, default=15.0,
-        help="how often every collector samples the host, e.g. 15s, 1m (default: 15s)")
-    add("--sample.timeout", dest="sample_timeout", type=_duration, default=10.0,
-        help="longest a collector run may take; capped at 80%% of its interval (default: 10s)")
+        add(
+            "--web.listen-address",
+            dest="listen_address",
+            default=DEFAULT_LISTEN_ADDRESS,
+            help="address to serve on, host:port or :port (default: %(default)s)",
+        )
+        add(
+            "--web.telemetry-path",
+            dest="telemetry_path",
+            default="/metrics",
+            help="path under which to expose metrics (default: %(default)s)",
+        )
+    add(
+        "--docker.host",
+        dest="docker_host",
+        default=None,
+        help="Docker Engine API address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)",
+    )
+    add(
+        "--path.procfs",
+        dest="procfs",
+        default="/proc",
+        help="the host's procfs mount point (default: %(default)s)",
+    )
+    add(
+        "--path.sysfs",
+        dest="sysfs",
+        default="/sys",
+        help="the host's sysfs mount point (default: %(default)s)",
+    )
+    add(
+        "--sample.interval",
+        dest="sample_interval",
+        type=_duration,
+        default=15.0,
+        help="how often every collector samples the host, e.g. 15s, 1m (default: 15s)",
+    )
+    add(
+        "--sample.timeout",
+        dest="sample_timeout",
+        type=_duration,
+        default=10.0,
+        help="longest a collector run may take; capped at 80%% of its interval (default: 10s)",
+    )
     for c in collectors:
-        add(f"--collector.{c.name}", dest=f"collector_{c.name}",
-            action=argparse.BooleanOptionalAction, default=c.enabled_by_default,
-            help=f"{c.description} (default: {'on' if c.enabled_by_default else 'off'})")
-        add(f"--collector.{c.name}.interval", dest=f"interval_{c.name}", type=_duration,
-            default=None, help=f"sampling interval for {c.name} (default: --sample.interval)")
-    add("--log.level", dest="log_level", choices=logsetup.LEVELS, default="info",
-        help="only log messages with this or a higher severity (default: %(default)s)")
-    add("--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt",
-        help="log format (default: %(default)s)")
+        add(
+            f"--collector.{c.name}",
+            dest=f"collector_{c.name}",
+            action=argparse.BooleanOptionalAction,
+            default=c.enabled_by_default,
+            help=f"{c.description} (default: {'on' if c.enabled_by_default else 'off'})",
+        )
+        add(
+            f"--collector.{c.name}.interval",
+            dest=f"interval_{c.name}",
+            type=_duration,
+            default=None,
+            help=f"sampling interval for {c.name} (default: --sample.interval)",
+        )
+    add(
+        "--log.level",
+        dest="log_level",
+        choices=logsetup.LEVELS,
+        default="info",
+        help="only log messages with this or a higher severity (default: %(default)s)",
+    )
+    add(
+        "--log.format",
+        dest="log_format",
+        choices=("logfmt", "json"),
+        default="logfmt",
+        help="log format (default: %(default)s)",
+    )
     add("--version", action="version", version=f"docker-host-exporter {__version__}")
     return parser
 
@@ -82,9 +137,13 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         collectors=tuple(c.name for c in collectors if getattr(args, f"collector_{c.name}")),
         sample_interval=args.sample_interval,
         sample_timeout=args.sample_timeout,
-        collector_intervals=MappingProxyType({
-            c.name: v for c in collectors if (v := getattr(args, f"interval_{c.name}")) is not None
-        }),
+        collector_intervals=MappingProxyType(
+            {
+                c.name: v
+                for c in collectors
+                if (v := getattr(args, f"interval_{c.name}")) is not None
+            }
+        ),
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -121,7 +180,9 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
             settings.telemetry_path,
             exposition=lambda: sampler.store.exposition,
             healthy=sampler.healthy,
-            landing=landing_page(settings.telemetry_path, [(c.name, c.description) for c in enabled]),
+            landing=landing_page(
+                settings.telemetry_path, [(c.name, c.description) for c in enabled]
+            ),
         )
     except (OSError, ValueError) as exc:
         log.error("cannot listen", extra={"address": settings.listen_address, "reason": str(exc)})

@@ -89,4 +89,4 @@ def render(snapshot: Snapshot, writers: Iterable[FamilyWriter]) -> bytes:
     families = Families()
     for write in writers:
         write(snapshot, families)
-    return generate_latest(families)  # type: ignore[arg-type]
+    return generate_latest(families)

@@ -37,8 +37,12 @@ def render_report(snapshot: Snapshot) -> str:
             "COLLECTORS",
             ("COLLECTOR", "OK", "DURATION", "ERROR"),
             (
-                (s.name, "yes" if s.success else "NO", f"{s.duration_seconds * 1000:.1f}ms",
-                 s.error or "")
+                (
+                    s.name,
+                    "yes" if s.success else "NO",
+                    f"{s.duration_seconds * 1000:.1f}ms",
+                    s.error or "",
+                )
                 for s in snapshot.collectors.values()
             ),
         )
@@ -58,7 +62,7 @@ def render_report(snapshot: Snapshot) -> str:
         )
     if procs is not None:
         known = inventory(snapshot)
-        views = container_processes(procs, known)
+        views = sorted(container_processes(procs, known), key=lambda v: v.container)
         sections.append(
             table(
                 "CONTAINER PROCESSES",
@@ -83,9 +87,15 @@ def render_report(snapshot: Snapshot) -> str:
                 (
                     (
                         v.container,
-                        *(_namespace_cell(v.shim.namespaces, dict(v.shared_with_host), kind,
-                                          v.shim.unreadable_namespaces)
-                          for kind in NAMESPACE_KINDS),
+                        *(
+                            _namespace_cell(
+                                v.shim.namespaces,
+                                dict(v.shared_with_host),
+                                kind,
+                                v.shim.unreadable_namespaces,
+                            )
+                            for kind in NAMESPACE_KINDS
+                        ),
                     )
                     for v in views
                 ),
@@ -103,7 +113,7 @@ def render_report(snapshot: Snapshot) -> str:
                         {None: "unknown", True: "YES", False: "no"}[v.orphaned],
                         _when(v.shim.shim_start_time),
                     )
-                    for v in shim_verdicts(procs, known)
+                    for v in sorted(shim_verdicts(procs, known), key=lambda v: v.container)
                 ),
             )
         )
@@ -113,8 +123,12 @@ def render_report(snapshot: Snapshot) -> str:
                 "DAEMONS",
                 ("PROCESS", "PID", "STARTED", "VERSION"),
                 (
-                    (d.name, d.pid, _when(d.start_time),
-                     versions.get("Engine" if d.name == "dockerd" else d.name, "-"))
+                    (
+                        d.name,
+                        d.pid,
+                        _when(d.start_time),
+                        versions.get("Engine" if d.name == "dockerd" else d.name, "-"),
+                    )
                     for d in procs.daemons
                 ),
             )
@@ -122,7 +136,9 @@ def render_report(snapshot: Snapshot) -> str:
     return "\n".join(sections)
 
 
-def _namespace_cell(links: object, shared: dict[str, bool], kind: str, refused: tuple[str, ...]) -> str:
+def _namespace_cell(
+    links: object, shared: dict[str, bool], kind: str, refused: tuple[str, ...]
+) -> str:
     if kind in refused:
         return "denied"
     inode = next((link.inode for link in links if link.kind == kind), None)  # type: ignore[attr-defined]
@@ -132,11 +148,14 @@ def _namespace_cell(links: object, shared: dict[str, bool], kind: str, refused: 
 
 
 def snapshot_json(snapshot: Snapshot) -> str:
-    return json.dumps(
-        {name: factcodec.encode(state) for name, state in snapshot.collectors.items()},
-        indent=1,
-        sort_keys=True,
-    ) + "\n"
+    return (
+        json.dumps(
+            {name: factcodec.encode(state) for name, state in snapshot.collectors.items()},
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def snapshot_from_json(text: str, collectors: Sequence[CollectorDef]) -> Snapshot:
@@ -146,7 +165,11 @@ def snapshot_from_json(text: str, collectors: Sequence[CollectorDef]) -> Snapsho
         facts = data.pop("facts")
         state = factcodec.decode(CollectorState, {**data, "facts": None})
         snapshot = snapshot.with_state(
-            CollectorState(**{**vars(state), "facts": factcodec.decode(types[name], facts)
-                              if facts is not None else None})
+            CollectorState(
+                **{
+                    **vars(state),
+                    "facts": factcodec.decode(types[name], facts) if facts is not None else None,
+                }
+            )
         )
     return snapshot

@@ -60,8 +60,9 @@ class SnapshotStore:
             snapshot = self._snapshot.with_state(state)
             exposition = Exposition.of(render(snapshot, self._writers))
             self._snapshot, self._exposition = snapshot, exposition
+            # Logged under the lock so transitions of one collector are never reordered.
+            _log_transition(previous, state)
             self._published.notify_all()
-        _log_transition(previous, state)
 
     def wait(self, predicate: Callable[[Snapshot], bool], timeout: float) -> bool:
         with self._published:
@@ -216,6 +217,7 @@ class Sampler:
         if self._scheduler.is_alive():
             self._scheduler.join(join_timeout)
         for worker in self._workers:
-            if worker.thread.is_alive():
+            # A worker stuck in a hung source would only delay shutdown: it is a daemon thread.
+            if worker.thread.is_alive() and worker.busy_since is None:
                 worker.thread.join(join_timeout)
             worker.source.close()

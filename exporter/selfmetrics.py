@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 from exporter import __version__
 from exporter.metrics import Families, declare
 from exporter.snapshot import Snapshot
@@ -32,8 +30,8 @@ LAST_SUCCESS = declare(
 BUILD_INFO = declare(
     "exporter_build_info",
     "gauge",
-    "The exporter's version and the Python running it; 1.",
-    ("version", "python_version"),
+    "The exporter's version; 1.",
+    ("version",),
     collector="exporter",
 )
 
@@ -44,4 +42,4 @@ def write_self_metrics(snapshot: Snapshot, out: Families) -> None:
         out.add(DURATION, state.duration_seconds, name)
         if state.last_success_time is not None:
             out.add(LAST_SUCCESS, state.last_success_time, name)
-    out.add(BUILD_INFO, 1, __version__, platform.python_version())
+    out.add(BUILD_INFO, 1, __version__)

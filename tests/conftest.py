@@ -3,6 +3,7 @@ it: a green run must mean the real engine, kernel and promtool were exercised.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -86,10 +87,8 @@ class Containers:
 
     def cleanup(self) -> None:
         for container in self.started:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 @pytest.fixture

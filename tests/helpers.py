@@ -80,7 +80,9 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) ->
 
 
 @contextmanager
-def exporter_process(*args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def exporter_process(
+    *args: str, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """The real console entry point in a child process; yields its base URL."""
     port = port or free_port()
     proc = subprocess.Popen(

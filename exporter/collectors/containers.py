@@ -56,9 +56,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if engine is None:
         return
     for c in engine.containers:
-        out.add(
-            CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode
-        )
+        out.add(CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode)
         out.add(CONTAINER_CREATED, c.created, c.name)
     for state, count in containers_by_state(engine).items():
         out.add(CONTAINERS, count, state)

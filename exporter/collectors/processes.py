@@ -93,8 +93,8 @@ DAEMON_START = declare(
     ("process", "pid"),
     collector=NAME,
 )
-HOST_PROCESSES = declare(
-    "host_processes",
+PROCFS_PROCESSES = declare(
+    "procfs_processes",
     "gauge",
     "Processes in the host's /proc at the last sample.",
     (),
@@ -132,7 +132,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(DAEMON_PROCESSES, sum(d.name == daemon for d in procs.daemons), daemon)
     for d in procs.daemons:
         out.add(DAEMON_START, d.start_time, d.name, str(d.pid))
-    out.add(HOST_PROCESSES, procs.processes_scanned)
+    out.add(PROCFS_PROCESSES, procs.processes_scanned)
 
 
 def build(settings: Settings) -> Source:

@@ -9,6 +9,7 @@ is only trusted when its start time is the same before and after its namespaces 
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 from collections import defaultdict
@@ -27,7 +28,11 @@ from exporter.facts import (
 # comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
 # and both "docker-containerd" and "docker-containerd-shim" (Docker < 18.09) as "docker-containe".
 _SHIM_COMMS = ("containerd-shim", "docker-containe")
-_DAEMON_NAMES = {"dockerd": "dockerd", "containerd": "containerd", "docker-containerd": "containerd"}
+_DAEMON_NAMES = {
+    "dockerd": "dockerd",
+    "containerd": "containerd",
+    "docker-containerd": "containerd",
+}
 
 _GONE = (errno.ENOENT, errno.ESRCH)
 
@@ -108,7 +113,7 @@ def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
     if not argv or "containerd-shim" not in Path(argv[0]).name:
         return None
     options: dict[str, str] = {}
-    for flag, value in zip(argv[1:], argv[2:], strict=False):
+    for flag, value in itertools.pairwise(argv[1:]):
         if flag.startswith("-"):
             options[flag.lstrip("-")] = value
     container_id = options.get("id") or Path(options.get("workdir", "")).name

@@ -29,8 +29,9 @@ def ns_inode(pid: int, kind: str) -> str:
 def shared(samples: list[Sample], container: str) -> dict[str, float]:
     return {
         s.labels["namespace"]: s.value
-        for s in select(samples, "docker_host_container_namespace_shared_with_host",
-                        container=container)
+        for s in select(
+            samples, "docker_host_container_namespace_shared_with_host", container=container
+        )
     }
 
 
@@ -43,13 +44,26 @@ def test_plain_container_pid1_namespaces_and_shim(containers: Containers) -> Non
     shim_pid = int(info[0].labels["shim_pid"])
     assert f"-id\0{c.id}" in Path(f"/proc/{shim_pid}/cmdline").read_text()
     for kind in ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts"):
-        assert select(samples, "docker_host_container_namespace_info", container=c.name,
-                      namespace=kind, inode=ns_inode(pid, kind)), kind
+        assert select(
+            samples,
+            "docker_host_container_namespace_info",
+            container=c.name,
+            namespace=kind,
+            inode=ns_inode(pid, kind),
+        ), kind
     assert all(shared(samples, c.name)[k] == 0 for k in PRIVATE_KINDS)
     assert value(samples, "docker_host_container_processes", container=c.name) == 1
     assert value(samples, "docker_host_container_zombie_processes", container=c.name) == 0
-    assert value(samples, "docker_host_container_info", container=c.name, state="running",
-                 container_id=c.id[:12]) == 1
+    assert (
+        value(
+            samples,
+            "docker_host_container_info",
+            container=c.name,
+            state="running",
+            container_id=c.id[:12],
+        )
+        == 1
+    )
     assert value(samples, "docker_host_shim_orphaned", container_id=c.id[:12]) == 0
     assert value(samples, "docker_host_collector_success", collector="containers") == 1
     assert value(samples, "docker_host_collector_success", collector="processes") == 1
@@ -61,10 +75,18 @@ def test_pid_host_shares_the_pid_namespace(containers: Containers) -> None:
     assert shared(samples, c.name)["pid"] == 1
     assert shared(samples, c.name)["net"] == 0
     # No child of the shim is PID 1 in a namespace of its own: the oldest child is its init.
-    assert value(samples, "docker_host_container_pid1_info", container=c.name,
-                 host_pid=str(c.attrs["State"]["Pid"]), shim_pid=select(
-                     samples, "docker_host_container_pid1_info", container=c.name
-                 )[0].labels["shim_pid"]) == 1
+    assert (
+        value(
+            samples,
+            "docker_host_container_pid1_info",
+            container=c.name,
+            host_pid=str(c.attrs["State"]["Pid"]),
+            shim_pid=select(samples, "docker_host_container_pid1_info", container=c.name)[0].labels[
+                "shim_pid"
+            ],
+        )
+        == 1
+    )
 
 
 def test_network_modes(containers: Containers) -> None:
@@ -75,14 +97,22 @@ def test_network_modes(containers: Containers) -> None:
     _, samples = sample_once()
     assert shared(samples, host.name)["net"] == 1
     assert shared(samples, none.name)["net"] == 0
-    owner_net = select(samples, "docker_host_container_namespace_info", container=owner.name,
-                       namespace="net")[0].labels["inode"]
-    assert select(samples, "docker_host_container_namespace_info", container=sharer.name,
-                  namespace="net", inode=owner_net)
+    owner_net = select(
+        samples, "docker_host_container_namespace_info", container=owner.name, namespace="net"
+    )[0].labels["inode"]
+    assert select(
+        samples,
+        "docker_host_container_namespace_info",
+        container=sharer.name,
+        namespace="net",
+        inode=owner_net,
+    )
     assert shared(samples, sharer.name)["net"] == 0
     assert shared(samples, sharer.name)["pid"] == 0
-    modes = {s.labels["container"]: s.labels["network_mode"]
-             for s in select(samples, "docker_host_container_info")}
+    modes = {
+        s.labels["container"]: s.labels["network_mode"]
+        for s in select(samples, "docker_host_container_info")
+    }
     assert modes[host.name] == "host"
     assert modes[none.name] == "none"
     assert modes[sharer.name] == f"container:{owner.id}"
@@ -91,6 +121,7 @@ def test_network_modes(containers: Containers) -> None:
 def test_zombie_child_of_pid1_is_counted(containers: Containers) -> None:
     # sh forks a short child, then execs into sleep, which never reaps it.
     c = containers.run("zombie", "sleep 0.1 & exec sleep 3600")
+
     def zombies() -> float:
         _, samples = sample_once()
         found = select(samples, "docker_host_container_zombie_processes", container=c.name)
@@ -104,13 +135,18 @@ def test_zombie_child_of_pid1_is_counted(containers: Containers) -> None:
 def test_exec_session_does_not_displace_pid1(containers: Containers) -> None:
     c = containers.run("execd")
     c.exec_run(["sh", "-c", "sleep 30"], detach=True)
+
     def processes() -> float:
         return value(sample_once()[1], "docker_host_container_processes", container=c.name)
 
     wait_for(lambda: processes() == 2, timeout=10)
     _, samples = sample_once()
-    assert select(samples, "docker_host_container_pid1_info", container=c.name,
-                  host_pid=str(c.attrs["State"]["Pid"]))
+    assert select(
+        samples,
+        "docker_host_container_pid1_info",
+        container=c.name,
+        host_pid=str(c.attrs["State"]["Pid"]),
+    )
 
 
 def test_stopped_container_has_state_and_no_process_series(containers: Containers) -> None:
@@ -129,8 +165,9 @@ def test_daemons_are_found_with_versions() -> None:
     dockerd = select(samples, "docker_host_daemon_process_start_time_seconds", process="dockerd")
     pid = dockerd[0].labels["pid"]
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
-    components = {s.labels["component"] for s in select(
-        samples, "docker_host_engine_component_info")}
+    components = {
+        s.labels["component"] for s in select(samples, "docker_host_engine_component_info")
+    }
     assert {"Engine", "containerd", "runc"} <= components
 
 
@@ -176,8 +213,12 @@ CONTAINERD = "/var/run/docker/containerd/containerd.sock"
 
 
 def ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["ctr", "--address", CONTAINERD, "-n", "moby", *args],
-                          capture_output=True, check=check, timeout=60)
+    return subprocess.run(
+        ["ctr", "--address", CONTAINERD, "-n", "moby", *args],
+        capture_output=True,
+        check=check,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -187,21 +228,33 @@ def orphan_shim(engine: Any) -> Iterator[str]:
     image = "docker.io/dhe-test/busybox:latest"
     if image.encode() not in ctr("images", "ls", "-q").stdout:
         saved = subprocess.run(["docker", "save", BASE_IMAGE], capture_output=True, check=True)
-        subprocess.run(["ctr", "--address", CONTAINERD, "-n", "moby", "images", "import", "-"],
-                       input=saved.stdout, capture_output=True, check=True, timeout=120)
+        subprocess.run(
+            ["ctr", "--address", CONTAINERD, "-n", "moby", "images", "import", "-"],
+            input=saved.stdout,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
     name = f"dhe-orphan-{uuid.uuid4().hex[:8]}"
     ctr("run", "-d", image, name, "sleep", "3600")
     try:
         yield name
     finally:
         ctr("task", "kill", "-s", "KILL", name, check=False)
-        wait_for(lambda: b"STOPPED" in ctr("task", "ls").stdout or
-                 name.encode() not in ctr("task", "ls").stdout, timeout=20)
+        wait_for(
+            lambda: (
+                b"STOPPED" in ctr("task", "ls").stdout
+                or name.encode() not in ctr("task", "ls").stdout
+            ),
+            timeout=20,
+        )
         ctr("task", "rm", name, check=False)
         ctr("container", "rm", name, check=False)
 
 
-def test_shim_without_docker_container_is_orphaned(orphan_shim: str, containers: Containers) -> None:
+def test_shim_without_docker_container_is_orphaned(
+    orphan_shim: str, containers: Containers
+) -> None:
     healthy = containers.run("healthy")
     _, samples = sample_once()
     assert value(samples, "docker_host_shim_orphaned", container_id=orphan_shim[:12]) == 1

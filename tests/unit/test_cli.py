@@ -1,0 +1,77 @@
+"""Flags, durations and addresses, parsed as the command line would."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.cli import build_parser, settings_from
+from exporter.collectors import all_collectors
+from exporter.readers.docker_api import DEFAULT_DOCKER_HOST, resolve_docker_host
+from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
+from exporter.web import parse_listen_address
+
+
+def parse(*argv: str) -> Settings:
+    collectors = all_collectors()
+    return settings_from(build_parser(collectors).parse_args(list(argv)), collectors)
+
+
+def test_defaults_enable_every_collector() -> None:
+    settings = parse()
+    assert settings.collectors == ("containers", "processes")
+    assert settings.listen_address == DEFAULT_LISTEN_ADDRESS
+    assert 9100 <= int(DEFAULT_LISTEN_ADDRESS.lstrip(":")) <= 9999
+
+
+def test_collector_flags_and_intervals() -> None:
+    settings = parse(
+        "--no-collector.containers",
+        "--collector.processes.interval=1m",
+        "--sample.interval=30s",
+        "--path.procfs=/host/proc",
+    )
+    assert settings.collectors == ("processes",)
+    assert settings.interval("processes") == 60
+    assert settings.interval("other") == 30
+    assert settings.procfs == "/host/proc"
+
+
+def test_bad_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse("--sample.interval=soon")
+    assert exc.value.code == 2
+    assert "not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15s", 15), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("2.5", 2.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-1s", "5x", "s", "1m 2s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_docker_host_precedence() -> None:
+    assert resolve_docker_host("tcp://a:2375", {"DOCKER_HOST": "unix:///b"}) == "tcp://a:2375"
+    assert resolve_docker_host(None, {"DOCKER_HOST": "unix:///b"}) == "unix:///b"
+    assert resolve_docker_host(None, {}) == DEFAULT_DOCKER_HOST
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [(":9747", ("", 9747)), ("127.0.0.1:80", ("127.0.0.1", 80)), ("[::1]:9", ("::1", 9))],
+)
+def test_listen_addresses(address: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["9747", "host:", "host:99999", "host:http"])
+def test_bad_listen_addresses(address: str) -> None:
+    with pytest.raises(ValueError, match="listen-address"):
+        parse_listen_address(address)

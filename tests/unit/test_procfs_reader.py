@@ -1,0 +1,225 @@
+"""The /proc reader on procfs trees built in a temporary directory (no root, no engine)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from exporter.readers.procfs import (
+    ProcfsError,
+    ProcfsReader,
+    ProcStat,
+    choose_pid1,
+    parse_shim_cmdline,
+    parse_stat,
+)
+
+HOST_NS = {
+    "cgroup": 4026531835,
+    "ipc": 4026531839,
+    "mnt": 4026531840,
+    "net": 4026531992,
+    "pid": 4026531836,
+    "user": 4026531837,
+    "uts": 4026531838,
+}
+BOOT = 1_700_000_000
+SHIM_V2 = "/usr/bin/containerd-shim-runc-v2\0-namespace\0moby\0-id\0{id}\0-address\0/run/c.sock\0"
+
+
+class FakeProc:
+    """Writes the files the reader reads, in the kernel's formats."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "stat").write_text(f"cpu  1 2 3\nbtime {BOOT}\nprocesses 9\n")
+
+    def process(
+        self,
+        pid: int,
+        comm: str,
+        ppid: int,
+        *,
+        state: str = "S",
+        start: int = 100,
+        cmdline: str = "",
+        nspid: tuple[int, ...] = (),
+        ns: dict[str, int] | None = None,
+    ) -> Path:
+        d = self.root / str(pid)
+        (d / "ns").mkdir(parents=True)
+        rest = " ".join(["0"] * 17)
+        (d / "stat").write_text(f"{pid} ({comm}) {state} {ppid} {rest} {start} 0 0\n")
+        (d / "cmdline").write_text(cmdline)
+        (d / "status").write_text(
+            f"Name:\t{comm}\nNSpid:\t{pid}\t" + "\t".join(map(str, nspid)) + "\n"
+        )
+        for kind, inode in (ns if ns is not None else HOST_NS).items():
+            os.symlink(f"{kind}:[{inode}]", d / "ns" / kind)
+        return d
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> FakeProc:
+    fake = FakeProc(tmp_path)
+    fake.process(1, "systemd", 0, cmdline="/sbin/init\0")
+    fake.process(2, "kthreadd", 0)
+    fake.process(50, "dockerd", 1, start=500, cmdline="/usr/sbin/dockerd\0-H\0fd://\0")
+    fake.process(60, "containerd", 1, start=600, cmdline="/usr/bin/containerd\0")
+    return fake
+
+
+def container_ns(base: int) -> dict[str, int]:
+    return {**HOST_NS, **{k: base + i for i, k in enumerate(("ipc", "mnt", "net", "pid", "uts"))}}
+
+
+def test_parse_stat_survives_hostile_comm() -> None:
+    stat = parse_stat("42 (a) b (c)) Z 7 " + " ".join(["0"] * 17) + " 12345 0\n")
+    assert stat == ProcStat(pid=42, comm="a) b (c)", state="Z", ppid=7, start_ticks=12345)
+
+
+def test_shim_cmdline_v2_and_v1() -> None:
+    v2 = parse_shim_cmdline(
+        (
+            "/usr/bin/containerd-shim-runc-v2",
+            "-namespace",
+            "moby",
+            "-id",
+            "abc",
+            "-address",
+            "/run/x",
+        )
+    )
+    assert v2 is not None and (v2.container_id, v2.runtime_namespace) == ("abc", "moby")
+    v1 = parse_shim_cmdline(
+        (
+            "docker-containerd-shim",
+            "-namespace",
+            "moby",
+            "-workdir",
+            "/var/lib/docker/containerd/daemon/io.containerd.runtime.v1.linux/moby/def",
+            "-address",
+            "/run/x",
+        )
+    )
+    assert v1 is not None and v1.container_id == "def"
+    assert parse_shim_cmdline(("/usr/bin/containerd", "--config", "x")) is None
+    assert parse_shim_cmdline(()) is None
+
+
+def test_pid1_is_the_child_that_is_1_in_its_namespace_else_the_oldest() -> None:
+    init = ProcStat(10, "sleep", "S", 9, start_ticks=200)
+    exec_session = ProcStat(11, "sh", "S", 9, start_ticks=100)  # older pid reuse is possible
+    assert choose_pid1([exec_session, init], {10: (10, 1), 11: (11, 7)}) == 10
+    assert choose_pid1([init, exec_session], {10: (10,), 11: (11,)}) == 11
+    assert choose_pid1([], {}) is None
+
+
+def test_reads_shims_containers_daemons_and_counts(proc: FakeProc) -> None:
+    cid = "a" * 64
+    proc.process(100, "containerd-shim", 1, start=1000, cmdline=SHIM_V2.format(id=cid))
+    proc.process(101, "sleep", 100, start=1001, nspid=(1,), ns=container_ns(4026532000))
+    proc.process(102, "sh", 101, start=1002, nspid=(7,), ns=container_ns(4026532000))
+    proc.process(
+        103, "defunct", 102, state="Z", start=1003, nspid=(8,), ns=container_ns(4026532000)
+    )
+    facts = ProcfsReader(proc.root).read()
+    assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
+    assert facts.daemons[1].start_time == pytest.approx(BOOT + 500 / os.sysconf("SC_CLK_TCK"))
+    (shim,) = facts.shims
+    assert (shim.container_id, shim.runtime_namespace, shim.pid1) == (cid, "moby", 101)
+    assert (shim.processes, shim.zombies) == (3, 1)
+    assert {link.kind: link.inode for link in shim.namespaces}["net"] == 4026532002
+    assert facts.processes_scanned == 8
+
+
+def test_vanished_processes_are_skipped(proc: FakeProc) -> None:
+    cid = "b" * 64
+    proc.process(100, "containerd-shim", 1, cmdline=SHIM_V2.format(id=cid))
+    gone = proc.process(101, "sleep", 100, nspid=(1,), ns=container_ns(4026532100))
+    (gone / "stat").unlink()  # listed, then gone before it was read
+    (proc.root / "777").mkdir()  # a pid directory with nothing in it any more
+    facts = ProcfsReader(proc.root).read()
+    (shim,) = facts.shims
+    assert shim.pid1 is None
+    assert shim.processes == 0
+
+
+def test_a_reused_pid1_is_not_trusted(proc: FakeProc, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc.process(100, "containerd-shim", 1, cmdline=SHIM_V2.format(id="c" * 64))
+    proc.process(101, "sleep", 100, start=1001, nspid=(1,), ns=container_ns(4026532200))
+    reader = ProcfsReader(proc.root)
+    original = reader.namespaces
+
+    def namespaces_then_reuse(pid: int) -> object:
+        result = original(pid)
+        if pid == 101:  # the process exits and its pid is taken by a newer one meanwhile
+            stat = proc.root / "101" / "stat"
+            stat.write_text(stat.read_text().replace(" 1001 ", " 9999 "))
+        return result
+
+    monkeypatch.setattr(reader, "namespaces", namespaces_then_reuse)
+    (shim,) = reader.read().shims
+    assert shim.pid1 is None
+    assert shim.namespaces == ()
+
+
+def refuse(monkeypatch: pytest.MonkeyPatch, *pids: int) -> None:
+    """EACCES on /proc/PID/ns/* for these pids, as without CAP_SYS_PTRACE or for a
+    non-dumpable init."""
+    real = os.readlink
+
+    def readlink(path: os.PathLike[str] | str) -> str:
+        if Path(path).parent.parent.name in {str(p) for p in pids}:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "readlink", readlink)
+
+
+def test_refused_namespaces_are_reported_and_logged_once(
+    proc: FakeProc, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc.process(100, "containerd-shim", 1, cmdline=SHIM_V2.format(id="d" * 64))
+    proc.process(101, "sleep", 100, nspid=(1,), ns=container_ns(4026532300))
+    refuse(monkeypatch, 101)
+    reader = ProcfsReader(proc.root)
+    for _ in range(3):
+        (shim,) = reader.read().shims
+    assert shim.pid1 == 101
+    assert set(shim.unreadable_namespaces) == set(HOST_NS)
+    assert shim.namespaces == ()
+    warnings = [r for r in caplog.records if "CAP_SYS_PTRACE" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_host_namespaces_fall_back_to_kthreadd(
+    proc: FakeProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for link in (proc.root / "2" / "ns").iterdir():
+        link.unlink()
+    for kind, inode in HOST_NS.items():
+        os.symlink(f"{kind}:[{inode + 7}]", proc.root / "2" / "ns" / kind)
+    refuse(monkeypatch, 1)
+    facts = ProcfsReader(proc.root).read()
+    assert {link.kind: link.inode for link in facts.host_namespaces} == {
+        kind: inode + 7 for kind, inode in HOST_NS.items()
+    }
+
+
+def test_host_namespaces_do_not_fall_back_to_an_impostor_pid2(
+    proc: FakeProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inside a PID namespace, PID 2 is an ordinary process, not the kernel's kthreadd.
+    (proc.root / "2" / "stat").write_text(
+        (proc.root / "2" / "stat").read_text().replace("(kthreadd)", "(bash)")
+    )
+    refuse(monkeypatch, 1)
+    assert ProcfsReader(proc.root).read().host_namespaces == ()
+
+
+def test_not_a_procfs_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ProcfsError, match=r"is --path\.procfs a procfs"):
+        ProcfsReader(tmp_path).read()
