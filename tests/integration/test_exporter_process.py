@@ -213,3 +213,43 @@ def test_scrapes_never_touch_the_host(root: None, engine: Any) -> None:
         server.shutdown()
         server.server_close()
         sampler.stop()
+
+
+def test_inspect_prints_tables_and_fails_only_when_nothing_is_readable(
+    containers: Containers, tmp_path: Path
+) -> None:
+    c = containers.run("inspected")
+    ok = subprocess.run(
+        [sys.executable, "-m", "exporter", "inspect"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "CONTAINER PROCESSES" in ok.stdout and c.name in ok.stdout
+    partial = subprocess.run(
+        [sys.executable, "-m", "exporter", "inspect", f"--docker.host=unix://{tmp_path}/no.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert partial.returncode == 0
+    assert "socket does not exist" in partial.stdout
+    unreadable = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "inspect",
+            f"--docker.host=unix://{tmp_path}/no.sock",
+            f"--path.procfs={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unreadable.returncode == 1
+    assert "is --path.procfs a procfs" in unreadable.stdout
