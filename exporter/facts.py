@@ -12,6 +12,10 @@ from dataclasses import dataclass
 # The namespaces a container can have of its own, in the order `lsns` lists them.
 NAMESPACE_KINDS: tuple[str, ...] = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
+# The containerd namespace Docker runs its containers in; shims of other namespaces (a
+# Kubernetes node's "k8s.io", nerdctl's "default") are not Docker's to judge.
+DOCKER_RUNTIME_NAMESPACE = "moby"
+
 # The states the Engine API reports for a container; every one is exported, zero when empty,
 # so a dashboard does not lose a line when the last container leaves a state.
 CONTAINER_STATES: tuple[str, ...] = (
@@ -49,12 +53,26 @@ class EngineComponent:
 
 
 @dataclass(frozen=True)
+class DockerNetwork:
+    """A Docker network as GET /networks reports it."""
+
+    id: str
+    name: str
+    driver: str
+    bridge: str  # the Linux bridge backing it; "" for drivers without one
+    subnets: tuple[str, ...]
+    internal: bool
+    ip_masquerade: bool
+
+
+@dataclass(frozen=True)
 class EngineFacts:
     """What one run of the Docker API reader saw."""
 
     containers: tuple[ContainerRecord, ...]
     components: tuple[EngineComponent, ...]
     api_version: str
+    networks: tuple[DockerNetwork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,3 +121,67 @@ class ProcessFacts:
     shims: tuple[ShimFacts, ...]
     daemons: tuple[DaemonProcess, ...]
     processes_scanned: int
+
+
+@dataclass(frozen=True)
+class LinkCounters:
+    """IFLA_STATS64 as the host side of a link counts them."""
+
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+    rx_dropped: int
+    tx_dropped: int
+    rx_errors: int
+    tx_errors: int
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface as one RTM_NEWLINK message describes it."""
+
+    index: int
+    name: str
+    kind: str
+    master: int | None
+    peer_index: int | None  # IFLA_LINK: the peer's ifindex, in the peer's namespace
+    peer_nsid: int | None  # IFLA_LINK_NETNSID: None when the peer is in this namespace
+    operstate: str
+    port_state: str | None  # STP state, when this link is a bridge port
+    stp_enabled: bool | None  # when this link is a bridge
+    counters: LinkCounters | None
+
+
+@dataclass(frozen=True)
+class ContainerNetns:
+    """A running container's network namespace, and the id the host's namespace gives it."""
+
+    container_id: str
+    pid: int
+    inode: int
+    nsid: int | None  # None while the host has assigned it no id
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """The far end of a host veth, looked up in the peer's namespace.
+
+    name is None when the link is absent there, or when the lookup was refused (refused=True:
+    it needs CAP_NET_ADMIN), which proves nothing about the peer.
+    """
+
+    nsid: int
+    index: int
+    name: str | None
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """What one run of the network reader saw."""
+
+    links: tuple[Link, ...]
+    container_netns: tuple[ContainerNetns, ...]
+    peers: tuple[PeerLink, ...]
+    unreadable_netns: int  # containers whose /proc/PID/ns/net could not be opened

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.facts import (
     CONTAINER_STATES,
+    DOCKER_RUNTIME_NAMESPACE,
+    ContainerNetns,
+    DockerNetwork,
     EngineFacts,
+    Link,
     NamespaceLink,
+    NetworkFacts,
     ProcessFacts,
     ShimFacts,
 )
-
-# The containerd namespace Docker runs its containers in; shims of other namespaces (a
-# Kubernetes node's "k8s.io", nerdctl's "default") are not Docker's to judge.
-DOCKER_RUNTIME_NAMESPACE = "moby"
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,147 @@ def container_processes(
 def containers_by_state(engine: EngineFacts) -> dict[str, int]:
     counts = Counter(c.state for c in engine.containers)
     return {state: counts.get(state, 0) for state in (*CONTAINER_STATES, *sorted(counts))}
+
+
+# -- network --------------------------------------------------------------------------------
+
+ORPHAN_PEER_GONE = "peer_gone"
+ORPHAN_NO_CONTAINER = "no_container"
+
+# libnetwork's names for bridges it made, for when the Engine API has not answered yet.
+_DOCKER_BRIDGE_NAME = re.compile(r"^(docker0|br-[0-9a-f]{12})$")
+
+
+@dataclass(frozen=True)
+class NetnsOwner:
+    """A container network namespace and the container that owns it (not a sharer)."""
+
+    inode: int
+    nsid: int | None
+    owner: ContainerNetns
+    sharers: tuple[ContainerNetns, ...]
+
+
+@dataclass(frozen=True)
+class VethView:
+    link: Link
+    bridge: str | None
+    network: DockerNetwork | None
+    container_id: str | None
+    container: str | None
+    container_interface: str | None
+    # None: healthy or not Docker's to judge; else why it is orphaned.
+    orphan_reason: str | None
+
+
+@dataclass(frozen=True)
+class BridgeView:
+    link: Link
+    network: DockerNetwork | None
+    ports: tuple[Link, ...]
+
+
+def netns_owners(net: NetworkFacts, inventory: Inventory | None) -> tuple[NetnsOwner, ...]:
+    """Group containers by network namespace; `--network=container:X` joins X's.
+
+    The owner is the container not in network mode container:…; without a container list to
+    tell, the one whose process has the lowest pid.
+    """
+    modes = {c.id: c.network_mode for c in inventory.engine.containers} if inventory else {}
+    groups: dict[int, list[ContainerNetns]] = {}
+    for netns in net.container_netns:
+        groups.setdefault(netns.inode, []).append(netns)
+    owners = []
+    for inode, members in sorted(groups.items()):
+        members.sort(key=lambda m: (modes.get(m.container_id, "").startswith("container:"), m.pid))
+        owner = members[0]
+        sharers = tuple(m for m in members[1:] if m.container_id != owner.container_id)
+        owners.append(NetnsOwner(inode, owner.nsid, owner, sharers))
+    return tuple(owners)
+
+
+def docker_bridges(
+    inventory: Inventory | None, links: tuple[Link, ...]
+) -> dict[str, DockerNetwork | None]:
+    """Bridge name -> the Docker network behind it, for every bridge Docker owns."""
+    if inventory is not None:
+        return {n.bridge: n for n in inventory.engine.networks if n.bridge}
+    return {
+        link.name: None
+        for link in links
+        if link.kind == "bridge" and _DOCKER_BRIDGE_NAME.match(link.name)
+    }
+
+
+def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView, ...]:
+    """Every host veth paired with its container, or judged orphaned with a reason.
+
+    Pairing matches (peer nsid, peer ifindex): an ifindex alone repeats in every namespace.
+    Nothing is carried over from an earlier sample: nsids and inodes are reused.
+    """
+    names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
+    by_index = {link.index: link for link in net.links}
+    owners = {o.nsid: o for o in netns_owners(net, inventory) if o.nsid is not None}
+    peers = {(p.nsid, p.index): p for p in net.peers}
+    bridges = docker_bridges(inventory, net.links)
+    can_judge = net.unreadable_netns == 0
+    views = []
+    for link in net.links:
+        if link.kind != "veth":
+            continue
+        master = by_index.get(link.master) if link.master is not None else None
+        bridge = master.name if master is not None and master.kind == "bridge" else None
+        on_docker_bridge = bridge is not None and bridge in bridges
+        owner = owners.get(link.peer_nsid) if link.peer_nsid is not None else None
+        peer = peers.get((link.peer_nsid, link.peer_index)) if link.peer_nsid is not None else None
+        reason: str | None = None
+        if link.peer_nsid is None:
+            # Both ends in the host's namespace: Docker's only if it sits on a Docker bridge.
+            if link.peer_index is not None and link.peer_index not in by_index:
+                reason = ORPHAN_PEER_GONE
+            elif on_docker_bridge:
+                reason = ORPHAN_NO_CONTAINER
+        elif peer is not None and peer.name is None and not peer.refused:
+            reason = ORPHAN_PEER_GONE
+        elif owner is None and can_judge:
+            reason = ORPHAN_NO_CONTAINER
+        container_id = owner.owner.container_id if owner else None
+        views.append(
+            VethView(
+                link=link,
+                bridge=bridge,
+                network=bridges.get(bridge) if bridge else None,
+                container_id=container_id,
+                container=display_name(container_id, names) if container_id else None,
+                container_interface=peer.name if peer is not None and owner else None,
+                orphan_reason=reason,
+            )
+        )
+    return tuple(views)
+
+
+def bridge_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[BridgeView, ...]:
+    bridges = docker_bridges(inventory, net.links)
+    ports: dict[int, list[Link]] = {}
+    for link in net.links:
+        if link.master is not None:
+            ports.setdefault(link.master, []).append(link)
+    return tuple(
+        BridgeView(
+            link=link,
+            network=bridges.get(link.name),
+            ports=tuple(sorted(ports.get(link.index, []), key=lambda p: p.name)),
+        )
+        for link in sorted(net.links, key=lambda link: link.name)
+        if link.kind == "bridge"
+    )
+
+
+def netns_sharers(net: NetworkFacts, inventory: Inventory | None) -> tuple[tuple[str, str], ...]:
+    """(sharer, owner) container names for every `--network=container:X` pair."""
+    names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
+    return tuple(
+        (display_name(s.container_id, names), display_name(o.owner.container_id, names))
+        for o in netns_owners(net, inventory)
+        for s in o.sharers
+    )

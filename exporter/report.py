@@ -10,9 +10,16 @@ from exporter import factcodec
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import NAME as CONTAINERS
 from exporter.collectors.containers import inventory
+from exporter.collectors.network import NAME as NETWORK
 from exporter.collectors.processes import NAME as PROCESSES
-from exporter.facts import NAMESPACE_KINDS, EngineFacts, ProcessFacts
-from exporter.plumbing import container_processes, shim_verdicts
+from exporter.facts import NAMESPACE_KINDS, EngineFacts, NetworkFacts, ProcessFacts
+from exporter.plumbing import (
+    bridge_views,
+    container_processes,
+    netns_sharers,
+    shim_verdicts,
+    veth_views,
+)
 from exporter.snapshot import CollectorState, Snapshot
 
 
@@ -133,7 +140,62 @@ def render_report(snapshot: Snapshot) -> str:
                 ),
             )
         )
+    net = snapshot.current(NETWORK, NetworkFacts)
+    if net is not None:
+        sections.extend(network_sections(net, snapshot))
     return "\n".join(sections)
+
+
+def network_sections(net: NetworkFacts, snapshot: Snapshot) -> list[str]:
+    known = inventory(snapshot)
+    veths = veth_views(net, known)
+    paired = sorted(
+        (v for v in veths if v.container), key=lambda v: (v.container or "", v.link.name)
+    )
+    # The seed's veth.sh line, "vethXXXX is paired with eth0@ifN on <container>", with no exec.
+    lines = [
+        f"{v.link.name:<15} is paired with {(v.container_interface or '?') + '@if' + str(v.link.index):<12}"
+        f" on {v.container}"
+        for v in paired
+    ]
+    sharers = [f"{s} shares the network namespace of {o}" for s, o in netns_sharers(net, known)]
+    text = "VETH PAIRS\n" + "\n".join(lines or ["(none)"]) + "\n"
+    text += "".join(f"{line}\n" for line in sharers)
+    sections = [text]
+    rows: list[tuple[str, ...]] = []
+    for view in bridge_views(net, known):
+        stp = {None: "?", True: "yes", False: "no"}[view.link.stp_enabled]
+        network = view.network.name if view.network else ""
+        ports = [f"{p.name} ({p.port_state or '?'})" for p in view.ports] or [""]
+        rows.append((view.link.name, network, stp, ports[0]))
+        rows.extend(("", "", "", port) for port in ports[1:])
+    sections.append(
+        table("BRIDGES", ("BRIDGE NAME", "DOCKER NETWORK", "STP ENABLED", "INTERFACES"), rows)
+    )
+    sections.append(
+        table(
+            "ORPHANED VETHS",
+            ("INTERFACE", "REASON", "BRIDGE", "PEER"),
+            (
+                (
+                    v.link.name,
+                    v.orphan_reason,
+                    v.bridge or "-",
+                    f"if{v.link.peer_index} in nsid {v.link.peer_nsid}"
+                    if v.link.peer_nsid is not None
+                    else f"if{v.link.peer_index} on the host",
+                )
+                for v in veths
+                if v.orphan_reason
+            ),
+        )
+    )
+    if net.unreadable_netns:
+        sections.append(
+            f"{net.unreadable_netns} container network namespaces could not be "
+            "opened (needs CAP_SYS_PTRACE): no veth was judged orphaned.\n"
+        )
+    return sections
 
 
 def _namespace_cell(

@@ -16,7 +16,7 @@ import docker.errors
 import docker.utils
 import requests
 
-from exporter.facts import ContainerRecord, EngineComponent, EngineFacts
+from exporter.facts import ContainerRecord, DockerNetwork, EngineComponent, EngineFacts
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -43,6 +43,30 @@ def container_record(entry: Mapping[str, Any]) -> ContainerRecord:
         state=(entry.get("State") or "unknown").lower(),
         network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "",
         created=float(entry.get("Created") or 0),
+    )
+
+
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+
+
+def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
+    options = entry.get("Options") or {}
+    driver = entry.get("Driver") or ""
+    bridge = options.get(BRIDGE_NAME_OPTION) or ""
+    if not bridge and driver == "bridge":
+        bridge = "br-" + entry["Id"][:12]  # libnetwork's name for a user-defined bridge
+    return DockerNetwork(
+        id=entry["Id"],
+        name=entry.get("Name") or "",
+        driver=driver,
+        bridge=bridge,
+        subnets=tuple(
+            c["Subnet"] for c in (entry.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")
+        ),
+        internal=bool(entry.get("Internal")),
+        ip_masquerade=driver == "bridge"
+        and str(options.get(MASQUERADE_OPTION, "true")).lower() == "true",
     )
 
 
@@ -101,10 +125,12 @@ class DockerReader:
     def read(self) -> EngineFacts:
         version = self._call("version")
         containers = self._call("containers", all=True)
+        networks = self._call("networks")
         return EngineFacts(
             containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
             components=engine_components(version),
             api_version=str(version.get("ApiVersion", "")),
+            networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
         )
 
 

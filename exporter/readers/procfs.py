@@ -104,6 +104,15 @@ class ShimCommand:
     runtime_namespace: str
 
 
+@dataclass(frozen=True)
+class ProcessScan:
+    clock: Clock
+    table: list[ProcStat]
+    children: Mapping[int, list[ProcStat]]
+    shims: list[tuple[ProcStat, ShimCommand]]
+    daemons: list[DaemonProcess]
+
+
 def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
     """The container a shim holds, from its argv.
 
@@ -219,14 +228,14 @@ class ProcfsReader:
 
     # -- one sample -------------------------------------------------------------------------
 
-    def read(self) -> ProcessFacts:
+    def scan(self) -> ProcessScan:
+        """One pass over the process table: who is whose child, and the shims and daemons."""
         clock = self.clock()
         table = self.process_table()
         children: dict[int, list[ProcStat]] = defaultdict(list)
         for stat in table:
             children[stat.ppid].append(stat)
-
-        shims: list[ShimFacts] = []
+        shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
             if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
@@ -234,17 +243,29 @@ class ProcfsReader:
                 if (name := daemon_name(argv)) is not None:
                     daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
                 elif (command := parse_shim_cmdline(argv)) is not None:
-                    shim = self._shim(stat, command, children, clock)
-                    if shim is not None:
-                        shims.append(shim)
+                    shims.append((stat, command))
+        return ProcessScan(clock, table, children, shims, daemons)
 
+    def pid1(self, scan: ProcessScan, shim: ProcStat) -> ProcStat | None:
+        direct = scan.children.get(shim.pid, [])
+        chosen = choose_pid1(direct, {child.pid: self.nspid(child.pid) for child in direct})
+        return next((c for c in direct if c.pid == chosen), None)
+
+    def same_process(self, before: ProcStat) -> bool:
+        """Still the process we listed: neither gone nor its pid reused since."""
+        after = self.stat(before.pid)
+        return after is not None and after.start_ticks == before.start_ticks
+
+    def read(self) -> ProcessFacts:
+        scan = self.scan()
+        shims = [self._shim(scan, stat, command) for stat, command in scan.shims]
         host_namespaces = self.host_namespaces()
         self._warn_on_refusals(shims)
         return ProcessFacts(
             host_namespaces=host_namespaces,
             shims=tuple(sorted(shims, key=lambda s: s.container_id)),
-            daemons=tuple(sorted(daemons, key=lambda d: (d.name, d.pid))),
-            processes_scanned=len(table),
+            daemons=tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid))),
+            processes_scanned=len(scan.table),
         )
 
     def host_namespaces(self) -> tuple[NamespaceLink, ...]:
@@ -275,40 +296,26 @@ class ProcfsReader:
             log.info("containers' namespaces are readable again")
         self._refused_before = bool(refused)
 
-    def _shim(
-        self,
-        shim: ProcStat,
-        command: ShimCommand,
-        children: Mapping[int, list[ProcStat]],
-        clock: Clock,
-    ) -> ShimFacts | None:
-        direct = children.get(shim.pid, [])
-        nspids = {child.pid: self.nspid(child.pid) for child in direct}
-        pid1 = choose_pid1(direct, nspids)
-        tree = descendants(shim.pid, children)
-
+    def _shim(self, scan: ProcessScan, shim: ProcStat, command: ShimCommand) -> ShimFacts:
+        tree = descendants(shim.pid, scan.children)
+        pid1 = self.pid1(scan, shim)
         namespaces: tuple[NamespaceLink, ...] = ()
         refused: tuple[str, ...] = ()
-        pid1_start: float | None = None
         if pid1 is not None:
-            before = next(c for c in direct if c.pid == pid1)
-            read = self.namespaces(pid1)
-            after = self.stat(pid1)
-            if read is None or after is None or after.start_ticks != before.start_ticks:
+            read = self.namespaces(pid1.pid)
+            if read is None or not self.same_process(pid1):
                 # PID 1 exited (or its pid was reused) while we read it: the container is
                 # stopping; report the shim without a PID 1 rather than another process's facts.
                 pid1 = None
             else:
                 namespaces, refused = read
-                pid1_start = clock.to_unix(before.start_ticks)
-
         return ShimFacts(
             shim_pid=shim.pid,
-            shim_start_time=clock.to_unix(shim.start_ticks),
+            shim_start_time=scan.clock.to_unix(shim.start_ticks),
             container_id=command.container_id,
             runtime_namespace=command.runtime_namespace,
-            pid1=pid1,
-            pid1_start_time=pid1_start,
+            pid1=pid1.pid if pid1 else None,
+            pid1_start_time=scan.clock.to_unix(pid1.start_ticks) if pid1 else None,
             namespaces=namespaces,
             unreadable_namespaces=refused,
             processes=len(tree),

@@ -1,0 +1,167 @@
+"""network: every host veth paired with its container, bridges and their ports, per-veth
+traffic as the host side counts it, and orphaned veths. No `docker exec`, no subprocess."""
+
+from __future__ import annotations
+
+from exporter.collectors import CollectorDef, Source
+from exporter.collectors.containers import inventory
+from exporter.facts import NetworkFacts
+from exporter.metrics import Families, declare
+from exporter.plumbing import (
+    ORPHAN_NO_CONTAINER,
+    ORPHAN_PEER_GONE,
+    bridge_views,
+    netns_sharers,
+    veth_views,
+)
+from exporter.readers.netlink import PORT_STATES
+from exporter.readers.network import NetworkReader
+from exporter.settings import Settings
+from exporter.snapshot import Snapshot
+
+NAME = "network"
+
+VETH_INFO = declare(
+    "veth_info",
+    "gauge",
+    "A host veth paired with a container's interface (matched on peer netns id and ifindex, "
+    "no exec), with the bridge and Docker network it is on; 1.",
+    ("interface", "container", "container_interface", "bridge", "network"),
+    collector=NAME,
+)
+VETH_ORPHANED = declare(
+    "veth_orphaned",
+    "gauge",
+    f"A host veth with no running container behind it; 1. reason: {ORPHAN_NO_CONTAINER} (its "
+    f"peer is in a namespace no running container holds, or both ends are on the host and it "
+    f"sits on a Docker bridge) or {ORPHAN_PEER_GONE} (its peer link no longer exists).",
+    ("interface", "reason", "bridge"),
+    collector=NAME,
+)
+VETHS = declare(
+    "veths",
+    "gauge",
+    "Host veths by status: paired (with a container), orphaned, or other (not Docker's, or "
+    "not judged for lack of privilege).",
+    ("status",),
+    collector=NAME,
+)
+_TRAFFIC = {
+    ("receive", "bytes"): "rx_bytes",
+    ("receive", "packets"): "rx_packets",
+    ("receive", "drops"): "rx_dropped",
+    ("receive", "errors"): "rx_errors",
+    ("transmit", "bytes"): "tx_bytes",
+    ("transmit", "packets"): "tx_packets",
+    ("transmit", "drops"): "tx_dropped",
+    ("transmit", "errors"): "tx_errors",
+}
+TRAFFIC = {
+    field: declare(
+        f"veth_{direction}_{unit}",
+        "counter",
+        f"{unit.capitalize()} the host side of the veth {'received' if direction == 'receive' else 'transmitted'}"
+        f" ({'sent by' if direction == 'receive' else 'sent to'} the container), as the host's "
+        "kernel counts them: a process in the container cannot fake them.",
+        ("interface", "container"),
+        collector=NAME,
+    )
+    for (direction, unit), field in _TRAFFIC.items()
+}
+BRIDGE_INFO = declare(
+    "bridge_info",
+    "gauge",
+    "A Linux bridge on the host and the Docker network it backs (empty when Docker does not own "
+    "it), as `brctl show` lists them; 1.",
+    ("bridge", "network", "network_id", "driver", "subnet", "stp"),
+    collector=NAME,
+)
+BRIDGE_PORTS = declare(
+    "bridge_ports",
+    "gauge",
+    "Interfaces attached to the bridge.",
+    ("bridge",),
+    collector=NAME,
+)
+BRIDGE_PORT_STATE = declare(
+    "bridge_port_state",
+    "gauge",
+    f"A bridge port's STP state ({', '.join(PORT_STATES)}); 1 for the current one.",
+    ("bridge", "port", "state"),
+    collector=NAME,
+)
+SHARED_NETNS = declare(
+    "container_network_shared_with",
+    "gauge",
+    "The container runs in another container's network namespace (--network=container:X); "
+    "owner's veth is its veth; 1.",
+    ("container", "owner"),
+    collector=NAME,
+)
+NETNS_UNREADABLE = declare(
+    "network_namespaces_unreadable",
+    "gauge",
+    "Containers whose /proc/PID/ns/net could not be opened (needs CAP_SYS_PTRACE); while "
+    "non-zero no veth is judged orphaned for lack of a container behind it.",
+    (),
+    collector=NAME,
+)
+
+
+def write(snapshot: Snapshot, out: Families) -> None:
+    net = snapshot.current(NAME, NetworkFacts)
+    if net is None:
+        return
+    known = inventory(snapshot)
+    status = {"paired": 0, "orphaned": 0, "other": 0}
+    for veth in veth_views(net, known):
+        name, bridge = veth.link.name, veth.bridge or ""
+        if veth.container is not None:
+            status["paired"] += 1
+            network = veth.network.name if veth.network else ""
+            out.add(
+                VETH_INFO, 1, name, veth.container, veth.container_interface or "", bridge, network
+            )
+        elif veth.orphan_reason is not None:
+            status["orphaned"] += 1
+            out.add(VETH_ORPHANED, 1, name, veth.orphan_reason, bridge)
+        else:
+            status["other"] += 1
+        if veth.link.counters is not None:
+            for field, spec in TRAFFIC.items():
+                out.add(spec, getattr(veth.link.counters, field), name, veth.container or "")
+    for key, count in status.items():
+        out.add(VETHS, count, key)
+
+    for view in bridge_views(net, known):
+        n = view.network
+        stp = {None: "unknown", True: "enabled", False: "disabled"}[view.link.stp_enabled]
+        out.add(
+            BRIDGE_INFO,
+            1,
+            view.link.name,
+            n.name if n else "",
+            n.id[:12] if n else "",
+            n.driver if n else "",
+            ",".join(n.subnets) if n else "",
+            stp,
+        )
+        out.add(BRIDGE_PORTS, len(view.ports), view.link.name)
+        for port in view.ports:
+            out.add(BRIDGE_PORT_STATE, 1, view.link.name, port.name, port.port_state or "unknown")
+    for sharer, owner in netns_sharers(net, known):
+        out.add(SHARED_NETNS, 1, sharer, owner)
+    out.add(NETNS_UNREADABLE, net.unreadable_netns)
+
+
+def build(settings: Settings) -> Source:
+    return NetworkReader(settings.procfs, timeout=settings.timeout(NAME))
+
+
+COLLECTOR = CollectorDef(
+    name=NAME,
+    description="veth pairs, bridges and their ports, per-veth traffic, orphaned veths",
+    build=build,
+    write=write,
+    facts_type=NetworkFacts,
+)

@@ -1,0 +1,129 @@
+"""Network reader: the host's links from one netlink dump, each running container's network
+namespace from /proc, and the far end of every veth, read without entering any namespace."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+from exporter.facts import DOCKER_RUNTIME_NAMESPACE, ContainerNetns, NetworkFacts, PeerLink
+from exporter.readers.netlink import NetlinkError, RtnlSocket
+from exporter.readers.procfs import ProcfsReader, ProcessScan, ProcStat, descendants
+
+log = logging.getLogger(__name__)
+
+_REFUSED = (errno.EPERM, errno.EACCES)
+
+
+class NetworkReader:
+    def __init__(self, procfs: str | Path = "/proc", timeout: float = 5.0) -> None:
+        self.procfs = ProcfsReader(procfs)
+        self.timeout = timeout
+        self._socket: RtnlSocket | None = None
+        self._refused_before: tuple[bool, bool] = (False, False)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def read(self) -> NetworkFacts:
+        if self._socket is None:
+            self._socket = RtnlSocket(self.timeout)
+        try:
+            return self._read(self._socket)
+        except (OSError, NetlinkError):
+            # A socket left mid-answer by an error is not reused.
+            self.close()
+            raise
+
+    def _read(self, sock: RtnlSocket) -> NetworkFacts:
+        # Links first, then processes: a veth seen in the dump belongs to a container whose
+        # processes exist by the time /proc is read, so a starting container is not an orphan.
+        links = sock.dump_links()
+        scan = self.procfs.scan()
+        host_net = {n.kind: n.inode for n in self.procfs.host_namespaces()}.get("net")
+        netns, unreadable = self._container_netns(sock, scan, host_net)
+        peers = []
+        for link in links:
+            if link.kind == "veth" and link.peer_nsid is not None and link.peer_index is not None:
+                peers.append(self._peer(sock, link.peer_nsid, link.peer_index))
+        self._warn_on_refusals(unreadable > 0, any(p.refused for p in peers))
+        return NetworkFacts(
+            links=tuple(links),
+            container_netns=tuple(netns),
+            peers=tuple(peers),
+            unreadable_netns=unreadable,
+        )
+
+    def _container_netns(
+        self, sock: RtnlSocket, scan: ProcessScan, host_net: int | None
+    ) -> tuple[list[ContainerNetns], int]:
+        found: dict[tuple[str, int], ContainerNetns] = {}
+        unreadable = 0
+        for shim, command in scan.shims:
+            if command.runtime_namespace not in ("", DOCKER_RUNTIME_NAMESPACE):
+                continue
+            # PID 1, and while a container starts, runc's init: libnetwork moves the veth into
+            # the namespace before runc hands over to the container's own PID 1.
+            candidates = [
+                p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")
+            ]
+            pid1 = self.procfs.pid1(scan, shim)
+            if pid1 is not None:
+                candidates.insert(0, pid1)
+            for process in candidates:
+                try:
+                    netns = self._netns(sock, command.container_id, process)
+                except PermissionError:
+                    unreadable += 1
+                    break
+                if netns is not None and netns.inode != host_net:
+                    found.setdefault((netns.container_id, netns.inode), netns)
+        return sorted(found.values(), key=lambda n: (n.container_id, n.inode)), unreadable
+
+    def _netns(
+        self, sock: RtnlSocket, container_id: str, process: ProcStat
+    ) -> ContainerNetns | None:
+        try:
+            fd = os.open(
+                self.procfs.root / str(process.pid) / "ns" / "net", os.O_RDONLY | os.O_CLOEXEC
+            )
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        try:
+            inode = os.fstat(fd).st_ino
+            nsid = sock.nsid_of(fd)
+        finally:
+            os.close(fd)
+        if not self.procfs.same_process(process):
+            return None  # the pid was reused between listing and opening
+        return ContainerNetns(container_id=container_id, pid=process.pid, inode=inode, nsid=nsid)
+
+    @staticmethod
+    def _peer(sock: RtnlSocket, nsid: int, index: int) -> PeerLink:
+        try:
+            link = sock.get_link(index, nsid)
+        except NetlinkError as exc:
+            if exc.errno in _REFUSED:
+                return PeerLink(nsid=nsid, index=index, name=None, refused=True)
+            raise
+        return PeerLink(nsid=nsid, index=index, name=link.name if link else None)
+
+    def _warn_on_refusals(self, netns_refused: bool, peers_refused: bool) -> None:
+        before = self._refused_before
+        if netns_refused and not before[0]:
+            log.warning(
+                "cannot open containers' /proc/PID/ns/net: needs CAP_SYS_PTRACE; "
+                "veths cannot be paired or judged"
+            )
+        if peers_refused and not before[1]:
+            log.warning(
+                "cannot look up veth peers in containers' namespaces: needs "
+                "CAP_NET_ADMIN; container interface names are unknown"
+            )
+        if before != (False, False) and not (netns_refused or peers_refused):
+            log.info("network namespaces are readable again")
+        self._refused_before = (netns_refused, peers_refused)
