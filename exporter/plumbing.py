@@ -202,7 +202,9 @@ def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView
         bridge = master.name if master is not None and master.kind == "bridge" else None
         on_docker_bridge = bridge is not None and bridge in bridges
         owner = owners.get(link.peer_nsid) if link.peer_nsid is not None else None
-        peer = peers.get((link.peer_nsid, link.peer_index)) if link.peer_nsid is not None else None
+        peer = None
+        if link.peer_nsid is not None and link.peer_index is not None:
+            peer = peers.get((link.peer_nsid, link.peer_index))
         reason: str | None = None
         if link.peer_nsid is None:
             # Both ends in the host's namespace: Docker's only if it sits on a Docker bridge.

@@ -14,6 +14,7 @@ from exporter.collectors.network import NAME as NETWORK
 from exporter.collectors.processes import NAME as PROCESSES
 from exporter.facts import NAMESPACE_KINDS, EngineFacts, NetworkFacts, ProcessFacts
 from exporter.plumbing import (
+    VethView,
     bridge_views,
     container_processes,
     netns_sharers,
@@ -154,9 +155,7 @@ def network_sections(net: NetworkFacts, snapshot: Snapshot) -> list[str]:
     )
     # The seed's veth.sh line, "vethXXXX is paired with eth0@ifN on <container>", with no exec.
     lines = [
-        f"{v.link.name:<15} is paired with {(v.container_interface or '?') + '@if' + str(v.link.index):<12}"
-        f" on {v.container}"
-        for v in paired
+        f"{v.link.name:<15} is paired with {peer_label(v):<12} on {v.container}" for v in paired
     ]
     sharers = [f"{s} shares the network namespace of {o}" for s, o in netns_sharers(net, known)]
     text = "VETH PAIRS\n" + "\n".join(lines or ["(none)"]) + "\n"
@@ -196,6 +195,11 @@ def network_sections(net: NetworkFacts, snapshot: Snapshot) -> list[str]:
             "opened (needs CAP_SYS_PTRACE): no veth was judged orphaned.\n"
         )
     return sections
+
+
+def peer_label(veth: VethView) -> str:
+    """eth0@if534: the container's interface and, as `ip link` shows it, its peer's ifindex."""
+    return f"{veth.container_interface or '?'}@if{veth.link.index}"
 
 
 def _namespace_cell(

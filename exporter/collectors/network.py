@@ -56,13 +56,14 @@ _TRAFFIC = {
     ("transmit", "drops"): "tx_dropped",
     ("transmit", "errors"): "tx_errors",
 }
+_VERB = {"receive": ("received", "sent by"), "transmit": ("transmitted", "sent to")}
 TRAFFIC = {
     field: declare(
         f"veth_{direction}_{unit}",
         "counter",
-        f"{unit.capitalize()} the host side of the veth {'received' if direction == 'receive' else 'transmitted'}"
-        f" ({'sent by' if direction == 'receive' else 'sent to'} the container), as the host's "
-        "kernel counts them: a process in the container cannot fake them.",
+        f"{unit.capitalize()} the host side of the veth {_VERB[direction][0]} "
+        f"({_VERB[direction][1]} the container), as the host's kernel counts them: a process in "
+        "the container cannot fake them.",
         ("interface", "container"),
         collector=NAME,
     )

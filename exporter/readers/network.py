@@ -10,7 +10,7 @@ from pathlib import Path
 
 from exporter.facts import DOCKER_RUNTIME_NAMESPACE, ContainerNetns, NetworkFacts, PeerLink
 from exporter.readers.netlink import NetlinkError, RtnlSocket
-from exporter.readers.procfs import ProcfsReader, ProcessScan, ProcStat, descendants
+from exporter.readers.procfs import ProcessScan, ProcfsReader, ProcStat, descendants
 
 log = logging.getLogger(__name__)
 
