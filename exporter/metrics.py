@@ -31,6 +31,11 @@ class MetricSpec:
     labels: tuple[str, ...]
     collector: str
 
+    @property
+    def exposed_name(self) -> str:
+        """As it appears in the exposition: counters gain `_total`."""
+        return self.name + "_total" if self.kind == "counter" else self.name
+
     def family(self) -> GaugeMetricFamily | CounterMetricFamily:
         text = self.help + SAMPLED_NOTE
         if self.kind == "counter":

@@ -25,7 +25,7 @@ def metric_table() -> str:
     rows = ["| metric | type | labels | collector | meaning |", "|---|---|---|---|---|"]
     for spec in exported():
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
-        rows.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.collector} | {spec.help} |")
+        rows.append(f"| `{spec.exposed_name}` | {spec.kind} | {labels} | {spec.collector} | {spec.help} |")
     return "\n".join(rows)
 
 
@@ -42,7 +42,7 @@ def test_readme_metric_table_is_the_catalogue(request: pytest.FixtureRequest) ->
 
 def test_every_exported_family_is_documented() -> None:
     text = README.read_text()
-    missing = [spec.name for spec in exported() if f"`{spec.name}`" not in text]
+    missing = [spec.name for spec in exported() if f"`{spec.exposed_name}`" not in text]
     assert missing == []
 
 

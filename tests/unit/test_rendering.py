@@ -69,7 +69,54 @@ def test_recorded_host_facts_join_as_expected() -> None:
     assert sum(s.value for s in select(samples, "docker_host_shim_orphaned")) == 1
     assert value(samples, "docker_host_container_info", container="stopped", state="exited") == 1
     assert not select(samples, "docker_host_container_pid1_info", container="stopped")
-    assert value(samples, "docker_host_containers", state="running") == 7
+    assert value(samples, "docker_host_containers", state="running") == 13
+
+
+def test_recorded_network_pairs_bridges_and_orphans() -> None:
+    samples = parse(render(recorded(), WRITERS))
+    pairs = {
+        (
+            s.labels["container"],
+            s.labels["container_interface"],
+            s.labels["bridge"],
+            s.labels["network"],
+        )
+        for s in select(samples, "docker_host_veth_info")
+    }
+    assert pairs == {
+        ("n-default", "eth0", "docker0", "bridge"),
+        ("n-two", "eth0", "docker0", "bridge"),
+        ("n-two", "eth1", "br-46123485796f", "dhe-user"),
+        ("n-user", "eth0", "br-46123485796f", "dhe-user"),
+        ("owner", "eth0", "docker0", "bridge"),
+        ("pidhost", "eth0", "docker0", "bridge"),
+        ("web", "eth0", "docker0", "bridge"),
+        ("zombie", "eth0", "docker0", "bridge"),
+    }
+    orphans = {
+        (s.labels["interface"], s.labels["reason"], s.labels["bridge"])
+        for s in select(samples, "docker_host_veth_orphaned")
+    }
+    assert orphans == {
+        ("vorph0", "no_container", "docker0"),  # ip netns add + veth on docker0
+        ("vgone0", "no_container", ""),  # its namespace was deleted, a process holds it
+        ("vhost0", "no_container", "docker0"),  # both ends on the host, on a Docker bridge
+    }
+    # Host veth pairs off Docker bridges (vx0 on dhe-br0) are not Docker's to judge.
+    assert value(samples, "docker_host_veths", status="other") == 3  # vx0, vx1, vhost1
+    assert value(samples, "docker_host_bridge_info", bridge="dhe-br0", network="") == 1
+    assert value(samples, "docker_host_bridge_ports", bridge="docker0") == 8
+    assert select(
+        samples, "docker_host_container_network_shared_with", container="sidecar", owner="owner"
+    )
+    assert select(
+        samples,
+        "docker_host_container_network_shared_with",
+        container="n-sharer",
+        owner="n-default",
+    )
+    assert not select(samples, "docker_host_veth_info", container="nethost")
+    assert not select(samples, "docker_host_veth_info", container="isolated")
 
 
 def with_engine(snapshot: Snapshot, success: bool) -> Snapshot:
