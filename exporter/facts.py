@@ -185,3 +185,6 @@ class NetworkFacts:
     container_netns: tuple[ContainerNetns, ...]
     peers: tuple[PeerLink, ...]
     unreadable_netns: int  # containers whose /proc/PID/ns/net could not be opened
+    # (ifindex, name) of veths that looked orphaned in a first reading, taken a moment before
+    # this one; only those may be reported orphaned (see plumbing.veth_views).
+    earlier_suspects: tuple[tuple[int, str], ...] = ()

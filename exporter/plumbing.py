@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 
 from exporter.facts import (
     CONTAINER_STATES,
@@ -186,21 +186,46 @@ def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView
     """Every host veth paired with its container, or judged orphaned with a reason.
 
     Pairing matches (peer nsid, peer ifindex): an ifindex alone repeats in every namespace.
-    Nothing is carried over from an earlier sample: nsids and inodes are reused.
+    Nothing is carried over from an earlier sample: nsids and inodes are reused. A veth is
+    called orphaned only if it already looked orphaned in the reading taken a moment before
+    (`net.earlier_suspects`): libnetwork builds and tears down a pair in steps (both ends on
+    the host, then one moved into the container), and a single reading often lands between two.
     """
+    bridges = docker_bridges(inventory, net.links)
+    confirmed = set(net.earlier_suspects)
+    views = []
+    for judged in _judge(net, inventory, lambda bridge: bridge in bridges):
+        reason = judged.orphan_reason
+        if reason and (judged.link.index, judged.link.name) not in confirmed:
+            reason = None
+        network = bridges.get(judged.bridge) if judged.bridge else None
+        views.append(replace(judged, orphan_reason=reason, network=network))
+    return tuple(views)
+
+
+def orphan_suspects(net: NetworkFacts) -> tuple[tuple[int, str], ...]:
+    """(ifindex, name) of every veth that looks orphaned in this reading, counting every bridge
+    as Docker's: the reader looks again at these before any is reported."""
+    return tuple(
+        (v.link.index, v.link.name)
+        for v in _judge(net, None, lambda bridge: True)
+        if v.orphan_reason
+    )
+
+
+def _judge(
+    net: NetworkFacts, inventory: Inventory | None, is_docker_bridge: Callable[[str], bool]
+) -> Iterator[VethView]:
     names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
     by_index = {link.index: link for link in net.links}
     owners = {o.nsid: o for o in netns_owners(net, inventory) if o.nsid is not None}
     peers = {(p.nsid, p.index): p for p in net.peers}
-    bridges = docker_bridges(inventory, net.links)
     can_judge = net.unreadable_netns == 0
-    views = []
     for link in net.links:
         if link.kind != "veth":
             continue
         master = by_index.get(link.master) if link.master is not None else None
         bridge = master.name if master is not None and master.kind == "bridge" else None
-        on_docker_bridge = bridge is not None and bridge in bridges
         owner = owners.get(link.peer_nsid) if link.peer_nsid is not None else None
         peer = None
         if link.peer_nsid is not None and link.peer_index is not None:
@@ -210,25 +235,22 @@ def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView
             # Both ends in the host's namespace: Docker's only if it sits on a Docker bridge.
             if link.peer_index is not None and link.peer_index not in by_index:
                 reason = ORPHAN_PEER_GONE
-            elif on_docker_bridge:
+            elif bridge is not None and is_docker_bridge(bridge):
                 reason = ORPHAN_NO_CONTAINER
         elif peer is not None and peer.name is None and not peer.refused:
             reason = ORPHAN_PEER_GONE
         elif owner is None and can_judge:
             reason = ORPHAN_NO_CONTAINER
         container_id = owner.owner.container_id if owner else None
-        views.append(
-            VethView(
-                link=link,
-                bridge=bridge,
-                network=bridges.get(bridge) if bridge else None,
-                container_id=container_id,
-                container=display_name(container_id, names) if container_id else None,
-                container_interface=peer.name if peer is not None and owner else None,
-                orphan_reason=reason,
-            )
+        yield VethView(
+            link=link,
+            bridge=bridge,
+            network=None,
+            container_id=container_id,
+            container=display_name(container_id, names) if container_id else None,
+            container_interface=peer.name if peer is not None and owner else None,
+            orphan_reason=reason,
         )
-    return tuple(views)
 
 
 def bridge_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[BridgeView, ...]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from exporter.facts import DOCKER_RUNTIME_NAMESPACE, ContainerNetns, NetworkFacts, PeerLink
+from exporter.plumbing import orphan_suspects
 from exporter.readers.netlink import NetlinkError, RtnlSocket
 from exporter.readers.procfs import ProcessScan, ProcfsReader, ProcStat, descendants
 
@@ -18,9 +21,14 @@ _REFUSED = (errno.EPERM, errno.EACCES)
 
 
 class NetworkReader:
-    def __init__(self, procfs: str | Path = "/proc", timeout: float = 5.0) -> None:
+    def __init__(
+        self, procfs: str | Path = "/proc", timeout: float = 5.0, confirm_after: float = 1.0
+    ) -> None:
         self.procfs = ProcfsReader(procfs)
         self.timeout = timeout
+        # Long enough for libnetwork to finish building or tearing down a pair, short enough
+        # to leave most of the run's timeout.
+        self.confirm_after = min(confirm_after, timeout / 4)
         self._socket: RtnlSocket | None = None
         self._refused_before: tuple[bool, bool] = (False, False)
 
@@ -33,7 +41,14 @@ class NetworkReader:
         if self._socket is None:
             self._socket = RtnlSocket(self.timeout)
         try:
-            return self._read(self._socket)
+            first = self._read(self._socket)
+            suspects = orphan_suspects(first)
+            if not suspects:
+                return first
+            # Look again before calling anything orphaned: a pair being built or torn down
+            # looks orphaned for a few milliseconds.
+            time.sleep(self.confirm_after)
+            return replace(self._read(self._socket), earlier_suspects=suspects)
         except (OSError, NetlinkError):
             # A socket left mid-answer by an error is not reused.
             self.close()

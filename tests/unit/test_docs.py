@@ -25,7 +25,9 @@ def metric_table() -> str:
     rows = ["| metric | type | labels | collector | meaning |", "|---|---|---|---|---|"]
     for spec in exported():
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
-        rows.append(f"| `{spec.exposed_name}` | {spec.kind} | {labels} | {spec.collector} | {spec.help} |")
+        rows.append(
+            f"| `{spec.exposed_name}` | {spec.kind} | {labels} | {spec.collector} | {spec.help} |"
+        )
     return "\n".join(rows)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.collectors import all_collectors
-from exporter.facts import ContainerRecord, EngineFacts
+from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts
 from exporter.metrics import render
 from exporter.report import render_report, snapshot_from_json, snapshot_json
 from exporter.selfmetrics import write_self_metrics
@@ -189,3 +189,37 @@ def test_report_shows_the_recorded_host() -> None:
 
 def test_recording_is_checked_in() -> None:
     assert Path(RECORDED).stat().st_size > 1000
+
+
+def with_network(snapshot: Snapshot, **changes: object) -> Snapshot:
+    state = snapshot.collectors["network"]
+    facts = dataclasses.replace(state.facts, **changes)  # type: ignore[type-var]
+    return snapshot.with_state(dataclasses.replace(state, facts=facts))
+
+
+def test_an_orphan_must_show_in_two_readings() -> None:
+    # Only one reading saw them: a pair being built or torn down by libnetwork.
+    samples = parse(render(with_network(recorded(), earlier_suspects=()), WRITERS))
+    assert not select(samples, "docker_host_veth_orphaned")
+    assert value(samples, "docker_host_veths", status="orphaned") == 0
+
+
+def test_an_orphan_whose_ifindex_was_reused_is_not_confirmed() -> None:
+    snapshot = recorded()
+    net = snapshot.current("network", NetworkFacts)
+    assert net is not None
+    suspects = net.earlier_suspects
+    renamed = tuple((index, name + "-old") for index, name in suspects)
+    samples = parse(render(with_network(snapshot, earlier_suspects=renamed), WRITERS))
+    assert not select(samples, "docker_host_veth_orphaned")
+
+
+def test_without_netns_access_nothing_is_called_orphaned_for_lack_of_a_container() -> None:
+    samples = parse(render(with_network(recorded(), unreadable_netns=3), WRITERS))
+    reasons = {s.labels["reason"] for s in select(samples, "docker_host_veth_orphaned")}
+    # vhost0 has both ends on the host: that verdict needs no container namespace.
+    assert reasons <= {"no_container"}
+    assert {s.labels["interface"] for s in select(samples, "docker_host_veth_orphaned")} == {
+        "vhost0"
+    }
+    assert value(samples, "docker_host_network_namespaces_unreadable") == 3
