@@ -162,10 +162,16 @@ def test_without_privileges_it_degrades_and_says_why(containers: Containers) -> 
             value(samples, "docker_host_container_namespaces_unreadable", container=c.id[:12]) == 7
         )
         assert value(samples, "docker_host_container_processes", container=c.id[:12]) == 1
+        # The link dump needs no privilege; judging a veth does: none is called orphaned.
+        assert value(samples, "docker_host_collector_success", collector="network") == 1
+        assert value(samples, "docker_host_network_namespaces_unreadable") >= 1
+        assert not select(samples, "docker_host_veth_orphaned")
+        assert select(samples, "docker_host_bridge_info", bridge="docker0")
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert "needs CAP_SYS_PTRACE" in out
+    assert "cannot open containers' /proc/PID/ns/net" in out
     assert "permission denied on the socket" in out
 
 
