@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import docker
 
+from bench.common import cpu_ms_of, ensure_containers, percentile, pid_of, rss_mb
 from exporter.collectors import all_collectors
 from exporter.metrics import render
 from exporter.selfmetrics import write_self_metrics
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
-
-IMAGE = "dhe-test/busybox:latest"
-LABEL = "dhe-bench"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -53,43 +48,6 @@ class Result:
     rss_mb_end: float
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_ms_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS  # utime + stime
-
-
-def dockerd_pid() -> int:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if Path(entry.path, "comm").read_text().strip() == "dockerd":
-                    return int(entry.name)
-            except OSError:
-                continue
-    raise SystemExit("no dockerd running: run scripts/testbed.sh first")
-
-
-def ensure_containers(client: Any, n: int) -> None:
-    running = client.containers.list(filters={"label": LABEL})
-    for extra in running[n:]:
-        extra.remove(force=True)
-    for i in range(len(running), n):
-        client.containers.run(
-            IMAGE,
-            ["sleep", "36000"],
-            detach=True,
-            labels={LABEL: "1"},
-            name=f"dhe-bench-{i}-{os.getpid()}",
-        )
-
-
 def measure(n: int, samples: int) -> Result:
     settings = Settings(collectors=tuple(c.name for c in all_collectors()))
     defs = all_collectors()
@@ -98,7 +56,7 @@ def measure(n: int, samples: int) -> Result:
     walls: dict[str, list[float]] = {c.name: [] for c in defs}
     cpus: dict[str, list[float]] = {c.name: [] for c in defs}
     renders: list[float] = []
-    dockerd = dockerd_pid()
+    dockerd = pid_of("dockerd")
     snapshot = Snapshot()
     text = b""
     rss_warm = 0.0
@@ -121,23 +79,20 @@ def measure(n: int, samples: int) -> Result:
     for source in sources.values():
         source.close()
 
-    def p(values: list[float], q: float) -> float:
-        return sorted(values)[min(len(values) - 1, int(q * len(values)))]
-
     return Result(
         containers=n,
         samples=samples,
         collectors=[
             CollectorCost(
                 name,
-                round(p(walls[name], 0.5), 2),
-                round(p(walls[name], 0.95), 2),
+                round(percentile(walls[name], 0.5), 2),
+                round(percentile(walls[name], 0.95), 2),
                 round(statistics.fmean(cpus[name]), 2),
             )
             for name in walls
         ],
         dockerd_cpu_ms_per_sample=round(dockerd_ms, 2),
-        render_ms_p50=round(p(renders, 0.5), 2),
+        render_ms_p50=round(percentile(renders, 0.5), 2),
         exposition_bytes=len(text),
         series=sum(1 for line in text.splitlines() if line and not line.startswith(b"#")),
         rss_mb_after_warmup=round(rss_warm, 1),
@@ -157,7 +112,6 @@ def main() -> None:
     try:
         for n in args.containers:
             ensure_containers(client, n)
-            time.sleep(1)  # let the shims settle
             results.append(measure(n, args.samples))
     finally:
         if not args.keep:

@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNSID
@@ -39,8 +39,12 @@ OPERSTATES = tuple(s.lower() for s in states)
 PORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
 
 RTEXT_FILTER_SKIP_STATS = 1 << 3
+# Requests per write in a batch: the answers to one window must fit the receive buffer
+# (a link answer is ~1.5 KB; 256 of them ~400 KB of the 1 MB asked for).
+_BATCH_WINDOW = 256
 NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr
+_NLA = struct.Struct("=HH")  # nlattr: length, type
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg
 _RTGEN = struct.Struct("=Bxxx")  # rtgenmsg, padded
 _STATS64 = struct.Struct("=" + "Q" * len(STATS64_FIELDS))
@@ -58,13 +62,27 @@ def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
     """attribute type -> (payload start, payload end) for one level of TLVs."""
     found: dict[int, tuple[int, int]] = {}
     offset = start
+    unpack = _NLA.unpack_from
     while offset + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, offset)
+        length, kind = unpack(data, offset)
         if length < 4:
             break
         found[kind & NLA_TYPE_MASK] = (offset + 4, offset + length)
         offset += (length + 3) & ~3
     return found
+
+
+def _find(data: bytes, start: int, wanted: int) -> tuple[int, int] | None:
+    """The first attribute of type `wanted` at one level, stopping as soon as it is found."""
+    offset, end = start, len(data)
+    while offset + 4 <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < 4:
+            return None
+        if kind & NLA_TYPE_MASK == wanted:
+            return (offset + 4, offset + length)
+        offset += (length + 3) & ~3
+    return None
 
 
 def _u32(data: bytes, span: tuple[int, int] | None) -> int | None:
@@ -176,33 +194,73 @@ class RtnlSocket:
         seq = self._send(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body)
         return [parse_link(m) for m in self._replies(seq)]
 
-    def get_link(self, index: int, target_nsid: int) -> Link | None:
-        """A link by index in the namespace the host knows as `target_nsid`; None if absent."""
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
-        body += _attr(IFLA["IFLA_EXT_MASK"], struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
-        body += _attr(IFLA["IFLA_IF_NETNSID"], struct.pack("=i", target_nsid))
-        try:
-            seq = self._send(RTM_GETLINK, NLM_F_REQUEST, body)
-            return next((parse_link(m) for m in self._replies(seq)), None)
-        except NetlinkError as exc:
-            # ENODEV: no such link; EINVAL: no namespace has that id any more.
-            if exc.errno in (errno.ENODEV, errno.EINVAL):
-                return None
-            raise
+    def _batch(self, msg_type: int, bodies: Sequence[bytes]) -> list[bytes | NetlinkError]:
+        """One answer per request: requests go out many to a write and answers come back many
+        to a read, in windows small enough that the answers fit the receive buffer."""
+        answers: list[bytes | NetlinkError] = []
+        for start in range(0, len(bodies), _BATCH_WINDOW):
+            window = bodies[start : start + _BATCH_WINDOW]
+            expected: dict[int, int] = {}
+            out = bytearray()
+            for position, body in enumerate(window):
+                self._seq = (self._seq + 1) & 0xFFFFFFFF
+                expected[self._seq] = position
+                out += _HEADER.pack(_HEADER.size + len(body), msg_type, NLM_F_REQUEST, self._seq, 0)
+                out += body
+            self._sock.sendall(out)
+            got: dict[int, bytes | NetlinkError] = {}
+            while len(got) < len(window):
+                data = self._sock.recv(1 << 20)
+                offset = 0
+                while offset + _HEADER.size <= len(data):
+                    length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
+                    message = data[offset : offset + length]
+                    offset += (length + 3) & ~3
+                    if seq not in expected:
+                        continue  # a late answer to a request abandoned by a timeout
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", message, _HEADER.size)[0]
+                        got[expected[seq]] = NetlinkError(code, os.strerror(code))
+                    else:
+                        got[expected[seq]] = message
+            answers.extend(got[i] for i in range(len(window)))
+        return answers
 
-    def nsid_of(self, netns_fd: int) -> int | None:
-        """The id this socket's namespace gives the namespace behind `netns_fd` (RTM_GETNSID);
-        None while it has none (NETNSA_NSID_NOT_ASSIGNED)."""
-        body = _RTGEN.pack(socket.AF_UNSPEC) + _attr(
-            NETNSA["NETNSA_FD"], struct.pack("=I", netns_fd)
-        )
-        seq = self._send(RTM_GETNSID, NLM_F_REQUEST, body)
-        for message in self._replies(seq):
-            nsid = _i32(
-                message,
-                _attrs(message, _HEADER.size + _RTGEN.size, len(message)).get(
-                    NETNSA["NETNSA_NSID"]
-                ),
-            )
-            return None if nsid is None or nsid < 0 else nsid
-        return None
+    def link_names(self, peers: Sequence[tuple[int, int]]) -> list[str | None]:
+        """Names of links given as (ifindex, nsid): each looked up in the namespace the host
+        knows by that id, without entering it. None where the link (or the id) is gone.
+        Raises NetlinkError(EPERM) without CAP_NET_ADMIN."""
+        skip_stats = _attr(IFLA["IFLA_EXT_MASK"], struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+        bodies = [
+            _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+            + skip_stats
+            + _attr(IFLA["IFLA_IF_NETNSID"], struct.pack("=i", nsid))
+            for index, nsid in peers
+        ]
+        names: list[str | None] = []
+        for answer in self._batch(RTM_GETLINK, bodies):
+            if isinstance(answer, NetlinkError):
+                # ENODEV: no such link; EINVAL: no namespace has that id any more.
+                if answer.errno in (errno.ENODEV, errno.EINVAL):
+                    names.append(None)
+                    continue
+                raise answer
+            start = _HEADER.size + _IFINFO.size
+            names.append(_text(answer, _find(answer, start, IFLA["IFLA_IFNAME"])))
+        return names
+
+    def nsids_of(self, netns_fds: Sequence[int]) -> list[int | None]:
+        """The ids this socket's namespace gives the namespaces behind `netns_fds`
+        (RTM_GETNSID); None for one it has given no id yet (NETNSA_NSID_NOT_ASSIGNED)."""
+        bodies = [
+            _RTGEN.pack(socket.AF_UNSPEC) + _attr(NETNSA["NETNSA_FD"], struct.pack("=I", fd))
+            for fd in netns_fds
+        ]
+        nsids: list[int | None] = []
+        for answer in self._batch(RTM_GETNSID, bodies):
+            if isinstance(answer, NetlinkError):
+                raise answer
+            span = _find(answer, _HEADER.size + _RTGEN.size, NETNSA["NETNSA_NSID"])
+            nsid = _i32(answer, span)
+            nsids.append(None if nsid is None or nsid < 0 else nsid)
+        return nsids

@@ -61,10 +61,14 @@ class NetworkReader:
         scan = self.procfs.scan()
         host_net = {n.kind: n.inode for n in self.procfs.host_namespaces()}.get("net")
         netns, unreadable = self._container_netns(sock, scan, host_net)
-        peers = []
-        for link in links:
-            if link.kind == "veth" and link.peer_nsid is not None and link.peer_index is not None:
-                peers.append(self._peer(sock, link.peer_nsid, link.peer_index))
+        peers = self._peers(
+            sock,
+            [
+                (link.peer_index, link.peer_nsid)
+                for link in links
+                if link.kind == "veth" and link.peer_nsid is not None and link.peer_index
+            ],
+        )
         self._warn_on_refusals(unreadable > 0, any(p.refused for p in peers))
         return NetworkFacts(
             links=tuple(links),
@@ -76,56 +80,63 @@ class NetworkReader:
     def _container_netns(
         self, sock: RtnlSocket, scan: ProcessScan, host_net: int | None
     ) -> tuple[list[ContainerNetns], int]:
-        found: dict[tuple[str, int], ContainerNetns] = {}
+        """Open each container's /proc/PID/ns/net, then ask the ids of all in one batch."""
+        opened: list[tuple[str, ProcStat, int]] = []
         unreadable = 0
-        for shim, command in scan.shims:
-            if command.runtime_namespace not in ("", DOCKER_RUNTIME_NAMESPACE):
-                continue
-            # PID 1, and while a container starts, runc's init: libnetwork moves the veth into
-            # the namespace before runc hands over to the container's own PID 1.
-            candidates = [
-                p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")
-            ]
-            pid1 = self.procfs.pid1(scan, shim)
-            if pid1 is not None:
-                candidates.insert(0, pid1)
-            for process in candidates:
-                try:
-                    netns = self._netns(sock, command.container_id, process)
-                except PermissionError:
-                    unreadable += 1
-                    break
-                if netns is not None and netns.inode != host_net:
-                    found.setdefault((netns.container_id, netns.inode), netns)
+        try:
+            for shim, command in scan.shims:
+                if command.runtime_namespace not in ("", DOCKER_RUNTIME_NAMESPACE):
+                    continue
+                # PID 1, and while a container starts, runc's init: libnetwork moves the veth
+                # into the namespace before runc hands over to the container's own PID 1.
+                candidates = [
+                    p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")
+                ]
+                pid1 = self.procfs.pid1(scan, shim)
+                if pid1 is not None:
+                    candidates.insert(0, pid1)
+                for process in candidates:
+                    try:
+                        fd = os.open(
+                            f"{self.procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC
+                        )
+                    except (FileNotFoundError, ProcessLookupError):
+                        continue  # gone since the scan
+                    except PermissionError:
+                        unreadable += 1
+                        break
+                    opened.append((command.container_id, process, fd))
+            nsids = sock.nsids_of([fd for _, _, fd in opened])
+            inodes = [os.fstat(fd).st_ino for _, _, fd in opened]
+        finally:
+            for _, _, fd in opened:
+                os.close(fd)
+        found: dict[tuple[str, int], ContainerNetns] = {}
+        for (container_id, process, _), nsid, inode in zip(opened, nsids, inodes, strict=True):
+            # A pid reused between the scan and the open would name another namespace.
+            if inode != host_net and self.procfs.same_process(process):
+                found.setdefault(
+                    (container_id, inode),
+                    ContainerNetns(
+                        container_id=container_id, pid=process.pid, inode=inode, nsid=nsid
+                    ),
+                )
         return sorted(found.values(), key=lambda n: (n.container_id, n.inode)), unreadable
 
-    def _netns(
-        self, sock: RtnlSocket, container_id: str, process: ProcStat
-    ) -> ContainerNetns | None:
-        try:
-            fd = os.open(
-                self.procfs.root / str(process.pid) / "ns" / "net", os.O_RDONLY | os.O_CLOEXEC
-            )
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        try:
-            inode = os.fstat(fd).st_ino
-            nsid = sock.nsid_of(fd)
-        finally:
-            os.close(fd)
-        if not self.procfs.same_process(process):
-            return None  # the pid was reused between listing and opening
-        return ContainerNetns(container_id=container_id, pid=process.pid, inode=inode, nsid=nsid)
-
     @staticmethod
-    def _peer(sock: RtnlSocket, nsid: int, index: int) -> PeerLink:
+    def _peers(sock: RtnlSocket, wanted: list[tuple[int, int]]) -> list[PeerLink]:
         try:
-            link = sock.get_link(index, nsid)
+            names = sock.link_names(wanted)
         except NetlinkError as exc:
-            if exc.errno in _REFUSED:
-                return PeerLink(nsid=nsid, index=index, name=None, refused=True)
-            raise
-        return PeerLink(nsid=nsid, index=index, name=link.name if link else None)
+            if exc.errno not in _REFUSED:
+                raise
+            return [
+                PeerLink(nsid=nsid, index=index, name=None, refused=True) for index, nsid in wanted
+            ]
+        return [
+            PeerLink(nsid=nsid, index=index, name=name)
+            for (index, nsid), name in zip(wanted, names, strict=True)
+        ]
 
     def _warn_on_refusals(self, netns_refused: bool, peers_refused: bool) -> None:
         before = self._refused_before

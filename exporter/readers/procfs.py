@@ -119,20 +119,24 @@ def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
     shim v2 (containerd-shim-runc-v2) passes `-id <id>`; shim v1 (containerd-shim and
     docker-containerd-shim) passes only `-workdir .../<namespace>/<id>`.
     """
-    if not argv or "containerd-shim" not in Path(argv[0]).name:
+    if not argv or "containerd-shim" not in _basename(argv[0]):
         return None
     options: dict[str, str] = {}
     for flag, value in itertools.pairwise(argv[1:]):
         if flag.startswith("-"):
             options[flag.lstrip("-")] = value
-    container_id = options.get("id") or Path(options.get("workdir", "")).name
+    container_id = options.get("id") or _basename(options.get("workdir", ""))
     if not container_id:
         return None
     return ShimCommand(container_id=container_id, runtime_namespace=options.get("namespace", ""))
 
 
 def daemon_name(argv: tuple[str, ...]) -> str | None:
-    return _DAEMON_NAMES.get(Path(argv[0]).name) if argv else None
+    return _DAEMON_NAMES.get(_basename(argv[0])) if argv else None
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[2]
 
 
 def choose_pid1(children: Iterable[ProcStat], nspids: Mapping[int, tuple[int, ...]]) -> int | None:
@@ -163,18 +167,37 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
 class ProcfsReader:
     def __init__(self, procfs: str | Path = "/proc") -> None:
         self.root = Path(procfs)
+        # Plain string paths: pathlib's joins cost more than the reads in a full /proc scan.
+        self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
         self._refused_before = False
+        # What does not change for a process, keyed by its identity: its NSpid for (pid, start
+        # time), and its argv for (pid, start time, comm), since an exec between fork and our
+        # read changes argv and comm together. Pruned to the live processes at every scan.
+        self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        self._nspid: dict[tuple[int, int], tuple[int, ...]] = {}
 
     # -- single-file reads; None means the process is gone ---------------------------------
 
     def _read_text(self, *parts: str | int) -> str | None:
+        path = self._prefix + "/".join(map(str, parts))
         try:
-            return self.root.joinpath(*map(str, parts)).read_text(errors="replace")
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno in _GONE:
                 return None
             raise
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        except OSError as exc:  # ESRCH: the process exited between open and read
+            if exc.errno in _GONE:
+                return None
+            raise
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode(errors="replace")
 
     def stat(self, pid: int) -> ProcStat | None:
         text = self._read_text(pid, "stat")
@@ -194,13 +217,13 @@ class ProcfsReader:
         refused: list[str] = []
         for kind in NAMESPACE_KINDS:
             try:
-                links.append(parse_namespace_link(os.readlink(self.root / str(pid) / "ns" / kind)))
+                links.append(parse_namespace_link(os.readlink(f"{self._prefix}{pid}/ns/{kind}")))
             except PermissionError:
                 refused.append(kind)
             except OSError as exc:
                 if exc.errno not in _GONE:
                     raise
-                if not (self.root / str(pid)).exists():
+                if not Path(f"{self._prefix}{pid}").exists():
                     return None
                 # The kernel lacks this namespace kind (cgroup before 4.6, ...): nothing to say.
         return tuple(links), tuple(refused)
@@ -235,11 +258,21 @@ class ProcfsReader:
         children: dict[int, list[ProcStat]] = defaultdict(list)
         for stat in table:
             children[stat.ppid].append(stat)
+        live = {(stat.pid, stat.start_ticks) for stat in table}
+        for gone in self._nspid.keys() - live:
+            del self._nspid[gone]
+        for key in [k for k in self._argv if k[:2] not in live]:
+            del self._argv[key]
         shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
             if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
-                argv = self.cmdline(stat.pid)
+                identity = (stat.pid, stat.start_ticks, stat.comm)
+                argv = self._argv.get(identity)
+                if argv is None:
+                    argv = self.cmdline(stat.pid)
+                    if argv:  # empty for a zombie, or a process gone mid-read
+                        self._argv[identity] = argv
                 if (name := daemon_name(argv)) is not None:
                     daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
                 elif (command := parse_shim_cmdline(argv)) is not None:
@@ -248,7 +281,13 @@ class ProcfsReader:
 
     def pid1(self, scan: ProcessScan, shim: ProcStat) -> ProcStat | None:
         direct = scan.children.get(shim.pid, [])
-        chosen = choose_pid1(direct, {child.pid: self.nspid(child.pid) for child in direct})
+        nspids = {}
+        for child in direct:
+            identity = (child.pid, child.start_ticks)
+            if (nspid := self._nspid.get(identity)) is None:
+                nspid = self._nspid[identity] = self.nspid(child.pid)
+            nspids[child.pid] = nspid
+        chosen = choose_pid1(direct, nspids)
         return next((c for c in direct if c.pid == chosen), None)
 
     def same_process(self, before: ProcStat) -> bool:

@@ -223,3 +223,18 @@ def test_host_namespaces_do_not_fall_back_to_an_impostor_pid2(
 def test_not_a_procfs_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ProcfsError, match=r"is --path\.procfs a procfs"):
         ProcfsReader(tmp_path).read()
+
+
+def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> None:
+    # containerd has forked a child that has not exec'd the shim yet: it looks like containerd.
+    child = proc.process(100, "containerd", 60, start=700, cmdline="/usr/bin/containerd\0")
+    reader = ProcfsReader(proc.root)
+    assert [d.name for d in reader.read().daemons] == ["containerd", "containerd", "dockerd"]
+    # Same pid, same start time: the exec changed comm and argv together.
+    (child / "stat").write_text(
+        (child / "stat").read_text().replace("(containerd)", "(containerd-shim)")
+    )
+    (child / "cmdline").write_text(SHIM_V2.format(id="e" * 64))
+    facts = reader.read()
+    assert [s.container_id for s in facts.shims] == ["e" * 64]
+    assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
