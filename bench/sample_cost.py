@@ -1,7 +1,7 @@
 """What one sample costs: per collector wall and CPU time, dockerd's extra CPU, render time,
 exposition size and the exporter's RSS over many samples, with N real containers running.
 
-    sudo .venv/bin/python bench/sample_cost.py --containers 0 50 --samples 200
+    sudo .venv/bin/python -m bench.sample_cost --containers 0 5 50 --samples 200
 
 Starts N containers from the test bed's image (scripts/testbed.sh) labeled dhe-bench, removes
 them afterwards, prints a table and writes JSON (--json). Traffic: none; it reads /proc and

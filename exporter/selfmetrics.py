@@ -27,6 +27,14 @@ LAST_SUCCESS = declare(
     ("collector",),
     collector="exporter",
 )
+PRIVILEGE_MISSING = declare(
+    "privilege_missing",
+    "gauge",
+    "1 while a collector's last run was refused something for lack of this capability; what "
+    "degrades is in the README's privileges table.",
+    ("collector", "capability"),
+    collector="exporter",
+)
 BUILD_INFO = declare(
     "exporter_build_info",
     "gauge",

@@ -3,6 +3,8 @@ traffic as the host side counts it, and orphaned veths. No `docker exec`, no sub
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from exporter.collectors import CollectorDef, Source
 from exporter.collectors.containers import inventory
 from exporter.facts import NetworkFacts
@@ -10,12 +12,15 @@ from exporter.metrics import Families, declare
 from exporter.plumbing import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
+    BridgeView,
+    VethView,
     bridge_views,
     netns_sharers,
     veth_views,
 )
 from exporter.readers.netlink import PORT_STATES
 from exporter.readers.network import NetworkReader
+from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
@@ -114,8 +119,20 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if net is None:
         return
     known = inventory(snapshot)
+    write_veths(veth_views(net, known), out)
+    write_bridges(bridge_views(net, known), out)
+    for sharer, owner in netns_sharers(net, known):
+        out.add(SHARED_NETNS, 1, sharer, owner)
+    out.add(NETNS_UNREADABLE, net.unreadable_netns)
+    if net.unreadable_netns:
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
+    if any(peer.refused for peer in net.peers):
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_NET_ADMIN")
+
+
+def write_veths(veths: Iterable[VethView], out: Families) -> None:
     status = {"paired": 0, "orphaned": 0, "other": 0}
-    for veth in veth_views(net, known):
+    for veth in veths:
         name, bridge = veth.link.name, veth.bridge or ""
         if veth.container is not None:
             status["paired"] += 1
@@ -134,7 +151,9 @@ def write(snapshot: Snapshot, out: Families) -> None:
     for key, count in status.items():
         out.add(VETHS, count, key)
 
-    for view in bridge_views(net, known):
+
+def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
+    for view in bridges:
         n = view.network
         stp = {None: "unknown", True: "enabled", False: "disabled"}[view.link.stp_enabled]
         out.add(
@@ -150,9 +169,6 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(BRIDGE_PORTS, len(view.ports), view.link.name)
         for port in view.ports:
             out.add(BRIDGE_PORT_STATE, 1, view.link.name, port.name, port.port_state or "unknown")
-    for sharer, owner in netns_sharers(net, known):
-        out.add(SHARED_NETNS, 1, sharer, owner)
-    out.add(NETNS_UNREADABLE, net.unreadable_netns)
 
 
 def build(settings: Settings) -> Source:

@@ -9,6 +9,7 @@ from exporter.facts import ProcessFacts
 from exporter.metrics import Families, declare
 from exporter.plumbing import container_processes, shim_verdicts
 from exporter.readers.procfs import ProcfsReader
+from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
@@ -127,6 +128,9 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(SHIM_INFO, 1, pid, cid[:12], verdict.container)
         if verdict.orphaned is not None:
             out.add(SHIM_ORPHANED, int(verdict.orphaned), pid, cid[:12])
+
+    if any(shim.unreadable_namespaces for shim in procs.shims):
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
 
     for daemon in DAEMONS:
         out.add(DAEMON_PROCESSES, sum(d.name == daemon for d in procs.daemons), daemon)

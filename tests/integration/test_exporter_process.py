@@ -167,6 +167,16 @@ def test_without_privileges_it_degrades_and_says_why(containers: Containers) -> 
         assert value(samples, "docker_host_network_namespaces_unreadable") >= 1
         assert not select(samples, "docker_host_veth_orphaned")
         assert select(samples, "docker_host_bridge_info", bridge="docker0")
+        for collector in ("processes", "network"):
+            assert (
+                value(
+                    samples,
+                    "docker_host_privilege_missing",
+                    collector=collector,
+                    capability="CAP_SYS_PTRACE",
+                )
+                == 1
+            )
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
@@ -259,3 +269,54 @@ def test_inspect_prints_tables_and_fails_only_when_nothing_is_readable(
     )
     assert unreadable.returncode == 1
     assert "is --path.procfs a procfs" in unreadable.stdout
+
+
+def test_without_net_admin_pairs_are_still_made(containers: Containers) -> None:
+    c = containers.run("nonetadmin")
+    setpriv = shutil.which("setpriv")
+    assert setpriv
+    port = free_port()
+    # root, minus CAP_NET_ADMIN: peer names need it (IFLA_IF_NETNSID), pairing does not.
+    proc = subprocess.Popen(
+        [
+            setpriv,
+            "--bounding-set=-net_admin",
+            "--inh-caps=-net_admin",
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--sample.interval=1s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return success(base, "network") == 1 and success(base, "containers") == 1
+            except OSError:
+                return False
+
+        wait_for(ready, timeout=20)
+        samples = parse(get(base + "/metrics"))
+        assert (
+            value(
+                samples,
+                "docker_host_privilege_missing",
+                collector="network",
+                capability="CAP_NET_ADMIN",
+            )
+            == 1
+        )
+        paired = select(samples, "docker_host_veth_info", container=c.name)
+        assert [s.labels["container_interface"] for s in paired] == [""]
+        assert not select(samples, "docker_host_veth_orphaned")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert "needs CAP_NET_ADMIN" in out
