@@ -71,6 +71,11 @@ class Families:
             family = self._families[spec.name] = spec.family()
         family.add_metric(list(label_values), value)
 
+    def extend(self, metrics: Iterable[Metric]) -> None:
+        """Families declared elsewhere by convention (client_python's process_* metrics)."""
+        for metric in metrics:
+            self._families[metric.name] = metric  # type: ignore[assignment]
+
     def collect(self) -> list[Metric]:
         return list(self._families.values())
 

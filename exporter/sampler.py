@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from exporter.collectors import CollectorDef, Source
 from exporter.metrics import Exposition, FamilyWriter, render
-from exporter.selfmetrics import write_self_metrics
+from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
 
@@ -30,7 +30,7 @@ class SnapshotStore:
     """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
 
     def __init__(self, writers: Sequence[FamilyWriter]) -> None:
-        self._writers = (*writers, write_self_metrics)
+        self._writers = (*writers, write_self_metrics, write_process_metrics)
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
         self._exposition = Exposition.of(render(self._snapshot, self._writers))

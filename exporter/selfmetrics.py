@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import ProcessCollector
+
 from exporter import __version__
 from exporter.metrics import Families, declare
 from exporter.snapshot import Snapshot
@@ -44,6 +46,11 @@ BUILD_INFO = declare(
 )
 
 
+# The exporter's own process_* metrics (RSS, CPU, open fds), read when a snapshot is rendered,
+# not when it is scraped. registry=None: rendered by us, not by client_python's global registry.
+_PROCESS = ProcessCollector(registry=None)
+
+
 def write_self_metrics(snapshot: Snapshot, out: Families) -> None:
     for name, state in sorted(snapshot.collectors.items()):
         out.add(SUCCESS, int(state.success), name)
@@ -51,3 +58,7 @@ def write_self_metrics(snapshot: Snapshot, out: Families) -> None:
         if state.last_success_time is not None:
             out.add(LAST_SUCCESS, state.last_success_time, name)
     out.add(BUILD_INFO, 1, __version__)
+
+
+def write_process_metrics(_snapshot: Snapshot, out: Families) -> None:
+    out.extend(_PROCESS.collect())
