@@ -29,6 +29,16 @@ CONTAINER_STATES: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True, order=True)
+class PublishedPort:
+    """A port the Engine API lists for a container: host side and container side."""
+
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
 @dataclass(frozen=True)
 class ContainerRecord:
     """One container as the Engine API's list endpoint reports it (no inspect needed)."""
@@ -40,6 +50,8 @@ class ContainerRecord:
     state: str
     network_mode: str
     created: float
+    ports: tuple[PublishedPort, ...] = ()
+    addresses: tuple[str, ...] = ()  # IPv4 addresses on its networks
 
     @property
     def short_id(self) -> str:
@@ -188,3 +200,58 @@ class NetworkFacts:
     # (ifindex, name) of veths that looked orphaned in a first reading, taken a moment before
     # this one; only those may be reported orphaned (see plumbing.veth_views).
     earlier_suspects: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """A nat rule that masquerades or DNATs, decoded from either firewall backend.
+
+    backend: "legacy" (ip_tables via libiptc) or "nftables" (nf_tables: rules made by
+    iptables-nft, by nft, or by Docker's own nftables firewall backend).
+    """
+
+    backend: str
+    table: str
+    chain: str
+    action: str  # "masquerade" or "dnat"
+    source: str | None  # CIDR
+    destination: str | None
+    in_interface: str | None  # iptables notation: a trailing + is a prefix wildcard
+    in_negated: bool
+    out_interface: str | None
+    out_negated: bool
+    protocol: str | None
+    dport: int | None
+    to_address: str | None  # dnat only
+    to_port: int | None
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class FirewallBackend:
+    """What one backend holds: its nat rules (all, not only ours), its chains, or why it could
+    not be read."""
+
+    name: str
+    readable: bool
+    error: str | None
+    nat_rules: int
+    docker_chains: tuple[str, ...]  # "table/chain" of the chains Docker made there
+
+
+@dataclass(frozen=True)
+class NatExpectations:
+    """What Docker's networks and published ports need, from the Engine API."""
+
+    networks: tuple[DockerNetwork, ...]
+    containers: tuple[ContainerRecord, ...]
+
+
+@dataclass(frozen=True)
+class NatFacts:
+    backends: tuple[FirewallBackend, ...]
+    rules: tuple[NatRule, ...]
+    expectations: NatExpectations | None  # None when the Engine API could not be read
+    # Keys of the expectations that looked unmet in a first reading a moment before this one.
+    earlier_missing: tuple[str, ...] = ()

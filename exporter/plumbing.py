@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from exporter.facts import (
@@ -13,8 +13,12 @@ from exporter.facts import (
     ContainerNetns,
     DockerNetwork,
     EngineFacts,
+    FirewallBackend,
     Link,
     NamespaceLink,
+    NatExpectations,
+    NatFacts,
+    NatRule,
     NetworkFacts,
     ProcessFacts,
     ShimFacts,
@@ -277,4 +281,144 @@ def netns_sharers(net: NetworkFacts, inventory: Inventory | None) -> tuple[tuple
         (display_name(s.container_id, names), display_name(o.owner.container_id, names))
         for o in netns_owners(net, inventory)
         for s in o.sharers
+    )
+
+
+# -- nat ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectedMasquerade:
+    """A bridge network with masquerading on needs `-s <subnet> ! -o <bridge> -j MASQUERADE`."""
+
+    network: str
+    subnet: str
+    bridge: str
+
+    @property
+    def key(self) -> str:
+        return f"masquerade/{self.network}/{self.subnet}"
+
+
+@dataclass(frozen=True)
+class ExpectedDnat:
+    """A published port needs a DNAT from its host port to the container's address and port."""
+
+    container: str
+    container_id: str
+    protocol: str
+    host_port: int
+    container_port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"dnat/{self.container_id}/{self.protocol}/{self.host_port}"
+
+
+def docker_firewall(backends: tuple[FirewallBackend, ...]) -> tuple[str, ...]:
+    """Where Docker keeps its rules, by the chains and tables it made: iptables-legacy,
+    iptables-nft, nftables (Docker 29's own backend), or none (dockerd --iptables=false)."""
+    found = []
+    for backend in backends:
+        chains = backend.docker_chains
+        if backend.name == "legacy" and chains:
+            found.append("iptables-legacy")
+        elif backend.name == "nftables":
+            if any(c.split("/", 1)[0] in ("nat", "filter") for c in chains):
+                found.append("iptables-nft")
+            if any(c.split("/", 1)[0] not in ("nat", "filter") for c in chains):
+                found.append("nftables")
+    return tuple(sorted(found)) or ("none",)
+
+
+def rules_split_across_backends(backends: tuple[FirewallBackend, ...]) -> bool:
+    return sum(1 for b in backends if b.nat_rules > 0) > 1
+
+
+def expected_masquerades(expect: NatExpectations) -> tuple[ExpectedMasquerade, ...]:
+    return tuple(
+        ExpectedMasquerade(network=n.name, subnet=subnet, bridge=n.bridge)
+        for n in expect.networks
+        if n.driver == "bridge" and n.ip_masquerade and not n.internal and n.bridge
+        for subnet in n.subnets
+        if ":" not in subnet  # IPv6 networks are masqueraded by ip6tables, not read here
+    )
+
+
+def expected_dnats(expect: NatExpectations) -> tuple[ExpectedDnat, ...]:
+    found = {
+        (c.id, p.protocol, p.host_port): ExpectedDnat(
+            container=c.name,
+            container_id=c.id,
+            protocol=p.protocol,
+            host_port=p.host_port,
+            container_port=p.container_port,
+            addresses=c.addresses,
+        )
+        for c in expect.containers
+        if c.state == "running" and c.addresses
+        for p in c.ports
+        if ":" not in p.host_ip  # an IPv6 binding's DNAT lives in ip6tables
+    }
+    return tuple(found[k] for k in sorted(found))
+
+
+def has_masquerade(expected: ExpectedMasquerade, rules: Iterable[NatRule]) -> bool:
+    return any(
+        r.action == "masquerade"
+        and r.source == expected.subnet
+        and r.out_negated
+        and r.out_interface == expected.bridge
+        for r in rules
+    )
+
+
+def has_dnat(expected: ExpectedDnat, rules: Iterable[NatRule]) -> bool:
+    return any(
+        r.action == "dnat"
+        and r.protocol == expected.protocol
+        and r.dport == expected.host_port
+        and r.to_port == expected.container_port
+        and r.to_address in expected.addresses
+        for r in rules
+    )
+
+
+def can_judge_nat(nat: NatFacts) -> bool:
+    """Only with every backend read, the Engine API's view, and Docker managing a firewall."""
+    return (
+        nat.expectations is not None
+        and all(b.readable for b in nat.backends)
+        and docker_firewall(nat.backends) != ("none",)
+    )
+
+
+def unmet_expectations(nat: NatFacts) -> tuple[str, ...]:
+    """Keys of the expected rules this reading lacks (before any confirmation)."""
+    if not can_judge_nat(nat) or nat.expectations is None:
+        return ()
+    return tuple(
+        [e.key for e in expected_masquerades(nat.expectations) if not has_masquerade(e, nat.rules)]
+        + [e.key for e in expected_dnats(nat.expectations) if not has_dnat(e, nat.rules)]
+    )
+
+
+def nat_verdicts(
+    nat: NatFacts,
+) -> tuple[tuple[tuple[ExpectedMasquerade, bool], ...], tuple[tuple[ExpectedDnat, bool], ...]]:
+    """Each expected rule and whether it is missing: absent now and in the reading a moment
+    before, so a network or container mid-creation is not reported."""
+    if not can_judge_nat(nat) or nat.expectations is None:
+        return (), ()
+    confirmed = set(nat.earlier_missing)
+    return (
+        tuple(
+            (e, e.key in confirmed and not has_masquerade(e, nat.rules))
+            for e in expected_masquerades(nat.expectations)
+        ),
+        tuple(
+            (e, e.key in confirmed and not has_dnat(e, nat.rules))
+            for e in expected_dnats(nat.expectations)
+        ),
     )

@@ -10,14 +10,25 @@ from exporter import factcodec
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import NAME as CONTAINERS
 from exporter.collectors.containers import inventory
+from exporter.collectors.nat import NAME as NAT
 from exporter.collectors.network import NAME as NETWORK
 from exporter.collectors.processes import NAME as PROCESSES
-from exporter.facts import NAMESPACE_KINDS, EngineFacts, NetworkFacts, ProcessFacts
+from exporter.facts import (
+    NAMESPACE_KINDS,
+    EngineFacts,
+    NatFacts,
+    NatRule,
+    NetworkFacts,
+    ProcessFacts,
+)
 from exporter.plumbing import (
     VethView,
     bridge_views,
     container_processes,
+    docker_firewall,
+    nat_verdicts,
     netns_sharers,
+    rules_split_across_backends,
     shim_verdicts,
     veth_views,
 )
@@ -144,7 +155,72 @@ def render_report(snapshot: Snapshot) -> str:
     net = snapshot.current(NETWORK, NetworkFacts)
     if net is not None:
         sections.extend(network_sections(net, snapshot))
+    nat = snapshot.current(NAT, NatFacts)
+    if nat is not None:
+        sections.extend(nat_sections(nat))
     return "\n".join(sections)
+
+
+def nat_sections(nat: NatFacts) -> list[str]:
+    backends = ", ".join(
+        f"{b.name}: {b.nat_rules} nat rules" if b.readable else f"{b.name}: UNREADABLE ({b.error})"
+        for b in nat.backends
+    )
+    header = f"NAT (Docker's firewall: {', '.join(docker_firewall(nat.backends))}; {backends})" + (
+        "\nWARNING: nat rules are split across both backends"
+        if rules_split_across_backends(nat.backends)
+        else ""
+    )
+    rules = table(
+        header,
+        ("BACKEND", "CHAIN", "RULE", "PACKETS", "BYTES"),
+        (
+            (r.backend, f"{r.table}/{r.chain}", iptables_text(r), r.packets, r.bytes)
+            for r in nat.rules
+        ),
+    )
+    masquerades, dnats = nat_verdicts(nat)
+    missing = [
+        f"-s {m.subnet} ! -o {m.bridge} -j MASQUERADE  (network {m.network})"
+        for m, gone in masquerades
+        if gone
+    ]
+    missing += [
+        f"-p {d.protocol} --dport {d.host_port} -j DNAT --to-destination "
+        f"{'|'.join(d.addresses)}:{d.container_port}  (container {d.container})"
+        for d, gone in dnats
+        if gone
+    ]
+    judged = bool(masquerades or dnats) or nat.expectations is not None
+    verdict = (
+        "MISSING NAT RULES\n"
+        + "\n".join(missing or ["(none)" if judged else "(not judged)"])
+        + "\n"
+    )
+    return [rules, verdict]
+
+
+def iptables_text(rule: NatRule) -> str:
+    """A decoded rule, as `iptables -t nat -S` would print it."""
+    parts = []
+    if rule.source:
+        parts.append(f"-s {rule.source}")
+    if rule.destination:
+        parts.append(f"-d {rule.destination}")
+    if rule.in_interface:
+        parts.append(f"{'! ' if rule.in_negated else ''}-i {rule.in_interface}")
+    if rule.out_interface:
+        parts.append(f"{'! ' if rule.out_negated else ''}-o {rule.out_interface}")
+    if rule.protocol:
+        parts.append(f"-p {rule.protocol}")
+    if rule.dport:
+        parts.append(f"--dport {rule.dport}")
+    if rule.action == "masquerade":
+        parts.append("-j MASQUERADE")
+    else:
+        to = f"{rule.to_address or ''}{f':{rule.to_port}' if rule.to_port else ''}"
+        parts.append(f"-j DNAT --to-destination {to}")
+    return " ".join(parts)
 
 
 def network_sections(net: NetworkFacts, snapshot: Snapshot) -> list[str]:

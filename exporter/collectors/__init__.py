@@ -31,9 +31,9 @@ class CollectorDef:
 
 def all_collectors() -> tuple[CollectorDef, ...]:
     # Imported here so that declaring the metric families happens once, in a fixed order.
-    from exporter.collectors import containers, network, processes  # noqa: PLC0415
+    from exporter.collectors import containers, nat, network, processes  # noqa: PLC0415
 
-    return (containers.COLLECTOR, processes.COLLECTOR, network.COLLECTOR)
+    return (containers.COLLECTOR, processes.COLLECTOR, network.COLLECTOR, nat.COLLECTOR)
 
 
 def by_name() -> dict[str, CollectorDef]:

@@ -16,7 +16,14 @@ import docker.errors
 import docker.utils
 import requests
 
-from exporter.facts import ContainerRecord, DockerNetwork, EngineComponent, EngineFacts
+from exporter.facts import (
+    ContainerRecord,
+    DockerNetwork,
+    EngineComponent,
+    EngineFacts,
+    NatExpectations,
+    PublishedPort,
+)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -43,6 +50,25 @@ def container_record(entry: Mapping[str, Any]) -> ContainerRecord:
         state=(entry.get("State") or "unknown").lower(),
         network_mode=(entry.get("HostConfig") or {}).get("NetworkMode") or "",
         created=float(entry.get("Created") or 0),
+        ports=tuple(
+            sorted(
+                PublishedPort(
+                    protocol=p.get("Type") or "tcp",
+                    host_ip=p.get("IP") or "",
+                    host_port=int(p["PublicPort"]),
+                    container_port=int(p.get("PrivatePort") or 0),
+                )
+                for p in entry.get("Ports") or []
+                if p.get("PublicPort")
+            )
+        ),
+        addresses=tuple(
+            sorted(
+                n["IPAddress"]
+                for n in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).values()
+                if n and n.get("IPAddress")
+            )
+        ),
     )
 
 
@@ -131,6 +157,15 @@ class DockerReader:
             components=engine_components(version),
             api_version=str(version.get("ApiVersion", "")),
             networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
+        )
+
+    def nat_expectations(self) -> NatExpectations:
+        """Running containers (with their published ports) and the networks: two list calls."""
+        containers = self._call("containers")
+        networks = self._call("networks")
+        return NatExpectations(
+            networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
+            containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
         )
 
 

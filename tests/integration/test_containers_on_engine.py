@@ -262,4 +262,4 @@ def test_shim_without_docker_container_is_orphaned(
 
 
 def test_every_collector_is_exercised() -> None:
-    assert {c.name for c in all_collectors()} == {"containers", "processes", "network"}
+    assert {c.name for c in all_collectors()} == {"containers", "processes", "network", "nat"}

@@ -1,0 +1,191 @@
+"""nat: MASQUERADE and DNAT rules from both firewall backends, which backend Docker uses, and
+the rules Docker's networks and published ports need but lack."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from exporter.collectors import CollectorDef, Source
+from exporter.facts import NatFacts, NatRule
+from exporter.metrics import Families, declare
+from exporter.plumbing import docker_firewall, nat_verdicts, rules_split_across_backends
+from exporter.readers.nat import NatReader
+from exporter.selfmetrics import PRIVILEGE_MISSING
+from exporter.settings import Settings
+from exporter.snapshot import Snapshot
+
+NAME = "nat"
+
+BACKEND_INFO = declare(
+    "nat_backend_info",
+    "gauge",
+    "The firewall backend Docker's rules are in, by the chains and tables it made: "
+    "iptables-legacy, iptables-nft, nftables (Docker's own backend) or none; 1.",
+    ("backend",),
+    collector=NAME,
+)
+BACKEND_READABLE = declare(
+    "nat_backend_readable",
+    "gauge",
+    "1 when the backend (legacy: ip_tables through libiptc; nftables: nf_tables over netlink) "
+    "could be read; 0 means no verdict on missing rules (reading needs CAP_NET_ADMIN).",
+    ("backend",),
+    collector=NAME,
+)
+RULES = declare(
+    "nat_rules",
+    "gauge",
+    "Rules in the backend's nat table, Docker's or not.",
+    ("backend",),
+    collector=NAME,
+)
+SPLIT = declare(
+    "nat_rules_split_across_backends",
+    "gauge",
+    "1 when both backends hold nat rules: packets meet both rule sets, a known cause of broken "
+    "container networking.",
+    (),
+    collector=NAME,
+)
+MASQ_LABELS = ("backend", "table", "chain", "source", "out_interface", "negated")
+MASQ_RULES = declare(
+    "nat_masquerade_rules",
+    "gauge",
+    "MASQUERADE rules with these properties (more than 1: duplicates). As in "
+    "`-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`.",
+    MASQ_LABELS,
+    collector=NAME,
+)
+MASQ_PACKETS = declare(
+    "nat_masquerade_packets",
+    "counter",
+    "Packets the MASQUERADE rules have matched.",
+    MASQ_LABELS,
+    collector=NAME,
+)
+MASQ_BYTES = declare(
+    "nat_masquerade_bytes",
+    "counter",
+    "Bytes the MASQUERADE rules have matched.",
+    MASQ_LABELS,
+    collector=NAME,
+)
+DNAT_LABELS = ("backend", "table", "chain", "protocol", "host_port", "destination")
+DNAT_RULES = declare(
+    "nat_dnat_rules",
+    "gauge",
+    "DNAT rules with these properties, as Docker makes for a published port "
+    "(destination is the container address:port).",
+    DNAT_LABELS,
+    collector=NAME,
+)
+DNAT_PACKETS = declare(
+    "nat_dnat_packets",
+    "counter",
+    "Packets the DNAT rules have matched.",
+    DNAT_LABELS,
+    collector=NAME,
+)
+DNAT_BYTES = declare(
+    "nat_dnat_bytes", "counter", "Bytes the DNAT rules have matched.", DNAT_LABELS, collector=NAME
+)
+MASQ_MISSING = declare(
+    "nat_masquerade_missing",
+    "gauge",
+    "1 when a bridge network with IP masquerade on and not internal lacks its MASQUERADE rule "
+    "(source its subnet, leaving by anything but its bridge) in every backend, in this reading "
+    "and one a moment before. Absent when it cannot be judged.",
+    ("network", "subnet", "bridge"),
+    collector=NAME,
+)
+DNAT_MISSING = declare(
+    "nat_dnat_missing",
+    "gauge",
+    "1 when a running container's published port lacks its DNAT rule (host port to the "
+    "container's address and port), in this reading and one a moment before.",
+    ("container", "protocol", "host_port", "container_port"),
+    collector=NAME,
+)
+
+
+def _aggregate(
+    rules: Iterable[NatRule], key: tuple[str, ...]
+) -> dict[tuple[str, ...], tuple[int, int, int]]:
+    """Rules with equal labels folded into one series: (count, packets, bytes)."""
+    folded: Counter[tuple[str, ...]] = Counter()
+    packets: Counter[tuple[str, ...]] = Counter()
+    byte_counts: Counter[tuple[str, ...]] = Counter()
+    for rule in rules:
+        labels = _labels(rule, key)
+        folded[labels] += 1
+        packets[labels] += rule.packets
+        byte_counts[labels] += rule.bytes
+    return {k: (folded[k], packets[k], byte_counts[k]) for k in folded}
+
+
+def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
+    values = {
+        "backend": rule.backend,
+        "table": rule.table,
+        "chain": rule.chain,
+        "source": rule.source or "",
+        "out_interface": rule.out_interface or "",
+        "negated": "true" if rule.out_negated else "false",
+        "protocol": rule.protocol or "",
+        "host_port": str(rule.dport or ""),
+        "destination": f"{rule.to_address or ''}:{rule.to_port or ''}".strip(":"),
+    }
+    return tuple(values[k] for k in key)
+
+
+def write(snapshot: Snapshot, out: Families) -> None:
+    nat = snapshot.current(NAME, NatFacts)
+    if nat is None:
+        return
+    for backend in docker_firewall(nat.backends):
+        out.add(BACKEND_INFO, 1, backend)
+    for b in nat.backends:
+        out.add(BACKEND_READABLE, int(b.readable), b.name)
+        if b.readable:
+            out.add(RULES, b.nat_rules, b.name)
+    if not all(b.readable for b in nat.backends):
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_NET_ADMIN")
+    out.add(SPLIT, int(rules_split_across_backends(nat.backends)))
+
+    masquerades = [r for r in nat.rules if r.action == "masquerade"]
+    for labels, (count, packets, byte_count) in _aggregate(masquerades, MASQ_LABELS).items():
+        out.add(MASQ_RULES, count, *labels)
+        out.add(MASQ_PACKETS, packets, *labels)
+        out.add(MASQ_BYTES, byte_count, *labels)
+    dnats = [r for r in nat.rules if r.action == "dnat"]
+    for labels, (count, packets, byte_count) in _aggregate(dnats, DNAT_LABELS).items():
+        out.add(DNAT_RULES, count, *labels)
+        out.add(DNAT_PACKETS, packets, *labels)
+        out.add(DNAT_BYTES, byte_count, *labels)
+
+    masquerade_verdicts, dnat_verdicts = nat_verdicts(nat)
+    for m, missing in masquerade_verdicts:
+        out.add(MASQ_MISSING, int(missing), m.network, m.subnet, m.bridge)
+    for d, missing in dnat_verdicts:
+        out.add(
+            DNAT_MISSING,
+            int(missing),
+            d.container,
+            d.protocol,
+            str(d.host_port),
+            str(d.container_port),
+        )
+
+
+def build(settings: Settings) -> Source:
+    return NatReader(settings.procfs, settings.docker_host, timeout=settings.timeout(NAME))
+
+
+COLLECTOR = CollectorDef(
+    name=NAME,
+    description="MASQUERADE and DNAT rules in both firewall backends, and the ones Docker lacks",
+    build=build,
+    write=write,
+    facts_type=NatFacts,
+)

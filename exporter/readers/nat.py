@@ -1,0 +1,79 @@
+"""nat reader: both firewall backends, and what Docker's networks and published ports need."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from exporter.facts import FirewallBackend, NatExpectations, NatFacts, NatRule
+from exporter.plumbing import unmet_expectations
+from exporter.readers.docker_api import DockerReader, DockerUnavailable
+from exporter.readers.netfilter import FirewallUnreadable, read_legacy, read_nftables
+
+log = logging.getLogger(__name__)
+
+
+class NatReader:
+    def __init__(
+        self, procfs: str | Path, docker_host: str, timeout: float, confirm_after: float = 1.0
+    ) -> None:
+        self.procfs = procfs
+        self.docker = DockerReader(docker_host, timeout=timeout)
+        # A network or a published port is set up in steps; look again before calling a rule
+        # missing, within a quarter of the run's timeout.
+        self.confirm_after = min(confirm_after, timeout / 4)
+        self._errors: dict[str, str | None] = {}
+
+    def close(self) -> None:
+        self.docker.close()
+
+    def read(self) -> NatFacts:
+        first = self._read()
+        missing = unmet_expectations(first)
+        if not missing:
+            return first
+        time.sleep(self.confirm_after)
+        return replace(self._read(), earlier_missing=missing)
+
+    def _read(self) -> NatFacts:
+        # The Engine API first: a rule Docker adds after this is not yet expected.
+        try:
+            expectations: NatExpectations | None = self.docker.nat_expectations()
+        except DockerUnavailable as exc:
+            self._note("docker", str(exc))
+            expectations = None
+        else:
+            self._note("docker", None)
+        backends: list[FirewallBackend] = []
+        rules: list[NatRule] = []
+        for name, read in (
+            ("nftables", read_nftables),
+            ("legacy", lambda: read_legacy(self.procfs)),
+        ):
+            try:
+                backend, found = read()
+            except FirewallUnreadable as exc:
+                self._note(name, str(exc))
+                backends.append(FirewallBackend(name, False, str(exc), 0, ()))
+                continue
+            self._note(name, None)
+            backends.append(backend)
+            rules.extend(found)
+        if not any(b.readable for b in backends):
+            raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
+        return NatFacts(backends=tuple(backends), rules=tuple(rules), expectations=expectations)
+
+    def _note(self, source: str, error: str | None) -> None:
+        """Log a source's failure once per change, not once per interval."""
+        if self._errors.get(source) == error:
+            return
+        if error:
+            log.warning(
+                "nat source unreadable (needs CAP_NET_ADMIN for the firewall)",
+                extra={"source": source, "reason": error},
+            )
+        elif self._errors.get(source):
+            log.info("nat source readable again", extra={"source": source})
+        self._errors[source] = error

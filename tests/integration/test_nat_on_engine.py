@@ -1,0 +1,201 @@
+"""The nat collector against the real firewall and engine. The iptables command line is the
+independent reading here (tests may run it; the exporter never does)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.settings import Settings
+from tests.conftest import Containers
+from tests.helpers import sample_once, select, value
+
+pytestmark = pytest.mark.integration
+
+NAT_ONLY = Settings(collectors=("nat",))
+
+
+def iptables(*args: str, legacy: bool = False) -> str:
+    binary = "iptables-legacy" if legacy else "iptables"
+    return subprocess.run(
+        [binary, *args], check=True, capture_output=True, text=True, timeout=30
+    ).stdout
+
+
+def cli_backend() -> str:
+    return "iptables-nft" if "nf_tables" in iptables("--version") else "iptables-legacy"
+
+
+@pytest.fixture
+def network(engine: Any) -> Iterator[Any]:
+    made = engine.networks.create(
+        f"dhe-nat-{uuid.uuid4().hex[:6]}", driver="bridge", labels={"dhe-test": "1"}
+    )
+    made.reload()
+    yield made
+    made.reload()
+    for c in made.containers:
+        with contextlib.suppress(Exception):
+            made.disconnect(c, force=True)
+    made.remove()
+
+
+def subnet_of(network: Any) -> str:
+    return str(network.attrs["IPAM"]["Config"][0]["Subnet"])
+
+
+def bridge_of(network: Any) -> str:
+    return f"br-{network.id[:12]}"
+
+
+def masquerade_rule(network: Any) -> list[str]:
+    return [
+        "POSTROUTING",
+        "-s",
+        subnet_of(network),
+        "!",
+        "-o",
+        bridge_of(network),
+        "-j",
+        "MASQUERADE",
+    ]
+
+
+def test_decoded_rules_match_iptables_save(containers: Containers, network: Any) -> None:
+    c = containers.run("published", ports={"80/tcp": 18181}, network=network.name)
+    _, samples = sample_once(NAT_ONLY)
+    saved = iptables("-t", "nat", "-S")
+    # Every MASQUERADE `-s X ! -o Y` and DNAT `--dport P ... --to-destination A:Q` iptables
+    # prints, the exporter decoded, and nothing else.
+    cli_masq = set(re.findall(r"-A (\S+) -s (\S+) ! -o (\S+) -j MASQUERADE", saved))
+    ours_masq = {
+        (s.labels["chain"], s.labels["source"], s.labels["out_interface"])
+        for s in select(samples, "docker_host_nat_masquerade_rules", negated="true")
+    }
+    assert ours_masq == cli_masq
+    cli_dnat = set(
+        re.findall(r"-A (\S+) .*-p (\w+) .*--dport (\d+) -j DNAT --to-destination (\S+)", saved)
+    )
+    ours_dnat = {
+        (s.labels["chain"], s.labels["protocol"], s.labels["host_port"], s.labels["destination"])
+        for s in select(samples, "docker_host_nat_dnat_rules")
+    }
+    assert ours_dnat == cli_dnat
+    address = c.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+    assert ("DOCKER", "tcp", "18181", f"{address}:80") in ours_dnat
+    assert (("POSTROUTING", subnet_of(network), bridge_of(network))) in ours_masq
+    assert value(samples, "docker_host_nat_backend_info", backend=cli_backend()) == 1
+    assert value(samples, "docker_host_nat_masquerade_missing", network=network.name) == 0
+    assert value(samples, "docker_host_nat_dnat_missing", container=c.name, host_port="18181") == 0
+    assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
+    assert value(samples, "docker_host_collector_success", collector="nat") == 1
+
+
+def test_deleted_masquerade_rule_is_missing_until_restored(network: Any) -> None:
+    rule = masquerade_rule(network)
+    iptables("-t", "nat", "-D", *rule)
+    try:
+        _, samples = sample_once(NAT_ONLY)
+        assert (
+            value(
+                samples,
+                "docker_host_nat_masquerade_missing",
+                network=network.name,
+                subnet=subnet_of(network),
+                bridge=bridge_of(network),
+            )
+            == 1
+        )
+        assert value(samples, "docker_host_nat_masquerade_missing", network="bridge") == 0
+    finally:
+        iptables("-t", "nat", "-A", *rule)
+    _, samples = sample_once(NAT_ONLY)
+    assert value(samples, "docker_host_nat_masquerade_missing", network=network.name) == 0
+
+
+def test_deleted_dnat_rule_is_missing_until_restored(containers: Containers) -> None:
+    c = containers.run("dnat", ports={"8080/tcp": 18282})
+    address = c.attrs["NetworkSettings"]["IPAddress"]
+    rule = [
+        "DOCKER",
+        "!",
+        "-i",
+        "docker0",
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "18282",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        f"{address}:8080",
+    ]
+    iptables("-t", "nat", "-D", *rule)
+    try:
+        _, samples = sample_once(NAT_ONLY)
+        assert (
+            value(
+                samples,
+                "docker_host_nat_dnat_missing",
+                container=c.name,
+                protocol="tcp",
+                host_port="18282",
+                container_port="8080",
+            )
+            == 1
+        )
+    finally:
+        iptables("-t", "nat", "-A", *rule)
+    _, samples = sample_once(NAT_ONLY)
+    assert value(samples, "docker_host_nat_dnat_missing", container=c.name) == 0
+
+
+def test_no_verdict_for_internal_or_unmasqueraded_networks(engine: Any) -> None:
+    internal = engine.networks.create(
+        f"dhe-int-{uuid.uuid4().hex[:6]}", internal=True, labels={"dhe-test": "1"}
+    )
+    plain = engine.networks.create(
+        f"dhe-nomasq-{uuid.uuid4().hex[:6]}",
+        labels={"dhe-test": "1"},
+        options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
+    )
+    try:
+        _, samples = sample_once(NAT_ONLY)
+        for n in (internal, plain):
+            assert not select(samples, "docker_host_nat_masquerade_missing", network=n.name)
+        assert all(s.value == 0 for s in select(samples, "docker_host_nat_masquerade_missing"))
+    finally:
+        internal.remove()
+        plain.remove()
+
+
+def test_rules_split_across_backends(network: Any) -> None:
+    legacy_rule = ["POSTROUTING", "-s", "10.213.0.0/16", "!", "-o", "dhe-split", "-j", "MASQUERADE"]
+    iptables("-t", "nat", "-A", *legacy_rule, legacy=True)
+    try:
+        _, samples = sample_once(NAT_ONLY)
+        assert value(samples, "docker_host_nat_rules_split_across_backends") == 1
+        assert (
+            value(
+                samples,
+                "docker_host_nat_masquerade_rules",
+                backend="legacy",
+                source="10.213.0.0/16",
+                out_interface="dhe-split",
+                negated="true",
+            )
+            == 1
+        )
+        assert value(samples, "docker_host_nat_rules", backend="legacy") >= 1
+    finally:
+        iptables("-t", "nat", "-D", *legacy_rule, legacy=True)
+    _, samples = sample_once(NAT_ONLY)
+    assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
