@@ -22,7 +22,10 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "source": f"{record.module}.py:{record.lineno}",
         "msg": record.getMessage(),
     }
-    fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD:
+            # An extra= field never overwrites ts, level, source or msg.
+            fields[f"{key}_" if key in fields else key] = value
     if record.exc_info:
         fields["exc"] = logging.Formatter().formatException(record.exc_info)
     return fields

@@ -69,11 +69,15 @@ class NatReader:
         """Log a source's failure once per change, not once per interval."""
         if self._errors.get(source) == error:
             return
-        if error:
+        if error and source == "docker":
             log.warning(
-                "nat source unreadable (needs CAP_NET_ADMIN for the firewall)",
-                extra={"source": source, "reason": error},
+                "no missing-rule verdicts: the Engine API is unreadable", extra={"reason": error}
+            )
+        elif error:
+            log.warning(
+                "firewall backend unreadable: needs CAP_NET_ADMIN",
+                extra={"backend": source, "reason": error},
             )
         elif self._errors.get(source):
-            log.info("nat source readable again", extra={"source": source})
+            log.info("nat source readable again", extra={"input": source})
         self._errors[source] = error

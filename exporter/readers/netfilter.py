@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -236,7 +237,9 @@ def read_nftables() -> tuple[FirewallBackend, list[NatRule]]:
         chains = nft.get_chains()
         rules = nft.get_rules()
     except Exception as exc:  # pyroute2 raises NetlinkError (an OSError) or its own types
-        raise FirewallUnreadable(f"nf_tables: {exc}") from exc
+        code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+        reason = os.strerror(code) if isinstance(code, int) else str(exc)
+        raise FirewallUnreadable(f"nf_tables: {reason}") from exc
     finally:
         nft.close()
     docker_chains = sorted(
@@ -293,6 +296,8 @@ def legacy_tables(procfs: str | Path) -> set[str]:
         return set(Path(procfs, "net", "ip_tables_names").read_text().split())
     except FileNotFoundError:
         return set()  # ip_tables is not loaded: no legacy rules exist
+    except PermissionError as exc:
+        raise FirewallUnreadable(f"iptables-legacy: {exc.filename}: permission denied") from exc
 
 
 def _legacy_address(text: str | None) -> str | None:

@@ -182,6 +182,7 @@ def test_without_privileges_it_degrades_and_says_why(containers: Containers) -> 
         out, _ = proc.communicate(timeout=15)
     assert "needs CAP_SYS_PTRACE" in out
     assert "cannot open containers' /proc/PID/ns/net" in out
+    assert "firewall backend unreadable: needs CAP_NET_ADMIN" in out
     assert "permission denied on the socket" in out
 
 
