@@ -255,3 +255,30 @@ class NatFacts:
     expectations: NatExpectations | None  # None when the Engine API could not be read
     # Keys of the expectations that looked unmet in a first reading a moment before this one.
     earlier_missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DaemonConfigFacts:
+    """dockerd's configuration as written and as running. Values that may hold a secret
+    (proxy URLs, credentials in a mirror URL) are redacted by the reader before they get here."""
+
+    pid: int | None
+    start_time: float | None
+    flag_keys: tuple[str, ...]  # config keys given on the command line
+    config_path: str
+    config_path_explicit: bool  # --config-file was given
+    file_present: bool
+    file_error: str | None  # unreadable, unparsable, not an object, too large
+    file_mtime: float | None
+    file_values: tuple[tuple[str, str], ...]  # key -> canonical JSON of its value
+    info: str | None  # the compared subset of GET /info, canonical JSON
+    reloads: tuple[tuple[float, str], ...]  # (time, attributes as canonical JSON) since start
+    docker_error: str | None
+    unit_path: str = ""
+    unit_exec_start: str = ""
+    unit_environment_file: str = ""
+    unit_flag_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def unknown(cls, reason: str, info: str | None = None) -> DaemonConfigFacts:
+        return cls(None, None, (), "", False, False, None, None, (), info, (), reason)

@@ -10,11 +10,13 @@ from exporter import factcodec
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import NAME as CONTAINERS
 from exporter.collectors.containers import inventory
+from exporter.collectors.daemon import NAME as DAEMON
 from exporter.collectors.nat import NAME as NAT
 from exporter.collectors.network import NAME as NETWORK
 from exporter.collectors.processes import NAME as PROCESSES
 from exporter.facts import (
     NAMESPACE_KINDS,
+    DaemonConfigFacts,
     EngineFacts,
     NatFacts,
     NatRule,
@@ -24,6 +26,8 @@ from exporter.facts import (
 from exporter.plumbing import (
     VethView,
     bridge_views,
+    config_file_valid,
+    config_verdicts,
     container_processes,
     docker_firewall,
     nat_verdicts,
@@ -158,7 +162,49 @@ def render_report(snapshot: Snapshot) -> str:
     nat = snapshot.current(NAT, NatFacts)
     if nat is not None:
         sections.extend(nat_sections(nat))
+    daemon = snapshot.current(DAEMON, DaemonConfigFacts)
+    if daemon is not None:
+        sections.append(daemon_section(daemon))
     return "\n".join(sections)
+
+
+_VERDICT_TEXT = {
+    "in_sync": "in sync",
+    "reload": "reload needed (SIGHUP)",
+    "restart": "restart needed",
+    "conflict": "CONFLICT: also a flag, dockerd will not start",
+    "unknown_key": "UNKNOWN KEY: dockerd will not start",
+    "not_comparable": "not comparable",
+}
+
+
+def daemon_section(daemon: DaemonConfigFacts) -> str:
+    if daemon.pid is None:
+        return f"DAEMON CONFIGURATION\n(no dockerd: {daemon.docker_error})\n"
+    state = "missing" if not daemon.file_present else "present"
+    header = (
+        f"DAEMON CONFIGURATION ({daemon.config_path}: {state}"
+        f"{', ' + daemon.file_error if daemon.file_error else ''}; "
+        f"valid: {'yes' if config_file_valid(daemon) else 'NO'}; started {_when(daemon.start_time)}"
+        f"; last reload {_when(daemon.reloads[-1][0]) if daemon.reloads else 'none'})"
+    )
+    rows = [
+        (v.key, _short(v.file_value), _short(v.running_value or "-"), _VERDICT_TEXT[v.verdict])
+        for v in config_verdicts(daemon)
+    ]
+    text = table(header, ("KEY", "FILE", "RUNNING", "VERDICT"), rows)
+    if daemon.flag_keys:
+        text += (
+            f"command-line flags (a SIGHUP never changes these): {', '.join(daemon.flag_keys)}\n"
+        )
+    if daemon.unit_path:
+        text += f"systemd unit {daemon.unit_path}: ExecStart={daemon.unit_exec_start}"
+        text += f" EnvironmentFile={daemon.unit_environment_file or '-'}\n"
+    return text
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def nat_sections(nat: NatFacts) -> list[str]:

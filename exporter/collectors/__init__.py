@@ -31,9 +31,21 @@ class CollectorDef:
 
 def all_collectors() -> tuple[CollectorDef, ...]:
     # Imported here so that declaring the metric families happens once, in a fixed order.
-    from exporter.collectors import containers, nat, network, processes  # noqa: PLC0415
+    from exporter.collectors import (  # noqa: PLC0415
+        containers,
+        daemon,
+        nat,
+        network,
+        processes,
+    )
 
-    return (containers.COLLECTOR, processes.COLLECTOR, network.COLLECTOR, nat.COLLECTOR)
+    return (
+        containers.COLLECTOR,
+        processes.COLLECTOR,
+        network.COLLECTOR,
+        nat.COLLECTOR,
+        daemon.COLLECTOR,
+    )
 
 
 def by_name() -> dict[str, CollectorDef]:

@@ -125,12 +125,14 @@ class DockerReader:
         kwargs["base_url"] = self.base_url
         return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
 
-    def _call(self, fn_name: str, **kwargs: Any) -> Any:
+    def _call(self, fn_name: str, materialize: bool = False, **kwargs: Any) -> Any:
         with self._lock:
             try:
                 if self._client is None:
                     self._client = self._connect()
-                return getattr(self._client, fn_name)(**kwargs)
+                result = getattr(self._client, fn_name)(**kwargs)
+                # A streamed answer is read here, so its errors are caught here too.
+                return list(result) if materialize else result
             except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 self.close_locked()
                 raise DockerUnavailable(describe(exc, self.base_url)) from exc
@@ -167,6 +169,22 @@ class DockerReader:
             networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
             containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
         )
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("info")
+        return result
+
+    def reload_events(self, since: float, until: float) -> list[dict[str, Any]]:
+        """The daemon's reload events in [since, until]: a finite GET /events."""
+        events = self._call(
+            "events",
+            materialize=True,
+            since=int(since),
+            until=int(until) + 1,
+            filters={"type": ["daemon"], "event": ["reload"]},
+            decode=True,
+        )
+        return [e for e in events if e.get("Action") == "reload"]
 
 
 def _by_name(record: ContainerRecord) -> tuple[str, str]:

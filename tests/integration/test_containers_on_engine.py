@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors import all_collectors
 from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import Sample, sample_once, select, value, wait_for
@@ -259,7 +258,3 @@ def test_shim_without_docker_container_is_orphaned(
     _, samples = sample_once()
     assert value(samples, "docker_host_shim_orphaned", container_id=orphan_shim[:12]) == 1
     assert value(samples, "docker_host_shim_orphaned", container_id=healthy.id[:12]) == 0
-
-
-def test_every_collector_is_exercised() -> None:
-    assert {c.name for c in all_collectors()} == {"containers", "processes", "network", "nat"}

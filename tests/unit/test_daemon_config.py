@@ -1,0 +1,161 @@
+"""daemon.json parsing, dockerd's flags and the drift verdicts, on constructed and fuzzed
+input (no root, no engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.facts import DaemonConfigFacts
+from exporter.plumbing import config_file_valid, config_verdicts
+from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
+
+INFO = {
+    "Debug": False, "LiveRestoreEnabled": False, "Labels": ["env=prod"], "Driver": "overlay2",
+    "LoggingDriver": "json-file", "CgroupDriver": "systemd", "DefaultRuntime": "runc",
+    "Runtimes": {"runc": {}, "io.containerd.runc.v2": {}}, "DockerRootDir": "/var/lib/docker",
+    "ExperimentalBuild": False, "SecurityOptions": ["name=seccomp,profile=default"],
+    "RegistryConfig": {
+        "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.0.0.0/8"],
+        "IndexConfigs": {"docker.io": {"Secure": True}, "a.example:5000": {"Secure": False}},
+        "Mirrors": ["https://mirror.example/"],
+    },
+    "HttpsProxy": "http://user:hunter2@proxy:3128", "ServerVersion": "20.10.24",
+}  # fmt: skip
+
+
+def facts(file: dict[str, Any], flags: tuple[str, ...] = (), **changes: Any) -> DaemonConfigFacts:
+    base = DaemonConfigFacts(
+        pid=1,
+        start_time=100.0,
+        flag_keys=flags,
+        config_path="/etc/docker/daemon.json",
+        config_path_explicit=False,
+        file_present=True,
+        file_error=None,
+        file_mtime=50.0,
+        file_values=tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in file.items())),
+        info=json.dumps(running_subset(INFO), sort_keys=True),
+        reloads=(),
+        docker_error=None,
+    )
+    return DaemonConfigFacts(**{**base.__dict__, **changes})
+
+
+def verdicts(daemon: DaemonConfigFacts) -> dict[str, str]:
+    return {v.key: v.verdict for v in config_verdicts(daemon)}
+
+
+def test_flags_as_dockerd_reads_them() -> None:
+    keys, config_file = parse_flags((
+        "/usr/sbin/dockerd", "-H", "fd://", "--insecure-registry=r:5000", "-D",
+        "--storage-driver", "overlay2", "--config-file", "/srv/d.json", "--label", "a=b",
+        "--live-restore", "--iptables=false",
+    ))  # fmt: skip
+    assert config_file == "/srv/d.json"
+    assert keys == {
+        "hosts": ["fd://"], "insecure-registries": ["r:5000"], "debug": ["true"],
+        "storage-driver": ["overlay2"], "labels": ["a=b"], "live-restore": ["true"],
+        "iptables": ["false"],
+    }  # fmt: skip
+
+
+def test_in_sync_reload_restart_conflict_unknown() -> None:
+    daemon = facts(
+        {
+            "debug": False, "labels": ["env=prod"], "insecure-registries": ["a.example:5000",
+            "10.0.0.0/8"], "registry-mirrors": ["https://mirror.example"],
+            "exec-opts": ["native.cgroupdriver=systemd"], "log-driver": "local",
+            "live-restore": True, "storage-driver": "overlay2", "max-concurrent-downloads": 5,
+            "bogus": 1,
+        },
+        flags=("storage-driver",),
+    )  # fmt: skip
+    assert verdicts(daemon) == {
+        "debug": "in_sync", "labels": "in_sync", "insecure-registries": "in_sync",
+        "registry-mirrors": "in_sync", "exec-opts": "in_sync", "log-driver": "restart",
+        "live-restore": "reload", "storage-driver": "conflict",
+        "max-concurrent-downloads": "not_comparable", "bogus": "unknown_key",
+    }  # fmt: skip
+    assert not config_file_valid(daemon)
+
+
+def test_reload_events_make_reload_only_keys_comparable() -> None:
+    reloaded = json.dumps({"max-concurrent-downloads": "3", "shutdown-timeout": "15"})
+    daemon = facts(
+        {"max-concurrent-downloads": 5, "shutdown-timeout": 15}, reloads=((200.0, reloaded),)
+    )
+    assert verdicts(daemon) == {"max-concurrent-downloads": "reload", "shutdown-timeout": "in_sync"}
+
+
+def test_missing_explicit_file_and_broken_file_are_invalid() -> None:
+    assert config_file_valid(facts({}, file_present=False))
+    assert not config_file_valid(facts({}, file_present=False, config_path_explicit=True))
+    assert not config_file_valid(facts({}, file_error="not JSON"))
+    assert config_verdicts(facts({"debug": True}, file_error="not JSON")) == ()
+
+
+def test_parse_config_reasons() -> None:
+    assert parse_config(b'{"debug": true}') == ({"debug": True}, None)
+    assert parse_config(b"[1]")[1] == "not a JSON object but list"
+    assert "not JSON" in str(parse_config(b'{"debug": tru')[1])
+    assert "not UTF-8" in str(parse_config(b'{"a": "\xff"}')[1])
+    assert "larger than" in str(parse_config(b" " * (2 << 20))[1])
+    assert (
+        "nested too deeply" in str(parse_config(b"[" * 100000)[1])
+        or parse_config(b"[" * 100000)[1] is not None
+    )
+
+
+def test_secrets_are_redacted() -> None:
+    assert redact('["https://user:hunter2@mirror.example"]') == '["https://mirror.example"]'
+    assert "hunter2" not in json.dumps(running_subset(INFO))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_give_a_verdict_not_a_crash(raw: bytes) -> None:
+    config, error = parse_config(raw)
+    assert (config is None) != (error is None)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "debug",
+                "labels",
+                "insecure-registries",
+                "runtimes",
+                "registry-mirrors",
+                "exec-opts",
+                "data-root",
+                "x",
+                "userns-remap",
+                "shutdown-timeout",
+            ]
+        )
+        | st.text(),
+        json_values,
+        max_size=8,
+    ),
+    st.lists(st.text(), max_size=6),
+)
+def test_any_config_and_argv_give_verdicts_not_a_crash(
+    file: dict[str, Any], argv: list[str]
+) -> None:
+    keys, _ = parse_flags(("dockerd", *argv))
+    daemon = facts(file, flags=tuple(sorted(keys)))
+    assert {v.key for v in config_verdicts(daemon)} == set(file)
+    config_file_valid(daemon)
