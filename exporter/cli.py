@@ -102,13 +102,21 @@ def build_parser(
             default=c.enabled_by_default,
             help=f"{c.description} (default: {'on' if c.enabled_by_default else 'off'})",
         )
+        default = f"{c.default_interval:g}s" if c.default_interval else "--sample.interval"
         add(
             f"--collector.{c.name}.interval",
             dest=f"interval_{c.name}",
             type=_duration,
             default=None,
-            help=f"sampling interval for {c.name} (default: --sample.interval)",
+            help=f"sampling interval for {c.name} (default: {default})",
         )
+    add(
+        "--collector.layers.top-k",
+        dest="layers_top_k",
+        type=int,
+        default=50,
+        help="per-layer series only for the K layers that save the most bytes (default: 50)",
+    )
     add(
         "--log.level",
         dest="log_level",
@@ -141,11 +149,12 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
             {
                 c.name: v
                 for c in collectors
-                if (v := getattr(args, f"interval_{c.name}")) is not None
+                if (v := getattr(args, f"interval_{c.name}") or c.default_interval) is not None
             }
         ),
         log_level=args.log_level,
         log_format=args.log_format,
+        layers_top_k=args.layers_top_k,
     )
 
 

@@ -282,3 +282,49 @@ class DaemonConfigFacts:
     @classmethod
     def unknown(cls, reason: str, info: str | None = None) -> DaemonConfigFacts:
         return cls(None, None, (), "", False, False, None, None, (), info, (), reason)
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """A read-only layer, identified by its chain id (its content and everything below it)."""
+
+    chain_id: str
+    diff_id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    id: str
+    tags: tuple[str, ...]
+    layers: tuple[str, ...]  # chain ids, base first
+    size: int
+    shared_size: int  # as the engine's /system/df reports it
+    containers: int
+
+    @property
+    def dangling(self) -> bool:
+        return not any(tag != "<none>:<none>" for tag in self.tags)
+
+    @property
+    def unique_size(self) -> int:
+        return self.size - max(self.shared_size, 0)
+
+
+@dataclass(frozen=True)
+class ContainerLayer:
+    """A container's thin read/write layer, and the size of its whole filesystem."""
+
+    id: str
+    name: str
+    image_id: str
+    size_rw: int
+    size_root_fs: int
+
+
+@dataclass(frozen=True)
+class LayersFacts:
+    images: tuple[ImageFacts, ...]
+    layers: tuple[LayerFacts, ...]
+    containers: tuple[ContainerLayer, ...]
+    layers_size: int  # bytes the layers take on disk, each once (/system/df LayersSize)

@@ -11,6 +11,7 @@ from exporter.collectors import CollectorDef
 from exporter.collectors.containers import NAME as CONTAINERS
 from exporter.collectors.containers import inventory
 from exporter.collectors.daemon import NAME as DAEMON
+from exporter.collectors.layers import NAME as LAYERS
 from exporter.collectors.nat import NAME as NAT
 from exporter.collectors.network import NAME as NETWORK
 from exporter.collectors.processes import NAME as PROCESSES
@@ -18,6 +19,7 @@ from exporter.facts import (
     NAMESPACE_KINDS,
     DaemonConfigFacts,
     EngineFacts,
+    LayersFacts,
     NatFacts,
     NatRule,
     NetworkFacts,
@@ -30,9 +32,11 @@ from exporter.plumbing import (
     config_verdicts,
     container_processes,
     docker_firewall,
+    layer_views,
     nat_verdicts,
     netns_sharers,
     rules_split_across_backends,
+    sharing_totals,
     shim_verdicts,
     veth_views,
 )
@@ -165,7 +169,59 @@ def render_report(snapshot: Snapshot) -> str:
     daemon = snapshot.current(DAEMON, DaemonConfigFacts)
     if daemon is not None:
         sections.append(daemon_section(daemon))
+    layers = snapshot.current(LAYERS, LayersFacts)
+    if layers is not None:
+        sections.extend(layer_sections(layers))
     return "\n".join(sections)
+
+
+def _bytes(n: int) -> str:
+    """Decimal units, as `docker system df` prints them."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{value:.1f}TB"
+
+
+def layer_sections(facts: LayersFacts, top: int = 20) -> list[str]:
+    """The layer -> images matrix (which images share which layers) and the biggest read/write
+    layers, as `docker system df -v` would not show them."""
+    images = sorted(facts.images, key=lambda i: (i.tags or ("~",))[0])
+    names = [(i.tags[0] if i.tags and i.tags[0] != "<none>:<none>" else i.id[7:19]) for i in images]
+    columns = [f"[{n}] " for n in range(1, len(images) + 1)]
+    legend = "".join(
+        f"  [{n}] {name}: {_bytes(i.size)}, shared {_bytes(max(i.shared_size, 0))}, "
+        f"unique {_bytes(i.unique_size)}, {i.containers} containers\n"
+        for n, (name, i) in enumerate(zip(names, images, strict=True), start=1)
+    )
+    totals = sharing_totals(facts)
+    rows = [
+        (
+            v.layer.chain_id[7:19],
+            _bytes(v.layer.size),
+            *("x" if image.id in v.images else "." for image in images),
+            _bytes(v.saved_bytes),
+        )
+        for v in layer_views(facts)
+    ]
+    matrix = (
+        table(
+            f"IMAGE LAYERS ({len(facts.layers)} layers; {_bytes(totals.on_disk)} on disk, "
+            f"{_bytes(totals.without_sharing)} without sharing, {_bytes(totals.saved)} saved)",
+            ("LAYER", "SIZE", *columns, "SAVED"),
+            rows,
+        )
+        + legend
+    )
+    writers = sorted(facts.containers, key=lambda c: -c.size_rw)[:top]
+    rw = table(
+        "LARGEST READ/WRITE LAYERS",
+        ("CONTAINER", "RW LAYER", "VIRTUAL SIZE", "IMAGE"),
+        ((c.name, _bytes(c.size_rw), _bytes(c.size_root_fs), c.image_id[7:19]) for c in writers),
+    )
+    return [matrix, rw]
 
 
 _VERDICT_TEXT = {

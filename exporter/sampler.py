@@ -165,7 +165,7 @@ class Sampler:
         store: SnapshotStore | None = None,
     ) -> None:
         pairs = list(collectors)
-        self.store = store or SnapshotStore([d.write for d, _ in pairs])
+        self.store = store or SnapshotStore([d.writer(settings) for d, _ in pairs])
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)
             for d, s in pairs

@@ -50,6 +50,7 @@ class Settings:
     collector_intervals: Mapping[str, float] = field(default_factory=_no_intervals)
     log_level: str = "info"
     log_format: str = "logfmt"
+    layers_top_k: int = 50
 
     def interval(self, collector: str) -> float:
         return self.collector_intervals.get(collector, self.sample_interval)

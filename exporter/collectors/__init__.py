@@ -27,6 +27,12 @@ class CollectorDef:
     write: FamilyWriter
     facts_type: type
     enabled_by_default: bool = True
+    default_interval: float | None = None  # None: --sample.interval
+    # For a writer that depends on settings (a top-K flag): builds it from them.
+    configure: Callable[[Settings], FamilyWriter] | None = None
+
+    def writer(self, settings: Settings) -> FamilyWriter:
+        return self.configure(settings) if self.configure else self.write
 
 
 def all_collectors() -> tuple[CollectorDef, ...]:
@@ -34,6 +40,7 @@ def all_collectors() -> tuple[CollectorDef, ...]:
     from exporter.collectors import (  # noqa: PLC0415
         containers,
         daemon,
+        layers,
         nat,
         network,
         processes,
@@ -45,6 +52,7 @@ def all_collectors() -> tuple[CollectorDef, ...]:
         network.COLLECTOR,
         nat.COLLECTOR,
         daemon.COLLECTOR,
+        layers.COLLECTOR,
     )
 
 

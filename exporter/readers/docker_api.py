@@ -170,6 +170,10 @@ class DockerReader:
             containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
         )
 
+    def call(self, fn_name: str, **kwargs: Any) -> Any:
+        """Any read-only call of the SDK's low-level client, by name (GET endpoints only)."""
+        return self._call(fn_name, **kwargs)
+
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("info")
         return result
