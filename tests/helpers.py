@@ -7,9 +7,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -81,12 +82,21 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) ->
 
 @contextmanager
 def exporter_process(
-    *args: str, port: int | None = None
+    *args: str, port: int | None = None, wrapper: Sequence[str] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """The real console entry point in a child process; yields its base URL."""
+    """The real console entry point in a child process, optionally under a wrapper such as
+    setpriv; yields its base URL. Its output is in proc.communicate() after terminate()."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args],
+        [
+            *wrapper,
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *args,
+        ],
+        cwd=str(Path(__file__).resolve().parents[1]),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

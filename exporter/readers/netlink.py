@@ -143,6 +143,21 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return struct.pack("=HH", length, kind) + payload + b"\0" * ((-length) % 4)
 
 
+def _split(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
+    """(type, flags, seq, message) for each netlink message in one datagram."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, flags, seq, _ = _HEADER.unpack_from(data, offset)
+        yield kind, flags, seq, data[offset : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _error(message: bytes) -> NetlinkError | None:
+    """The errno an NLMSG_ERROR carries; None for an acknowledgement (error 0)."""
+    code = -struct.unpack_from("=i", message, _HEADER.size)[0]
+    return NetlinkError(code, os.strerror(code)) if code else None
+
+
 class RtnlSocket:
     """One NETLINK_ROUTE socket, kept open across samples and closed by close()."""
 
@@ -166,21 +181,15 @@ class RtnlSocket:
     def _replies(self, seq: int) -> Iterator[bytes]:
         """Messages answering `seq`, until DONE (dumps) or the first reply (gets)."""
         while True:
-            data = self._sock.recv(1 << 20)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, msg_type, flags, reply_seq, _ = _HEADER.unpack_from(data, offset)
-                message = data[offset : offset + length]
-                offset += (length + 3) & ~3
+            for kind, flags, reply_seq, message in _split(self._sock.recv(1 << 20)):
                 if reply_seq != seq:
                     continue  # a late answer to a request abandoned by a timeout
-                if msg_type == NLMSG_DONE:
+                if kind == NLMSG_DONE:
                     return
-                if msg_type == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", message, _HEADER.size)[0]
-                    if code == 0:
+                if kind == NLMSG_ERROR:
+                    if (error := _error(message)) is None:
                         return
-                    raise NetlinkError(code, os.strerror(code))
+                    raise error
                 yield message
                 if not flags & 0x2:  # NLM_F_MULTI: a single answer
                     return
@@ -210,19 +219,11 @@ class RtnlSocket:
             self._sock.sendall(out)
             got: dict[int, bytes | NetlinkError] = {}
             while len(got) < len(window):
-                data = self._sock.recv(1 << 20)
-                offset = 0
-                while offset + _HEADER.size <= len(data):
-                    length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-                    message = data[offset : offset + length]
-                    offset += (length + 3) & ~3
+                for kind, _, seq, message in _split(self._sock.recv(1 << 20)):
                     if seq not in expected:
                         continue  # a late answer to a request abandoned by a timeout
-                    if kind == NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", message, _HEADER.size)[0]
-                        got[expected[seq]] = NetlinkError(code, os.strerror(code))
-                    else:
-                        got[expected[seq]] = message
+                    error = _error(message) if kind == NLMSG_ERROR else None
+                    got[expected[seq]] = error if error is not None else message
             answers.extend(got[i] for i in range(len(window)))
         return answers
 

@@ -142,6 +142,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def drift(samples: list[Sample], key: str, **labels: str) -> float:
+    return value(samples, "docker_host_daemon_config_drift", key=key, **labels)
+
+
 @pytest.fixture
 def baseline(dockerd: OwnDockerd) -> OwnDockerd:
     dockerd.write({"insecure-registries": ["a.example:5000"], "log-driver": "json-file"})
@@ -153,51 +157,29 @@ def test_seed_scenario_insecure_registry_needs_a_reload_then_is_in_sync(
     baseline: OwnDockerd,
 ) -> None:
     samples = baseline.sample()
-    assert (
-        value(
-            samples,
-            "docker_host_daemon_config_drift",
-            key="insecure-registries",
-            applies_on="reload",
-        )
-        == 0
-    )
+    assert drift(samples, "insecure-registries", applies_on="reload") == 0
     assert value(samples, "docker_host_daemon_config_file_valid") == 1
     baseline.write(
         {"insecure-registries": ["a.example:5000", "b.example:5000"], "log-driver": "json-file"}
     )
     samples = baseline.sample()
-    assert (
-        value(
-            samples,
-            "docker_host_daemon_config_drift",
-            key="insecure-registries",
-            applies_on="reload",
-        )
-        == 1
-    )
+    assert drift(samples, "insecure-registries", applies_on="reload") == 1
     assert value(samples, "docker_host_daemon_config_changed_since_load") == 1
     reloaded_before = value(samples, "docker_host_daemon_last_reload_timestamp_seconds")
     baseline.reload()
     samples = baseline.sample()
-    assert value(samples, "docker_host_daemon_config_drift", key="insecure-registries") == 0
+    assert drift(samples, "insecure-registries") == 0
     assert value(samples, "docker_host_daemon_last_reload_timestamp_seconds") > reloaded_before
 
 
 def test_restart_only_key_stays_drifted_after_a_reload(baseline: OwnDockerd) -> None:
     baseline.write({"insecure-registries": ["a.example:5000"], "log-driver": "local"})
     samples = baseline.sample()
-    assert (
-        value(samples, "docker_host_daemon_config_drift", key="log-driver", applies_on="restart")
-        == 1
-    )
+    assert drift(samples, "log-driver", applies_on="restart") == 1
     baseline.reload()
     samples = baseline.sample()
-    assert (
-        value(samples, "docker_host_daemon_config_drift", key="log-driver", applies_on="restart")
-        == 1
-    )
-    assert value(samples, "docker_host_daemon_config_drift", key="insecure-registries") == 0
+    assert drift(samples, "log-driver", applies_on="restart") == 1
+    assert drift(samples, "insecure-registries") == 0
 
 
 def test_key_both_flag_and_file_is_a_conflict(baseline: OwnDockerd) -> None:
@@ -257,3 +239,14 @@ def test_unknown_key_and_secrets(baseline: OwnDockerd) -> None:
         "".join(f"{s.name}{s.labels}" for s in samples),
     ):
         assert "hunter2" not in output
+
+
+def test_unreadable_file_is_invalid_not_a_crash(baseline: OwnDockerd) -> None:
+    baseline.config.unlink()
+    baseline.config.mkdir()  # EISDIR on read: what any unreadable file looks like
+    try:
+        samples = baseline.sample()
+        assert value(samples, "docker_host_daemon_config_file_valid") == 0
+        assert not select(samples, "docker_host_daemon_config_drift")
+    finally:
+        baseline.config.rmdir()
