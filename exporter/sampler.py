@@ -94,7 +94,7 @@ class _Worker:
         self.generation = 0
         self.busy_since: float | None = None  # monotonic
         self.abandoned = False
-        self.next_due = 0.0
+        self.next_due = 0.0  # monotonic; set by Sampler.start
         self.thread = threading.Thread(
             target=self._loop, name=f"collector-{self.definition.name}", daemon=True
         )
@@ -174,7 +174,9 @@ class Sampler:
         self._scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
 
     def start(self) -> None:
+        now = time.monotonic()
         for worker in self._workers:
+            worker.next_due = now  # first run at once, then every interval from here
             worker.thread.start()
         self._scheduler.start()
 
