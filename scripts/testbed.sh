@@ -5,7 +5,7 @@
 # Idempotent: re-running it on a ready machine does nothing but check.
 set -euo pipefail
 
-PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux)
+PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux debootstrap)
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest
 LAYERED_IMAGE=dhe-test/layered:latest
@@ -77,5 +77,8 @@ DOCKERFILE
     fi
     rm -rf "$ctx"
 fi
+
+# A Debian base for building the exporter's own image (no registry to pull one from).
+"$(dirname "$0")/base-image.sh" dhe-test/debian:bookworm
 
 say "ready: $("$DOCKER" version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), images $BASE_IMAGE $LAYERED_IMAGE"

@@ -1,0 +1,129 @@
+"""The Dockerfile, built on the real engine from a locally made Debian base (no registry), run
+in the host's PID and network namespaces with read-only mounts and only the capabilities it
+needs: it must report the same veth pairs as the exporter on the host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Containers
+from tests.helpers import free_port, get, parse, sample_once, select, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = "dhe-test/debian:bookworm"
+IMAGE = "dhe-test/exporter:test"
+WHEELHOUSE = ROOT / "deploy" / "docker" / "wheelhouse"
+
+
+@pytest.fixture(scope="module")
+def image(engine: Any) -> str:
+    subprocess.run([str(ROOT / "scripts" / "base-image.sh"), BASE], check=True, timeout=900)
+    # Wheels built here, so the image builds with no index (this machine's TLS to PyPI goes
+    # through a CA the base image does not carry).
+    for old in WHEELHOUSE.glob("*.whl"):
+        old.unlink()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "-w",
+            str(WHEELHOUSE),
+            "-c",
+            str(ROOT / "deploy" / "docker" / "constraints.txt"),
+            "setuptools>=77",
+            str(ROOT),
+        ],
+        check=True,
+        timeout=900,
+    )
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "--build-arg",
+            f"BASE_IMAGE={BASE}",
+            "--build-arg",
+            "PIP_NO_INDEX=1",
+            "-t",
+            IMAGE,
+            str(ROOT),
+        ],
+        check=True,
+        timeout=900,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+    )
+    return IMAGE
+
+
+def test_image_in_host_namespaces_reports_what_the_host_exporter_does(
+    image: str, containers: Containers, engine: Any
+) -> None:
+    peers = [containers.run(f"peer{i}") for i in range(3)]
+    port = free_port()
+    exporter = engine.containers.run(
+        image,
+        [f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s"],
+        name=f"{containers.prefix}-exporter",
+        detach=True,
+        labels={"dhe-test": "1"},
+        pid_mode="host",
+        network_mode="host",
+        read_only=True,
+        cap_drop=["ALL"],
+        cap_add=["SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW"],
+        security_opt=["apparmor=unconfined"],
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}},
+        environment={"HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"},
+        healthcheck={
+            "test": [
+                "CMD",
+                "/opt/docker-host-exporter/bin/python",
+                "-c",
+                "import os, urllib.request; urllib.request.urlopen("
+                "os.environ['HEALTHCHECK_URL'], timeout=2)",
+            ],
+            "interval": 1_000_000_000,
+            "timeout": 2_000_000_000,
+            "retries": 3,
+        },
+    )
+    containers.started.append(exporter)
+    base = f"http://127.0.0.1:{port}"
+
+    def collectors_ok() -> bool:
+        try:
+            samples = parse(get(base + "/metrics", timeout=2))
+        except OSError:
+            return False
+        states = select(samples, "docker_host_collector_success")
+        return len(states) == 6 and all(s.value == 1 for s in states)
+
+    wait_for(collectors_ok, timeout=60, interval=0.5)
+    inside = parse(get(base + "/metrics"))
+    _, outside = sample_once()
+
+    def pairs(samples: list[Any]) -> set[tuple[str, ...]]:
+        return {
+            (s.labels["interface"], s.labels["container"], s.labels["container_interface"])
+            for s in select(samples, "docker_host_veth_info")
+        }
+
+    assert pairs(inside) == pairs(outside)
+    assert {p.name for p in peers} <= {c for _, c, _ in pairs(inside)}
+    wait_for(
+        lambda: engine.api.inspect_container(exporter.id)["State"]["Health"]["Status"] == "healthy",
+        timeout=30,
+    )
