@@ -5,7 +5,7 @@
 # Idempotent: re-running it on a ready machine does nothing but check.
 set -euo pipefail
 
-PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux debootstrap)
+PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux debootstrap docker-compose)
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest
 LAYERED_IMAGE=dhe-test/layered:latest
