@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit
+.PHONY: run inspect test lint unit pictures
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ test: $(BIN)/.installed
 	scripts/testbed.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -rfEs
+
+# The README's dashboard pictures, drawn from a real Prometheus by the end-to-end test.
+pictures: $(BIN)/.installed
+	scripts/testbed.sh
+	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py

@@ -184,7 +184,7 @@ class DockerReader:
             "events",
             materialize=True,
             since=int(since),
-            until=int(until) + 1,
+            until=int(until),  # in the past or now: a future "until" would block until then
             filters={"type": ["daemon"], "event": ["reload"]},
             decode=True,
         )
