@@ -18,6 +18,7 @@ from exporter.collectors.processes import NAME as PROCESSES
 from exporter.facts import (
     NAMESPACE_KINDS,
     DaemonConfigFacts,
+    NamespaceLink,
     EngineFacts,
     LayersFacts,
     NatFacts,
@@ -381,11 +382,11 @@ def peer_label(veth: VethView) -> str:
 
 
 def _namespace_cell(
-    links: object, shared: dict[str, bool], kind: str, refused: tuple[str, ...]
+    links: tuple[NamespaceLink, ...], shared: dict[str, bool], kind: str, refused: tuple[str, ...]
 ) -> str:
     if kind in refused:
         return "denied"
-    inode = next((link.inode for link in links if link.kind == kind), None)  # type: ignore[attr-defined]
+    inode = next((link.inode for link in links if link.kind == kind), None)
     if inode is None:
         return "-"
     return f"{inode}{'*' if shared.get(kind) else ''}"

@@ -15,6 +15,11 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
+def veth_into(host_name: str, netns: str) -> None:
+    """A veth pair: host_name on the host, its peer as eth0 in the named namespace."""
+    ip("link", "add", host_name, "type", "veth", "peer", "name", "eth0", "netns", netns)
+
+
 @contextlib.contextmanager
 def orphan_veths() -> Iterator[dict[str, str]]:
     """Three orphans: a veth on docker0 whose peer is in an `ip netns add` namespace; a veth
@@ -31,32 +36,10 @@ def orphan_veths() -> Iterator[dict[str, str]]:
     holder: subprocess.Popen[bytes] | None = None
     try:
         ip("netns", "add", made["netns"])
-        ip(
-            "link",
-            "add",
-            made["on_bridge"],
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            made["netns"],
-        )
+        veth_into(made["on_bridge"], made["netns"])
         ip("link", "set", made["on_bridge"], "master", "docker0")
         ip("netns", "add", made["lost"])
-        ip(
-            "link",
-            "add",
-            made["gone_ns"],
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            made["lost"],
-        )
+        veth_into(made["gone_ns"], made["lost"])
         holder = subprocess.Popen(["ip", "netns", "exec", made["lost"], "sleep", "600"])
         # Until the sleeper has entered the namespace, deleting its name would free it.
         wait_for(
