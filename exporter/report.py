@@ -18,9 +18,9 @@ from exporter.collectors.processes import NAME as PROCESSES
 from exporter.facts import (
     NAMESPACE_KINDS,
     DaemonConfigFacts,
-    NamespaceLink,
     EngineFacts,
     LayersFacts,
+    NamespaceLink,
     NatFacts,
     NatRule,
     NetworkFacts,
