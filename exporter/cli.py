@@ -18,6 +18,7 @@ from exporter.report import render_report, snapshot_json
 from exporter.sampler import Sampler
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
 from exporter.web import landing_page, make_server, serve_in_background
+from exporter.webconfig import WebConfigError, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -55,6 +56,12 @@ def build_parser(
             dest="listen_address",
             default=DEFAULT_LISTEN_ADDRESS,
             help="address to serve on, host:port or :port (default: %(default)s)",
+        )
+        add(
+            "--web.config.file",
+            dest="web_config_file",
+            default=None,
+            help="TLS and basic auth, in the exporter-toolkit's web configuration format",
         )
         add(
             "--web.telemetry-path",
@@ -139,6 +146,7 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
     return Settings(
         listen_address=getattr(args, "listen_address", DEFAULT_LISTEN_ADDRESS),
         telemetry_path=getattr(args, "telemetry_path", "/metrics"),
+        web_config_file=getattr(args, "web_config_file", None),
         docker_host=resolve_docker_host(args.docker_host),
         procfs=args.procfs,
         sysfs=args.sysfs,
@@ -182,6 +190,11 @@ def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -
 
 
 def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
+    try:
+        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    except WebConfigError as exc:
+        log.error("bad --web.config.file", extra={"reason": str(exc)})
+        return 1
     sampler = Sampler(((c, c.build(settings)) for c in enabled), settings)
     try:
         server = make_server(
@@ -192,6 +205,7 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
             landing=landing_page(
                 settings.telemetry_path, [(c.name, c.description) for c in enabled]
             ),
+            web_config=web_config,
         )
     except (OSError, ValueError) as exc:
         log.error("cannot listen", extra={"address": settings.listen_address, "reason": str(exc)})

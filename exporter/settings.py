@@ -41,6 +41,7 @@ def _no_intervals() -> Mapping[str, float]:
 class Settings:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     telemetry_path: str = "/metrics"
+    web_config_file: str | None = None
     docker_host: str = "unix:///var/run/docker.sock"
     procfs: str = "/proc"
     sysfs: str = "/sys"

@@ -6,15 +6,19 @@ sample finished, so scrape latency does not grow with the host and extra scraper
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from exporter import __version__
 from exporter.metrics import Exposition
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,22 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Many scrapers at once must not see connection resets from a short accept queue.
     request_queue_size = 128
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake happens here, in the request's own thread: a slow or hostile
+        # client never holds up the accept loop.
+        if self.tls is not None:
+            request.settimeout(10)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug(
+                    "tls handshake failed", extra={"peer": client_address, "reason": str(exc)}
+                )
+                request.close()
+                return
+        super().finish_request(request, client_address)
 
 
 class _DualStackServer(_Server):
@@ -68,13 +88,40 @@ def make_server(
     exposition: Callable[[], Exposition],
     healthy: Callable[[], bool],
     landing: bytes,
+    *,
+    web_config: WebConfig | None = None,
 ) -> ThreadingHTTPServer:
+    auth = web_config.basic_auth if web_config else None
+    tls = web_config.tls.context() if web_config and web_config.tls else None
+
     class Handler(BaseHTTPRequestHandler):
         server_version = f"docker-host-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
 
+        def authorized(self) -> bool:
+            if auth is None:
+                return True
+            header = self.headers.get("Authorization", "")
+            scheme, _, encoded = header.partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    user, _, password = base64.b64decode(encoded).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    user = password = ""
+                if user and auth.check(user, password):
+                    return True
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="docker-host-exporter"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return False
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            # /healthz tells nothing about the host: container and kubelet probes may use it
+            # without credentials.
+            if path != "/healthz" and not self.authorized():
+                return
             if path == telemetry_path:
                 current = exposition()
                 if "gzip" in self.headers.get("Accept-Encoding", ""):
@@ -106,14 +153,19 @@ def make_server(
             log.debug("http: " + format, *args)
 
     host, port = parse_listen_address(listen_address)
+    server: _Server
     if host in ("", "::"):
         try:
-            return _DualStackServer(("::", port), Handler)
+            server = _DualStackServer(("::", port), Handler)
         except OSError:
             if host == "::":
                 raise
             # No IPv6 on this host: all IPv4 interfaces then.
-    return _Server((host or "0.0.0.0", port), Handler)  # noqa: S104
+            server = _Server(("0.0.0.0", port), Handler)  # noqa: S104
+    else:
+        server = _Server((host, port), Handler)
+    server.tls = tls
+    return server
 
 
 def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:

@@ -277,3 +277,29 @@ def test_without_net_admin_pairs_are_still_made(containers: Containers) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert "needs CAP_NET_ADMIN" in out
+
+
+def test_every_collector_only_ever_gets(root: None, engine: Any, containers: Containers) -> None:
+    """A full cycle of every collector through a recording proxy: GET, and nothing else."""
+    containers.run("observed", ports={"80/tcp": 18484})
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-"))
+    proxy = RecordingProxy(workdir / "docker.sock")
+    try:
+        with exporter_process(
+            "--sample.interval=1s",
+            "--collector.layers.interval=1s",
+            f"--docker.host=unix://{workdir / 'docker.sock'}",
+        ) as (base, _):
+
+            def all_succeeded() -> bool:
+                states = select(parse(get(base + "/metrics")), "docker_host_collector_success")
+                return len(states) == 6 and all(s.value == 1 for s in states)
+
+            wait_for(all_succeeded, timeout=60)
+        paths = {line.split(" ")[1].split("?")[0].split("/", 2)[-1] for line in proxy.request_lines}
+        for endpoint in ("version", "containers/json", "networks", "info", "events", "system/df"):
+            assert any(p.endswith(endpoint) for p in paths), (endpoint, sorted(paths))
+        assert proxy.methods == {"GET"}, sorted(set(proxy.request_lines))
+    finally:
+        proxy.close()
+        shutil.rmtree(workdir, ignore_errors=True)
