@@ -125,6 +125,14 @@ def build_parser(
         help="per-layer series only for the K layers that save the most bytes (default: 50)",
     )
     add(
+        "--metrics.max-series-per-family",
+        dest="max_series",
+        type=int,
+        default=10000,
+        help="series at most per metric family; the rest are counted in "
+        "docker_host_series_dropped (0: no cap; default: %(default)s)",
+    )
+    add(
         "--log.level",
         dest="log_level",
         choices=logsetup.LEVELS,
@@ -163,6 +171,7 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         log_level=args.log_level,
         log_format=args.log_format,
         layers_top_k=args.layers_top_k,
+        max_series_per_family=args.max_series,
     )
 
 

@@ -57,11 +57,20 @@ def declare(
     return spec
 
 
-class Families:
-    """Collects samples per spec for one render; emits only families that got a sample."""
+_SERIES_DROPPED_NAME = PREFIX + "series_dropped"  # never capped: it reports the cap
 
-    def __init__(self) -> None:
+
+class Families:
+    """Collects samples per spec for one render; emits only families that got a sample.
+
+    With max_series, a family stops taking series at that many and counts what it dropped: a
+    host with ten thousand layers or veths must not blow up a Prometheus.
+    """
+
+    def __init__(self, max_series: int | None = None) -> None:
         self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._max_series = max_series
+        self.dropped: dict[str, int] = {}
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
         if len(label_values) != len(spec.labels):
@@ -69,6 +78,10 @@ class Families:
         family = self._families.get(spec.name)
         if family is None:
             family = self._families[spec.name] = spec.family()
+        capped = self._max_series is not None and spec.name != _SERIES_DROPPED_NAME
+        if capped and len(family.samples) >= (self._max_series or 0):
+            self.dropped[spec.name] = self.dropped.get(spec.name, 0) + 1
+            return
         family.add_metric(list(label_values), value)
 
     def extend(self, metrics: Iterable[Metric]) -> None:
@@ -95,8 +108,21 @@ class Exposition:
         return cls(text=text, gzipped=gzip.compress(text, compresslevel=6, mtime=0))
 
 
-def render(snapshot: Snapshot, writers: Iterable[FamilyWriter]) -> bytes:
-    families = Families()
+def render(
+    snapshot: Snapshot, writers: Iterable[FamilyWriter], max_series: int | None = None
+) -> bytes:
+    families = Families(max_series)
     for write in writers:
         write(snapshot, families)
+    for name, count in sorted(families.dropped.items()):
+        families.add(SERIES_DROPPED, count, name)
     return generate_latest(families)
+
+
+SERIES_DROPPED = declare(
+    _SERIES_DROPPED_NAME.removeprefix(PREFIX),
+    "gauge",
+    "Series the last exposition left out of this family, over --metrics.max-series-per-family.",
+    ("family",),
+    collector="exporter",
+)

@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 class SnapshotStore:
     """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
 
-    def __init__(self, writers: Sequence[FamilyWriter]) -> None:
+    def __init__(self, writers: Sequence[FamilyWriter], max_series: int | None = None) -> None:
         self._writers = (*writers, write_self_metrics, write_process_metrics)
+        self._max_series = max_series
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
-        self._exposition = Exposition.of(render(self._snapshot, self._writers))
+        self._exposition = Exposition.of(render(self._snapshot, self._writers, max_series))
         self._published = threading.Condition(self._lock)
 
     @property
@@ -58,7 +59,7 @@ class SnapshotStore:
                     error=state.error,
                 )
             snapshot = self._snapshot.with_state(state)
-            exposition = Exposition.of(render(snapshot, self._writers))
+            exposition = Exposition.of(render(snapshot, self._writers, self._max_series))
             self._snapshot, self._exposition = snapshot, exposition
             # Logged under the lock so transitions of one collector are never reordered.
             _log_transition(previous, state)
@@ -165,7 +166,9 @@ class Sampler:
         store: SnapshotStore | None = None,
     ) -> None:
         pairs = list(collectors)
-        self.store = store or SnapshotStore([d.writer(settings) for d, _ in pairs])
+        self.store = store or SnapshotStore(
+            [d.writer(settings) for d, _ in pairs], settings.max_series_per_family or None
+        )
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)
             for d, s in pairs

@@ -52,6 +52,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "logfmt"
     layers_top_k: int = 50
+    max_series_per_family: int = 10000  # 0: no cap
 
     def interval(self, collector: str) -> float:
         return self.collector_intervals.get(collector, self.sample_interval)

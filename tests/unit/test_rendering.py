@@ -223,3 +223,21 @@ def test_without_netns_access_nothing_is_called_orphaned_for_lack_of_a_container
         "vhost0"
     }
     assert value(samples, "docker_host_network_namespaces_unreadable") == 3
+
+
+def test_series_cap_drops_and_counts(promtool: str) -> None:
+    text = render(recorded(), WRITERS, max_series=2)
+    samples = parse(text)
+    per_family: dict[str, int] = {}
+    for s in samples:
+        per_family[s.name] = per_family.get(s.name, 0) + 1
+    assert max(n for name, n in per_family.items() if name != "docker_host_series_dropped") <= 2
+    engine = recorded().current("containers", EngineFacts)
+    assert engine is not None
+    assert value(samples, "docker_host_series_dropped", family="docker_host_container_info") == (
+        len(engine.containers) - 2
+    )
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
