@@ -129,6 +129,9 @@ class _Worker:
 
     def _loop(self) -> None:
         while (generation := self.jobs.get()) is not None:
+            # When the run began: facts are no older than this, so joins against them (is this
+            # shim's container in the list?) only trust them for what existed by then.
+            began = self.clock()
             started = time.perf_counter()
             facts: object | None = None
             error: str | None = None
@@ -148,7 +151,7 @@ class _Worker:
                     name=self.name,
                     success=error is None,
                     duration_seconds=duration,
-                    last_success_time=self.clock() if error is None else None,
+                    last_success_time=began if error is None else None,
                     facts=facts,
                     error=error,
                 )

@@ -25,7 +25,7 @@ DURATION = declare(
 LAST_SUCCESS = declare(
     "collector_last_success_timestamp_seconds",
     "gauge",
-    "When the collector last succeeded, as Unix time; absent until it first succeeds.",
+    "When the collector's last successful run began, as Unix time; absent until it first succeeds.",
     ("collector",),
     collector="exporter",
 )
