@@ -1,0 +1,119 @@
+"""Churn soak, bounded in count and time: containers created and removed back to back (some on a
+user network, some with a published port) while two clients scrape without pause. Every scrape
+parses and passes promtool; no removed container's series outlive the next sample; threads,
+file descriptors and RSS stay flat."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BASE_IMAGE, TEST_LABEL
+from tests.helpers import exporter_process, get, parse, select, wait_for
+
+pytestmark = pytest.mark.integration
+
+LIFECYCLES = int(os.environ.get("DHE_SOAK_LIFECYCLES", "500"))
+
+
+def process_usage(pid: int) -> tuple[int, int, float]:
+    """(threads, open file descriptors, RSS in MB) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    return (len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd")), rss / 1024)
+
+
+def test_churn_soak(engine: Any, promtool: str) -> None:
+    prefix = f"dhe-soak-{uuid.uuid4().hex[:4]}"
+    network = engine.networks.create(prefix, labels={TEST_LABEL: "1"})
+    stop = threading.Event()
+    scrapes: list[int] = []
+    problems: list[str] = []
+
+    with exporter_process("--sample.interval=1s", "--collector.layers.interval=5s") as (base, proc):
+
+        def scrape() -> None:
+            while not stop.is_set():
+                try:
+                    body = get(base + "/metrics", timeout=5)
+                    parse(body)
+                except Exception as exc:  # any failure is the finding
+                    problems.append(f"scrape: {exc!r}")
+                    continue
+                lint = subprocess.run(
+                    [promtool, "check", "metrics"],
+                    input=body,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+                if lint.returncode != 0:
+                    problems.append(f"promtool: {lint.stdout!r} {lint.stderr!r}")
+                scrapes.append(len(body))
+
+        scrapers = [threading.Thread(target=scrape) for _ in range(2)]
+        for t in scrapers:
+            t.start()
+        before: tuple[int, int, float] | None = None
+        deadline = time.monotonic() + 40 * 60
+        try:
+            for i in range(LIFECYCLES):
+                assert time.monotonic() < deadline, "soak ran out of time"
+                kwargs: dict[str, Any] = {}
+                if i % 3 == 1:
+                    kwargs["network"] = network.name
+                if i % 4 == 2:
+                    kwargs["ports"] = {"80/tcp": None}  # any free host port
+                container = engine.containers.run(
+                    BASE_IMAGE,
+                    ["sleep", "600"],
+                    name=f"{prefix}-{i}",
+                    detach=True,
+                    labels={TEST_LABEL: "1"},
+                    **kwargs,
+                )
+                container.remove(force=True)
+                if i == min(49, LIFECYCLES - 1):
+                    before = process_usage(proc.pid)  # after warm-up
+        finally:
+            stop.set()
+            for t in scrapers:
+                t.join(60)
+
+        # Two intervals after the last removal, nothing of the churn is left.
+        def churn_gone() -> bool:
+            samples = parse(get(base + "/metrics"))
+            return not [s for s in samples if s.labels.get("container", "").startswith(prefix)]
+
+        wait_for(churn_gone, timeout=10)
+        samples = parse(get(base + "/metrics"))
+        assert all(s.value == 1 for s in select(samples, "docker_host_collector_success"))
+        after = process_usage(proc.pid)
+
+    network.remove()
+    if report := os.environ.get("DHE_SOAK_REPORT"):
+        Path(report).write_text(
+            json.dumps(
+                {
+                    "lifecycles": LIFECYCLES,
+                    "scrapes": len(scrapes),
+                    "before": before,
+                    "after": after,
+                }
+            )
+        )
+    assert problems == []
+    assert len(scrapes) > LIFECYCLES / 5, "the scrapers hardly ran"
+    assert before is not None
+    threads, fds, rss = before
+    assert after[0] <= threads + 2, (before, after)
+    assert after[1] <= fds + 5, (before, after)
+    assert after[2] <= rss + 8, (before, after)  # MB
