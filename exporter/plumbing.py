@@ -39,6 +39,11 @@ class Inventory:
     engine: EngineFacts
     taken_at: float
 
+    @property
+    def names(self) -> dict[str, str]:
+        """Container id -> name."""
+        return {c.id: c.name for c in self.engine.containers}
+
 
 @dataclass(frozen=True)
 class ShimVerdict:
@@ -86,7 +91,7 @@ def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[Shi
     container. The two readers sample at different moments, so a shim newer than the inventory
     is left undecided rather than called orphaned for one interval.
     """
-    names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
+    names = inventory.names if inventory else {}
     verdicts = []
     for shim in docker_shims(procs):
         orphaned: bool | None = None
@@ -104,7 +109,7 @@ def container_processes(
     While the inventory predates a new container its series wait one interval rather than
     appear under the short id and then change label to the name.
     """
-    known = {c.id for c in inventory.engine.containers} if inventory else set()
+    known = inventory.names.keys() if inventory else set()
     return tuple(
         ContainerProcesses(
             container=v.container,
@@ -227,7 +232,7 @@ def orphan_suspects(net: NetworkFacts) -> tuple[tuple[int, str], ...]:
 def _judge(
     net: NetworkFacts, inventory: Inventory | None, is_docker_bridge: Callable[[str], bool]
 ) -> Iterator[VethView]:
-    names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
+    names = inventory.names if inventory else {}
     by_index = {link.index: link for link in net.links}
     owners = {o.nsid: o for o in netns_owners(net, inventory) if o.nsid is not None}
     peers = {(p.nsid, p.index): p for p in net.peers}
@@ -283,7 +288,7 @@ def bridge_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[Bridge
 
 def netns_sharers(net: NetworkFacts, inventory: Inventory | None) -> tuple[tuple[str, str], ...]:
     """(sharer, owner) container names for every `--network=container:X` pair."""
-    names = {c.id: c.name for c in inventory.engine.containers} if inventory else {}
+    names = inventory.names if inventory else {}
     return tuple(
         (display_name(s.container_id, names), display_name(o.owner.container_id, names))
         for o in netns_owners(net, inventory)
