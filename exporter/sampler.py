@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.collectors import CollectorDef, Source
-from exporter.metrics import Exposition, FamilyWriter, render
+from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 class SnapshotStore:
     """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
 
-    def __init__(self, writers: Sequence[FamilyWriter], max_series: int | None = None) -> None:
-        self._writers = (*writers, write_self_metrics, write_process_metrics)
-        self._max_series = max_series
+    def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
+        self._renderer = Renderer(
+            (*writers, Writer(write_self_metrics), Writer(write_process_metrics)), max_series
+        )
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
-        self._exposition = Exposition.of(render(self._snapshot, self._writers, max_series))
+        self._exposition = Exposition(self._renderer.render(self._snapshot))
         self._published = threading.Condition(self._lock)
 
     @property
@@ -59,7 +60,7 @@ class SnapshotStore:
                     error=state.error,
                 )
             snapshot = self._snapshot.with_state(state)
-            exposition = Exposition.of(render(snapshot, self._writers, self._max_series))
+            exposition = Exposition(self._renderer.render(snapshot))
             self._snapshot, self._exposition = snapshot, exposition
             # Logged under the lock so transitions of one collector are never reordered.
             _log_transition(previous, state)
@@ -170,7 +171,7 @@ class Sampler:
     ) -> None:
         pairs = list(collectors)
         self.store = store or SnapshotStore(
-            [d.writer(settings) for d, _ in pairs], settings.max_series_per_family or None
+            [d.render_writer(settings) for d, _ in pairs], settings.max_series_per_family or None
         )
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)

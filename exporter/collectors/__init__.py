@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.metrics import FamilyWriter
+from exporter.metrics import FamilyWriter, Writer
 from exporter.settings import Settings
 
 
@@ -30,9 +30,15 @@ class CollectorDef:
     default_interval: float | None = None  # None: --sample.interval
     # For a writer that depends on settings (a top-K flag): builds it from them.
     configure: Callable[[Settings], FamilyWriter] | None = None
+    # Other collectors whose states the writer joins with (the container list, for names).
+    joins: tuple[str, ...] = ()
 
     def writer(self, settings: Settings) -> FamilyWriter:
         return self.configure(settings) if self.configure else self.write
+
+    def render_writer(self, settings: Settings) -> Writer:
+        """The writer, re-run only when this collector's state or a joined one changes."""
+        return Writer(self.writer(settings), reads=(self.name, *self.joins))
 
 
 def all_collectors() -> tuple[CollectorDef, ...]:

@@ -180,5 +180,6 @@ COLLECTOR = CollectorDef(
     description="veth pairs, bridges and their ports, per-veth traffic, orphaned veths",
     build=build,
     write=write,
+    joins=("containers",),
     facts_type=NetworkFacts,
 )

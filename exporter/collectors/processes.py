@@ -148,5 +148,6 @@ COLLECTOR = CollectorDef(
     description="PID 1, namespaces, process and zombie counts, shims, daemons, from /proc",
     build=build,
     write=write,
+    joins=("containers",),
     facts_type=ProcessFacts,
 )

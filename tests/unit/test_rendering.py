@@ -7,10 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.utils import floatToGoString
 
-from exporter.collectors import all_collectors
+from exporter.collectors import CollectorDef, all_collectors
 from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts
-from exporter.metrics import render
+from exporter.metrics import Families, Renderer, Writer, _number, render
 from exporter.report import render_report, snapshot_from_json, snapshot_json
 from exporter.selfmetrics import write_self_metrics
 from exporter.snapshot import CollectorState, Snapshot
@@ -241,3 +244,37 @@ def test_series_cap_drops_and_counts(promtool: str) -> None:
         [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> None:
+    runs: list[str] = []
+
+    def counted(definition: CollectorDef) -> Writer:
+        def write(snapshot: Snapshot, out: Families) -> None:
+            runs.append(definition.name)
+            definition.write(snapshot, out)
+
+        return Writer(write, reads=(definition.name, *definition.joins))
+
+    renderer = Renderer([*(counted(c) for c in all_collectors()), Writer(write_self_metrics)])
+    first = recorded()
+    assert renderer.render(first) == render(first, WRITERS)
+    assert sorted(runs) == sorted(c.name for c in all_collectors())
+
+    # A network run: only the network's families are written again.
+    runs.clear()
+    second = with_network(first, unreadable_netns=3)
+    assert renderer.render(second) == render(second, WRITERS)
+    assert runs == ["network"]
+
+    # A container list run: its writer and the writers joining with it.
+    runs.clear()
+    containers = second.collectors["containers"]
+    third = second.with_state(dataclasses.replace(containers, duration_seconds=0.5))
+    assert renderer.render(third) == render(third, WRITERS)
+    assert sorted(runs) == ["containers", "network", "processes"]
+
+
+@given(st.one_of(st.floats(), st.integers(min_value=-(2**63), max_value=2**64)))
+def test_numbers_are_written_as_client_python_writes_them(number: float) -> None:
+    assert _number(number) == floatToGoString(number)  # type: ignore[no-untyped-call]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.collectors import CollectorDef
-from exporter.metrics import Families, FamilyWriter, declare
+from exporter.metrics import Families, Writer, declare
 from exporter.sampler import Sampler, SnapshotStore
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -56,7 +56,7 @@ class Hanging(Steady):
 
 
 class RecordingStore(SnapshotStore):
-    def __init__(self, writers: list[FamilyWriter]) -> None:
+    def __init__(self, writers: list[Writer]) -> None:
         super().__init__(writers)
         self.published: list[CollectorState] = []
 
@@ -129,7 +129,7 @@ def test_a_hung_source_times_out_blocks_nothing_and_is_not_redispatched(
     steady, hung = Steady(), Hanging()
     settings = Settings(sample_interval=0.1, sample_timeout=0.05)
     defs = [definition("steady"), definition("hung")]
-    store = RecordingStore([d.write for d in defs])
+    store = RecordingStore([d.render_writer(settings) for d in defs])
     sampler = Sampler(zip(defs, (steady, hung), strict=True), settings, store)
     sampler.start()
     started.append(sampler)

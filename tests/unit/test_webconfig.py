@@ -92,7 +92,7 @@ def serve(config_text: str, directory: Path) -> Iterator[int]:
     server = make_server(
         f"127.0.0.1:{port}",
         "/metrics",
-        lambda: Exposition.of(b"docker_host_up 1\n"),
+        lambda: Exposition(b"docker_host_up 1\n"),
         lambda: True,
         b"hi",
         web_config=load_web_config(directory / "web.yml"),
