@@ -8,7 +8,7 @@ from exporter.collectors.containers import inventory
 from exporter.facts import ProcessFacts
 from exporter.metrics import Families, declare
 from exporter.plumbing import container_processes, shim_verdicts
-from exporter.readers.procfs import ProcfsReader
+from exporter.readers.procfs import shared_reader
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
@@ -140,7 +140,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
 
 def build(settings: Settings) -> Source:
-    return ProcfsReader(settings.procfs)
+    return shared_reader(str(settings.procfs))
 
 
 COLLECTOR = CollectorDef(

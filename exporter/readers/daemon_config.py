@@ -15,7 +15,7 @@ from typing import Any
 
 from exporter.facts import DaemonConfigFacts, DaemonProcess
 from exporter.readers.docker_api import DockerReader, DockerUnavailable
-from exporter.readers.procfs import ProcfsReader
+from exporter.readers.procfs import ProcStat, shared_reader
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,10 @@ def _reloaded(event: dict[str, Any]) -> dict[str, str]:
 
 class DaemonConfigReader:
     def __init__(self, procfs: str | Path, docker_host: str, timeout: float) -> None:
-        self.procfs = ProcfsReader(procfs)
+        self.procfs = shared_reader(str(procfs))
         self.docker_host = docker_host
+        # The dockerd found last time, as (its stat then, argv): checked with one stat read.
+        self._known: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self.docker = DockerReader(docker_host, timeout=timeout)
         self._last_problem: str | None = None
 
@@ -206,7 +208,12 @@ class DaemonConfigReader:
 
     def _daemon(self) -> tuple[DaemonProcess, tuple[str, ...]] | None:
         """The dockerd serving --docker.host (several may run: rootless, tests)."""
-        scan = self.procfs.scan()
+        if self._known is not None:
+            before, daemon, argv = self._known
+            if self.procfs.same_process(before):
+                return daemon, argv  # the same dockerd: same pid, same start
+            self._known = None
+        scan = self.procfs.scan(shared_with="daemon")
         candidates = []
         for daemon in scan.daemons:
             if daemon.name != "dockerd":
@@ -214,6 +221,10 @@ class DaemonConfigReader:
             argv = self.procfs.cmdline(daemon.pid)
             flags, _ = parse_flags(argv)
             if self.docker_host in daemon_hosts(flags, None):
+                # Serves our socket by its flags: the same process will as long as it lives.
+                stat = next((s for s in scan.table if s.pid == daemon.pid), None)
+                if stat is not None:
+                    self._known = (stat, daemon, argv)
                 return daemon, argv
             candidates.append((daemon, argv))
         # Hosts set only in daemon.json: fall back to the one dockerd when there is one.

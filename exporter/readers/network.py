@@ -13,7 +13,12 @@ from pathlib import Path
 from exporter.facts import DOCKER_RUNTIME_NAMESPACE, ContainerNetns, NetworkFacts, PeerLink
 from exporter.plumbing import orphan_suspects
 from exporter.readers.netlink import NetlinkError, RtnlSocket
-from exporter.readers.procfs import ProcessScan, ProcfsReader, ProcStat, descendants
+from exporter.readers.procfs import (
+    ProcessScan,
+    ProcStat,
+    descendants,
+    shared_reader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,7 @@ class NetworkReader:
     def __init__(
         self, procfs: str | Path = "/proc", timeout: float = 5.0, confirm_after: float = 1.0
     ) -> None:
-        self.procfs = ProcfsReader(procfs)
+        self.procfs = shared_reader(str(procfs))
         self.timeout = timeout
         # Long enough for libnetwork to finish building or tearing down a pair, short enough
         # to leave most of the run's timeout.
@@ -41,7 +46,9 @@ class NetworkReader:
         if self._socket is None:
             self._socket = RtnlSocket(self.timeout)
         try:
-            first = self._read(self._socket)
+            # The processes collector's scan of this moment will do: a veth whose container is
+            # not in it yet is looked at again below, with a scan of its own.
+            first = self._read(self._socket, share_scan=True)
             suspects = orphan_suspects(first)
             if not suspects:
                 return first
@@ -54,11 +61,11 @@ class NetworkReader:
             self.close()
             raise
 
-    def _read(self, sock: RtnlSocket) -> NetworkFacts:
+    def _read(self, sock: RtnlSocket, share_scan: bool = False) -> NetworkFacts:
         # Links first, then processes: a veth seen in the dump belongs to a container whose
         # processes exist by the time /proc is read, so a starting container is not an orphan.
         links = sock.dump_links()
-        scan = self.procfs.scan()
+        scan = self.procfs.scan(shared_with="network" if share_scan else None)
         host_net = {n.kind: n.inode for n in self.procfs.host_namespaces()}.get("net")
         netns, unreadable = self._container_netns(sock, scan, host_net)
         peers = self._peers(

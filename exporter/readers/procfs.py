@@ -9,10 +9,12 @@ is only trusted when its start time is the same before and after its namespaces 
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
-from collections import defaultdict
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,11 @@ _DAEMON_NAMES = {
 }
 
 _GONE = (errno.ENOENT, errno.ESRCH)
+_READ_SIZE = 4096
+
+# Collectors dispatched at the same tick share one scan taken this recently: processes, network
+# and daemon would otherwise each read every process's stat, about 14 ms at 250 containers.
+SHARED_SCAN_MAX_AGE = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +171,26 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
+@dataclass
+class _SharedScan:
+    taken: float  # monotonic
+    scan: ProcessScan
+    seen_by: set[str]
+
+
+@functools.cache
+def shared_reader(procfs: str) -> ProcfsReader:
+    """The one reader of a procfs root in this process, so collectors share its scans and its
+    per-process caches."""
+    return ProcfsReader(procfs)
+
+
 class ProcfsReader:
     def __init__(self, procfs: str | Path = "/proc") -> None:
         self.root = Path(procfs)
+        # Collectors run in threads of their own: scans and the caches are kept under this.
+        self._lock = threading.Lock()
+        self._last_scan: _SharedScan | None = None
         # Plain string paths: pathlib's joins cost more than the reads in a full /proc scan.
         self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
@@ -179,36 +203,38 @@ class ProcfsReader:
 
     # -- single-file reads; None means the process is gone ---------------------------------
 
-    def _read_text(self, *parts: str | int) -> str | None:
-        path = self._prefix + "/".join(map(str, parts))
+    def _read_text(self, relative: str) -> str | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._prefix + relative, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno in _GONE:
                 return None
             raise
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
+            data = os.read(fd, _READ_SIZE)
+            if len(data) == _READ_SIZE:  # a long cmdline or status: read on to the end
+                chunks = [data]
+                while chunk := os.read(fd, _READ_SIZE):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
         except OSError as exc:  # ESRCH: the process exited between open and read
             if exc.errno in _GONE:
                 return None
             raise
         finally:
             os.close(fd)
-        return b"".join(chunks).decode(errors="replace")
+        return data.decode(errors="replace")
 
     def stat(self, pid: int) -> ProcStat | None:
-        text = self._read_text(pid, "stat")
+        text = self._read_text(f"{pid}/stat")
         return parse_stat(text) if text else None
 
     def cmdline(self, pid: int) -> tuple[str, ...]:
-        text = self._read_text(pid, "cmdline")
+        text = self._read_text(f"{pid}/cmdline")
         return tuple(text.rstrip("\0").split("\0")) if text else ()
 
     def nspid(self, pid: int) -> tuple[int, ...]:
-        text = self._read_text(pid, "status")
+        text = self._read_text(f"{pid}/status")
         return parse_nspid(text) if text else ()
 
     def namespaces(self, pid: int) -> tuple[tuple[NamespaceLink, ...], tuple[str, ...]] | None:
@@ -241,9 +267,9 @@ class ProcfsReader:
             raise ProcfsError(f"cannot list {self.root}: {exc.strerror}") from exc
         table = []
         for name in entries:
-            stat = self.stat(int(name))
-            if stat is not None:
-                table.append(stat)
+            text = self._read_text(name + "/stat")
+            if text:
+                table.append(parse_stat(text))
         return table
 
     def close(self) -> None:
@@ -251,13 +277,34 @@ class ProcfsReader:
 
     # -- one sample -------------------------------------------------------------------------
 
-    def scan(self) -> ProcessScan:
-        """One pass over the process table: who is whose child, and the shims and daemons."""
+    def scan(self, shared_with: str | None = None) -> ProcessScan:
+        """One pass over the process table: who is whose child, and the shims and daemons.
+
+        A caller naming itself in shared_with takes a scan another caller took in the last
+        SHARED_SCAN_MAX_AGE seconds, if it has not had that one already: a collector run twice
+        in a row still sees the process table change.
+        """
+        with self._lock:
+            now = time.monotonic()
+            last = self._last_scan
+            if (
+                shared_with is not None
+                and last is not None
+                and now - last.taken <= SHARED_SCAN_MAX_AGE
+                and shared_with not in last.seen_by
+            ):
+                last.seen_by.add(shared_with)
+                return last.scan
+            scan = self._scan()
+            self._last_scan = _SharedScan(time.monotonic(), scan, {shared_with or ""})
+            return scan
+
+    def _scan(self) -> ProcessScan:
         clock = self.clock()
         table = self.process_table()
-        children: dict[int, list[ProcStat]] = defaultdict(list)
+        children: dict[int, list[ProcStat]] = {}
         for stat in table:
-            children[stat.ppid].append(stat)
+            children.setdefault(stat.ppid, []).append(stat)
         live = {(stat.pid, stat.start_ticks) for stat in table}
         for gone in self._nspid.keys() - live:
             del self._nspid[gone]
@@ -285,7 +332,9 @@ class ProcfsReader:
         for child in direct:
             identity = (child.pid, child.start_ticks)
             if (nspid := self._nspid.get(identity)) is None:
-                nspid = self._nspid[identity] = self.nspid(child.pid)
+                nspid = self.nspid(child.pid)
+                with self._lock:
+                    self._nspid[identity] = nspid
             nspids[child.pid] = nspid
         chosen = choose_pid1(direct, nspids)
         return next((c for c in direct if c.pid == chosen), None)
@@ -296,7 +345,7 @@ class ProcfsReader:
         return after is not None and after.start_ticks == before.start_ticks
 
     def read(self) -> ProcessFacts:
-        scan = self.scan()
+        scan = self.scan(shared_with="processes")
         shims = [self._shim(scan, stat, command) for stat, command in scan.shims]
         host_namespaces = self.host_namespaces()
         self._warn_on_refusals(shims)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from exporter.readers import procfs
+from exporter.readers.daemon_config import DaemonConfigReader
 from exporter.readers.procfs import (
     ProcfsError,
     ProcfsReader,
@@ -238,3 +241,45 @@ def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> No
     facts = reader.read()
     assert [s.container_id for s in facts.shims] == ["e" * 64]
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
+
+
+def test_collectors_share_a_scan_but_never_see_the_same_one_twice(
+    proc: FakeProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = ProcfsReader(proc.root)
+    first = reader.scan(shared_with="processes")
+    assert reader.scan(shared_with="network") is first
+    assert reader.scan(shared_with="daemon") is first
+    # The same collector again (an interval shorter than the sharing window): a new scan.
+    proc.process(70, "sleep", 1)
+    again = reader.scan(shared_with="processes")
+    assert again is not first
+    assert 70 in {s.pid for s in again.table}
+    # No name (the network's confirming reading): always its own scan, and others may share it.
+    own = reader.scan()
+    assert own is not again
+    assert reader.scan(shared_with="network") is own
+    monkeypatch.setattr(procfs, "SHARED_SCAN_MAX_AGE", -1.0)
+    assert reader.scan(shared_with="daemon") is not own
+
+
+def test_the_daemon_reader_finds_dockerd_again_after_a_restart(proc: FakeProc) -> None:
+    socket = "unix:///run/dhe-test.sock"
+    argv = f"/usr/sbin/dockerd\0-H\0{socket}\0"
+    proc.process(55, "dockerd", 1, start=550, cmdline=argv)
+    reader = DaemonConfigReader(proc.root, socket, timeout=1)
+    found = reader._daemon()
+    assert found is not None
+    assert (found[0].pid, found[1]) == (55, ("/usr/sbin/dockerd", "-H", socket))
+    # Restarted under another pid: the old one is gone.
+    shutil.rmtree(proc.root / "55")
+    proc.process(56, "dockerd", 1, start=900, cmdline=argv)
+    found = reader._daemon()
+    assert found is not None
+    assert found[0].pid == 56
+    # The same pid reused by a new dockerd: told apart by its start time.
+    shutil.rmtree(proc.root / "56")
+    proc.process(56, "dockerd", 1, start=950, cmdline=argv)
+    found = reader._daemon()
+    assert found is not None
+    assert found[0].start_time == BOOT + 950 / os.sysconf("SC_CLK_TCK")
