@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from exporter import ticks
 from exporter.collectors import CollectorDef, Source
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
@@ -91,7 +92,7 @@ class _Worker:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self.jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[int, float] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.generation = 0
         self.busy_since: float | None = None  # monotonic
@@ -111,7 +112,7 @@ class _Worker:
                 return False  # still stuck in an abandoned run: do not queue another
             self.generation += 1
             self.busy_since, self.abandoned = now, False
-            self.jobs.put(self.generation)
+            self.jobs.put((self.generation, now))
             return True
 
     def check_timeout(self, now: float) -> None:
@@ -129,7 +130,8 @@ class _Worker:
         )
 
     def _loop(self) -> None:
-        while (generation := self.jobs.get()) is not None:
+        while (job := self.jobs.get()) is not None:
+            generation, tick = job
             # When the run began: facts are no older than this, so joins against them (is this
             # shim's container in the list?) only trust them for what existed by then.
             began = self.clock()
@@ -137,7 +139,8 @@ class _Worker:
             facts: object | None = None
             error: str | None = None
             try:
-                facts = self.source.read()
+                with ticks.running_in(tick):  # collectors of one tick may share a reading
+                    facts = self.source.read()
             except Exception as exc:  # a collector's failure must never reach the others
                 error = str(exc) or type(exc).__name__
                 log.debug("collector %s raised", self.name, exc_info=True)
@@ -208,9 +211,10 @@ class Sampler:
 
     def sample_once(self) -> Snapshot:
         """Run every collector once, each under its timeout; for `inspect` and tests."""
+        now = time.monotonic()
         for worker in self._workers:
             worker.thread.start()
-            worker.dispatch(time.monotonic())
+            worker.dispatch(now)
         deadline = time.monotonic() + max((w.timeout for w in self._workers), default=0)
         names = {w.name for w in self._workers}
         self.store.wait(lambda s: names <= s.collectors.keys(), deadline - time.monotonic())

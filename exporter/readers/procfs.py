@@ -14,11 +14,11 @@ import itertools
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter import ticks
 from exporter.facts import (
     NAMESPACE_KINDS,
     DaemonProcess,
@@ -38,10 +38,6 @@ _DAEMON_NAMES = {
 
 _GONE = (errno.ENOENT, errno.ESRCH)
 _READ_SIZE = 4096
-
-# Collectors dispatched at the same tick share one scan taken this recently: processes, network
-# and daemon would otherwise each read every process's stat, about 14 ms at 250 containers.
-SHARED_SCAN_MAX_AGE = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +169,7 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
 
 @dataclass
 class _SharedScan:
-    taken: float  # monotonic
+    tick: float | None
     scan: ProcessScan
     seen_by: set[str]
 
@@ -181,7 +177,8 @@ class _SharedScan:
 @functools.cache
 def shared_reader(procfs: str) -> ProcfsReader:
     """The one reader of a procfs root in this process, so collectors share its scans and its
-    per-process caches."""
+    per-process caches: processes, network and the container inventory would otherwise each
+    read every process's stat in the same moment, about 14 ms each at 250 containers."""
     return ProcfsReader(procfs)
 
 
@@ -280,23 +277,23 @@ class ProcfsReader:
     def scan(self, shared_with: str | None = None) -> ProcessScan:
         """One pass over the process table: who is whose child, and the shims and daemons.
 
-        A caller naming itself in shared_with takes a scan another caller took in the last
-        SHARED_SCAN_MAX_AGE seconds, if it has not had that one already: a collector run twice
-        in a row still sees the process table change.
+        A caller naming itself in shared_with takes the scan another collector of the same
+        scheduler tick took, unless it has had that one already.
         """
+        tick = ticks.current()
         with self._lock:
-            now = time.monotonic()
             last = self._last_scan
             if (
                 shared_with is not None
+                and tick is not None
                 and last is not None
-                and now - last.taken <= SHARED_SCAN_MAX_AGE
+                and last.tick == tick
                 and shared_with not in last.seen_by
             ):
                 last.seen_by.add(shared_with)
                 return last.scan
             scan = self._scan()
-            self._last_scan = _SharedScan(time.monotonic(), scan, {shared_with or ""})
+            self._last_scan = _SharedScan(tick, scan, {shared_with or ""})
             return scan
 
     def _scan(self) -> ProcessScan:
@@ -313,6 +310,8 @@ class ProcfsReader:
         shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
+            if stat.state == "Z":
+                continue  # exited, not yet reaped: no shim or daemon any more, whatever argv said
             if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
                 identity = (stat.pid, stat.start_ticks, stat.comm)
                 argv = self._argv.get(identity)

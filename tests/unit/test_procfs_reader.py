@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.readers import procfs
+from exporter import ticks
 from exporter.readers.daemon_config import DaemonConfigReader
 from exporter.readers.procfs import (
     ProcfsError,
@@ -243,24 +243,26 @@ def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> No
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
 
 
-def test_collectors_share_a_scan_but_never_see_the_same_one_twice(
-    proc: FakeProc, monkeypatch: pytest.MonkeyPatch
+def test_collectors_of_one_tick_share_a_scan_but_never_see_the_same_one_twice(
+    proc: FakeProc,
 ) -> None:
     reader = ProcfsReader(proc.root)
-    first = reader.scan(shared_with="processes")
-    assert reader.scan(shared_with="network") is first
-    assert reader.scan(shared_with="daemon") is first
-    # The same collector again (an interval shorter than the sharing window): a new scan.
-    proc.process(70, "sleep", 1)
-    again = reader.scan(shared_with="processes")
-    assert again is not first
-    assert 70 in {s.pid for s in again.table}
-    # No name (the network's confirming reading): always its own scan, and others may share it.
-    own = reader.scan()
-    assert own is not again
-    assert reader.scan(shared_with="network") is own
-    monkeypatch.setattr(procfs, "SHARED_SCAN_MAX_AGE", -1.0)
-    assert reader.scan(shared_with="daemon") is not own
+    with ticks.running_in(1.0):
+        first = reader.scan(shared_with="processes")
+        assert reader.scan(shared_with="network") is first
+        assert reader.scan(shared_with="inventory") is first
+        # The same collector again in the tick: a new scan, which others may share.
+        proc.process(70, "sleep", 1)
+        again = reader.scan(shared_with="processes")
+        assert again is not first
+        assert 70 in {s.pid for s in again.table}
+        assert reader.scan(shared_with="network") is again
+        # No name (the network's confirming reading): always a scan of its own.
+        assert reader.scan() is not again
+    # The next tick, however soon, never gets the last tick's scan; nor a run outside a tick.
+    with ticks.running_in(2.0):
+        assert reader.scan(shared_with="inventory") is not again
+    assert reader.scan(shared_with="network") is not again
 
 
 def test_the_daemon_reader_finds_dockerd_again_after_a_restart(proc: FakeProc) -> None:
@@ -283,3 +285,14 @@ def test_the_daemon_reader_finds_dockerd_again_after_a_restart(proc: FakeProc) -
     found = reader._daemon()
     assert found is not None
     assert found[0].start_time == BOOT + 950 / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_exited_shim_waiting_to_be_reaped_is_no_shim(proc: FakeProc) -> None:
+    # Seen here: PID 1 reaps daemonised shims late, so they stay zombies (state Z, no argv)
+    # after their container is removed; the argv cached while they ran must not revive them.
+    shim = proc.process(100, "containerd-shim", 1, start=700, cmdline=SHIM_V2.format(id="f" * 64))
+    reader = ProcfsReader(proc.root)
+    assert [s.container_id for s in reader.read().shims] == ["f" * 64]
+    (shim / "stat").write_text((shim / "stat").read_text().replace(") S ", ") Z "))
+    (shim / "cmdline").write_text("")
+    assert reader.read().shims == ()
