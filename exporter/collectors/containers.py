@@ -6,7 +6,7 @@ from exporter.collectors import CollectorDef, Source
 from exporter.facts import EngineFacts
 from exporter.metrics import Families, declare
 from exporter.plumbing import Inventory, containers_by_state
-from exporter.readers.docker_api import DockerReader
+from exporter.readers.inventory import DockerInventory, shared_inventory
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
@@ -64,13 +64,31 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(ENGINE_COMPONENT_INFO, 1, component.name, component.version)
 
 
+class ContainerList:
+    """The containers collector's source: the shared inventory, listed again only on change."""
+
+    def __init__(self, inventory: DockerInventory) -> None:
+        self.inventory = inventory
+
+    def read(self) -> EngineFacts:
+        return self.inventory.current().facts
+
+    def close(self) -> None:
+        self.inventory.close()
+
+
+def engine_inventory(settings: Settings) -> DockerInventory:
+    """One per host, whichever collector asks: same socket, same timeout."""
+    return shared_inventory(settings.docker_host, str(settings.procfs), settings.timeout(NAME))
+
+
 def build(settings: Settings) -> Source:
-    return DockerReader(settings.docker_host, timeout=settings.timeout(NAME))
+    return ContainerList(engine_inventory(settings))
 
 
 COLLECTOR = CollectorDef(
     name=NAME,
-    description="containers in every state from the Docker Engine API (one list call)",
+    description="containers in every state from the Docker Engine API (listed on change)",
     build=build,
     write=write,
     facts_type=EngineFacts,

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from exporter.collectors import CollectorDef, Source
+from exporter.collectors.containers import engine_inventory
 from exporter.facts import NatFacts, NatRule
 from exporter.metrics import Families, declare
 from exporter.plumbing import docker_firewall, nat_verdicts, rules_split_across_backends
@@ -179,7 +180,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
 
 def build(settings: Settings) -> Source:
-    return NatReader(settings.procfs, settings.docker_host, timeout=settings.timeout(NAME))
+    return NatReader(settings.procfs, engine_inventory(settings), timeout=settings.timeout(NAME))
 
 
 COLLECTOR = CollectorDef(

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_FILE = "/etc/docker/daemon.json"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 MAX_CONFIG_BYTES = 1 << 20  # dockerd's files are a few KB; anything this big is refused
+# /info is asked again after a reload or a restart, and at least this often all the same.
+INFO_MAX_AGE = 300.0
 
 # Every daemon.json key dockerd has accepted (20.10 through 29), from its documentation.
 KNOWN_KEYS = frozenset(
@@ -200,6 +202,7 @@ class DaemonConfigReader:
         self.docker_host = docker_host
         # The dockerd found last time, as (its stat then, argv): checked with one stat read.
         self._known: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
+        self._cached_info: tuple[object, float, dict[str, Any]] | None = None
         self.docker = DockerReader(docker_host, timeout=timeout)
         self._last_problem: str | None = None
 
@@ -261,24 +264,37 @@ class DaemonConfigReader:
                 log.info("dockerd's configuration file is readable again")
             self._last_problem = problem
 
+    def _info(self, daemon: DaemonProcess | None, reloads: list[dict[str, Any]]) -> dict[str, Any]:
+        """GET /info, asked again only when the running configuration may have changed: another
+        dockerd, or a reload since. It costs dockerd ~4.5 ms of CPU; the event log next to none."""
+        key = None
+        if daemon is not None:
+            key = (daemon.pid, daemon.start_time, tuple(e.get("timeNano") for e in reloads))
+        now = time.monotonic()
+        if key is not None and self._cached_info is not None:
+            cached_key, asked_at, info = self._cached_info
+            if cached_key == key and now - asked_at <= INFO_MAX_AGE:
+                return info
+        info = self.docker.info()
+        self._cached_info = (key, now, info) if key is not None else None
+        return info
+
     def _read(self) -> DaemonConfigFacts:
         found = self._daemon()
         info: dict[str, Any] | None = None
         reloads: list[dict[str, Any]] = []
         docker_error: str | None = None
         try:
-            info = self.docker.info()
+            if found is not None:
+                reloads = self.docker.reload_events(since=found[0].start_time, until=time.time())
+            info = self._info(found[0] if found else None, reloads)
         except DockerUnavailable as exc:
             docker_error = str(exc)
+            self._cached_info = None
         if found is None:
             subset = json.dumps(running_subset(info), sort_keys=True) if info else None
             return DaemonConfigFacts.unknown(docker_error or "no dockerd process found", subset)
         daemon, argv = found
-        if info is not None:
-            try:
-                reloads = self.docker.reload_events(since=daemon.start_time, until=time.time())
-            except DockerUnavailable as exc:
-                docker_error = str(exc)
         flags, config_file = parse_flags(argv)
         path = config_file or DEFAULT_CONFIG_FILE
         root = Path(f"{self.procfs.root}/{daemon.pid}/root")

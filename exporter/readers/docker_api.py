@@ -6,9 +6,10 @@ daemon's cost stays flat as containers grow (PID 1 and namespaces come from /pro
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import docker
@@ -21,7 +22,6 @@ from exporter.facts import (
     DockerNetwork,
     EngineComponent,
     EngineFacts,
-    NatExpectations,
     PublishedPort,
 )
 
@@ -125,17 +125,21 @@ class DockerReader:
         kwargs["base_url"] = self.base_url
         return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
 
-    def _call(self, fn_name: str, materialize: bool = False, **kwargs: Any) -> Any:
+    def _call(self, fn_name: str, **kwargs: Any) -> Any:
+        return self._call_with(lambda client: getattr(client, fn_name)(**kwargs))
+
+    def _call_with(self, call: Callable[[Any], Any]) -> Any:
         with self._lock:
             try:
                 if self._client is None:
                     self._client = self._connect()
-                result = getattr(self._client, fn_name)(**kwargs)
-                # A streamed answer is read here, so its errors are caught here too.
-                return list(result) if materialize else result
+                return call(self._client)
             except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 self.close_locked()
                 raise DockerUnavailable(describe(exc, self.base_url)) from exc
+            except ValueError as exc:  # an answer that is not the JSON it should be
+                self.close_locked()
+                raise DockerUnavailable(f"docker at {self.base_url}: bad answer: {exc}") from exc
 
     def close_locked(self) -> None:
         if self._client is not None:
@@ -161,15 +165,6 @@ class DockerReader:
             networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
         )
 
-    def nat_expectations(self) -> NatExpectations:
-        """Running containers (with their published ports) and the networks: two list calls."""
-        containers = self._call("containers")
-        networks = self._call("networks")
-        return NatExpectations(
-            networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
-            containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
-        )
-
     def call(self, fn_name: str, **kwargs: Any) -> Any:
         """Any read-only call of the SDK's low-level client, by name (GET endpoints only)."""
         return self._call(fn_name, **kwargs)
@@ -178,16 +173,30 @@ class DockerReader:
         result: dict[str, Any] = self._call("info")
         return result
 
+    def events(
+        self, since: float, until: float, filters: dict[str, list[str]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The daemon's event log in [since, until]: a finite GET /events, under the timeout.
+
+        The SDK's events() streams with no timeout at all; a daemon that stops answering
+        would hold the call, and the collector, forever.
+        """
+        params: dict[str, str] = {"since": f"{since:.9f}", "until": f"{until:.9f}"}
+        if filters:
+            params["filters"] = json.dumps(filters)
+
+        def get(client: Any) -> Any:
+            response = client.get(client._url("/events"), params=params, timeout=self.timeout)
+            client._raise_for_status(response)
+            return response.text
+
+        text: str = self._call_with(get)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
     def reload_events(self, since: float, until: float) -> list[dict[str, Any]]:
-        """The daemon's reload events in [since, until]: a finite GET /events."""
-        events = self._call(
-            "events",
-            materialize=True,
-            since=int(since),
-            until=int(until),  # in the past or now: a future "until" would block until then
-            filters={"type": ["daemon"], "event": ["reload"]},
-            decode=True,
-        )
+        """The daemon's reload events in [since, until]."""
+        # until in the past or now: a future "until" would block until then.
+        events = self.events(since, until, filters={"type": ["daemon"], "event": ["reload"]})
         return [e for e in events if e.get("Action") == "reload"]
 
 

@@ -7,27 +7,61 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from exporter.facts import FirewallBackend, NatExpectations, NatFacts, NatRule
+from exporter.facts import EngineFacts, FirewallBackend, NatExpectations, NatFacts, NatRule
 from exporter.plumbing import unmet_expectations
-from exporter.readers.docker_api import DockerReader, DockerUnavailable
+from exporter.readers.docker_api import DockerUnavailable
+from exporter.readers.inventory import DockerInventory
 from exporter.readers.netfilter import FirewallUnreadable, read_legacy, read_nftables
+from exporter.readers.nfnetlink import NftSocket
 
 log = logging.getLogger(__name__)
+
+# Running in the Engine's sense (State.Running): paused and restarting containers are too.
+_RUNNING = ("running", "paused", "restarting")
+
+
+def nat_expectations(engine: EngineFacts) -> NatExpectations:
+    """Docker's networks and its running containers, with their published ports."""
+    return NatExpectations(
+        networks=engine.networks,
+        containers=tuple(c for c in engine.containers if c.state in _RUNNING),
+    )
 
 
 class NatReader:
     def __init__(
-        self, procfs: str | Path, docker_host: str, timeout: float, confirm_after: float = 1.0
+        self,
+        procfs: str | Path,
+        inventory: DockerInventory,
+        timeout: float,
+        confirm_after: float = 1.0,
     ) -> None:
         self.procfs = procfs
-        self.docker = DockerReader(docker_host, timeout=timeout)
+        self.inventory = inventory
         # A network or a published port is set up in steps; look again before calling a rule
         # missing, within a quarter of the run's timeout.
         self.confirm_after = min(confirm_after, timeout / 4)
         self._errors: dict[str, str | None] = {}
+        self._timeout = timeout
+        self._nft: NftSocket | None = None
 
     def close(self) -> None:
-        self.docker.close()
+        self.inventory.close()
+        self._close_nft()
+
+    def _close_nft(self) -> None:
+        if self._nft is not None:
+            self._nft.close()
+            self._nft = None
+
+    def _read_nftables(self) -> tuple[FirewallBackend, list[NatRule]]:
+        if self._nft is None:
+            self._nft = NftSocket(self._timeout)
+        try:
+            return read_nftables(self._nft)
+        except FirewallUnreadable:
+            self._close_nft()  # a socket left mid-answer by an error is not reused
+            raise
 
     def read(self) -> NatFacts:
         first = self._read()
@@ -40,7 +74,7 @@ class NatReader:
     def _read(self) -> NatFacts:
         # The Engine API first: a rule Docker adds after this is not yet expected.
         try:
-            expectations: NatExpectations | None = self.docker.nat_expectations()
+            expectations: NatExpectations | None = nat_expectations(self.inventory.current().facts)
         except DockerUnavailable as exc:
             self._note("docker", str(exc))
             expectations = None
@@ -49,7 +83,7 @@ class NatReader:
         backends: list[FirewallBackend] = []
         rules: list[NatRule] = []
         for name, read in (
-            ("nftables", read_nftables),
+            ("nftables", self._read_nftables),
             ("legacy", lambda: read_legacy(self.procfs)),
         ):
             try:

@@ -1,6 +1,6 @@
 """nat rules from both firewall backends, read-only.
 
-- nf_tables over netlink (pyroute2's NFTables): rules made by iptables-nft, by nft, and by
+- nf_tables over nfnetlink (nfnetlink.py): rules made by iptables-nft, by nft, and by
   Docker's own nftables firewall backend. iptables-nft stores `-s`, `-o` and `-p --dport` as
   native expressions (payload/meta loads into registers, compared by cmp) and MASQUERADE and
   DNAT as xtables "target" expressions whose parameters are a binary struct; both are decoded
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.facts import FirewallBackend, NatRule
+from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
 # Tables Docker 29's nftables firewall backend creates.
@@ -82,9 +82,11 @@ def _interface(value: bytes) -> str:
     return value.split(b"\0", 1)[0].decode(errors="replace") + ("" if b"\0" in value else "+")
 
 
-def _prefix(value: bytes, mask: bytes | None) -> str:
-    address = ipaddress.IPv4Address(value.ljust(4, b"\0")[:4])
+def _prefix(value: bytes, mask: bytes | None) -> str | None:
     bits = sum(bin(b).count("1") for b in mask) if mask else len(value) * 8
+    if len(value) > 4 or bits > 32:
+        return None  # compared with more than an IPv4 address holds: not a -s/-d we know
+    address = ipaddress.IPv4Address(value.ljust(4, b"\0"))
     return f"{ipaddress.IPv4Network((address, bits), strict=False)}"
 
 
@@ -98,15 +100,17 @@ def _cmp(decoded: _Decoded, source: tuple[Any, ...], negated: bool, value: bytes
             decoded.in_interface, decoded.in_negated = _interface(value), negated
         elif key == "NFT_META_L4PROTO" and value and not negated:
             decoded.protocol = _PROTOCOLS.get(value[0], str(value[0]))
-    elif kind == "payload" and not negated:
+    elif kind == "payload" and not negated and isinstance(source[3], int):
+        # Fields are decoded only from a comparison of their own size; anything else (a load
+        # without a length, a cmp of 0 or 16 bytes) is left undecoded, not guessed at.
         _, base, offset, length, mask = source
         if base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 12 and length <= 4:
             decoded.source = _prefix(value, mask)
         elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 16 and length <= 4:
             decoded.destination = _prefix(value, mask)
-        elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 9 and length == 1:
+        elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 9 and len(value) == length == 1:
             decoded.protocol = _PROTOCOLS.get(value[0], str(value[0]))
-        elif base == "NFT_PAYLOAD_TRANSPORT_HEADER" and offset == 2 and length == 2:
+        elif base == "NFT_PAYLOAD_TRANSPORT_HEADER" and offset == 2 and len(value) == length == 2:
             decoded.dport = int.from_bytes(value, "big")
 
 
@@ -167,9 +171,14 @@ def _immediate(d: _Decoded, data: Any) -> None:
         d.registers[dreg] = ("value", _value(_attr(data, "NFTA_IMMEDIATE_DATA")))
 
 
+def _count(value: Any) -> int:
+    # pyroute2 leaves an attribute it could not decode (a be64 of 4 bytes) as raw bytes.
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _counter(d: _Decoded, data: Any) -> None:
-    d.packets = int(_attr(data, "NFTA_COUNTER_PACKETS") or 0)
-    d.bytes = int(_attr(data, "NFTA_COUNTER_BYTES") or 0)
+    d.packets = _count(_attr(data, "NFTA_COUNTER_PACKETS"))
+    d.bytes = _count(_attr(data, "NFTA_COUNTER_BYTES"))
 
 
 def _target(d: _Decoded, data: Any) -> None:
@@ -179,10 +188,11 @@ def _target(d: _Decoded, data: Any) -> None:
         d.action = "masquerade"
     elif name == "DNAT":
         d.action = "dnat"
-        revision = int(_attr(data, "NFTA_TARGET_REV") or 0)
-        d.to_address, d.to_port = decode_nat_target(
-            name, revision, _hex(_attr(data, "NFTA_TARGET_INFO"))
-        )
+        revision = _attr(data, "NFTA_TARGET_REV") or 0
+        if isinstance(revision, int):  # else undecodable: which struct the info is, unknown
+            d.to_address, d.to_port = decode_nat_target(
+                name, revision, _hex(_attr(data, "NFTA_TARGET_INFO"))
+            )
 
 
 def _masq(d: _Decoded, _data: Any) -> None:
@@ -226,39 +236,30 @@ def decode_expressions(expressions: Iterable[Any]) -> _Decoded:
     return decoded
 
 
-def read_nftables() -> tuple[FirewallBackend, list[NatRule]]:
-    from pyroute2.nftables.main import NFTables  # noqa: PLC0415  (netlink socket per read)
-
+def read_nftables(sock: NftSocket) -> tuple[FirewallBackend, list[NatRule]]:
+    """Every ip-family chain and rule, over a socket the caller keeps open."""
     try:
-        nft = NFTables()
-    except OSError as exc:
+        chains = sock.chains()
+        rules = sock.rules(NFPROTO_IPV4)
+    except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer
         raise FirewallUnreadable(f"nf_tables: {exc.strerror or exc}") from exc
-    try:
-        chains = nft.get_chains()
-        rules = nft.get_rules()
-    except Exception as exc:  # pyroute2 raises NetlinkError (an OSError) or its own types
-        code = getattr(exc, "code", None) or getattr(exc, "errno", None)
-        reason = os.strerror(code) if isinstance(code, int) else str(exc)
-        raise FirewallUnreadable(f"nf_tables: {reason}") from exc
-    finally:
-        nft.close()
     docker_chains = sorted(
-        f"{c.get_attr('NFTA_CHAIN_TABLE')}/{c.get_attr('NFTA_CHAIN_NAME')}"
+        f"{c.attrs.get_attr('NFTA_CHAIN_TABLE')}/{c.attrs.get_attr('NFTA_CHAIN_NAME')}"
         for c in chains
-        if c["nfgen_family"] == 2
+        if c.family == NFPROTO_IPV4
         and (
-            str(c.get_attr("NFTA_CHAIN_NAME") or "").startswith(DOCKER_CHAIN_PREFIX)
-            or c.get_attr("NFTA_CHAIN_TABLE") in DOCKER_NFT_TABLES
+            str(c.attrs.get_attr("NFTA_CHAIN_NAME") or "").startswith(DOCKER_CHAIN_PREFIX)
+            or c.attrs.get_attr("NFTA_CHAIN_TABLE") in DOCKER_NFT_TABLES
         )
     )
     found: list[NatRule] = []
     nat_rules = 0
     for rule in rules:
-        if rule["nfgen_family"] != 2:  # NFPROTO_IPV4: ip and iptables-nft's tables
+        if rule.family != NFPROTO_IPV4:  # ip and iptables-nft's tables
             continue
-        table = rule.get_attr("NFTA_RULE_TABLE")
-        chain = rule.get_attr("NFTA_RULE_CHAIN")
-        decoded = decode_expressions(rule.get_attr("NFTA_RULE_EXPRESSIONS") or [])
+        table = rule.attrs.get_attr("NFTA_RULE_TABLE")
+        chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
+        decoded = decode_expressions(rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
         if table == "nat" or table in DOCKER_NFT_TABLES or decoded.action:
             nat_rules += table == "nat"
         if decoded.action:

@@ -4,14 +4,19 @@ independent reading here (tests may run it; the exporter never does)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from exporter.facts import NatRule
+from exporter.readers.netfilter import _rule, decode_expressions, read_nftables
+from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 from exporter.settings import Settings
 from tests.conftest import Containers
 from tests.helpers import sample_once, select, value
@@ -199,3 +204,61 @@ def test_rules_split_across_backends(network: Any) -> None:
         iptables("-t", "nat", "-D", *legacy_rule, legacy=True)
     _, samples = sample_once(NAT_ONLY)
     assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
+
+
+def pyroute2_reading() -> list[NatRule]:
+    """The same table read by pyroute2's NFTables and decoded by the same decoder: the
+    reference our own nfnetlink parsing must agree with."""
+    from pyroute2.nftables.main import NFTables  # noqa: PLC0415
+
+    nft = NFTables()
+    try:
+        rules = nft.get_rules()
+    finally:
+        nft.close()
+    found = []
+    for rule in rules:
+        if rule["nfgen_family"] != NFPROTO_IPV4:
+            continue
+        decoded = decode_expressions(rule.get_attr("NFTA_RULE_EXPRESSIONS") or [])
+        if decoded.action:
+            table, chain = rule.get_attr("NFTA_RULE_TABLE"), rule.get_attr("NFTA_RULE_CHAIN")
+            found.append(_rule("nftables", table, chain, decoded))
+    return found
+
+
+def test_nf_tables_read_over_our_nfnetlink_agrees_with_pyroute2(
+    containers: Containers, network: Any
+) -> None:
+    containers.run("published", ports={"80/tcp": 18182}, network=network.name)
+    # Native nft rules too (Docker's nftables backend writes these), in a table of our own.
+    table = f"dhe_test_{uuid.uuid4().hex[:6]}"
+    script = f"""
+        add table ip {table}
+        add chain ip {table} post {{ type nat hook postrouting priority 100; }}
+        add chain ip {table} pre {{ type nat hook prerouting priority -100; }}
+        add rule ip {table} post ip saddr 10.99.0.0/16 oifname != "dhebr9" counter masquerade
+        add rule ip {table} pre iifname "dhebr9" tcp dport 18999 counter dnat to 10.99.0.5:80
+    """
+    subprocess.run(["nft", "-f", "-"], input=script, check=True, text=True, timeout=30)
+    try:
+        sock = NftSocket()
+        try:
+            _, ours = read_nftables(sock)
+        finally:
+            sock.close()
+        reference = pyroute2_reading()
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], check=True, timeout=30)
+
+    def key(rule: NatRule) -> tuple[str, ...]:  # counters move between the two readings
+        return tuple(str(v) for v in dataclasses.astuple(replace(rule, packets=0, bytes=0)))
+
+    assert sorted(map(key, ours)) == sorted(map(key, reference))
+    native = {(r.chain, r.action, r.source, r.out_interface, r.out_negated, r.dport, r.to_address,
+               r.to_port) for r in ours if r.table == table}  # fmt: skip
+    assert native == {
+        ("post", "masquerade", "10.99.0.0/16", "dhebr9", True, None, None, None),
+        ("pre", "dnat", None, None, False, 18999, "10.99.0.5", 80),
+    }
+    assert any(r.action == "dnat" and r.dport == 18182 for r in ours)

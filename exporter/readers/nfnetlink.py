@@ -1,0 +1,222 @@
+"""nf_tables over nfnetlink, read directly: chain and rule dumps parsed into attribute maps.
+
+Only what the nat decoder (netfilter.py) reads is given a name; every other attribute is left
+out. The numbers are linux/netfilter/nf_tables.h's and nfnetlink.h's; a unit test checks each
+against pyroute2's tables. pyroute2's NFTables did the same job at ~5 ms per read for a
+four-rule table (an asyncio loop per socket) and 13 MB of RSS for its import.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.readers.netlink import NLA_TYPE_MASK, NetlinkSocket, _malformed
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETCHAIN = 4
+NFT_MSG_GETRULE = 7
+NFPROTO_UNSPEC = 0
+NFPROTO_IPV4 = 2
+_NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian)
+_NLA = struct.Struct("=HH")
+_HEADER_SIZE = 16  # nlmsghdr
+
+# Decoders for an attribute's payload.
+Decoder = Callable[[bytes], Any]
+
+
+def _string(data: bytes) -> str:
+    return data.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _be32(data: bytes) -> int | bytes:
+    # A number of the wrong size stays bytes, as pyroute2 leaves it: the decoder then leaves
+    # that one field undecoded instead of failing the whole table.
+    return int.from_bytes(data, "big") if len(data) == 4 else data
+
+
+def _be64(data: bytes) -> int | bytes:
+    return int.from_bytes(data, "big") if len(data) == 8 else data
+
+
+def _enum(names: dict[int, str]) -> Decoder:
+    """A be32 named as pyroute2 names it; numbers without a name stay numbers."""
+
+    def decode(data: bytes) -> Any:
+        number = _be32(data)
+        return names.get(number, number) if isinstance(number, int) else number
+
+    return decode
+
+
+class Attrs(dict[str, Any]):
+    """One level of attributes by name; get_attr as pyroute2's messages spell it."""
+
+    def get_attr(self, name: str) -> Any:
+        return self.get(name)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Attribute number -> (name, decoder) for one nesting level."""
+
+    fields: dict[int, tuple[str, Decoder]]
+
+    def parse(self, data: bytes, start: int = 0, end: int | None = None) -> Attrs:
+        attrs = Attrs()
+        offset, stop = start, len(data) if end is None else end
+        while offset + 4 <= stop:
+            length, kind = _NLA.unpack_from(data, offset)
+            if length < 4:
+                raise _malformed(f"attribute of length {length}")
+            if offset + length > stop:
+                raise _malformed(f"attribute {kind & NLA_TYPE_MASK} overruns its nest")
+            field = self.fields.get(kind & NLA_TYPE_MASK)
+            if field is not None:
+                name, decode = field
+                attrs[name] = decode(data[offset + 4 : offset + length])
+            offset += (length + 3) & ~3
+        return attrs
+
+
+def _nested(schema: Schema) -> Decoder:
+    return schema.parse
+
+
+def _list_of(decode: Decoder) -> Decoder:
+    """A nest of NFTA_LIST_ELEM attributes, in order."""
+
+    def parse(data: bytes) -> list[Any]:
+        items: list[Any] = []
+        offset = 0
+        while offset + 4 <= len(data):
+            length, kind = _NLA.unpack_from(data, offset)
+            if length < 4 or offset + length > len(data):
+                raise _malformed(f"list element of length {length}")
+            if kind & NLA_TYPE_MASK == 1:  # NFTA_LIST_ELEM
+                items.append(decode(data[offset + 4 : offset + length]))
+            offset += (length + 3) & ~3
+        return items
+
+    return parse
+
+
+_DATA = Schema({1: ("NFTA_DATA_VALUE", bytes)})
+_REG = _be32
+_EXPRESSION_DATA: dict[str, Schema] = {
+    "meta": Schema(
+        {
+            1: ("NFTA_META_DREG", _REG),
+            2: (
+                "NFTA_META_KEY",
+                _enum({6: "NFT_META_IIFNAME", 7: "NFT_META_OIFNAME", 16: "NFT_META_L4PROTO"}),
+            ),
+        }
+    ),
+    "payload": Schema(
+        {
+            1: ("NFTA_PAYLOAD_DREG", _REG),
+            2: (
+                "NFTA_PAYLOAD_BASE",
+                _enum(
+                    {
+                        0: "NFT_PAYLOAD_LL_HEADER",
+                        1: "NFT_PAYLOAD_NETWORK_HEADER",
+                        2: "NFT_PAYLOAD_TRANSPORT_HEADER",
+                    }
+                ),
+            ),
+            3: ("NFTA_PAYLOAD_OFFSET", _be32),
+            4: ("NFTA_PAYLOAD_LEN", _be32),
+        }
+    ),
+    "bitwise": Schema(
+        {
+            1: ("NFTA_BITWISE_SREG", _REG),
+            2: ("NFTA_BITWISE_DREG", _REG),
+            4: ("NFTA_BITWISE_MASK", _nested(_DATA)),
+        }
+    ),
+    "cmp": Schema(
+        {
+            1: ("NFTA_CMP_SREG", _REG),
+            2: ("NFTA_CMP_OP", _enum({0: "NFT_CMP_EQ", 1: "NFT_CMP_NEQ"})),
+            3: ("NFTA_CMP_DATA", _nested(_DATA)),
+        }
+    ),
+    "immediate": Schema(
+        {1: ("NFTA_IMMEDIATE_DREG", _REG), 2: ("NFTA_IMMEDIATE_DATA", _nested(_DATA))}
+    ),
+    "counter": Schema({1: ("NFTA_COUNTER_BYTES", _be64), 2: ("NFTA_COUNTER_PACKETS", _be64)}),
+    "target": Schema(
+        {
+            1: ("NFTA_TARGET_NAME", _string),
+            2: ("NFTA_TARGET_REV", _be32),
+            3: ("NFTA_TARGET_INFO", bytes),
+        }
+    ),
+    "masq": Schema({}),
+    "nat": Schema(
+        {
+            1: ("NFTA_NAT_TYPE", _enum({0: "NFT_NAT_SNAT", 1: "NFT_NAT_DNAT"})),
+            3: ("NFTA_NAT_REG_ADDR_MIN", _REG),
+            5: ("NFTA_NAT_REG_PROTO_MIN", _REG),
+        }
+    ),
+}
+_EXPRESSION_HEAD = Schema({1: ("NFTA_EXPR_NAME", _string), 2: ("NFTA_EXPR_DATA", bytes)})
+
+
+def _expression(data: bytes) -> Attrs:
+    """NFTA_EXPR_NAME, and NFTA_EXPR_DATA parsed by that name's schema (None if unknown)."""
+    head = _EXPRESSION_HEAD.parse(data)
+    schema = _EXPRESSION_DATA.get(head.get("NFTA_EXPR_NAME") or "")
+    raw = head.get("NFTA_EXPR_DATA")
+    head["NFTA_EXPR_DATA"] = schema.parse(raw) if schema is not None and raw is not None else None
+    return head
+
+
+CHAIN = Schema({1: ("NFTA_CHAIN_TABLE", _string), 3: ("NFTA_CHAIN_NAME", _string)})
+RULE = Schema(
+    {
+        1: ("NFTA_RULE_TABLE", _string),
+        2: ("NFTA_RULE_CHAIN", _string),
+        4: ("NFTA_RULE_EXPRESSIONS", _list_of(_expression)),
+    }
+)
+
+
+@dataclass(frozen=True)
+class NftMessage:
+    family: int  # NFPROTO_*: 2 for ip (and iptables-nft's tables), 10 ip6, 1 inet, ...
+    attrs: Attrs
+
+
+def parse_message(message: bytes, schema: Schema) -> NftMessage:
+    """One nfnetlink message: nlmsghdr, nfgenmsg, then attributes."""
+    if len(message) < _HEADER_SIZE + _NFGENMSG.size:
+        raise _malformed(f"nf_tables message of {len(message)} bytes")
+    family, _, _ = _NFGENMSG.unpack_from(message, _HEADER_SIZE)
+    return NftMessage(family, schema.parse(message, _HEADER_SIZE + _NFGENMSG.size))
+
+
+class NftSocket(NetlinkSocket):
+    """NETLINK_NETFILTER, nf_tables subsystem: dumps only (read-only)."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        super().__init__(NETLINK_NETFILTER, timeout)
+
+    def _dump(self, msg_type: int, schema: Schema, family: int) -> Iterator[NftMessage]:
+        body = _NFGENMSG.pack(family, 0, 0)
+        for message in self.dump((NFNL_SUBSYS_NFTABLES << 8) | msg_type, body):
+            yield parse_message(message, schema)
+
+    def chains(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
+        return list(self._dump(NFT_MSG_GETCHAIN, CHAIN, family))
+
+    def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
+        return list(self._dump(NFT_MSG_GETRULE, RULE, family))

@@ -1,0 +1,90 @@
+"""The netlink numbers the exporter writes down itself, checked against pyroute2's tables.
+
+pyroute2 is the reference here, not a runtime dependency: importing it costs the exporter 13 MB
+of RSS and its decoders ~20x the CPU (see exporter/readers/netlink.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
+from pyroute2.netlink.nfnetlink import nftsocket as nft
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNSID
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg, protinfo_bridge, states
+from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
+
+from exporter.readers import netlink, nfnetlink
+
+EXPR = nft.nft_contains_expr.nft_expr
+
+
+def names(nla_map: Any) -> dict[int, str]:
+    """pyroute2's nla_map tables are positional: an attribute's number is its index."""
+    return {number: name for number, (name, *_) in enumerate(nla_map)}
+
+
+def test_rtnetlink_numbers() -> None:
+    assert (netlink.NLM_F_REQUEST, netlink.NLM_F_MULTI, netlink.NLM_F_DUMP) == (
+        NLM_F_REQUEST,
+        NLM_F_MULTI,
+        NLM_F_DUMP,
+    )
+    assert (netlink.NLMSG_ERROR, netlink.NLMSG_DONE) == (NLMSG_ERROR, NLMSG_DONE)
+    assert (netlink.RTM_GETLINK, netlink.RTM_GETNSID) == (RTM_GETLINK, RTM_GETNSID)
+    for ours, theirs in (
+        (netlink.IFLA, ifinfmsg.nla_map),
+        (netlink.IFLA_INFO, ifinfmsg.ifinfo.nla_map),
+        (netlink.IFLA_BR, ifinfmsg.ifinfo.bridge_data.nla_map),
+        (netlink.IFLA_BRPORT, protinfo_bridge.nla_map),
+        (netlink.NETNSA, nsidmsg.nla_map),
+    ):
+        reference = names(theirs)
+        assert {name: reference[number] for name, number in ours.items()} == {n: n for n in ours}
+    stats64 = tuple(name for name, _ in ifinfmsg.ifstats64.fields)
+    assert stats64[: len(netlink.STATS64_FIELDS)] == netlink.STATS64_FIELDS
+    assert tuple(s.lower() for s in states) == netlink.OPERSTATES
+
+
+@pytest.mark.parametrize(
+    ("schema", "theirs"),
+    [
+        (nfnetlink.CHAIN, nft.nft_chain_msg.nla_map),
+        (nfnetlink.RULE, nft.nft_rule_msg.nla_map),
+        (nfnetlink._EXPRESSION_HEAD, EXPR.nla_map),
+        (nfnetlink._DATA, nft.nft_data.nfta_data.nla_map),
+        *(
+            (schema, getattr(EXPR, f"nft_{name}").nla_map)
+            for name, schema in nfnetlink._EXPRESSION_DATA.items()
+        ),
+    ],
+)
+def test_nf_tables_attribute_numbers(schema: nfnetlink.Schema, theirs: Any) -> None:
+    reference = names(theirs)
+    assert {n: name for n, (name, _) in schema.fields.items()} == {
+        n: reference[n] for n in schema.fields
+    }
+
+
+def test_nf_tables_message_and_enum_numbers() -> None:
+    assert nfnetlink.NFNL_SUBSYS_NFTABLES == NFNL_SUBSYS_NFTABLES
+    assert (nfnetlink.NFT_MSG_GETCHAIN, nfnetlink.NFT_MSG_GETRULE) == (
+        nft.NFT_MSG_GETCHAIN,
+        nft.NFT_MSG_GETRULE,
+    )
+    for expression, attribute, ops in (
+        ("meta", "NFTA_META_KEY", EXPR.nft_meta.meta_key.ops),
+        ("cmp", "NFTA_CMP_OP", EXPR.nft_cmp.ops.ops),
+        ("nat", "NFTA_NAT_TYPE", EXPR.nft_nat.types.ops),
+        ("payload", "NFTA_PAYLOAD_BASE", EXPR.nft_payload.base_type.ops),
+    ):
+        decode = next(
+            d
+            for name, d in nfnetlink._EXPRESSION_DATA[expression].fields.values()
+            if name == attribute
+        )
+        for number, name in ops.items():
+            decoded = decode(number.to_bytes(4, "big"))
+            assert decoded in (name, number)  # named where the decoder needs the name
