@@ -54,7 +54,6 @@ class DockerInventory:
         # Held across a whole refresh: collectors asking in the same moment share one list.
         self._lock = threading.Lock()
         self._last: tuple[EngineFacts, float, frozenset[tuple[int, float]]] | None = None
-        self.lists_taken = 0
 
     def close(self) -> None:
         self.reader.close()
@@ -62,23 +61,28 @@ class DockerInventory:
     def current(self) -> Listing:
         """Containers and networks as they are now: the last list if nothing changed since."""
         with self._lock:
-            now = self.clock()
-            daemons = self._daemons()
-            last = self._last
-            if last is not None:
-                facts, listed_at, daemons_then = last
-                if (
-                    now - listed_at <= self.max_age
-                    and daemons == daemons_then
-                    and not self._changed_since(listed_at, now)
-                ):
-                    return Listing(facts, listed_at, relisted=False)
-            self._last = None  # if the list fails, the next run lists again
-            listed_at = self.clock()
-            facts = self.reader.read()
-            self.lists_taken += 1
-            self._last = (facts, listed_at, daemons)
-            return Listing(facts, listed_at, relisted=True)
+            try:
+                return self._current()
+            except Exception:
+                self._last = None  # what happened while the API failed is unknown: list again
+                raise
+
+    def _current(self) -> Listing:
+        now = self.clock()
+        daemons = self._daemons()
+        last = self._last
+        if last is not None:
+            facts, listed_at, daemons_then = last
+            if (
+                now - listed_at <= self.max_age
+                and daemons == daemons_then
+                and not self._changed_since(listed_at, now)
+            ):
+                return Listing(facts, listed_at, relisted=False)
+        listed_at = self.clock()
+        facts = self.reader.read()
+        self._last = (facts, listed_at, daemons)
+        return Listing(facts, listed_at, relisted=True)
 
     def _changed_since(self, listed_at: float, now: float) -> bool:
         events = self.reader.events(since=listed_at - _MARGIN, until=now)

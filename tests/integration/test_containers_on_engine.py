@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,17 @@ import pytest
 
 from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE, Containers
-from tests.helpers import Sample, sample_once, select, value, wait_for
+from tests.helpers import (
+    Sample,
+    exporter_process,
+    get,
+    parse,
+    sample_once,
+    select,
+    value,
+    wait_for,
+)
+from tests.sockets import RecordingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -258,3 +269,37 @@ def test_shim_without_docker_container_is_orphaned(
     _, samples = sample_once()
     assert value(samples, "docker_host_shim_orphaned", container_id=orphan_shim[:12]) == 1
     assert value(samples, "docker_host_shim_orphaned", container_id=healthy.id[:12]) == 0
+
+
+def test_containers_are_listed_again_only_when_docker_says_something_changed(
+    tmp_path: Path, containers: Containers
+) -> None:
+    proxy = RecordingProxy(tmp_path / "docker.sock")
+
+    def asked(path: str) -> int:
+        return sum(path in line for line in proxy.request_lines)
+
+    args = (f"--docker.host=unix://{proxy.path}", "--sample.interval=0.5", "--no-collector.layers")
+    try:
+        with exporter_process(*args) as (base, _):
+
+            def exported(name: str, **labels: str) -> list[Sample]:
+                return select(parse(get(base + "/metrics")), name, **labels)
+
+            wait_for(lambda: asked("/containers/json") >= 1 and asked("/info") >= 1)
+            lists, infos, events = asked("/containers/json"), asked("/info"), asked("/events")
+            time.sleep(3)  # six intervals of steady state
+            # The event log was asked each run, and said nothing changed: no list, no /info.
+            assert asked("/events") >= events + 6
+            assert (asked("/containers/json"), asked("/info")) == (lists, infos)
+            # A new container is an event: listed again, and exported.
+            c = containers.run("newcomer", ports={"80/tcp": 18183})
+            wait_for(lambda: exported("docker_host_nat_dnat_missing", container=c.name))
+            assert exported("docker_host_container_info", container=c.name)
+            assert exported("docker_host_nat_dnat_missing", container=c.name)[0].value == 0
+            assert lists < asked("/containers/json") <= lists + 2
+            c.remove(force=True)
+            wait_for(lambda: not exported("docker_host_container_info", container=c.name))
+            assert asked("/info") == infos
+    finally:
+        proxy.close()

@@ -1,0 +1,86 @@
+"""When the shared container inventory lists again: its rules, with a stand-in Engine API
+(the real one, through a recording proxy, is in tests/integration/test_containers_on_engine.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.facts import EngineFacts
+from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory
+
+
+class Engine:
+    """Answers list and event-log calls from what the test says happened."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+        self.log: list[dict[str, Any]] = []
+
+    def read(self) -> EngineFacts:
+        self.lists += 1
+        return EngineFacts(containers=(), components=(), api_version="1.41", networks=())
+
+    def events(self, since: float, until: float) -> list[dict[str, Any]]:
+        return [e for e in self.log if since <= e["timeNano"] / 1e9 <= until][-EVENT_LOG_SIZE:]
+
+    def close(self) -> None:
+        pass
+
+
+def event(kind: str, at: float) -> dict[str, Any]:
+    return {"Type": kind, "Action": "x", "timeNano": int(at * 1e9)}
+
+
+def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory:
+    return DockerInventory(engine, str(procfs), clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
+
+
+def test_lists_again_on_container_or_network_events_only(tmp_path: Path) -> None:
+    engine, now = Engine(), [1000.0]
+    inv = inventory(engine, now, tmp_path)
+    assert inv.current().relisted
+    now[0] = 1015
+    assert not inv.current().relisted
+    engine.log.append(event("image", 1020))  # a pull or a tag: containers are as they were
+    now[0] = 1030
+    assert not inv.current().relisted
+    engine.log.append(event("network", 1040))  # connect, disconnect, create, destroy
+    now[0] = 1045
+    assert inv.current().relisted
+    engine.log.append(event("container", 1050))
+    now[0] = 1060
+    assert inv.current().relisted
+    assert engine.lists == 3
+
+
+def test_lists_again_when_the_log_may_have_dropped_events_or_is_too_old(tmp_path: Path) -> None:
+    engine, now = Engine(), [1000.0]
+    inv = inventory(engine, now, tmp_path)
+    inv.current()
+    # As many events as dockerd keeps: a container event may have been pushed out.
+    engine.log.extend(event("image", 1001 + i / 1000) for i in range(EVENT_LOG_SIZE))
+    now[0] = 1010
+    assert inv.current().relisted
+    now[0] = 1010 + 299
+    assert not inv.current().relisted
+    now[0] = 1010 + 301
+    assert inv.current().relisted
+
+
+def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
+    engine, now = Engine(), [1000.0]
+    inv = inventory(engine, now, tmp_path)
+    inv.current()
+
+    def broken(since: float, until: float) -> list[dict[str, Any]]:
+        raise OSError("gone")
+
+    engine.events = broken  # type: ignore[method-assign]
+    now[0] = 1015
+    with pytest.raises(OSError, match="gone"):
+        inv.current()
+    engine.events = Engine().events  # type: ignore[method-assign]
+    assert inv.current().relisted
