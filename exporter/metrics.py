@@ -226,7 +226,8 @@ class Renderer:
             for fmt, lines in tail.lines.values():
                 parts.append(fmt.header)
                 parts.extend(lines)
-        text = "".join(parts).encode()
+        # A lone surrogate (a "\\ud800" escape in JSON) has no UTF-8: it becomes "?", not a crash.
+        text = "".join(parts).encode(errors="replace")
         if foreign:
             text += generate_latest(_Registry(foreign))
         return text
