@@ -16,7 +16,12 @@ from exporter.collectors import CollectorDef, all_collectors
 from exporter.readers.docker_api import resolve_docker_host
 from exporter.report import render_report, snapshot_json
 from exporter.sampler import Sampler
-from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
+from exporter.settings import (
+    DEFAULT_LISTEN_ADDRESS,
+    Settings,
+    parse_duration,
+    parse_label_allowlist,
+)
 from exporter.web import landing_page, make_server, serve_in_background
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -26,6 +31,13 @@ log = logging.getLogger("exporter")
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _label_allowlist(text: str) -> tuple[str, ...]:
+    try:
+        return parse_label_allowlist(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -125,6 +137,14 @@ def build_parser(
         help="per-layer series only for the K layers that save the most bytes (default: 50)",
     )
     add(
+        "--collector.containers.labels",
+        dest="container_labels",
+        type=_label_allowlist,
+        default=(),
+        help="Docker label keys to export, comma-separated, as label_<key> on "
+        "docker_host_container_labels; no label is exported unless named here (default: none)",
+    )
+    add(
         "--metrics.max-series-per-family",
         dest="max_series",
         type=int,
@@ -172,6 +192,7 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         log_format=args.log_format,
         layers_top_k=args.layers_top_k,
         max_series_per_family=args.max_series,
+        container_labels=args.container_labels,
     )
 
 

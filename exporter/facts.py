@@ -52,6 +52,8 @@ class ContainerRecord:
     created: float
     ports: tuple[PublishedPort, ...] = ()
     addresses: tuple[str, ...] = ()  # IPv4 addresses on its networks
+    # (key, value) of its Docker labels whose keys were allowlisted; no other label is kept.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def short_id(self) -> str:

@@ -102,13 +102,13 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-_FORMATS: dict[str, _Format] = {}
+_FORMATS: dict[MetricSpec, _Format] = {}
 
 
 def _format(spec: MetricSpec) -> _Format:
-    fmt = _FORMATS.get(spec.name)
+    fmt = _FORMATS.get(spec)
     if fmt is None:
-        fmt = _FORMATS[spec.name] = _Format(spec)
+        fmt = _FORMATS[spec] = _Format(spec)
     return fmt
 
 

@@ -53,6 +53,8 @@ class Settings:
     log_format: str = "logfmt"
     layers_top_k: int = 50
     max_series_per_family: int = 10000  # 0: no cap
+    # Docker label keys exported as labels of container_labels; nothing else is.
+    container_labels: tuple[str, ...] = ()
 
     def interval(self, collector: str) -> float:
         return self.collector_intervals.get(collector, self.sample_interval)
@@ -60,3 +62,24 @@ class Settings:
     def timeout(self, collector: str) -> float:
         """Always shorter than the interval, so a run ends before the next one is due."""
         return min(self.sample_timeout, 0.8 * self.interval(collector))
+
+
+_LABEL_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def label_name(docker_label: str) -> str:
+    """A Docker label key as a Prometheus label name: label_ and the key, other characters _."""
+    return "label_" + _LABEL_NAME_INVALID.sub("_", docker_label)
+
+
+def parse_label_allowlist(text: str) -> tuple[str, ...]:
+    """--collector.containers.labels: comma-separated Docker label keys, exact names only."""
+    keys = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    for key in keys:
+        if "*" in key:
+            raise ValueError(f"{key!r}: label keys are named one by one, no wildcards")
+    names: dict[str, str] = {}
+    for key in keys:
+        if (other := names.setdefault(label_name(key), key)) != key:
+            raise ValueError(f"{other!r} and {key!r} would both be exported as {label_name(key)}")
+    return keys

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from exporter.collectors import CollectorDef, Source
 from exporter.facts import EngineFacts
-from exporter.metrics import Families, declare
+from exporter.metrics import Families, FamilyWriter, declare
 from exporter.plumbing import Inventory, containers_by_state
 from exporter.readers.inventory import DockerInventory, shared_inventory
-from exporter.settings import Settings
+from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
 
 NAME = "containers"
@@ -33,6 +35,15 @@ CONTAINERS = declare(
     ("state",),
     collector=NAME,
 )
+CONTAINER_LABELS = declare(
+    "container_labels",
+    "gauge",
+    "The container's Docker labels named in --collector.containers.labels, each as "
+    "label_<key> (other characters than letters, digits and _ become _); 1. Only with that flag: "
+    "labels may hold anything, so none is exported unless asked for.",
+    ("container",),
+    collector=NAME,
+)
 ENGINE_COMPONENT_INFO = declare(
     "engine_component_info",
     "gauge",
@@ -51,10 +62,23 @@ def inventory(snapshot: Snapshot) -> Inventory | None:
     return Inventory(engine=engine, taken_at=state.last_success_time)
 
 
-def write(snapshot: Snapshot, out: Families) -> None:
-    engine = snapshot.current(NAME, EngineFacts)
-    if engine is None:
-        return
+def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
+    labels_spec = replace(CONTAINER_LABELS, labels=("container", *map(label_name, label_keys)))
+
+    def write(snapshot: Snapshot, out: Families) -> None:
+        engine = snapshot.current(NAME, EngineFacts)
+        if engine is None:
+            return
+        write_engine(engine, out)
+        if label_keys:
+            for c in engine.containers:
+                values = dict(c.labels)
+                out.add(labels_spec, 1, c.name, *(values.get(k, "") for k in label_keys))
+
+    return write
+
+
+def write_engine(engine: EngineFacts, out: Families) -> None:
     for c in engine.containers:
         out.add(CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode)
         out.add(CONTAINER_CREATED, c.created, c.name)
@@ -79,7 +103,12 @@ class ContainerList:
 
 def engine_inventory(settings: Settings) -> DockerInventory:
     """One per host, whichever collector asks: same socket, same timeout."""
-    return shared_inventory(settings.docker_host, str(settings.procfs), settings.timeout(NAME))
+    return shared_inventory(
+        settings.docker_host,
+        str(settings.procfs),
+        settings.timeout(NAME),
+        settings.container_labels,
+    )
 
 
 def build(settings: Settings) -> Source:
@@ -90,6 +119,7 @@ COLLECTOR = CollectorDef(
     name=NAME,
     description="containers in every state from the Docker Engine API (listed on change)",
     build=build,
-    write=write,
+    write=make_writer(()),
     facts_type=EngineFacts,
+    configure=lambda settings: make_writer(settings.container_labels),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import docker
@@ -37,8 +37,9 @@ def resolve_docker_host(flag: str | None, environ: Mapping[str, str] = os.enviro
     return flag or environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
-def container_record(entry: Mapping[str, Any]) -> ContainerRecord:
+def container_record(entry: Mapping[str, Any], label_keys: Sequence[str] = ()) -> ContainerRecord:
     names = entry.get("Names") or []
+    labels = entry.get("Labels") or {}
     # A container's own name is the one without a further slash (older engines also list
     # link aliases such as "/web/db").
     own = next((n for n in names if n.count("/") == 1), names[0] if names else "")
@@ -69,6 +70,7 @@ def container_record(entry: Mapping[str, Any]) -> ContainerRecord:
                 if n and n.get("IPAddress")
             )
         ),
+        labels=tuple((k, str(labels[k])) for k in label_keys if labels.get(k) is not None),
     )
 
 
@@ -112,9 +114,10 @@ class DockerReader:
     across a dockerd upgrade, recovers with no restart.
     """
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, label_keys: Sequence[str] = ()) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self.label_keys = tuple(label_keys)
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -159,7 +162,9 @@ class DockerReader:
         containers = self._call("containers", all=True)
         networks = self._call("networks")
         return EngineFacts(
-            containers=tuple(sorted((container_record(c) for c in containers), key=_by_name)),
+            containers=tuple(
+                sorted((container_record(c, self.label_keys) for c in containers), key=_by_name)
+            ),
             components=engine_components(version),
             api_version=str(version.get("ApiVersion", "")),
             networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),

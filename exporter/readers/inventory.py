@@ -110,6 +110,8 @@ def _event_time(event: dict[str, object]) -> float:
 
 
 @functools.cache
-def shared_inventory(docker_host: str, procfs: str, timeout: float) -> DockerInventory:
+def shared_inventory(
+    docker_host: str, procfs: str, timeout: float, label_keys: tuple[str, ...] = ()
+) -> DockerInventory:
     """The one inventory of a Docker host in this process, for every collector that reads it."""
-    return DockerInventory(DockerReader(docker_host, timeout=timeout), procfs)
+    return DockerInventory(DockerReader(docker_host, timeout, label_keys), procfs)

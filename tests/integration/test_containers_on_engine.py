@@ -303,3 +303,24 @@ def test_containers_are_listed_again_only_when_docker_says_something_changed(
             assert asked("/info") == infos
     finally:
         proxy.close()
+
+
+def test_only_allowlisted_docker_labels_are_exported(containers: Containers) -> None:
+    hostile = 'a"b\\c\nd ✓'
+    c = containers.run(
+        "labelled",
+        labels={"team": hostile, "com.example.tier": "web", "secret": "hunter2-do-not-export"},
+    )
+    allowed = Settings(collectors=("containers",), container_labels=("team", "com.example.tier"))
+    snapshot, samples = sample_once(allowed)
+    (series,) = select(samples, "docker_host_container_labels", container=c.name)
+    assert series.labels == {
+        "container": c.name,
+        "label_team": hostile,
+        "label_com_example_tier": "web",
+    }
+    for settings in (allowed, Settings(collectors=("containers",))):
+        snapshot, samples = sample_once(settings)
+        assert "hunter2" not in repr(snapshot)  # not even kept in the facts
+        assert not [s for s in samples if "hunter2" in repr(s.labels)]
+    assert not select(samples, "docker_host_container_labels")

@@ -7,7 +7,7 @@ import pytest
 from exporter.cli import build_parser, settings_from
 from exporter.collectors import all_collectors
 from exporter.readers.docker_api import DEFAULT_DOCKER_HOST, resolve_docker_host
-from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
+from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, label_name, parse_duration
 from exporter.web import parse_listen_address
 
 
@@ -82,3 +82,26 @@ def test_listen_addresses(address: str, parsed: tuple[str, int]) -> None:
 def test_bad_listen_addresses(address: str) -> None:
     with pytest.raises(ValueError, match="listen-address"):
         parse_listen_address(address)
+
+
+def test_no_docker_label_is_exported_unless_allowlisted() -> None:
+    assert parse().container_labels == ()
+    given = parse("--collector.containers.labels=team, com.example.tier,team")
+    assert given.container_labels == ("team", "com.example.tier")
+    assert [label_name(k) for k in given.container_labels] == [
+        "label_team",
+        "label_com_example_tier",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("*", "no wildcards"), ("app.*", "no wildcards"), ("a.b,a-b", "would both be exported")],
+)
+def test_bad_label_allowlists_are_usage_errors(
+    text: str, complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse(f"--collector.containers.labels={text}")
+    assert exc.value.code == 2
+    assert complaint in capsys.readouterr().err
