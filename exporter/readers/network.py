@@ -36,6 +36,8 @@ class NetworkReader:
         self.confirm_after = min(confirm_after, timeout / 4)
         self._socket: RtnlSocket | None = None
         self._refused_before: tuple[bool, bool] = (False, False)
+        # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
+        self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
 
     def close(self) -> None:
         if self._socket is not None:
@@ -87,8 +89,15 @@ class NetworkReader:
     def _container_netns(
         self, sock: RtnlSocket, scan: ProcessScan, host_net: int | None
     ) -> tuple[list[ContainerNetns], int]:
-        """Open each container's /proc/PID/ns/net, then ask the ids of all in one batch."""
+        """Open each container's /proc/PID/ns/net, then ask the ids of all in one batch.
+
+        A process's network namespace, and the id the host gives it, stay as they are while it
+        lives (short of it calling setns itself, and then exec: see ProcfsReader.namespaces_of),
+        so both are kept by (pid, start time, comm) once known.
+        """
         opened: list[tuple[str, ProcStat, int]] = []
+        found: dict[tuple[str, int], ContainerNetns] = {}
+        known: dict[tuple[int, int, str], tuple[int, int]] = {}
         unreadable = 0
         try:
             for shim, command in scan.shims:
@@ -103,6 +112,11 @@ class NetworkReader:
                 if pid1 is not None:
                     candidates.insert(0, pid1)
                 for process in candidates:
+                    identity = (process.pid, process.start_ticks, process.comm)
+                    if (cached := self._netns.get(identity)) is not None:
+                        known[identity] = cached
+                        self._found(found, command.container_id, process.pid, *cached)
+                        continue
                     try:
                         fd = os.open(
                             f"{self.procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC
@@ -118,17 +132,27 @@ class NetworkReader:
         finally:
             for _, _, fd in opened:
                 os.close(fd)
-        found: dict[tuple[str, int], ContainerNetns] = {}
         for (container_id, process, _), nsid, inode in zip(opened, nsids, inodes, strict=True):
             # A pid reused between the scan and the open would name another namespace.
             if inode != host_net and self.procfs.same_process(process):
-                found.setdefault(
-                    (container_id, inode),
-                    ContainerNetns(
-                        container_id=container_id, pid=process.pid, inode=inode, nsid=nsid
-                    ),
-                )
+                self._found(found, container_id, process.pid, inode, nsid)
+                if nsid is not None:  # an id not given yet may be given later
+                    known[(process.pid, process.start_ticks, process.comm)] = (inode, nsid)
+        self._netns = known  # only the processes seen now
         return sorted(found.values(), key=lambda n: (n.container_id, n.inode)), unreadable
+
+    @staticmethod
+    def _found(
+        found: dict[tuple[str, int], ContainerNetns],
+        container_id: str,
+        pid: int,
+        inode: int,
+        nsid: int | None,
+    ) -> None:
+        found.setdefault(
+            (container_id, inode),
+            ContainerNetns(container_id=container_id, pid=pid, inode=inode, nsid=nsid),
+        )
 
     @staticmethod
     def _peers(sock: RtnlSocket, wanted: list[tuple[int, int]]) -> list[PeerLink]:

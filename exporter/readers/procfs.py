@@ -197,6 +197,10 @@ class ProcfsReader:
         # read changes argv and comm together. Pruned to the live processes at every scan.
         self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
         self._nspid: dict[tuple[int, int], tuple[int, ...]] = {}
+        # A process's namespaces change only if it calls setns or unshare itself, and the tools
+        # that do so (nsenter, unshare, runc's init) then exec another program, which changes
+        # comm: cached by (pid, start time, comm) once read whole and verified.
+        self._namespaces: dict[tuple[int, int, str], tuple[NamespaceLink, ...]] = {}
 
     # -- single-file reads; None means the process is gone ---------------------------------
 
@@ -250,6 +254,22 @@ class ProcfsReader:
                     return None
                 # The kernel lacks this namespace kind (cgroup before 4.6, ...): nothing to say.
         return tuple(links), tuple(refused)
+
+    def namespaces_of(
+        self, process: ProcStat
+    ) -> tuple[tuple[NamespaceLink, ...], tuple[str, ...]] | None:
+        """namespaces() of a process from the scan, verified to be that process still (None if
+        it is gone or its pid was reused meanwhile)."""
+        identity = (process.pid, process.start_ticks, process.comm)
+        if (cached := self._namespaces.get(identity)) is not None:
+            return cached, ()
+        read = self.namespaces(process.pid)
+        if read is None or not self.same_process(process):
+            return None
+        if not read[1]:
+            with self._lock:
+                self._namespaces[identity] = read[0]
+        return read
 
     def clock(self) -> Clock:
         text = self._read_text("stat")
@@ -307,6 +327,8 @@ class ProcfsReader:
             del self._nspid[gone]
         for key in [k for k in self._argv if k[:2] not in live]:
             del self._argv[key]
+        for key in [k for k in self._namespaces if k[:2] not in live]:
+            del self._namespaces[key]
         shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
@@ -389,8 +411,8 @@ class ProcfsReader:
         namespaces: tuple[NamespaceLink, ...] = ()
         refused: tuple[str, ...] = ()
         if pid1 is not None:
-            read = self.namespaces(pid1.pid)
-            if read is None or not self.same_process(pid1):
+            read = self.namespaces_of(pid1)
+            if read is None:
                 # PID 1 exited (or its pid was reused) while we read it: the container is
                 # stopping; report the shim without a PID 1 rather than another process's facts.
                 pid1 = None
