@@ -240,6 +240,8 @@ class FirewallBackend:
     error: str | None
     nat_rules: int
     docker_chains: tuple[str, ...]  # "table/chain" of the chains Docker made there
+    # Unreadable for lack of these (empty: for another reason, such as missing libraries).
+    missing_capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,9 @@ class DaemonConfigFacts:
     unit_exec_start: str = ""
     unit_environment_file: str = ""
     unit_flag_keys: tuple[str, ...] = ()
+    # dockerd's root (/proc/PID/root) was refused: the file and the unit were not judged.
+    # The kernel asks for CAP_SYS_PTRACE over a process with more capabilities than ours.
+    root_refused: bool = False
 
     @classmethod
     def unknown(cls, reason: str, info: str | None = None) -> DaemonConfigFacts:

@@ -63,6 +63,12 @@ class Settings:
         """Always shorter than the interval, so a run ends before the next one is due."""
         return min(self.sample_timeout, 0.8 * self.interval(collector))
 
+    def call_timeout(self, collector: str, calls: int = 1) -> float:
+        """For each of `calls` Engine API calls a run waits on in turn: short enough that a hung
+        daemon is reported by the call's own timeout, the same reason every time, before the
+        run's timeout, and that the run still ends in time to report what it read elsewhere."""
+        return self.timeout(collector) / (2 * calls)
+
 
 _LABEL_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 

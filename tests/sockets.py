@@ -80,3 +80,65 @@ class RecordingProxy(_Listener):
     @property
     def methods(self) -> set[str]:
         return {line.split(" ", 1)[0] for line in self.request_lines}
+
+
+class FaultyDocker(_Listener):
+    """A proxy to the real Docker socket whose fault can be switched while it runs.
+
+    Each request is held `delay` seconds before it is forwarded, so every answer comes that much
+    later (a slow daemon); or, while hanging, held until forwarding resumes (a daemon that accepts
+    and reads but never answers). Requests already held when forwarding resumes go on to dockerd,
+    and their answers to whoever still listens.
+    """
+
+    def __init__(
+        self, path: Path, upstream: str = REAL_DOCKER_SOCKET, delay: float = 0.0, hang: bool = False
+    ) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.requests = 0
+        self._flowing = threading.Event()
+        if not hang:
+            self._flowing.set()
+        super().__init__(path)
+
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def forward(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self._flowing.set()
+
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        up: socket.socket | None = None
+        with contextlib.suppress(OSError):
+            while data := conn.recv(65536):
+                while not self._flowing.wait(0.05):
+                    if self.closed.is_set():
+                        return
+                if self.delay and self.closed.wait(self.delay):
+                    return
+                if up is None:
+                    up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    self.connections.append(up)
+                    up.connect(self.upstream)
+                    threading.Thread(target=self._answers, args=(up, conn), daemon=True).start()
+                self.requests += 1
+                up.sendall(data)
+        # The client closed its end (or the proxy is closing): so does the proxy, both ways.
+        for end in (conn, up):
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    @staticmethod
+    def _answers(up: socket.socket, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := up.recv(65536):
+                conn.sendall(data)
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_WR)

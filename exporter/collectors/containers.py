@@ -106,7 +106,7 @@ def engine_inventory(settings: Settings) -> DockerInventory:
     return shared_inventory(
         settings.docker_host,
         str(settings.procfs),
-        settings.timeout(NAME),
+        settings.call_timeout(NAME),
         settings.container_labels,
     )
 

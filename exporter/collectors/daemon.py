@@ -11,6 +11,7 @@ from exporter.facts import DaemonConfigFacts
 from exporter.metrics import Families, declare
 from exporter.plumbing import config_file_valid, config_verdicts, last_load_time
 from exporter.readers.daemon_config import DaemonConfigReader
+from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
@@ -124,6 +125,11 @@ def write(snapshot: Snapshot, out: Families) -> None:
         )
     if daemon.pid is None:
         return  # no dockerd to hold the file against
+    if daemon.root_refused:
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
+        for key in daemon.flag_keys:
+            out.add(FLAG, 1, key)
+        return  # the file was not read: no verdict on it, rather than a false one
     write_file(daemon, out)
     write_keys(daemon, out)
     if daemon.unit_path:
@@ -158,7 +164,10 @@ def write_keys(daemon: DaemonConfigFacts, out: Families) -> None:
 
 
 def build(settings: Settings) -> Source:
-    return DaemonConfigReader(settings.procfs, settings.docker_host, timeout=settings.timeout(NAME))
+    # Two calls a run (the reload events, and /info after a reload): the file is judged even
+    # while dockerd does not answer.
+    timeout = settings.call_timeout(NAME, calls=2)
+    return DaemonConfigReader(settings.procfs, settings.docker_host, timeout=timeout)
 
 
 COLLECTOR = CollectorDef(

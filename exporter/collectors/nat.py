@@ -150,8 +150,8 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(BACKEND_READABLE, int(b.readable), b.name)
         if b.readable:
             out.add(RULES, b.nat_rules, b.name)
-    if not all(b.readable for b in nat.backends):
-        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_NET_ADMIN")
+    for capability in sorted({c for b in nat.backends for c in b.missing_capabilities}):
+        out.add(PRIVILEGE_MISSING, 1, NAME, capability)
     out.add(SPLIT, int(rules_split_across_backends(nat.backends)))
 
     masquerades = [r for r in nat.rules if r.action == "masquerade"]
@@ -180,7 +180,13 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
 
 def build(settings: Settings) -> Source:
-    return NatReader(settings.procfs, engine_inventory(settings), timeout=settings.timeout(NAME))
+    return NatReader(
+        settings.procfs,
+        engine_inventory(settings),
+        timeout=settings.timeout(NAME),
+        # The rules are read whether or not the Engine API answers in time.
+        inventory_wait=settings.call_timeout(NAME, calls=2),
+    )
 
 
 COLLECTOR = CollectorDef(

@@ -203,6 +203,7 @@ class DaemonConfigReader:
         # The dockerd found last time, as (its stat then, argv): checked with one stat read.
         self._known: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self._cached_info: tuple[object, float, dict[str, Any]] | None = None
+        self._root_refused = False
         self.docker = DockerReader(docker_host, timeout=timeout)
         self._last_problem: str | None = None
 
@@ -233,6 +234,17 @@ class DaemonConfigReader:
         # Hosts set only in daemon.json: fall back to the one dockerd when there is one.
         return candidates[0] if len(candidates) == 1 else None
 
+    def _warn_root_refused(self, pid: int, refused: bool) -> None:
+        if refused and not self._root_refused:
+            log.warning(
+                "cannot read dockerd's files through /proc/PID/root: needs CAP_SYS_PTRACE; "
+                "daemon.json and the systemd unit are not judged",
+                extra={"pid": pid},
+            )
+        elif self._root_refused and not refused:
+            log.info("dockerd's files are readable again")
+        self._root_refused = refused
+
     def read(self) -> DaemonConfigFacts:
         facts = self._read()
         self._log_problem(facts)
@@ -244,7 +256,9 @@ class DaemonConfigReader:
         keys = {key for key, _ in facts.file_values}
         unknown = sorted(keys - KNOWN_KEYS)
         conflicts = sorted(keys & set(facts.flag_keys))
-        if facts.file_error:
+        if facts.root_refused:
+            problem = None  # not read, so not judged: _warn_root_refused says why
+        elif facts.file_error:
             problem = f"{facts.config_path}: {facts.file_error}"
         elif facts.config_path_explicit and not facts.file_present:
             problem = f"{facts.config_path}: missing, and dockerd was started with --config-file"
@@ -302,6 +316,26 @@ class DaemonConfigReader:
         raw: bytes | None = None
         mtime: float | None = None
         file_error: str | None = None
+        try:
+            root.stat()
+        except PermissionError:
+            self._warn_root_refused(daemon.pid, refused=True)
+            return DaemonConfigFacts(
+                pid=daemon.pid,
+                start_time=daemon.start_time,
+                flag_keys=tuple(sorted(flags)),
+                config_path=path,
+                config_path_explicit=config_file is not None,
+                file_present=False,
+                file_error=None,
+                file_mtime=None,
+                file_values=(),
+                info=json.dumps(running_subset(info), sort_keys=True) if info is not None else None,
+                reloads=(),
+                docker_error=docker_error,
+                root_refused=True,
+            )
+        self._warn_root_refused(daemon.pid, refused=False)
         try:
             with file_path.open("rb") as handle:
                 mtime = os.fstat(handle.fileno()).st_mtime

@@ -191,7 +191,15 @@ class DockerReader:
             params["filters"] = json.dumps(filters)
 
         def get(client: Any) -> Any:
-            response = client.get(client._url("/events"), params=params, timeout=self.timeout)
+            # Closed after the answer: docker-py keeps a connection pool per URL, and each
+            # since/until makes a new one, so kept-alive connections would pile up (25 per
+            # reader, measured).
+            response = client.get(
+                client._url("/events"),
+                params=params,
+                timeout=self.timeout,
+                headers={"Connection": "close"},
+            )
             client._raise_for_status(response)
             return response.text
 
@@ -209,16 +217,20 @@ def _by_name(record: ContainerRecord) -> tuple[str, str]:
     return (record.name, record.id)
 
 
+def timed_out(base_url: str) -> str:
+    return f"docker at {base_url}: timed out waiting for the daemon"
+
+
 def describe(exc: BaseException, base_url: str) -> str:
     """A one-line reason an operator can act on, instead of urllib3's nested repr."""
     text = str(exc)
+    if any(needle in text for needle in ("Read timed out", "timed out")):
+        return timed_out(base_url)
     for needle, reason in (
         ("FileNotFoundError", "socket does not exist"),
         ("No such file or directory", "socket does not exist"),
         ("Connection refused", "connection refused"),
         ("ConnectionRefusedError", "connection refused"),
-        ("Read timed out", "timed out waiting for the daemon"),
-        ("timed out", "timed out waiting for the daemon"),
         ("Permission denied", "permission denied on the socket"),
     ):
         if needle in text:

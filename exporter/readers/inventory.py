@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter import ticks
 from exporter.facts import EngineFacts
-from exporter.readers.docker_api import DockerReader
+from exporter.readers.docker_api import DockerReader, DockerUnavailable, timed_out
 from exporter.readers.procfs import ProcfsError, shared_reader
 
 MAX_AGE = 300.0
@@ -54,18 +55,38 @@ class DockerInventory:
         # Held across a whole refresh: collectors asking in the same moment share one list.
         self._lock = threading.Lock()
         self._last: tuple[EngineFacts, float, frozenset[tuple[int, float]]] | None = None
+        self._tick_answer: tuple[float | None, Listing | DockerUnavailable] | None = None
 
     def close(self) -> None:
         self.reader.close()
 
-    def current(self) -> Listing:
-        """Containers and networks as they are now: the last list if nothing changed since."""
-        with self._lock:
+    def current(self, wait: float | None = None) -> Listing:
+        """Containers and networks as they are now: the last list if nothing changed since.
+
+        Collectors of one scheduler tick share one answer, a failure included, so they report
+        the same reason. With wait, a collector gives up waiting for another one's call after
+        that long (a daemon that stopped answering holds it until that call's own timeout).
+        """
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise DockerUnavailable(timed_out(self.reader.base_url))
+        try:
+            tick = ticks.current()
+            if tick is not None and self._tick_answer is not None and self._tick_answer[0] == tick:
+                answer = self._tick_answer[1]
+                if isinstance(answer, DockerUnavailable):
+                    raise answer
+                return answer
             try:
-                return self._current()
-            except Exception:
+                listing = self._current()
+            except Exception as exc:
                 self._last = None  # what happened while the API failed is unknown: list again
+                if isinstance(exc, DockerUnavailable):
+                    self._tick_answer = (tick, exc)
                 raise
+            self._tick_answer = (tick, listing)
+            return listing
+        finally:
+            self._lock.release()
 
     def _current(self) -> Listing:
         now = self.clock()

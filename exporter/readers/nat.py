@@ -35,9 +35,11 @@ class NatReader:
         inventory: DockerInventory,
         timeout: float,
         confirm_after: float = 1.0,
+        inventory_wait: float | None = None,
     ) -> None:
         self.procfs = procfs
         self.inventory = inventory
+        self.inventory_wait = inventory_wait
         # A network or a published port is set up in steps; look again before calling a rule
         # missing, within a quarter of the run's timeout.
         self.confirm_after = min(confirm_after, timeout / 4)
@@ -74,7 +76,9 @@ class NatReader:
     def _read(self) -> NatFacts:
         # The Engine API first: a rule Docker adds after this is not yet expected.
         try:
-            expectations: NatExpectations | None = nat_expectations(self.inventory.current().facts)
+            expectations: NatExpectations | None = nat_expectations(
+                self.inventory.current(wait=self.inventory_wait).facts
+            )
         except DockerUnavailable as exc:
             self._note("docker", str(exc))
             expectations = None
@@ -89,17 +93,20 @@ class NatReader:
             try:
                 backend, found = read()
             except FirewallUnreadable as exc:
-                self._note(name, str(exc))
-                backends.append(FirewallBackend(name, False, str(exc), 0, ()))
+                self._note(name, str(exc), exc.missing_capabilities)
+                backends.append(
+                    FirewallBackend(name, False, str(exc), 0, (), exc.missing_capabilities)
+                )
                 continue
             self._note(name, None)
             backends.append(backend)
             rules.extend(found)
-        if not any(b.readable for b in backends):
+        if not any(b.readable or b.missing_capabilities for b in backends):
+            # Nothing readable, and not for want of a privilege (that is reported, not failed).
             raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
         return NatFacts(backends=tuple(backends), rules=tuple(rules), expectations=expectations)
 
-    def _note(self, source: str, error: str | None) -> None:
+    def _note(self, source: str, error: str | None, needs: tuple[str, ...] = ()) -> None:
         """Log a source's failure once per change, not once per interval."""
         if self._errors.get(source) == error:
             return
@@ -109,7 +116,7 @@ class NatReader:
             )
         elif error:
             log.warning(
-                "firewall backend unreadable: needs CAP_NET_ADMIN",
+                "firewall backend unreadable" + (f": needs {' and '.join(needs)}" if needs else ""),
                 extra={"backend": source, "reason": error},
             )
         elif self._errors.get(source):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.facts import FirewallBackend, NatRule
+from exporter.readers.capabilities import lacking
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
@@ -33,7 +35,9 @@ NF_NAT_RANGE_PROTO_SPECIFIED = 2
 
 
 class FirewallUnreadable(Exception):
-    pass
+    def __init__(self, reason: str, missing_capabilities: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.missing_capabilities = missing_capabilities
 
 
 # -- nf_tables ------------------------------------------------------------------------------
@@ -242,7 +246,10 @@ def read_nftables(sock: NftSocket) -> tuple[FirewallBackend, list[NatRule]]:
         chains = sock.chains()
         rules = sock.rules(NFPROTO_IPV4)
     except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer
-        raise FirewallUnreadable(f"nf_tables: {exc.strerror or exc}") from exc
+        refused = exc.errno in (errno.EPERM, errno.EACCES)
+        raise FirewallUnreadable(
+            f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
+        ) from exc
     docker_chains = sorted(
         f"{c.attrs.get_attr('NFTA_CHAIN_TABLE')}/{c.attrs.get_attr('NFTA_CHAIN_NAME')}"
         for c in chains
@@ -293,12 +300,17 @@ def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
 
 
 def legacy_tables(procfs: str | Path) -> set[str]:
+    if not Path(procfs, "net").is_dir():
+        raise FirewallUnreadable(f"iptables-legacy: no {procfs}/net: is --path.procfs a procfs?")
     try:
         return set(Path(procfs, "net", "ip_tables_names").read_text().split())
     except FileNotFoundError:
         return set()  # ip_tables is not loaded: no legacy rules exist
-    except PermissionError as exc:
-        raise FirewallUnreadable(f"iptables-legacy: {exc.filename}: permission denied") from exc
+    except PermissionError as exc:  # mode 0440, root's
+        raise FirewallUnreadable(
+            f"iptables-legacy: {exc.filename}: permission denied",
+            lacking("CAP_DAC_READ_SEARCH"),
+        ) from exc
 
 
 def _legacy_address(text: str | None) -> str | None:
@@ -324,7 +336,12 @@ def read_legacy(procfs: str | Path) -> tuple[FirewallBackend, list[NatRule]]:
         table.refresh()
         chains = [(chain.name, list(chain.rules)) for chain in table.chains]
     except Exception as exc:  # ImportError, OSError from ctypes, iptc.IPTCError
-        raise FirewallUnreadable(f"iptables-legacy: {exc}") from exc
+        # libiptc opens a raw socket (CAP_NET_RAW), then asks the kernel (CAP_NET_ADMIN); a
+        # library that will not load is no privilege.
+        refused = "Permission denied" in str(exc) or "not permitted" in str(exc)
+        raise FirewallUnreadable(
+            f"iptables-legacy: {exc}", lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else ()
+        ) from exc
     found: list[NatRule] = []
     for chain_name, rules in chains:
         for rule in rules:

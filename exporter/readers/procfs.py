@@ -142,6 +142,27 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rpartition("/")[2]
 
 
+def hidepid_option(
+    procfs: str | Path, mountinfo: Path = Path("/proc/self/mountinfo")
+) -> str | None:
+    """The hidepid= option of the procfs mounted at `procfs`, if it hides anything."""
+    mount_point = os.path.realpath(procfs)
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts, extra = fields.split(), rest.split()
+        if len(parts) > 4 and len(extra) > 2 and parts[4] == mount_point and extra[0] == "proc":
+            found = extra[2]  # the last mount on a point is the one seen
+    for option in (found or "").split(","):
+        if option.startswith("hidepid=") and option not in ("hidepid=0", "hidepid=off"):
+            return option
+    return None
+
+
 def choose_pid1(children: Iterable[ProcStat], nspids: Mapping[int, tuple[int, ...]]) -> int | None:
     """The container's PID 1 among a shim's children.
 
@@ -385,6 +406,11 @@ class ProcfsReader:
         """
         pid1 = self.namespaces(1)
         if pid1 is None:
+            if hidepid := hidepid_option(self.root):
+                raise ProcfsError(
+                    f"{self.root} is mounted with {hidepid}: other users' processes are hidden "
+                    "(needs root, or the group given by gid=)"
+                )
             raise ProcfsError(f"{self.root}/1 is missing: is --path.procfs the host's procfs?")
         links, refused = pid1
         kthreadd = self.stat(2)

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from exporter import ticks
 from exporter.facts import EngineFacts
+from exporter.readers.docker_api import DockerUnavailable
 from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory
 
 
@@ -76,11 +78,35 @@ def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
     inv.current()
 
     def broken(since: float, until: float) -> list[dict[str, Any]]:
-        raise OSError("gone")
+        raise DockerUnavailable("docker at unix:///x: connection refused")
 
     engine.events = broken  # type: ignore[method-assign]
     now[0] = 1015
-    with pytest.raises(OSError, match="gone"):
+    with pytest.raises(DockerUnavailable, match="refused"):
         inv.current()
     engine.events = Engine().events  # type: ignore[method-assign]
     assert inv.current().relisted
+
+
+def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Path) -> None:
+    engine, now = Engine(), [1000.0]
+    inv = inventory(engine, now, tmp_path)
+    with ticks.running_in(1.0):
+        first = inv.current()
+        engine.log.append(event("container", 1000.5))
+        now[0] = 1001
+        assert inv.current() is first  # the nat collector, a moment after the containers one
+    with ticks.running_in(2.0):
+        assert inv.current().relisted
+
+    def refused(since: float, until: float) -> list[dict[str, Any]]:
+        raise DockerUnavailable("docker at unix:///x: timed out waiting for the daemon")
+
+    engine.events = refused  # type: ignore[method-assign]
+    now[0] = 1002
+    with ticks.running_in(3.0):
+        with pytest.raises(DockerUnavailable) as one:
+            inv.current()
+        with pytest.raises(DockerUnavailable) as other:
+            inv.current()
+        assert other.value is one.value

@@ -15,6 +15,7 @@ from exporter.readers.procfs import (
     ProcfsReader,
     ProcStat,
     choose_pid1,
+    hidepid_option,
     parse_shim_cmdline,
     parse_stat,
 )
@@ -296,3 +297,15 @@ def test_an_exited_shim_waiting_to_be_reaped_is_no_shim(proc: FakeProc) -> None:
     (shim / "stat").write_text((shim / "stat").read_text().replace(") S ", ") Z "))
     (shim / "cmdline").write_text("")
     assert reader.read().shims == ()
+
+
+def test_a_procfs_mounted_with_hidepid_is_named_as_the_reason(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+        f"90 22 0:50 / {tmp_path} rw - proc proc rw,hidepid=invisible,gid=998\n"
+    )
+    assert hidepid_option(tmp_path, mountinfo) == "hidepid=invisible"
+    assert hidepid_option("/proc", mountinfo) is None
+    mountinfo.write_text(f"90 22 0:50 / {tmp_path} rw - proc proc rw,hidepid=off\n")
+    assert hidepid_option(tmp_path, mountinfo) is None
