@@ -148,11 +148,24 @@ FamilyWriter = Callable[[Snapshot, Families], None]
 
 @dataclass(frozen=True)
 class Writer:
-    """A writer and the collectors whose states it reads. Its output is kept until one of those
-    states changes; reads=None means it is written afresh for every snapshot."""
+    """A writer and what it reads of a snapshot: its output is kept while that is unchanged.
+
+    reads names the collectors whose facts (and success) it writes from; extra_key gives
+    anything else it depends on. reads=None: written afresh for every snapshot.
+    """
 
     write: FamilyWriter
     reads: tuple[str, ...] | None = None
+    extra_key: Callable[[Snapshot], object] | None = None
+
+    def key(self, snapshot: Snapshot) -> tuple[object, ...]:
+        states = (snapshot.collectors.get(name) for name in self.reads or ())
+        # A run's state is new every time, but its facts are often equal to the last ones
+        # (an unchanged container list is the very same object): compared by value.
+        key: tuple[object, ...] = tuple(
+            (s.success, s.ever_succeeded, s.facts) if s is not None else None for s in states
+        )
+        return (*key, self.extra_key(snapshot)) if self.extra_key else key
 
 
 class Exposition:
@@ -186,10 +199,9 @@ class Renderer:
             families = Families(self._max_series)
             writer.write(snapshot, families)
             return families
-        # States are immutable and replaced on every publish: identity says "unchanged".
-        key = tuple(snapshot.collectors.get(name) for name in writer.reads)
+        key = writer.key(snapshot)
         cached = self._cache.get(index)
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if cached is not None and cached[0] == key:
             return cached[1]
         families = Families(self._max_series)
         writer.write(snapshot, families)

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from exporter.metrics import FamilyWriter, Writer
 from exporter.settings import Settings
+from exporter.snapshot import Snapshot
 
 
 class Source(Protocol):
@@ -30,15 +31,17 @@ class CollectorDef:
     default_interval: float | None = None  # None: --sample.interval
     # For a writer that depends on settings (a top-K flag): builds it from them.
     configure: Callable[[Settings], FamilyWriter] | None = None
-    # Other collectors whose states the writer joins with (the container list, for names).
+    # Other collectors whose facts the writer joins with (the container list, for names), and
+    # anything else of the snapshot it depends on, for Writer.key.
     joins: tuple[str, ...] = ()
+    render_key: Callable[[Snapshot], object] | None = None
 
     def writer(self, settings: Settings) -> FamilyWriter:
         return self.configure(settings) if self.configure else self.write
 
     def render_writer(self, settings: Settings) -> Writer:
         """The writer, re-run only when this collector's state or a joined one changes."""
-        return Writer(self.writer(settings), reads=(self.name, *self.joins))
+        return Writer(self.writer(settings), (self.name, *self.joins), self.render_key)
 
 
 def all_collectors() -> tuple[CollectorDef, ...]:

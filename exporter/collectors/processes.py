@@ -139,6 +139,16 @@ def write(snapshot: Snapshot, out: Families) -> None:
     out.add(PROCFS_PROCESSES, procs.processes_scanned)
 
 
+def judged_shims(snapshot: Snapshot) -> int:
+    """How many shims the container list is recent enough to judge (see shim_verdicts): a
+    later list with the same containers only matters to the series once this grows."""
+    procs = snapshot.current(NAME, ProcessFacts)
+    known = inventory(snapshot)
+    if procs is None or known is None:
+        return 0
+    return sum(shim.shim_start_time < known.taken_at for shim in procs.shims)
+
+
 def build(settings: Settings) -> Source:
     return shared_reader(str(settings.procfs))
 
@@ -149,5 +159,6 @@ COLLECTOR = CollectorDef(
     build=build,
     write=write,
     joins=("containers",),
+    render_key=judged_shims,
     facts_type=ProcessFacts,
 )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client.utils import floatToGoString
 
 from exporter.collectors import CollectorDef, all_collectors
-from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts
+from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts, ProcessFacts
 from exporter.metrics import Families, Renderer, Writer, _number, render
 from exporter.report import render_report, snapshot_from_json, snapshot_json
 from exporter.selfmetrics import write_self_metrics
@@ -254,7 +254,7 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
             runs.append(definition.name)
             definition.write(snapshot, out)
 
-        return Writer(write, reads=(definition.name, *definition.joins))
+        return Writer(write, (definition.name, *definition.joins), definition.render_key)
 
     renderer = Renderer([*(counted(c) for c in all_collectors()), Writer(write_self_metrics)])
     first = recorded()
@@ -267,12 +267,32 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     assert renderer.render(second) == render(second, WRITERS)
     assert runs == ["network"]
 
-    # A container list run: its writer and the writers joining with it.
+    # A container list run that found what the last one did: nothing is written again.
     runs.clear()
     containers = second.collectors["containers"]
     third = second.with_state(dataclasses.replace(containers, duration_seconds=0.5))
     assert renderer.render(third) == render(third, WRITERS)
+    assert runs == []
+
+    # One that found other containers: its writer and the writers joining with it.
+    engine = containers.facts
+    assert isinstance(engine, EngineFacts)
+    fewer = dataclasses.replace(engine, containers=engine.containers[1:])
+    fourth = third.with_state(dataclasses.replace(containers, facts=fewer))
+    assert renderer.render(fourth) == render(fourth, WRITERS)
     assert sorted(runs) == ["containers", "network", "processes"]
+
+    # A list taken before the newest shim started: that shim cannot be judged, which only the
+    # processes writer shows.
+    runs.clear()
+    procs = fourth.current("processes", ProcessFacts)
+    assert procs is not None
+    newest = max(shim.shim_start_time for shim in procs.shims)
+    state = fourth.collectors["containers"]
+    assert state.last_success_time is not None and state.last_success_time > newest
+    fifth = fourth.with_state(dataclasses.replace(state, last_success_time=newest - 1))
+    assert renderer.render(fifth) == render(fifth, WRITERS)
+    assert runs == ["processes"]
 
 
 @given(st.one_of(st.floats(), st.integers(min_value=-(2**63), max_value=2**64)))
