@@ -1,6 +1,5 @@
 # docker-host-exporter. Multi-stage: the build stage makes a virtualenv, the final stage has
-# Python, the iptables libraries python-iptables loads (libip4tc, libxtables and the xtables
-# match modules from the iptables package) and nothing else.
+# Python and nothing else (netlink, nf_tables and ip_tables are all spoken directly).
 #
 # The base is a build argument: where no registry is reachable (as in this project's tests) pass
 # a locally made Debian: scripts/base-image.sh builds one with debootstrap and `docker import`.
@@ -37,7 +36,7 @@ RUN python3 -m venv /opt/docker-host-exporter \
 
 FROM ${BASE_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 libip4tc2 libxtables12 iptables \
+ && apt-get install -y --no-install-recommends python3 \
  && rm -rf /var/lib/apt/lists/* /usr/share/doc /usr/share/man
 COPY --from=build /opt/docker-host-exporter /opt/docker-host-exporter
 # A different --web.listen-address needs HEALTHCHECK_URL set to match.

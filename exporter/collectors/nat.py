@@ -29,8 +29,8 @@ BACKEND_INFO = declare(
 BACKEND_READABLE = declare(
     "nat_backend_readable",
     "gauge",
-    "1 when the backend (legacy: ip_tables through libiptc; nftables: nf_tables over netlink) "
-    "could be read; 0 means no verdict on missing rules (reading needs CAP_NET_ADMIN).",
+    "1 when the backend (legacy: ip_tables; nftables: nf_tables over netlink) could be read; "
+    "0 means no verdict on missing rules (privilege_missing says which capability it lacks).",
     ("backend",),
     collector=NAME,
 )

@@ -6,7 +6,7 @@
   DNAT as xtables "target" expressions whose parameters are a binary struct; both are decoded
   here. libnftables' JSON would not do: it shows such a target by name only, without the DNAT
   destination.
-- ip_tables ("legacy") through python-iptables (libiptc). Only when the kernel already has a
+- ip_tables ("legacy") as libiptc reads it (iptables.py). Only when the kernel already has a
   legacy nat table (/proc/net/ip_tables_names): asking for one would make the kernel load
   iptable_nat, a change to the host.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 from exporter.facts import FirewallBackend, NatRule
 from exporter.readers.capabilities import lacking
+from exporter.readers.iptables import Entry, destination_port, read_table
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
@@ -313,74 +314,58 @@ def legacy_tables(procfs: str | Path) -> set[str]:
         ) from exc
 
 
-def _legacy_address(text: str | None) -> str | None:
-    if not text or text.startswith("!"):
-        return None
-    network = ipaddress.IPv4Network(text, strict=False)  # "172.17.0.0/255.255.0.0"
-    return None if network.prefixlen == 0 else str(network)
-
-
-def _legacy_interface(text: str | None) -> tuple[str | None, bool]:
-    if not text:
-        return None, False
-    return text.lstrip("!"), text.startswith("!")
-
-
 def read_legacy(procfs: str | Path) -> tuple[FirewallBackend, list[NatRule]]:
     if "nat" not in legacy_tables(procfs):
         return FirewallBackend("legacy", True, None, 0, ()), []
     try:
-        import iptc  # noqa: PLC0415  (loads libiptc; absent libraries only cost this backend)
-
-        table = iptc.Table(iptc.Table.NAT, autocommit=False)
-        table.refresh()
-        chains = [(chain.name, list(chain.rules)) for chain in table.chains]
-    except Exception as exc:  # ImportError, OSError from ctypes, iptc.IPTCError
-        # libiptc opens a raw socket (CAP_NET_RAW), then asks the kernel (CAP_NET_ADMIN); a
-        # library that will not load is no privilege.
-        refused = "Permission denied" in str(exc) or "not permitted" in str(exc)
+        table = read_table("nat")
+    except OSError as exc:
+        # The raw socket needs CAP_NET_RAW, the table CAP_NET_ADMIN.
+        refused = exc.errno in (errno.EPERM, errno.EACCES)
         raise FirewallUnreadable(
-            f"iptables-legacy: {exc}", lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else ()
+            f"iptables-legacy: {exc.strerror or exc}",
+            lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else (),
         ) from exc
-    found: list[NatRule] = []
-    for chain_name, rules in chains:
-        for rule in rules:
-            target = rule.target.name if rule.target else ""
-            if target not in ("MASQUERADE", "DNAT"):
-                continue
-            out_interface, out_negated = _legacy_interface(rule.out_interface)
-            in_interface, in_negated = _legacy_interface(rule.in_interface)
-            dport = next(
-                (m.dport for m in rule.matches if m.name in _PROTOCOLS.values() and m.dport), None
-            )
-            to_address = to_port = None
-            if target == "DNAT" and (to := rule.target.to_destination):
-                host, _, port = to.partition(":")
-                to_address, to_port = host or None, int(port.split("-")[0]) if port else None
-            packets, byte_count = rule.get_counters()
-            protocol = rule.protocol if rule.protocol not in (None, "ip", "all") else None
-            found.append(
-                NatRule(
-                    backend="legacy",
-                    table="nat",
-                    chain=chain_name,
-                    action="masquerade" if target == "MASQUERADE" else "dnat",
-                    source=_legacy_address(rule.src),
-                    destination=_legacy_address(rule.dst),
-                    in_interface=in_interface,
-                    in_negated=in_negated,
-                    out_interface=out_interface,
-                    out_negated=out_negated,
-                    protocol=protocol,
-                    dport=int(dport.split(":")[0]) if dport else None,
-                    to_address=to_address,
-                    to_port=to_port,
-                    packets=int(packets),
-                    bytes=int(byte_count),
-                )
-            )
+    found = [
+        _legacy_rule(chain.name, entry)
+        for chain in table
+        for entry in chain.rules
+        if entry.target.name in ("MASQUERADE", "DNAT")
+    ]
     docker_chains = tuple(
-        sorted(f"nat/{name}" for name, _ in chains if name.startswith(DOCKER_CHAIN_PREFIX))
+        sorted(f"nat/{c.name}" for c in table if c.name.startswith(DOCKER_CHAIN_PREFIX))
     )
-    nat_rules = sum(len(rules) for _, rules in chains)
+    nat_rules = sum(len(c.rules) for c in table)
     return FirewallBackend("legacy", True, None, nat_rules, docker_chains), found
+
+
+def _legacy_rule(chain: str, entry: Entry) -> NatRule:
+    dnat = entry.target.name == "DNAT"
+    to_address, to_port = (
+        decode_nat_target("DNAT", entry.target.revision, entry.target.data)
+        if dnat
+        else (None, None)
+    )
+    protocol = None
+    if entry.protocol and not entry.protocol_negated:
+        protocol = _PROTOCOLS.get(entry.protocol, str(entry.protocol))
+    return NatRule(
+        backend="legacy",
+        table="nat",
+        chain=chain,
+        action="dnat" if dnat else "masquerade",
+        source=None if entry.source_negated else entry.source,
+        destination=None if entry.destination_negated else entry.destination,
+        in_interface=entry.in_interface,
+        in_negated=entry.in_negated,
+        out_interface=entry.out_interface,
+        out_negated=entry.out_negated,
+        protocol=protocol,
+        dport=next(
+            (port for m in entry.matches if (port := destination_port(m)) is not None), None
+        ),
+        to_address=to_address,
+        to_port=to_port,
+        packets=entry.packets,
+        bytes=entry.bytes,
+    )

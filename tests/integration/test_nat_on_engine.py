@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import re
 import subprocess
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from exporter.facts import NatRule
-from exporter.readers.netfilter import _rule, decode_expressions, read_nftables
+from exporter.readers.netfilter import _rule, decode_expressions, read_legacy, read_nftables
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 from exporter.settings import Settings
 from tests.conftest import Containers
@@ -262,3 +263,112 @@ def test_nf_tables_read_over_our_nfnetlink_agrees_with_pyroute2(
         ("pre", "dnat", None, None, False, 18999, "10.99.0.5", 80),
     }
     assert any(r.action == "dnat" and r.dport == 18182 for r in ours)
+
+
+def python_iptables_reading() -> list[NatRule]:
+    """The legacy nat table as python-iptables (libiptc) reads it: the reference our own
+    IPT_SO_GET_ENTRIES parsing must agree with."""
+    import iptc  # noqa: PLC0415
+
+    table = iptc.Table(iptc.Table.NAT, autocommit=False)
+    table.refresh()
+    found = []
+    for chain in table.chains:
+        for r in chain.rules:
+            target = r.target.name if r.target else ""
+            if target not in ("MASQUERADE", "DNAT"):
+                continue
+            to_address = to_port = None
+            if target == "DNAT" and (to := r.target.to_destination):
+                host, _, port = to.partition(":")
+                to_address, to_port = host or None, int(port.split("-")[0]) if port else None
+            dport = next((m.dport for m in r.matches if m.name in ("tcp", "udp") and m.dport), None)
+
+            def address(text: str | None) -> str | None:
+                if not text or text.startswith("!"):
+                    return None
+                network = ipaddress.IPv4Network(text, strict=False)
+                return None if network.prefixlen == 0 else str(network)
+
+            def interface(text: str | None) -> tuple[str | None, bool]:
+                return (text.lstrip("!"), text.startswith("!")) if text else (None, False)
+
+            packets, byte_count = r.get_counters()
+            found.append(
+                NatRule(
+                    backend="legacy",
+                    table="nat",
+                    chain=chain.name,
+                    action="masquerade" if target == "MASQUERADE" else "dnat",
+                    source=address(r.src),
+                    destination=address(r.dst),
+                    in_interface=interface(r.in_interface)[0],
+                    in_negated=interface(r.in_interface)[1],
+                    out_interface=interface(r.out_interface)[0],
+                    out_negated=interface(r.out_interface)[1],
+                    protocol=r.protocol if r.protocol not in (None, "ip", "all") else None,
+                    dport=int(dport.split(":")[0]) if dport else None,
+                    to_address=to_address,
+                    to_port=to_port,
+                    packets=int(packets),
+                    bytes=int(byte_count),
+                )
+            )
+    return found
+
+
+LEGACY_RULES = (
+    ("-N", "DHE-TEST"),
+    ("-A", "POSTROUTING", "-s", "10.98.0.0/16", "!", "-o", "dhebr8", "-j", "MASQUERADE"),
+    ("-A", "POSTROUTING", "-o", "br-+", "-j", "MASQUERADE"),
+    ("-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DHE-TEST"),
+    ("-A", "DHE-TEST", "!", "-i", "dhebr8", "-p", "tcp", "-m", "tcp", "--dport", "18998",
+     "-j", "DNAT", "--to-destination", "10.98.0.5:80"),
+    ("-A", "DHE-TEST", "-p", "udp", "--dport", "18997", "-j", "DNAT",
+     "--to-destination", "10.98.0.6:53"),
+    ("-A", "DHE-TEST", "-d", "10.98.0.7/32", "-p", "tcp", "--dport", "18996:18999", "-j", "DNAT",
+     "--to-destination", "10.98.0.7"),
+)  # fmt: skip
+
+
+def test_ip_tables_read_over_getsockopt_agrees_with_libiptc_and_iptables_legacy(
+    root: None,
+) -> None:
+    for rule in LEGACY_RULES:
+        iptables("-t", "nat", *rule, legacy=True)
+    try:
+        backend, ours = read_legacy("/proc")
+        reference = python_iptables_reading()
+        saved = iptables("-t", "nat", "-S", legacy=True)
+    finally:
+        iptables("-t", "nat", "-D", *LEGACY_RULES[3][1:], legacy=True)
+        for rule in reversed(LEGACY_RULES[1:]):
+            if rule[1] != "PREROUTING":
+                iptables("-t", "nat", "-D", *rule[1:], legacy=True)
+        iptables("-t", "nat", "-X", "DHE-TEST", legacy=True)
+
+    def key(rule: NatRule) -> tuple[str, ...]:  # counters move between the two readings
+        return tuple(str(v) for v in dataclasses.astuple(replace(rule, packets=0, bytes=0)))
+
+    assert sorted(map(key, ours)) == sorted(map(key, reference))
+    assert backend.readable
+    assert backend.nat_rules == sum(line.startswith("-A ") for line in saved.splitlines())
+    assert "nat/DOCKER" not in backend.docker_chains or "-N DOCKER" in saved
+    mine = {
+        (r.chain, r.action, r.source, r.destination, r.in_interface, r.in_negated,
+         r.out_interface, r.out_negated, r.protocol, r.dport, r.to_address, r.to_port)
+        for r in ours
+        if r.chain == "DHE-TEST" or "98" in (r.source or "") or r.out_interface == "br-+"
+    }  # fmt: skip
+    assert mine == {
+        ("POSTROUTING", "masquerade", "10.98.0.0/16", None, None, False, "dhebr8", True,
+         None, None, None, None),
+        ("POSTROUTING", "masquerade", None, None, None, False, "br-+", False,
+         None, None, None, None),
+        ("DHE-TEST", "dnat", None, None, "dhebr8", True, None, False, "tcp", 18998,
+         "10.98.0.5", 80),
+        ("DHE-TEST", "dnat", None, None, None, False, None, False, "udp", 18997,
+         "10.98.0.6", 53),
+        ("DHE-TEST", "dnat", None, "10.98.0.7/32", None, False, None, False, "tcp", 18996,
+         "10.98.0.7", None),
+    }  # fmt: skip

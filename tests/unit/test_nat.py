@@ -15,7 +15,8 @@ from exporter.facts import (
     PublishedPort,
 )
 from exporter.plumbing import docker_firewall, nat_verdicts, unmet_expectations
-from exporter.readers.netfilter import _interface, _legacy_address, _prefix, decode_nat_target
+from exporter.readers import iptables
+from exporter.readers.netfilter import _interface, _prefix, decode_nat_target
 
 
 def ip(text: str) -> bytes:
@@ -46,8 +47,12 @@ def test_prefixes_interfaces_and_legacy_addresses() -> None:
     assert _prefix(ip("172.17.0.2"), None) == "172.17.0.2/32"
     assert _interface(b"docker0\0") == "docker0"
     assert _interface(b"br-") == "br-+"  # `-o br-+`: a prefix match
-    assert _legacy_address("172.17.0.0/255.255.0.0") == "172.17.0.0/16"
-    assert _legacy_address("0.0.0.0/0.0.0.0") is None
+    # ip_tables: address and mask; names with the NUL masked are exact, without it prefixes.
+    assert iptables._prefix(ip("172.17.0.0"), ip("255.255.0.0")) == "172.17.0.0/16"
+    assert iptables._prefix(ip("0.0.0.0"), ip("0.0.0.0")) is None
+    assert iptables._interface(b"docker0".ljust(16, b"\0"), b"\xff" * 8 + b"\0" * 8) == "docker0"
+    assert iptables._interface(b"br-+".ljust(16, b"\0"), b"\xff" * 3 + b"\0" * 13) == "br-+"
+    assert iptables._interface(b"\0" * 16, b"\0" * 16) is None
 
 
 def rule(**changes: object) -> NatRule:

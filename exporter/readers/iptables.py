@@ -1,0 +1,227 @@
+"""ip_tables ("iptables-legacy") read as libiptc reads it: IPT_SO_GET_INFO and
+IPT_SO_GET_ENTRIES on a raw socket, and the kernel's entry blob parsed with struct.
+
+python-iptables did this through libiptc, libxtables and its match and target modules, which
+cost 14 MB of RSS once loaded, and a missing library cost the whole backend. The layouts are
+linux/netfilter_ipv4/ip_tables.h's and linux/netfilter/x_tables.h's; an integration test checks
+the rules read here against python-iptables' and `iptables-legacy -S` on the live host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+IPPROTO_IP = 0
+IPT_SO_GET_INFO = 64
+IPT_SO_GET_ENTRIES = 65
+XT_TABLE_MAXNAMELEN = 32
+# Built-in chains by hook number (NF_INET_*).
+HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+# struct ipt_getinfo: name, valid_hooks, hook_entry[5], underflow[5], num_entries, size.
+_GETINFO = struct.Struct("=32sI5I5III")
+# struct ipt_get_entries: name, size, then the entries (8-byte aligned).
+_GET_ENTRIES_HEADER = 40
+# struct ipt_entry: ipt_ip (src, dst, smsk, dmsk, iniface, outiface, their masks, proto,
+# flags, invflags), nfcache, target_offset, next_offset, comefrom, counters (pcnt, bcnt).
+_ENTRY = struct.Struct("=4s4s4s4s16s16s16s16sHBBIHHIQQ")
+# struct xt_entry_match / xt_entry_target: size, name[29], revision, then the data.
+_EXTENSION = struct.Struct("=H29sB")
+IPT_INV_VIA_IN = 0x01
+IPT_INV_VIA_OUT = 0x02
+IPT_INV_SRCIP = 0x08
+IPT_INV_DSTIP = 0x10
+IPT_INV_PROTO = 0x40
+
+
+class IptablesError(OSError):
+    pass
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    revision: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One rule (or a chain's policy or head) of the table, as the kernel holds it."""
+
+    offset: int
+    source: str | None  # "a.b.c.d/len", None for any; negated ones too (then source_negated)
+    source_negated: bool
+    destination: str | None
+    destination_negated: bool
+    in_interface: str | None  # "docker0", "br-+" for a prefix
+    in_negated: bool
+    out_interface: str | None
+    out_negated: bool
+    protocol: int  # 0: any
+    protocol_negated: bool
+    matches: tuple[Extension, ...]
+    target: Extension
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    builtin: bool
+    rules: tuple[Entry, ...]  # without the policy of a built-in chain
+
+
+def _cstring(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _prefix(address: bytes, mask: bytes) -> str | None:
+    if mask == b"\0\0\0\0":
+        return None
+    bits = bin(int.from_bytes(mask, "big")).count("1")
+    network = ipaddress.IPv4Network((ipaddress.IPv4Address(address), bits), strict=False)
+    return str(network)
+
+
+def _interface(name: bytes, mask: bytes) -> str | None:
+    """iptables masks the name and its NUL for an exact name, and for `br-+` keeps the "+" in
+    the name but masks only "br-"."""
+    text = _cstring(name)
+    if not text:
+        return None
+    if text.endswith("+") or len(mask.rstrip(b"\0")) > len(text):
+        return text
+    return text + "+"
+
+
+def parse_entries(blob: bytes) -> list[Entry]:
+    """Every entry of an IPT_SO_GET_ENTRIES answer, in order."""
+    entries: list[Entry] = []
+    offset = 0
+    while offset + _ENTRY.size <= len(blob):
+        (
+            src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
+            proto, _flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
+            packets, byte_count,
+        ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
+        end = offset + next_offset
+        if next_offset < _ENTRY.size or end > len(blob) or not _ENTRY.size <= target_offset:
+            raise IptablesError(errno.EBADMSG, f"malformed ip_tables entry at {offset}")
+        matches = []
+        position = offset + _ENTRY.size
+        while position < offset + target_offset:
+            matches.append(_extension(blob, position, offset + target_offset))
+            position += _EXTENSION.size + len(matches[-1].data)
+        target = _extension(blob, offset + target_offset, end)
+        entries.append(
+            Entry(
+                offset=offset,
+                source=_prefix(src, smsk),
+                source_negated=bool(invflags & IPT_INV_SRCIP),
+                destination=_prefix(dst, dmsk),
+                destination_negated=bool(invflags & IPT_INV_DSTIP),
+                in_interface=_interface(iniface, iniface_mask),
+                in_negated=bool(invflags & IPT_INV_VIA_IN),
+                out_interface=_interface(outiface, outiface_mask),
+                out_negated=bool(invflags & IPT_INV_VIA_OUT),
+                protocol=proto,
+                protocol_negated=bool(invflags & IPT_INV_PROTO),
+                matches=tuple(matches),
+                target=target,
+                packets=packets,
+                bytes=byte_count,
+            )
+        )
+        offset = end
+    return entries
+
+
+def _extension(blob: bytes, start: int, limit: int) -> Extension:
+    if start + _EXTENSION.size > limit:
+        raise IptablesError(errno.EBADMSG, f"malformed ip_tables extension at {start}")
+    size, name, revision = _EXTENSION.unpack_from(blob, start)
+    if size < _EXTENSION.size or start + size > limit:
+        raise IptablesError(errno.EBADMSG, f"malformed ip_tables extension at {start}")
+    return Extension(_cstring(name), revision, blob[start + _EXTENSION.size : start + size])
+
+
+def chains(entries: list[Entry], hook_entry: tuple[int, ...], valid_hooks: int) -> list[Chain]:
+    """Entries grouped into chains: built-ins start at their hook's offset, user chains at an
+    ERROR target naming them; the table ends with an ERROR target named "ERROR"."""
+    starts: dict[int, tuple[str, bool]] = {
+        hook_entry[hook]: (name, True)
+        for hook, name in enumerate(HOOKS)
+        if valid_hooks & (1 << hook)
+    }
+    found: list[Chain] = []
+    current: tuple[str, bool] | None = None
+    rules: list[Entry] = []
+
+    def close() -> None:
+        if current is not None:
+            name, builtin = current
+            # Every chain ends with an unconditional standard target that is no rule: a built-in
+            # chain's policy, a user chain's RETURN.
+            found.append(Chain(name, builtin, tuple(rules[:-1])))
+
+    for entry in entries:
+        if entry.target.name == "ERROR":
+            close()
+            label = _cstring(entry.target.data)
+            current = None if label == "ERROR" else (label, False)
+            rules = []
+            continue
+        if entry.offset in starts:
+            close()
+            current, rules = starts[entry.offset], []
+        rules.append(entry)
+    close()
+    return found
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _getsockopt(
+    libc: ctypes.CDLL, fd: int, option: int, buffer: ctypes.Array[ctypes.c_char]
+) -> None:
+    size = ctypes.c_uint32(len(buffer))
+    if libc.getsockopt(fd, IPPROTO_IP, option, buffer, ctypes.byref(size)) != 0:
+        code = ctypes.get_errno()
+        raise IptablesError(code, os.strerror(code))
+
+
+def read_table(name: str = "nat") -> list[Chain]:
+    """The table's chains and rules. Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN."""
+    libc = _libc()
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
+        request = _GETINFO.pack(name.encode(), 0, *[0] * 10, 0, 0)
+        info = ctypes.create_string_buffer(request, len(request))  # no trailing NUL: exact size
+        _getsockopt(libc, sock.fileno(), IPT_SO_GET_INFO, info)
+        fields = _GETINFO.unpack(info.raw)
+        valid_hooks, hook_entry, size = fields[1], fields[2:7], fields[13]
+        request = struct.pack("=32sI4x", name.encode(), size) + b"\0" * size
+        answer = ctypes.create_string_buffer(request, len(request))
+        _getsockopt(libc, sock.fileno(), IPT_SO_GET_ENTRIES, answer)
+    blob = answer.raw[_GET_ENTRIES_HEADER : _GET_ENTRIES_HEADER + size]
+    return chains(parse_entries(blob), tuple(hook_entry), valid_hooks)
+
+
+def destination_port(match: Extension) -> int | None:
+    """The first destination port a tcp, udp or sctp match asks for; None for any port."""
+    if match.name in ("tcp", "udp") and len(match.data) >= 8:
+        low, high = struct.unpack_from("=HH", match.data, 4)  # spts[2], then dpts[2]
+    elif match.name == "sctp" and len(match.data) >= 4:
+        low, high = struct.unpack_from("=HH", match.data, 0)  # dpts[2] first
+    else:
+        return None
+    return None if (low, high) == (0, 0xFFFF) else low
