@@ -49,8 +49,9 @@ from exporter.facts import (
     PublishedPort,
 )
 from exporter.metrics import render
+from exporter.readers import iptables
 from exporter.readers.docker_api import container_record, docker_network, engine_components
-from exporter.readers.netfilter import _interface, _rule, decode_expressions
+from exporter.readers.netfilter import _interface, _rule, decode_expressions, decode_nat_target
 from exporter.readers.netlink import (
     IFLA,
     IFLA_BR,
@@ -1019,3 +1020,87 @@ def test_nastiest_expositions_pass_promtool(strings: list[str], promtool: str) -
         [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# -- ip_tables entries ---------------------------------------------------------------------
+
+
+def ipt_extension(name: bytes, data: bytes, revision: int = 0) -> bytes:
+    padded = data + b"\0" * (-len(data) % 8)
+    return struct.pack("=H29sB", 32 + len(padded), name, revision) + padded
+
+
+def ipt_entry(matches: bytes, target: bytes, invflags: int = 0, proto: int = 0) -> bytes:
+    size = 112 + len(matches) + len(target)
+    return (
+        struct.pack(
+            "=4s4s4s4s16s16s16s16sHBBIHHIQQ",
+            bytes([10, 98, 0, 0]),
+            b"\0" * 4,
+            bytes([255, 255, 0, 0]),
+            b"\0" * 4,
+            b"",
+            b"dhebr8",
+            b"",
+            b"\xff" * 7,
+            proto,
+            0,
+            invflags,
+            0,
+            112 + len(matches),
+            size,
+            0,
+            3,
+            180,
+        )
+        + matches
+        + target
+    )
+
+
+MASQUERADE_ENTRY = ipt_entry(b"", ipt_extension(b"MASQUERADE", b"\0" * 24), invflags=0x02)
+DNAT_ENTRY = ipt_entry(
+    ipt_extension(b"tcp", struct.pack("=HHHHBBBB", 0, 0xFFFF, 18998, 18998, 0, 0, 0, 0)),
+    ipt_extension(
+        b"DNAT",
+        struct.pack(
+            "=II4s4sHH",
+            1,
+            3,
+            bytes([10, 98, 0, 5]),
+            bytes([10, 98, 0, 5]),
+            socket.htons(80),
+            socket.htons(80),
+        ),
+    ),
+    proto=6,
+)
+
+
+def test_ip_tables_entries_decode_as_written() -> None:
+    masquerade, dnat = iptables.parse_entries(MASQUERADE_ENTRY + DNAT_ENTRY)
+    assert (masquerade.target.name, masquerade.source, masquerade.out_interface) == (
+        "MASQUERADE",
+        "10.98.0.0/16",
+        "dhebr8",
+    )
+    assert masquerade.out_negated and (masquerade.packets, masquerade.bytes) == (3, 180)
+    assert dnat.protocol == 6 and iptables.destination_port(dnat.matches[0]) == 18998
+    assert decode_nat_target("DNAT", 0, dnat.target.data) == ("10.98.0.5", 80)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=600), mutated(st.just(MASQUERADE_ENTRY + DNAT_ENTRY), 0)))
+@example(data=MASQUERADE_ENTRY[:111])  # shorter than an entry: nothing to parse
+@example(data=MASQUERADE_ENTRY[:90] + b"\0\0" + MASQUERADE_ENTRY[92:])  # next_offset 0
+def test_hostile_ip_tables_entries_parse_or_raise(data: bytes) -> None:
+    try:
+        entries = iptables.parse_entries(data)
+    except iptables.IptablesError:
+        return
+    for entry in entries:
+        for match in entry.matches:
+            port = iptables.destination_port(match)
+            assert port is None or 0 <= port <= 0xFFFF
+        if entry.source is not None:
+            ipaddress.IPv4Network(entry.source)
