@@ -184,8 +184,9 @@ def build(settings: Settings) -> Source:
         settings.procfs,
         engine_inventory(settings),
         timeout=settings.timeout(NAME),
-        # The rules are read whether or not the Engine API answers in time.
-        inventory_wait=settings.call_timeout(NAME, calls=2),
+        # The rules are read whether or not the Engine API answers in time: half the run for
+        # the container list, the rest for the rules and a confirming second reading.
+        inventory_wait=settings.call_timeout(NAME),
     )
 
 

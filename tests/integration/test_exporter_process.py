@@ -154,8 +154,18 @@ def test_without_privileges_it_degrades_and_says_why(containers: Containers) -> 
                 )
                 == 1
             )
-        # Neither firewall backend can be read: the nat collector fails and says why.
-        assert value(samples, "docker_host_collector_success", collector="nat") == 0
+        # Neither firewall backend can be read: the nat collector says so, and which privilege.
+        assert value(samples, "docker_host_collector_success", collector="nat") == 1
+        assert value(samples, "docker_host_nat_backend_readable", backend="nftables") == 0
+        assert (
+            value(
+                samples,
+                "docker_host_privilege_missing",
+                collector="nat",
+                capability="CAP_NET_ADMIN",
+            )
+            == 1
+        )
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert "needs CAP_SYS_PTRACE" in out
