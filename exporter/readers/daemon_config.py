@@ -318,34 +318,22 @@ class DaemonConfigReader:
         file_error: str | None = None
         try:
             root.stat()
+            root_refused = False
         except PermissionError:
-            self._warn_root_refused(daemon.pid, refused=True)
-            return DaemonConfigFacts(
-                pid=daemon.pid,
-                start_time=daemon.start_time,
-                flag_keys=tuple(sorted(flags)),
-                config_path=path,
-                config_path_explicit=config_file is not None,
-                file_present=False,
-                file_error=None,
-                file_mtime=None,
-                file_values=(),
-                info=json.dumps(running_subset(info), sort_keys=True) if info is not None else None,
-                reloads=(),
-                docker_error=docker_error,
-                root_refused=True,
-            )
-        self._warn_root_refused(daemon.pid, refused=False)
-        try:
-            with file_path.open("rb") as handle:
-                mtime = os.fstat(handle.fileno()).st_mtime
-                raw = handle.read(MAX_CONFIG_BYTES + 1)
-        except FileNotFoundError:
-            pass  # no file: dockerd runs on flags and defaults (unless --config-file was given)
-        except OSError as exc:
-            file_error = f"cannot read {path}: {exc.strerror}"
+            root_refused = True
+        self._warn_root_refused(daemon.pid, refused=root_refused)
+        unit = exec_start = environment_file = ""
+        if not root_refused:
+            try:
+                with file_path.open("rb") as handle:
+                    mtime = os.fstat(handle.fileno()).st_mtime
+                    raw = handle.read(MAX_CONFIG_BYTES + 1)
+            except FileNotFoundError:
+                pass  # no file: dockerd runs on flags and defaults (unless --config-file said)
+            except OSError as exc:
+                file_error = f"cannot read {path}: {exc.strerror}"
+            unit, exec_start, environment_file = systemd_unit(root)
         config, parse_error = parse_config(raw) if raw is not None else (None, None)
-        unit, exec_start, environment_file = systemd_unit(root)
         return DaemonConfigFacts(
             pid=daemon.pid,
             start_time=daemon.start_time,
@@ -381,4 +369,5 @@ class DaemonConfigReader:
             unit_flag_keys=tuple(sorted(parse_flags(tuple(shlex.split(exec_start)))[0]))
             if exec_start
             else (),
+            root_refused=root_refused,
         )
