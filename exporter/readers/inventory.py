@@ -60,19 +60,21 @@ class DockerInventory:
     def close(self) -> None:
         self.reader.close()
 
-    def current(self, wait: float | None = None) -> Listing:
+    def current(self, wait: float | None = None, share: bool = True) -> Listing:
         """Containers and networks as they are now: the last list if nothing changed since.
 
         Collectors of one scheduler tick share one answer, a failure included, so they report
-        the same reason. With wait, a collector gives up waiting for another one's call after
+        the same reason; share=False asks the event log again (a confirming second look later
+        in the tick). With wait, a collector gives up waiting for another one's call after
         that long (a daemon that stopped answering holds it until that call's own timeout).
         """
         if not self._lock.acquire(timeout=-1 if wait is None else wait):
             raise DockerUnavailable(timed_out(self.reader.base_url))
         try:
             tick = ticks.current()
-            if tick is not None and self._tick_answer is not None and self._tick_answer[0] == tick:
-                answer = self._tick_answer[1]
+            answered = self._tick_answer
+            if share and tick is not None and answered is not None and answered[0] == tick:
+                answer = answered[1]
                 if isinstance(answer, DockerUnavailable):
                     raise answer
                 return answer

@@ -71,13 +71,14 @@ class NatReader:
         if not missing:
             return first
         time.sleep(self.confirm_after)
-        return replace(self._read(), earlier_missing=missing)
+        # A second look at the containers too: one removed meanwhile took its rule with it.
+        return replace(self._read(confirming=True), earlier_missing=missing)
 
-    def _read(self) -> NatFacts:
+    def _read(self, confirming: bool = False) -> NatFacts:
         # The Engine API first: a rule Docker adds after this is not yet expected.
         try:
             expectations: NatExpectations | None = nat_expectations(
-                self.inventory.current(wait=self.inventory_wait).facts
+                self.inventory.current(wait=self.inventory_wait, share=not confirming).facts
             )
         except DockerUnavailable as exc:
             self._note("docker", str(exc))

@@ -110,3 +110,14 @@ def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Pa
         with pytest.raises(DockerUnavailable) as other:
             inv.current()
         assert other.value is one.value
+
+
+def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> None:
+    engine, now = Engine(), [1000.0]
+    inv = inventory(engine, now, tmp_path)
+    with ticks.running_in(1.0):
+        first = inv.current()
+        engine.log.append(event("container", 1001))  # removed while nat waits to look again
+        now[0] = 1002
+        assert inv.current(share=False).relisted
+        assert inv.current() is not first  # and the tick's answer is the newer one
