@@ -40,7 +40,7 @@ class CollectorDef:
         return self.configure(settings) if self.configure else self.write
 
     def render_writer(self, settings: Settings) -> Writer:
-        """The writer, re-run only when this collector's state or a joined one changes."""
+        """The writer, re-run only when the facts it reads (its own, joined ones) change."""
         return Writer(self.writer(settings), (self.name, *self.joins), self.render_key)
 
 
