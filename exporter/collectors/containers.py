@@ -95,7 +95,7 @@ class ContainerList:
         self.inventory = inventory
 
     def read(self) -> EngineFacts:
-        return self.inventory.current().facts
+        return self.inventory.current()
 
     def close(self) -> None:
         self.inventory.close()

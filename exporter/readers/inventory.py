@@ -18,7 +18,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from exporter import ticks
 from exporter.facts import EngineFacts
@@ -31,13 +30,6 @@ EVENT_LOG_SIZE = 256
 # Events stamped up to this long before a list may not show in it yet.
 _MARGIN = 1.0
 _CHANGES = frozenset({"container", "network"})
-
-
-@dataclass(frozen=True)
-class Listing:
-    facts: EngineFacts
-    listed_at: float  # Unix time just before the list was asked for
-    relisted: bool  # False: the previous list, confirmed unchanged by the event log
 
 
 class DockerInventory:
@@ -55,12 +47,12 @@ class DockerInventory:
         # Held across a whole refresh: collectors asking in the same moment share one list.
         self._lock = threading.Lock()
         self._last: tuple[EngineFacts, float, frozenset[tuple[int, float]]] | None = None
-        self._tick_answer: tuple[float | None, Listing | DockerUnavailable] | None = None
+        self._tick_answer: tuple[float | None, EngineFacts | DockerUnavailable] | None = None
 
     def close(self) -> None:
         self.reader.close()
 
-    def current(self, wait: float | None = None, share: bool = True) -> Listing:
+    def current(self, wait: float | None = None, share: bool = True) -> EngineFacts:
         """Containers and networks as they are now: the last list if nothing changed since.
 
         Collectors of one scheduler tick share one answer, a failure included, so they report
@@ -79,18 +71,18 @@ class DockerInventory:
                     raise answer
                 return answer
             try:
-                listing = self._current()
+                facts = self._current()
             except Exception as exc:
                 self._last = None  # what happened while the API failed is unknown: list again
                 if isinstance(exc, DockerUnavailable):
                     self._tick_answer = (tick, exc)
                 raise
-            self._tick_answer = (tick, listing)
-            return listing
+            self._tick_answer = (tick, facts)
+            return facts
         finally:
             self._lock.release()
 
-    def _current(self) -> Listing:
+    def _current(self) -> EngineFacts:
         now = self.clock()
         daemons = self._daemons()
         last = self._last
@@ -101,11 +93,11 @@ class DockerInventory:
                 and daemons == daemons_then
                 and not self._changed_since(listed_at, now)
             ):
-                return Listing(facts, listed_at, relisted=False)
+                return facts
         listed_at = self.clock()
         facts = self.reader.read()
         self._last = (facts, listed_at, daemons)
-        return Listing(facts, listed_at, relisted=True)
+        return facts
 
     def _changed_since(self, listed_at: float, now: float) -> bool:
         events = self.reader.events(since=listed_at - _MARGIN, until=now)

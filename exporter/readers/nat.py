@@ -78,7 +78,7 @@ class NatReader:
         # The Engine API first: a rule Docker adds after this is not yet expected.
         try:
             expectations: NatExpectations | None = nat_expectations(
-                self.inventory.current(wait=self.inventory_wait, share=not confirming).facts
+                self.inventory.current(wait=self.inventory_wait, share=not confirming)
             )
         except DockerUnavailable as exc:
             self._note("docker", str(exc))

@@ -36,6 +36,13 @@ def event(kind: str, at: float) -> dict[str, Any]:
     return {"Type": kind, "Action": "x", "timeNano": int(at * 1e9)}
 
 
+def lists(inv: DockerInventory, engine: Engine, **kwargs: bool) -> bool:
+    """Asks the inventory; whether that took a new container list."""
+    before = engine.lists
+    inv.current(**kwargs)
+    return engine.lists > before
+
+
 def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory:
     return DockerInventory(engine, str(procfs), clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
 
@@ -43,18 +50,18 @@ def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory
 def test_lists_again_on_container_or_network_events_only(tmp_path: Path) -> None:
     engine, now = Engine(), [1000.0]
     inv = inventory(engine, now, tmp_path)
-    assert inv.current().relisted
+    assert lists(inv, engine)
     now[0] = 1015
-    assert not inv.current().relisted
+    assert not lists(inv, engine)
     engine.log.append(event("image", 1020))  # a pull or a tag: containers are as they were
     now[0] = 1030
-    assert not inv.current().relisted
+    assert not lists(inv, engine)
     engine.log.append(event("network", 1040))  # connect, disconnect, create, destroy
     now[0] = 1045
-    assert inv.current().relisted
+    assert lists(inv, engine)
     engine.log.append(event("container", 1050))
     now[0] = 1060
-    assert inv.current().relisted
+    assert lists(inv, engine)
     assert engine.lists == 3
 
 
@@ -65,11 +72,11 @@ def test_lists_again_when_the_log_may_have_dropped_events_or_is_too_old(tmp_path
     # As many events as dockerd keeps: a container event may have been pushed out.
     engine.log.extend(event("image", 1001 + i / 1000) for i in range(EVENT_LOG_SIZE))
     now[0] = 1010
-    assert inv.current().relisted
+    assert lists(inv, engine)
     now[0] = 1010 + 299
-    assert not inv.current().relisted
+    assert not lists(inv, engine)
     now[0] = 1010 + 301
-    assert inv.current().relisted
+    assert lists(inv, engine)
 
 
 def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
@@ -85,7 +92,7 @@ def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
     with pytest.raises(DockerUnavailable, match="refused"):
         inv.current()
     engine.events = Engine().events  # type: ignore[method-assign]
-    assert inv.current().relisted
+    assert lists(inv, engine)
 
 
 def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Path) -> None:
@@ -97,7 +104,7 @@ def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Pa
         now[0] = 1001
         assert inv.current() is first  # the nat collector, a moment after the containers one
     with ticks.running_in(2.0):
-        assert inv.current().relisted
+        assert lists(inv, engine)
 
     def refused(since: float, until: float) -> list[dict[str, Any]]:
         raise DockerUnavailable("docker at unix:///x: timed out waiting for the daemon")
@@ -119,5 +126,5 @@ def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> No
         first = inv.current()
         engine.log.append(event("container", 1001))  # removed while nat waits to look again
         now[0] = 1002
-        assert inv.current(share=False).relisted
+        assert lists(inv, engine, share=False)
         assert inv.current() is not first  # and the tick's answer is the newer one
