@@ -75,8 +75,7 @@ class Entry:
 @dataclass(frozen=True)
 class Chain:
     name: str
-    builtin: bool
-    rules: tuple[Entry, ...]  # without the policy of a built-in chain
+    rules: tuple[Entry, ...]  # without a built-in chain's policy or a user chain's RETURN
 
 
 def _cstring(raw: bytes) -> str:
@@ -156,27 +155,24 @@ def _extension(blob: bytes, start: int, limit: int) -> Extension:
 def chains(entries: list[Entry], hook_entry: tuple[int, ...], valid_hooks: int) -> list[Chain]:
     """Entries grouped into chains: built-ins start at their hook's offset, user chains at an
     ERROR target naming them; the table ends with an ERROR target named "ERROR"."""
-    starts: dict[int, tuple[str, bool]] = {
-        hook_entry[hook]: (name, True)
-        for hook, name in enumerate(HOOKS)
-        if valid_hooks & (1 << hook)
+    starts = {
+        hook_entry[hook]: name for hook, name in enumerate(HOOKS) if valid_hooks & (1 << hook)
     }
     found: list[Chain] = []
-    current: tuple[str, bool] | None = None
+    current: str | None = None
     rules: list[Entry] = []
 
     def close() -> None:
         if current is not None:
-            name, builtin = current
             # Every chain ends with an unconditional standard target that is no rule: a built-in
             # chain's policy, a user chain's RETURN.
-            found.append(Chain(name, builtin, tuple(rules[:-1])))
+            found.append(Chain(current, tuple(rules[:-1])))
 
     for entry in entries:
         if entry.target.name == "ERROR":
             close()
             label = _cstring(entry.target.data)
-            current = None if label == "ERROR" else (label, False)
+            current = None if label == "ERROR" else label
             rules = []
             continue
         if entry.offset in starts:
