@@ -8,7 +8,6 @@ Families are built fresh for every snapshot, so a vanished container's series va
 from __future__ import annotations
 
 import gzip
-import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Literal
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
 from exporter.snapshot import Snapshot
 
@@ -54,6 +54,8 @@ def declare(
 
 
 _SERIES_DROPPED_NAME = PREFIX + "series_dropped"  # never capped: it reports the cap
+# client_python's number formatting (Go's, which switches to exponents sooner), typed.
+_number: Callable[[float], str] = floatToGoString
 
 
 def _escape(value: str) -> str:
@@ -81,21 +83,6 @@ class _Format:
             return f"{self.name} {_number(value)}\n"
         labels = '",'.join(head + _escape(label_values[i]) for i, head in self.labels)
         return f'{self.name}{{{labels}"}} {_number(value)}\n'
-
-
-def _number(value: float) -> str:
-    """client_python's floatToGoString: Go's formatting, which switches to exponents sooner."""
-    d = float(value)
-    if math.isinf(d):
-        return "+Inf" if d > 0 else "-Inf"
-    if math.isnan(d):
-        return "NaN"
-    s = repr(d)
-    dot = s.find(".")
-    if d > 0 and dot > 6:
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return s
 
 
 def _escape_help(text: str) -> str:

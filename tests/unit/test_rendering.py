@@ -7,13 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from prometheus_client.utils import floatToGoString
 
 from exporter.collectors import CollectorDef, all_collectors
 from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts, ProcessFacts
-from exporter.metrics import Families, Renderer, Writer, _number, render
+from exporter.metrics import Families, Renderer, Writer, render
 from exporter.report import render_report, snapshot_from_json, snapshot_json
 from exporter.selfmetrics import write_self_metrics
 from exporter.snapshot import CollectorState, Snapshot
@@ -293,8 +290,3 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     fifth = fourth.with_state(dataclasses.replace(state, last_success_time=newest - 1))
     assert renderer.render(fifth) == render(fifth, WRITERS)
     assert runs == ["processes"]
-
-
-@given(st.one_of(st.floats(), st.integers(min_value=-(2**63), max_value=2**64)))
-def test_numbers_are_written_as_client_python_writes_them(number: float) -> None:
-    assert _number(number) == floatToGoString(number)  # type: ignore[no-untyped-call]
