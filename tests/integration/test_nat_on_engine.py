@@ -207,6 +207,15 @@ def test_rules_split_across_backends(network: Any) -> None:
     assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
 
 
+def same_rules(ours: list[NatRule], reference: list[NatRule]) -> bool:
+    """The same rules, in any order; counters move between two readings."""
+
+    def key(rule: NatRule) -> tuple[str, ...]:
+        return tuple(str(v) for v in dataclasses.astuple(replace(rule, packets=0, bytes=0)))
+
+    return sorted(map(key, ours)) == sorted(map(key, reference))
+
+
 def pyroute2_reading() -> list[NatRule]:
     """The same table read by pyroute2's NFTables and decoded by the same decoder: the
     reference our own nfnetlink parsing must agree with."""
@@ -252,10 +261,7 @@ def test_nf_tables_read_over_our_nfnetlink_agrees_with_pyroute2(
     finally:
         subprocess.run(["nft", "delete", "table", "ip", table], check=True, timeout=30)
 
-    def key(rule: NatRule) -> tuple[str, ...]:  # counters move between the two readings
-        return tuple(str(v) for v in dataclasses.astuple(replace(rule, packets=0, bytes=0)))
-
-    assert sorted(map(key, ours)) == sorted(map(key, reference))
+    assert same_rules(ours, reference)
     native = {(r.chain, r.action, r.source, r.out_interface, r.out_negated, r.dport, r.to_address,
                r.to_port) for r in ours if r.table == table}  # fmt: skip
     assert native == {
@@ -263,6 +269,17 @@ def test_nf_tables_read_over_our_nfnetlink_agrees_with_pyroute2(
         ("pre", "dnat", None, None, False, 18999, "10.99.0.5", 80),
     }
     assert any(r.action == "dnat" and r.dport == 18182 for r in ours)
+
+
+def _iptc_address(text: str | None) -> str | None:
+    if not text or text.startswith("!"):
+        return None
+    network = ipaddress.IPv4Network(text, strict=False)
+    return None if network.prefixlen == 0 else str(network)
+
+
+def _iptc_interface(text: str | None) -> tuple[str | None, bool]:
+    return (text.lstrip("!"), text.startswith("!")) if text else (None, False)
 
 
 def python_iptables_reading() -> list[NatRule]:
@@ -284,15 +301,8 @@ def python_iptables_reading() -> list[NatRule]:
                 to_address, to_port = host or None, int(port.split("-")[0]) if port else None
             dport = next((m.dport for m in r.matches if m.name in ("tcp", "udp") and m.dport), None)
 
-            def address(text: str | None) -> str | None:
-                if not text or text.startswith("!"):
-                    return None
-                network = ipaddress.IPv4Network(text, strict=False)
-                return None if network.prefixlen == 0 else str(network)
-
-            def interface(text: str | None) -> tuple[str | None, bool]:
-                return (text.lstrip("!"), text.startswith("!")) if text else (None, False)
-
+            in_interface, in_negated = _iptc_interface(r.in_interface)
+            out_interface, out_negated = _iptc_interface(r.out_interface)
             packets, byte_count = r.get_counters()
             found.append(
                 NatRule(
@@ -300,12 +310,12 @@ def python_iptables_reading() -> list[NatRule]:
                     table="nat",
                     chain=chain.name,
                     action="masquerade" if target == "MASQUERADE" else "dnat",
-                    source=address(r.src),
-                    destination=address(r.dst),
-                    in_interface=interface(r.in_interface)[0],
-                    in_negated=interface(r.in_interface)[1],
-                    out_interface=interface(r.out_interface)[0],
-                    out_negated=interface(r.out_interface)[1],
+                    source=_iptc_address(r.src),
+                    destination=_iptc_address(r.dst),
+                    in_interface=in_interface,
+                    in_negated=in_negated,
+                    out_interface=out_interface,
+                    out_negated=out_negated,
                     protocol=r.protocol if r.protocol not in (None, "ip", "all") else None,
                     dport=int(dport.split(":")[0]) if dport else None,
                     to_address=to_address,
@@ -347,10 +357,7 @@ def test_ip_tables_read_over_getsockopt_agrees_with_libiptc_and_iptables_legacy(
                 iptables("-t", "nat", "-D", *rule[1:], legacy=True)
         iptables("-t", "nat", "-X", "DHE-TEST", legacy=True)
 
-    def key(rule: NatRule) -> tuple[str, ...]:  # counters move between the two readings
-        return tuple(str(v) for v in dataclasses.astuple(replace(rule, packets=0, bytes=0)))
-
-    assert sorted(map(key, ours)) == sorted(map(key, reference))
+    assert same_rules(ours, reference)
     assert backend.readable
     assert backend.nat_rules == sum(line.startswith("-A ") for line in saved.splitlines())
     assert "nat/DOCKER" not in backend.docker_chains or "-N DOCKER" in saved
