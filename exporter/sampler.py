@@ -229,8 +229,12 @@ class Sampler:
             worker.stop()
         if self._scheduler.is_alive():
             self._scheduler.join(join_timeout)
+        # A run in progress finishes first: closing its source under it (a netlink socket) made
+        # it fail with EBADF on the way out. A worker stuck in a hung source is left after the
+        # shared deadline with its source open: it is a daemon thread, and the process is ending.
+        deadline = time.monotonic() + join_timeout
         for worker in self._workers:
-            # A worker stuck in a hung source would only delay shutdown: it is a daemon thread.
-            if worker.thread.is_alive() and worker.busy_since is None:
-                worker.thread.join(join_timeout)
-            worker.source.close()
+            if worker.thread.is_alive():
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
+            if not worker.thread.is_alive():
+                worker.source.close()
