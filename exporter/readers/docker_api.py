@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -139,6 +140,7 @@ class DockerReader:
                 return call(self._client)
             except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 self.close_locked()
+                _release(exc)
                 raise DockerUnavailable(describe(exc, self.base_url)) from exc
             except ValueError as exc:  # an answer that is not the JSON it should be
                 self.close_locked()
@@ -215,6 +217,18 @@ class DockerReader:
 
 def _by_name(record: ContainerRecord) -> tuple[str, str]:
     return (record.name, record.id)
+
+
+def _release(exc: BaseException) -> None:
+    """Clear the frames of an error's tracebacks, its causes' too. urllib3's errors form
+    reference cycles with them, and a failed connect's socket, a local of one of those frames,
+    stayed open until the cyclic GC ran: 20 failed calls left 20 sockets open (measured)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def timed_out(base_url: str) -> str:

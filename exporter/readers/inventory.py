@@ -47,7 +47,8 @@ class DockerInventory:
         # Held across a whole refresh: collectors asking in the same moment share one list.
         self._lock = threading.Lock()
         self._last: tuple[EngineFacts, float, frozenset[tuple[int, float]]] | None = None
-        self._tick_answer: tuple[float | None, EngineFacts | DockerUnavailable] | None = None
+        # The tick's answer: the facts, or the reason the Engine API failed.
+        self._tick_answer: tuple[float | None, EngineFacts | str] | None = None
 
     def close(self) -> None:
         self.reader.close()
@@ -67,15 +68,15 @@ class DockerInventory:
             answered = self._tick_answer
             if share and tick is not None and answered is not None and answered[0] == tick:
                 answer = answered[1]
-                if isinstance(answer, DockerUnavailable):
-                    raise answer
+                if isinstance(answer, str):
+                    raise DockerUnavailable(answer)
                 return answer
             try:
                 facts = self._current()
             except Exception as exc:
                 self._last = None  # what happened while the API failed is unknown: list again
                 if isinstance(exc, DockerUnavailable):
-                    self._tick_answer = (tick, exc)
+                    self._tick_answer = (tick, str(exc))  # the reason, not a traceback to keep
                 raise
             self._tick_answer = (tick, facts)
             return facts

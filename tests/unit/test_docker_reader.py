@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import socket
 from pathlib import Path
 
@@ -51,3 +53,16 @@ def test_container_record_from_list_entry() -> None:
     assert (record.name, record.short_id, record.state) == ("db", "0123456789ab", "running")
     bare = container_record({"Id": "f" * 64})
     assert (bare.name, bare.state, bare.network_mode) == ("f" * 12, "unknown", "")
+
+
+def test_failed_connects_leave_no_socket_open_until_a_garbage_collection(tmp_path: Path) -> None:
+    reader = DockerReader(f"unix://{tmp_path}/missing.sock", timeout=1)
+    open_fds = len(os.listdir("/proc/self/fd"))
+    gc.disable()
+    try:
+        for _ in range(20):
+            with pytest.raises(DockerUnavailable, match="socket does not exist"):
+                reader.events(0, 1)
+        assert len(os.listdir("/proc/self/fd")) == open_fds
+    finally:
+        gc.enable()
