@@ -77,6 +77,8 @@ class DockerNetwork:
     subnets: tuple[str, ...]
     internal: bool
     ip_masquerade: bool
+    # Swarm's routing-mesh network: it justifies the ingress_sbox namespace on this node.
+    ingress: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,30 @@ class ContainerNetns:
     nsid: int | None  # None while the host has assigned it no id
 
 
+# Who holds a network namespace a host veth leads into (NamespaceOwner.kind):
+OWNER_CONTAINER = "container"  # a Docker container's processes (a ContainerNetns)
+OWNER_DOCKER_SANDBOX = "docker_sandbox"  # dockerd's bind mount under <exec-root>/netns/
+OWNER_FOREIGN = "foreign"  # another bind mount (ip netns, CNI, Podman) or a process not Docker's
+OWNER_UNKNOWN = "unknown"  # could not be read: a refused mountinfo or /proc/PID/ns/net
+OWNER_NONE = "none"  # nothing this reader can see holds it
+OWNER_HOST = "host"  # both ends of the veth are in the host's namespace
+
+
+@dataclass(frozen=True)
+class NamespaceOwner:
+    """A network namespace behind a host veth that no Docker container's process is in.
+
+    kind: docker_sandbox (name: the file under dockerd's netns directory, such as
+    ingress_sbox or lb_<network id>), foreign (name: the bind mount's path, or the holding
+    process's comm) or unknown (name: why).
+    """
+
+    nsid: int
+    inode: int | None
+    kind: str
+    name: str
+
+
 @dataclass(frozen=True)
 class PeerLink:
     """The far end of a host veth, looked up in the peer's namespace.
@@ -202,6 +228,8 @@ class NetworkFacts:
     # (ifindex, name) of veths that looked orphaned in a first reading, taken a moment before
     # this one; only those may be reported orphaned (see plumbing.veth_views).
     earlier_suspects: tuple[tuple[int, str], ...] = ()
+    # The owners of the namespaces veths lead into that no container's process is in.
+    namespace_owners: tuple[NamespaceOwner, ...] = ()
 
 
 @dataclass(frozen=True)

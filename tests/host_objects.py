@@ -22,9 +22,12 @@ def veth_into(host_name: str, netns: str) -> None:
 
 @contextlib.contextmanager
 def orphan_veths() -> Iterator[dict[str, str]]:
-    """Three orphans: a veth on docker0 whose peer is in an `ip netns add` namespace; a veth
-    whose peer's namespace was deleted while a process keeps it alive; a veth pair with both
-    ends on the host, one of them on docker0."""
+    """Three orphans, all on docker0 (which makes them Docker's to judge): a veth whose peer is
+    in an `ip netns add` namespace; a veth whose peer's namespace lost its name while a process
+    that is no container keeps it alive; a veth pair with both ends on the host.
+
+    Off Docker's bridges the first two would be another runtime's (CNI's, LXC's), never
+    orphans: tests/integration/test_real_hosts.py has those."""
     tag = uuid.uuid4().hex[:4]
     made = {
         "netns": f"dho{tag}",
@@ -40,6 +43,7 @@ def orphan_veths() -> Iterator[dict[str, str]]:
         ip("link", "set", made["on_bridge"], "master", "docker0")
         ip("netns", "add", made["lost"])
         veth_into(made["gone_ns"], made["lost"])
+        ip("link", "set", made["gone_ns"], "master", "docker0")
         holder = subprocess.Popen(["ip", "netns", "exec", made["lost"], "sleep", "600"])
         # Until the sleeper has entered the namespace, deleting its name would free it.
         wait_for(

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers import inventory
+from exporter.collectors.containers import engine_inventory, inventory
 from exporter.facts import NetworkFacts
 from exporter.metrics import Families, declare
 from exporter.plumbing import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
+    ORPHAN_STALE_SANDBOX,
+    VETH_PAIRED,
+    VETH_STATUSES,
     BridgeView,
     VethView,
     bridge_views,
@@ -37,17 +40,34 @@ VETH_INFO = declare(
 VETH_ORPHANED = declare(
     "veth_orphaned",
     "gauge",
-    f"A host veth with no running container behind it; 1. reason: {ORPHAN_NO_CONTAINER} (its "
-    f"peer is in a namespace no running container holds, or both ends are on the host and it "
-    f"sits on a Docker bridge) or {ORPHAN_PEER_GONE} (its peer link no longer exists).",
+    f"A host veth of Docker's (on a Docker bridge, or into a namespace dockerd keeps) with "
+    f"nothing of Docker's behind it any more; 1. reason: {ORPHAN_NO_CONTAINER} (its peer is in "
+    f"a namespace no running container holds, or both ends are on the host), "
+    f"{ORPHAN_STALE_SANDBOX} (its peer is in a sandbox dockerd keeps for a network that is "
+    f"gone, such as ingress_sbox after leaving the swarm) or {ORPHAN_PEER_GONE} (its peer "
+    f"link no longer exists). Veths of other runtimes are never judged.",
     ("interface", "reason", "bridge"),
+    collector=NAME,
+)
+VETH_NAMESPACE = declare(
+    "veth_peer_namespace_info",
+    "gauge",
+    "Who holds the network namespace the far end of a host veth is in, from the kernel's mount "
+    "tables and processes (never from names); 1. owner_kind: container (owner: its name), "
+    "docker_sandbox (a namespace dockerd keeps under its exec-root's netns/, owner: the file's "
+    "name, such as ingress_sbox), foreign (another runtime's or tool's: owner: the bind "
+    "mount's path such as /run/netns/cni-..., or process:<comm>), none (nothing visible holds "
+    "it), unknown (could not be read; owner: why), host (both ends on the host).",
+    ("interface", "bridge", "owner_kind", "owner"),
     collector=NAME,
 )
 VETHS = declare(
     "veths",
     "gauge",
-    "Host veths by status: paired (with a container), orphaned, or other (not Docker's, or "
-    "not judged for lack of privilege).",
+    "Host veths by status: paired (with a container), orphaned, docker_sandbox (into a "
+    "namespace dockerd keeps that a network still justifies), foreign (another runtime's: "
+    "never judged), unknown (its namespace's owner could not be read: never judged), other "
+    "(both ends on the host, off Docker's bridges).",
     ("status",),
     collector=NAME,
 )
@@ -131,20 +151,18 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
 
 def write_veths(veths: Iterable[VethView], out: Families) -> None:
-    status = {"paired": 0, "orphaned": 0, "other": 0}
+    status = dict.fromkeys(VETH_STATUSES, 0)
     for veth in veths:
         name, bridge = veth.link.name, veth.bridge or ""
-        if veth.container is not None:
-            status["paired"] += 1
+        status[veth.status] += 1
+        if veth.orphan_reason is not None:
+            out.add(VETH_ORPHANED, 1, name, veth.orphan_reason, bridge)
+        elif veth.status == VETH_PAIRED and veth.container is not None:
             network = veth.network.name if veth.network else ""
             out.add(
                 VETH_INFO, 1, name, veth.container, veth.container_interface or "", bridge, network
             )
-        elif veth.orphan_reason is not None:
-            status["orphaned"] += 1
-            out.add(VETH_ORPHANED, 1, name, veth.orphan_reason, bridge)
-        else:
-            status["other"] += 1
+        out.add(VETH_NAMESPACE, 1, name, bridge, veth.owner_kind, veth.owner)
         if veth.link.counters is not None:
             for field, spec in TRAFFIC.items():
                 out.add(spec, getattr(veth.link.counters, field), name, veth.container or "")
@@ -172,7 +190,9 @@ def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
 
 
 def build(settings: Settings) -> Source:
-    return NetworkReader(settings.procfs, timeout=settings.timeout(NAME))
+    return NetworkReader(
+        settings.procfs, timeout=settings.timeout(NAME), engine=engine_inventory(settings).last
+    )
 
 
 COLLECTOR = CollectorDef(

@@ -96,6 +96,7 @@ def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
         internal=bool(entry.get("Internal")),
         ip_masquerade=driver == "bridge"
         and str(options.get(MASQUERADE_OPTION, "true")).lower() == "true",
+        ingress=entry.get("Ingress") is True,
     )
 
 

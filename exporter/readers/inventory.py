@@ -53,6 +53,12 @@ class DockerInventory:
     def close(self) -> None:
         self.reader.close()
 
+    def last(self) -> EngineFacts | None:
+        """The last list taken, without asking dockerd anything: for a first look that only
+        decides what to look at again."""
+        last = self._last
+        return last[0] if last is not None else None
+
     def current(self, wait: float | None = None, share: bool = True) -> EngineFacts:
         """Containers and networks as they are now: the last list if nothing changed since.
 

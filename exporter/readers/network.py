@@ -7,12 +7,21 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from exporter.facts import DOCKER_RUNTIME_NAMESPACE, ContainerNetns, NetworkFacts, PeerLink
+from exporter.facts import (
+    DOCKER_RUNTIME_NAMESPACE,
+    ContainerNetns,
+    EngineFacts,
+    NamespaceOwner,
+    NetworkFacts,
+    PeerLink,
+)
 from exporter.plumbing import orphan_suspects
 from exporter.readers.netlink import NetlinkError, RtnlSocket
+from exporter.readers.netns import OwnerReader
 from exporter.readers.procfs import (
     ProcessScan,
     ProcStat,
@@ -27,9 +36,16 @@ _REFUSED = (errno.EPERM, errno.EACCES)
 
 class NetworkReader:
     def __init__(
-        self, procfs: str | Path = "/proc", timeout: float = 5.0, confirm_after: float = 1.0
+        self,
+        procfs: str | Path = "/proc",
+        timeout: float = 5.0,
+        confirm_after: float = 1.0,
+        engine: Callable[[], EngineFacts | None] = lambda: None,
     ) -> None:
         self.procfs = shared_reader(str(procfs))
+        # The Engine API's last answer, if any, without a call: which bridges and networks are
+        # Docker's, to decide what to look at twice. The verdicts use a fresh one.
+        self.engine = engine
         self.timeout = timeout
         # Long enough for libnetwork to finish building or tearing down a pair, short enough
         # to leave most of the run's timeout.
@@ -38,6 +54,7 @@ class NetworkReader:
         self._refused_before: tuple[bool, bool] = (False, False)
         # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
         self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
+        self._owners = OwnerReader(self.procfs)
 
     def close(self) -> None:
         if self._socket is not None:
@@ -51,7 +68,7 @@ class NetworkReader:
             # The processes collector's scan of this moment will do: a veth whose container is
             # not in it yet is looked at again below, with a scan of its own.
             first = self._read(self._socket, share_scan=True)
-            suspects = orphan_suspects(first)
+            suspects = orphan_suspects(first, self.engine())
             if not suspects:
                 return first
             # Look again before calling anything orphaned: a pair being built or torn down
@@ -79,11 +96,21 @@ class NetworkReader:
             ],
         )
         self._warn_on_refusals(unreadable > 0, any(p.refused for p in peers))
+        # Namespaces behind veths that no container's process is in: Docker's sandboxes,
+        # other runtimes' pods, leftovers. Asked only when there are any.
+        wanted = {
+            link.peer_nsid for link in links if link.kind == "veth" and link.peer_nsid is not None
+        } - {n.nsid for n in netns}
+        owners: tuple[NamespaceOwner, ...] = ()
+        if wanted:
+            known = {n.inode for n in netns} | ({host_net} if host_net is not None else set())
+            owners = self._owners.resolve(sock, wanted, scan, known)
         return NetworkFacts(
             links=tuple(links),
             container_netns=tuple(netns),
             peers=tuple(peers),
             unreadable_netns=unreadable,
+            namespace_owners=owners,
         )
 
     def _container_netns(

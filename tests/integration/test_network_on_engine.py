@@ -164,7 +164,7 @@ def test_orphans_fire_within_one_sample(orphans: dict[str, str], containers: Con
     }
     assert found == {
         (orphans["on_bridge"], "no_container", "docker0"),
-        (orphans["gone_ns"], "no_container", ""),
+        (orphans["gone_ns"], "no_container", "docker0"),
         (orphans["host_pair"], "no_container", "docker0"),
     }
     ((veth, _, _),) = sysfs_pairs(healthy)
