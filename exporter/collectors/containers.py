@@ -9,6 +9,7 @@ from exporter.facts import EngineFacts
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.plumbing import Inventory, containers_by_state
 from exporter.readers.inventory import DockerInventory, shared_inventory
+from exporter.readers.own_container import own_container_id
 from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
 
@@ -44,6 +45,15 @@ CONTAINER_LABELS = declare(
     ("container",),
     collector=NAME,
 )
+EXPORTER_CONTAINER = declare(
+    "exporter_container_info",
+    "gauge",
+    "The container this exporter runs in (from the files Docker bind-mounts into it, or its "
+    "cgroup); 1. It shares the host's PID and network namespaces by design: alert rules leave "
+    "it out with `unless on(instance, container) docker_host_exporter_container_info`.",
+    ("container", "container_id"),
+    collector=NAME,
+)
 ENGINE_COMPONENT_INFO = declare(
     "engine_component_info",
     "gauge",
@@ -62,7 +72,9 @@ def inventory(snapshot: Snapshot) -> Inventory | None:
     return Inventory(engine=engine, taken_at=state.last_success_time)
 
 
-def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
+def make_writer(label_keys: tuple[str, ...], own_id: str | None = None) -> FamilyWriter:
+    """The writer, for the allowlisted label keys and the id of the exporter's own container
+    (found once: a process does not change container)."""
     labels_spec = replace(CONTAINER_LABELS, labels=("container", *map(label_name, label_keys)))
 
     def write(snapshot: Snapshot, out: Families) -> None:
@@ -70,6 +82,9 @@ def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
         if engine is None:
             return
         write_engine(engine, out)
+        for c in engine.containers:
+            if c.id == own_id:
+                out.add(EXPORTER_CONTAINER, 1, c.name, c.short_id)
         if label_keys:
             for c in engine.containers:
                 values = dict(c.labels)
@@ -121,5 +136,5 @@ COLLECTOR = CollectorDef(
     build=build,
     write=make_writer(()),
     facts_type=EngineFacts,
-    configure=lambda settings: make_writer(settings.container_labels),
+    configure=lambda settings: make_writer(settings.container_labels, own_container_id()),
 )

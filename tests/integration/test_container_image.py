@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import Containers
 from tests.helpers import free_port, get, parse, sample_once, select, wait_for
@@ -68,8 +70,66 @@ def image(engine: Any) -> str:
     return IMAGE
 
 
+def shared_namespace_alerts(promtool: str, samples: list[Any]) -> int:
+    """How many series the shipped DockerHostContainerSharesHostNamespace rule's expression
+    gives for these samples held steady for 10 minutes, evaluated by promtool."""
+    families = (
+        "docker_host_container_namespace_shared_with_host",
+        "docker_host_exporter_container_info",
+        "docker_host_container_labels",
+    )
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    (rule,) = [
+        r
+        for g in rules["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "DockerHostContainerSharesHostNamespace"
+    ]
+    series = [
+        {
+            "series": s.name
+            + "{"
+            + ",".join(f'{k}="{v}"' for k, v in {**s.labels, "instance": "h"}.items())
+            + "}",
+            "values": f"{s.value:g}x10",
+        }
+        for s in samples
+        if s.name in families
+    ]
+    for count in range(len(series) + 1):
+        case = {
+            "evaluation_interval": "1m",
+            "tests": [
+                {
+                    "interval": "1m",
+                    "input_series": series,
+                    "promql_expr_test": [
+                        {
+                            "expr": f"count({rule['expr']}) or vector(0)",
+                            "eval_time": "10m",
+                            "exp_samples": [{"labels": "{}", "value": count}],
+                        }
+                    ],
+                }
+            ],
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "case.yml"
+            path.write_text(yaml.safe_dump(case))
+            ran = subprocess.run(
+                [promtool, "test", "rules", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        if ran.returncode == 0:
+            return count
+    raise AssertionError(f"promtool agreed with no count: {ran.stdout}{ran.stderr}")
+
+
 def test_image_in_host_namespaces_reports_what_the_host_exporter_does(
-    image: str, containers: Containers, engine: Any
+    image: str, containers: Containers, engine: Any, promtool: str
 ) -> None:
     peers = [containers.run(f"peer{i}") for i in range(3)]
     port = free_port()
@@ -123,6 +183,20 @@ def test_image_in_host_namespaces_reports_what_the_host_exporter_does(
 
     assert pairs(inside) == pairs(outside)
     assert {p.name for p in peers} <= {c for _, c, _ in pairs(inside)}
+
+    # It knows its own container, and the host-namespace alert leaves it out.
+    marked = select(inside, "docker_host_exporter_container_info")
+    assert [(s.labels["container"], s.labels["container_id"]) for s in marked] == [
+        (exporter.name, exporter.id[:12])
+    ]
+    assert select(
+        inside, "docker_host_container_namespace_shared_with_host", container=exporter.name,
+        namespace="pid",
+    )[0].value == 1  # fmt: skip
+    assert shared_namespace_alerts(promtool, inside) == 0
+    # The same exposition without the mark would page for the exporter itself (pid and net).
+    unmarked = [s for s in inside if s.name != "docker_host_exporter_container_info"]
+    assert shared_namespace_alerts(promtool, unmarked) == 2
     wait_for(
         lambda: engine.api.inspect_container(exporter.id)["State"]["Health"]["Status"] == "healthy",
         timeout=30,
