@@ -27,6 +27,9 @@ from exporter.facts import (
     ProcessFacts,
 )
 from exporter.plumbing import (
+    VETH_DOCKER_SANDBOX,
+    VETH_FOREIGN,
+    VETH_UNKNOWN,
     VethView,
     bridge_views,
     config_file_valid,
@@ -365,6 +368,17 @@ def network_sections(net: NetworkFacts, snapshot: Snapshot) -> list[str]:
                 )
                 for v in veths
                 if v.orphan_reason
+            ),
+        )
+    )
+    sections.append(
+        table(
+            "OTHER VETHS (Docker's sandboxes, other runtimes', unknown owners)",
+            ("INTERFACE", "STATUS", "BRIDGE", "NAMESPACE HELD BY"),
+            (
+                (v.link.name, v.status, v.bridge or "-", f"{v.owner_kind} {v.owner}".strip())
+                for v in sorted(veths, key=lambda v: (v.status, v.link.name))
+                if v.status in (VETH_DOCKER_SANDBOX, VETH_FOREIGN, VETH_UNKNOWN)
             ),
         )
     )
