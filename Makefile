@@ -1,12 +1,22 @@
 # Two commands do all the set-up on a fresh Debian machine:
 #   make run   - install into .venv and run the exporter against this host (:9747)
-#   make test  - install the test bed (as root: docker.io, promtool, ...), lint, type-check, test
+#   make test  - as root: install the test bed (docker.io, promtool, podman, ...), lint,
+#                type-check, test (not root: `sudo make test`; `make unit` needs no root)
 VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit pictures
+.PHONY: run inspect test lint unit pictures as-root
+
+# The test bed installs packages and starts dockerd: say so before building anything.
+as-root:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make: this target must run as root (it installs the test bed: packages, dockerd)." >&2; \
+		echo "      As root: make $(MAKECMDGOALS). With sudo: sudo make $(MAKECMDGOALS)." >&2; \
+		echo "      Without root: make unit runs the tests that need none." >&2; \
+		exit 1; \
+	fi
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +39,14 @@ lint: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q
 
-test: $(BIN)/.installed
+test: as-root
+	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -rfEs
 
 # The README's dashboard pictures, drawn from a real Prometheus by the end-to-end test.
-pictures: $(BIN)/.installed
+pictures: as-root
+	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py

@@ -616,8 +616,9 @@ def ensure_node_exporter() -> str:
             check=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
-        # The package starts its service; this benchmark runs its own copy, not that one.
-        subprocess.run(["systemctl", "disable", "--now", NODE_EXPORTER], check=False)
+        # The package starts its service under systemd; this benchmark runs its own copy.
+        if shutil.which("systemctl"):
+            subprocess.run(["systemctl", "disable", "--now", NODE_EXPORTER], check=False)
     out = subprocess.run([NODE_EXPORTER, "--version"], check=False, capture_output=True, text=True)
     return (out.stdout + out.stderr).split("\n", 1)[0].strip()
 

@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
 # The test bed: on a fresh Debian machine, as root, install what the tests need, start dockerd
 # if none answers, and build the local test images (no registry is reachable: a static busybox
-# root filesystem goes in through `docker import`, layered images are built FROM it).
+# root filesystem goes in through `docker import`, layered images are built FROM it; the same
+# root filesystem goes into Podman through `podman import`).
 # Idempotent: re-running it on a ready machine does nothing but check.
+# Every program the tests and benchmarks run must come from a package below or from Debian's
+# required set: tests/unit/test_testbed.py reads the tests' source to check it.
 set -euo pipefail
 
-PACKAGES=(docker.io iptables busybox-static prometheus iproute2 procps util-linux debootstrap docker-compose)
+PACKAGES=(
+    docker.io containerd      # the engine; ctr for a container behind dockerd's back
+    iptables nftables         # iptables(-legacy) -S, nft for Docker 29's own tables
+    busybox-static            # the test images' root filesystem
+    prometheus                # promtool and the end-to-end Prometheus
+    iproute2 bridge-utils     # ip link/netns for veths and orphans; brctl show
+    conntrack                 # conntrack tables, per network namespace
+    podman                    # namespaces and veths that are not Docker's
+    util-linux                # setpriv, unshare, nsenter
+    openssl                   # certificates for the TLS tests
+    procps                    # ps, for looking at a run (no test runs it)
+    debootstrap               # a Debian base image for building the exporter's own
+    docker-compose            # the compose file, checked with `docker-compose config`
+    ethtool net-tools         # bench/veth.sh, the blog post's script the benchmark times
+)
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest
 LAYERED_IMAGE=dhe-test/layered:latest
+PODMAN_IMAGE=localhost/dhe-test/busybox:latest
 
 say() { printf 'testbed: %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -ne 0 ]; then
-    say "must run as root (it installs packages and starts dockerd)"
+    say "must run as root: it installs packages and starts dockerd (as root: make test;" \
+        "with sudo: sudo make test; no root at all: make unit runs the tests that need none)"
     exit 1
 fi
 
@@ -49,17 +68,32 @@ if ! engine_answers; then
     fi
 fi
 
+# A root filesystem with a static busybox, made once when an image needs it.
+rootfs=
+trap 'if [ -n "$rootfs" ]; then rm -rf "$rootfs"; fi' EXIT
+busybox_rootfs() {
+    if [ -z "$rootfs" ]; then
+        rootfs=$(mktemp -d)
+        mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
+        cp /bin/busybox "$rootfs/bin/busybox"
+        for applet in $(/bin/busybox --list); do
+            [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
+        done
+        echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+    fi
+}
+
 if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "building $BASE_IMAGE from busybox-static"
-    rootfs=$(mktemp -d)
-    trap 'rm -rf "$rootfs"' EXIT
-    mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
-    cp /bin/busybox "$rootfs/bin/busybox"
-    for applet in $(/bin/busybox --list); do
-        [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
-    done
-    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+    busybox_rootfs
     tar -C "$rootfs" -c . | "$DOCKER" import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - "$BASE_IMAGE" >/dev/null
+fi
+
+# The same root filesystem for Podman (its own image store; no registry to pull from either).
+if ! podman image exists "$PODMAN_IMAGE"; then
+    say "building Podman image $PODMAN_IMAGE from busybox-static"
+    busybox_rootfs
+    tar -C "$rootfs" -c . | podman import -q -c 'CMD ["sh"]' -c 'ENV PATH=/bin' - "$PODMAN_IMAGE" >/dev/null
 fi
 
 if ! "$DOCKER" image inspect "$LAYERED_IMAGE" >/dev/null 2>&1; then
@@ -81,4 +115,4 @@ fi
 # A Debian base for building the exporter's own image (no registry to pull one from).
 "$(dirname "$0")/base-image.sh" dhe-test/debian:bookworm
 
-say "ready: $("$DOCKER" version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), images $BASE_IMAGE $LAYERED_IMAGE"
+say "ready: $("$DOCKER" version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), images $BASE_IMAGE $LAYERED_IMAGE, podman $PODMAN_IMAGE"

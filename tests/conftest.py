@@ -14,6 +14,8 @@ from typing import Any
 import docker
 import pytest
 
+from tests.podman import podman_ready
+
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_IMAGE = "dhe-test/busybox:latest"
 TEST_LABEL = "dhe-test"
@@ -48,6 +50,14 @@ def promtool() -> str:
         unavailable("promtool not installed (Debian package prometheus)")
     assert path is not None
     return path
+
+
+@pytest.fixture(scope="session")
+def podman_engine(root: None) -> None:
+    """Podman with the test bed's image (scripts/testbed.sh); see tests/podman.py."""
+    missing = podman_ready()
+    if missing is not None:
+        unavailable(missing)
 
 
 @pytest.fixture(scope="session")
