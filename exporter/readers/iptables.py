@@ -112,7 +112,8 @@ def parse_entries(blob: bytes) -> list[Entry]:
             packets, byte_count,
         ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
         end = offset + next_offset
-        if next_offset < _ENTRY.size or end > len(blob) or not _ENTRY.size <= target_offset < next_offset:
+        bad_target = not _ENTRY.size <= target_offset < next_offset
+        if next_offset < _ENTRY.size or end > len(blob) or bad_target:
             raise IptablesError(errno.EBADMSG, f"malformed ip_tables entry at {offset}")
         matches = []
         position = offset + _ENTRY.size

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from exporter.facts import (
     DOCKER_RUNTIME_NAMESPACE,
+    OWNER_UNKNOWN,
     ContainerNetns,
     EngineFacts,
     NamespaceOwner,
@@ -52,6 +53,7 @@ class NetworkReader:
         self.confirm_after = min(confirm_after, timeout / 4)
         self._socket: RtnlSocket | None = None
         self._refused_before: tuple[bool, bool] = (False, False)
+        self._unknown_before: str | None = None
         # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
         self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
         self._owners = OwnerReader(self.procfs)
@@ -105,6 +107,7 @@ class NetworkReader:
         if wanted:
             known = {n.inode for n in netns} | ({host_net} if host_net is not None else set())
             owners = self._owners.resolve(sock, wanted, scan, known)
+        self._warn_on_unknown_owners(owners)
         return NetworkFacts(
             links=tuple(links),
             container_netns=tuple(netns),
@@ -195,6 +198,19 @@ class NetworkReader:
             PeerLink(nsid=nsid, index=index, name=name)
             for (index, nsid), name in zip(wanted, names, strict=True)
         ]
+
+    def _warn_on_unknown_owners(self, owners: tuple[NamespaceOwner, ...]) -> None:
+        """Once per change: namespaces whose holder could not be read are never judged."""
+        reason = next((o.name for o in owners if o.kind == OWNER_UNKNOWN), None)
+        if reason is not None and self._unknown_before is None:
+            log.warning(
+                "cannot tell who holds some network namespaces behind host veths; those veths "
+                "are not judged",
+                extra={"reason": reason},
+            )
+        elif reason is None and self._unknown_before is not None:
+            log.info("every network namespace behind a host veth has a known holder again")
+        self._unknown_before = reason
 
     def _warn_on_refusals(self, netns_refused: bool, peers_refused: bool) -> None:
         before = self._refused_before

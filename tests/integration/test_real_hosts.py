@@ -19,6 +19,7 @@ from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import Sample, sample_once, select, value, wait_for
 from tests.host_objects import ip, veth_into
+from tests.podman import podman_container
 
 pytestmark = pytest.mark.integration
 
@@ -170,42 +171,12 @@ def held_namespace_veth() -> Iterator[str]:
             holder.wait()
 
 
-@contextlib.contextmanager
-def podman_container() -> Iterator[str]:
-    """A Podman container on Podman's default bridge network, beside Docker's."""
-    name = f"dhe-pod-{uuid.uuid4().hex[:6]}"
-    hard = subprocess.run(
-        ["sh", "-c", "ulimit -Hn"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    subprocess.run(
-        ["podman", "run", "-d", "--name", name,
-         "--ulimit", f"nofile={hard}:{hard}", "--ulimit", "nproc=4096:4096",
-         "localhost/dhe-test/busybox:latest", "sleep", "600"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    try:
-        yield name
-    finally:
-        subprocess.run(
-            ["podman", "rm", "-f", "-t", "0", name], check=False, capture_output=True, timeout=120
-        )
-
-
-def podman_pid(name: str) -> int:
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{.State.Pid}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return int(out.stdout.strip())
-
-
-def test_foreign_namespaces_are_reported_never_judged(containers: Containers) -> None:
+def test_foreign_namespaces_are_reported_never_judged(
+    containers: Containers, podman_engine: None
+) -> None:
     docker_one = containers.run("beside")
-    with cni_pod() as pod, held_namespace_veth() as held, podman_container() as podman:
-        podman_veth = host_veth_of(podman_pid(podman))
+    with cni_pod() as pod, held_namespace_veth() as held, podman_container("beside") as podman:
+        podman_veth = host_veth_of(podman.pid)
         _, samples = sample_once(NETWORK)
 
     orphans, missing = judged(samples)
@@ -214,8 +185,9 @@ def test_foreign_namespaces_are_reported_never_judged(containers: Containers) ->
     assert owner_of(samples, pod["veth"]) == ("foreign", f"/run/netns/{pod['netns']}")
     assert owner_of(samples, held) == ("foreign", "process:sleep")
     kind, owner = owner_of(samples, podman_veth)
-    # Podman pins its namespace under /run/netns (netavark's netns-*, CNI's cni-*).
+    # Podman pins its namespace under /run/netns (netns-<uuid>), on its own bridge.
     assert kind == "foreign"
+    assert select(samples, "docker_host_bridge_info", bridge=podman.bridge, network="")
     assert owner.startswith("/run/netns/"), owner
     assert value(samples, "docker_host_veths", status="foreign") >= 3
     # The Docker container beside them is still paired and judged.
