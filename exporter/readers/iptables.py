@@ -149,7 +149,11 @@ def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
             proto, invflags, target_offset, next_offset, packets, byte_count,
         ) = unpack(blob, offset)  # fmt: skip
         end = offset + next_offset
-        if next_offset < layout.size or end > len(blob) or not layout.size <= target_offset:
+        if (
+            next_offset < layout.size
+            or end > len(blob)
+            or not layout.size <= target_offset <= next_offset - _EXTENSION.size
+        ):
             raise IptablesError(errno.EBADMSG, f"malformed ip_tables entry at {offset}")
         matches = []
         position = offset + layout.size

@@ -1093,6 +1093,8 @@ def test_ip_tables_entries_decode_as_written() -> None:
 @given(data=st.one_of(st.binary(max_size=600), mutated(st.just(MASQUERADE_ENTRY + DNAT_ENTRY), 0)))
 @example(data=MASQUERADE_ENTRY[:111])  # shorter than an entry: nothing to parse
 @example(data=MASQUERADE_ENTRY[:90] + b"\0\0" + MASQUERADE_ENTRY[92:])  # next_offset 0
+# target_offset past next_offset: the target would be read beyond the entry (and the blob)
+@example(data=MASQUERADE_ENTRY[:88] + struct.pack("=HH", 256, 112) + MASQUERADE_ENTRY[92:112])
 def test_hostile_ip_tables_entries_parse_or_raise(data: bytes) -> None:
     try:
         entries = iptables.parse_entries(data)
