@@ -52,6 +52,7 @@ class ContainerRecord:
     created: float
     ports: tuple[PublishedPort, ...] = ()
     addresses: tuple[str, ...] = ()  # IPv4 addresses on its networks
+    ipv6_addresses: tuple[str, ...] = ()  # global IPv6 addresses on its networks
     # (key, value) of its Docker labels whose keys were allowlisted; no other label is kept.
     labels: tuple[tuple[str, str], ...] = ()
 
@@ -77,6 +78,10 @@ class DockerNetwork:
     subnets: tuple[str, ...]
     internal: bool
     ip_masquerade: bool
+    enable_ipv6: bool = False
+    # com.docker.network.bridge.gateway_mode_ipv6 (Docker 27+): "nat" (or unset) and
+    # "nat-unprotected" NAT the network's IPv6 traffic; "routed" and "isolated" do not.
+    gateway_mode_ipv6: str = ""
     # Swarm's routing-mesh network: it justifies the ingress_sbox namespace on this node.
     ingress: bool = False
 
@@ -236,8 +241,9 @@ class NetworkFacts:
 class NatRule:
     """A nat rule that masquerades or DNATs, decoded from either firewall backend.
 
-    backend: "legacy" (ip_tables via libiptc) or "nftables" (nf_tables: rules made by
-    iptables-nft, by nft, or by Docker's own nftables firewall backend).
+    backend: "legacy" (ip_tables / ip6_tables as libiptc reads them) or "nftables" (nf_tables:
+    rules made by iptables-nft, by nft, or by Docker's own nftables firewall backend).
+    family: "ipv4" (iptables, nft's ip tables) or "ipv6" (ip6tables, nft's ip6 tables).
     """
 
     backend: str
@@ -256,6 +262,7 @@ class NatRule:
     to_port: int | None
     packets: int
     bytes: int
+    family: str = "ipv4"
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,9 @@ class FirewallBackend:
     docker_chains: tuple[str, ...]  # "table/chain" of the chains Docker made there
     # Unreadable for lack of these (empty: for another reason, such as missing libraries).
     missing_capabilities: tuple[str, ...] = ()
+    # The same for IPv6 (ip6_tables; nf_tables' ip6 family): nat rules, Docker's chains.
+    nat_rules_ipv6: int = 0
+    docker_chains_ipv6: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

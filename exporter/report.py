@@ -36,7 +36,9 @@ from exporter.plumbing import (
     config_verdicts,
     container_processes,
     docker_firewall,
+    judged_families,
     layer_views,
+    nat_destination,
     nat_verdicts,
     netns_sharers,
     rules_split_across_backends,
@@ -269,7 +271,9 @@ def _short(text: str, width: int = 40) -> str:
 
 def nat_sections(nat: NatFacts) -> list[str]:
     backends = ", ".join(
-        f"{b.name}: {b.nat_rules} nat rules" if b.readable else f"{b.name}: UNREADABLE ({b.error})"
+        f"{b.name}: {b.nat_rules} nat rules, {b.nat_rules_ipv6} IPv6"
+        if b.readable
+        else f"{b.name}: UNREADABLE ({b.error})"
         for b in nat.backends
     )
     header = f"NAT (Docker's firewall: {', '.join(docker_firewall(nat.backends))}; {backends})" + (
@@ -281,23 +285,37 @@ def nat_sections(nat: NatFacts) -> list[str]:
         header,
         ("BACKEND", "CHAIN", "RULE", "PACKETS", "BYTES"),
         (
-            (r.backend, f"{r.table}/{r.chain}", iptables_text(r), r.packets, r.bytes)
+            (
+                r.backend + (" (ipv6)" if r.family == "ipv6" else ""),
+                f"{r.table}/{r.chain}",
+                iptables_text(r),
+                r.packets,
+                r.bytes,
+            )
             for r in nat.rules
         ),
     )
     masquerades, dnats = nat_verdicts(nat)
+    tool = {"ipv4": "iptables", "ipv6": "ip6tables"}
     missing = [
-        f"-s {m.subnet} ! -o {m.bridge} -j MASQUERADE  (network {m.network})"
+        f"{tool[m.family]} -s {m.subnet} ! -o {m.bridge} -j MASQUERADE  (network {m.network})"
         for m, gone in masquerades
         if gone
     ]
     missing += [
-        f"-p {d.protocol} --dport {d.host_port} -j DNAT --to-destination "
-        f"{'|'.join(d.addresses)}:{d.container_port}  (container {d.container})"
+        f"{tool[d.family]} -p {d.protocol} --dport {d.host_port} -j DNAT --to-destination "
+        + (
+            f"[{'|'.join(d.addresses)}]:{d.container_port}"
+            if d.family == "ipv6"
+            else f"{'|'.join(d.addresses)}:{d.container_port}"
+        )
+        + f"  (container {d.container})"
         for d, gone in dnats
         if gone
     ]
     judged = bool(masquerades or dnats) or nat.expectations is not None
+    if judged and not judged_families(nat)["ipv6"]:
+        missing.append("(IPv6 not judged: Docker manages no IPv6 NAT here)")
     verdict = (
         "MISSING NAT RULES\n"
         + "\n".join(missing or ["(none)" if judged else "(not judged)"])
@@ -324,8 +342,7 @@ def iptables_text(rule: NatRule) -> str:
     if rule.action == "masquerade":
         parts.append("-j MASQUERADE")
     else:
-        to = f"{rule.to_address or ''}{f':{rule.to_port}' if rule.to_port else ''}"
-        parts.append(f"-j DNAT --to-destination {to}")
+        parts.append(f"-j DNAT --to-destination {nat_destination(rule)}")
     return " ".join(parts)
 
 

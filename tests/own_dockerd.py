@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import docker
 
 from exporter.settings import Settings
-from tests.helpers import Sample, sample_once, wait_for
+from tests.helpers import Sample, parse, sample_once, wait_for
 
 # A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge.
 BRIDGE = "dhd-br0"
@@ -135,3 +137,183 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# -- an IPv6 dockerd that manages iptables and ip6tables, in a network namespace of its own --
+
+# The subnets the tests give Docker: unique local addresses, never routed off this machine.
+FIXED_CIDR_V6 = "fd00:d4e::/64"
+V6_BRIDGE = "dh6-br0"
+
+
+@dataclass
+class Ipv6Dockerd:
+    """A dockerd with `iptables`, `ip6tables` and `ipv6` on. It runs in a network namespace of
+    its own: a second dockerd managing iptables in the host's namespace would remove and
+    rebuild the DOCKER chains the host's dockerd relies on (libnetwork does so at start), and
+    would switch IPv6 forwarding on for the whole host. In its namespace its chains, bridges and
+    sysctls are its own, and they go with the namespace."""
+
+    directory: Path
+    netns: str
+    firewall: str  # "nft" or "legacy": which iptables binaries dockerd ran
+    process: subprocess.Popen[bytes]
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.directory}/docker.sock"
+
+    def client(self) -> Any:
+        return docker.DockerClient(base_url=self.host, version="auto")
+
+    def run(self, *command: str) -> str:
+        """A command in the dockerd's network namespace (iptables as dockerd ran it)."""
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.netns}", *command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PATH": self.path},
+        ).stdout
+
+    @property
+    def path(self) -> str:
+        return f"{self.directory}/bin:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+
+    def sample_nat(self) -> list[Sample]:
+        """One sample of the nat collector, run in the dockerd's network namespace (where its
+        rules are), against its Engine API."""
+        exposition = self.run(sys.executable, "-m", "tests.own_dockerd", "sample-nat", self.host)
+        return parse(exposition)
+
+
+def _engine_major(binary: str = "dockerd") -> int:
+    text = subprocess.run(
+        [binary, "--version"], check=True, capture_output=True, text=True, timeout=30
+    ).stdout
+    match = re.search(r"version (\d+)\.", text)
+    return int(match.group(1)) if match else 0
+
+
+@contextlib.contextmanager
+def ipv6_dockerd(
+    firewall: str = "nft", image: str = "dhe-test/busybox:latest"
+) -> Iterator[Ipv6Dockerd]:
+    """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
+    links them to the -legacy binaries, as a host that chose iptables-legacy would have."""
+    directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
+    netns = directory.name
+    (directory / "bin").mkdir()
+    if firewall == "legacy":
+        for tool in ("iptables", "ip6tables"):
+            for suffix in ("", "-save", "-restore"):
+                target = shutil.which(f"{tool}-legacy{suffix}")
+                if target:
+                    (directory / "bin" / f"{tool}{suffix}").symlink_to(target)
+    config = {
+        "ipv6": True,
+        "fixed-cidr-v6": FIXED_CIDR_V6,
+        "iptables": True,
+        "ip6tables": True,
+    }
+    if _engine_major() < 27:  # ip6tables was experimental until Docker 27
+        config["experimental"] = True
+    (directory / "daemon.json").write_text(json.dumps(config))
+    host_bridge = Path("/sys/class/net/docker0")
+    had_host_bridge = host_bridge.exists()
+    host_ip6_nat = _host_ip6_nat_chains()
+    subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
+    process = None
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
+        subprocess.run(
+            ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
+        )
+        log = (directory / "dockerd.log").open("wb")
+        # nsenter, not `ip netns exec`: that one remounts /sys, and dockerd then finds no cgroups.
+        process = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{netns}",
+                "dockerd",
+                f"--config-file={directory}/daemon.json",
+                f"--data-root={directory}/root",
+                f"--exec-root={directory}/exec",
+                f"--pidfile={directory}/docker.pid",
+                "-H",
+                f"unix://{directory}/docker.sock",
+                f"--bridge={V6_BRIDGE}",
+                "--storage-driver=vfs",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}"},
+        )
+        made = Ipv6Dockerd(directory, netns, firewall, process)
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError((directory / "dockerd.log").read_text()[-2000:])
+            try:
+                made.client().close()
+                return True
+            except docker.errors.DockerException:
+                return False
+
+        wait_for(answers, timeout=60, interval=0.2)
+        host_engine = docker.from_env()
+        own = made.client()
+        try:
+            own.images.load(b"".join(host_engine.images.get(image).save(named=True)))
+        finally:
+            host_engine.close()
+            own.close()
+        yield made
+    finally:
+        if process is not None:
+            _remove_containers(directory)
+            stop(process)
+        # The namespace takes dockerd's bridges, veths, iptables and ip6tables chains (both
+        # backends) and sysctls with it.
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        with contextlib.suppress(Exception):
+            subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+    assert host_bridge.exists() == had_host_bridge, "the test dockerd touched the host's docker0"
+    assert _host_ip6_nat_chains() == host_ip6_nat, "the test dockerd touched the host's ip6tables"
+
+
+def _remove_containers(directory: Path) -> None:
+    """Force-remove the dockerd's containers first: stopping dockerd would wait out each
+    container's stop timeout (busybox's sleep ignores SIGTERM as PID 1)."""
+    with contextlib.suppress(Exception):
+        client = docker.DockerClient(base_url=f"unix://{directory}/docker.sock", version="auto")
+        try:
+            for container in client.containers.list(all=True):
+                container.remove(force=True)
+        finally:
+            client.close()
+
+
+def _host_ip6_nat_chains() -> list[str]:
+    found = subprocess.run(
+        ["ip6tables", "-t", "nat", "-S"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return sorted(line for line in found.stdout.splitlines() if line.startswith("-N"))
+
+
+def _sample_nat(docker_host: str) -> bytes:
+    from exporter.collectors import all_collectors  # noqa: PLC0415
+    from exporter.sampler import Sampler  # noqa: PLC0415
+
+    settings = Settings(collectors=("nat",), docker_host=docker_host)
+    defs = [c for c in all_collectors() if c.name == "nat"]
+    sampler = Sampler(((c, c.build(settings)) for c in defs), settings)
+    sampler.sample_once()
+    text: bytes = sampler.store.exposition.text
+    return text
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["sample-nat"]:
+    sys.stdout.buffer.write(_sample_nat(sys.argv[2]))

@@ -44,6 +44,8 @@ PACKAGE_OF: dict[str, str] = {
     "ip": "iproute2",
     "iptables": "iptables",
     "iptables-legacy": "iptables",
+    "ip6tables": "iptables",
+    "ip6tables-legacy": "iptables",
     "ldconfig": "libc-bin",
     "mktemp": "coreutils",
     "mount": "mount",
@@ -87,11 +89,22 @@ ACCOUNTED: dict[tuple[str, str], str] = {
     ("tests/integration/test_testbed_on_host.py", "program"): (
         "every program of PACKAGE_OF, looked up on PATH to check the map against dpkg"
     ),
+    ("tests/own_dockerd.py", "f'{tool}-legacy{suffix}'"): (
+        "iptables-legacy and ip6tables-legacy with -save and -restore, all of package iptables"
+    ),
     ("tests/helpers.py", "*wrapper"): (
         "wrappers built by the callers from shutil.which('setpriv') and shutil.which('unshare'), "
         "which the scan finds"
     ),
 }
+
+
+def _option(literal: object, node: ast.expr) -> bool:
+    """An option of a wrapper: a literal or an f-string that starts with "-"."""
+    if isinstance(literal, str):
+        return literal[:1] == "-"
+    return isinstance(node, ast.JoinedStr) and ast.unparse(node)[2:3] == "-"
+
 
 CALLS = {
     "subprocess": {"run", "Popen", "check_output", "check_call", "call"},
@@ -343,7 +356,7 @@ class _Module:
             index = 3
         elif program == "nsenter":
             i = 0
-            while i < len(rest) and isinstance(literal[i], str) and str(literal[i])[:1] == "-":
+            while i < len(rest) and _option(literal[i], rest[i]):
                 i += 2 if literal[i] in {"-t", "--target"} else 1
             index = i if i < len(rest) else None
         if index is None:

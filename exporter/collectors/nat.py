@@ -10,7 +10,13 @@ from exporter.collectors import CollectorDef, Source
 from exporter.collectors.containers import engine_inventory
 from exporter.facts import NatFacts, NatRule
 from exporter.metrics import Families, declare
-from exporter.plumbing import docker_firewall, nat_verdicts, rules_split_across_backends
+from exporter.plumbing import (
+    docker_firewall,
+    judged_families,
+    nat_destination,
+    nat_verdicts,
+    rules_split_across_backends,
+)
 from exporter.readers.nat import NatReader
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.settings import Settings
@@ -37,19 +43,30 @@ BACKEND_READABLE = declare(
 RULES = declare(
     "nat_rules",
     "gauge",
-    "Rules in the backend's nat table, Docker's or not.",
-    ("backend",),
+    "Rules in the backend's nat table, Docker's or not; family ipv4 (iptables) or ipv6 "
+    "(ip6tables).",
+    ("backend", "family"),
     collector=NAME,
 )
 SPLIT = declare(
     "nat_rules_split_across_backends",
     "gauge",
-    "1 when both backends hold nat rules: packets meet both rule sets, a known cause of broken "
-    "container networking.",
+    "1 when both backends hold nat rules of one family: packets meet both rule sets, a known "
+    "cause of broken container networking.",
     (),
     collector=NAME,
 )
-MASQ_LABELS = ("backend", "table", "chain", "source", "out_interface", "negated")
+JUDGED = declare(
+    "nat_judged",
+    "gauge",
+    "1 when missing MASQUERADE and DNAT rules of this family (ipv4, ipv6) are judged; 0 when "
+    "not: a backend or the Engine API is unreadable, Docker manages no firewall, or, for ipv6, "
+    "Docker manages no IPv6 NAT (no DOCKER chain in any ip6 nat table: --ip6tables off, or no "
+    "IPv6 at all).",
+    ("family",),
+    collector=NAME,
+)
+MASQ_LABELS = ("backend", "family", "table", "chain", "source", "out_interface", "negated")
 MASQ_RULES = declare(
     "nat_masquerade_rules",
     "gauge",
@@ -72,12 +89,12 @@ MASQ_BYTES = declare(
     MASQ_LABELS,
     collector=NAME,
 )
-DNAT_LABELS = ("backend", "table", "chain", "protocol", "host_port", "destination")
+DNAT_LABELS = ("backend", "family", "table", "chain", "protocol", "host_port", "destination")
 DNAT_RULES = declare(
     "nat_dnat_rules",
     "gauge",
     "DNAT rules with these properties, as Docker makes for a published port "
-    "(destination is the container address:port).",
+    "(destination is the container address:port, [address]:port for IPv6).",
     DNAT_LABELS,
     collector=NAME,
 )
@@ -96,16 +113,18 @@ MASQ_MISSING = declare(
     "gauge",
     "1 when a bridge network with IP masquerade on and not internal lacks its MASQUERADE rule "
     "(source its subnet, leaving by anything but its bridge) in every backend, in this reading "
-    "and one a moment before. Absent when it cannot be judged.",
-    ("network", "subnet", "bridge"),
+    "and one a moment before; family ipv6: an IPv6 subnet's rule in ip6tables. Absent when it "
+    "cannot be judged (see docker_host_nat_judged).",
+    ("network", "subnet", "bridge", "family"),
     collector=NAME,
 )
 DNAT_MISSING = declare(
     "nat_dnat_missing",
     "gauge",
     "1 when a running container's published port lacks its DNAT rule (host port to the "
-    "container's address and port), in this reading and one a moment before.",
-    ("container", "protocol", "host_port", "container_port"),
+    "container's address and port), in this reading and one a moment before; family ipv6: an "
+    "IPv6 binding's rule in ip6tables, to the container's IPv6 address.",
+    ("container", "protocol", "host_port", "container_port", "family"),
     collector=NAME,
 )
 
@@ -128,6 +147,7 @@ def _aggregate(
 def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
     values = {
         "backend": rule.backend,
+        "family": rule.family,
         "table": rule.table,
         "chain": rule.chain,
         "source": rule.source or "",
@@ -135,7 +155,7 @@ def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
         "negated": "true" if rule.out_negated else "false",
         "protocol": rule.protocol or "",
         "host_port": str(rule.dport or ""),
-        "destination": f"{rule.to_address or ''}:{rule.to_port or ''}".strip(":"),
+        "destination": nat_destination(rule),
     }
     return tuple(values[k] for k in key)
 
@@ -149,10 +169,13 @@ def write(snapshot: Snapshot, out: Families) -> None:
     for b in nat.backends:
         out.add(BACKEND_READABLE, int(b.readable), b.name)
         if b.readable:
-            out.add(RULES, b.nat_rules, b.name)
+            out.add(RULES, b.nat_rules, b.name, "ipv4")
+            out.add(RULES, b.nat_rules_ipv6, b.name, "ipv6")
     for capability in sorted({c for b in nat.backends for c in b.missing_capabilities}):
         out.add(PRIVILEGE_MISSING, 1, NAME, capability)
     out.add(SPLIT, int(rules_split_across_backends(nat.backends)))
+    for family, judged in judged_families(nat).items():
+        out.add(JUDGED, int(judged), family)
 
     masquerades = [r for r in nat.rules if r.action == "masquerade"]
     for labels, (count, packets, byte_count) in _aggregate(masquerades, MASQ_LABELS).items():
@@ -167,7 +190,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
     masquerade_verdicts, dnat_verdicts = nat_verdicts(nat)
     for m, missing in masquerade_verdicts:
-        out.add(MASQ_MISSING, int(missing), m.network, m.subnet, m.bridge)
+        out.add(MASQ_MISSING, int(missing), m.network, m.subnet, m.bridge, m.family)
     for d, missing in dnat_verdicts:
         out.add(
             DNAT_MISSING,
@@ -176,6 +199,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
             d.protocol,
             str(d.host_port),
             str(d.container_port),
+            d.family,
         )
 
 

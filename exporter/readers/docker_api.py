@@ -6,6 +6,7 @@ daemon's cost stays flat as containers grow (PID 1 and namespaces come from /pro
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
@@ -64,19 +65,48 @@ def container_record(entry: Mapping[str, Any], label_keys: Sequence[str] = ()) -
                 if p.get("PublicPort")
             )
         ),
-        addresses=tuple(
-            sorted(
-                n["IPAddress"]
-                for n in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).values()
-                if n and n.get("IPAddress")
-            )
-        ),
+        addresses=_addresses(entry, "IPAddress", ipaddress.IPv4Address),
+        ipv6_addresses=_addresses(entry, "GlobalIPv6Address", ipaddress.IPv6Address),
         labels=tuple((k, str(labels[k])) for k in label_keys if labels.get(k) is not None),
     )
 
 
+def _addresses(
+    entry: Mapping[str, Any],
+    key: str,
+    kind: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address],
+) -> tuple[str, ...]:
+    """The container's addresses of one family on its networks, in canonical form; anything
+    that is not such an address (the Engine API's text is not trusted) is left out."""
+    found = set()
+    for network in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).values():
+        text = network.get(key) if isinstance(network, Mapping) else None
+        if not isinstance(text, str) or not text:
+            continue
+        try:
+            found.add(str(kind(text)))
+        except ValueError:
+            continue
+    return tuple(sorted(found))
+
+
+def _subnets(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """IPAM subnets in canonical form (as rules are decoded); malformed ones are left out."""
+    found = []
+    for config in (entry.get("IPAM") or {}).get("Config") or []:
+        text = config.get("Subnet") if isinstance(config, Mapping) else None
+        if not isinstance(text, str) or not text:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+GATEWAY_MODE_IPV6_OPTION = "com.docker.network.bridge.gateway_mode_ipv6"
 
 
 def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
@@ -90,12 +120,12 @@ def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
         name=entry.get("Name") or "",
         driver=driver,
         bridge=bridge,
-        subnets=tuple(
-            c["Subnet"] for c in (entry.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")
-        ),
+        subnets=_subnets(entry),
         internal=bool(entry.get("Internal")),
         ip_masquerade=driver == "bridge"
         and str(options.get(MASQUERADE_OPTION, "true")).lower() == "true",
+        enable_ipv6=entry.get("EnableIPv6") is True,
+        gateway_mode_ipv6=str(options.get(GATEWAY_MODE_IPV6_OPTION) or ""),
         ingress=entry.get("Ingress") is True,
     )
 

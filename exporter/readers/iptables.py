@@ -1,10 +1,13 @@
-"""ip_tables ("iptables-legacy") read as libiptc reads it: IPT_SO_GET_INFO and
-IPT_SO_GET_ENTRIES on a raw socket, and the kernel's entry blob parsed with struct.
+"""ip_tables and ip6_tables ("iptables-legacy", "ip6tables-legacy") read as libiptc and
+libip6tc read them: IPT_SO_GET_INFO and IPT_SO_GET_ENTRIES on a raw socket (IP6T_SO_GET_* on an
+AF_INET6 one: the same option numbers at SOL_IPV6), and the kernel's entry blob parsed with
+struct.
 
 python-iptables did this through libiptc, libxtables and its match and target modules, which
 cost 14 MB of RSS once loaded, and a missing library cost the whole backend. The layouts are
-linux/netfilter_ipv4/ip_tables.h's and linux/netfilter/x_tables.h's; an integration test checks
-the rules read here against python-iptables' and `iptables-legacy -S` on the live host.
+linux/netfilter_ipv4/ip_tables.h's, linux/netfilter_ipv6/ip6_tables.h's and
+linux/netfilter/x_tables.h's; integration tests check the rules read here against
+python-iptables' and `iptables-legacy -S` / `ip6tables-legacy -S` on the live host.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 IPPROTO_IP = 0
+SOL_IPV6 = 41  # IPPROTO_IPV6
 IPT_SO_GET_INFO = 64
 IPT_SO_GET_ENTRIES = 65
+IP6T_SO_GET_INFO = 64  # IP6T_BASE_CTL: the same numbers, at the other level
+IP6T_SO_GET_ENTRIES = 65
 XT_TABLE_MAXNAMELEN = 32
 # Built-in chains by hook number (NF_INET_*).
 HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
@@ -31,6 +38,11 @@ _GET_ENTRIES_HEADER = 40
 # struct ipt_entry: ipt_ip (src, dst, smsk, dmsk, iniface, outiface, their masks, proto,
 # flags, invflags), nfcache, target_offset, next_offset, comefrom, counters (pcnt, bcnt).
 _ENTRY = struct.Struct("=4s4s4s4s16s16s16s16sHBBIHHIQQ")
+# struct ip6t_entry: ip6t_ip6 (src, dst, smsk, dmsk as in6_addr, iniface, outiface, their masks,
+# proto u16, tos, flags, invflags; padded to 136: in6_addr is 4-aligned), nfcache,
+# target_offset, next_offset, comefrom, then counters 8-aligned at 152: 168 bytes.
+_ENTRY6 = struct.Struct("=16s16s16s16s16s16s16s16sHBBB3xIHHI4xQQ")
+IP6T_F_PROTO = 0x01
 # struct xt_entry_match / xt_entry_target: size, name[29], revision, then the data.
 _EXTENSION = struct.Struct("=H29sB")
 IPT_INV_VIA_IN = 0x01
@@ -56,7 +68,7 @@ class Entry:
     """One rule (or a chain's policy or head) of the table, as the kernel holds it."""
 
     offset: int
-    source: str | None  # "a.b.c.d/len", None for any; negated ones too (then source_negated)
+    source: str | None  # "a.b.c.d/len" or "v6::/len", None for any; negated ones too
     source_negated: bool
     destination: str | None
     destination_negated: bool
@@ -83,11 +95,13 @@ def _cstring(raw: bytes) -> str:
 
 
 def _prefix(address: bytes, mask: bytes) -> str | None:
-    if mask == b"\0\0\0\0":
+    if not any(mask):
         return None
     bits = bin(int.from_bytes(mask, "big")).count("1")
-    network = ipaddress.IPv4Network((ipaddress.IPv4Address(address), bits), strict=False)
-    return str(network)
+    number = int.from_bytes(address, "big")
+    if len(address) == 16:
+        return str(ipaddress.IPv6Network((number, bits), strict=False))
+    return str(ipaddress.IPv4Network((number, bits), strict=False))
 
 
 def _interface(name: bytes, mask: bytes) -> str | None:
@@ -101,22 +115,48 @@ def _interface(name: bytes, mask: bytes) -> str | None:
     return text + "+"
 
 
-def parse_entries(blob: bytes) -> list[Entry]:
-    """Every entry of an IPT_SO_GET_ENTRIES answer, in order."""
+def _unpack4(blob: bytes, offset: int) -> tuple[Any, ...]:
+    (
+        src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
+        proto, _flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
+        packets, byte_count,
+    ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
+    return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
+            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+
+
+def _unpack6(blob: bytes, offset: int) -> tuple[Any, ...]:
+    (
+        src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
+        proto, _tos, flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
+        packets, byte_count,
+    ) = _ENTRY6.unpack_from(blob, offset)  # fmt: skip
+    # The kernel looks at proto only with IP6T_F_PROTO set (ip6_packet_match).
+    proto = proto if flags & IP6T_F_PROTO else 0
+    return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
+            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+
+
+def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
+    """Every entry of an IPT_SO_GET_ENTRIES (family "ipv4") or IP6T_SO_GET_ENTRIES ("ipv6")
+    answer, in order. The invflags bits are the same in both (IP6T_INV_* = IPT_INV_*)."""
+    layout, unpack = (_ENTRY6, _unpack6) if family == "ipv6" else (_ENTRY, _unpack4)
     entries: list[Entry] = []
     offset = 0
-    while offset + _ENTRY.size <= len(blob):
+    while offset + layout.size <= len(blob):
         (
             src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
-            proto, _flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
-            packets, byte_count,
-        ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
+            proto, invflags, target_offset, next_offset, packets, byte_count,
+        ) = unpack(blob, offset)  # fmt: skip
         end = offset + next_offset
-        bad_target = not _ENTRY.size <= target_offset < next_offset
-        if next_offset < _ENTRY.size or end > len(blob) or bad_target:
+        if (
+            next_offset < layout.size
+            or end > len(blob)
+            or not layout.size <= target_offset <= next_offset - _EXTENSION.size
+        ):
             raise IptablesError(errno.EBADMSG, f"malformed ip_tables entry at {offset}")
         matches = []
-        position = offset + _ENTRY.size
+        position = offset + layout.size
         while position < offset + target_offset:
             matches.append(_extension(blob, position, offset + target_offset))
             position += _EXTENSION.size + len(matches[-1].data)
@@ -189,28 +229,38 @@ def _libc() -> ctypes.CDLL:
 
 
 def _getsockopt(
-    libc: ctypes.CDLL, fd: int, option: int, buffer: ctypes.Array[ctypes.c_char]
+    libc: ctypes.CDLL, fd: int, level: int, option: int, buffer: ctypes.Array[ctypes.c_char]
 ) -> None:
     size = ctypes.c_uint32(len(buffer))
-    if libc.getsockopt(fd, IPPROTO_IP, option, buffer, ctypes.byref(size)) != 0:
+    if libc.getsockopt(fd, level, option, buffer, ctypes.byref(size)) != 0:
         code = ctypes.get_errno()
         raise IptablesError(code, os.strerror(code))
 
 
-def read_table(name: str = "nat") -> list[Chain]:
-    """The table's chains and rules. Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN."""
+def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
+    """The table's chains and rules, of ip_tables (family "ipv4") or ip6_tables ("ipv6").
+    Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN. struct ip6t_getinfo and
+    ip6t_get_entries have the same layout as their ipt_ twins."""
     libc = _libc()
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
+    if family == "ipv6":
+        domain, level, get_info, get_entries = (
+            socket.AF_INET6, SOL_IPV6, IP6T_SO_GET_INFO, IP6T_SO_GET_ENTRIES,
+        )  # fmt: skip
+    else:
+        domain, level, get_info, get_entries = (
+            socket.AF_INET, IPPROTO_IP, IPT_SO_GET_INFO, IPT_SO_GET_ENTRIES,
+        )  # fmt: skip
+    with socket.socket(domain, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
         request = _GETINFO.pack(name.encode(), 0, *[0] * 10, 0, 0)
         info = ctypes.create_string_buffer(request, len(request))  # no trailing NUL: exact size
-        _getsockopt(libc, sock.fileno(), IPT_SO_GET_INFO, info)
+        _getsockopt(libc, sock.fileno(), level, get_info, info)
         fields = _GETINFO.unpack(info.raw)
         valid_hooks, hook_entry, size = fields[1], fields[2:7], fields[13]
         request = struct.pack("=32sI4x", name.encode(), size) + b"\0" * size
         answer = ctypes.create_string_buffer(request, len(request))
-        _getsockopt(libc, sock.fileno(), IPT_SO_GET_ENTRIES, answer)
+        _getsockopt(libc, sock.fileno(), level, get_entries, answer)
     blob = answer.raw[_GET_ENTRIES_HEADER : _GET_ENTRIES_HEADER + size]
-    return chains(parse_entries(blob), tuple(hook_entry), valid_hooks)
+    return chains(parse_entries(blob, family), tuple(hook_entry), valid_hooks)
 
 
 def destination_port(match: Extension) -> int | None:

@@ -9,6 +9,10 @@
 - ip_tables ("legacy") as libiptc reads it (iptables.py). Only when the kernel already has a
   legacy nat table (/proc/net/ip_tables_names): asking for one would make the kernel load
   iptable_nat, a change to the host.
+
+Both for IPv4 and IPv6: nf_tables' ip and ip6 families (iptables-nft's and ip6tables-nft's
+tables, Docker 29's `ip docker-bridges` and `ip6 docker-bridges`), ip_tables and ip6_tables
+(/proc/net/ip6_tables_names). Each rule says which family it is.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from typing import Any
 
 from exporter.facts import FirewallBackend, NatRule
 from exporter.readers.capabilities import lacking
-from exporter.readers.iptables import Entry, destination_port, read_table
-from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
+from exporter.readers.iptables import Chain, Entry, destination_port, read_table
+from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6, NftSocket
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
 # Tables Docker 29's nftables firewall backend creates.
@@ -33,6 +37,11 @@ _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
 # linux/netfilter/nf_nat.h
 NF_NAT_RANGE_MAP_IPS = 1
 NF_NAT_RANGE_PROTO_SPECIFIED = 2
+FAMILIES = {NFPROTO_IPV4: "ipv4", NFPROTO_IPV6: "ipv6"}
+# Where -s and -d sit in the network header, and how long an address is: (source, destination,
+# width). The IPv4 protocol byte is compared as a payload (offset 9); IPv6's next header is
+# compared as meta l4proto by iptables-nft and nft alike, so it needs no offset here.
+_ADDRESSES = {NFPROTO_IPV4: (12, 16, 4), NFPROTO_IPV6: (8, 24, 16)}
 
 
 class FirewallUnreadable(Exception):
@@ -48,6 +57,7 @@ class FirewallUnreadable(Exception):
 class _Decoded:
     """What a rule's expressions say, built up expression by expression."""
 
+    family: int = NFPROTO_IPV4
     source: str | None = None
     destination: str | None = None
     in_interface: str | None = None
@@ -87,12 +97,16 @@ def _interface(value: bytes) -> str:
     return value.split(b"\0", 1)[0].decode(errors="replace") + ("" if b"\0" in value else "+")
 
 
-def _prefix(value: bytes, mask: bytes | None) -> str | None:
+def _prefix(value: bytes, mask: bytes | None, width: int = 4) -> str | None:
+    """A compared address prefix: iptables-nft compares the prefix's whole bytes, or the
+    address masked by a bitwise. width: 4 (IPv4) or 16 (IPv6)."""
     bits = sum(bin(b).count("1") for b in mask) if mask else len(value) * 8
-    if len(value) > 4 or bits > 32:
-        return None  # compared with more than an IPv4 address holds: not a -s/-d we know
-    address = ipaddress.IPv4Address(value.ljust(4, b"\0"))
-    return f"{ipaddress.IPv4Network((address, bits), strict=False)}"
+    if len(value) > width or bits > width * 8:
+        return None  # compared with more than an address holds: not a -s/-d we know
+    number = int.from_bytes(value.ljust(width, b"\0"), "big")
+    if width == 16:
+        return str(ipaddress.IPv6Network((number, bits), strict=False))
+    return str(ipaddress.IPv4Network((number, bits), strict=False))
 
 
 def _cmp(decoded: _Decoded, source: tuple[Any, ...], negated: bool, value: bytes) -> None:
@@ -109,19 +123,30 @@ def _cmp(decoded: _Decoded, source: tuple[Any, ...], negated: bool, value: bytes
         # Fields are decoded only from a comparison of their own size; anything else (a load
         # without a length, a cmp of 0 or 16 bytes) is left undecoded, not guessed at.
         _, base, offset, length, mask = source
-        if base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 12 and length <= 4:
-            decoded.source = _prefix(value, mask)
-        elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 16 and length <= 4:
-            decoded.destination = _prefix(value, mask)
-        elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == 9 and len(value) == length == 1:
+        source_at, destination_at, width = _ADDRESSES[decoded.family]
+        if base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == source_at and length <= width:
+            decoded.source = _prefix(value, mask, width)
+        elif base == "NFT_PAYLOAD_NETWORK_HEADER" and offset == destination_at and length <= width:
+            decoded.destination = _prefix(value, mask, width)
+        elif (
+            decoded.family == NFPROTO_IPV4
+            and base == "NFT_PAYLOAD_NETWORK_HEADER"
+            and offset == 9
+            and len(value) == length == 1
+        ):
             decoded.protocol = _PROTOCOLS.get(value[0], str(value[0]))
         elif base == "NFT_PAYLOAD_TRANSPORT_HEADER" and offset == 2 and len(value) == length == 2:
             decoded.dport = int.from_bytes(value, "big")
 
 
-def decode_nat_target(name: str, revision: int, info: bytes) -> tuple[str | None, int | None]:
-    """The (address, port) of an xtables DNAT target's info struct."""
+def decode_nat_target(
+    name: str, revision: int, info: bytes, family: int = NFPROTO_IPV4
+) -> tuple[str | None, int | None]:
+    """The (address, port) of an xtables DNAT target's info struct. IPv6 has no revision 0:
+    ip6tables' DNAT is nf_nat_range (1) or nf_nat_range2 (2), with a 16-byte address."""
     if name != "DNAT":
+        return None, None
+    if revision == 0 and family == NFPROTO_IPV6:
         return None, None
     if revision == 0:
         # nf_nat_ipv4_multi_range_compat: rangesize, then flags, min_ip, max_ip, min, max
@@ -135,7 +160,13 @@ def decode_nat_target(name: str, revision: int, info: bytes) -> tuple[str | None
     if len(info) < 40:
         return None, None
     flags = struct.unpack_from("=I", info, 0)[0]
-    address = str(ipaddress.IPv4Address(info[4:8])) if flags & NF_NAT_RANGE_MAP_IPS else None
+    address = None
+    if flags & NF_NAT_RANGE_MAP_IPS:
+        # union nf_inet_addr: an IPv4 address is its first 4 bytes
+        if family == NFPROTO_IPV6:
+            address = str(ipaddress.IPv6Address(info[4:20]))
+        else:
+            address = str(ipaddress.IPv4Address(info[4:8]))
     port = int.from_bytes(info[36:38], "big") if flags & NF_NAT_RANGE_PROTO_SPECIFIED else None
     return address, port
 
@@ -196,7 +227,7 @@ def _target(d: _Decoded, data: Any) -> None:
         revision = _attr(data, "NFTA_TARGET_REV") or 0
         if isinstance(revision, int):  # else undecodable: which struct the info is, unknown
             d.to_address, d.to_port = decode_nat_target(
-                name, revision, _hex(_attr(data, "NFTA_TARGET_INFO"))
+                name, revision, _hex(_attr(data, "NFTA_TARGET_INFO")), d.family
             )
 
 
@@ -211,7 +242,10 @@ def _nat(d: _Decoded, data: Any) -> None:
     d.action = "dnat"
     address = d.registers.get(_attr(data, "NFTA_NAT_REG_ADDR_MIN"))
     port = d.registers.get(_attr(data, "NFTA_NAT_REG_PROTO_MIN"))
-    if address and address[0] == "value" and len(address[1]) >= 4:
+    if d.family == NFPROTO_IPV6:
+        if address and address[0] == "value" and len(address[1]) >= 16:
+            d.to_address = str(ipaddress.IPv6Address(address[1][:16]))
+    elif address and address[0] == "value" and len(address[1]) >= 4:
         d.to_address = str(ipaddress.IPv4Address(address[1][:4]))
     if port and port[0] == "value" and len(port[1]) >= 2:
         d.to_port = int.from_bytes(port[1][:2], "big")
@@ -230,10 +264,11 @@ _EXPRESSIONS: dict[str, Callable[[_Decoded, Any], None]] = {
 }
 
 
-def decode_expressions(expressions: Iterable[Any]) -> _Decoded:
+def decode_expressions(expressions: Iterable[Any], family: int = NFPROTO_IPV4) -> _Decoded:
     """Replay a rule's register machine far enough to recover what iptables would print.
-    Expressions not listed (xt matches such as addrtype, fib, jumps) say nothing we use."""
-    decoded = _Decoded()
+    Expressions not listed (xt matches such as addrtype, fib, jumps) say nothing we use.
+    family: the table's (NFPROTO_IPV4 or NFPROTO_IPV6), which says where addresses sit."""
+    decoded = _Decoded(family=family)
     for expr in expressions:
         handler = _EXPRESSIONS.get(expr.get_attr("NFTA_EXPR_NAME"))
         if handler is not None:
@@ -242,37 +277,48 @@ def decode_expressions(expressions: Iterable[Any]) -> _Decoded:
 
 
 def read_nftables(sock: NftSocket) -> tuple[FirewallBackend, list[NatRule]]:
-    """Every ip-family chain and rule, over a socket the caller keeps open."""
+    """Every ip- and ip6-family chain and rule, over a socket the caller keeps open. Two rule
+    dumps, one per family: a dump of every family would also bring inet, bridge, arp and netdev
+    rules (firewalld's, for one), which say nothing about Docker's NAT."""
     try:
         chains = sock.chains()
-        rules = sock.rules(NFPROTO_IPV4)
+        rules = sock.rules(NFPROTO_IPV4) + sock.rules(NFPROTO_IPV6)
     except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer
         refused = exc.errno in (errno.EPERM, errno.EACCES)
         raise FirewallUnreadable(
             f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
         ) from exc
-    docker_chains = sorted(
-        f"{c.attrs.get_attr('NFTA_CHAIN_TABLE')}/{c.attrs.get_attr('NFTA_CHAIN_NAME')}"
-        for c in chains
-        if c.family == NFPROTO_IPV4
-        and (
-            str(c.attrs.get_attr("NFTA_CHAIN_NAME") or "").startswith(DOCKER_CHAIN_PREFIX)
-            or c.attrs.get_attr("NFTA_CHAIN_TABLE") in DOCKER_NFT_TABLES
-        )
-    )
+    docker_chains: dict[int, list[str]] = {NFPROTO_IPV4: [], NFPROTO_IPV6: []}
+    for c in chains:
+        table = c.attrs.get_attr("NFTA_CHAIN_TABLE")
+        name = str(c.attrs.get_attr("NFTA_CHAIN_NAME") or "")
+        if c.family in docker_chains and (
+            name.startswith(DOCKER_CHAIN_PREFIX) or table in DOCKER_NFT_TABLES
+        ):
+            docker_chains[c.family].append(f"{table}/{name}")
     found: list[NatRule] = []
-    nat_rules = 0
+    nat_rules = {NFPROTO_IPV4: 0, NFPROTO_IPV6: 0}
     for rule in rules:
-        if rule.family != NFPROTO_IPV4:  # ip and iptables-nft's tables
+        if rule.family not in nat_rules:  # ip/ip6, and iptables-nft's/ip6tables-nft's tables
             continue
         table = rule.attrs.get_attr("NFTA_RULE_TABLE")
         chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
-        decoded = decode_expressions(rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
-        if table == "nat" or table in DOCKER_NFT_TABLES or decoded.action:
-            nat_rules += table == "nat"
+        decoded = decode_expressions(
+            rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
+        )
+        nat_rules[rule.family] += table == "nat"
         if decoded.action:
             found.append(_rule("nftables", table, chain, decoded))
-    return FirewallBackend("nftables", True, None, nat_rules, tuple(docker_chains)), found
+    backend = FirewallBackend(
+        "nftables",
+        True,
+        None,
+        nat_rules[NFPROTO_IPV4],
+        tuple(sorted(docker_chains[NFPROTO_IPV4])),
+        nat_rules_ipv6=nat_rules[NFPROTO_IPV6],
+        docker_chains_ipv6=tuple(sorted(docker_chains[NFPROTO_IPV6])),
+    )
+    return backend, found
 
 
 def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
@@ -294,19 +340,20 @@ def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
         to_port=d.to_port,
         packets=d.packets,
         bytes=d.bytes,
+        family=FAMILIES[d.family],
     )
 
 
 # -- ip_tables (legacy) ---------------------------------------------------------------------
 
 
-def legacy_tables(procfs: str | Path) -> set[str]:
+def legacy_tables(procfs: str | Path, names: str = "ip_tables_names") -> set[str]:
     if not Path(procfs, "net").is_dir():
         raise FirewallUnreadable(f"iptables-legacy: no {procfs}/net: is --path.procfs a procfs?")
     try:
-        return set(Path(procfs, "net", "ip_tables_names").read_text().split())
+        return set(Path(procfs, "net", names).read_text().split())
     except FileNotFoundError:
-        return set()  # ip_tables is not loaded: no legacy rules exist
+        return set()  # ip_tables (ip6_tables) is not loaded: no legacy rules exist
     except PermissionError as exc:  # mode 0440, root's
         raise FirewallUnreadable(
             f"iptables-legacy: {exc.filename}: permission denied",
@@ -314,35 +361,63 @@ def legacy_tables(procfs: str | Path) -> set[str]:
         ) from exc
 
 
-def read_legacy(procfs: str | Path) -> tuple[FirewallBackend, list[NatRule]]:
-    if "nat" not in legacy_tables(procfs):
-        return FirewallBackend("legacy", True, None, 0, ()), []
+def _legacy_nat(family: str) -> list[Chain]:
     try:
-        table = read_table("nat")
+        return read_table("nat", family)
     except OSError as exc:
         # The raw socket needs CAP_NET_RAW, the table CAP_NET_ADMIN.
         refused = exc.errno in (errno.EPERM, errno.EACCES)
+        tool = "ip6tables-legacy" if family == "ipv6" else "iptables-legacy"
         raise FirewallUnreadable(
-            f"iptables-legacy: {exc.strerror or exc}",
+            f"{tool}: {exc.strerror or exc}",
             lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else (),
         ) from exc
+
+
+def read_legacy(procfs: str | Path) -> tuple[FirewallBackend, list[NatRule]]:
+    """ip_tables' and ip6_tables' nat tables, each only when the kernel already has it."""
+    tables: dict[str, list[Chain]] = {}
+    if "nat" in legacy_tables(procfs):
+        tables["ipv4"] = _legacy_nat("ipv4")
+    if "nat" in legacy_tables(procfs, "ip6_tables_names"):
+        tables["ipv6"] = _legacy_nat("ipv6")
     found = [
-        _legacy_rule(chain.name, entry)
+        _legacy_rule(chain.name, entry, family)
+        for family, table in tables.items()
         for chain in table
         for entry in chain.rules
         if entry.target.name in ("MASQUERADE", "DNAT")
     ]
-    docker_chains = tuple(
-        sorted(f"nat/{c.name}" for c in table if c.name.startswith(DOCKER_CHAIN_PREFIX))
+
+    def docker_chains(family: str) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                f"nat/{c.name}"
+                for c in tables.get(family, [])
+                if c.name.startswith(DOCKER_CHAIN_PREFIX)
+            )
+        )
+
+    def rule_count(family: str) -> int:
+        return sum(len(c.rules) for c in tables.get(family, []))
+
+    backend = FirewallBackend(
+        "legacy",
+        True,
+        None,
+        rule_count("ipv4"),
+        docker_chains("ipv4"),
+        nat_rules_ipv6=rule_count("ipv6"),
+        docker_chains_ipv6=docker_chains("ipv6"),
     )
-    nat_rules = sum(len(c.rules) for c in table)
-    return FirewallBackend("legacy", True, None, nat_rules, docker_chains), found
+    return backend, found
 
 
-def _legacy_rule(chain: str, entry: Entry) -> NatRule:
+def _legacy_rule(chain: str, entry: Entry, family: str = "ipv4") -> NatRule:
     dnat = entry.target.name == "DNAT"
+    nfproto = NFPROTO_IPV6 if family == "ipv6" else NFPROTO_IPV4
     to_address, to_port = (
-        decode_nat_target("DNAT", entry.target.revision, entry.target.data)
+        decode_nat_target("DNAT", entry.target.revision, entry.target.data, nfproto)
         if dnat
         else (None, None)
     )
@@ -368,4 +443,5 @@ def _legacy_rule(chain: str, entry: Entry) -> NatRule:
         to_port=to_port,
         packets=entry.packets,
         bytes=entry.bytes,
+        family=family,
     )

@@ -21,6 +21,7 @@ NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
 NFPROTO_UNSPEC = 0
 NFPROTO_IPV4 = 2
+NFPROTO_IPV6 = 10
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian)
 _NLA = struct.Struct("=HH")
 _HEADER_SIZE = 16  # nlmsghdr

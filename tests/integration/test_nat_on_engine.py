@@ -98,7 +98,16 @@ def test_decoded_rules_match_iptables_save(containers: Containers, network: Any)
     assert (("POSTROUTING", subnet_of(network), bridge_of(network))) in ours_masq
     assert value(samples, "docker_host_nat_backend_info", backend=cli_backend()) == 1
     assert value(samples, "docker_host_nat_masquerade_missing", network=network.name) == 0
-    assert value(samples, "docker_host_nat_dnat_missing", container=c.name, host_port="18181") == 0
+    assert (
+        value(
+            samples,
+            "docker_host_nat_dnat_missing",
+            container=c.name,
+            host_port="18181",
+            family="ipv4",
+        )
+        == 0
+    )
     assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
     assert value(samples, "docker_host_collector_success", collector="nat") == 1
 
@@ -161,7 +170,7 @@ def test_deleted_dnat_rule_is_missing_until_restored(containers: Containers) -> 
     finally:
         iptables("-t", "nat", "-A", *rule)
     _, samples = sample_once(NAT_ONLY)
-    assert value(samples, "docker_host_nat_dnat_missing", container=c.name) == 0
+    assert value(samples, "docker_host_nat_dnat_missing", container=c.name, family="ipv4") == 0
 
 
 def test_no_verdict_for_internal_or_unmasqueraded_networks(engine: Any) -> None:
@@ -200,7 +209,7 @@ def test_rules_split_across_backends(network: Any) -> None:
             )
             == 1
         )
-        assert value(samples, "docker_host_nat_rules", backend="legacy") >= 1
+        assert value(samples, "docker_host_nat_rules", backend="legacy", family="ipv4") >= 1
     finally:
         iptables("-t", "nat", "-D", *legacy_rule, legacy=True)
     _, samples = sample_once(NAT_ONLY)
