@@ -22,12 +22,12 @@ from pathlib import Path
 import docker
 
 from bench.common import cpu_ms_of, ensure_containers, percentile, pid_of, rss_mb
-from exporter import ticks
 from exporter.collectors import all_collectors
 from exporter.metrics import render
 from exporter.selfmetrics import write_self_metrics
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
+from exporter.tick import Host
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
     snapshot, as they would between two of their runs)."""
     settings = Settings(collectors=tuple(c.name for c in all_collectors()))
     defs = all_collectors()
-    sources = {c.name: c.build(settings) for c in defs}
-    writers = [*(c.write for c in defs), write_self_metrics]
+    sources = {c.name: c.source(settings) for c in defs}
+    writers = [*(c.writer(Settings()) for c in defs), write_self_metrics]
     walls: dict[str, list[float]] = {c.name: [] for c in defs}
     cpus: dict[str, list[float]] = {c.name: [] for c in defs}
     dockerd_ms: dict[str, float] = dict.fromkeys(walls, 0.0)
@@ -112,7 +112,11 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
     text = b""
     rss_warm = 0.0
     dockerd_before, shims_before = cpu_ms_of(dockerd), cpu_ms_of_all(shims)
+    host = Host.open(
+        str(settings.procfs), settings.docker_host, settings.call_timeout("containers")
+    )
     for i in range(samples):
+        tick = host.tick(float(i))
         for c in defs:
             if c.name in SLOW_COLLECTORS and slow_samples is not None and i >= slow_samples:
                 continue
@@ -120,8 +124,7 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
             wall0, cpu0 = time.perf_counter(), time.thread_time()
             # One tick per sample, as the sampler dispatches them: collectors of a tick share
             # one /proc scan (taken by whichever reads first) and one container list.
-            with ticks.running_in(float(i)):
-                facts = sources[c.name].read()
+            facts = sources[c.name].read(tick)
             cpus[c.name].append((time.thread_time() - cpu0) * 1000)
             walls[c.name].append((time.perf_counter() - wall0) * 1000)
             dockerd_ms[c.name] += cpu_ms_of(dockerd) - d0
@@ -138,6 +141,7 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
     shims_total = cpu_ms_of_all(shims) - shims_before
     for source in sources.values():
         source.close()
+    host.close()
 
     costs = [
         CollectorCost(

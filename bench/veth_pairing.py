@@ -30,8 +30,9 @@ import docker
 from pyroute2 import IPRoute
 
 from bench.common import ensure_containers, percentile, rss_mb
+from exporter.collectors.network.source import NetworkSource
 from exporter.readers.netlink import RtnlSocket
-from exporter.readers.network import NetworkReader
+from exporter.tick import Host
 
 VETH_SH = Path(__file__).with_name("veth.sh")
 
@@ -114,10 +115,10 @@ def measure(
 ) -> tuple[Result, float | None]:
     containers = ensure_containers(client, n)
     pids = [c.attrs["State"]["Pid"] for c in containers]
-    reader = NetworkReader()
-    facts = reader.read()
+    reader, host = NetworkSource(timeout=10.0), Host.open()
+    facts = reader.read(host.tick())
     veths = sum(1 for link in facts.links if link.kind == "veth")
-    exporter_pass = timed(reader.read, runs)
+    exporter_pass = timed(lambda: reader.read(host.tick()), runs)
     sock = RtnlSocket()
     bare = timed(lambda: bare_netlink(sock, pids), runs)
     with IPRoute() as ipr:
@@ -136,8 +137,9 @@ def measure(
 
     start_rss = rss_mb()
     for _ in range(rss_samples):
-        reader.read()
+        reader.read(host.tick())
     reader.close()
+    host.close()
     sock.close()
     return Result(
         containers=n,

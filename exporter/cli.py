@@ -8,20 +8,16 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType, MappingProxyType
 
 from exporter import __version__, logsetup
-from exporter.collectors import CollectorDef, all_collectors
+from exporter.collectors import CollectorDef, Flag, all_collectors
 from exporter.readers.docker_api import resolve_docker_host
-from exporter.report import render_report, snapshot_json
+from exporter.recording import snapshot_json
+from exporter.report import render_report
 from exporter.sampler import Sampler
-from exporter.settings import (
-    DEFAULT_LISTEN_ADDRESS,
-    Settings,
-    parse_duration,
-    parse_label_allowlist,
-)
+from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
 from exporter.web import landing_page, make_server, serve_in_background
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -35,11 +31,17 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _label_allowlist(text: str) -> tuple[str, ...]:
-    try:
-        return parse_label_allowlist(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A collector flag's parser, its ValueError shown to the user as argparse's own."""
+
+    def checked(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
 
 
 def build_parser(
@@ -94,12 +96,6 @@ def build_parser(
         help="the host's procfs mount point (default: %(default)s)",
     )
     add(
-        "--path.sysfs",
-        dest="sysfs",
-        default="/sys",
-        help="the host's sysfs mount point (default: %(default)s)",
-    )
-    add(
         "--sample.interval",
         dest="sample_interval",
         type=_duration,
@@ -129,21 +125,15 @@ def build_parser(
             default=None,
             help=f"sampling interval for {c.name} (default: {default})",
         )
-    add(
-        "--collector.layers.top-k",
-        dest="layers_top_k",
-        type=int,
-        default=50,
-        help="per-layer series only for the K layers that save the most bytes (default: 50)",
-    )
-    add(
-        "--collector.containers.labels",
-        dest="container_labels",
-        type=_label_allowlist,
-        default=(),
-        help="Docker label keys to export, comma-separated, as label_<key> on "
-        "docker_host_container_labels; no label is exported unless named here (default: none)",
-    )
+    for c in collectors:
+        for flag in c.flags:
+            add(
+                f"--collector.{c.name}.{flag.name}",
+                dest=_option_dest(c, flag),
+                type=_checked(flag.parse),
+                default=flag.default,
+                help=flag.help,
+            )
     add(
         "--metrics.max-series-per-family",
         dest="max_series",
@@ -177,7 +167,6 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         web_config_file=getattr(args, "web_config_file", None),
         docker_host=resolve_docker_host(args.docker_host),
         procfs=args.procfs,
-        sysfs=args.sysfs,
         collectors=tuple(c.name for c in collectors if getattr(args, f"collector_{c.name}")),
         sample_interval=args.sample_interval,
         sample_timeout=args.sample_timeout,
@@ -190,10 +179,19 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         ),
         log_level=args.log_level,
         log_format=args.log_format,
-        layers_top_k=args.layers_top_k,
         max_series_per_family=args.max_series,
-        container_labels=args.container_labels,
+        options=MappingProxyType(
+            {
+                f"{c.name}.{flag.name}": getattr(args, _option_dest(c, flag))
+                for c in collectors
+                for flag in c.flags
+            }
+        ),
     )
+
+
+def _option_dest(collector: CollectorDef, flag: Flag) -> str:
+    return f"option_{collector.name}_{flag.name}".replace("-", "_")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,8 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -> int:
-    snapshot = Sampler(((c, c.build(settings)) for c in enabled), settings).sample_once()
-    sys.stdout.write(snapshot_json(snapshot) if fmt == "json" else render_report(snapshot))
+    snapshot = Sampler(((c, c.source(settings)) for c in enabled), settings).sample_once()
+    sys.stdout.write(
+        snapshot_json(snapshot)
+        if fmt == "json"
+        else render_report(snapshot, [c.report for c in enabled])
+    )
     # Non-zero only when the host could not be read at all; a partial report is still useful.
     return 0 if any(s.success for s in snapshot.collectors.values()) else 1
 
@@ -225,7 +227,7 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
     except WebConfigError as exc:
         log.error("bad --web.config.file", extra={"reason": str(exc)})
         return 1
-    sampler = Sampler(((c, c.build(settings)) for c in enabled), settings)
+    sampler = Sampler(((c, c.source(settings)) for c in enabled), settings)
     try:
         server = make_server(
             settings.listen_address,

@@ -135,24 +135,23 @@ FamilyWriter = Callable[[Snapshot, Families], None]
 
 @dataclass(frozen=True)
 class Writer:
-    """A writer and what it reads of a snapshot: its output is kept while that is unchanged.
+    """A writer, and whether its output may be kept while what it read is unchanged.
 
-    reads names the collectors whose facts (and success) it writes from; extra_key gives
-    anything else it depends on. reads=None: written afresh for every snapshot.
+    A cached writer must depend only on the collectors' facts it asks the snapshot for
+    (current, last_good): the renderer watches which those are. The exporter's own health
+    reads every collector's state and is written afresh (cached=False).
     """
 
     write: FamilyWriter
-    reads: tuple[str, ...] | None = None
-    extra_key: Callable[[Snapshot], object] | None = None
+    cached: bool = True
 
-    def key(self, snapshot: Snapshot) -> tuple[object, ...]:
-        states = (snapshot.collectors.get(name) for name in self.reads or ())
-        # A run's state is new every time, but its facts are often equal to the last ones
-        # (an unchanged container list is the very same object): compared by value.
-        key: tuple[object, ...] = tuple(
-            (s.success, s.ever_succeeded, s.facts) if s is not None else None for s in states
-        )
-        return (*key, self.extra_key(snapshot)) if self.extra_key else key
+
+def _inputs(snapshot: Snapshot, names: tuple[str, ...]) -> tuple[object, ...]:
+    """What a writer that read these collectors' facts depends on. A run's state is new every
+    time, but its facts are often equal to the last ones (an unchanged container list is the
+    very same object): compared by value."""
+    states = (snapshot.collectors.get(name) for name in names)
+    return tuple((s.success, s.facts) if s is not None else None for s in states)
 
 
 class Exposition:
@@ -179,20 +178,25 @@ class Renderer:
     def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
         self._writers = tuple(writers)
         self._max_series = max_series
-        self._cache: dict[int, tuple[tuple[object, ...], Families]] = {}
+        self._cache: dict[int, tuple[tuple[str, ...], tuple[object, ...], Families]] = {}
 
     def _families(self, index: int, writer: Writer, snapshot: Snapshot) -> Families:
-        if writer.reads is None:
+        """A writer's families: the last ones while the facts it read last time are unchanged
+        (by value), else written again, watching what it reads."""
+        if not writer.cached:
             families = Families(self._max_series)
             writer.write(snapshot, families)
             return families
-        key = writer.key(snapshot)
         cached = self._cache.get(index)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if cached is not None:
+            names, inputs, families = cached
+            if _inputs(snapshot, names) == inputs:
+                return families
+        watched = snapshot.watched()
         families = Families(self._max_series)
-        writer.write(snapshot, families)
-        self._cache[index] = (key, families)
+        writer.write(watched, families)
+        names = tuple(sorted(watched.reads or ()))
+        self._cache[index] = (names, _inputs(snapshot, names), families)
         return families
 
     def render(self, snapshot: Snapshot) -> bytes:
@@ -244,7 +248,7 @@ def render(
     snapshot: Snapshot, writers: Iterable[FamilyWriter], max_series: int | None = None
 ) -> bytes:
     """Renders one snapshot from scratch."""
-    return Renderer([Writer(w) for w in writers], max_series).render(snapshot)
+    return Renderer([Writer(w, cached=False) for w in writers], max_series).render(snapshot)
 
 
 SERIES_DROPPED = declare(

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from exporter import ticks
 from exporter.collectors import CollectorDef, Source
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
+from exporter.tick import Host, Tick
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,12 @@ class SnapshotStore:
 
     def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
         self._renderer = Renderer(
-            (*writers, Writer(write_self_metrics), Writer(write_process_metrics)), max_series
+            (
+                *writers,
+                Writer(write_self_metrics, cached=False),
+                Writer(write_process_metrics, cached=False),
+            ),
+            max_series,
         )
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
@@ -92,7 +97,7 @@ class _Worker:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self.jobs: queue.SimpleQueue[tuple[int, float] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[int, Tick] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.generation = 0
         self.busy_since: float | None = None  # monotonic
@@ -106,13 +111,13 @@ class _Worker:
     def name(self) -> str:
         return self.definition.name
 
-    def dispatch(self, now: float) -> bool:
+    def dispatch(self, tick: Tick) -> bool:
         with self.lock:
             if self.busy_since is not None:
                 return False  # still stuck in an abandoned run: do not queue another
             self.generation += 1
-            self.busy_since, self.abandoned = now, False
-            self.jobs.put((self.generation, now))
+            self.busy_since, self.abandoned = tick.at, False
+            self.jobs.put((self.generation, tick))
             return True
 
     def check_timeout(self, now: float) -> None:
@@ -139,8 +144,7 @@ class _Worker:
             facts: object | None = None
             error: str | None = None
             try:
-                with ticks.running_in(tick):  # collectors of one tick may share a reading
-                    facts = self.source.read()
+                facts = self.source.read(tick)  # collectors of one tick share its readings
             except Exception as exc:  # a collector's failure must never reach the others
                 error = str(exc) or type(exc).__name__
                 log.debug("collector %s raised", self.name, exc_info=True)
@@ -171,10 +175,18 @@ class Sampler:
         collectors: Iterable[tuple[CollectorDef, Source]],
         settings: Settings,
         store: SnapshotStore | None = None,
+        host: Host | None = None,
     ) -> None:
         pairs = list(collectors)
+        # The readers the collectors share; owned, and closed, here.
+        self.host = host or Host.open(
+            str(settings.procfs),
+            settings.docker_host,
+            settings.call_timeout("containers"),
+            settings.option("containers.labels", tuple),
+        )
         self.store = store or SnapshotStore(
-            [d.render_writer(settings) for d, _ in pairs], settings.max_series_per_family or None
+            [Writer(d.writer(settings)) for d, _ in pairs], settings.max_series_per_family or None
         )
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)
@@ -196,10 +208,11 @@ class Sampler:
     def _schedule(self) -> None:
         while not self._stop.is_set():
             now = time.monotonic()
+            tick = self.host.tick(now)  # what the collectors due now share
             for worker in self._workers:
                 worker.check_timeout(now)
                 if now >= worker.next_due:
-                    worker.dispatch(now)
+                    worker.dispatch(tick)
                     # Fixed-rate schedule; after a long stall, skip the missed runs.
                     worker.next_due = max(worker.next_due + worker.interval, now)
             wakeups = [w.next_due for w in self._workers] + [
@@ -211,10 +224,10 @@ class Sampler:
 
     def sample_once(self) -> Snapshot:
         """Run every collector once, each under its timeout; for `inspect` and tests."""
-        now = time.monotonic()
+        tick = self.host.tick()
         for worker in self._workers:
             worker.thread.start()
-            worker.dispatch(now)
+            worker.dispatch(tick)
         deadline = time.monotonic() + max((w.timeout for w in self._workers), default=0)
         names = {w.name for w in self._workers}
         self.store.wait(lambda s: names <= s.collectors.keys(), deadline - time.monotonic())
@@ -238,3 +251,5 @@ class Sampler:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
             if not worker.thread.is_alive():
                 worker.source.close()
+        if not any(worker.thread.is_alive() for worker in self._workers):
+            self.host.close()

@@ -6,6 +6,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
+
+from exporter.readers.docker_api import DEFAULT_DOCKER_HOST
+
+# Each collector flag's default, by "<collector>.<flag>": registered by the collectors.
+OPTION_DEFAULTS: dict[str, object] = {}
 
 DEFAULT_PORT = 9747
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -37,24 +43,37 @@ def _no_intervals() -> Mapping[str, float]:
     return MappingProxyType({})
 
 
+def _no_options() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Settings:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     telemetry_path: str = "/metrics"
     web_config_file: str | None = None
-    docker_host: str = "unix:///var/run/docker.sock"
+    docker_host: str = DEFAULT_DOCKER_HOST
     procfs: str = "/proc"
-    sysfs: str = "/sys"
     collectors: tuple[str, ...] = ()
     sample_interval: float = 15.0
     sample_timeout: float = 10.0
     collector_intervals: Mapping[str, float] = field(default_factory=_no_intervals)
     log_level: str = "info"
     log_format: str = "logfmt"
-    layers_top_k: int = 50
     max_series_per_family: int = 10000  # 0: no cap
-    # Docker label keys exported as labels of container_labels; nothing else is.
-    container_labels: tuple[str, ...] = ()
+    # The collectors' own flags, by "<collector>.<flag>" (collectors.Flag); unset ones take
+    # their flag's default.
+    options: Mapping[str, object] = field(default_factory=_no_options)
+
+    def option(self, key: str, kind: type[T]) -> T:
+        """A collector's own flag, "<collector>.<flag>": its value, else its default."""
+        value = self.options.get(key, OPTION_DEFAULTS.get(key))
+        if not isinstance(value, kind):
+            raise TypeError(f"option {key}: expected {kind.__name__}, got {value!r}")
+        return value
 
     def interval(self, collector: str) -> float:
         return self.collector_intervals.get(collector, self.sample_interval)

@@ -33,12 +33,21 @@ def _empty() -> Mapping[str, CollectorState]:
 @dataclass(frozen=True)
 class Snapshot:
     collectors: Mapping[str, CollectorState] = field(default_factory=_empty)
+    # On a watched view (watched()): the collectors whose facts were asked of it.
+    reads: set[str] | None = field(default=None, compare=False, repr=False)
 
     def with_state(self, state: CollectorState) -> Snapshot:
         return Snapshot(MappingProxyType({**self.collectors, state.name: state}))
 
+    def watched(self) -> Snapshot:
+        """The same snapshot, noting in `reads` whose facts are asked of it: what a writer
+        depends on, found by watching it write (metrics.Renderer)."""
+        return Snapshot(self.collectors, set())
+
     def current(self, name: str, kind: type[T]) -> T | None:
         """Facts of `name` if its latest run succeeded: what may be exported as fresh."""
+        if self.reads is not None:
+            self.reads.add(name)
         state = self.collectors.get(name)
         if state is None or not state.success:
             return None
@@ -46,6 +55,8 @@ class Snapshot:
 
     def last_good(self, name: str, kind: type[T]) -> T | None:
         """Facts of `name`'s last successful run, however old: for joins only."""
+        if self.reads is not None:
+            self.reads.add(name)
         state = self.collectors.get(name)
         if state is None:
             return None

@@ -53,7 +53,7 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 def sample_once(settings: Settings | None = None) -> tuple[Snapshot, list[Sample]]:
     settings = settings or Settings(collectors=tuple(c.name for c in all_collectors()))
     defs = [c for c in all_collectors() if c.name in settings.collectors]
-    sampler = Sampler(((c, c.build(settings)) for c in defs), settings)
+    sampler = Sampler(((c, c.source(settings)) for c in defs), settings)
     snapshot = sampler.sample_once()
     return snapshot, parse(sampler.store.exposition.text)
 

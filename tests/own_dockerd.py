@@ -309,7 +309,7 @@ def _sample_nat(docker_host: str) -> bytes:
 
     settings = Settings(collectors=("nat",), docker_host=docker_host)
     defs = [c for c in all_collectors() if c.name == "nat"]
-    sampler = Sampler(((c, c.build(settings)) for c in defs), settings)
+    sampler = Sampler(((c, c.source(settings)) for c in defs), settings)
     sampler.sample_once()
     text: bytes = sampler.store.exposition.text
     return text

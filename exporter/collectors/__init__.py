@@ -1,69 +1,97 @@
-"""The collectors: one module each. A collector pairs a source (I/O, run by the sampler) with a
-writer (pure: Snapshot -> metric families, run once per snapshot)."""
+"""The collectors: one package each, registered below with one line.
+
+A collector package holds everything of its collector:
+    facts.py    the frozen dataclasses its source returns (what one run observed)
+    judge.py    pure joins and verdicts over those facts
+    metrics.py  NAME, its metric families (declared once) and the writer: Snapshot -> series
+    report.py   its sections of `docker-host-exporter inspect`
+    source.py   its source (I/O through the readers and the tick), and its own flags
+    __init__.py COLLECTOR: the definition below
+CONTRIBUTING.md walks through adding one.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.metrics import FamilyWriter, Writer
-from exporter.settings import Settings
+from exporter.metrics import FamilyWriter
+from exporter.settings import OPTION_DEFAULTS, Settings
 from exporter.snapshot import Snapshot
+from exporter.tick import Tick
 
 
 class Source(Protocol):
-    def read(self) -> object:
-        """One sample of the host: returns frozen facts or raises with a reason."""
+    def read(self, tick: Tick) -> object:
+        """One sample of the host: returns frozen facts or raises with a reason. Readings
+        every collector may use (a /proc scan, the container list) come from the tick."""
         ...
 
     def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A collector's own flag, `--collector.<collector>.<name>`; its value is
+    `settings.option("<collector>.<name>", type)`."""
+
+    name: str
+    parse: Callable[[str], object]  # raises ValueError with a message for the user
+    default: object
+    help: str
+
+
+@dataclass(frozen=True)
 class CollectorDef:
     name: str
     description: str
-    build: Callable[[Settings], Source]
-    write: FamilyWriter
-    facts_type: type
-    enabled_by_default: bool = True
+    facts: type  # what its source returns
+    source: Callable[[Settings], Source]
+    # Its writer for these settings. The renderer re-runs it only when the facts it read
+    # changed, whichever collectors' they were: no cache keys here.
+    writer: Callable[[Settings], FamilyWriter]
+    report: Callable[[Snapshot], list[str]]
+    flags: tuple[Flag, ...] = ()
     default_interval: float | None = None  # None: --sample.interval
-    # For a writer that depends on settings (a top-K flag): builds it from them.
-    configure: Callable[[Settings], FamilyWriter] | None = None
-    # Other collectors whose facts the writer joins with (the container list, for names), and
-    # anything else of the snapshot it depends on, for Writer.key.
-    joins: tuple[str, ...] = ()
-    render_key: Callable[[Snapshot], object] | None = None
-
-    def writer(self, settings: Settings) -> FamilyWriter:
-        return self.configure(settings) if self.configure else self.write
-
-    def render_writer(self, settings: Settings) -> Writer:
-        """The writer, re-run only when the facts it reads (its own, joined ones) change."""
-        return Writer(self.writer(settings), (self.name, *self.joins), self.render_key)
+    enabled_by_default: bool = True
 
 
+# The collectors, one line each, in the order their families are declared and reported.
+PACKAGES = (
+    "containers",
+    "processes",
+    "network",
+    "nat",
+    "daemon",
+    "layers",
+)
+
+
+def settings_free(write: FamilyWriter) -> Callable[[Settings], FamilyWriter]:
+    """A CollectorDef.writer for a writer that no setting changes."""
+    return lambda _settings: write
+
+
+@functools.cache
 def all_collectors() -> tuple[CollectorDef, ...]:
-    # Imported here so that declaring the metric families happens once, in a fixed order.
-    from exporter.collectors import (  # noqa: PLC0415
-        containers,
-        daemon,
-        layers,
-        nat,
-        network,
-        processes,
-    )
-
-    return (
-        containers.COLLECTOR,
-        processes.COLLECTOR,
-        network.COLLECTOR,
-        nat.COLLECTOR,
-        daemon.COLLECTOR,
-        layers.COLLECTOR,
-    )
+    # Imported here, once, so that the metric families are declared in a fixed order.
+    found = []
+    for package in PACKAGES:
+        collector = importlib.import_module(f"{__name__}.{package}").COLLECTOR
+        assert isinstance(collector, CollectorDef), package
+        for flag in collector.flags:
+            OPTION_DEFAULTS[f"{collector.name}.{flag.name}"] = flag.default
+        found.append(collector)
+    return tuple(found)
 
 
 def by_name() -> dict[str, CollectorDef]:
     return {c.name: c for c in all_collectors()}
+
+
+def facts_types() -> dict[str, type]:
+    """Each collector's facts type, by name: what a recording's facts decode to."""
+    return {c.name: c.facts for c in all_collectors()}

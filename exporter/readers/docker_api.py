@@ -12,6 +12,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -19,13 +20,85 @@ import docker.errors
 import docker.utils
 import requests
 
-from exporter.facts import (
-    ContainerRecord,
-    DockerNetwork,
-    EngineComponent,
-    EngineFacts,
-    PublishedPort,
+# The states the Engine API reports for a container; every one is exported, zero when empty,
+# so a dashboard does not lose a line when the last container leaves a state.
+CONTAINER_STATES: tuple[str, ...] = (
+    "created",
+    "running",
+    "paused",
+    "restarting",
+    "removing",
+    "exited",
+    "dead",
 )
+
+
+@dataclass(frozen=True, order=True)
+class PublishedPort:
+    """A port the Engine API lists for a container: host side and container side."""
+
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """One container as the Engine API's list endpoint reports it (no inspect needed)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    state: str
+    network_mode: str
+    created: float
+    ports: tuple[PublishedPort, ...] = ()
+    addresses: tuple[str, ...] = ()  # IPv4 addresses on its networks
+    ipv6_addresses: tuple[str, ...] = ()  # global IPv6 addresses on its networks
+    # (key, value) of its Docker labels whose keys were allowlisted; no other label is kept.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class EngineComponent:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DockerNetwork:
+    """A Docker network as GET /networks reports it."""
+
+    id: str
+    name: str
+    driver: str
+    bridge: str  # the Linux bridge backing it; "" for drivers without one
+    subnets: tuple[str, ...]
+    internal: bool
+    ip_masquerade: bool
+    enable_ipv6: bool = False
+    # com.docker.network.bridge.gateway_mode_ipv6 (Docker 27+): "nat" (or unset) and
+    # "nat-unprotected" NAT the network's IPv6 traffic; "routed" and "isolated" do not.
+    gateway_mode_ipv6: str = ""
+    # Swarm's routing-mesh network: it justifies the ingress_sbox namespace on this node.
+    ingress: bool = False
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What one run of the Docker API reader saw."""
+
+    containers: tuple[ContainerRecord, ...]
+    components: tuple[EngineComponent, ...]
+    api_version: str
+    networks: tuple[DockerNetwork, ...] = ()
+
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 

@@ -14,15 +14,11 @@ the last list, and lists again only if anything did. The lists are also taken ag
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
 
-from exporter import ticks
-from exporter.facts import EngineFacts
-from exporter.readers.docker_api import DockerReader, DockerUnavailable, timed_out
-from exporter.readers.procfs import ProcfsError, shared_reader
+from exporter.readers.docker_api import DockerReader, DockerUnavailable, EngineFacts, timed_out
 
 MAX_AGE = 300.0
 # dockerd's in-memory event log (daemon/events: eventsLimit).
@@ -36,19 +32,16 @@ class DockerInventory:
     def __init__(
         self,
         reader: DockerReader,
-        procfs: str,
         clock: Callable[[], float] = time.time,
         max_age: float = MAX_AGE,
     ) -> None:
         self.reader = reader
-        self.procfs = procfs
         self.clock = clock
         self.max_age = max_age
-        # Held across a whole refresh: collectors asking in the same moment share one list.
+        # Held across a whole refresh: callers asking in the same moment share one list.
         self._lock = threading.Lock()
         self._last: tuple[EngineFacts, float, frozenset[tuple[int, float]]] | None = None
-        # The tick's answer: the facts, or the reason the Engine API failed.
-        self._tick_answer: tuple[float | None, EngineFacts | str] | None = None
+        self._checked: tuple[EngineFacts, float] | None = None
 
     def close(self) -> None:
         self.reader.close()
@@ -59,39 +52,37 @@ class DockerInventory:
         last = self._last
         return last[0] if last is not None else None
 
-    def current(self, wait: float | None = None, share: bool = True) -> EngineFacts:
+    def last_checked(self) -> tuple[EngineFacts, float] | None:
+        """The last list, and the last moment it was known to be current (listed then, or
+        the event log showed no change up to then)."""
+        return self._checked
+
+    @property
+    def base_url(self) -> str:
+        return self.reader.base_url
+
+    def current(
+        self, dockerds: Callable[[], frozenset[tuple[int, float]]], wait: float | None = None
+    ) -> EngineFacts:
         """Containers and networks as they are now: the last list if nothing changed since.
 
-        Collectors of one scheduler tick share one answer, a failure included, so they report
-        the same reason; share=False asks the event log again (a confirming second look later
-        in the tick). With wait, a collector gives up waiting for another one's call after
-        that long (a daemon that stopped answering holds it until that call's own timeout).
+        dockerds gives the dockerd processes running now, by (pid, start time): a new one
+        means a new event log. With wait, gives up after that long waiting for another
+        caller's refresh.
         """
         if not self._lock.acquire(timeout=-1 if wait is None else wait):
             raise DockerUnavailable(timed_out(self.reader.base_url))
         try:
-            tick = ticks.current()
-            answered = self._tick_answer
-            if share and tick is not None and answered is not None and answered[0] == tick:
-                answer = answered[1]
-                if isinstance(answer, str):
-                    raise DockerUnavailable(answer)
-                return answer
-            try:
-                facts = self._current()
-            except Exception as exc:
-                self._last = None  # what happened while the API failed is unknown: list again
-                if isinstance(exc, DockerUnavailable):
-                    self._tick_answer = (tick, str(exc))  # the reason, not a traceback to keep
-                raise
-            self._tick_answer = (tick, facts)
-            return facts
+            return self._current(dockerds)
+        except Exception:
+            self._last = None  # what happened while the API failed is unknown: list again
+            raise
         finally:
             self._lock.release()
 
-    def _current(self) -> EngineFacts:
+    def _current(self, dockerds: Callable[[], frozenset[tuple[int, float]]]) -> EngineFacts:
         now = self.clock()
-        daemons = self._daemons()
+        daemons = dockerds()
         last = self._last
         if last is not None:
             facts, listed_at, daemons_then = last
@@ -100,10 +91,12 @@ class DockerInventory:
                 and daemons == daemons_then
                 and not self._changed_since(listed_at, now)
             ):
+                self._checked = (facts, now)
                 return facts
         listed_at = self.clock()
         facts = self.reader.read()
         self._last = (facts, listed_at, daemons)
+        self._checked = (facts, listed_at)
         return facts
 
     def _changed_since(self, listed_at: float, now: float) -> bool:
@@ -114,14 +107,6 @@ class DockerInventory:
             e.get("Type") in _CHANGES and _event_time(e) >= listed_at - _MARGIN for e in events
         )
 
-    def _daemons(self) -> frozenset[tuple[int, float]]:
-        """The dockerd processes running, by (pid, start time); empty if /proc says nothing."""
-        try:
-            scan = shared_reader(self.procfs).scan(shared_with="inventory")
-        except (ProcfsError, OSError):
-            return frozenset()  # no /proc to watch: the event log and MAX_AGE still hold
-        return frozenset((d.pid, d.start_time) for d in scan.daemons if d.name == "dockerd")
-
 
 def _event_time(event: dict[str, object]) -> float:
     nanos = event.get("timeNano")
@@ -129,11 +114,3 @@ def _event_time(event: dict[str, object]) -> float:
         return nanos / 1e9
     seconds = event.get("time")
     return float(seconds) if isinstance(seconds, int | float) else 0.0
-
-
-@functools.cache
-def shared_inventory(
-    docker_host: str, procfs: str, timeout: float, label_keys: tuple[str, ...] = ()
-) -> DockerInventory:
-    """The one inventory of a Docker host in this process, for every collector that reads it."""
-    return DockerInventory(DockerReader(docker_host, timeout, label_keys), procfs)

@@ -14,10 +14,49 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from exporter.facts import ContainerLayer, ImageFacts, LayerFacts, LayersFacts
 from exporter.readers.docker_api import DockerReader, DockerUnavailable
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """A read-only layer, identified by its chain id (its content and everything below it)."""
+
+    chain_id: str
+    diff_id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    id: str
+    tags: tuple[str, ...]
+    layers: tuple[str, ...]  # chain ids, base first
+    size: int
+    shared_size: int  # as the engine's /system/df reports it
+    containers: int
+
+    @property
+    def dangling(self) -> bool:
+        return not any(tag != "<none>:<none>" for tag in self.tags)
+
+    @property
+    def unique_size(self) -> int:
+        return self.size - max(self.shared_size, 0)
+
+
+@dataclass(frozen=True)
+class ContainerLayer:
+    """A container's thin read/write layer, and the size of its whole filesystem."""
+
+    id: str
+    name: str
+    image_id: str
+    size_rw: int
+    size_root_fs: int
+
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +125,8 @@ class LayersReader:
     def close(self) -> None:
         self.docker.close()
 
-    def _df(self) -> dict[str, Any]:
+    def df(self) -> dict[str, Any]:
+        """GET /system/df, waiting (up to half the timeout) while another client's runs."""
         deadline = time.monotonic() + self.timeout / 2
         while True:
             try:
@@ -98,7 +138,8 @@ class LayersReader:
                     raise
                 time.sleep(1.0)
 
-    def _layers_of(self, image_id: str) -> tuple[LayerFacts, ...]:
+    def layers_of(self, image_id: str) -> tuple[LayerFacts, ...]:
+        """An image's layers, base first; computed once per image: layers are immutable."""
         cached = self._image_layers.get(image_id)
         if cached is None:
             inspect = self.docker.call("inspect_image", image=image_id)
@@ -113,51 +154,7 @@ class LayersReader:
             self._image_layers[image_id] = cached
         return cached
 
-    def read(self) -> LayersFacts:
-        df = self._df()
-        images: list[ImageFacts] = []
-        layers: dict[str, LayerFacts] = {}
-        for entry in df.get("Images") or []:
-            image_id = entry["Id"]
-            try:
-                image_layers = self._layers_of(image_id)
-            except DockerUnavailable as exc:
-                if "No such image" in str(exc):
-                    continue  # removed between df and inspect
-                raise
-            for layer in image_layers:
-                layers.setdefault(layer.chain_id, layer)
-            images.append(
-                ImageFacts(
-                    id=image_id,
-                    tags=tuple(sorted(entry.get("RepoTags") or [])),
-                    layers=tuple(layer.chain_id for layer in image_layers),
-                    size=int(entry.get("Size") or 0),
-                    shared_size=int(entry.get("SharedSize") or 0),
-                    containers=max(int(entry.get("Containers") or 0), 0),
-                )
-            )
-        seen = {image.id for image in images}
-        for gone in self._image_layers.keys() - seen:
+    def forget_all_but(self, image_ids: set[str]) -> None:
+        """Keep the layers of these images only: the others were removed."""
+        for gone in self._image_layers.keys() - image_ids:
             del self._image_layers[gone]
-        containers = tuple(
-            sorted(
-                (
-                    ContainerLayer(
-                        id=c["Id"],
-                        name=((c.get("Names") or ["/"])[0]).lstrip("/") or c["Id"][:12],
-                        image_id=c.get("ImageID") or "",
-                        size_rw=int(c.get("SizeRw") or 0),
-                        size_root_fs=int(c.get("SizeRootFs") or 0),
-                    )
-                    for c in df.get("Containers") or []
-                ),
-                key=lambda c: c.name,
-            )
-        )
-        return LayersFacts(
-            images=tuple(sorted(images, key=lambda i: i.id)),
-            layers=tuple(sorted(layers.values(), key=lambda layer: layer.chain_id)),
-            containers=containers,
-            layers_size=int(df.get("LayersSize") or 0),
-        )

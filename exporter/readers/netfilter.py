@@ -25,10 +25,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.facts import FirewallBackend, NatRule
 from exporter.readers.capabilities import lacking
 from exporter.readers.iptables import Chain, Entry, destination_port, read_table
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6, NftSocket
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """A nat rule that masquerades or DNATs, decoded from either firewall backend.
+
+    backend: "legacy" (ip_tables / ip6_tables as libiptc reads them) or "nftables" (nf_tables:
+    rules made by iptables-nft, by nft, or by Docker's own nftables firewall backend).
+    family: "ipv4" (iptables, nft's ip tables) or "ipv6" (ip6tables, nft's ip6 tables).
+    """
+
+    backend: str
+    table: str
+    chain: str
+    action: str  # "masquerade" or "dnat"
+    source: str | None  # CIDR
+    destination: str | None
+    in_interface: str | None  # iptables notation: a trailing + is a prefix wildcard
+    in_negated: bool
+    out_interface: str | None
+    out_negated: bool
+    protocol: str | None
+    dport: int | None
+    to_address: str | None  # dnat only
+    to_port: int | None
+    packets: int
+    bytes: int
+    family: str = "ipv4"
+
+
+@dataclass(frozen=True)
+class FirewallBackend:
+    """What one backend holds: its nat rules (all, not only ours), its chains, or why it could
+    not be read."""
+
+    name: str
+    readable: bool
+    error: str | None
+    nat_rules: int
+    docker_chains: tuple[str, ...]  # "table/chain" of the chains Docker made there
+    # Unreadable for lack of these (empty: for another reason, such as missing libraries).
+    missing_capabilities: tuple[str, ...] = ()
+    # The same for IPv6 (ip6_tables; nf_tables' ip6 family): nat rules, Docker's chains.
+    nat_rules_ipv6: int = 0
+    docker_chains_ipv6: tuple[str, ...] = ()
+
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
 # Tables Docker 29's nftables firewall backend creates.

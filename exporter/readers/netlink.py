@@ -16,10 +16,41 @@ import os
 import socket
 import struct
 from collections.abc import Iterator, Sequence
-
-from exporter.facts import Link, LinkCounters
+from dataclasses import dataclass
 
 # linux/netlink.h
+
+
+@dataclass(frozen=True)
+class LinkCounters:
+    """IFLA_STATS64 as the host side of a link counts them."""
+
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+    rx_dropped: int
+    tx_dropped: int
+    rx_errors: int
+    tx_errors: int
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface as one RTM_NEWLINK message describes it."""
+
+    index: int
+    name: str
+    kind: str
+    master: int | None
+    peer_index: int | None  # IFLA_LINK: the peer's ifindex, in the peer's namespace
+    peer_nsid: int | None  # IFLA_LINK_NETNSID: None when the peer is in this namespace
+    operstate: str
+    port_state: str | None  # STP state, when this link is a bridge port
+    stp_enabled: bool | None  # when this link is a bridge
+    counters: LinkCounters | None
+
+
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
 NLM_F_DUMP = 0x300

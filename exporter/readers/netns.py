@@ -22,15 +22,32 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.facts import (
-    OWNER_DOCKER_SANDBOX,
-    OWNER_FOREIGN,
-    OWNER_NONE,
-    OWNER_UNKNOWN,
-    NamespaceOwner,
-)
 from exporter.readers.netlink import RtnlSocket
 from exporter.readers.procfs import ProcessScan, ProcfsReader
+
+# Who holds a network namespace a host veth leads into (NamespaceOwner.kind):
+OWNER_CONTAINER = "container"  # a Docker container's processes (a ContainerNetns)
+OWNER_DOCKER_SANDBOX = "docker_sandbox"  # dockerd's bind mount under <exec-root>/netns/
+OWNER_FOREIGN = "foreign"  # another bind mount (ip netns, CNI, Podman) or a process not Docker's
+OWNER_UNKNOWN = "unknown"  # could not be read: a refused mountinfo or /proc/PID/ns/net
+OWNER_NONE = "none"  # nothing this reader can see holds it
+OWNER_HOST = "host"  # both ends of the veth are in the host's namespace
+
+
+@dataclass(frozen=True)
+class NamespaceOwner:
+    """A network namespace behind a host veth that no Docker container's process is in.
+
+    kind: docker_sandbox (name: the file under dockerd's netns directory, such as
+    ingress_sbox or lb_<network id>), foreign (name: the bind mount's path, or the holding
+    process's comm) or unknown (name: why).
+    """
+
+    nsid: int
+    inode: int | None
+    kind: str
+    name: str
+
 
 _GONE = (errno.ENOENT, errno.ESRCH)
 _NET_ROOT = re.compile(r"net:\[(\d+)\]")

@@ -1,34 +1,61 @@
 """Network reader: the host's links from one netlink dump, each running container's network
-namespace from /proc, and the far end of every veth, read without entering any namespace."""
+namespace from /proc, the far end of every veth, and who holds the namespaces no container
+explains, all read without entering any namespace."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
-import time
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass
 
-from exporter.facts import (
-    DOCKER_RUNTIME_NAMESPACE,
-    OWNER_UNKNOWN,
-    ContainerNetns,
-    EngineFacts,
-    NamespaceOwner,
-    NetworkFacts,
-    PeerLink,
-)
-from exporter.plumbing import orphan_suspects
-from exporter.readers.netlink import NetlinkError, RtnlSocket
-from exporter.readers.netns import OwnerReader
+from exporter.logonce import ChangeLog
+from exporter.readers.netlink import Link, NetlinkError, RtnlSocket
+from exporter.readers.netns import OWNER_UNKNOWN, NamespaceOwner, OwnerReader
 from exporter.readers.procfs import (
+    DOCKER_RUNTIME_NAMESPACE,
     ProcessScan,
+    ProcfsReader,
     ProcStat,
     descendants,
-    shared_reader,
 )
+
+
+@dataclass(frozen=True)
+class ContainerNetns:
+    """A running container's network namespace, and the id the host's namespace gives it."""
+
+    container_id: str
+    pid: int
+    inode: int
+    nsid: int | None  # None while the host has assigned it no id
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """The far end of a host veth, looked up in the peer's namespace.
+
+    name is None when the link is absent there, or when the lookup was refused (refused=True:
+    it needs CAP_NET_ADMIN), which proves nothing about the peer.
+    """
+
+    nsid: int
+    index: int
+    name: str | None
+    refused: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkReading:
+    """One reading of the host's links and the namespaces behind its veths."""
+
+    links: tuple[Link, ...]
+    container_netns: tuple[ContainerNetns, ...]
+    peers: tuple[PeerLink, ...]
+    unreadable_netns: int  # containers whose /proc/PID/ns/net could not be opened
+    # The owners of the namespaces veths lead into that no container's process is in.
+    namespace_owners: tuple[NamespaceOwner, ...] = ()
+
 
 log = logging.getLogger(__name__)
 
@@ -36,59 +63,35 @@ _REFUSED = (errno.EPERM, errno.EACCES)
 
 
 class NetworkReader:
-    def __init__(
-        self,
-        procfs: str | Path = "/proc",
-        timeout: float = 5.0,
-        confirm_after: float = 1.0,
-        engine: Callable[[], EngineFacts | None] = lambda: None,
-    ) -> None:
-        self.procfs = shared_reader(str(procfs))
-        # The Engine API's last answer, if any, without a call: which bridges and networks are
-        # Docker's, to decide what to look at twice. The verdicts use a fresh one.
-        self.engine = engine
+    def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        # Long enough for libnetwork to finish building or tearing down a pair, short enough
-        # to leave most of the run's timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
         self._socket: RtnlSocket | None = None
-        self._refused_before: tuple[bool, bool] = (False, False)
-        self._unknown_before: str | None = None
+        self._log = ChangeLog(log)
         # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
         self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
-        self._owners = OwnerReader(self.procfs)
+        self._owners: OwnerReader | None = None
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
 
-    def read(self) -> NetworkFacts:
+    def read(self, procfs: ProcfsReader, scan: ProcessScan) -> NetworkReading:
+        """The links as they are now, then the containers in `scan` (taken after the dump: a
+        veth seen in the dump belongs to a container whose processes exist by then)."""
         if self._socket is None:
             self._socket = RtnlSocket(self.timeout)
         try:
-            # The processes collector's scan of this moment will do: a veth whose container is
-            # not in it yet is looked at again below, with a scan of its own.
-            first = self._read(self._socket, share_scan=True)
-            suspects = orphan_suspects(first, self.engine())
-            if not suspects:
-                return first
-            # Look again before calling anything orphaned: a pair being built or torn down
-            # looks orphaned for a few milliseconds.
-            time.sleep(self.confirm_after)
-            return replace(self._read(self._socket), earlier_suspects=suspects)
+            return self._read(self._socket, procfs, scan)
         except (OSError, NetlinkError):
             # A socket left mid-answer by an error is not reused.
             self.close()
             raise
 
-    def _read(self, sock: RtnlSocket, share_scan: bool = False) -> NetworkFacts:
-        # Links first, then processes: a veth seen in the dump belongs to a container whose
-        # processes exist by the time /proc is read, so a starting container is not an orphan.
+    def _read(self, sock: RtnlSocket, procfs: ProcfsReader, scan: ProcessScan) -> NetworkReading:
         links = sock.dump_links()
-        scan = self.procfs.scan(shared_with="network" if share_scan else None)
-        host_net = {n.kind: n.inode for n in self.procfs.host_namespaces()}.get("net")
-        netns, unreadable = self._container_netns(sock, scan, host_net)
+        host_net = {n.kind: n.inode for n in procfs.host_namespaces()}.get("net")
+        netns, unreadable = self._container_netns(sock, procfs, scan, host_net)
         peers = self._peers(
             sock,
             [
@@ -106,9 +109,11 @@ class NetworkReader:
         owners: tuple[NamespaceOwner, ...] = ()
         if wanted:
             known = {n.inode for n in netns} | ({host_net} if host_net is not None else set())
+            if self._owners is None or self._owners.procfs is not procfs:
+                self._owners = OwnerReader(procfs)
             owners = self._owners.resolve(sock, wanted, scan, known)
         self._warn_on_unknown_owners(owners)
-        return NetworkFacts(
+        return NetworkReading(
             links=tuple(links),
             container_netns=tuple(netns),
             peers=tuple(peers),
@@ -117,7 +122,7 @@ class NetworkReader:
         )
 
     def _container_netns(
-        self, sock: RtnlSocket, scan: ProcessScan, host_net: int | None
+        self, sock: RtnlSocket, procfs: ProcfsReader, scan: ProcessScan, host_net: int | None
     ) -> tuple[list[ContainerNetns], int]:
         """Open each container's /proc/PID/ns/net, then ask the ids of all in one batch.
 
@@ -138,7 +143,7 @@ class NetworkReader:
                 candidates = [
                     p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")
                 ]
-                pid1 = self.procfs.pid1(scan, shim)
+                pid1 = procfs.pid1(scan, shim)
                 if pid1 is not None:
                     candidates.insert(0, pid1)
                 for process in candidates:
@@ -149,7 +154,7 @@ class NetworkReader:
                         continue
                     try:
                         fd = os.open(
-                            f"{self.procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC
+                            f"{procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC
                         )
                     except (FileNotFoundError, ProcessLookupError):
                         continue  # gone since the scan
@@ -164,7 +169,7 @@ class NetworkReader:
                 os.close(fd)
         for (container_id, process, _), nsid, inode in zip(opened, nsids, inodes, strict=True):
             # A pid reused between the scan and the open would name another namespace.
-            if inode != host_net and self.procfs.same_process(process):
+            if inode != host_net and procfs.same_process(process):
                 self._found(found, container_id, process.pid, inode, nsid)
                 if nsid is not None:  # an id not given yet may be given later
                     known[(process.pid, process.start_ticks, process.comm)] = (inode, nsid)
@@ -200,30 +205,26 @@ class NetworkReader:
         ]
 
     def _warn_on_unknown_owners(self, owners: tuple[NamespaceOwner, ...]) -> None:
-        """Once per change: namespaces whose holder could not be read are never judged."""
-        reason = next((o.name for o in owners if o.kind == OWNER_UNKNOWN), None)
-        if reason is not None and self._unknown_before is None:
-            log.warning(
-                "cannot tell who holds some network namespaces behind host veths; those veths "
-                "are not judged",
-                extra={"reason": reason},
-            )
-        elif reason is None and self._unknown_before is not None:
-            log.info("every network namespace behind a host veth has a known holder again")
-        self._unknown_before = reason
+        """Namespaces whose holder could not be read: their veths are never judged."""
+        self._log.update(
+            "owners",
+            next((o.name for o in owners if o.kind == OWNER_UNKNOWN), None),
+            "cannot tell who holds some network namespaces behind host veths; those veths are "
+            "not judged",
+            "every network namespace behind a host veth has a known holder again",
+        )
 
     def _warn_on_refusals(self, netns_refused: bool, peers_refused: bool) -> None:
-        before = self._refused_before
-        if netns_refused and not before[0]:
-            log.warning(
-                "cannot open containers' /proc/PID/ns/net: needs CAP_SYS_PTRACE; "
-                "veths cannot be paired or judged"
-            )
-        if peers_refused and not before[1]:
-            log.warning(
-                "cannot look up veth peers in containers' namespaces: needs "
-                "CAP_NET_ADMIN; container interface names are unknown"
-            )
-        if before != (False, False) and not (netns_refused or peers_refused):
-            log.info("network namespaces are readable again")
-        self._refused_before = (netns_refused, peers_refused)
+        self._log.update(
+            "netns",
+            "needs CAP_SYS_PTRACE" if netns_refused else None,
+            "cannot open containers' /proc/PID/ns/net: veths cannot be paired or judged",
+            "containers' network namespaces are readable again",
+        )
+        self._log.update(
+            "peers",
+            "needs CAP_NET_ADMIN" if peers_refused else None,
+            "cannot look up veth peers in containers' namespaces: container interface names "
+            "are unknown",
+            "veth peers can be looked up again",
+        )

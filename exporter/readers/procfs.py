@@ -9,7 +9,6 @@ is only trusted when its start time is the same before and after its namespaces 
 from __future__ import annotations
 
 import errno
-import functools
 import itertools
 import logging
 import os
@@ -18,17 +17,35 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter import ticks
-from exporter.facts import (
-    NAMESPACE_KINDS,
-    DaemonProcess,
-    NamespaceLink,
-    ProcessFacts,
-    ShimFacts,
-)
-
 # comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
 # and both "docker-containerd" and "docker-containerd-shim" (Docker < 18.09) as "docker-containe".
+
+
+# The namespaces a container can have of its own, in the order `lsns` lists them.
+NAMESPACE_KINDS: tuple[str, ...] = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+
+# The containerd namespace Docker runs its containers in; shims of other namespaces (a
+# Kubernetes node's "k8s.io", nerdctl's "default") are not Docker's to judge.
+DOCKER_RUNTIME_NAMESPACE = "moby"
+
+
+@dataclass(frozen=True)
+class NamespaceLink:
+    """A namespace as `/proc/PID/ns/<kind>` names it: kind and inode."""
+
+    kind: str
+    inode: int
+
+
+@dataclass(frozen=True)
+class DaemonProcess:
+    """dockerd or containerd as /proc shows it."""
+
+    name: str
+    pid: int
+    start_time: float
+
+
 _SHIM_COMMS = ("containerd-shim", "docker-containe")
 _DAEMON_NAMES = {
     "dockerd": "dockerd",
@@ -188,31 +205,14 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
-@dataclass
-class _SharedScan:
-    tick: float | None
-    scan: ProcessScan
-    seen_by: set[str]
-
-
-@functools.cache
-def shared_reader(procfs: str) -> ProcfsReader:
-    """The one reader of a procfs root in this process, so collectors share its scans and its
-    per-process caches: processes, network and the container inventory would otherwise each
-    read every process's stat in the same moment, about 14 ms each at 250 containers."""
-    return ProcfsReader(procfs)
-
-
 class ProcfsReader:
     def __init__(self, procfs: str | Path = "/proc") -> None:
         self.root = Path(procfs)
-        # Collectors run in threads of their own: scans and the caches are kept under this.
+        # Collectors run in threads of their own: the caches are kept under this.
         self._lock = threading.Lock()
-        self._last_scan: _SharedScan | None = None
         # Plain string paths: pathlib's joins cost more than the reads in a full /proc scan.
         self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
-        self._refused_before = False
         # What does not change for a process, keyed by its identity: its NSpid for (pid, start
         # time), and its argv for (pid, start time, comm), since an exec between fork and our
         # read changes argv and comm together. Pruned to the live processes at every scan.
@@ -315,27 +315,11 @@ class ProcfsReader:
 
     # -- one sample -------------------------------------------------------------------------
 
-    def scan(self, shared_with: str | None = None) -> ProcessScan:
+    def scan(self) -> ProcessScan:
         """One pass over the process table: who is whose child, and the shims and daemons.
-
-        A caller naming itself in shared_with takes the scan another collector of the same
-        scheduler tick took, unless it has had that one already.
-        """
-        tick = ticks.current()
+        Collectors of one tick share one (exporter.tick)."""
         with self._lock:
-            last = self._last_scan
-            if (
-                shared_with is not None
-                and tick is not None
-                and last is not None
-                and last.tick == tick
-                and shared_with not in last.seen_by
-            ):
-                last.seen_by.add(shared_with)
-                return last.scan
-            scan = self._scan()
-            self._last_scan = _SharedScan(tick, scan, {shared_with or ""})
-            return scan
+            return self._scan()
 
     def _scan(self) -> ProcessScan:
         clock = self.clock()
@@ -386,18 +370,6 @@ class ProcfsReader:
         after = self.stat(before.pid)
         return after is not None and after.start_ticks == before.start_ticks
 
-    def read(self) -> ProcessFacts:
-        scan = self.scan(shared_with="processes")
-        shims = [self._shim(scan, stat, command) for stat, command in scan.shims]
-        host_namespaces = self.host_namespaces()
-        self._warn_on_refusals(shims)
-        return ProcessFacts(
-            host_namespaces=host_namespaces,
-            shims=tuple(sorted(shims, key=lambda s: s.container_id)),
-            daemons=tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid))),
-            processes_scanned=len(scan.table),
-        )
-
     def host_namespaces(self) -> tuple[NamespaceLink, ...]:
         """The host's namespaces: PID 1's, else kthreadd's for what PID 1 refuses.
 
@@ -419,40 +391,3 @@ class ProcfsReader:
             if fallback is not None:
                 links += tuple(link for link in fallback[0] if link.kind in refused)
         return tuple(sorted(links, key=lambda link: link.kind))
-
-    def _warn_on_refusals(self, shims: list[ShimFacts]) -> None:
-        refused = sorted({kind for shim in shims for kind in shim.unreadable_namespaces})
-        if refused and not self._refused_before:
-            log.warning(
-                "cannot read containers' namespaces: needs CAP_SYS_PTRACE (and root)",
-                extra={"namespaces": ",".join(refused), "procfs": str(self.root)},
-            )
-        elif not refused and self._refused_before:
-            log.info("containers' namespaces are readable again")
-        self._refused_before = bool(refused)
-
-    def _shim(self, scan: ProcessScan, shim: ProcStat, command: ShimCommand) -> ShimFacts:
-        tree = descendants(shim.pid, scan.children)
-        pid1 = self.pid1(scan, shim)
-        namespaces: tuple[NamespaceLink, ...] = ()
-        refused: tuple[str, ...] = ()
-        if pid1 is not None:
-            read = self.namespaces_of(pid1)
-            if read is None:
-                # PID 1 exited (or its pid was reused) while we read it: the container is
-                # stopping; report the shim without a PID 1 rather than another process's facts.
-                pid1 = None
-            else:
-                namespaces, refused = read
-        return ShimFacts(
-            shim_pid=shim.pid,
-            shim_start_time=scan.clock.to_unix(shim.start_ticks),
-            container_id=command.container_id,
-            runtime_namespace=command.runtime_namespace,
-            pid1=pid1.pid if pid1 else None,
-            pid1_start_time=scan.clock.to_unix(pid1.start_ticks) if pid1 else None,
-            namespaces=namespaces,
-            unreadable_namespaces=refused,
-            processes=len(tree),
-            zombies=sum(1 for p in tree if p.state == "Z"),
-        )

@@ -321,7 +321,9 @@ def test_only_allowlisted_docker_labels_are_exported(containers: Containers) -> 
         "labelled",
         labels={"team": hostile, "com.example.tier": "web", "secret": "hunter2-do-not-export"},
     )
-    allowed = Settings(collectors=("containers",), container_labels=("team", "com.example.tier"))
+    allowed = Settings(
+        collectors=("containers",), options={"containers.labels": ("team", "com.example.tier")}
+    )
     snapshot, samples = sample_once(allowed)
     (series,) = select(samples, "docker_host_container_labels", container=c.name)
     assert series.labels == {

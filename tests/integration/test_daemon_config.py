@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from exporter.report import render_report, snapshot_json
+from exporter.collectors import all_collectors
+from exporter.recording import snapshot_json
+from exporter.report import render_report
 from exporter.settings import Settings
 from tests.helpers import Sample, sample_once, select, value
 from tests.own_dockerd import OwnDockerd, own_dockerd
@@ -117,7 +119,7 @@ def test_unknown_key_and_secrets(baseline: OwnDockerd) -> None:
     assert value(samples, "docker_host_daemon_config_file_valid") == 0
     for output in (
         snapshot_json(snapshot),
-        render_report(snapshot),
+        render_report(snapshot, [c.report for c in all_collectors()]),
         "".join(f"{s.name}{s.labels}" for s in samples),
     ):
         assert "hunter2" not in output

@@ -18,6 +18,7 @@ import pytest
 from exporter.collectors import all_collectors
 from exporter.sampler import Sampler
 from exporter.settings import Settings
+from exporter.tick import Tick
 from exporter.web import make_server, serve_in_background
 from tests.conftest import Containers
 from tests.helpers import exporter_process, free_port, get, parse, select, value, wait_for
@@ -182,15 +183,15 @@ def test_scrapes_never_touch_the_host(root: None, engine: Any) -> None:
         def __init__(self, name: str, inner: Any) -> None:
             self.name, self.inner = name, inner
 
-        def read(self) -> object:
+        def read(self, tick: Tick) -> object:
             reads[self.name] += 1
-            return self.inner.read()
+            return self.inner.read(tick)
 
         def close(self) -> None:
             self.inner.close()
 
     defs = [c for c in all_collectors() if c.name in settings.collectors]
-    sampler = Sampler(((c, Counting(c.name, c.build(settings))) for c in defs), settings)
+    sampler = Sampler(((c, Counting(c.name, c.source(settings))) for c in defs), settings)
     sampler.start()
     port = free_port()
     server = make_server(

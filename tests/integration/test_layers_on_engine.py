@@ -12,14 +12,18 @@ from typing import Any
 
 import pytest
 
-from exporter.facts import LayersFacts
-from exporter.plumbing import layer_views
-from exporter.readers.layers import LayersReader
+from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.judge import layer_views
+from exporter.collectors.layers.source import LayersSource
 from exporter.settings import Settings
+from exporter.tick import Host
 from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import sample_once, select, value, wait_for
 
 pytestmark = pytest.mark.integration
+
+# The layers source asks nothing of the tick: any will do.
+TICK = Host.open().tick()
 
 SOCKET = "unix:///var/run/docker.sock"
 
@@ -60,7 +64,7 @@ def layerdb(engine: Any) -> Path:
 def test_chain_ids_and_sizes_match_the_engines_layer_store(
     engine: Any, images: dict[str, Any]
 ) -> None:
-    facts = LayersReader(SOCKET, timeout=30).read()
+    facts = LayersSource(SOCKET, timeout=30).read(TICK)
     store = layerdb(engine)
     for layer in facts.layers:
         entry = store / layer.chain_id.removeprefix("sha256:")
@@ -74,7 +78,7 @@ def test_chain_ids_and_sizes_match_the_engines_layer_store(
 
 
 def test_shared_and_unique_bytes_agree_with_the_engine(images: dict[str, Any]) -> None:
-    facts: LayersFacts = LayersReader(SOCKET, timeout=30).read()
+    facts: LayersFacts = LayersSource(SOCKET, timeout=30).read(TICK)
     sizes = {layer.chain_id: layer.size for layer in facts.layers}
     holders = {v.layer.chain_id: len(v.images) for v in layer_views(facts)}
     for image in facts.images:
@@ -96,10 +100,11 @@ def test_shared_and_unique_bytes_agree_with_the_engine(images: dict[str, Any]) -
 
 
 def test_known_layers_cost_no_api_calls(engine: Any, images: dict[str, Any]) -> None:
-    reader = LayersReader(SOCKET, timeout=30)
-    reader.read()
+    source = LayersSource(SOCKET, timeout=30)
+    reader = source.reader
+    source.read(TICK)
     first = reader.api_calls
-    reader.read()
+    source.read(TICK)
     assert reader.api_calls == first  # steady state: only /system/df
     extra, _ = engine.images.build(
         fileobj=io.BytesIO(f"FROM {BASE_IMAGE}\nRUN echo {uuid.uuid4().hex} >/x\n".encode()),
@@ -107,7 +112,7 @@ def test_known_layers_cost_no_api_calls(engine: Any, images: dict[str, Any]) -> 
         labels={"dhe-test": "1"},
     )
     try:
-        reader.read()
+        source.read(TICK)
         assert reader.api_calls == first + 2  # one inspect, one history: the new image only
     finally:
         engine.images.remove(extra.id, force=True)
@@ -133,6 +138,6 @@ def test_read_write_layer_of_a_writing_container(containers: Containers) -> None
 
 
 def test_top_k_limits_per_layer_series(images: dict[str, Any]) -> None:
-    _, samples = sample_once(Settings(collectors=("layers",), layers_top_k=2))
+    _, samples = sample_once(Settings(collectors=("layers",), options={"layers.top-k": 2}))
     assert len(select(samples, "docker_host_layer_size_bytes")) == 2
     assert value(samples, "docker_host_layers") > 2

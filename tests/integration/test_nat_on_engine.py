@@ -15,8 +15,13 @@ from typing import Any
 
 import pytest
 
-from exporter.facts import NatRule
-from exporter.readers.netfilter import _rule, decode_expressions, read_legacy, read_nftables
+from exporter.readers.netfilter import (
+    NatRule,
+    _rule,
+    decode_expressions,
+    read_legacy,
+    read_nftables,
+)
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NftSocket
 from exporter.settings import Settings
 from tests.conftest import Containers

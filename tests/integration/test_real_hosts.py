@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from exporter.collectors.network.source import NetworkSource
 from exporter.settings import Settings
+from exporter.tick import Host
 from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import Sample, sample_once, select, value, wait_for
 from tests.host_objects import ip, veth_into
@@ -235,23 +237,25 @@ def test_a_sandbox_no_network_justifies_is_orphaned(engine: Any) -> None:
 def test_owners_are_read_without_a_mount_table_once_known(engine: Any) -> None:
     """A second reading finds the same owners from the mount points it knew: the owner
     reader reads no mount table while the namespaces it looks for are where they were."""
-    from exporter.readers.network import NetworkReader  # noqa: PLC0415
 
     with cni_pod() as pod:
-        reader = NetworkReader()
+        reader, host = NetworkSource(timeout=10.0), Host.open()
         try:
-            first = reader.read()
+            first = reader.read(host.tick())
+            owners = reader.reader._owners
+            assert owners is not None
             reads: list[str] = []
-            real = reader._owners._mount_candidates
+            real = owners._mount_candidates
 
             def counting(*args: Any) -> Any:
                 reads.append("mountinfo")
                 return real(*args)
 
-            reader._owners._mount_candidates = counting  # type: ignore[method-assign,assignment]
-            second = reader.read()
+            owners._mount_candidates = counting  # type: ignore[method-assign,assignment]
+            second = reader.read(host.tick())
         finally:
             reader.close()
+            host.close()
     wanted = {o.name for o in first.namespace_owners}
     assert f"/run/netns/{pod['netns']}" in wanted
     assert {o.name for o in second.namespace_owners} == wanted

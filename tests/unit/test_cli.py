@@ -40,7 +40,7 @@ def test_layers_has_a_slow_interval_of_its_own() -> None:
     assert parse().interval("layers") == 120
     assert parse("--sample.interval=5s").interval("layers") == 120
     assert parse("--collector.layers.interval=10m").interval("layers") == 600
-    assert parse("--collector.layers.top-k=7").layers_top_k == 7
+    assert parse("--collector.layers.top-k=7").option("layers.top-k", int) == 7
 
 
 def test_bad_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,10 +85,10 @@ def test_bad_listen_addresses(address: str) -> None:
 
 
 def test_no_docker_label_is_exported_unless_allowlisted() -> None:
-    assert parse().container_labels == ()
+    assert parse().option("containers.labels", tuple) == ()
     given = parse("--collector.containers.labels=team, com.example.tier,team")
-    assert given.container_labels == ("team", "com.example.tier")
-    assert [label_name(k) for k in given.container_labels] == [
+    assert given.option("containers.labels", tuple) == ("team", "com.example.tier")
+    assert [label_name(k) for k in given.option("containers.labels", tuple)] == [
         "label_team",
         "label_com_example_tier",
     ]

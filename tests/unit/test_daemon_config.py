@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.facts import DaemonConfigFacts
-from exporter.plumbing import config_file_valid, config_verdicts
+from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.judge import config_file_valid, config_verdicts
 from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
 
 INFO = {

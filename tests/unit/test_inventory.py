@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from exporter import ticks
-from exporter.facts import EngineFacts
-from exporter.readers.docker_api import DockerUnavailable
+from exporter.readers.docker_api import DockerUnavailable, EngineFacts
 from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory
+from exporter.readers.procfs import ProcfsReader
+from exporter.tick import Host, Tick
 
 
 class Engine:
@@ -36,15 +36,29 @@ def event(kind: str, at: float) -> dict[str, Any]:
     return {"Type": kind, "Action": "x", "timeNano": int(at * 1e9)}
 
 
-def lists(inv: DockerInventory, engine: Engine, **kwargs: bool) -> bool:
+DOCKERD = frozenset({(50, 1000.0)})
+
+
+def lists(inv: DockerInventory, engine: Engine) -> bool:
     """Asks the inventory; whether that took a new container list."""
     before = engine.lists
-    inv.current(**kwargs)
+    inv.current(lambda: DOCKERD)
+    return engine.lists > before
+
+
+def asks(tick: Tick, engine: Engine, again: bool = False) -> bool:
+    """Asks the tick; whether that took a new container list."""
+    before = engine.lists
+    (tick.engine_again if again else tick.engine)()
     return engine.lists > before
 
 
 def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory:
-    return DockerInventory(engine, str(procfs), clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
+    return DockerInventory(engine, clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
+
+
+def host(inv: DockerInventory, procfs: Path) -> Host:
+    return Host(ProcfsReader(procfs), inv)
 
 
 def test_lists_again_on_container_or_network_events_only(tmp_path: Path) -> None:
@@ -68,7 +82,7 @@ def test_lists_again_on_container_or_network_events_only(tmp_path: Path) -> None
 def test_lists_again_when_the_log_may_have_dropped_events_or_is_too_old(tmp_path: Path) -> None:
     engine, now = Engine(), [1000.0]
     inv = inventory(engine, now, tmp_path)
-    inv.current()
+    inv.current(lambda: DOCKERD)
     # As many events as dockerd keeps: a container event may have been pushed out.
     engine.log.extend(event("image", 1001 + i / 1000) for i in range(EVENT_LOG_SIZE))
     now[0] = 1010
@@ -82,7 +96,7 @@ def test_lists_again_when_the_log_may_have_dropped_events_or_is_too_old(tmp_path
 def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
     engine, now = Engine(), [1000.0]
     inv = inventory(engine, now, tmp_path)
-    inv.current()
+    inv.current(lambda: DOCKERD)
 
     def broken(since: float, until: float) -> list[dict[str, Any]]:
         raise DockerUnavailable("docker at unix:///x: connection refused")
@@ -90,7 +104,7 @@ def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
     engine.events = broken  # type: ignore[method-assign]
     now[0] = 1015
     with pytest.raises(DockerUnavailable, match="refused"):
-        inv.current()
+        inv.current(lambda: DOCKERD)
     engine.events = Engine().events  # type: ignore[method-assign]
     assert lists(inv, engine)
 
@@ -98,13 +112,12 @@ def test_a_failed_list_is_not_trusted_afterwards(tmp_path: Path) -> None:
 def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Path) -> None:
     engine, now = Engine(), [1000.0]
     inv = inventory(engine, now, tmp_path)
-    with ticks.running_in(1.0):
-        first = inv.current()
-        engine.log.append(event("container", 1000.5))
-        now[0] = 1001
-        assert inv.current() is first  # the nat collector, a moment after the containers one
-    with ticks.running_in(2.0):
-        assert lists(inv, engine)
+    first_tick = host(inv, tmp_path).tick(1.0)
+    first = first_tick.engine()
+    engine.log.append(event("container", 1000.5))
+    now[0] = 1001
+    assert first_tick.engine() is first  # the nat collector, a moment after the containers one
+    assert asks(host(inv, tmp_path).tick(2.0), engine)
 
     asked: list[float] = []
 
@@ -114,22 +127,22 @@ def test_collectors_of_one_tick_share_one_answer_a_failure_included(tmp_path: Pa
 
     engine.events = refused  # type: ignore[method-assign]
     now[0] = 1002
-    with ticks.running_in(3.0):
-        with pytest.raises(DockerUnavailable) as one:
-            inv.current()
-        with pytest.raises(DockerUnavailable) as other:
-            inv.current()
-        # The same answer: the same reason, and the daemon asked once.
-        assert str(other.value) == str(one.value)
-        assert len(asked) == 1
+    third = host(inv, tmp_path).tick(3.0)
+    with pytest.raises(DockerUnavailable) as one:
+        third.engine()
+    with pytest.raises(DockerUnavailable) as other:
+        third.engine()
+    # The same answer: the same reason, and the daemon asked once.
+    assert str(other.value) == str(one.value)
+    assert len(asked) == 1
 
 
 def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> None:
     engine, now = Engine(), [1000.0]
     inv = inventory(engine, now, tmp_path)
-    with ticks.running_in(1.0):
-        first = inv.current()
-        engine.log.append(event("container", 1001))  # removed while nat waits to look again
-        now[0] = 1002
-        assert lists(inv, engine, share=False)
-        assert inv.current() is not first  # and the tick's answer is the newer one
+    tick = host(inv, tmp_path).tick(1.0)
+    first = tick.engine()
+    engine.log.append(event("container", 1001))  # removed while nat waits to look again
+    now[0] = 1002
+    assert asks(tick, engine, again=True)
+    assert tick.engine() is not first  # and the tick's answer is the newer one

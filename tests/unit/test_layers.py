@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from exporter.facts import ImageFacts, LayerFacts, LayersFacts
-from exporter.plumbing import layer_views, sharing_totals
-from exporter.readers.layers import chain_ids, layer_sizes
+from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.judge import layer_views, sharing_totals
+from exporter.readers.layers import ImageFacts, LayerFacts, chain_ids, layer_sizes
 
 
 def test_chain_ids_follow_the_oci_definition() -> None:

@@ -6,16 +6,8 @@ import ipaddress
 import struct
 from dataclasses import replace
 
-from exporter.facts import (
-    ContainerRecord,
-    DockerNetwork,
-    FirewallBackend,
-    NatExpectations,
-    NatFacts,
-    NatRule,
-    PublishedPort,
-)
-from exporter.plumbing import (
+from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.judge import (
     docker_firewall,
     judged_families,
     nat_destination,
@@ -24,8 +16,20 @@ from exporter.plumbing import (
     unmet_expectations,
 )
 from exporter.readers import iptables
-from exporter.readers.docker_api import container_record, docker_network
-from exporter.readers.netfilter import _interface, _prefix, decode_nat_target
+from exporter.readers.docker_api import (
+    ContainerRecord,
+    DockerNetwork,
+    PublishedPort,
+    container_record,
+    docker_network,
+)
+from exporter.readers.netfilter import (
+    FirewallBackend,
+    NatRule,
+    _interface,
+    _prefix,
+    decode_nat_target,
+)
 from exporter.readers.nfnetlink import NFPROTO_IPV6
 
 

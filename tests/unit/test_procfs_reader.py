@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from exporter import ticks
-from exporter.readers.daemon_config import DaemonConfigReader
+from exporter.collectors.daemon.source import DaemonConfigSource
+from exporter.collectors.processes.facts import ProcessFacts
+from exporter.collectors.processes.source import ProcessTable
+from exporter.readers.docker_api import DockerReader
+from exporter.readers.inventory import DockerInventory
 from exporter.readers.procfs import (
     ProcfsError,
     ProcfsReader,
@@ -19,6 +23,7 @@ from exporter.readers.procfs import (
     parse_shim_cmdline,
     parse_stat,
 )
+from exporter.tick import Host
 
 HOST_NS = {
     "cgroup": 4026531835,
@@ -129,7 +134,7 @@ def test_reads_shims_containers_daemons_and_counts(proc: FakeProc) -> None:
     proc.process(
         103, "defunct", 102, state="Z", start=1003, nspid=(8,), ns=container_ns(4026532000)
     )
-    facts = ProcfsReader(proc.root).read()
+    facts = read(ProcfsReader(proc.root))
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
     assert facts.daemons[1].start_time == pytest.approx(BOOT + 500 / os.sysconf("SC_CLK_TCK"))
     (shim,) = facts.shims
@@ -145,7 +150,7 @@ def test_vanished_processes_are_skipped(proc: FakeProc) -> None:
     gone = proc.process(101, "sleep", 100, nspid=(1,), ns=container_ns(4026532100))
     (gone / "stat").unlink()  # listed, then gone before it was read
     (proc.root / "777").mkdir()  # a pid directory with nothing in it any more
-    facts = ProcfsReader(proc.root).read()
+    facts = read(ProcfsReader(proc.root))
     (shim,) = facts.shims
     assert shim.pid1 is None
     assert shim.processes == 0
@@ -165,7 +170,7 @@ def test_a_reused_pid1_is_not_trusted(proc: FakeProc, monkeypatch: pytest.Monkey
         return result
 
     monkeypatch.setattr(reader, "namespaces", namespaces_then_reuse)
-    (shim,) = reader.read().shims
+    (shim,) = read(reader).shims
     assert shim.pid1 is None
     assert shim.namespaces == ()
 
@@ -191,7 +196,7 @@ def test_refused_namespaces_are_reported_and_logged_once(
     refuse(monkeypatch, 101)
     reader = ProcfsReader(proc.root)
     for _ in range(3):
-        (shim,) = reader.read().shims
+        (shim,) = read(reader).shims
     assert shim.pid1 == 101
     assert set(shim.unreadable_namespaces) == set(HOST_NS)
     assert shim.namespaces == ()
@@ -207,7 +212,7 @@ def test_host_namespaces_fall_back_to_kthreadd(
     for kind, inode in HOST_NS.items():
         os.symlink(f"{kind}:[{inode + 7}]", proc.root / "2" / "ns" / kind)
     refuse(monkeypatch, 1)
-    facts = ProcfsReader(proc.root).read()
+    facts = read(ProcfsReader(proc.root))
     assert {link.kind: link.inode for link in facts.host_namespaces} == {
         kind: inode + 7 for kind, inode in HOST_NS.items()
     }
@@ -221,69 +226,78 @@ def test_host_namespaces_do_not_fall_back_to_an_impostor_pid2(
         (proc.root / "2" / "stat").read_text().replace("(kthreadd)", "(bash)")
     )
     refuse(monkeypatch, 1)
-    assert ProcfsReader(proc.root).read().host_namespaces == ()
+    assert read(ProcfsReader(proc.root)).host_namespaces == ()
 
 
 def test_not_a_procfs_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ProcfsError, match=r"is --path\.procfs a procfs"):
-        ProcfsReader(tmp_path).read()
+        read(ProcfsReader(tmp_path))
 
 
 def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> None:
     # containerd has forked a child that has not exec'd the shim yet: it looks like containerd.
     child = proc.process(100, "containerd", 60, start=700, cmdline="/usr/bin/containerd\0")
     reader = ProcfsReader(proc.root)
-    assert [d.name for d in reader.read().daemons] == ["containerd", "containerd", "dockerd"]
+    assert [d.name for d in read(reader).daemons] == ["containerd", "containerd", "dockerd"]
     # Same pid, same start time: the exec changed comm and argv together.
     (child / "stat").write_text(
         (child / "stat").read_text().replace("(containerd)", "(containerd-shim)")
     )
     (child / "cmdline").write_text(SHIM_V2.format(id="e" * 64))
-    facts = reader.read()
+    facts = read(reader)
     assert [s.container_id for s in facts.shims] == ["e" * 64]
+    # No Engine API has ever answered: no shim is held against a container list.
+    assert [s.listed for s in facts.shims] == [None]
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
 
 
-def test_collectors_of_one_tick_share_a_scan_but_never_see_the_same_one_twice(
+def test_collectors_of_one_tick_share_a_scan_and_the_next_tick_takes_its_own(
     proc: FakeProc,
 ) -> None:
     reader = ProcfsReader(proc.root)
-    with ticks.running_in(1.0):
-        first = reader.scan(shared_with="processes")
-        assert reader.scan(shared_with="network") is first
-        assert reader.scan(shared_with="inventory") is first
-        # The same collector again in the tick: a new scan, which others may share.
-        proc.process(70, "sleep", 1)
-        again = reader.scan(shared_with="processes")
-        assert again is not first
-        assert 70 in {s.pid for s in again.table}
-        assert reader.scan(shared_with="network") is again
-        # No name (the network's confirming reading): always a scan of its own.
-        assert reader.scan() is not again
-    # The next tick, however soon, never gets the last tick's scan; nor a run outside a tick.
-    with ticks.running_in(2.0):
-        assert reader.scan(shared_with="inventory") is not again
-    assert reader.scan(shared_with="network") is not again
+    host = Host(reader, DockerInventory(DockerReader("unix:///nowhere", 1.0)))
+    tick = host.tick(1.0)
+    first = tick.proc_scan()
+    assert tick.proc_scan() is first  # processes, network, daemon and the inventory
+    proc.process(70, "sleep", 1)
+    # A confirming second reading asks the host's reader: a scan of its own, of now.
+    assert 70 in {s.pid for s in reader.scan().table}
+    assert tick.proc_scan() is first
+    # The next tick, however soon, never gets the last tick's scan.
+    later = host.tick(1.001).proc_scan()
+    assert later is not first
+    assert 70 in {s.pid for s in later.table}
+
+
+def test_a_failed_scan_is_the_same_failure_for_the_whole_tick(tmp_path: Path) -> None:
+    host = Host(ProcfsReader(tmp_path), DockerInventory(DockerReader("unix:///nowhere", 1.0)))
+    tick = host.tick(1.0)
+    with pytest.raises(ProcfsError) as one:
+        tick.proc_scan()
+    with pytest.raises(ProcfsError) as other:
+        tick.proc_scan()
+    assert str(one.value) == str(other.value)
 
 
 def test_the_daemon_reader_finds_dockerd_again_after_a_restart(proc: FakeProc) -> None:
     socket = "unix:///run/dhe-test.sock"
     argv = f"/usr/sbin/dockerd\0-H\0{socket}\0"
     proc.process(55, "dockerd", 1, start=550, cmdline=argv)
-    reader = DaemonConfigReader(proc.root, socket, timeout=1)
-    found = reader._daemon()
+    reader = DaemonConfigSource(socket, timeout=1)
+    host = Host(ProcfsReader(proc.root), DockerInventory(DockerReader(socket, 1.0)))
+    found = reader._daemon(host.tick(1.0))
     assert found is not None
     assert (found[0].pid, found[1]) == (55, ("/usr/sbin/dockerd", "-H", socket))
     # Restarted under another pid: the old one is gone.
     shutil.rmtree(proc.root / "55")
     proc.process(56, "dockerd", 1, start=900, cmdline=argv)
-    found = reader._daemon()
+    found = reader._daemon(host.tick(2.0))
     assert found is not None
     assert found[0].pid == 56
     # The same pid reused by a new dockerd: told apart by its start time.
     shutil.rmtree(proc.root / "56")
     proc.process(56, "dockerd", 1, start=950, cmdline=argv)
-    found = reader._daemon()
+    found = reader._daemon(host.tick(3.0))
     assert found is not None
     assert found[0].start_time == BOOT + 950 / os.sysconf("SC_CLK_TCK")
 
@@ -293,10 +307,10 @@ def test_an_exited_shim_waiting_to_be_reaped_is_no_shim(proc: FakeProc) -> None:
     # after their container is removed; the argv cached while they ran must not revive them.
     shim = proc.process(100, "containerd-shim", 1, start=700, cmdline=SHIM_V2.format(id="f" * 64))
     reader = ProcfsReader(proc.root)
-    assert [s.container_id for s in reader.read().shims] == ["f" * 64]
+    assert [s.container_id for s in read(reader).shims] == ["f" * 64]
     (shim / "stat").write_text((shim / "stat").read_text().replace(") S ", ") Z "))
     (shim / "cmdline").write_text("")
-    assert reader.read().shims == ()
+    assert read(reader).shims == ()
 
 
 def test_a_procfs_mounted_with_hidepid_is_named_as_the_reason(tmp_path: Path) -> None:
@@ -309,3 +323,15 @@ def test_a_procfs_mounted_with_hidepid_is_named_as_the_reason(tmp_path: Path) ->
     assert hidepid_option("/proc", mountinfo) is None
     mountinfo.write_text(f"90 22 0:50 / {tmp_path} rw - proc proc rw,hidepid=off\n")
     assert hidepid_option(tmp_path, mountinfo) is None
+
+
+def read(reader: ProcfsReader) -> ProcessFacts:
+    """The processes collector's reading of this procfs, by one source per reader, as the
+    exporter's one source reads run after run (no Engine API answers here)."""
+    host, source = _source(reader)
+    return source.read(host.tick())
+
+
+@functools.cache
+def _source(reader: ProcfsReader) -> tuple[Host, ProcessTable]:
+    return Host(reader, DockerInventory(DockerReader("unix:///nowhere", 0.1))), ProcessTable(0.1)

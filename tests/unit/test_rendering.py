@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from exporter.collectors import CollectorDef, all_collectors
-from exporter.facts import ContainerRecord, EngineFacts, NetworkFacts, ProcessFacts
+from exporter.collectors import CollectorDef, all_collectors, facts_types
+from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.processes.facts import ProcessFacts
 from exporter.metrics import Families, Renderer, Writer, render
-from exporter.report import render_report, snapshot_from_json, snapshot_json
+from exporter.readers.docker_api import EngineFacts
+from exporter.recording import snapshot_from_json, snapshot_json
+from exporter.report import render_report
 from exporter.selfmetrics import write_self_metrics
-from exporter.snapshot import CollectorState, Snapshot
+from exporter.settings import Settings
+from exporter.snapshot import Snapshot
 from tests.conftest import FIXTURES
 from tests.helpers import parse, select, value
 
 RECORDED = FIXTURES / "host-snapshot.json"
 GOLDEN = FIXTURES / "host-snapshot.prom"
-WRITERS = (*(c.write for c in all_collectors()), write_self_metrics)
+WRITERS = (*(c.writer(Settings()) for c in all_collectors()), write_self_metrics)
 
 
 def recorded() -> Snapshot:
-    return snapshot_from_json(RECORDED.read_text(), all_collectors())
+    return snapshot_from_json(RECORDED.read_text(), facts_types())
 
 
 def test_recording_round_trips() -> None:
     snapshot = recorded()
-    assert snapshot_from_json(snapshot_json(snapshot), all_collectors()) == snapshot
+    assert snapshot_from_json(snapshot_json(snapshot), facts_types()) == snapshot
 
 
 def test_exposition_matches_golden(request: pytest.FixtureRequest) -> None:
@@ -150,8 +153,14 @@ def test_a_failed_collector_exports_only_its_health() -> None:
 
 
 def test_never_answered_engine_names_by_short_id_and_judges_no_shim() -> None:
-    snapshot = recorded()
-    snapshot = Snapshot({"processes": snapshot.collectors["processes"]})
+    state = recorded().collectors["processes"]
+    procs = state.facts
+    assert isinstance(procs, ProcessFacts)
+    # What the source reads with no container list ever (tests/unit/test_procfs_reader.py).
+    unjudged = dataclasses.replace(
+        procs, shims=tuple(dataclasses.replace(s, listed=None) for s in procs.shims)
+    )
+    snapshot = Snapshot({"processes": dataclasses.replace(state, facts=unjudged)})
     samples = parse(render(snapshot, WRITERS))
     assert not select(samples, "docker_host_shim_orphaned")
     assert not select(samples, "docker_host_collector_success", collector="containers")
@@ -159,35 +168,8 @@ def test_never_answered_engine_names_by_short_id_and_judges_no_shim() -> None:
     assert all(len(n) == 12 for n in names)
 
 
-def test_hostile_names_render_valid_exposition(promtool: str) -> None:
-    hostile = 'we"ird\\name\nwith\ttabs and ünïcödé ✓'
-    engine = EngineFacts(
-        containers=(
-            ContainerRecord(
-                id="f" * 64,
-                name=hostile,
-                image=hostile + ':tag"',
-                image_id="sha256:" + "0" * 64,
-                state="running",
-                network_mode="bridge",
-                created=1.0,
-            ),
-        ),
-        components=(),
-        api_version="1.41",
-    )
-    snapshot = Snapshot().with_state(CollectorState("containers", True, 0.01, 1.0, engine))
-    text = render(snapshot, WRITERS)
-    samples = parse(text)
-    assert value(samples, "docker_host_container_info", container=hostile) == 1
-    lint = subprocess.run(
-        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-
-
 def test_report_shows_the_recorded_host() -> None:
-    text = render_report(recorded())
+    text = render_report(recorded(), [c.report for c in all_collectors()])
     for needle in (
         "CONTAINER PROCESSES",
         "pidhost",
@@ -238,35 +220,21 @@ def test_without_netns_access_nothing_is_called_orphaned_for_lack_of_a_container
     assert value(samples, "docker_host_network_namespaces_unreadable") == 3
 
 
-def test_series_cap_drops_and_counts(promtool: str) -> None:
-    text = render(recorded(), WRITERS, max_series=2)
-    samples = parse(text)
-    per_family: dict[str, int] = {}
-    for s in samples:
-        per_family[s.name] = per_family.get(s.name, 0) + 1
-    assert max(n for name, n in per_family.items() if name != "docker_host_series_dropped") <= 2
-    engine = recorded().current("containers", EngineFacts)
-    assert engine is not None
-    assert value(samples, "docker_host_series_dropped", family="docker_host_container_info") == (
-        len(engine.containers) - 2
-    )
-    lint = subprocess.run(
-        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-
-
 def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> None:
     runs: list[str] = []
 
     def counted(definition: CollectorDef) -> Writer:
+        inner = definition.writer(Settings())
+
         def write(snapshot: Snapshot, out: Families) -> None:
             runs.append(definition.name)
-            definition.write(snapshot, out)
+            inner(snapshot, out)
 
-        return Writer(write, (definition.name, *definition.joins), definition.render_key)
+        return Writer(write)
 
-    renderer = Renderer([*(counted(c) for c in all_collectors()), Writer(write_self_metrics)])
+    renderer = Renderer(
+        [*(counted(c) for c in all_collectors()), Writer(write_self_metrics, cached=False)]
+    )
     first = recorded()
     assert renderer.render(first) == render(first, WRITERS)
     assert sorted(runs) == sorted(c.name for c in all_collectors())
@@ -292,14 +260,23 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     assert renderer.render(fourth) == render(fourth, WRITERS)
     assert sorted(runs) == ["containers", "network", "processes"]
 
-    # A list taken before the newest shim started: that shim cannot be judged, which only the
-    # processes writer shows.
+    # A processes run that could not judge a shim this time (no list current as of after it
+    # started): only the processes writer reads those facts.
     runs.clear()
     procs = fourth.current("processes", ProcessFacts)
     assert procs is not None
-    newest = max(shim.shim_start_time for shim in procs.shims)
-    state = fourth.collectors["containers"]
-    assert state.last_success_time is not None and state.last_success_time > newest
-    fifth = fourth.with_state(dataclasses.replace(state, last_success_time=newest - 1))
+    undecided = dataclasses.replace(
+        procs, shims=tuple(dataclasses.replace(s, listed=None) for s in procs.shims)
+    )
+    state = fourth.collectors["processes"]
+    fifth = fourth.with_state(dataclasses.replace(state, facts=undecided))
     assert renderer.render(fifth) == render(fifth, WRITERS)
     assert runs == ["processes"]
+
+    # A failed containers run: its series go, and the writers that name containers keep the
+    # names of its last good list, so theirs are not written again.
+    runs.clear()
+    failed = fifth.collectors["containers"]
+    sixth = fifth.with_state(dataclasses.replace(failed, success=False, error="down"))
+    assert renderer.render(sixth) == render(sixth, WRITERS)
+    assert "containers" in runs

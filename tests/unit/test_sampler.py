@@ -14,6 +14,7 @@ from exporter.metrics import Families, Writer, declare
 from exporter.sampler import Sampler, SnapshotStore
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
+from exporter.tick import Tick
 from tests.helpers import parse, value
 
 VALUE = declare(
@@ -25,7 +26,7 @@ class Steady:
     def __init__(self) -> None:
         self.reads = 0
 
-    def read(self) -> object:
+    def read(self, tick: Tick) -> object:
         self.reads += 1
         return self.reads
 
@@ -38,7 +39,7 @@ class Failing(Steady):
         super().__init__()
         self.message = message
 
-    def read(self) -> object:
+    def read(self, tick: Tick) -> object:
         self.reads += 1
         raise OSError(self.message)
 
@@ -48,7 +49,7 @@ class Hanging(Steady):
         super().__init__()
         self.release = threading.Event()
 
-    def read(self) -> object:
+    def read(self, tick: Tick) -> object:
         self.reads += 1
         run = self.reads
         self.release.wait(30)
@@ -71,7 +72,14 @@ def definition(name: str) -> CollectorDef:
         if facts is not None:
             out.add(VALUE, facts, name)
 
-    return CollectorDef(name, name, build=lambda s: Steady(), write=write, facts_type=int)
+    return CollectorDef(
+        name,
+        name,
+        facts=int,
+        source=lambda s: Steady(),
+        writer=lambda s: write,
+        report=lambda s: [],
+    )
 
 
 @pytest.fixture
@@ -115,7 +123,7 @@ def test_a_new_reason_is_logged_and_recovery_too(
     flaky.message = "second"
     reads = flaky.reads
     assert sampler.store.wait(lambda s: flaky.reads >= reads + 3, timeout=10)
-    flaky.read = lambda: 7  # type: ignore[method-assign]
+    flaky.read = lambda tick: 7  # type: ignore[method-assign]
     assert sampler.store.wait(lambda s: s.collectors["flaky"].success, timeout=10)
     messages = [(r.getMessage(), r.__dict__.get("reason")) for r in caplog.records]
     assert messages.count(("collector failed", "first")) == 1
@@ -129,7 +137,7 @@ def test_a_hung_source_times_out_blocks_nothing_and_is_not_redispatched(
     steady, hung = Steady(), Hanging()
     settings = Settings(sample_interval=0.1, sample_timeout=0.05)
     defs = [definition("steady"), definition("hung")]
-    store = RecordingStore([d.render_writer(settings) for d in defs])
+    store = RecordingStore([Writer(d.writer(settings)) for d in defs])
     sampler = Sampler(zip(defs, (steady, hung), strict=True), settings, store)
     sampler.start()
     started.append(sampler)

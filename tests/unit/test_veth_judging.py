@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from exporter.facts import (
-    ContainerNetns,
-    ContainerRecord,
-    DockerNetwork,
-    EngineFacts,
-    Link,
-    NamespaceOwner,
-    NetworkFacts,
-    PeerLink,
-)
-from exporter.plumbing import Inventory, orphan_suspects, sandbox_justified, veth_views
-from exporter.readers.netns import classify_mount, exec_root, parse_nsfs_mounts
+from exporter.collectors.containers.judge import Inventory
+from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.judge import orphan_suspects, sandbox_justified, veth_views
+from exporter.readers.docker_api import ContainerRecord, DockerNetwork, EngineFacts
+from exporter.readers.netlink import Link
+from exporter.readers.netns import NamespaceOwner, classify_mount, exec_root, parse_nsfs_mounts
+from exporter.readers.network import ContainerNetns, PeerLink
 from exporter.readers.own_container import (
     container_id_from_cgroup,
     container_id_from_mountinfo,
@@ -38,7 +33,7 @@ def veth(index: int, name: str, master: int | None, nsid: int | None, peer: int 
 def inventory(*networks: DockerNetwork) -> Inventory:
     web = ContainerRecord(CID, "web", "img", "sha256:1", "running", "bridge", 0.0)
     engine = EngineFacts((web,), (), "1.41", networks or (BRIDGE_NET, GW_NET))
-    return Inventory(engine=engine, taken_at=0.0)
+    return Inventory(engine)
 
 
 def net(*links: Link, owners: tuple[NamespaceOwner, ...] = (), unreadable: int = 0) -> NetworkFacts:

@@ -1,15 +1,12 @@
-"""network: every host veth paired with its container, bridges and their ports, per-veth
-traffic as the host side counts it, and orphaned veths. No `docker exec`, no subprocess."""
+"""The network collector's metric families and writer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers import engine_inventory, inventory
-from exporter.facts import NetworkFacts
-from exporter.metrics import Families, declare
-from exporter.plumbing import (
+from exporter.collectors.containers.judge import inventory
+from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.judge import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
     ORPHAN_STALE_SANDBOX,
@@ -21,10 +18,9 @@ from exporter.plumbing import (
     netns_sharers,
     veth_views,
 )
+from exporter.metrics import Families, declare
 from exporter.readers.netlink import PORT_STATES
-from exporter.readers.network import NetworkReader
 from exporter.selfmetrics import PRIVILEGE_MISSING
-from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "network"
@@ -187,19 +183,3 @@ def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
         out.add(BRIDGE_PORTS, len(view.ports), view.link.name)
         for port in view.ports:
             out.add(BRIDGE_PORT_STATE, 1, view.link.name, port.name, port.port_state or "unknown")
-
-
-def build(settings: Settings) -> Source:
-    return NetworkReader(
-        settings.procfs, timeout=settings.timeout(NAME), engine=engine_inventory(settings).last
-    )
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="veth pairs, bridges and their ports, per-veth traffic, orphaned veths",
-    build=build,
-    write=write,
-    joins=("containers",),
-    facts_type=NetworkFacts,
-)

@@ -1,16 +1,12 @@
-"""processes: from /proc alone, each container's PID 1, namespaces, process and zombie counts,
-the containerd shim that holds it, orphaned shims, and the dockerd and containerd processes."""
+"""The processes collector's metric families and writer."""
 
 from __future__ import annotations
 
-from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers import inventory
-from exporter.facts import ProcessFacts
+from exporter.collectors.containers.judge import inventory
+from exporter.collectors.processes.facts import ProcessFacts
+from exporter.collectors.processes.judge import container_processes, shim_verdicts
 from exporter.metrics import Families, declare
-from exporter.plumbing import container_processes, shim_verdicts
-from exporter.readers.procfs import shared_reader
 from exporter.selfmetrics import PRIVILEGE_MISSING
-from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "processes"
@@ -137,28 +133,3 @@ def write(snapshot: Snapshot, out: Families) -> None:
     for d in procs.daemons:
         out.add(DAEMON_START, d.start_time, d.name, str(d.pid))
     out.add(PROCFS_PROCESSES, procs.processes_scanned)
-
-
-def judged_shims(snapshot: Snapshot) -> int:
-    """How many shims the container list is recent enough to judge (see shim_verdicts): a
-    later list with the same containers only matters to the series once this grows."""
-    procs = snapshot.current(NAME, ProcessFacts)
-    known = inventory(snapshot)
-    if procs is None or known is None:
-        return 0
-    return sum(shim.shim_start_time < known.taken_at for shim in procs.shims)
-
-
-def build(settings: Settings) -> Source:
-    return shared_reader(str(settings.procfs))
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="PID 1, namespaces, process and zombie counts, shims, daemons, from /proc",
-    build=build,
-    write=write,
-    joins=("containers",),
-    render_key=judged_shims,
-    facts_type=ProcessFacts,
-)

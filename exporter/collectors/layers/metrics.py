@@ -1,19 +1,15 @@
-"""layers: image layers under copy-on-write. What each image shares and what it alone costs (as
-the engine's `docker system df -v` counts them), which layers are shared by which images, bytes
-saved by sharing, and each container's read/write layer. Runs on a slow interval of its own."""
+"""The layers collector's metric families and writer."""
 
 from __future__ import annotations
 
-from exporter.collectors import CollectorDef, Source
-from exporter.facts import LayersFacts
+from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.judge import layer_views, sharing_totals
 from exporter.metrics import Families, FamilyWriter, declare
-from exporter.plumbing import layer_views, sharing_totals
-from exporter.readers.layers import LayersReader
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "layers"
-DEFAULT_INTERVAL = 120.0  # /system/df walks every layer and container on disk
+TOP_K_OPTION = "layers.top-k"
 
 IMAGE_INFO = declare(
     "image_info",
@@ -115,6 +111,10 @@ VIRTUAL = declare(
 )
 
 
+def writer(settings: Settings) -> FamilyWriter:
+    return make_writer(settings.option(TOP_K_OPTION, int))
+
+
 def make_writer(top_k: int) -> FamilyWriter:
     def write(snapshot: Snapshot, out: Families) -> None:
         facts = snapshot.current(NAME, LayersFacts)
@@ -144,19 +144,3 @@ def make_writer(top_k: int) -> FamilyWriter:
             out.add(VIRTUAL, c.size_root_fs, c.name)
 
     return write
-
-
-def build(settings: Settings) -> Source:
-    return LayersReader(settings.docker_host, timeout=settings.timeout(NAME))
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="layers shared between images, unique bytes per image, read/write layers "
-    "(from /system/df; its own slow interval)",
-    build=build,
-    write=make_writer(50),
-    facts_type=LayersFacts,
-    default_interval=DEFAULT_INTERVAL,
-    configure=lambda settings: make_writer(settings.layers_top_k),
-)

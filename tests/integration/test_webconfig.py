@@ -21,6 +21,8 @@ from exporter.webconfig import WebConfigError, load_web_config
 from tests.conftest import unavailable
 from tests.helpers import free_port
 
+pytestmark = pytest.mark.integration
+
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)

@@ -1,25 +1,21 @@
-"""nat: MASQUERADE and DNAT rules from both firewall backends, which backend Docker uses, and
-the rules Docker's networks and published ports need but lack."""
+"""The nat collector's metric families and writer."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
 
-from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers import engine_inventory
-from exporter.facts import NatFacts, NatRule
-from exporter.metrics import Families, declare
-from exporter.plumbing import (
+from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.judge import (
     docker_firewall,
     judged_families,
     nat_destination,
     nat_verdicts,
     rules_split_across_backends,
 )
-from exporter.readers.nat import NatReader
+from exporter.metrics import Families, declare
+from exporter.readers.netfilter import NatRule
 from exporter.selfmetrics import PRIVILEGE_MISSING
-from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "nat"
@@ -201,23 +197,3 @@ def write(snapshot: Snapshot, out: Families) -> None:
             str(d.container_port),
             d.family,
         )
-
-
-def build(settings: Settings) -> Source:
-    return NatReader(
-        settings.procfs,
-        engine_inventory(settings),
-        timeout=settings.timeout(NAME),
-        # The rules are read whether or not the Engine API answers in time: half the run for
-        # the container list, the rest for the rules and a confirming second reading.
-        inventory_wait=settings.call_timeout(NAME),
-    )
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="MASQUERADE and DNAT rules in both firewall backends, and the ones Docker lacks",
-    build=build,
-    write=write,
-    facts_type=NatFacts,
-)

@@ -1,18 +1,14 @@
-"""daemon: dockerd's configuration drift. daemon.json against the running daemon (GET /info and
-its reload events), keys given both as a flag and in the file, and what a SIGHUP would or would
-not apply. Keys and verdicts only: no configuration value is exported."""
+"""The daemon collector's metric families and writer. Keys and verdicts only: no configuration
+value is exported."""
 
 from __future__ import annotations
 
 import json
 
-from exporter.collectors import CollectorDef, Source
-from exporter.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.judge import config_file_valid, config_verdicts, last_load_time
 from exporter.metrics import Families, declare
-from exporter.plumbing import config_file_valid, config_verdicts, last_load_time
-from exporter.readers.daemon_config import DaemonConfigReader
 from exporter.selfmetrics import PRIVILEGE_MISSING
-from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "daemon"
@@ -161,19 +157,3 @@ def write_keys(daemon: DaemonConfigFacts, out: Families) -> None:
             out.add(CONFLICT, int(key in daemon.flag_keys), key)
     for key in daemon.flag_keys:
         out.add(FLAG, 1, key)
-
-
-def build(settings: Settings) -> Source:
-    # Two calls a run (the reload events, and /info after a reload): the file is judged even
-    # while dockerd does not answer.
-    timeout = settings.call_timeout(NAME, calls=2)
-    return DaemonConfigReader(settings.procfs, settings.docker_host, timeout=timeout)
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="daemon.json against the running dockerd: drift, flag conflicts, reloads",
-    build=build,
-    write=write,
-    facts_type=DaemonConfigFacts,
-)

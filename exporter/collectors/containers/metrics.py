@@ -1,19 +1,18 @@
-"""containers: every container the Engine API lists, in any state, and the engine's versions."""
+"""The containers collector's metric families and writer."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from exporter.collectors import CollectorDef, Source
-from exporter.facts import EngineFacts
+from exporter.collectors.containers.judge import CONTAINERS, containers_by_state
 from exporter.metrics import Families, FamilyWriter, declare
-from exporter.plumbing import Inventory, containers_by_state
-from exporter.readers.inventory import DockerInventory, shared_inventory
+from exporter.readers.docker_api import EngineFacts
 from exporter.readers.own_container import own_container_id
 from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
 
-NAME = "containers"
+NAME = CONTAINERS
+LABELS_OPTION = "containers.labels"
 
 CONTAINER_INFO = declare(
     "container_info",
@@ -29,7 +28,7 @@ CONTAINER_CREATED = declare(
     ("container",),
     collector=NAME,
 )
-CONTAINERS = declare(
+BY_STATE = declare(
     "containers",
     "gauge",
     "Containers per state (created, running, paused, restarting, removing, exited, dead).",
@@ -63,18 +62,13 @@ ENGINE_COMPONENT_INFO = declare(
 )
 
 
-def inventory(snapshot: Snapshot) -> Inventory | None:
-    """The last good container list, for other collectors' joins."""
-    state = snapshot.collectors.get(NAME)
-    engine = snapshot.last_good(NAME, EngineFacts)
-    if state is None or engine is None or state.last_success_time is None:
-        return None
-    return Inventory(engine=engine, taken_at=state.last_success_time)
+def writer(settings: Settings) -> FamilyWriter:
+    """The writer for --collector.containers.labels, knowing the exporter's own container
+    (found once: a process does not change container)."""
+    return make_writer(settings.option(LABELS_OPTION, tuple), own_container_id())
 
 
 def make_writer(label_keys: tuple[str, ...], own_id: str | None = None) -> FamilyWriter:
-    """The writer, for the allowlisted label keys and the id of the exporter's own container
-    (found once: a process does not change container)."""
     labels_spec = replace(CONTAINER_LABELS, labels=("container", *map(label_name, label_keys)))
 
     def write(snapshot: Snapshot, out: Families) -> None:
@@ -98,43 +92,6 @@ def write_engine(engine: EngineFacts, out: Families) -> None:
         out.add(CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode)
         out.add(CONTAINER_CREATED, c.created, c.name)
     for state, count in containers_by_state(engine).items():
-        out.add(CONTAINERS, count, state)
+        out.add(BY_STATE, count, state)
     for component in engine.components:
         out.add(ENGINE_COMPONENT_INFO, 1, component.name, component.version)
-
-
-class ContainerList:
-    """The containers collector's source: the shared inventory, listed again only on change."""
-
-    def __init__(self, inventory: DockerInventory) -> None:
-        self.inventory = inventory
-
-    def read(self) -> EngineFacts:
-        return self.inventory.current()
-
-    def close(self) -> None:
-        self.inventory.close()
-
-
-def engine_inventory(settings: Settings) -> DockerInventory:
-    """One per host, whichever collector asks: same socket, same timeout."""
-    return shared_inventory(
-        settings.docker_host,
-        str(settings.procfs),
-        settings.call_timeout(NAME),
-        settings.container_labels,
-    )
-
-
-def build(settings: Settings) -> Source:
-    return ContainerList(engine_inventory(settings))
-
-
-COLLECTOR = CollectorDef(
-    name=NAME,
-    description="containers in every state from the Docker Engine API (listed on change)",
-    build=build,
-    write=make_writer(()),
-    facts_type=EngineFacts,
-    configure=lambda settings: make_writer(settings.container_labels, own_container_id()),
-)

@@ -1,0 +1,219 @@
+"""The daemon collector's source: dockerd's configuration as written (daemon.json, command line,
+systemd unit) and as running (GET /info, the daemon's reload events). Read-only: files are read
+through the daemon's own root (/proc/PID/root), so a containerised exporter sees the host's
+files, not its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from exporter.collectors import Source
+from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.metrics import NAME
+from exporter.logonce import ChangeLog
+from exporter.readers.daemon_config import (
+    DEFAULT_CONFIG_FILE,
+    INFO_MAX_AGE,
+    KNOWN_KEYS,
+    MAX_CONFIG_BYTES,
+    SECRET_KEYS,
+    daemon_hosts,
+    parse_config,
+    parse_flags,
+    redact,
+    reloaded_values,
+    running_subset,
+    systemd_unit,
+)
+from exporter.readers.docker_api import DockerReader, DockerUnavailable
+from exporter.readers.procfs import DaemonProcess, ProcStat
+from exporter.settings import Settings
+from exporter.tick import Tick
+
+log = logging.getLogger(__name__)
+
+
+class DaemonConfigSource:
+    def __init__(self, docker_host: str, timeout: float) -> None:
+        self.docker_host = docker_host
+        # The dockerd found last time, as (its stat then, argv): checked with one stat read.
+        self._known: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
+        self._cached_info: tuple[object, float, dict[str, Any]] | None = None
+        self._log = ChangeLog(log)
+        self.docker = DockerReader(docker_host, timeout=timeout)
+
+    def close(self) -> None:
+        self.docker.close()
+
+    def _daemon(self, tick: Tick) -> tuple[DaemonProcess, tuple[str, ...]] | None:
+        """The dockerd serving --docker.host (several may run: rootless, tests)."""
+        procfs = tick.host.procfs
+        if self._known is not None:
+            before, daemon, argv = self._known
+            if procfs.same_process(before):
+                return daemon, argv  # the same dockerd: same pid, same start
+            self._known = None
+        scan = tick.proc_scan()
+        candidates = []
+        for daemon in scan.daemons:
+            if daemon.name != "dockerd":
+                continue
+            argv = procfs.cmdline(daemon.pid)
+            flags, _ = parse_flags(argv)
+            if self.docker_host in daemon_hosts(flags, None):
+                # Serves our socket by its flags: the same process will as long as it lives.
+                stat = next((s for s in scan.table if s.pid == daemon.pid), None)
+                if stat is not None:
+                    self._known = (stat, daemon, argv)
+                return daemon, argv
+            candidates.append((daemon, argv))
+        # Hosts set only in daemon.json: fall back to the one dockerd when there is one.
+        return candidates[0] if len(candidates) == 1 else None
+
+    def _warn_root_refused(self, pid: int, refused: bool) -> None:
+        self._log.update(
+            "root",
+            "needs CAP_SYS_PTRACE" if refused else None,
+            "cannot read dockerd's files through /proc/PID/root; daemon.json and the systemd "
+            "unit are not judged",
+            "dockerd's files are readable again",
+            pid=str(pid),
+        )
+
+    def read(self, tick: Tick) -> DaemonConfigFacts:
+        facts = self._read(tick)
+        self._log_problem(facts)
+        return facts
+
+    def _log_problem(self, facts: DaemonConfigFacts) -> None:
+        """The file's trouble in the log, once per change."""
+        problem = None
+        keys = {key for key, _ in facts.file_values}
+        unknown = sorted(keys - KNOWN_KEYS)
+        conflicts = sorted(keys & set(facts.flag_keys))
+        if facts.root_refused:
+            problem = None  # not read, so not judged: _warn_root_refused said why
+        elif facts.file_error:
+            problem = f"{facts.config_path}: {facts.file_error}"
+        elif facts.config_path_explicit and not facts.file_present:
+            problem = f"{facts.config_path}: missing, and dockerd was started with --config-file"
+        elif unknown:
+            problem = f"{facts.config_path}: unknown keys {', '.join(unknown)}"
+        elif conflicts:
+            problem = (
+                f"{facts.config_path}: keys also given as flags {', '.join(conflicts)}"
+                " (dockerd refuses to start so)"
+            )
+        self._log.update(
+            "file",
+            problem,
+            "dockerd would not start with its configuration file",
+            "dockerd's configuration file is readable again",
+        )
+
+    def _info(self, daemon: DaemonProcess | None, reloads: list[dict[str, Any]]) -> dict[str, Any]:
+        """GET /info, asked again only when the running configuration may have changed: another
+        dockerd, or a reload since. It costs dockerd ~4.5 ms of CPU; the event log next to none."""
+        key = None
+        if daemon is not None:
+            key = (daemon.pid, daemon.start_time, tuple(e.get("timeNano") for e in reloads))
+        now = time.monotonic()
+        if key is not None and self._cached_info is not None:
+            cached_key, asked_at, info = self._cached_info
+            if cached_key == key and now - asked_at <= INFO_MAX_AGE:
+                return info
+        info = self.docker.info()
+        self._cached_info = (key, now, info) if key is not None else None
+        return info
+
+    def _read(self, tick: Tick) -> DaemonConfigFacts:
+        found = self._daemon(tick)
+        info: dict[str, Any] | None = None
+        reloads: list[dict[str, Any]] = []
+        docker_error: str | None = None
+        try:
+            if found is not None:
+                reloads = self.docker.reload_events(since=found[0].start_time, until=time.time())
+            info = self._info(found[0] if found else None, reloads)
+        except DockerUnavailable as exc:
+            docker_error = str(exc)
+            self._cached_info = None
+        if found is None:
+            subset = json.dumps(running_subset(info), sort_keys=True) if info else None
+            return DaemonConfigFacts.unknown(docker_error or "no dockerd process found", subset)
+        daemon, argv = found
+        flags, config_file = parse_flags(argv)
+        path = config_file or DEFAULT_CONFIG_FILE
+        root = Path(f"{tick.host.procfs.root}/{daemon.pid}/root")
+        file_path = root / path.lstrip("/")
+        raw: bytes | None = None
+        mtime: float | None = None
+        file_error: str | None = None
+        try:
+            root.stat()
+            root_refused = False
+        except PermissionError:
+            root_refused = True
+        self._warn_root_refused(daemon.pid, refused=root_refused)
+        unit = exec_start = environment_file = ""
+        if not root_refused:
+            try:
+                with file_path.open("rb") as handle:
+                    mtime = os.fstat(handle.fileno()).st_mtime
+                    raw = handle.read(MAX_CONFIG_BYTES + 1)
+            except FileNotFoundError:
+                pass  # no file: dockerd runs on flags and defaults (unless --config-file said)
+            except OSError as exc:
+                file_error = f"cannot read {path}: {exc.strerror}"
+            unit, exec_start, environment_file = systemd_unit(root)
+        config, parse_error = parse_config(raw) if raw is not None else (None, None)
+        return DaemonConfigFacts(
+            pid=daemon.pid,
+            start_time=daemon.start_time,
+            flag_keys=tuple(sorted(flags)),
+            config_path=path,
+            config_path_explicit=config_file is not None,
+            file_present=raw is not None,
+            file_error=file_error or parse_error,
+            file_mtime=mtime,
+            file_values=tuple(
+                sorted(
+                    (
+                        k,
+                        '"(redacted)"'
+                        if k in SECRET_KEYS
+                        else redact(json.dumps(v, sort_keys=True)),
+                    )
+                    for k, v in (config or {}).items()
+                )
+            ),
+            info=json.dumps(running_subset(info), sort_keys=True) if info is not None else None,
+            reloads=tuple(
+                (
+                    float(e.get("timeNano", 0)) / 1e9,
+                    redact(json.dumps(reloaded_values(e), sort_keys=True)),
+                )
+                for e in reloads
+            ),
+            docker_error=docker_error,
+            unit_path=unit,
+            unit_exec_start=exec_start,
+            unit_environment_file=environment_file,
+            unit_flag_keys=tuple(sorted(parse_flags(tuple(shlex.split(exec_start)))[0]))
+            if exec_start
+            else (),
+            root_refused=root_refused,
+        )
+
+
+def build(settings: Settings) -> Source:
+    # Two calls a run (the reload events, and /info after a reload): the file is judged even
+    # while dockerd does not answer.
+    timeout = settings.call_timeout(NAME, calls=2)
+    return DaemonConfigSource(settings.docker_host, timeout=timeout)

@@ -1,0 +1,15 @@
+"""nat: MASQUERADE and DNAT rules from both firewall backends (IPv4 and IPv6), which backend
+Docker uses, and the rules Docker's networks and published ports need but lack."""
+
+from exporter.collectors import CollectorDef, settings_free
+from exporter.collectors.nat import metrics, report, source
+from exporter.collectors.nat.facts import NatFacts
+
+COLLECTOR = CollectorDef(
+    name=metrics.NAME,
+    description="MASQUERADE and DNAT rules in both firewall backends, and the ones Docker lacks",
+    facts=NatFacts,
+    source=source.build,
+    writer=settings_free(metrics.write),
+    report=report.sections,
+)

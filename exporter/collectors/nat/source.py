@@ -1,0 +1,137 @@
+"""The nat collector's source: the rules of both firewall backends, and what Docker's networks
+and published ports need (the tick's container list); when an expected rule looks missing, a
+second reading a moment later, of the rules and of the containers, to confirm it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from exporter.collectors import Source
+from exporter.collectors.confirm import read_twice
+from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.judge import unmet_expectations
+from exporter.collectors.nat.metrics import NAME
+from exporter.logonce import ChangeLog
+from exporter.readers.docker_api import DockerUnavailable, EngineFacts
+from exporter.readers.netfilter import (
+    FirewallBackend,
+    FirewallUnreadable,
+    NatRule,
+    read_legacy,
+    read_nftables,
+)
+from exporter.readers.nfnetlink import NftSocket
+from exporter.settings import Settings
+from exporter.tick import Tick
+
+log = logging.getLogger(__name__)
+
+# Running in the Engine's sense (State.Running): paused and restarting containers are too.
+_RUNNING = ("running", "paused", "restarting")
+
+
+def nat_expectations(engine: EngineFacts) -> NatExpectations:
+    """Docker's networks and its running containers, with their published ports."""
+    return NatExpectations(
+        networks=engine.networks,
+        containers=tuple(c for c in engine.containers if c.state in _RUNNING),
+    )
+
+
+class NatSource:
+    def __init__(
+        self,
+        procfs: str | Path,
+        timeout: float,
+        confirm_after: float = 1.0,
+        engine_wait: float | None = None,
+    ) -> None:
+        self.procfs = procfs
+        self.engine_wait = engine_wait
+        # A network or a published port is set up in steps; look again before calling a rule
+        # missing, within a quarter of the run's timeout.
+        self.confirm_after = min(confirm_after, timeout / 4)
+        self._log = ChangeLog(log)
+        self._timeout = timeout
+        self._nft: NftSocket | None = None
+
+    def close(self) -> None:
+        if self._nft is not None:
+            self._nft.close()
+            self._nft = None
+
+    def read(self, tick: Tick) -> NatFacts:
+        return read_twice(
+            self._read(tick.engine),
+            unmet_expectations,
+            # A second look at the containers too: one removed meanwhile took its rule with it.
+            lambda: self._read(tick.engine_again),
+            lambda second, missing: replace(second, earlier_missing=missing),
+            self.confirm_after,
+        )
+
+    def _read_nftables(self) -> tuple[FirewallBackend, list[NatRule]]:
+        if self._nft is None:
+            self._nft = NftSocket(self._timeout)
+        try:
+            return read_nftables(self._nft)
+        except FirewallUnreadable:
+            self.close()  # a socket left mid-answer by an error is not reused
+            raise
+
+    def _read(self, engine: Callable[[float | None], EngineFacts]) -> NatFacts:
+        # The Engine API first: a rule Docker adds after this is not yet expected.
+        expectations: NatExpectations | None = None
+        error: str | None = None
+        try:
+            expectations = nat_expectations(engine(self.engine_wait))
+        except DockerUnavailable as exc:
+            error = str(exc)
+        self._log.update(
+            "docker",
+            error,
+            "no missing-rule verdicts: the Engine API is unreadable",
+            "nat source readable again",
+            input="docker",
+        )
+        backends: list[FirewallBackend] = []
+        rules: list[NatRule] = []
+        for name, read in (
+            ("nftables", self._read_nftables),
+            ("legacy", lambda: read_legacy(self.procfs)),
+        ):
+            try:
+                backend, found = read()
+            except FirewallUnreadable as exc:
+                needs = exc.missing_capabilities
+                self._log.update(
+                    name,
+                    str(exc),
+                    f"firewall backend unreadable: needs {' and '.join(needs)}"
+                    if needs
+                    else "firewall backend unreadable",
+                    "nat source readable again",
+                    backend=name,
+                )
+                backends.append(FirewallBackend(name, False, str(exc), 0, (), needs))
+                continue
+            self._log.update(name, None, "", "nat source readable again", input=name)
+            backends.append(backend)
+            rules.extend(found)
+        if not any(b.readable or b.missing_capabilities for b in backends):
+            # Nothing readable, and not for want of a privilege (that is reported, not failed).
+            raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
+        return NatFacts(backends=tuple(backends), rules=tuple(rules), expectations=expectations)
+
+
+def build(settings: Settings) -> Source:
+    return NatSource(
+        settings.procfs,
+        timeout=settings.timeout(NAME),
+        # The rules are read whether or not the Engine API answers in time: half the run for
+        # the container list, the rest for the rules and a confirming second reading.
+        engine_wait=settings.call_timeout(NAME),
+    )

@@ -1,0 +1,42 @@
+"""What the processes collector observed: each containerd shim, its container's PID 1 and
+namespaces, and the daemons, from /proc alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.readers.procfs import DaemonProcess, NamespaceLink
+
+
+@dataclass(frozen=True)
+class ShimFacts:
+    """A containerd shim and the container it holds, read from /proc alone.
+
+    The shim is reparented to PID 1 when containerd starts it, so the link to its container is its
+    `-id` argument and being the parent of the container's PID 1, never a process-tree ancestry
+    from dockerd.
+    """
+
+    shim_pid: int
+    shim_start_time: float
+    container_id: str
+    runtime_namespace: str
+    pid1: int | None
+    pid1_start_time: float | None
+    namespaces: tuple[NamespaceLink, ...]
+    unreadable_namespaces: tuple[str, ...]
+    processes: int
+    zombies: int
+    # Does Docker's container list, current as of after the shim started, list its container?
+    # None when there is no such list: never listed, or only from before the shim.
+    listed: bool | None = None
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What one run saw of /proc."""
+
+    host_namespaces: tuple[NamespaceLink, ...]
+    shims: tuple[ShimFacts, ...]
+    daemons: tuple[DaemonProcess, ...]
+    processes_scanned: int

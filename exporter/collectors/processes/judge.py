@@ -1,0 +1,85 @@
+"""The processes collector's verdicts: each shim's container and whether it outlived it, and
+which of the host's namespaces a container shares. Pure: recorded facts drive these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.collectors.containers.judge import Inventory, display_name
+from exporter.collectors.processes.facts import ProcessFacts, ShimFacts
+from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, NamespaceLink
+
+
+@dataclass(frozen=True)
+class ShimVerdict:
+    shim: ShimFacts
+    container: str
+    # None when the inventory cannot tell: it was never taken, or predates the shim.
+    orphaned: bool | None
+
+
+@dataclass(frozen=True)
+class ContainerProcesses:
+    """A container's processes as /proc shows them, named from the Engine API when it can be."""
+
+    container: str
+    container_id: str
+    shim: ShimFacts
+    shared_with_host: tuple[tuple[str, bool], ...]
+
+
+def shared_with_host(
+    container: tuple[NamespaceLink, ...], host: tuple[NamespaceLink, ...]
+) -> tuple[tuple[str, bool], ...]:
+    """Per namespace kind both sides could read: is it the host's own namespace?"""
+    host_inodes = {link.kind: link.inode for link in host}
+    return tuple(
+        (link.kind, host_inodes[link.kind] == link.inode)
+        for link in container
+        if link.kind in host_inodes
+    )
+
+
+def docker_shims(procs: ProcessFacts) -> tuple[ShimFacts, ...]:
+    return tuple(s for s in procs.shims if s.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE))
+
+
+def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[ShimVerdict, ...]:
+    """Each Docker shim with its container's name and whether it is orphaned.
+
+    A shim is orphaned when a container list current as of after the shim started does not
+    list its container (the source holds each shim against such a list: ShimFacts.listed).
+    A shim newer than every list is left undecided rather than called orphaned for one
+    interval.
+    """
+    names = inventory.names if inventory else {}
+    return tuple(
+        ShimVerdict(
+            shim,
+            display_name(shim.container_id, names),
+            None if shim.listed is None else not shim.listed,
+        )
+        for shim in docker_shims(procs)
+    )
+
+
+def container_processes(
+    procs: ProcessFacts, inventory: Inventory | None
+) -> tuple[ContainerProcesses, ...]:
+    """Per container with a running PID 1: its processes and namespaces.
+
+    While the container list does not name a new container yet its series wait one interval
+    rather than appear under the short id and then change label to the name.
+    """
+    known = inventory.names.keys() if inventory else set()
+    return tuple(
+        ContainerProcesses(
+            container=v.container,
+            container_id=v.shim.container_id,
+            shim=v.shim,
+            shared_with_host=shared_with_host(v.shim.namespaces, procs.host_namespaces),
+        )
+        for v in shim_verdicts(procs, inventory)
+        if v.shim.pid1 is not None
+        and (inventory is None or v.shim.container_id in known or v.orphaned)
+    )

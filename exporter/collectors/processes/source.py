@@ -1,0 +1,120 @@
+"""The processes collector's source: the tick's /proc scan, read on for each containerd shim's
+container (its PID 1 and namespaces), and each shim held against the tick's container list."""
+
+from __future__ import annotations
+
+import logging
+
+from exporter.collectors import Source
+from exporter.collectors.containers.judge import CONTAINERS
+from exporter.collectors.processes.facts import ProcessFacts, ShimFacts
+from exporter.collectors.processes.metrics import NAME
+from exporter.logonce import ChangeLog
+from exporter.readers.docker_api import DockerUnavailable
+from exporter.readers.procfs import (
+    NamespaceLink,
+    ProcessScan,
+    ProcfsReader,
+    ProcStat,
+    ShimCommand,
+    descendants,
+)
+from exporter.settings import Settings
+from exporter.tick import Tick
+
+log = logging.getLogger(__name__)
+
+
+class ProcessTable:
+    def __init__(self, engine_wait: float, judge_shims: bool = True) -> None:
+        # /proc is read whether or not the Engine API answers: at most this long for it.
+        self.engine_wait = engine_wait
+        # Shims are held against Docker's container list only while the containers collector
+        # runs: without it, this collector reads /proc alone and asks the Engine API nothing.
+        self.judge_shims = judge_shims
+        self._log = ChangeLog(log)
+
+    def read(self, tick: Tick) -> ProcessFacts:
+        procfs = tick.host.procfs
+        scan = tick.proc_scan()
+        listing = self._listing(tick) if self.judge_shims else None
+        shims = [self._shim(procfs, scan, stat, command, listing) for stat, command in scan.shims]
+        host_namespaces = procfs.host_namespaces()
+        refused = sorted({kind for shim in shims for kind in shim.unreadable_namespaces})
+        self._log.update(
+            "refused",
+            ",".join(refused) or None,
+            "cannot read containers' namespaces: needs CAP_SYS_PTRACE (and root)",
+            "containers' namespaces are readable again",
+            procfs=str(procfs.root),
+        )
+        return ProcessFacts(
+            host_namespaces=host_namespaces,
+            shims=tuple(sorted(shims, key=lambda s: s.container_id)),
+            daemons=tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid))),
+            processes_scanned=len(scan.table),
+        )
+
+    def _listing(self, tick: Tick) -> tuple[frozenset[str], float] | None:
+        """The container ids Docker lists, and the moment that list was known to be current:
+        the tick's, else the last one that was. None when there has never been one."""
+        try:
+            engine = tick.engine(self.engine_wait)
+        except DockerUnavailable:
+            pass
+        else:
+            if tick.engine_as_of is not None:
+                return frozenset(c.id for c in engine.containers), tick.engine_as_of
+        last = tick.host.inventory.last_checked()
+        if last is None:
+            return None
+        return frozenset(c.id for c in last[0].containers), last[1]
+
+    @staticmethod
+    def _shim(
+        procfs: ProcfsReader,
+        scan: ProcessScan,
+        shim: ProcStat,
+        command: ShimCommand,
+        listing: tuple[frozenset[str], float] | None,
+    ) -> ShimFacts:
+        tree = descendants(shim.pid, scan.children)
+        pid1 = procfs.pid1(scan, shim)
+        namespaces: tuple[NamespaceLink, ...] = ()
+        refused: tuple[str, ...] = ()
+        if pid1 is not None:
+            read = procfs.namespaces_of(pid1)
+            if read is None:
+                # PID 1 exited (or its pid was reused) while we read it: the container is
+                # stopping; report the shim without a PID 1 rather than another process's facts.
+                pid1 = None
+            else:
+                namespaces, refused = read
+        started = scan.clock.to_unix(shim.start_ticks)
+        # A list current only as of before the shim started cannot say its container is gone:
+        # the two readings sample different moments.
+        listed = None
+        if listing is not None and started < listing[1]:
+            listed = command.container_id in listing[0]
+        return ShimFacts(
+            shim_pid=shim.pid,
+            shim_start_time=started,
+            container_id=command.container_id,
+            runtime_namespace=command.runtime_namespace,
+            pid1=pid1.pid if pid1 else None,
+            pid1_start_time=scan.clock.to_unix(pid1.start_ticks) if pid1 else None,
+            namespaces=namespaces,
+            unreadable_namespaces=refused,
+            processes=len(tree),
+            zombies=sum(1 for p in tree if p.state == "Z"),
+            listed=listed,
+        )
+
+    def close(self) -> None:
+        """The procfs reader is the host's: its owner closes it."""
+
+
+def build(settings: Settings) -> Source:
+    return ProcessTable(
+        engine_wait=settings.call_timeout(NAME), judge_shims=CONTAINERS in settings.collectors
+    )

@@ -1,0 +1,28 @@
+"""Conditions logged once when they begin and once when they end, never once per run: a host
+that lacks a privilege, or a daemon that does not answer, stays so for hours."""
+
+from __future__ import annotations
+
+import logging
+
+
+class ChangeLog:
+    """Per condition (a key), its current reason, and a log line whenever that changes: a
+    warning when it begins or its reason changes, an info line when it ends."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._now: dict[str, str | None] = {}
+
+    def update(self, key: str, reason: str | None, begun: str, ended: str, **extra: str) -> None:
+        before = self._now.get(key)
+        if reason == before:
+            return
+        if reason is not None:
+            self._log.warning(begun, extra={"reason": reason, **extra})
+        elif before is not None:
+            self._log.info(ended, extra=extra)
+        self._now[key] = reason
+
+    def active(self, key: str) -> bool:
+        return self._now.get(key) is not None

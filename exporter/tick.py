@@ -1,0 +1,130 @@
+"""What collectors share: the host's readers, owned in one place, and per scheduler tick the
+readings every collector of that tick may use.
+
+Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan
+and one container list serve all of them: each is taken at most once per tick, by whichever
+collector asks first, failures included (every collector then reports the same reason). A
+reading of an earlier tick is never passed off as new. A collector that must look again within
+its run (a confirming second reading) asks `host` for a fresh one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from exporter.readers.docker_api import (
+    DEFAULT_DOCKER_HOST,
+    DockerReader,
+    DockerUnavailable,
+    EngineFacts,
+    timed_out,
+)
+from exporter.readers.inventory import DockerInventory
+from exporter.readers.procfs import ProcessScan, ProcfsError, ProcfsReader
+
+
+class Host:
+    """The readers of one host that collectors share, and their caches; closed by its owner
+    (the sampler), never by a collector."""
+
+    def __init__(self, procfs: ProcfsReader, inventory: DockerInventory) -> None:
+        self.procfs = procfs
+        self.inventory = inventory
+
+    @classmethod
+    def open(
+        cls,
+        procfs: str = "/proc",
+        docker_host: str = DEFAULT_DOCKER_HOST,
+        inventory_timeout: float = 5.0,
+        label_keys: tuple[str, ...] = (),
+    ) -> Host:
+        """This host's readers: /proc at `procfs`, the Engine API at `docker_host`."""
+        return cls(
+            ProcfsReader(procfs),
+            DockerInventory(DockerReader(docker_host, inventory_timeout, label_keys)),
+        )
+
+    def tick(self, at: float | None = None) -> Tick:
+        return Tick(self, time.monotonic() if at is None else at)
+
+    def close(self) -> None:
+        self.inventory.close()
+        self.procfs.close()
+
+
+class Tick:
+    """The readings of one scheduler tick, each taken at most once."""
+
+    def __init__(self, host: Host, at: float) -> None:
+        self.host = host
+        self.at = at
+        self._scan_lock = threading.Lock()
+        self._scan: ProcessScan | str | None = None
+        self._engine_lock = threading.Lock()
+        self._engine: EngineFacts | str | None = None
+        # When the tick's container list was last known to be current (see engine()).
+        self.engine_as_of: float | None = None
+
+    def proc_scan(self) -> ProcessScan:
+        """The tick's pass over the process table."""
+        with self._scan_lock:
+            if self._scan is None:
+                try:
+                    self._scan = self.host.procfs.scan()
+                except ProcfsError as exc:
+                    self._scan = str(exc)
+            if isinstance(self._scan, str):
+                raise ProcfsError(self._scan)
+            return self._scan
+
+    def engine(self, wait: float | None = None) -> EngineFacts:
+        """The tick's container and network lists (listed again only when dockerd's event log
+        says something changed). With wait, gives up after that long waiting for another
+        collector's call: a daemon that stopped answering holds that call to its own timeout."""
+        if not self._engine_lock.acquire(timeout=-1 if wait is None else wait):
+            raise DockerUnavailable(timed_out(self.host.inventory.base_url))
+        try:
+            if self._engine is None:
+                self._engine = self._ask(wait)
+            if isinstance(self._engine, str):
+                raise DockerUnavailable(self._engine)
+            return self._engine
+        finally:
+            self._engine_lock.release()
+
+    def engine_again(self, wait: float | None = None) -> EngineFacts:
+        """The lists as they are now, the event log asked again: for a confirming second look
+        later in a run. What it finds is the tick's answer from then on."""
+        if not self._engine_lock.acquire(timeout=-1 if wait is None else wait):
+            raise DockerUnavailable(timed_out(self.host.inventory.base_url))
+        try:
+            self._engine = self._ask(wait)
+            if isinstance(self._engine, str):
+                raise DockerUnavailable(self._engine)
+            return self._engine
+        finally:
+            self._engine_lock.release()
+
+    def last_engine(self) -> EngineFacts | None:
+        """The last lists taken, without asking dockerd anything: for a first look that only
+        decides what to look at again."""
+        return self.host.inventory.last()
+
+    def _ask(self, wait: float | None) -> EngineFacts | str:
+        try:
+            facts = self.host.inventory.current(self._dockerds, wait=wait)
+        except DockerUnavailable as exc:
+            return str(exc)  # the reason, not the exception: its traceback holds a socket
+        checked = self.host.inventory.last_checked()
+        self.engine_as_of = checked[1] if checked is not None else None
+        return facts
+
+    def _dockerds(self) -> frozenset[tuple[int, float]]:
+        """The dockerd processes running, by (pid, start time); empty if /proc says nothing."""
+        try:
+            scan = self.proc_scan()
+        except (ProcfsError, OSError):
+            return frozenset()  # no /proc to watch: the event log and MAX_AGE still hold
+        return frozenset((d.pid, d.start_time) for d in scan.daemons if d.name == "dockerd")

@@ -1,0 +1,139 @@
+"""The shipped files and the exposition through the tools that own their formats: promtool
+(rules, rule tests, metrics, Prometheus config), docker-compose and kubernetes-validate."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.collectors import all_collectors, facts_types
+from exporter.metrics import render
+from exporter.readers.docker_api import ContainerRecord, EngineFacts
+from exporter.recording import snapshot_from_json
+from exporter.selfmetrics import write_self_metrics
+from exporter.settings import Settings
+from exporter.snapshot import CollectorState, Snapshot
+from tests.conftest import FIXTURES, unavailable
+from tests.helpers import parse, value
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "tests" / "rules" / "alerts.test.yml"
+DEPLOY = ROOT / "deploy"
+RECORDED = FIXTURES / "host-snapshot.json"
+WRITERS = (*(c.writer(Settings()) for c in all_collectors()), write_self_metrics)
+
+
+def recorded() -> Snapshot:
+    return snapshot_from_json(RECORDED.read_text(), facts_types())
+
+
+pytestmark = pytest.mark.integration
+
+
+def test_promtool_checks_the_rules(promtool: str) -> None:
+    check = subprocess.run(
+        [promtool, "check", "rules", str(RULES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_promtool_rule_tests_pass(promtool: str) -> None:
+    result = subprocess.run(
+        [promtool, "test", "rules", RULE_TESTS.name],
+        cwd=RULE_TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifests_validate_against_kubernetes_schemas() -> None:
+    validate = Path(sys.executable).with_name("kubernetes-validate")
+    result = subprocess.run(
+        [str(validate), "--strict", "-k", "1.30.0", str(DEPLOY / "kubernetes" / "daemonset.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 3
+
+
+def test_compose_file_validates(promtool: str) -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        unavailable("docker-compose (Debian package) validates the compose file offline")
+    assert compose is not None
+    result = subprocess.run(
+        [compose, "-f", str(DEPLOY / "compose" / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    config = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(DEPLOY / "compose" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_hostile_names_render_valid_exposition(promtool: str) -> None:
+    hostile = 'we"ird\\name\nwith\ttabs and ünïcödé ✓'
+    engine = EngineFacts(
+        containers=(
+            ContainerRecord(
+                id="f" * 64,
+                name=hostile,
+                image=hostile + ':tag"',
+                image_id="sha256:" + "0" * 64,
+                state="running",
+                network_mode="bridge",
+                created=1.0,
+            ),
+        ),
+        components=(),
+        api_version="1.41",
+    )
+    snapshot = Snapshot().with_state(CollectorState("containers", True, 0.01, 1.0, engine))
+    text = render(snapshot, WRITERS)
+    samples = parse(text)
+    assert value(samples, "docker_host_container_info", container=hostile) == 1
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_series_cap_drops_and_counts(promtool: str) -> None:
+    text = render(recorded(), WRITERS, max_series=2)
+    samples = parse(text)
+    per_family: dict[str, int] = {}
+    for s in samples:
+        per_family[s.name] = per_family.get(s.name, 0) + 1
+    assert max(n for name, n in per_family.items() if name != "docker_host_series_dropped") <= 2
+    engine = recorded().current("containers", EngineFacts)
+    assert engine is not None
+    assert value(samples, "docker_host_series_dropped", family="docker_host_container_info") == (
+        len(engine.containers) - 2
+    )
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
