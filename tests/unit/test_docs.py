@@ -1,4 +1,5 @@
-"""The README cannot drift: its metric table is the declared catalogue, and every flag is in it."""
+"""The docs cannot drift: docs/metrics.md's table is the declared catalogue, every flag is in the
+README, and the README's code map is the tree."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from exporter.cli import build_parser
 from exporter.collectors import all_collectors
 from exporter.metrics import CATALOGUE, MetricSpec
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+METRICS = ROOT / "docs" / "metrics.md"
 BEGIN, END = "<!-- metrics:begin -->", "<!-- metrics:end -->"
 
 
@@ -31,19 +34,19 @@ def metric_table() -> str:
     return "\n".join(rows)
 
 
-def test_readme_metric_table_is_the_catalogue(request: pytest.FixtureRequest) -> None:
-    text = README.read_text()
+def test_metric_table_is_the_catalogue(request: pytest.FixtureRequest) -> None:
+    text = METRICS.read_text()
     block = re.compile(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), re.S)
     if request.config.getoption("--update-golden"):
-        README.write_text(block.sub(lambda _: f"{BEGIN}\n{metric_table()}\n{END}", text))
-        text = README.read_text()
+        METRICS.write_text(block.sub(lambda _: f"{BEGIN}\n{metric_table()}\n{END}", text))
+        text = METRICS.read_text()
     found = block.search(text)
-    assert found, f"README.md lacks the {BEGIN} block"
+    assert found, f"docs/metrics.md lacks the {BEGIN} block"
     assert found.group(1) == metric_table(), "run pytest --update-golden and review the diff"
 
 
 def test_every_exported_family_is_documented() -> None:
-    text = README.read_text()
+    text = METRICS.read_text()
     missing = [spec.name for spec in exported() if f"`{spec.exposed_name}`" not in text]
     assert missing == []
 
@@ -64,3 +67,41 @@ def test_every_flag_is_documented() -> None:
     for c in all_collectors():
         assert f"`{c.name}`" in text, f"collector {c.name} is not described in README.md"
     assert "--collector.<name>" in text and "--no-collector.<name>" in text
+
+
+def code_map() -> set[str]:
+    """The paths the README's code map names, as exporter/... relative paths."""
+    text = README.read_text()
+    block = text[text.index("## Code map") :]
+    block = block[block.index("```\n") + 4 :]
+    block = block[: block.index("\n```")]
+    found: set[str] = set()
+    stack: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        name = line.strip().split()[0]
+        depth = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        path = "/".join([p for _, p in stack] + [name.rstrip("/")])
+        found.add(path)
+        if name.endswith("/"):
+            stack.append((depth, name.rstrip("/")))
+    return found
+
+
+def test_the_code_map_is_the_tree() -> None:
+    """Every module and package of exporter/ is on the map (a collector package's own files
+    are described once, below it), and everything on the map exists."""
+    mapped = code_map()
+    for path in mapped:
+        assert (ROOT / path).exists(), f"the README's code map names {path}, which is gone"
+    collectors = ROOT / "exporter" / "collectors"
+    tree = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "exporter").rglob("*")
+        if p.name != "__pycache__"
+        and "__pycache__" not in p.parts
+        and p.name not in ("__init__.py", "__main__.py")
+        and p.parent.parent != collectors  # a collector's facts.py, judge.py, ...
+    }
+    assert tree - mapped == set(), "add these to the README's code map"
