@@ -7,11 +7,12 @@ import logging
 
 
 class ChangeLog:
-    """Per condition (a key), its current reason, and a log line whenever that changes: a
-    warning when it begins or its reason changes, an info line when it ends."""
+    """Per condition (a key), its current reason, and a log line whenever that changes: one
+    at `level` (a warning) when it begins or its reason changes, an info line when it ends."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING) -> None:
         self._log = logger
+        self._level = level
         self._now: dict[str, str | None] = {}
 
     def update(self, key: str, reason: str | None, begun: str, ended: str, **extra: str) -> None:
@@ -19,7 +20,7 @@ class ChangeLog:
         if reason == before:
             return
         if reason is not None:
-            self._log.warning(begun, extra={"reason": reason, **extra})
+            self._log.log(self._level, begun, extra={"reason": reason, **extra})
         elif before is not None:
             self._log.info(ended, extra=extra)
         self._now[key] = reason

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.collectors import CollectorDef, Source
+from exporter.logonce import ChangeLog
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
@@ -43,6 +44,8 @@ class SnapshotStore:
         self._snapshot = Snapshot()
         self._exposition = Exposition(self._renderer.render(self._snapshot))
         self._published = threading.Condition(self._lock)
+        # A collector's failure is logged once per change of reason, and its recovery once.
+        self._transitions = ChangeLog(log, logging.ERROR)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -69,22 +72,18 @@ class SnapshotStore:
             exposition = Exposition(self._renderer.render(snapshot))
             self._snapshot, self._exposition = snapshot, exposition
             # Logged under the lock so transitions of one collector are never reordered.
-            _log_transition(previous, state)
+            self._transitions.update(
+                state.name,
+                None if state.success else state.error or "failed",
+                "collector failed",
+                "collector recovered",
+                collector=state.name,
+            )
             self._published.notify_all()
 
     def wait(self, predicate: Callable[[Snapshot], bool], timeout: float) -> bool:
         with self._published:
             return self._published.wait_for(lambda: predicate(self._snapshot), timeout)
-
-
-def _log_transition(previous: CollectorState | None, state: CollectorState) -> None:
-    """Once per change of state, not once per interval."""
-    if state.success:
-        if previous is not None and not previous.success:
-            log.info("collector recovered", extra={"collector": state.name})
-        return
-    if previous is None or previous.success or previous.error != state.error:
-        log.error("collector failed", extra={"collector": state.name, "reason": state.error})
 
 
 @dataclass

@@ -70,6 +70,11 @@ class Settings:
 
     def option(self, key: str, kind: type[T]) -> T:
         """A collector's own flag, "<collector>.<flag>": its value, else its default."""
+        if key not in self.options and key not in OPTION_DEFAULTS:
+            # The defaults are registered with the collectors, imported on first use.
+            from exporter.collectors import all_collectors  # noqa: PLC0415
+
+            all_collectors()
         value = self.options.get(key, OPTION_DEFAULTS.get(key))
         if not isinstance(value, kind):
             raise TypeError(f"option {key}: expected {kind.__name__}, got {value!r}")

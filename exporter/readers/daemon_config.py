@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,29 @@ def daemon_hosts(flags: dict[str, list[str]], config: dict[str, Any] | None) -> 
     return {DEFAULT_DOCKER_HOST if h in ("fd://", "") else h for h in hosts} or {
         DEFAULT_DOCKER_HOST
     }
+
+
+def root_readable(root: Path) -> bool:
+    """Can dockerd's files be read through its /proc/PID/root? The kernel asks for
+    CAP_SYS_PTRACE over a process with more capabilities than ours."""
+    try:
+        root.stat()
+    except PermissionError:
+        return False
+    return True
+
+
+def read_config_file(root: Path, path: str) -> tuple[bytes | None, float | None, str | None]:
+    """dockerd's configuration file as its own root shows it: (bytes, mtime, why unreadable).
+    No file is (None, None, None): dockerd then runs on flags and defaults."""
+    try:
+        with (root / path.lstrip("/")).open("rb") as handle:
+            mtime = os.fstat(handle.fileno()).st_mtime
+            return handle.read(MAX_CONFIG_BYTES + 1), mtime, None
+    except FileNotFoundError:
+        return None, None, None
+    except OSError as exc:
+        return None, None, f"cannot read {path}: {exc.strerror}"
 
 
 def systemd_unit(root: Path) -> tuple[str, str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import time
 from pathlib import Path
@@ -21,13 +20,14 @@ from exporter.readers.daemon_config import (
     DEFAULT_CONFIG_FILE,
     INFO_MAX_AGE,
     KNOWN_KEYS,
-    MAX_CONFIG_BYTES,
     SECRET_KEYS,
     daemon_hosts,
     parse_config,
     parse_flags,
+    read_config_file,
     redact,
     reloaded_values,
+    root_readable,
     running_subset,
     systemd_unit,
 )
@@ -151,26 +151,14 @@ class DaemonConfigSource:
         flags, config_file = parse_flags(argv)
         path = config_file or DEFAULT_CONFIG_FILE
         root = Path(f"{tick.host.procfs.root}/{daemon.pid}/root")
-        file_path = root / path.lstrip("/")
         raw: bytes | None = None
         mtime: float | None = None
         file_error: str | None = None
-        try:
-            root.stat()
-            root_refused = False
-        except PermissionError:
-            root_refused = True
+        root_refused = not root_readable(root)
         self._warn_root_refused(daemon.pid, refused=root_refused)
         unit = exec_start = environment_file = ""
         if not root_refused:
-            try:
-                with file_path.open("rb") as handle:
-                    mtime = os.fstat(handle.fileno()).st_mtime
-                    raw = handle.read(MAX_CONFIG_BYTES + 1)
-            except FileNotFoundError:
-                pass  # no file: dockerd runs on flags and defaults (unless --config-file said)
-            except OSError as exc:
-                file_error = f"cannot read {path}: {exc.strerror}"
+            raw, mtime, file_error = read_config_file(root, path)
             unit, exec_start, environment_file = systemd_unit(root)
         config, parse_error = parse_config(raw) if raw is not None else (None, None)
         return DaemonConfigFacts(
