@@ -227,9 +227,9 @@ _OWNER_TEXT = {
     OWNER_HOST: "both ends on the host",
 }
 _ORPHAN_TEXT = {
-    "peer_gone": "orphaned: its peer is gone",
-    "no_container": "orphaned: no container behind it",
-    "stale_sandbox": "orphaned: a sandbox no network needs",
+    "peer_gone": "orphaned: peer gone",
+    "no_container": "orphaned: no container",
+    "stale_sandbox": "orphaned: stale sandbox",
 }
 
 
