@@ -824,24 +824,26 @@ summary .bad{color:#b00020}
 _SCRIPT = """
 (function(){
 var q=document.getElementById('search'),bands=document.querySelectorAll('details.band');
-function stack(svg,sel,want){var g=svg.querySelector(sel),y=0,last=null,n=0;
+function has(text,terms){for(var i=0;i<terms.length;i++){if(text.indexOf(terms[i])>=0)return true;}
+ return false;}
+function stack(svg,sel,terms){var g=svg.querySelector(sel),y=0,last=null,n=0;
  if(!g)return [0,null,0];
- for(var r=g.firstChild;r;r=r.nextSibling){var ok=!want||r.getAttribute('data-s').indexOf(want)>=0;
+ for(var r=g.firstChild;r;r=r.nextSibling){
+  var ok=!terms.length||has(r.getAttribute('data-s'),terms);
   if(ok){r.removeAttribute('display');r.setAttribute('transform','translate(0,'+y+')');last=y;
    y+=+r.getAttribute('data-h');n++;}else{r.setAttribute('display','none');}}
  return [y,last,n];}
 function bus(svg,name,last){var b=svg.querySelector('line[data-bus="'+name+'"]');
  if(!b)return;if(last===null){b.setAttribute('display','none');}else{b.removeAttribute('display');
  b.setAttribute('y2',last+15);}}
-function run(){var want=q.value.trim().toLowerCase();
+function run(){var terms=q.value.toLowerCase().split(/\\s+/).filter(Boolean);
  for(var i=0;i<bands.length;i++){var d=bands[i],svg=d.querySelector('svg.band');
-  var head=d.querySelector('summary').textContent.toLowerCase();
-  var whole=want&&head.indexOf(want)>=0,key=whole?'':want;
-  var a=stack(svg,'g.rows',key),b=stack(svg,'g.exits',key);
+  var whole=terms.length&&has(d.querySelector('summary').textContent.toLowerCase(),terms);
+  var key=whole?[]:terms,a=stack(svg,'g.rows',key),b=stack(svg,'g.exits',key);
   bus(svg,'rows',a[1]);bus(svg,'exits',b[1]);
   var h=Math.max(a[0],b[0],+svg.getAttribute('data-hub'),22);svg.setAttribute('height',h);
   svg.setAttribute('viewBox','0 0 '+svg.getAttribute('width')+' '+h);
-  var hit=!want||whole||a[2]+b[2]>0;d.hidden=!hit;if(want&&hit)d.open=true;}}
+  var hit=!terms.length||whole||a[2]+b[2]>0;d.hidden=!hit;if(terms.length&&hit)d.open=true;}}
 q.addEventListener('input',run);
 document.getElementById('open').addEventListener('click',function(){
  for(var i=0;i<bands.length;i++)bands[i].open=true;});
@@ -955,8 +957,9 @@ their interfaces → host veths (bridge port state) → bridges → Docker netwo
 the host (MASQUERADE per subnet, DNAT per published port). <b class="why">Red</b>: broken,
 with the reason (hover for the full text); amber: shares a namespace with the host; dashed:
 a shared namespace, or no veth.</p>
-<p><input id="search" type="search" placeholder="search containers, veths, addresses, ports"
- aria-label="search"> <button id="open" type="button">expand all</button>
+<p><input id="search" type="search" aria-label="search"
+ placeholder="search: names, veths, addresses, ports (any of several words)">
+<button id="open" type="button">expand all</button>
 <button id="close" type="button">collapse all</button></p>
 </header>
 <section>{broken}<ul class="problems">{problems or "<li>nothing</li>"}</ul></section>
