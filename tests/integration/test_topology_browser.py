@@ -122,6 +122,7 @@ def browser() -> Iterator[Any]:
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--window-size=1460,1000",
+        "--hide-scrollbars",
         # Nothing but the exporter on 127.0.0.1: the rest goes to a proxy that is not there,
         # and Chromium's own background traffic is off.
         "--proxy-server=http://127.0.0.1:9",
@@ -238,7 +239,7 @@ def picture(driver: Any, url: str, scene: Scene, path: Path) -> None:
     driver.get("about:blank")
     driver.get(f"{url}#q={scene.prefix} {orphans}")
     height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1460, min(int(height) + 40, 4000))
+    driver.set_window_size(1460, min(int(height) + 120, 4000))
     driver.save_screenshot(str(path))
 
 
