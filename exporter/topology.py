@@ -68,9 +68,9 @@ DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT)
 _NOTABLE_SHARED = ("net", "pid", "ipc", "uts", "mnt")
 
 # Columns: container, its interface, host veth, bridge, network, way out.
-_COL_X = (8, 250, 432, 636, 836, 1086)
-_COL_W = (220, 160, 160, 176, 206, 330)
-_BUS_X = (612, 1062)  # the bridge's bus (veths -> bridge), the network's (-> exits)
+_COL_X = (8, 246, 424, 628, 816, 1052)
+_COL_W = (220, 160, 172, 170, 200, 310)
+_BUS_X = (612, 1034)  # the bridge's bus (veths -> bridge), the network's (-> exits)
 _WIDTH = _COL_X[5] + _COL_W[5] + 8
 _LINE = 14  # px per text line
 _PAD = 6
@@ -689,8 +689,9 @@ def _link(x1: int, x2: int, y: int, cls: str = "edge") -> str:
 
 
 def _row_svg(row: Row, y: int, first_column: int) -> str:
+    joins = ' data-b="1"' if row.to_bus or first_column == 5 else ""
     parts = [
-        f'<g class="row" data-h="{_row_height(row)}" data-s="{esc(row.search)}" '
+        f'<g class="row" data-h="{_row_height(row)}" data-s="{esc(row.search)}"{joins} '
         f'transform="translate(0,{y})">'
     ]
     cells = [(first_column + i, c) for i, c in enumerate(row.cells) if c is not None]
@@ -752,7 +753,9 @@ def band_svg(band: Band) -> tuple[str, int]:
                 f'<line class="bus" data-bus="rows" x1="{_BUS_X[0]}" y1="{_MID}" '
                 f'x2="{_BUS_X[0]}" y2="{last_mid}"/>'
             )
-            hub.append(_link(_BUS_X[0], _COL_X[3], _MID))
+            hub.append(
+                _link(_BUS_X[0], _COL_X[3], _MID).replace("<line ", '<line data-stub="rows" ')
+            )
         if bridge is not None:
             hub.append(_box_svg(bridge, 3, 0))
         if network is not None:
@@ -764,7 +767,8 @@ def band_svg(band: Band) -> tuple[str, int]:
                 f'<line class="bus" data-bus="exits" x1="{_BUS_X[1]}" y1="{_MID}" '
                 f'x2="{_BUS_X[1]}" y2="{exits_last}"/>'
             )
-            hub.append(_link(_COL_X[4] + _COL_W[4], _BUS_X[1], _MID))
+            stub = _link(_COL_X[4] + _COL_W[4], _BUS_X[1], _MID)
+            hub.append(stub.replace("<line ", '<line data-stub="exits" '))
     svg = (
         f'<svg class="band" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" '
         f'height="{height}" viewBox="0 0 {_WIDTH} {height}" data-hub="{hub_h + _GAP}">'
@@ -830,12 +834,14 @@ function stack(svg,sel,terms){var g=svg.querySelector(sel),y=0,last=null,n=0;
  if(!g)return [0,null,0];
  for(var r=g.firstChild;r;r=r.nextSibling){
   var ok=!terms.length||has(r.getAttribute('data-s'),terms);
-  if(ok){r.removeAttribute('display');r.setAttribute('transform','translate(0,'+y+')');last=y;
+  if(ok){r.removeAttribute('display');r.setAttribute('transform','translate(0,'+y+')');
+   if(r.hasAttribute('data-b'))last=y;
    y+=+r.getAttribute('data-h');n++;}else{r.setAttribute('display','none');}}
  return [y,last,n];}
-function bus(svg,name,last){var b=svg.querySelector('line[data-bus="'+name+'"]');
- if(!b)return;if(last===null){b.setAttribute('display','none');}else{b.removeAttribute('display');
- b.setAttribute('y2',last+15);}}
+function bus(svg,name,last){var b=svg.querySelector('line[data-bus="'+name+'"]'),
+ s=svg.querySelector('line[data-stub="'+name+'"]');if(!b)return;
+ if(last===null){b.setAttribute('display','none');if(s)s.setAttribute('display','none');}
+ else{b.removeAttribute('display');if(s)s.removeAttribute('display');b.setAttribute('y2',last+15);}}
 function run(){var terms=q.value.toLowerCase().split(/\\s+/).filter(Boolean);
  for(var i=0;i<bands.length;i++){var d=bands[i],svg=d.querySelector('svg.band');
   var whole=terms.length&&has(d.querySelector('summary').textContent.toLowerCase(),terms);
