@@ -45,8 +45,10 @@ test: as-root
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -rfEs
 
-# The README's dashboard pictures, drawn from a real Prometheus by the end-to-end test.
+# The README's pictures: the dashboards drawn from a real Prometheus by the end-to-end test,
+# and the /topology page in headless Chromium by the browser test.
 pictures: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
-	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py
+	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py \
+		tests/integration/test_topology_browser.py

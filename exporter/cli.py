@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from exporter.recording import snapshot_json
 from exporter.report import render_report
 from exporter.sampler import Sampler
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
+from exporter.topology import TopologyPage, topology_svg
 from exporter.web import landing_page, make_server, serve_in_background
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -60,9 +62,10 @@ def build_parser(
     if inspect:
         add(
             "--format",
-            choices=("table", "json"),
+            choices=("table", "json", "svg"),
             default="table",
-            help="tables for people, or the raw facts as JSON (default: table)",
+            help="tables for people, the raw facts as JSON, or the topology picture as SVG "
+            "(default: table)",
         )
     else:
         add(
@@ -82,6 +85,13 @@ def build_parser(
             dest="telemetry_path",
             default="/metrics",
             help="path under which to expose metrics (default: %(default)s)",
+        )
+        add(
+            "--web.topology",
+            dest="web_topology",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="serve /topology, the host's plumbing drawn from the latest sample (default: on)",
         )
     add(
         "--docker.host",
@@ -165,6 +175,7 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         listen_address=getattr(args, "listen_address", DEFAULT_LISTEN_ADDRESS),
         telemetry_path=getattr(args, "telemetry_path", "/metrics"),
         web_config_file=getattr(args, "web_config_file", None),
+        web_topology=getattr(args, "web_topology", True),
         docker_host=resolve_docker_host(args.docker_host),
         procfs=args.procfs,
         collectors=tuple(c.name for c in collectors if getattr(args, f"collector_{c.name}")),
@@ -212,11 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -> int:
     snapshot = Sampler(((c, c.source(settings)) for c in enabled), settings).sample_once()
-    sys.stdout.write(
-        snapshot_json(snapshot)
-        if fmt == "json"
-        else render_report(snapshot, [c.report for c in enabled])
-    )
+    if fmt == "json":
+        sys.stdout.write(snapshot_json(snapshot))
+    elif fmt == "svg":
+        sys.stdout.write(topology_svg(snapshot, socket.gethostname()))
+    else:
+        sys.stdout.write(render_report(snapshot, [c.report for c in enabled]))
     # Non-zero only when the host could not be read at all; a partial report is still useful.
     return 0 if any(s.success for s in snapshot.collectors.values()) else 1
 
@@ -228,6 +240,11 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
         log.error("bad --web.config.file", extra={"reason": str(exc)})
         return 1
     sampler = Sampler(((c, c.source(settings)) for c in enabled), settings)
+    topology = (
+        TopologyPage(lambda: sampler.store.snapshot, socket.gethostname(), settings.telemetry_path)
+        if settings.web_topology
+        else None
+    )
     try:
         server = make_server(
             settings.listen_address,
@@ -235,9 +252,12 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
             exposition=lambda: sampler.store.exposition,
             healthy=sampler.healthy,
             landing=landing_page(
-                settings.telemetry_path, [(c.name, c.description) for c in enabled]
+                settings.telemetry_path,
+                [(c.name, c.description) for c in enabled],
+                topology=topology is not None,
             ),
             web_config=web_config,
+            topology=topology.current if topology is not None else None,
         )
     except (OSError, ValueError) as exc:
         log.error("cannot listen", extra={"address": settings.listen_address, "reason": str(exc)})

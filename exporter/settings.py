@@ -55,6 +55,7 @@ class Settings:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     telemetry_path: str = "/metrics"
     web_config_file: str | None = None
+    web_topology: bool = True  # serve /topology
     docker_host: str = DEFAULT_DOCKER_HOST
     procfs: str = "/proc"
     collectors: tuple[str, ...] = ()

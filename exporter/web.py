@@ -1,7 +1,10 @@
-"""HTTP: /metrics serves the latest rendered snapshot, / a landing page, /healthz liveness.
+"""HTTP: /metrics serves the latest rendered snapshot, /topology its picture, / a landing page,
+/healthz liveness.
 
 Nothing here reads the host: a scrape costs a lock-free read of bytes rendered when the last
 sample finished, so scrape latency does not grow with the host and extra scrapers cost nothing.
+The topology page is rendered by the first request after a snapshot and then served as bytes
+the same way (exporter/topology.py).
 """
 
 from __future__ import annotations
@@ -18,11 +21,20 @@ from typing import Any
 
 from exporter import __version__
 from exporter.metrics import Exposition
+from exporter.topology import CONTENT_SECURITY_POLICY
 from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The topology page runs only its own inline script and style (by hash), loads nothing else,
+# and may not be framed: names from the Engine API are drawn on it.
+PAGE_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -33,8 +45,11 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def landing_page(telemetry_path: str, collectors: list[tuple[str, str]]) -> bytes:
+def landing_page(
+    telemetry_path: str, collectors: list[tuple[str, str]], topology: bool = False
+) -> bytes:
     path = html.escape(telemetry_path)
+    picture = ' &middot; <a href="/topology">Topology</a>' if topology else ""
     rows = "".join(
         f"<li><code>{html.escape(n)}</code>: {html.escape(d)}</li>" for n, d in collectors
     )
@@ -45,7 +60,7 @@ def landing_page(telemetry_path: str, collectors: list[tuple[str, str]]) -> byte
 <p>Prometheus metrics for this Docker host's plumbing: container PID namespaces and shims,
 and more per enabled collector. Values are sampled on an interval; a scrape serves the latest
 sample and never touches the host. Version {html.escape(__version__)}.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">Health</a></p>
+<p><a href="{path}">Metrics</a>{picture} &middot; <a href="/healthz">Health</a></p>
 <h2>Enabled collectors</h2>
 <ul>{rows}</ul>
 </body></html>
@@ -90,7 +105,9 @@ def make_server(
     landing: bytes,
     *,
     web_config: WebConfig | None = None,
+    topology: Callable[[], Exposition] | None = None,
 ) -> ThreadingHTTPServer:
+    """topology: the /topology page of the latest snapshot (None: the page is off, 404)."""
     auth = web_config.basic_auth if web_config else None
     tls = web_config.tls.context() if web_config and web_config.tls else None
 
@@ -131,6 +148,16 @@ def make_server(
                     self._send(200, CONTENT_TYPE, current.gzipped, encoding="gzip")
                 else:
                     self._send(200, CONTENT_TYPE, current.text)
+            elif path == "/topology" and topology is not None:
+                page = topology()
+                gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                self._send(
+                    200,
+                    "text/html; charset=utf-8",
+                    page.gzipped if gzipped else page.text,
+                    encoding="gzip" if gzipped else None,
+                    headers=PAGE_HEADERS,
+                )
             elif path == "/":
                 self._send(200, "text/html; charset=utf-8", landing)
             elif path == "/healthz":
@@ -142,12 +169,22 @@ def make_server(
         def do_HEAD(self) -> None:
             self.do_GET()
 
-        def _send(self, status: int, ctype: str, body: bytes, encoding: str | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            ctype: str,
+            body: bytes,
+            encoding: str | None = None,
+            headers: tuple[tuple[str, str], ...] = (),
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             if encoding:
                 self.send_header("Content-Encoding", encoding)
+                self.send_header("Vary", "Accept-Encoding")
+            for name, value in headers:
+                self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)

@@ -22,6 +22,7 @@ PACKAGES=(
     debootstrap               # a Debian base image for building the exporter's own
     docker-compose            # the compose file, checked with `docker-compose config`
     ethtool net-tools         # bench/veth.sh, the blog post's script the benchmark times
+    chromium chromium-driver  # the /topology page in a real browser (Selenium drives it)
 )
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest

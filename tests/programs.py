@@ -30,6 +30,8 @@ PACKAGE_OF: dict[str, str] = {
     "awk": "mawk",
     "bash": "bash",
     "brctl": "bridge-utils",
+    "chromedriver": "chromium-driver",
+    "chromium": "chromium",
     "busybox": "busybox-static",
     "conntrack": "conntrack",
     "ctr": "containerd",

@@ -88,6 +88,8 @@ class DockerNetwork:
     gateway_mode_ipv6: str = ""
     # Swarm's routing-mesh network: it justifies the ingress_sbox namespace on this node.
     ingress: bool = False
+    # IPAM gateways, in canonical form; shown on the topology page, never judged.
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,22 @@ def _addresses(
 
 def _subnets(entry: Mapping[str, Any]) -> tuple[str, ...]:
     """IPAM subnets in canonical form (as rules are decoded); malformed ones are left out."""
+    return _ipam(entry, "Subnet", lambda text: str(ipaddress.ip_network(text, strict=False)))
+
+
+def _gateways(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """IPAM gateways in canonical form; malformed ones are left out."""
+    return _ipam(entry, "Gateway", lambda text: str(ipaddress.ip_address(text)))
+
+
+def _ipam(entry: Mapping[str, Any], key: str, canonical: Callable[[str], str]) -> tuple[str, ...]:
     found = []
     for config in (entry.get("IPAM") or {}).get("Config") or []:
-        text = config.get("Subnet") if isinstance(config, Mapping) else None
+        text = config.get(key) if isinstance(config, Mapping) else None
         if not isinstance(text, str) or not text:
             continue
         try:
-            found.append(str(ipaddress.ip_network(text, strict=False)))
+            found.append(canonical(text))
         except ValueError:
             continue
     return tuple(found)
@@ -200,6 +211,7 @@ def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
         enable_ipv6=entry.get("EnableIPv6") is True,
         gateway_mode_ipv6=str(options.get(GATEWAY_MODE_IPV6_OPTION) or ""),
         ingress=entry.get("Ingress") is True,
+        gateways=_gateways(entry),
     )
 
 

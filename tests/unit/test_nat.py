@@ -309,9 +309,16 @@ def test_engine_api_addresses_are_validated() -> None:
             "Name": "v6",
             "Driver": "bridge",
             "EnableIPv6": True,
-            "IPAM": {"Config": [{"Subnet": "fd00:d4f:0::/64"}, {"Subnet": "bogus"}, {}]},
+            "IPAM": {
+                "Config": [
+                    {"Subnet": "fd00:d4f:0::/64", "Gateway": "FD00:D4F:0::1"},
+                    {"Subnet": "bogus", "Gateway": "<b>"},
+                    {},
+                ]
+            },
             "Options": {"com.docker.network.bridge.gateway_mode_ipv6": "routed"},
         }
     )
     assert network.subnets == ("fd00:d4f::/64",)
+    assert network.gateways == ("fd00:d4f::1",)
     assert (network.enable_ipv6, network.gateway_mode_ipv6) == (True, "routed")
