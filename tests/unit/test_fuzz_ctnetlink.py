@@ -52,10 +52,10 @@ def tuple_nest(kind: int, src: bytes, dst: bytes, proto: int, ports: tuple[int, 
     v6 = len(src) == 16
     ip = nested(1, nla(3 if v6 else 1, src), nla(4 if v6 else 2, dst))
     if proto in (TCP, UDP):
-        ports = nla(2, be16(sport)) + nla(3, be16(dport))
+        l4 = nla(2, be16(sport)) + nla(3, be16(dport))
     else:  # ICMP: id, type, code
-        ports = nla(4, be16(sport)) + nla(5, b"\x08") + nla(6, b"\x00")
-    return nested(kind, ip, nested(2, nla(1, bytes([proto])), ports))
+        l4 = nla(4, be16(sport)) + nla(5, b"\x08") + nla(6, b"\x00")
+    return nested(kind, ip, nested(2, nla(1, bytes([proto])), l4))
 
 
 def protoinfo(state: int) -> bytes:
