@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.collectors.conntrack.facts import HOST, ConntrackDump, ConntrackFacts, DumpRow
 from exporter.collectors.conntrack.judge import attribute, top_containers, usage_ratio
 from exporter.collectors.conntrack.metrics import NAME, write
 from exporter.collectors.conntrack.report import conntrack_sections
+from exporter.collectors.conntrack.source import ConntrackSource
 from exporter.metrics import Families
-from exporter.readers.ctnetlink import ConntrackTable
+from exporter.readers.ctnetlink import AF_INET, ConntrackTable, DumpCounts, DumpInterrupted
 from exporter.snapshot import CollectorState, Snapshot
 from tests.helpers import parse, select, value
 
@@ -102,3 +105,30 @@ def test_report_names_the_top_containers() -> None:
     lines = top.splitlines()
     assert lines[2].split()[:3] == ["client", "47", "47"]
     assert "idle" not in top
+
+
+def test_an_interrupted_dump_is_read_again_once_then_reported_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = ConntrackSource("/proc", timeout=1.0, max_entries=10)
+    answers: list[DumpCounts | Exception] = [DumpInterrupted(), DumpCounts({}, 0, capped=False)]
+
+    def count(_family: int, _owners: dict[bytes, str]) -> DumpCounts:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(source, "_count", count)
+    dump, error, _ = source._dump(AF_INET, {}, TABLE)
+    assert dump is not None and error is None and dump.read == 0
+    answers[:] = [DumpInterrupted(), DumpInterrupted(), DumpCounts({}, 0, capped=False)]
+    dump, error, _ = source._dump(AF_INET, {}, TABLE)
+    assert dump is None and error is not None and "twice" in error
+
+
+def test_a_capped_dump_counts_what_it_left() -> None:
+    source = ConntrackSource("/proc", timeout=1.0, max_entries=10)
+    source._count = lambda _f, _o: DumpCounts({(AF_INET, None, None, 6, 3): 10}, 10, True)  # type: ignore[method-assign,assignment]
+    dump, _, _ = source._dump(AF_INET, {}, TABLE)
+    assert dump is not None and dump.read == 10 and dump.skipped == 890
