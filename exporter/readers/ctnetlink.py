@@ -23,6 +23,7 @@ import errno
 import operator
 import socket
 import struct
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,8 @@ def _tuple(
             if num[1] <= num[0]:
                 raise _malformed("empty CTA_PROTO_NUM")
             number = data[num[0]]
-            _leaf(learn, f"{which}proto", num, "B")
+            if which == "orig_":  # the reply's protocol is the same: not read again
+                _leaf(learn, "orig_proto", num, "B")
     return address, number
 
 
@@ -234,9 +236,14 @@ def decode_key(message: bytes) -> Key:
 # -- the fast path --------------------------------------------------------------------------
 
 
-# (mask, expected, values): the mask over the message from its nfgenmsg on, 0xFF for each byte
-# that must match; what those bytes must be; the values' reader. A tuple: read per entry.
-_Layout = tuple[int, int, Callable[[bytes, int], Key]]
+# (mask, expected, values, family): the mask over the message from its nfgenmsg on, 0xFF for
+# each byte that must match; what those bytes must be; the reader of (original source,
+# protocol, reply source, TCP state) at a message's offset; the family the layout implies.
+# A tuple: it is read once per entry.
+_Layout = tuple[
+    int, int, Callable[[bytes, int], tuple[bytes | None, int, bytes | None, int | None]], int
+]
+_ORDER = ("orig_src", "orig_proto", "reply_src", "state")
 
 
 def _layout(message: bytes, learn: _Learner, family: int) -> _Layout:
@@ -251,22 +258,26 @@ def _layout(message: bytes, learn: _Learner, family: int) -> _Layout:
         fmt += f"{offset - at}x{code}"
         at = offset + struct.calcsize("=" + code)
     unpack = struct.Struct(fmt).unpack_from
-    # The four values by position in what unpack returns, with defaults appended for those this
-    # layout lacks (protocol 0, no address, no state).
-    names = [name for _, _, name in fields]
-    defaults = (0, None)
-    where = [
-        names.index(name) if name in names else len(names) + default
-        for name, default in (("orig_proto", 0), ("orig_src", 1), ("reply_src", 1), ("state", 1))
-    ]
-    pick = operator.itemgetter(*where)
-    head = (family,)
+    names = tuple(name for _, _, name in fields)
+    if names == _ORDER:  # as the kernel writes a TCP entry: one struct reads all four
+        return (mask, expected, unpack, family)
+    # Otherwise the four by position in what unpack returns, with defaults appended for those
+    # this layout lacks (no address, protocol 0, no state).
+    defaults = (None, 0)
+    pick = operator.itemgetter(
+        *(
+            names.index(name) if name in names else len(names) + (1 if name == "orig_proto" else 0)
+            for name in _ORDER
+        )
+    )
 
-    def values(data: bytes, offset: int) -> Key:
-        found: Key = head + pick(unpack(data, offset) + defaults)
+    def values(data: bytes, offset: int) -> tuple[bytes | None, int, bytes | None, int | None]:
+        found: tuple[bytes | None, int, bytes | None, int | None] = pick(
+            unpack(data, offset) + defaults
+        )
         return found
 
-    return (mask, expected, values)
+    return (mask, expected, values, family)
 
 
 class KeyReader:
@@ -280,11 +291,12 @@ class KeyReader:
         that length matches, else decoded in full (and its layout learnt)."""
         layout = self.layouts.get(length)
         if layout is not None:
-            mask, expected, values = layout
+            mask, expected, values, family = layout
             if int.from_bytes(data[offset + _HEADER.size : offset + length], "little") & mask == (
                 expected
             ):
-                return values(data, offset)
+                src, protocol, reply_src, state = values(data, offset)
+                return (family, protocol, src, reply_src, state)
         return self.learn(data[offset : offset + length])
 
     def learn(self, message: bytes) -> Key:
@@ -338,7 +350,9 @@ class ConntrackSocket(NetlinkSocket):
         layouts, learn = self._keys.layouts, self._keys.learn
         owner = cast(Callable[[bytes | None], str | None], owners.get)
         from_bytes = int.from_bytes
-        counts: dict[tuple[int, str | None, str | None, int, int | None], int] = {}
+        counts: defaultdict[tuple[int, str | None, str | None, int, int | None], int] = defaultdict(
+            int
+        )
         read, interrupted = 0, False
         while True:
             # bytes, not a reused bytearray: int.from_bytes reads bytes at twice the speed, and
@@ -362,13 +376,14 @@ class ConntrackSocket(NetlinkSocket):
                             & layout[0]
                             == layout[1]
                         ):
-                            fam, proto, src, reply_src, state = layout[2](data, offset)
+                            src, proto, reply_src, state = layout[2](data, offset)
+                            fam = layout[3]
                         else:
                             fam, proto, src, reply_src, state = learn(
                                 data[offset : offset + length]
                             )
                         counted = (fam, owner(src), owner(reply_src), proto, state)
-                        counts[counted] = counts.get(counted, 0) + 1
+                        counts[counted] += 1
                         read += 1
                     elif kind in (NLMSG_DONE, NLMSG_ERROR):
                         if (error := _error(data[offset : offset + length])) is not None:
