@@ -395,8 +395,9 @@ def nat() -> dict[str, Any]:
     return dashboard(
         "dhe-nat",
         "Docker host: NAT",
-        "MASQUERADE and DNAT rules in both firewall backends, their counters, and "
-        "the rules Docker's networks and published ports need but lack.",
+        "MASQUERADE and DNAT rules in both firewall backends, their counters, "
+        "the rules Docker's networks and published ports need but lack, and the "
+        "connection-tracking table every NATed connection takes an entry in.",
         [
             table(
                 lay,
@@ -470,8 +471,86 @@ def nat() -> dict[str, Any]:
                 ["container", "protocol", "host_port", "container_port", "Value"],
                 width=12,
             ),
+            *conntrack_row(lay),
         ],
     )
+
+
+def conntrack_row(lay: Layout) -> list[dict[str, Any]]:
+    """Every NATed connection is tracked: the conntrack table, and who fills it."""
+    counter = "sum(increase(docker_host_conntrack_stat_{}_total{{}}[$__rate_interval]))"
+    return [
+        stat(
+            lay,
+            "Conntrack table used",
+            "max(docker_host_conntrack_entries{} / docker_host_conntrack_entries_limit{})",
+            unit="percentunit",
+            description="Entries against nf_conntrack_max; when full, new connections of "
+            "every container are dropped.",
+            thresholds=(0.8, 0.95),
+            width=6,
+        ),
+        stat(
+            lay,
+            "Conntrack drops",
+            counter.format("drop"),
+            description="Packets dropped for want of a conntrack entry (table full).",
+            thresholds=(1,),
+            width=6,
+        ),
+        stat(
+            lay,
+            "Conntrack insert failures",
+            counter.format("insert_failed"),
+            thresholds=(1,),
+            width=6,
+        ),
+        stat(
+            lay,
+            "Entries not attributed (dump cap)",
+            "sum(docker_host_conntrack_dump_skipped_entries{})",
+            description="Entries the last dump left unread at --collector.conntrack.max-entries.",
+            thresholds=(1,),
+            width=6,
+        ),
+        timeseries(
+            lay,
+            "Tracked connections and the limit",
+            [
+                ("sum by (instance) (docker_host_conntrack_entries{})", "{{instance}} entries"),
+                ("max by (instance) (docker_host_conntrack_entries_limit{})", "{{instance}} limit"),
+            ],
+        ),
+        timeseries(
+            lay,
+            "Tracked connections per container (top 10)",
+            [
+                (
+                    "topk(10, sum by (container) (docker_host_container_conntrack_entries{}))",
+                    "{{container}}",
+                )
+            ],
+        ),
+        timeseries(
+            lay,
+            "Conntrack drops, insert failures, early drops",
+            [
+                (counter.format(name).replace("sum(", "sum by (instance) (", 1), legend)
+                for name, legend in (
+                    ("drop", "{{instance}} drop"),
+                    ("insert_failed", "{{instance}} insert failed"),
+                    ("early_drop", "{{instance}} early drop"),
+                )
+            ],
+        ),
+        table(
+            lay,
+            "TCP connections per container by state",
+            "docker_host_container_conntrack_tcp_entries{}",
+            ["container", "state", "Value"],
+            width=12,
+        ),
+    ]
 
 
 def layers() -> dict[str, Any]:

@@ -67,6 +67,7 @@ PACKAGES = (
     "nat",
     "daemon",
     "layers",
+    "conntrack",
 )
 
 

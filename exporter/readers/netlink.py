@@ -58,6 +58,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 # linux/rtnetlink.h
 RTM_GETLINK = 18
+RTM_GETADDR = 22
 RTM_GETNSID = 90
 # linux/if_link.h: the IFLA_* attributes of an ifinfomsg, and those nested in them.
 IFLA = {
@@ -79,6 +80,8 @@ IFLA_INFO = {
 }
 IFLA_BR = {"IFLA_BR_STP_STATE": 5}
 IFLA_BRPORT = {"IFLA_BRPORT_STATE": 1}
+# linux/if_addr.h: the IFA_* attributes of an ifaddrmsg.
+IFA = {"IFA_ADDRESS": 1, "IFA_LOCAL": 2}
 # linux/net_namespace.h
 NETNSA = {"NETNSA_NSID": 1, "NETNSA_FD": 3}
 # struct rtnl_link_stats64, in order (later kernels append fields).
@@ -100,6 +103,7 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _NLA = struct.Struct("=HH")  # nlattr: length, type
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg
 _RTGEN = struct.Struct("=Bxxx")  # rtgenmsg, padded
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg
 _COUNTERS = (
     "rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
     "rx_dropped", "tx_dropped", "rx_errors", "tx_errors",
@@ -312,7 +316,7 @@ class NetlinkSocket:
 
 
 class RtnlSocket(NetlinkSocket):
-    """NETLINK_ROUTE: links and namespace ids."""
+    """NETLINK_ROUTE: links, addresses and namespace ids."""
 
     def __init__(self, timeout: float = 5.0) -> None:
         super().__init__(socket.NETLINK_ROUTE, timeout)
@@ -348,6 +352,23 @@ class RtnlSocket(NetlinkSocket):
             start = _HEADER.size + _IFINFO.size
             names.append(_text(answer, _find(answer, start, IFLA["IFLA_IFNAME"])))
         return names
+
+    def addresses(self) -> list[bytes]:
+        """This namespace's own IPv4 and IPv6 addresses, packed (4 or 16 bytes): one
+        RTM_GETADDR dump. Needs no privilege."""
+        body = _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        found: list[bytes] = []
+        for message in self.dump(RTM_GETADDR, body):
+            if len(message) < _HEADER.size + _IFADDR.size:
+                raise _malformed(f"RTM_NEWADDR of {len(message)} bytes")
+            family = message[_HEADER.size]
+            attrs = _attrs(message, _HEADER.size + _IFADDR.size, len(message))
+            # IFA_LOCAL is the address itself; IFA_ADDRESS is the peer's on point-to-point links.
+            span = attrs.get(IFA["IFA_LOCAL"]) or attrs.get(IFA["IFA_ADDRESS"])
+            size = {int(socket.AF_INET): 4, int(socket.AF_INET6): 16}.get(family)
+            if span is not None and size is not None and span[1] - span[0] == size:
+                found.append(bytes(message[span[0] : span[1]]))
+        return found
 
     def nsids_of(self, netns_fds: Sequence[int]) -> list[int | None]:
         """The ids this socket's namespace gives the namespaces behind `netns_fds`

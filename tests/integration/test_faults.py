@@ -522,10 +522,17 @@ COSTS = {
         privilege_missing=frozenset({("daemon", "CAP_SYS_PTRACE")}),
         daemon_file=False,
     ),
-    # Neither firewall backend: the nat collector says so (readable 0), it does not fail.
+    # Neither firewall backend: the nat collector says so (readable 0), it does not fail;
+    # nor the conntrack dump (the table's level, from procfs, stays).
     "root-CAP_NET_ADMIN": Cost(
         ("--bounding-set=-net_admin", "--inh-caps=-net_admin"),
-        privilege_missing=frozenset({("network", "CAP_NET_ADMIN"), ("nat", "CAP_NET_ADMIN")}),
+        privilege_missing=frozenset(
+            {
+                ("network", "CAP_NET_ADMIN"),
+                ("nat", "CAP_NET_ADMIN"),
+                ("conntrack", "CAP_NET_ADMIN"),
+            }
+        ),
         peer_named=False,
         backends={"nftables": 0, "legacy": 0},
         log=("needs CAP_NET_ADMIN",),
@@ -570,6 +577,7 @@ COSTS = {
                 ("daemon", "CAP_SYS_PTRACE"),
                 ("nat", "CAP_NET_ADMIN"),
                 ("nat", "CAP_DAC_READ_SEARCH"),  # /proc/net/ip_tables_names is root's, 0440
+                ("conntrack", "CAP_NET_ADMIN"),
             }
         ),
         backends={"nftables": 0, "legacy": 0},

@@ -18,7 +18,9 @@ def parse(*argv: str) -> Settings:
 
 def test_defaults_enable_every_collector() -> None:
     settings = parse()
-    assert settings.collectors == ("containers", "processes", "network", "nat", "daemon", "layers")
+    assert settings.collectors == (
+        "containers", "processes", "network", "nat", "daemon", "layers", "conntrack"
+    )  # fmt: skip
     assert settings.listen_address == DEFAULT_LISTEN_ADDRESS
     assert 9100 <= int(DEFAULT_LISTEN_ADDRESS.lstrip(":")) <= 9999
 
@@ -30,7 +32,7 @@ def test_collector_flags_and_intervals() -> None:
         "--sample.interval=30s",
         "--path.procfs=/host/proc",
     )
-    assert settings.collectors == ("processes", "network", "nat", "daemon", "layers")
+    assert settings.collectors == ("processes", "network", "nat", "daemon", "layers", "conntrack")
     assert settings.interval("processes") == 60
     assert settings.interval("other") == 30
     assert settings.procfs == "/host/proc"
@@ -41,6 +43,14 @@ def test_layers_has_a_slow_interval_of_its_own() -> None:
     assert parse("--sample.interval=5s").interval("layers") == 120
     assert parse("--collector.layers.interval=10m").interval("layers") == 600
     assert parse("--collector.layers.top-k=7").option("layers.top-k", int) == 7
+
+
+def test_conntrack_has_a_slow_interval_and_a_cap() -> None:
+    assert parse().interval("conntrack") == 60
+    assert parse().option("conntrack.max-entries", int) == 250000
+    assert parse("--collector.conntrack.max-entries=10").option("conntrack.max-entries", int) == 10
+    with pytest.raises(SystemExit):
+        parse("--collector.conntrack.max-entries=0")
 
 
 def test_bad_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNSID
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg, protinfo_bridge, states
 from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
 
-from exporter.readers import netlink, nfnetlink
+from exporter.readers import ctnetlink, netlink, nfnetlink
 
 EXPR = nft.nft_contains_expr.nft_expr
 
@@ -88,3 +88,32 @@ def test_nf_tables_message_and_enum_numbers() -> None:
         for number, name in ops.items():
             decoded = decode(number.to_bytes(4, "big"))
             assert decoded in (name, number)  # named where the decoder needs the name
+
+
+def test_ctnetlink_numbers() -> None:
+    from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_CTNETLINK  # noqa: PLC0415
+    from pyroute2.netlink.nfnetlink import nfctsocket as ct  # noqa: PLC0415
+    from pyroute2.netlink.rtnl import RTM_GETADDR  # noqa: PLC0415
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: PLC0415
+
+    assert ctnetlink.NFNL_SUBSYS_CTNETLINK == NFNL_SUBSYS_CTNETLINK
+    assert (ctnetlink.IPCTNL_MSG_CT_NEW, ctnetlink.IPCTNL_MSG_CT_GET) == (
+        ct.IPCTNL_MSG_CT_NEW,
+        ct.IPCTNL_MSG_CT_GET,
+    )
+    tuple_nla = ct.nfct_msg.cta_tuple
+    for ours, theirs in (
+        (ctnetlink.CTA, ct.nfct_msg.nla_map),
+        (ctnetlink.CTA_TUPLE, tuple_nla.nla_map),
+        (ctnetlink.CTA_IP, tuple_nla.cta_ip.nla_map),
+        (ctnetlink.CTA_PROTO, tuple_nla.cta_proto.nla_map),
+        (ctnetlink.CTA_PROTOINFO, ct.nfct_msg.cta_protoinfo.nla_map),
+        (ctnetlink.CTA_PROTOINFO_TCP, ct.nfct_msg.cta_protoinfo.cta_protoinfo_tcp.nla_map),
+        (netlink.IFA, ifaddrmsg.nla_map),
+    ):
+        reference = names(theirs)
+        assert {name: reference[number] for name, number in ours.items()} == {n: n for n in ours}
+    assert netlink.RTM_GETADDR == RTM_GETADDR
+    # TCP states by number; pyroute2 still calls 9 LISTEN, which the kernel renamed SYN_SENT2.
+    theirs_states = {n: name.lower() for n, name in ct.TCP_CONNTRACK_TO_NAME.items() if n < 9}
+    assert dict(list(enumerate(ctnetlink.TCP_STATES))[1:9]) == theirs_states
