@@ -50,7 +50,8 @@ class Result:
     collectors: list[CollectorCost]
     # A whole sample (every collector once): the sums of the per-collector means.
     dockerd_cpu_ms_per_sample: float
-    # The same without the layers collector, which runs on its own slow interval (2 min).
+    # The same without the collectors on slow intervals of their own (layers every 2 min,
+    # conntrack every minute): what every --sample.interval costs.
     cpu_ms_per_sample_without_layers: float
     dockerd_cpu_ms_per_sample_without_layers: float
     containerd_cpu_ms_per_sample: float
@@ -65,7 +66,7 @@ class Result:
     rss_mb_end: float
 
 
-SLOW_COLLECTORS = ("layers",)
+SLOW_COLLECTORS = ("layers", "conntrack")
 
 
 def shim_pids() -> list[int]:
