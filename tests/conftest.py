@@ -106,3 +106,18 @@ def containers(engine: Any) -> Iterator[Containers]:
     made = Containers(engine)
     yield made
     made.cleanup()
+
+
+@pytest.fixture
+def network(engine: Any) -> Iterator[Any]:
+    """A user-defined bridge network of the test's own, removed with whatever is on it."""
+    made = engine.networks.create(
+        f"dhe-net-{uuid.uuid4().hex[:6]}", driver="bridge", labels={TEST_LABEL: "1"}
+    )
+    made.reload()
+    yield made
+    made.reload()
+    for c in made.containers:
+        with contextlib.suppress(Exception):
+            made.disconnect(c, force=True)
+    made.remove()

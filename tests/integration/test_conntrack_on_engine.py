@@ -9,7 +9,6 @@ busybox nc to busybox httpd, through the port the server publishes on that netwo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -124,20 +123,6 @@ def test_decoding_matches_the_conntrack_tool_and_pyroute2(netns: str) -> None:
     assert readings["pyroute2"] == tool
     # The DNAT: counted by the reply's source, not the original destination.
     assert [2, 6, "10.77.2.1", "10.79.0.5", TCP_STATES.index("syn_sent"), 1] in tool
-
-
-@pytest.fixture
-def network(engine: Any) -> Iterator[Any]:
-    made = engine.networks.create(
-        f"dhe-ct-{uuid.uuid4().hex[:6]}", driver="bridge", labels={"dhe-test": "1"}
-    )
-    made.reload()
-    yield made
-    made.reload()
-    for c in made.containers:
-        with contextlib.suppress(Exception):
-            made.disconnect(c, force=True)
-    made.remove()
 
 
 def tcp_entries(samples: list[Any], container: str) -> float:

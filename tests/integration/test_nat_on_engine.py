@@ -3,13 +3,11 @@ independent reading here (tests may run it; the exporter never does)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -41,20 +39,6 @@ def iptables(*args: str, legacy: bool = False) -> str:
 
 def cli_backend() -> str:
     return "iptables-nft" if "nf_tables" in iptables("--version") else "iptables-legacy"
-
-
-@pytest.fixture
-def network(engine: Any) -> Iterator[Any]:
-    made = engine.networks.create(
-        f"dhe-nat-{uuid.uuid4().hex[:6]}", driver="bridge", labels={"dhe-test": "1"}
-    )
-    made.reload()
-    yield made
-    made.reload()
-    for c in made.containers:
-        with contextlib.suppress(Exception):
-            made.disconnect(c, force=True)
-    made.remove()
 
 
 def subnet_of(network: Any) -> str:

@@ -3,9 +3,7 @@ readings: the container's own sysfs (iflink), the host's sysfs, and pyroute2's o
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,24 +51,11 @@ def exported_pairs(samples: list[Sample], names: set[str]) -> set[tuple[str, str
     }
 
 
-@pytest.fixture
-def user_network(engine: Any) -> Iterator[Any]:
-    network = engine.networks.create(
-        f"dhe-net-{uuid.uuid4().hex[:6]}", driver="bridge", labels={"dhe-test": "1"}
-    )
-    yield network
-    network.reload()
-    for c in network.containers:
-        with contextlib.suppress(Exception):
-            network.disconnect(c, force=True)
-    network.remove()
-
-
-def test_every_network_mode_pairs_exactly(containers: Containers, user_network: Any) -> None:
+def test_every_network_mode_pairs_exactly(containers: Containers, network: Any) -> None:
     default = containers.run("default")
-    user = containers.run("user", network=user_network.name)
+    user = containers.run("user", network=network.name)
     two = containers.run("two")
-    user_network.connect(two)
+    network.connect(two)
     sharer = containers.run("sharer", network_mode=f"container:{default.id}")
     none = containers.run("none", network_mode="none")
     host = containers.run("host", network_mode="host")
@@ -84,15 +69,15 @@ def test_every_network_mode_pairs_exactly(containers: Containers, user_network: 
         s.labels["container_interface"]: s.labels["network"]
         for s in select(samples, "docker_host_veth_info", container=two.name)
     }
-    assert set(networks.values()) == {"bridge", user_network.name}
-    bridge = f"br-{user_network.id[:12]}"
+    assert set(networks.values()) == {"bridge", network.name}
+    bridge = f"br-{network.id[:12]}"
     assert (
         value(
             samples,
             "docker_host_bridge_info",
             bridge=bridge,
-            network=user_network.name,
-            network_id=user_network.id[:12],
+            network=network.name,
+            network_id=network.id[:12],
             driver="bridge",
         )
         == 1
