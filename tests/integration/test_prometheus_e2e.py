@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -106,9 +107,21 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     return found
 
 
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return bool(conn.recv(64))
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
-    containers.run("web", ports={"80/tcp": 18383})
+    containers.run("web", "httpd -f -p 80", ports={"80/tcp": 18383})
+    # One request to its published port, from loopback: a connection the host's conntrack
+    # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
+    wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
     network = engine.networks.create(f"dhe-e2e-{uuid.uuid4().hex[:6]}", labels={"dhe-test": "1"})
     network.reload()
