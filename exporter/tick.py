@@ -83,24 +83,19 @@ class Tick:
         """The tick's container and network lists (listed again only when dockerd's event log
         says something changed). With wait, gives up after that long waiting for another
         collector's call: a daemon that stopped answering holds that call to its own timeout."""
-        if not self._engine_lock.acquire(timeout=-1 if wait is None else wait):
-            raise DockerUnavailable(timed_out(self.host.inventory.base_url))
-        try:
-            if self._engine is None:
-                self._engine = self._ask(wait)
-            if isinstance(self._engine, str):
-                raise DockerUnavailable(self._engine)
-            return self._engine
-        finally:
-            self._engine_lock.release()
+        return self._answer(wait, again=False)
 
     def engine_again(self, wait: float | None = None) -> EngineFacts:
         """The lists as they are now, the event log asked again: for a confirming second look
         later in a run. What it finds is the tick's answer from then on."""
+        return self._answer(wait, again=True)
+
+    def _answer(self, wait: float | None, again: bool) -> EngineFacts:
         if not self._engine_lock.acquire(timeout=-1 if wait is None else wait):
             raise DockerUnavailable(timed_out(self.host.inventory.base_url))
         try:
-            self._engine = self._ask(wait)
+            if again or self._engine is None:
+                self._engine = self._ask(wait)
             if isinstance(self._engine, str):
                 raise DockerUnavailable(self._engine)
             return self._engine

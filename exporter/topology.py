@@ -151,22 +151,13 @@ class Topology:
 # Snapshot -> model
 
 
-def _facts(snapshot: Snapshot, name: str, kind: type[object]) -> object | None:
-    state = snapshot.collectors.get(name)
-    return state.facts if state is not None and isinstance(state.facts, kind) else None
-
-
 def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     """What to draw. A failed collector's last good facts are drawn, and the page says how
     old they are (build_page); a collector that never answered draws nothing."""
-    engine = _facts(snapshot, CONTAINERS, EngineFacts)
-    net = _facts(snapshot, NETWORK, NetworkFacts)
-    procs = _facts(snapshot, PROCESSES, ProcessFacts)
-    nat = _facts(snapshot, NAT, NatFacts)
-    assert engine is None or isinstance(engine, EngineFacts)
-    assert net is None or isinstance(net, NetworkFacts)
-    assert procs is None or isinstance(procs, ProcessFacts)
-    assert nat is None or isinstance(nat, NatFacts)
+    engine = snapshot.last_good(CONTAINERS, EngineFacts)
+    net = snapshot.last_good(NETWORK, NetworkFacts)
+    procs = snapshot.last_good(PROCESSES, ProcessFacts)
+    nat = snapshot.last_good(NAT, NatFacts)
     bands = _Builder(engine, net, procs, nat).bands()
     states = [snapshot.collectors.get(n) for n in DRAWN_FROM]
     notes = tuple(

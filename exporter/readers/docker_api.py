@@ -31,6 +31,9 @@ CONTAINER_STATES: tuple[str, ...] = (
     "exited",
     "dead",
 )
+# Running in the Engine's sense (State.Running): paused and restarting containers keep their
+# processes, addresses and published ports too.
+RUNNING_STATES: tuple[str, ...] = ("running", "paused", "restarting")
 
 
 @dataclass(frozen=True, order=True)

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.readers.netlink import RtnlSocket
-from exporter.readers.procfs import ProcessScan, ProcfsReader
+from exporter.readers.procfs import (
+    ProcessScan,
+    ProcfsReader,
+    namespace_inode,
+    parse_mountinfo,
+)
 
 # Who holds a network namespace a host veth leads into (NamespaceOwner.kind):
 OWNER_CONTAINER = "container"  # a Docker container's processes (a ContainerNetns)
@@ -50,8 +54,6 @@ class NamespaceOwner:
 
 
 _GONE = (errno.ENOENT, errno.ESRCH)
-_NET_ROOT = re.compile(r"net:\[(\d+)\]")
-_OCTAL = re.compile(r"\\([0-7]{3})")
 DEFAULT_EXEC_ROOT = "/var/run/docker"
 
 
@@ -74,22 +76,13 @@ class _Candidate:
 
 
 def parse_nsfs_mounts(mountinfo: str) -> list[NsfsMount]:
-    """The network namespaces mounted on files, from a /proc/PID/mountinfo.
-
-    A line is `id parent major:minor root mount-point options [optional...] - fstype source
-    super-options`; for an nsfs mount the root is the namespace, `net:[4026532XXX]`. Paths are
-    octal-escaped (a space is \\040).
-    """
-    found = []
-    for line in mountinfo.splitlines():
-        fields, separator, rest = line.partition(" - ")
-        parts, extra = fields.split(), rest.split()
-        if not separator or len(parts) < 5 or not extra or extra[0] != "nsfs":
-            continue
-        if (match := _NET_ROOT.fullmatch(parts[3])) is not None:
-            point = _OCTAL.sub(lambda m: chr(int(m[1], 8)), parts[4])
-            found.append(NsfsMount(point, int(match[1])))
-    return found
+    """The network namespaces mounted on files, from a /proc/PID/mountinfo: nsfs mounts whose
+    root is the namespace, `net:[4026532XXX]`."""
+    return [
+        NsfsMount(mount.mount_point, inode)
+        for mount in parse_mountinfo(mountinfo)
+        if mount.fstype == "nsfs" and (inode := namespace_inode(mount.root, "net")) is not None
+    ]
 
 
 def exec_root(argv: Iterable[str]) -> str:
@@ -241,9 +234,8 @@ class OwnerReader:
                     if exc.errno not in _GONE:
                         raise
                     continue  # exited since the scan: it holds nothing now
-                if (match := _NET_ROOT.fullmatch(target)) is None:
+                if (inode := namespace_inode(target, "net")) is None:
                     continue
-                inode = int(match[1])
             netns[identity] = inode
             if inode not in found:
                 holders.setdefault(inode, identity)

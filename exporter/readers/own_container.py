@@ -15,15 +15,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from exporter.readers.procfs import parse_mountinfo
+
 _ID = r"([0-9a-f]{64})"
 _MOUNTED_FILE = re.compile(rf"/containers/{_ID}/(?:hostname|hosts|resolv\.conf)$")
 _CGROUP = re.compile(rf"(?:/docker/|/docker-){_ID}(?:\.scope)?(?:/|$)")
 
 
 def container_id_from_mountinfo(mountinfo: str) -> str | None:
-    for line in mountinfo.splitlines():
-        fields = line.split(" - ", 1)[0].split()
-        if len(fields) > 4 and (match := _MOUNTED_FILE.search(fields[3])):
+    for mount in parse_mountinfo(mountinfo):
+        if match := _MOUNTED_FILE.search(mount.root):
             return match[1]
     return None
 

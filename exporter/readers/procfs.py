@@ -12,8 +12,9 @@ import errno
 import itertools
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +160,48 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rpartition("/")[2]
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One line of a /proc/PID/mountinfo: what is mounted (its root within its filesystem),
+    where, of which type, and the filesystem's own options."""
+
+    root: str
+    mount_point: str
+    fstype: str
+    super_options: str
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+_NAMESPACE = re.compile(r"([a-z_]+):\[(\d+)\]")
+
+
+def parse_mountinfo(text: str) -> Iterator[Mount]:
+    """A line is `id parent major:minor root mount-point options [optional...] - fstype source
+    super-options`; paths are octal-escaped (a space is \\040)."""
+    for line in text.splitlines():
+        fields, separator, rest = line.partition(" - ")
+        parts, extra = fields.split(), rest.split()
+        if not separator or len(parts) < 5 or not extra:
+            continue
+        yield Mount(
+            root=_unescape(parts[3]),
+            mount_point=_unescape(parts[4]),
+            fstype=extra[0],
+            super_options=extra[2] if len(extra) > 2 else "",
+        )
+
+
+def _unescape(path: str) -> str:
+    return _OCTAL.sub(lambda m: chr(int(m[1], 8)), path)
+
+
+def namespace_inode(target: str, kind: str) -> int | None:
+    """The inode of a namespace of this kind as nsfs names it (`net:[4026532XXX]`: a
+    /proc/PID/ns link, or an nsfs mount's root); None for anything else."""
+    match = _NAMESPACE.fullmatch(target)
+    return int(match[2]) if match is not None and match[1] == kind else None
+
+
 def hidepid_option(
     procfs: str | Path, mountinfo: Path = Path("/proc/self/mountinfo")
 ) -> str | None:
@@ -169,11 +212,9 @@ def hidepid_option(
     except OSError:
         return None
     found = None
-    for line in lines:
-        fields, _, rest = line.partition(" - ")
-        parts, extra = fields.split(), rest.split()
-        if len(parts) > 4 and len(extra) > 2 and parts[4] == mount_point and extra[0] == "proc":
-            found = extra[2]  # the last mount on a point is the one seen
+    for mount in parse_mountinfo("\n".join(lines)):
+        if mount.mount_point == mount_point and mount.fstype == "proc":
+            found = mount.super_options  # the last mount on a point is the one seen
     for option in (found or "").split(","):
         if option.startswith("hidepid=") and option not in ("hidepid=0", "hidepid=off"):
             return option

@@ -24,15 +24,12 @@ from exporter.readers.ctnetlink import (
     family_name,
     read_table,
 )
-from exporter.readers.docker_api import ContainerRecord, DockerUnavailable
+from exporter.readers.docker_api import RUNNING_STATES, ContainerRecord, DockerUnavailable
 from exporter.readers.netlink import NetlinkError, RtnlSocket
 from exporter.settings import Settings
 from exporter.tick import Tick
 
 log = logging.getLogger(__name__)
-
-# Running in the Engine's sense: these hold their addresses.
-_RUNNING = ("running", "paused", "restarting")
 
 
 def _packed(text: str) -> bytes | None:
@@ -49,7 +46,7 @@ def container_owners(containers: tuple[ContainerRecord, ...]) -> dict[bytes, str
     containers claim (only on networks that overlap, such as macvlan) goes to the first by name."""
     owners: dict[bytes, str] = {}
     for c in sorted(containers, key=lambda c: c.name):
-        if c.state not in _RUNNING:
+        if c.state not in RUNNING_STATES:
             continue
         for text in (*c.addresses, *c.ipv6_addresses):
             packed = _packed(text)

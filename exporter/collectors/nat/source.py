@@ -15,7 +15,7 @@ from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.collectors.nat.judge import unmet_expectations
 from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
-from exporter.readers.docker_api import DockerUnavailable, EngineFacts
+from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
 from exporter.readers.netfilter import (
     FirewallBackend,
     FirewallUnreadable,
@@ -29,15 +29,12 @@ from exporter.tick import Tick
 
 log = logging.getLogger(__name__)
 
-# Running in the Engine's sense (State.Running): paused and restarting containers are too.
-_RUNNING = ("running", "paused", "restarting")
-
 
 def nat_expectations(engine: EngineFacts) -> NatExpectations:
     """Docker's networks and its running containers, with their published ports."""
     return NatExpectations(
         networks=engine.networks,
-        containers=tuple(c for c in engine.containers if c.state in _RUNNING),
+        containers=tuple(c for c in engine.containers if c.state in RUNNING_STATES),
     )
 
 
