@@ -89,11 +89,19 @@ def test_churn_soak(engine: Any, promtool: str) -> None:
                 t.join(60)
 
         # Two intervals after the last removal, nothing of the churn is left.
+        left: set[str] = set()
+
         def churn_gone() -> bool:
             samples = parse(get(base + "/metrics"))
-            return not [s for s in samples if s.labels.get("container", "").startswith(prefix)]
+            left.clear()
+            left.update(s.name for s in samples if s.labels.get("container", "").startswith(prefix))
+            return not left
 
-        wait_for(churn_gone, timeout=10)
+        try:
+            wait_for(churn_gone, timeout=10)
+        except AssertionError:
+            outlived = f"removed containers' series outlived 10 s: {sorted(left)}"
+            raise AssertionError(outlived) from None
         samples = parse(get(base + "/metrics"))
         assert all(s.value == 1 for s in select(samples, "docker_host_collector_success"))
         after = process_usage(proc.pid)

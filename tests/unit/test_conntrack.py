@@ -9,8 +9,10 @@ from exporter.collectors.conntrack.judge import attribute, top_containers, usage
 from exporter.collectors.conntrack.metrics import NAME, write
 from exporter.collectors.conntrack.report import conntrack_sections
 from exporter.collectors.conntrack.source import ConntrackSource
+from exporter.collectors.containers.judge import CONTAINERS
 from exporter.metrics import Families
 from exporter.readers.ctnetlink import AF_INET, ConntrackTable, DumpCounts, DumpInterrupted
+from exporter.readers.docker_api import ContainerRecord, EngineFacts
 from exporter.snapshot import CollectorState, Snapshot
 from tests.helpers import parse, select, value
 
@@ -76,6 +78,28 @@ def test_series() -> None:
     tcp = "docker_host_container_conntrack_tcp_entries"
     assert value(samples, tcp, container="client", state="time_wait") == 5
     assert value(samples, "docker_host_conntrack_unattributed_entries", owner="unknown") == 4
+
+
+def test_a_container_removed_since_the_dump_loses_its_series_at_the_next_container_list() -> None:
+    # The dump is taken every 60 s; the container list every sample.
+    listed = EngineFacts(
+        containers=(
+            ContainerRecord("c" * 64, "client", "img", "sha256:1", "running", "bridge", 0),
+        ),
+        components=(),
+        api_version="1.41",
+    )
+    snapshot = (
+        Snapshot()
+        .with_state(CollectorState(NAME, True, 0.1, 1.0, FACTS))
+        .with_state(CollectorState(CONTAINERS, True, 0.1, 2.0, listed))
+    )
+    out = Families()
+    write(snapshot, out)
+    samples = parse("".join(fmt.header + "".join(lines) for fmt, lines in out.lines.values()))
+    entries = "docker_host_container_conntrack_entries"
+    assert {s.labels["container"] for s in select(samples, entries)} == {"client"}
+    assert not select(samples, "docker_host_container_conntrack_tcp_entries", container="server")
 
 
 def test_no_dump_exports_the_table_and_why_only() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from exporter.collectors.conntrack.facts import ConntrackFacts
 from exporter.collectors.conntrack.judge import PROTOCOLS, UNATTRIBUTED, attribute
+from exporter.collectors.containers.judge import inventory
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -146,7 +147,13 @@ def write(snapshot: Snapshot, out: Families) -> None:
     containers, unattributed = attribute(facts)
     for owner in UNATTRIBUTED:
         out.add(UNATTRIBUTED_ENTRIES, unattributed[owner], owner)
+    # The dump is up to one conntrack interval (60 s) old: a container removed since then is
+    # dropped at the next containers sample, not kept until the next dump.
+    known = inventory(snapshot)
+    listed = None if known is None else {c.name for c in known.engine.containers}
     for name in sorted(containers):
+        if listed is not None and name not in listed:
+            continue
         counted = containers[name]
         for protocol in PROTOCOLS:
             out.add(CONTAINER_ENTRIES, counted.by_protocol[protocol], name, protocol)
