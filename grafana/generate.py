@@ -67,7 +67,8 @@ TO_IMAGE = Drill("dhe-layers", "image_id", "Layers of ${__value.raw}")
 TO_HOST = Drill("dhe-topology", "instance", "Plumbing of ${__value.raw}")
 
 DOWN_WHEN_0 = Mapping(((0, "down", "red"),))
-MISSING_COUNT = Mapping(((0, "ok", "green"),), ranges=((1, None, "missing", "red"),))
+MISSING_COUNT = Mapping(((0, "ok", "green"),), ranges=((1, None, "missing", "red"),), null_text="-")
+NO_PORTS = Mapping((), null_text="none")
 
 
 def keyed(expr: str, *labels: str, by: tuple[str, ...] = ()) -> str:
@@ -122,7 +123,7 @@ def overview() -> Board:
         variables=(CONTAINER,),
         container_annotations=True,
     )
-    b.row("Hosts")
+    b.row("Per host")
     by_host = [
         ("A", "max by (instance, version) (docker_host_exporter_build_info)", "", ""),
         (
@@ -1254,8 +1255,7 @@ def topology() -> Board:
     key = ("instance", "container", "interface")
 
     def joined(on: str, right: str, labels: str = "") -> str:
-        copied = f" ({labels})" if labels else ""
-        return f"({rows} * on ({on}) group_left{copied} {right})"
+        return f"({rows} * on ({on}) group_left ({labels}) {right})"
 
     published = "max by (instance, container, protocol, host_port) (docker_host_nat_dnat_missing)"
     b.table(
@@ -1349,10 +1349,10 @@ def topology() -> Board:
             label("interface", "host veth", TO_VETH),
             label("bridge"),
             label("network", link=TO_NETWORK),
-            value("B", "network mode", "string"),
-            value("C", "subnet", "string"),
+            label("network_mode", "network mode"),
+            label("subnet"),
             value("D", "MASQUERADE", "none", OK_MISSING),
-            value("E", "published ports", "none"),
+            value("E", "published ports", "none", NO_PORTS),
             value("F", "DNAT", "none", MISSING_COUNT),
             value("G", "receives", "Bps"),
             value("H", "sends", "Bps"),

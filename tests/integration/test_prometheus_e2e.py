@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
+import urllib.error
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -91,20 +93,64 @@ def _ready(base: str) -> bool:
         return False
 
 
-def dashboard_queries() -> list[tuple[str, str, str]]:
-    found = []
-    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
+def substitute(expr: str) -> str:
+    """What Grafana sends with every variable at All (allValue .*)."""
+    return re.sub(r"\$(\w+)", ".*", expr.replace("$__rate_interval", "15s"))
+
+
+def dashboards() -> list[dict[str, Any]]:
+    return [
+        json.loads(path.read_text())
+        for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    ]
+
+
+def panels_without_data(prom: Prometheus) -> list[str]:
+    """Every query of every panel (each query of a joined table on its own) must return
+    something, and the rows a joined table's later queries return must be rows of its first
+    (else Grafana's join would add rows holding nothing but that one column)."""
+    problems = []
+    for dashboard in dashboards():
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
-                expr = (
-                    target["expr"]
-                    .replace("$job", ".*")
-                    .replace("$instance", ".*")
-                    .replace("$__rate_interval", "15s")
-                )
-                found.append((path.stem, panel["title"], expr))
-    return found
+            joined = [t for t in panel.get("transformations", []) if t["id"] == "joinByField"]
+            base: set[str] = set()
+            for target in panel.get("targets", []):
+                where = f"{dashboard['uid']} / {panel['title']} / {target['refId']}"
+                try:
+                    result = prom.query(substitute(target["expr"]))
+                except urllib.error.HTTPError as error:
+                    problems.append(f"{where}: {error.read().decode()}: {target['expr']}")
+                    continue
+                if not result:
+                    problems.append(f"{where}: no data: {target['expr']}")
+                    continue
+                if not joined:
+                    continue
+                on = joined[0]["options"]["byField"]
+                keys = {r["metric"].get(on, "") for r in result}
+                if target["refId"] == "A":
+                    base = keys
+                elif not keys <= base:
+                    problems.append(f"{where}: rows not in query A: {sorted(keys - base)[:3]}")
+    return problems
+
+
+def annotations_without_data(prom: Prometheus, start: float, end: float) -> list[str]:
+    problems = []
+    for dashboard in dashboards():
+        for note in dashboard["annotations"]["list"]:
+            if "expr" not in note:
+                continue
+            result = prom.api(
+                "query_range",
+                query=substitute(note["expr"]),
+                start=f"{start:.0f}",
+                end=f"{end:.0f}",
+                step="1",
+            )["result"]
+            if not result:
+                problems.append(f"{dashboard['uid']} / {note['name']}: no data: {note['expr']}")
+    return problems
 
 
 def _answers(host: str, port: int) -> bool:
