@@ -585,10 +585,10 @@ ANNOTATIONS = (
     ),
     Annotation(
         "containers stopped",
-        # A PID 1 seen a minute ago and gone now, while the processes collector still reports:
+        # A PID 1 seen in the last minute and gone now, while the processes collector still reports:
         # an exporter that stops scraping does not stop every container.
-        "(docker_host_container_pid1_start_time_seconds offset 1m unless on (instance, container)"
-        " docker_host_container_pid1_start_time_seconds) and on (instance)"
+        "(last_over_time(docker_host_container_pid1_start_time_seconds[1m]) unless on"
+        " (instance, container) docker_host_container_pid1_start_time_seconds) and on (instance)"
         ' (docker_host_collector_success{collector="processes"} == 1)',
         "{{container}} stopped",
         "container {{container}} stopped or removed on {{instance}}",
