@@ -105,10 +105,10 @@ class Drill:
     title: str
 
     def json(self) -> dict[str, Any]:
-        url = (
-            f"/d/{self.uid}?${{__url_time_range}}&${{datasource:queryparam}}&${{job:queryparam}}"
-            f"&var-instance=${{__data.fields.instance}}&var-{self.variable}=${{__value.raw}}"
-        )
+        url = f"/d/{self.uid}?${{__url_time_range}}&${{datasource:queryparam}}&${{job:queryparam}}"
+        if self.variable != "instance":
+            url += "&var-instance=${__data.fields.instance}"
+        url += f"&var-{self.variable}=${{__value.raw}}"
         return {"title": self.title, "url": url, "targetBlank": False}
 
 
