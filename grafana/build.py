@@ -30,9 +30,10 @@ _FAMILY = re.compile(r"(?<![\w:])(docker_host_[a-z0-9_]+)(\{[^{}]*\})?")
 
 
 def families() -> dict[str, MetricSpec]:
-    """Every declared family by the name it is exposed under (counters with `_total`)."""
-    all_collectors()
-    return {spec.exposed_name: spec for spec in CATALOGUE.values()}
+    """Every family the exporter declares (its collectors' and its own), by the name it is
+    exposed under (counters with `_total`); not what a test may declare besides."""
+    owners = {collector.name for collector in all_collectors()} | {"exporter"}
+    return {s.exposed_name: s for s in CATALOGUE.values() if s.collector in owners}
 
 
 def names_in(expr: str) -> list[str]:
