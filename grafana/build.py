@@ -13,6 +13,7 @@ the dashboard needs and a writer would forget:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -434,7 +435,7 @@ class Board:
             "uid": self.uid,
             "title": self.title,
             "description": self.description,
-            "tags": [TAG, *settings.extra_tags],
+            "tags": [TAG],
             "timezone": "browser",
             "schemaVersion": 39,
             "version": 1,
@@ -612,24 +613,34 @@ def describe(lead: str, queries: Iterable[Query]) -> str:
 # --- settings -----------------------------------------------------------------------------
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a user may change without editing code: `--set key=value` on the command line."""
 
-    job_selector: str = 'job=~".+"'
-    time_from: str = "now-6h"
-    refresh: str = "30s"
-    extra_tags: tuple[str, ...] = ()
+    job_selector: str = field(
+        default='job="docker-host-exporter"',
+        metadata=_help("label matchers picking the exporter's jobs for the Job variable"),
+    )
+    host_namespaces: str = field(
+        default="pid|net|ipc|uts|mnt",
+        metadata=_help("namespaces a container should not share with the host (a regex)"),
+    )
+    time_from: str = field(default="now-6h", metadata=_help("the default time range's start"))
+    refresh: str = field(default="30s", metadata=_help("how often Grafana refreshes"))
 
 
 def settings_from(pairs: Sequence[str]) -> Settings:
-    known = {f for f in Settings.__dataclass_fields__}
-    values: dict[str, Any] = {}
+    known = sorted(f.name for f in dataclasses.fields(Settings))
+    values: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
             raise ValueError(f"setting {pair!r} is not key=value")
         if key not in known:
-            raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(sorted(known))}")
-        values[key] = tuple(t for t in raw.split(",") if t) if key == "extra_tags" else raw
+            raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
+        values[key] = raw
     return Settings(**values)

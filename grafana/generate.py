@@ -50,8 +50,6 @@ from grafana.build import (
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 
-# The namespaces whose sharing with the host matters (user and cgroup are shared by default).
-HOST_NS = 'namespace=~"pid|net|ipc|uts|mnt"'
 RATE = "[$__rate_interval]"
 
 CONTAINER = Variable("container", "Container", "docker_host_container_info")
@@ -114,7 +112,9 @@ def host_stat(
 INSTANCE = label("instance", "host", TO_HOST)
 
 
-def overview() -> Board:
+def overview(s: Settings) -> Board:
+    # The namespaces whose sharing with the host matters (user and cgroup are shared by default).
+    host_ns = f'namespace=~"{s.host_namespaces}"'
     b = Board(
         "dhe-overview",
         "Docker host: overview",
@@ -148,7 +148,7 @@ def overview() -> Board:
             "E",
             per_host(
                 "count by (instance) (docker_host_container_namespace_shared_with_host{"
-                + HOST_NS
+                + host_ns
                 + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
                 "processes",
             ),
@@ -225,7 +225,7 @@ def overview() -> Board:
         "Containers sharing host namespaces",
         per_host(
             "count by (instance) (docker_host_container_namespace_shared_with_host{"
-            + HOST_NS
+            + host_ns
             + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
             "processes",
         ),
@@ -319,7 +319,7 @@ def overview() -> Board:
         [
             Query(
                 "docker_host_container_namespace_shared_with_host{"
-                + HOST_NS
+                + host_ns
                 + "} == 1 unless on (instance, container) docker_host_exporter_container_info"
             )
         ],
@@ -442,7 +442,7 @@ def overview() -> Board:
     return b
 
 
-def network() -> Board:
+def network(s: Settings) -> Board:
     b = Board(
         "dhe-network",
         "Docker host: network plumbing",
@@ -651,7 +651,7 @@ def network() -> Board:
     return b
 
 
-def nat() -> Board:
+def nat(s: Settings) -> Board:
     b = Board(
         "dhe-nat",
         "Docker host: NAT",
@@ -949,7 +949,7 @@ def conntrack(b: Board) -> None:
     )
 
 
-def layers() -> Board:
+def layers(s: Settings) -> Board:
     b = Board(
         "dhe-layers",
         "Docker host: image layers",
@@ -1078,7 +1078,7 @@ def layers() -> Board:
     return b
 
 
-def daemon() -> Board:
+def daemon(s: Settings) -> Board:
     b = Board(
         "dhe-daemon",
         "Docker host: daemon configuration",
@@ -1235,7 +1235,7 @@ def daemon() -> Board:
     return b
 
 
-def topology() -> Board:
+def topology(s: Settings) -> Board:
     b = Board(
         "dhe-topology",
         "Docker host: topology",
@@ -1413,7 +1413,7 @@ def topology() -> Board:
     return b
 
 
-BOARDS: dict[str, Callable[[], Board]] = {
+BOARDS: dict[str, Callable[[Settings], Board]] = {
     "overview": overview,
     "topology": topology,
     "network": network,
@@ -1426,7 +1426,7 @@ BOARDS: dict[str, Callable[[], Board]] = {
 def render(settings: Settings) -> Iterator[tuple[str, str]]:
     """Each dashboard's file name and JSON text."""
     for name, build in BOARDS.items():
-        text = json.dumps(build().json(settings), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(build(settings).json(settings), indent=2, ensure_ascii=False) + "\n"
         yield f"{name}.json", text
 
 

@@ -100,10 +100,13 @@ def test_an_unknown_setting_fails_with_a_clear_message() -> None:
 
 
 def test_settings_change_the_output() -> None:
-    settings = settings_from(["time_from=now-24h", 'job_selector=job="docker"', "extra_tags=a,b"])
-    board = BOARDS["daemon"]().json(settings)
+    settings = settings_from(
+        ["time_from=now-24h", 'job_selector=job="docker"', "host_namespaces=pid|net"]
+    )
+    board = BOARDS["daemon"](settings).json(settings)
     assert board["time"]["from"] == "now-24h"
-    assert board["tags"] == [TAG, "a", "b"]
+    overview = json.dumps(BOARDS["overview"](settings).json(settings))
+    assert 'namespace=~\\"pid|net\\"' in overview
     job = next(v for v in board["templating"]["list"] if v["name"] == "job")
     assert 'docker_host_exporter_build_info{job="docker"}' in job["definition"]
 
