@@ -18,7 +18,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +175,96 @@ def assert_every_panel_and_annotation_has_data(
     assert problems == [], "annotations without events:\n" + "\n".join(problems)
 
 
+def joined_table(prom: Prometheus, uid: str, title: str) -> list[dict[str, str]]:
+    """A table panel as Grafana shows it: its instant queries joined on the join label (every
+    row of query A, with the one matching row of each other query), columns by display name."""
+    dashboard = next(d for d in dashboards() if d["uid"] == uid)
+    panel = next(p for p in dashboard["panels"] if p["title"] == title)
+    on = next(t["options"]["byField"] for t in panel["transformations"] if t["id"] == "joinByField")
+    shown = {
+        o["matcher"]["options"]: next(
+            p["value"] for p in o["properties"] if p["id"] == "displayName"
+        )
+        for o in panel["fieldConfig"]["overrides"]
+    }
+    by_ref = {t["refId"]: prom.query(substitute(t["expr"])) for t in panel["targets"]}
+    others: dict[str, dict[str, dict[str, str]]] = {}
+    for ref, result in by_ref.items():
+        rows = {r["metric"][on]: {**r["metric"], f"Value #{ref}": r["value"][1]} for r in result}
+        assert len(rows) == len(result), f"{title}: query {ref} repeats a {on}"
+        others[ref] = rows
+    table = []
+    for key in others["A"]:
+        merged: dict[str, str] = {}
+        for rows in others.values():
+            merged.update(rows.get(key, {}))
+        table.append({title: merged.get(name, "") for name, title in shown.items()})
+    return table
+
+
+def assert_topology_shows_the_plumbing(
+    prom: Prometheus, containers: Containers, engine: Any
+) -> None:
+    """Topology's rows against the engine and the kernel: the web container's host veth is the
+    interface its eth0's iflink names, on docker0 in the bridge network's subnet, masqueraded,
+    with its one published port DNATed; a container on the network whose MASQUERADE rule was
+    deleted reads missing; the orphaned veths are rows of their own."""
+    network = engine.networks.get(f"{containers.prefix}-e2e")
+    unmasqueraded = containers.run("unmasq", network=network.name)
+    try:
+        check_topology(prom, engine, network, unmasqueraded.name, f"{containers.prefix}-web")
+    finally:
+        # Off the network before the scene removes it.
+        unmasqueraded.remove(force=True)
+
+
+def check_topology(
+    prom: Prometheus, engine: Any, network: Any, unmasqueraded: str, web_name: str
+) -> None:
+    web = engine.containers.get(web_name)
+    iflink = Path(f"/proc/{web.attrs['State']['Pid']}/root/sys/class/net/eth0/iflink")
+    host_veth = socket.if_indextoname(int(iflink.read_text()))
+    bridge_subnet = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
+
+    def rows() -> dict[str, dict[str, str]]:
+        table = joined_table(prom, "dhe-topology", "Containers and their plumbing")
+        return {r["container"] or r["host veth"]: r for r in table}
+
+    wait_for(lambda: unmasqueraded in rows(), timeout=60)
+    table = rows()
+    assert table[web.name]["network mode"] in ("default", "bridge")
+    assert table[web.name] | {"receives": "", "sends": "", "network mode": ""} == {
+        "host": table[web.name]["host"],
+        "container": web.name,
+        "interface": "eth0",
+        "host veth": host_veth,
+        "bridge": "docker0",
+        "network": "bridge",
+        "network mode": "",
+        "subnet": bridge_subnet,
+        "MASQUERADE": "0",
+        "published ports": "1",
+        "DNAT": "0",
+        "receives": "",
+        "sends": "",
+        "veth": "0",
+        "why orphaned": "",
+    }
+    masq = table[unmasqueraded]
+    assert masq["network"] == network.name
+    assert masq["bridge"] == f"br-{network.id[:12]}"
+    assert masq["subnet"] == network.attrs["IPAM"]["Config"][0]["Subnet"]
+    assert masq["MASQUERADE"] == "1"
+    assert masq["published ports"] == ""
+    orphans = [r for r in table.values() if r["veth"] == "1"]
+    assert len(orphans) >= 2, orphans
+    assert all(r["container"] == "" and r["bridge"] == "docker0" for r in orphans), orphans
+    assert all(r["why orphaned"] for r in orphans)
+    ports = joined_table(prom, "dhe-topology", "Published ports")
+    [port] = [p for p in ports if p["container"] == web.name]
+    assert (port["host port"], port["container port"], port["DNAT rule"]) == ("18383", "80", "0")
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2) as conn:
@@ -192,7 +281,7 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
     # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
     wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
-    network = engine.networks.create(f"dhe-e2e-{uuid.uuid4().hex[:6]}", labels={"dhe-test": "1"})
+    network = engine.networks.create(f"{containers.prefix}-e2e", labels={"dhe-test": "1"})
     network.reload()
     subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
     rule = ["POSTROUTING", "-s", subnet, "!", "-o", f"br-{network.id[:12]}", "-j", "MASQUERADE"]
@@ -215,7 +304,7 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
 
 
 def test_dashboards_have_data_and_alerts_fire(
-    host_set_up: OwnDockerd, containers: Containers
+    host_set_up: OwnDockerd, containers: Containers, engine: Any
 ) -> None:
     others = [
         f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
@@ -238,6 +327,7 @@ def test_dashboards_have_data_and_alerts_fire(
         wait_for(lambda: bool(prom.query("docker_host_nat_masquerade_missing == 1")), timeout=60)
 
         started = time.time()
+        assert_topology_shows_the_plumbing(prom, containers, engine)
         assert_every_panel_and_annotation_has_data(prom, containers, started)
 
         wanted = {
