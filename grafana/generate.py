@@ -35,7 +35,6 @@ from grafana.build import (
     YES_BAD,
     YES_GOOD,
     Board,
-    Column,
     Drill,
     Mapping,
     Query,
@@ -123,90 +122,66 @@ def overview(s: Settings) -> Board:
         variables=(CONTAINER,),
         container_annotations=True,
     )
-    b.row("Per host")
-    by_host = [
-        ("A", "max by (instance, version) (docker_host_exporter_build_info)", "", ""),
+    running = 'sum by (instance) (docker_host_containers{state="running"})'
+    sharing = per_host(
+        "count by (instance) (docker_host_container_namespace_shared_with_host{"
+        + host_ns
+        + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
+        "processes",
+    )
+    zombies = per_host("sum by (instance) (docker_host_container_zombie_processes)", "processes")
+    orphaned_veths = per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network")
+    orphaned_shims = per_host("sum by (instance) (docker_host_shim_orphaned)", "processes")
+    drifted = per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon")
+    # One value column per query after the first, in this order: (query, title, mapping, steps).
+    cells: list[tuple[str, str, Mapping | None, dict[str, Any] | None]] = [
+        (per_host(running, "containers"), "running", None, None),
         (
-            "B",
-            per_host('sum by (instance) (docker_host_containers{state="running"})', "containers"),
-            "running",
-            "none",
-        ),
-        (
-            "C",
             'sum by (instance) (docker_host_daemon_processes{process="dockerd"})',
             "dockerd",
-            "none",
+            DOWN_WHEN_0,
+            GOOD_FROM_1,
         ),
+        (zombies, "zombies", None, BAD_FROM_1),
+        (sharing, "sharing host namespaces", None, BAD_FROM_1),
+        (orphaned_veths, "orphaned veths", None, BAD_FROM_1),
+        (orphaned_shims, "orphaned shims", None, BAD_FROM_1),
         (
-            "D",
-            per_host("sum by (instance) (docker_host_container_zombie_processes)", "processes"),
-            "zombies",
-            "none",
-        ),
-        (
-            "E",
-            per_host(
-                "count by (instance) (docker_host_container_namespace_shared_with_host{"
-                + host_ns
-                + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
-                "processes",
-            ),
-            "sharing host ns",
-            "none",
-        ),
-        (
-            "F",
-            per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network"),
-            "orphaned veths",
-            "none",
-        ),
-        (
-            "G",
-            per_host("sum by (instance) (docker_host_shim_orphaned)", "processes"),
-            "orphaned shims",
-            "none",
-        ),
-        (
-            "H",
             per_host("sum by (instance) (docker_host_nat_masquerade_missing)", "nat"),
             "MASQUERADE missing",
-            "none",
+            None,
+            BAD_FROM_1,
         ),
         (
-            "I",
             per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat"),
             "DNAT missing",
-            "none",
+            None,
+            BAD_FROM_1,
+        ),
+        (drifted, "drifted keys", None, thresholds((1, "orange"))),
+        (
+            "min by (instance) (docker_host_daemon_config_file_valid)",
+            "daemon.json",
+            VALID,
+            GOOD_FROM_1,
         ),
         (
-            "J",
-            per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon"),
-            "drifted keys",
-            "none",
-        ),
-        ("K", "min by (instance) (docker_host_daemon_config_file_valid)", "daemon.json", "none"),
-        (
-            "L",
             per_host("count by (instance) (docker_host_collector_success == 0)"),
             "collectors failing",
-            "none",
+            None,
+            BAD_FROM_1,
         ),
     ]
-    columns: list[Column] = [INSTANCE, label("version", "exporter")]
-    for ref, _, title, unit in by_host[1:]:
-        if ref == "B":
-            columns.append(value(ref, title, unit))
-        elif ref == "C":
-            columns.append(value(ref, title, unit, DOWN_WHEN_0, GOOD_FROM_1))
-        elif ref == "K":
-            columns.append(value(ref, title, unit, VALID, GOOD_FROM_1))
-        else:
-            columns.append(value(ref, title, unit, steps=BAD_FROM_1))
+    b.row("Per host")
     b.table(
         "Hosts",
-        [Query(expr) for _, expr, _, _ in by_host],
-        columns,
+        [Query("max by (instance, version) (docker_host_exporter_build_info)")]
+        + [Query(expr) for expr, _, _, _ in cells],
+        [INSTANCE, label("version", "exporter")]
+        + [
+            value(chr(66 + i), title, "none", mapping, steps)
+            for i, (_, title, mapping, steps) in enumerate(cells)
+        ],
         sort="host",
         descending=False,
         join_on="instance",
@@ -214,44 +189,18 @@ def overview(s: Settings) -> Board:
         "Click a host for its plumbing.",
         height=7,
     )
-    host_stat(
-        b,
-        "Running containers",
-        'sum by (instance) (docker_host_containers{state="running"})',
-        steps=thresholds(base="blue"),
-    )
+    host_stat(b, "Running containers", running, steps=thresholds(base="blue"))
     host_stat(
         b,
         "Containers sharing host namespaces",
-        per_host(
-            "count by (instance) (docker_host_container_namespace_shared_with_host{"
-            + host_ns
-            + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
-            "processes",
-        ),
+        sharing,
         lead="Containers in the host's pid, net, ipc, uts or mnt namespace, the exporter's own "
         "container left out (it shares them by design).",
     )
-    host_stat(
-        b,
-        "Zombie processes",
-        per_host("sum by (instance) (docker_host_container_zombie_processes)", "processes"),
-    )
-    host_stat(
-        b,
-        "Orphaned veths",
-        per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network"),
-    )
-    host_stat(
-        b,
-        "Orphaned shims",
-        per_host("sum by (instance) (docker_host_shim_orphaned)", "processes"),
-    )
-    host_stat(
-        b,
-        "Drifted daemon keys",
-        per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon"),
-    )
+    host_stat(b, "Zombie processes", zombies)
+    host_stat(b, "Orphaned veths", orphaned_veths)
+    host_stat(b, "Orphaned shims", orphaned_shims)
+    host_stat(b, "Drifted daemon keys", drifted, steps=thresholds((1, "orange")))
 
     b.row("Containers")
     b.timeseries(
@@ -1089,7 +1038,6 @@ def daemon(s: Settings) -> Board:
         b,
         "Config file valid",
         "min by (instance) (docker_host_daemon_config_file_valid)",
-        lead="Invalid: dockerd would not start with the file as it is.",
         mapping=VALID,
         steps=GOOD_FROM_1,
     )

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import yaml
 
@@ -210,12 +211,14 @@ def assert_topology_shows_the_plumbing(
     with its one published port DNATed; a container on the network whose MASQUERADE rule was
     deleted reads missing; the orphaned veths are rows of their own."""
     network = engine.networks.get(f"{containers.prefix}-e2e")
-    unmasqueraded = containers.run("unmasq", network=network.name)
+    name = f"{containers.prefix}-unmasq"
     try:
-        check_topology(prom, engine, network, unmasqueraded.name, f"{containers.prefix}-web")
+        containers.run("unmasq", network=network.name)
+        check_topology(prom, engine, network, name, f"{containers.prefix}-web")
     finally:
-        # Off the network before the scene removes it.
-        unmasqueraded.remove(force=True)
+        # Off the network before the scene removes it (also when it was made but not started).
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.containers.get(name).remove(force=True)
 
 
 def check_topology(
