@@ -217,7 +217,7 @@ def assert_topology_shows_the_plumbing(
         check_topology(prom, engine, network, name, f"{containers.prefix}-web")
     finally:
         # Off the network before the scene removes it (also when it was made but not started).
-        with contextlib.suppress(docker.errors.NotFound):
+        with contextlib.suppress(docker.errors.APIError):  # gone, or going
             engine.containers.get(name).remove(force=True)
 
 
