@@ -49,7 +49,7 @@ def selector_labels(s: rules.AlertSettings) -> dict[str, str]:
     return found
 
 
-HOUR = 30  # a blind spell: longer than every `for` and keep_firing_for, shorter than blind_hold
+SPELL = 30  # a blind spell: longer than every `for` and keep_firing_for, shorter than blind_hold
 
 Phase = str  # good | bad | fail | priv | down
 Token = float | str | None  # a value, "stale", or None (no sample)
@@ -608,15 +608,16 @@ def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # no
         blind.append(("holds while a privilege is missing", "priv"))
     if case.collector or case.inputs[0].metric != "up":
         blind.append(("holds while the exporter is down", "down"))
+    spell = min(SPELL, minutes(s.blind_hold) - 1)
     for title, phase in blind:
-        back = fixed + HOUR
+        back = fixed + spell
         recovered = back + case.clears + keep
         tl = Timeline(
             case,
             phases(
                 (no_fault, lead),
                 ("bad", fixed - lead),
-                (phase, HOUR),
+                (phase, spell),
                 (no_fault, recovered + 5 - back),
             ),
             job,

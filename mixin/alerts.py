@@ -86,10 +86,11 @@ class AlertSettings:
         metadata=_help("keep_firing_for per alert name, over keep_firing_for"),
     )
     blind_hold: str = field(
-        default="6h",
+        default="1h",
         metadata=_help(
             "longest a verdict is held while its collector is blind (failing, refused a "
-            "privilege, the exporter unscraped)"
+            "privilege, the exporter unscraped); each evaluation reads every sample of a "
+            "verdict's series in this window, so it costs in proportion"
         ),
     )
     host_namespaces: str = field(
