@@ -3,6 +3,7 @@
     python -m grafana.generate                   # rewrite the JSON files
     python -m grafana.generate --check           # exit 1 if they differ from what is committed
     python -m grafana.generate --set time_from=now-24h --out /tmp/dashboards
+    python -m grafana.generate --settings mine.yml  # a YAML mapping; --list-settings says which
 
 Code rather than hand-written JSON: six dashboards share one set of variables, links and
 annotations, every query is scoped to them by grafana/build.py, every panel's description is the
@@ -41,10 +42,11 @@ from grafana.build import (
     Settings,
     Variable,
     label,
-    settings_from,
     thresholds,
     value,
 )
+from mixin import settings as mixin_settings
+from mixin.settings import SettingsError
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
@@ -1380,16 +1382,19 @@ def render(settings: Settings) -> Iterator[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    mixin_settings.add_arguments(parser)
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="change a setting"
-    )
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write")
+    parser.add_argument("--list-settings", action="store_true", help="print the settings")
     args = parser.parse_args(argv)
+    if args.list_settings:
+        print(mixin_settings.describe(Settings))
+        return 0
     try:
-        settings = settings_from(args.set)
-    except ValueError as error:
-        parser.error(str(error))
+        settings = mixin_settings.from_arguments(Settings, args)
+    except SettingsError as exc:
+        print(f"grafana.generate: {exc}", file=sys.stderr)
+        return 2
     stale = []
     for name, text in render(settings):
         path = args.out / name
