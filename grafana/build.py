@@ -22,7 +22,13 @@ from typing import Any
 from exporter.collectors import all_collectors
 from exporter.metrics import CATALOGUE, MetricSpec
 from mixin.alerts import AlertSettings
-from mixin.settings import SettingsError, check_duration
+from mixin.settings import (
+    SettingsError,
+    check_duration,
+    from_mapping,
+    parse_overrides,
+    read_file,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TAG = "docker-host-exporter"
@@ -651,3 +657,23 @@ class Settings:
             re.compile(self.host_namespaces)
         except re.error as exc:
             raise SettingsError(f"setting host_namespaces: not a regex: {exc}") from None
+
+
+def load_settings(path: str | None, overrides: Sequence[str]) -> Settings:
+    """Settings from a file and `key=value` overrides, as mixin/settings.py reads them. One file
+    may serve the alert rules too: their own keys are checked as the alert generator checks
+    them, then left to it; a key neither generator knows is refused."""
+    values: dict[str, Any] = dict(read_file(path)) if path else {}
+    values.update(parse_overrides(overrides))
+    mine = {f.name for f in dataclasses.fields(Settings)}
+    alerts = {f.name for f in dataclasses.fields(AlertSettings)}
+    theirs = alerts - mine
+    unknown = sorted(set(values) - mine - theirs)
+    if unknown:
+        raise SettingsError(
+            f"{path or 'settings'}: unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; known: {', '.join(sorted(mine))} (and the alert rules' "
+            f"{', '.join(sorted(theirs))})"
+        )
+    from_mapping(AlertSettings, {k: v for k, v in values.items() if k in alerts})
+    return from_mapping(Settings, {k: v for k, v in values.items() if k in mine})

@@ -42,6 +42,7 @@ from grafana.build import (
     Settings,
     Variable,
     label,
+    load_settings,
     thresholds,
     value,
 )
@@ -1391,7 +1392,7 @@ def main(argv: list[str] | None = None) -> int:
         print(mixin_settings.describe(Settings))
         return 0
     try:
-        settings = mixin_settings.from_arguments(Settings, args)
+        settings = load_settings(args.settings, args.overrides)
     except SettingsError as exc:
         print(f"grafana.generate: {exc}", file=sys.stderr)
         return 2

@@ -100,8 +100,9 @@ def generate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_an_unknown_or_bad_setting_fails_with_a_clear_message(tmp_path: Path) -> None:
     failed = generate("--check", "--set", "colour=red")
     assert failed.returncode == 2
-    assert "unknown setting colour; known: host_namespaces, job_selector, refresh, time_from" in (
-        failed.stderr
+    assert (
+        "unknown setting colour; known: host_namespaces, job_selector, refresh, time_from "
+        "(and the alert rules' blind_hold, " in failed.stderr
     )
     mine = tmp_path / "mine.yml"
     mine.write_text("refresh: 30s\ntime_form: now-1d\n")
@@ -116,6 +117,13 @@ def test_an_unknown_or_bad_setting_fails_with_a_clear_message(tmp_path: Path) ->
     ):
         with pytest.raises(SettingsError, match=re.escape(said)):
             mixin_settings.load(Settings, None, [bad])
+    # One file for both generators: the alerts' keys are checked, then left to them.
+    mine.write_text("refresh: 1m\nrunbook_url: https://example.com/runbooks\n")
+    assert generate("--check", "--settings", str(mine)).returncode == 1  # stale, not refused
+    mine.write_text("keep_firing_for: soon\n")
+    failed = generate("--check", "--settings", str(mine))
+    assert failed.returncode == 2
+    assert "setting keep_firing_for: 'soon' is not a Prometheus duration" in failed.stderr
     listed = generate("--list-settings")
     assert listed.returncode == 0
     assert "job_selector (default 'job=\"docker-host-exporter\"')" in listed.stdout
