@@ -136,41 +136,61 @@ def overview(s: Settings) -> Board:
     orphaned_veths = per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network")
     orphaned_shims = per_host("sum by (instance) (docker_host_shim_orphaned)", "processes")
     drifted = per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon")
-    # One value column per query after the first, in this order: (query, title, mapping, steps).
-    cells: list[tuple[str, str, Mapping | None, dict[str, Any] | None]] = [
-        (per_host(running, "containers"), "running", None, None),
+    # One value column per query after the first: (query, title, unit, mapping, thresholds).
+    cells: list[tuple[str, str, str, Mapping | None, dict[str, Any] | None]] = [
+        (per_host(running, "containers"), "running", "none", None, None),
         (
             'sum by (instance) (docker_host_daemon_processes{process="dockerd"})',
             "dockerd",
+            "none",
             DOWN_WHEN_0,
             GOOD_FROM_1,
         ),
-        (zombies, "zombies", None, BAD_FROM_1),
-        (sharing, "sharing host namespaces", None, BAD_FROM_1),
-        (orphaned_veths, "orphaned veths", None, BAD_FROM_1),
-        (orphaned_shims, "orphaned shims", None, BAD_FROM_1),
+        (zombies, "zombies", "none", None, BAD_FROM_1),
+        (sharing, "sharing host namespaces", "none", None, BAD_FROM_1),
+        (orphaned_veths, "orphaned veths", "none", None, BAD_FROM_1),
+        (orphaned_shims, "orphaned shims", "none", None, BAD_FROM_1),
         (
             per_host("sum by (instance) (docker_host_nat_masquerade_missing)", "nat"),
             "MASQUERADE missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
         (
             per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat"),
             "DNAT missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
-        (drifted, "drifted keys", None, thresholds((1, "orange"))),
+        (drifted, "drifted keys", "none", None, thresholds((1, "orange"))),
         (
             "min by (instance) (docker_host_daemon_config_file_valid)",
             "daemon.json",
+            "none",
             VALID,
             GOOD_FROM_1,
         ),
         (
+            "max by (instance) (docker_host_conntrack_entries"
+            " / docker_host_conntrack_entries_limit)",
+            "conntrack used",
+            "percentunit",
+            None,
+            thresholds((0.8, "orange"), (0.95, "red")),
+        ),
+        (
             per_host("count by (instance) (docker_host_collector_success == 0)"),
             "collectors failing",
+            "none",
+            None,
+            BAD_FROM_1,
+        ),
+        (
+            per_host("count by (instance) (docker_host_privilege_missing == 1)"),
+            "privileges missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
@@ -179,11 +199,11 @@ def overview(s: Settings) -> Board:
     b.table(
         "Hosts",
         [Query("max by (instance, version) (docker_host_exporter_build_info)")]
-        + [Query(expr) for expr, _, _, _ in cells],
+        + [Query(expr) for expr, _, _, _, _ in cells],
         [INSTANCE, label("version", "exporter")]
         + [
-            value(chr(66 + i), title, "none", mapping, steps)
-            for i, (_, title, mapping, steps) in enumerate(cells)
+            value(chr(66 + i), title, unit, mapping, steps)
+            for i, (_, title, unit, mapping, steps) in enumerate(cells)
         ],
         sort="host",
         descending=False,
