@@ -208,6 +208,20 @@ def joined_table(prom: Prometheus, uid: str, title: str) -> list[dict[str, str]]
     return table
 
 
+def assert_the_hosts_table_tells_hosts_apart(prom: Prometheus, host: str, own: str) -> None:
+    """The overview's Hosts table has one row per exporter, each with its own troubles: the
+    host's orphaned veths and namespace sharer, the own dockerd's drifted daemon.json; the own
+    exporter runs no network collector, so it has no orphan count at all rather than a 0."""
+    rows = {r["host"]: r for r in joined_table(prom, "dhe-overview", "Hosts")}
+    assert set(rows) == {host, own}
+    assert int(rows[host]["orphaned veths"]) >= 2
+    assert int(rows[host]["sharing host namespaces"]) >= 1
+    assert rows[own]["orphaned veths"] == ""
+    assert int(rows[own]["drifted keys"]) >= 1
+    assert rows[own]["daemon.json"] == "1"
+    assert rows[host]["exporter"] == rows[own]["exporter"] != ""
+
+
 def assert_topology_shows_the_plumbing(
     prom: Prometheus, containers: Containers, engine: Any
 ) -> None:
@@ -336,6 +350,9 @@ def test_dashboards_have_data_and_alerts_fire(
 
         started = time.time()
         assert_topology_shows_the_plumbing(prom, containers, engine)
+        assert_the_hosts_table_tells_hosts_apart(
+            prom, host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")
+        )
         assert_every_panel_and_annotation_has_data(prom, containers, started)
 
         wanted = {
