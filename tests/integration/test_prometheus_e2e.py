@@ -313,25 +313,30 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
     wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
     network = engine.networks.create(f"{containers.prefix}-e2e", labels={"dhe-test": "1"})
-    network.reload()
-    subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
-    rule = ["POSTROUTING", "-s", subnet, "!", "-o", f"br-{network.id[:12]}", "-j", "MASQUERADE"]
-    with orphan_veths(), own_dockerd() as dockerd:
-        subprocess.run(["iptables", "-t", "nat", "-D", *rule], check=True, timeout=30)
-        try:
-            dockerd.write({"insecure-registries": ["a.example:5000"], "log-driver": "json-file"})
-            dockerd.reload()
-            # The seed's edit, not yet applied: drift that a SIGHUP would fix.
-            dockerd.write(
-                {
-                    "insecure-registries": ["a.example:5000", "b.example:5000"],
-                    "log-driver": "json-file",
-                }
-            )
-            yield dockerd
-        finally:
-            subprocess.run(["iptables", "-t", "nat", "-A", *rule], check=True, timeout=30)
-            network.remove()
+    try:  # removed also when the orphans or the own dockerd cannot be set up
+        network.reload()
+        subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+        bridge = f"br-{network.id[:12]}"
+        rule = ["POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"]
+        with orphan_veths(), own_dockerd() as dockerd:
+            subprocess.run(["iptables", "-t", "nat", "-D", *rule], check=True, timeout=30)
+            try:
+                dockerd.write(
+                    {"insecure-registries": ["a.example:5000"], "log-driver": "json-file"}
+                )
+                dockerd.reload()
+                # The seed's edit, not yet applied: drift that a SIGHUP would fix.
+                dockerd.write(
+                    {
+                        "insecure-registries": ["a.example:5000", "b.example:5000"],
+                        "log-driver": "json-file",
+                    }
+                )
+                yield dockerd
+            finally:
+                subprocess.run(["iptables", "-t", "nat", "-A", *rule], check=True, timeout=30)
+    finally:
+        network.remove()
 
 
 def test_dashboards_have_data_and_alerts_fire(
