@@ -172,7 +172,8 @@ def main() -> None:
         "--plain", action="store_true", help="the rules without the look-through, for comparison"
     )
     args = parser.parse_args()
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    prometheus = shutil.which("prometheus")
+    promtool = shutil.which("promtool")
     assert prometheus and promtool, "Debian's prometheus package is part of the test bed"
     work = Path(tempfile.mkdtemp(prefix="dhe-rules-bench-"))
     try:
