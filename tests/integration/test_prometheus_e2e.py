@@ -377,6 +377,15 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
         with prometheus([instance], quick_rules(tmp_path)) as prom:
             exporter = exporter_image.run(engine, own_image, f"{containers.prefix}-exporter", port)
             containers.started.append(exporter)
+            mine = {"instance": instance, "container": exporter.name}
+
+            def marked() -> bool:
+                exporter.reload()
+                assert exporter.status == "running", exporter.logs().decode()[-2000:]
+                return bool(prom.query(series("docker_host_exporter_container_info", **mine)))
+
+            # The target Prometheus scrapes is the exporter in that container, marking itself.
+            wait_for(marked, timeout=90)
             wait_for(
                 lambda: bool(
                     firing(
@@ -389,7 +398,6 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
                 ),
                 timeout=120,
             )
-            mine = {"instance": instance, "container": exporter.name}
             shared_metric = "docker_host_container_namespace_shared_with_host"
             # It does share both (the rule leaves it out).
             wait_for(
@@ -399,7 +407,6 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
                 ),
                 timeout=30,
             )
-            assert prom.query(series("docker_host_exporter_container_info", **mine))
             time.sleep(5)  # more than `for` after it was first seen
             ever = prom.query(
                 'count_over_time(ALERTS{alertname="DockerHostContainerSharesHostNamespace",'
