@@ -28,7 +28,7 @@ import yaml
 from grafana.render import render_all
 from mixin.alerts import AlertSettings, known_alerts, render_rules
 from tests import exporter_image
-from tests.conftest import Containers
+from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import exporter_process, free_port, get, wait_for
 from tests.host_objects import orphan_veths
 from tests.integration.test_faults import in_private_mounts
@@ -370,12 +370,25 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
     """The exporter's image run as the README says (host PID and network namespaces) beside a
     --pid=host workload, under a real Prometheus from the exporter's first scrape on: the
     workload alerts, the exporter's own container never does, not even pending."""
-    workload = containers.run("hostpid", pid_mode="host")
+    # Labelled apart from the test bed's label: on a machine shared with other test sessions,
+    # their teardown removes every container carrying it.
+    own_label = {"dhe-alerts-e2e": "1"}
+    workload = engine.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", "sleep 3600"],
+        name=f"{containers.prefix}-hostpid",
+        detach=True,
+        labels=own_label,
+        pid_mode="host",
+    )
+    containers.started.append(workload)
     port = free_port()
     instance = f"127.0.0.1:{port}"
     try:
         with prometheus([instance], quick_rules(tmp_path)) as prom:
-            exporter = exporter_image.run(engine, own_image, f"{containers.prefix}-exporter", port)
+            exporter = exporter_image.run(
+                engine, own_image, f"{containers.prefix}-exporter", port, labels=own_label
+            )
             containers.started.append(exporter)
             mine = {"instance": instance, "container": exporter.name}
 
