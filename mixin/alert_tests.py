@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,6 @@ class Case:
     avg_window: int | None = None  # $value is avg_over_time of the first input, this window
     flap_from_start: tuple[int, int] | None = None  # (bad, good) minutes from the start...
     flap_fires_after: int = 0  # ...firing this many minutes after the fault starts
-    extra_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def minutes(text: str) -> int:
@@ -540,7 +539,6 @@ def expected(case: Case, s: rules.AlertSettings, timeline: Timeline, t: int) -> 
     labels = {**timeline.job, "instance": timeline.instance}
     for i in case.inputs[:1]:
         labels.update(i.labels)
-    labels.update(case.extra_labels)
     value = timeline.value_at(t, s.collector_success_ratio)
     return {
         "exp_labels": {"severity": a.severity, **labels},
