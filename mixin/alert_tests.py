@@ -12,6 +12,8 @@ takes to hold and to clear. From that, the same scenarios for every alert:
 - privilege lost: the series go stale and privilege_missing is 1 (NAT: docker_host_nat_judged
   0): still firing;
 - exporter down: every series of the host stale, up 0: still firing;
+- collector not reported yet: the exporter back (up 1) before its collector's first run (no
+  collector_success, no series): still firing;
 - flapping: after firing, the fault dips one minute in five: still firing at every dip; a single
   bad sample every ten minutes never fires (where `for` > 0); and, where the issue asked, a
   fault that flaps from its start fires.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,10 @@ from mixin import alerts as rules
 from mixin.settings import duration_seconds
 
 INSTANCE, SIBLING = "h1", "h2"
+BLIND_PHASES = ("fail", "priv", "down", "unreported")
+# Alerts whose Case.collector is not the one their rule looks through by name (held on any
+# collector failing, or on the alert's own collector label): no "not reported" scenario.
+BLIND_COLLECTOR = {"DockerHostPrivilegeMissing": "", "DockerHostSeriesDropped": ""}
 MATCHER = re.compile(r'\s*(\w+)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
@@ -51,7 +57,7 @@ def selector_labels(s: rules.AlertSettings) -> dict[str, str]:
 
 SPELL = 30  # a blind spell: longer than every `for` and keep_firing_for, shorter than blind_hold
 
-Phase = str  # good | bad | fail | priv | down
+Phase = str  # good | bad | fail | priv | down | unreported
 Token = float | str | None  # a value, "stale", or None (no sample)
 
 
@@ -80,7 +86,6 @@ class Case:
     avg_window: int | None = None  # $value is avg_over_time of the first input, this window
     flap_from_start: tuple[int, int] | None = None  # (bad, good) minutes from the start...
     flap_fires_after: int = 0  # ...firing this many minutes after the fault starts
-    extra_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def minutes(text: str) -> int:
@@ -424,6 +429,8 @@ class Timeline:
     ) -> None:
         self.job = job
         self.case = case
+        alert = next(a for a in rules.alerts(rules.AlertSettings()) if a.name == case.alert)
+        self.others = alert.blind.collectors if alert.blind else ()
         self.phases = list(phases)
         self.instance = instance
 
@@ -478,8 +485,19 @@ class Timeline:
             add(
                 "docker_host_collector_success",
                 {"collector": collector},
-                [None if p == "down" else 0.0 if p == "fail" else 1.0 for p in self.phases],
+                [
+                    None if p in ("down", "unreported") else 0.0 if p == "fail" else 1.0
+                    for p in self.phases
+                ],
             )
+        # The other collectors the rule looks through read fine all along.
+        for other in self.others:
+            if other != collector:
+                add(
+                    "docker_host_collector_success",
+                    {"collector": other},
+                    [None if p == "down" else 1.0 for p in self.phases],
+                )
         if self.case.capability and "priv" in self.phases:
             add(
                 "docker_host_privilege_missing",
@@ -502,11 +520,11 @@ class Timeline:
         case = self.case
         held = case.held_value if case.held_value is not None else case.value
         if case.avg_window is None:
-            return held if self.phases[t] in ("fail", "priv", "down") else case.value
+            return held if self.phases[t] in BLIND_PHASES else case.value
         first = self.input_values(case.inputs[0])
         value = case.value
         for m in range(t + 1):
-            if self.phases[m] in ("fail", "priv", "down"):
+            if self.phases[m] in BLIND_PHASES:
                 value = held
                 continue
             window = [v for v in first[max(0, m - case.avg_window) : m + 1] if v is not None]
@@ -521,7 +539,6 @@ def expected(case: Case, s: rules.AlertSettings, timeline: Timeline, t: int) -> 
     labels = {**timeline.job, "instance": timeline.instance}
     for i in case.inputs[:1]:
         labels.update(i.labels)
-    labels.update(case.extra_labels)
     value = timeline.value_at(t, s.collector_success_ratio)
     return {
         "exp_labels": {"severity": a.severity, **labels},
@@ -557,7 +574,7 @@ def _group(
     }
 
 
-def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # noqa: PLR0915
+def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # noqa: PLR0912, PLR0915
     alert = rules.resolved(next(a for a in rules.alerts(s) if a.name == case.alert), s)
     for_ = minutes(alert.for_)
     keep = minutes(rules.keep_firing_for(alert, s))
@@ -608,6 +625,8 @@ def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # no
         blind.append(("holds while a privilege is missing", "priv"))
     if case.collector or case.inputs[0].metric != "up":
         blind.append(("holds while the exporter is down", "down"))
+    if case.collector and case.collector == BLIND_COLLECTOR.get(case.alert, case.collector):
+        blind.append(("holds while the collector has not reported since a restart", "unreported"))
     spell = min(SPELL, minutes(s.blind_hold) - 1)
     for title, phase in blind:
         back = fixed + spell

@@ -61,14 +61,21 @@ def build(tag: str = IMAGE) -> str:
     return tag
 
 
-def run(engine: Any, image: str, name: str, port: int, **extra: Any) -> Any:
+def run(
+    engine: Any,
+    image: str,
+    name: str,
+    port: int,
+    labels: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
     """The exporter's container as the README runs it, serving on 127.0.0.1:port."""
     return engine.containers.run(
         image,
         [f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s"],
         name=name,
         detach=True,
-        labels={"dhe-test": "1"},
+        labels={"dhe-test": "1"} if labels is None else labels,
         pid_mode="host",
         network_mode="host",
         read_only=True,

@@ -31,7 +31,7 @@ import yaml
 from grafana.render import render_all
 from mixin.alerts import AlertSettings, known_alerts, render_rules
 from tests import exporter_image
-from tests.conftest import Containers
+from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import exporter_process, free_port, get, wait_for
 from tests.host_objects import orphan_veths
 from tests.integration.test_faults import in_private_mounts
@@ -497,6 +497,7 @@ def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
             proc,
         ):
             wait_for(both_firing, timeout=90)
+            fired = time.time()
             # Blind: the exporter's procfs goes (in its own mount namespace only).
             subprocess.run(
                 ["nsenter", "-t", str(proc.pid), "-m", "umount", str(procfs)],
@@ -528,6 +529,21 @@ def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
             hold(10, lambda: bool(firing(prom, "DockerHostMasqueradeRuleMissing", **masq)))
 
         # Seeing again, with the rule back: resolved by a reading, not by blindness.
+        # Not one evaluation resolved it, the exporter's restarts included: a resolved alert
+        # leaves a gap (a staleness marker) in its ALERTS series.
+        blinded = time.time()
+        answer = prom.api(
+            "query_range",
+            query=series(
+                "ALERTS", alertname="DockerHostMasqueradeRuleMissing", alertstate="firing", **masq
+            ),
+            start=f"{fired + 1:.3f}",
+            end=f"{blinded:.3f}",
+            step="1",
+        )["result"]
+        assert len(answer) == 1, answer
+        assert len(answer[0]["values"]) >= int(blinded - fired) - 1, answer
+
         with exporter_process(*only, port=port):
             blind_scene.restore()
             wait_for(lambda: bool(prom.query(f"{live_masq} == 0")), timeout=60)
@@ -535,7 +551,7 @@ def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
                 lambda: not firing(prom, "DockerHostMasqueradeRuleMissing", **masq), timeout=30
             )
             # The veth is still orphaned, and seen to be again.
-            assert firing(prom, "DockerHostVethOrphaned", **veth)
+            wait_for(lambda: bool(firing(prom, "DockerHostVethOrphaned", **veth)), timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -550,13 +566,35 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
     """The exporter's image run as the README says (host PID and network namespaces) beside a
     --pid=host workload, under a real Prometheus from the exporter's first scrape on: the
     workload alerts, the exporter's own container never does, not even pending."""
-    workload = containers.run("hostpid", pid_mode="host")
+    # Labelled apart from the test bed's label: on a machine shared with other test sessions,
+    # their teardown removes every container carrying it.
+    own_label = {"dhe-alerts-e2e": "1"}
+    workload = engine.containers.run(
+        BASE_IMAGE,
+        ["sh", "-c", "sleep 3600"],
+        name=f"{containers.prefix}-hostpid",
+        detach=True,
+        labels=own_label,
+        pid_mode="host",
+    )
+    containers.started.append(workload)
     port = free_port()
     instance = f"127.0.0.1:{port}"
     try:
         with prometheus([instance], quick_rules(tmp_path)) as prom:
-            exporter = exporter_image.run(engine, own_image, f"{containers.prefix}-exporter", port)
+            exporter = exporter_image.run(
+                engine, own_image, f"{containers.prefix}-exporter", port, labels=own_label
+            )
             containers.started.append(exporter)
+            mine = {"instance": instance, "container": exporter.name}
+
+            def marked() -> bool:
+                exporter.reload()
+                assert exporter.status == "running", exporter.logs().decode()[-2000:]
+                return bool(prom.query(series("docker_host_exporter_container_info", **mine)))
+
+            # The target Prometheus scrapes is the exporter in that container, marking itself.
+            wait_for(marked, timeout=90)
             wait_for(
                 lambda: bool(
                     firing(
@@ -569,7 +607,6 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
                 ),
                 timeout=120,
             )
-            mine = {"instance": instance, "container": exporter.name}
             shared_metric = "docker_host_container_namespace_shared_with_host"
             # It does share both (the rule leaves it out).
             wait_for(
@@ -579,7 +616,6 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
                 ),
                 timeout=30,
             )
-            assert prom.query(series("docker_host_exporter_container_info", **mine))
             time.sleep(5)  # more than `for` after it was first seen
             ever = prom.query(
                 'count_over_time(ALERTS{alertname="DockerHostContainerSharesHostNamespace",'
