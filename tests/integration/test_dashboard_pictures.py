@@ -1,0 +1,116 @@
+"""Every dashboard drawn by Grafana's own panel components in Debian's headless Chromium
+(grafana/render.py and the page bundled from grafana/pictures/), from a real Prometheus
+scraping two exporters on the end-to-end test's host (containers, a published port with a
+connection, orphaned veths, a missing MASQUERADE rule, a drifted daemon.json on a dockerd of
+the test's own). Every panel must draw data, as the page reports it: rows, values or points,
+never "No data" nor an error; units come out as Grafana formats them.
+
+With DHE_PICTURES_DIR set (`make pictures`), the pictures are written there for the README,
+after DHE_PICTURES_AFTER seconds (default 60) of data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grafana.render import PicturesError, bundle_path, render_all
+from tests.conftest import unavailable
+from tests.helpers import exporter_process, wait_for
+from tests.integration.test_prometheus_e2e import (  # noqa: F401 (host_set_up is a fixture)
+    JOB,
+    Prometheus,
+    host_set_up,
+    prometheus,
+)
+from tests.own_dockerd import OwnDockerd
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRAPE = 1.0  # the test's Prometheus scrapes every second
+STEP = 60  # the widest step Grafana takes for a panel of these dashboards over 6 h
+
+
+def dashboards() -> dict[str, Any]:
+    found = (json.loads(p.read_text()) for p in (ROOT / "grafana" / "dashboards").glob("*.json"))
+    return {d["uid"]: d for d in found}
+
+
+def samples_before_last_step(prom: Prometheus) -> bool:
+    """Grafana's range queries end at the last step boundary: both targets must have several
+    samples before it, or a stat drawn now would honestly say "No data"."""
+    boundary = math.floor(time.time() / STEP) * STEP
+    found = prom.api(
+        "query", query=f'count_over_time(up{{job="{JOB}"}}[1m]) >= 10', time=str(boundary)
+    )["result"]
+    return len(found) == 2
+
+
+def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> None:  # noqa: F811
+    try:
+        bundle_path()
+    except PicturesError as missing:
+        unavailable(str(missing))
+    others = [
+        f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
+    ]
+    with (
+        exporter_process("--sample.interval=1s") as (host_exporter, _),
+        exporter_process("--sample.interval=1s", f"--docker.host={host_set_up.host}", *others) as (
+            own_exporter,
+            _,
+        ),
+        prometheus(
+            [host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")]
+        ) as prom,
+    ):
+        wait_for(lambda: len(prom.query(f'up{{job="{JOB}"}} == 1')) == 2, timeout=60)
+        wait_for(
+            lambda: bool(prom.query("rate(docker_host_veth_receive_bytes_total[15s])")), timeout=60
+        )
+        wait_for(lambda: bool(prom.query("docker_host_nat_masquerade_missing == 1")), timeout=60)
+        wait_for(lambda: samples_before_last_step(prom), timeout=4 * STEP, interval=1)
+        pictures_dir = os.environ.get("DHE_PICTURES_DIR")
+        if pictures_dir:
+            threading.Event().wait(float(os.environ.get("DHE_PICTURES_AFTER", "60")))
+        out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
+        pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
+
+    assert {p.uid for p in pictures} == set(dashboards())
+    empty = [
+        (p.uid, panel.title, panel.error or "No data" if panel.no_data else panel.count)
+        for p in pictures
+        for panel in p.panels
+        if panel.no_data or panel.error or panel.count == 0
+    ]
+    assert empty == [], "panels drawn without data:\n" + "\n".join(map(str, empty))
+    for p in pictures:
+        drawn = [x for x in dashboards()[p.uid]["panels"] if x["type"] != "row"]
+        assert len(p.panels) == len(drawn)
+        assert p.path.stat().st_size > 50_000, p.path
+
+    # Units as Grafana formats them: bytes in binary prefixes, rates per second, no 6.78808e+08.
+    text = {(p.uid, panel.title): panel.text for p in pictures for panel in p.panels}
+    assert re.search(r"\d (B|KiB|MiB|GiB)\b", text["dhe-layers", "Layers on disk"])
+    assert not re.search(r"\de[+-]\d", "\n".join(text.values()))
+    # Each instance is told apart: the collectors table has a row for each exporter.
+    collectors = next(
+        panel
+        for p in pictures
+        for panel in p.panels
+        if (p.uid, panel.title) == ("dhe-overview", "Collectors")
+    )
+    assert set(collectors.instances) == {
+        host_exporter.removeprefix("http://"),
+        own_exporter.removeprefix("http://"),
+    }
