@@ -274,7 +274,8 @@ def panel_frames(
                 result = prom.api("query", query=expr, time=f"{end:.3f}")
                 if target.get("format") == "table":
                     name = f"Value #{target['refId']}" if len(tables) > 1 else "Value"
-                    frames.append(table_frame(result, target, name))
+                    # An empty answer is no frame at all, as Grafana's data source gives it.
+                    frames += [table_frame(result, target, name)] if result else []
                 else:
                     matrix = [{**s, "values": [s["value"]]} for s in result]
                     frames += range_frames(matrix, target, step)
@@ -453,14 +454,16 @@ def render_all(
     theme: str = "dark",
     only: tuple[str, ...] = (),
     now: float | None = None,
+    dashboards: Path = HERE / "dashboards",
 ) -> list[Picture]:
-    """Every dashboard (or those whose uid is in `only`) as docs/img/dashboard-<uid>.png."""
+    """Every dashboard in `dashboards` (or those whose uid is in `only`) as
+    dashboard-<uid>.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     bundle = bundle_path()
     prom = Prometheus(base)
     pictures = []
     with chromium() as browser:
-        for source in sorted((HERE / "dashboards").glob("*.json")):
+        for source in sorted(dashboards.glob("*.json")):
             dashboard = json.loads(source.read_text())
             if only and dashboard["uid"] not in only:
                 continue

@@ -34,8 +34,9 @@ cp "$here/src/main.jsx" "$work/src/"
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 cp "$work/dist/pictures.js" "$work/dist/pictures.css" "$out.tmp/"
-# The icons @grafana/ui ships (the page asks for them under public/img/icons).
-cp -r "$work/node_modules/@grafana/ui/dist/public" "$out.tmp/public"
+# The icons @grafana/ui ships, where its Icon asks for them (public/build/img/icons/...).
+mkdir -p "$out.tmp/public/build"
+cp -r "$work/node_modules/@grafana/ui/dist/public/img" "$out.tmp/public/build/img"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 echo "$out/pictures.js"

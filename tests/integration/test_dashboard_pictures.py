@@ -29,6 +29,7 @@ from tests.helpers import exporter_process, wait_for
 from tests.integration.test_prometheus_e2e import (  # noqa: F401 (host_set_up is a fixture)
     JOB,
     Prometheus,
+    _answers,
     host_set_up,
     prometheus,
 )
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE = 1.0  # the test's Prometheus scrapes every second
 STEP = 60  # the widest step Grafana takes for a panel of these dashboards over 6 h
+WEB_PORT = 18383  # where host_set_up publishes its web container
+CONNTRACK = f'docker_host_container_conntrack_tcp_entries{{job="{JOB}"}}'
 
 
 def dashboards() -> dict[str, Any]:
@@ -65,7 +68,11 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
         f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
     ]
     with (
-        exporter_process("--sample.interval=1s") as (host_exporter, _),
+        # conntrack's own interval is a minute: short here, for the connection made below.
+        exporter_process("--sample.interval=1s", "--collector.conntrack.interval=2s") as (
+            host_exporter,
+            _,
+        ),
         exporter_process("--sample.interval=1s", f"--docker.host={host_set_up.host}", *others) as (
             own_exporter,
             _,
@@ -83,6 +90,10 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
         pictures_dir = os.environ.get("DHE_PICTURES_DIR")
         if pictures_dir:
             threading.Event().wait(float(os.environ.get("DHE_PICTURES_AFTER", "60")))
+        # A connection to the web container's published port, just made: the conntrack panels
+        # show the entries the host holds now (TIME_WAIT lasts two minutes).
+        wait_for(lambda: _answers("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
+        wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=30, interval=0.5)
         out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
         pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
 

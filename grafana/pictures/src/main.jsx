@@ -23,16 +23,9 @@ import {
   standardTransformersRegistry,
   transformDataFrame,
 } from '@grafana/data';
-import {
-  BigValue,
-  GlobalStyles,
-  Icon,
-  PanelChrome,
-  Table,
-  ThemeContext,
-  TimeSeries,
-  VizRepeater,
-} from '@grafana/ui';
+import { BigValue, GlobalStyles, Icon, PanelChrome, ThemeContext, TimeSeries, VizRepeater } from '@grafana/ui';
+// The table Grafana's table panel draws (react-data-grid), published as "unstable".
+import { TableNG } from '@grafana/ui/unstable';
 // uPlot's own layout rules, which Grafana's core loads with its global styles.
 import 'uplot/dist/uPlot.min.css';
 
@@ -265,19 +258,22 @@ function StatPanel({ panel, series, width, height, env }) {
   );
 }
 
-function TablePanel({ panel, series, width, height }) {
+function TablePanel({ panel, series, width, height, env }) {
   const options = panel.options || {};
-  const sortBy = (options.sortBy || []).map((s) => ({ displayName: s.displayName, desc: s.desc }));
+  cacheFieldDisplayNames(series);
   return (
-    <Table
+    <TableNG
       data={series[0]}
       width={width}
       height={height}
       noHeader={options.showHeader === false}
-      initialSortBy={sortBy}
-      cellHeight={options.cellHeight || 'sm'}
-      footerOptions={options.footer}
+      showTypeIcons={options.showTypeIcons}
+      resizable={true}
+      initialSortBy={options.sortBy || []}
+      cellHeight={options.cellHeight}
       enablePagination={options.footer?.enablePagination}
+      timeRange={env.timeRange}
+      fieldConfig={fieldConfigOf(panel)}
     />
   );
 }
@@ -324,7 +320,8 @@ function Dashboard({ data, prepared, width, env, onDrawn }) {
   useLayoutEffect(onDrawn);
   const cell = (width - 2 * PAGE_PADDING + GAP) / 24;
   const panels = data.dashboard.panels.filter((p) => p.type !== 'row');
-  const bottom = Math.max(...panels.map((p) => p.gridPos.y + p.gridPos.h));
+  const rows = data.dashboard.panels.filter((p) => p.type === 'row');
+  const bottom = Math.max(...data.dashboard.panels.map((p) => p.gridPos.y + p.gridPos.h));
   const theme = env.theme;
   return (
     <div style={{ background: theme.colors.background.canvas, padding: PAGE_PADDING, width, boxSizing: 'border-box' }}>
@@ -343,6 +340,33 @@ function Dashboard({ data, prepared, width, env, onDrawn }) {
         </span>
       </div>
       <div style={{ position: 'relative', height: bottom * (ROW + GAP) - GAP }}>
+        {rows.map((r) => (
+          // A row as Grafana draws one: its title, and how many panels a collapsed row hides.
+          <div
+            key={r.id}
+            style={{
+              position: 'absolute',
+              left: 0,
+              top: r.gridPos.y * (ROW + GAP),
+              width: '100%',
+              height: ROW,
+              display: 'flex',
+              alignItems: 'center',
+              gap: 4,
+              fontSize: theme.typography.h5.fontSize,
+              fontWeight: theme.typography.fontWeightMedium,
+              color: theme.colors.text.primary,
+            }}
+          >
+            <Icon name={r.collapsed ? 'angle-right' : 'angle-down'} />
+            {env.replaceVariables(r.title)}
+            {r.collapsed && (
+              <span style={{ color: theme.colors.text.secondary, fontSize: theme.typography.bodySmall.fontSize }}>
+                ({(r.panels || []).length} panels)
+              </span>
+            )}
+          </div>
+        ))}
         {panels.map((p) => {
           const g = p.gridPos;
           const w = g.w * cell - GAP;
