@@ -100,4 +100,3 @@ def test_the_bundle_key_is_the_one_build_sh_computes() -> None:
         script
     )
     assert len(bundle_key()) == 16
-
