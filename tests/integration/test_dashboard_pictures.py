@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -29,7 +30,6 @@ from tests.helpers import exporter_process, wait_for
 from tests.integration.test_prometheus_e2e import (  # noqa: F401 (host_set_up is a fixture)
     JOB,
     Prometheus,
-    _answers,
     host_set_up,
     prometheus,
 )
@@ -41,12 +41,30 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRAPE = 1.0  # the test's Prometheus scrapes every second
 STEP = 60  # the widest step Grafana takes for a panel of these dashboards over 6 h
 WEB_PORT = 18383  # where host_set_up publishes its web container
-CONNTRACK = f'docker_host_container_conntrack_tcp_entries{{job="{JOB}"}}'
+FRESH_CONNECTIONS = 3
+CONNTRACK = (
+    f'sum(docker_host_container_conntrack_tcp_entries{{job="{JOB}", state="time_wait",'
+    f' container=~".+-web"}}) >= {FRESH_CONNECTIONS}'
+)
 
 
 def dashboards() -> dict[str, Any]:
     found = (json.loads(p.read_text()) for p in (ROOT / "grafana" / "dashboards").glob("*.json"))
     return {d["uid"]: d for d in found}
+
+
+def served(host: str, port: int) -> bool:
+    """One whole HTTP/1.0 exchange, read to the end: the server closes first and the entry
+    goes to TIME_WAIT (closing with unread data would reset it: CLOSE, gone in 10 s)."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+            return answer.startswith(b"HTTP/")
+    except OSError:
+        return False
 
 
 def samples_before_last_step(prom: Prometheus) -> bool:
@@ -90,9 +108,11 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
         pictures_dir = os.environ.get("DHE_PICTURES_DIR")
         if pictures_dir:
             threading.Event().wait(float(os.environ.get("DHE_PICTURES_AFTER", "60")))
-        # A connection to the web container's published port, just made: the conntrack panels
-        # show the entries the host holds now (TIME_WAIT lasts two minutes).
-        wait_for(lambda: _answers("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
+        # Connections to the web container's published port, just made: the conntrack panels
+        # show entries the host holds while they are drawn (TIME_WAIT lasts two minutes). Three,
+        # and three counted, so that the fixture's one, about to expire, is not what is seen.
+        for _ in range(FRESH_CONNECTIONS):
+            wait_for(lambda: served("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
         wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=30, interval=0.5)
         out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
         pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
