@@ -50,5 +50,6 @@ test: as-root
 pictures: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
-	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_dashboard_pictures.py \
+	DHE_PICTURES_DIR=$(CURDIR)/docs/img DHE_PICTURES_AFTER=300 \
+		$(BIN)/pytest -q --timeout=900 tests/integration/test_dashboard_pictures.py \
 		tests/integration/test_topology_browser.py
