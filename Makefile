@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit pictures as-root
+.PHONY: run inspect test lint unit pictures as-root alerts rule-tests dashboards
 
 # The test bed installs packages and starts dockerd: say so before building anything.
 as-root:
@@ -53,3 +53,19 @@ pictures: as-root
 	DHE_PICTURES_DIR=$(CURDIR)/docs/img DHE_PICTURES_AFTER=300 \
 		$(BIN)/pytest -q --timeout=900 tests/integration/test_dashboard_pictures.py \
 		tests/integration/test_topology_browser.py
+
+# The alert rules (deploy/prometheus/alerts.yml, the PrometheusRule) from mixin/alerts.py;
+# SETTINGS=file.yml for your own (python -m mixin.alerts --list-settings names them).
+SETTINGS ?=
+alerts: $(BIN)/.installed
+	$(BIN)/python -m mixin.alerts $(if $(SETTINGS),--settings $(SETTINGS))
+
+# The Grafana dashboards (grafana/dashboards/*.json) from grafana/generate.py, with the same
+# SETTINGS file as the alerts (python -m grafana.generate --list-settings names what it takes).
+dashboards: $(BIN)/.installed
+	$(BIN)/python -m grafana.generate $(if $(SETTINGS),--settings $(SETTINGS))
+
+# Every alert's promtool scenarios (generated) and the hand-written cases.
+rule-tests: $(BIN)/.installed
+	$(BIN)/python -m mixin.alerts --check --tests-out $(CURDIR)/.rule-tests
+	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/generated.test.yml
