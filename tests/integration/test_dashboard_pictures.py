@@ -113,7 +113,11 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
         # and three counted, so that the fixture's one, about to expire, is not what is seen.
         for _ in range(FRESH_CONNECTIONS):
             wait_for(lambda: served("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
-        wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=30, interval=0.5)
+        try:
+            wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=30, interval=0.5)
+        except AssertionError:
+            held = prom.query("docker_host_container_conntrack_tcp_entries")
+            raise AssertionError(f"not {CONNTRACK}; the containers' entries: {held}") from None
         out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
         pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
 
