@@ -87,7 +87,7 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
     ]
     with (
         # conntrack's own interval is a minute: short here, for the connection made below.
-        exporter_process("--sample.interval=1s", "--collector.conntrack.interval=2s") as (
+        exporter_process("--sample.interval=1s", "--collector.conntrack.interval=5s") as (
             host_exporter,
             _,
         ),
@@ -114,10 +114,13 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
         for _ in range(FRESH_CONNECTIONS):
             wait_for(lambda: served("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
         try:
-            wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=30, interval=0.5)
+            wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=60, interval=0.5)
         except AssertionError:
             held = prom.query("docker_host_container_conntrack_tcp_entries")
-            raise AssertionError(f"not {CONNTRACK}; the containers' entries: {held}") from None
+            ran = prom.query('docker_host_collector_success{collector="conntrack"}')
+            raise AssertionError(
+                f"not {CONNTRACK}; the containers' entries: {held}; conntrack collector: {ran}"
+            ) from None
         out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
         pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
 
