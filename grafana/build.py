@@ -356,10 +356,16 @@ class Board:
         """Instant queries as one table, showing only `columns` in their order, sorted by the
         column titled `sort`. Several queries are joined on the label `join_on` (Grafana's
         joinByField, mode outerTabular: one row per row of the first query, however many
-        rows of the others match it)."""
+        rows of the others match it); the later queries keep only rows of the first."""
         single = len(queries) == 1
         if not single and not join_on:
             raise ValueError(f"{title}: several queries need join_on")
+        # A later query keeps only rows of the first: a rate still has a series for a window
+        # after its gauge (the rule, the veth) is gone, and the join would make it a row.
+        first = queries[0].expr
+        queries = [queries[0]] + [
+            Query(f"({q.expr}) and on ({join_on}) ({first})", q.legend) for q in queries[1:]
+        ]
         refs = {chr(65 + i) for i in range(len(queries))}
         names = []
         overrides = []

@@ -258,7 +258,8 @@ def check_topology(
         table = joined_table(prom, "dhe-topology", "Containers and their plumbing")
         return {r["container"] or r["host veth"]: r for r in table}
 
-    wait_for(lambda: unmasqueraded in rows(), timeout=60)
+    # Its veth is paired a sample after the container is listed: wait for the whole row.
+    wait_for(lambda: rows().get(unmasqueraded, {}).get("host veth"), timeout=60)
     table = rows()
     assert table[web.name]["network mode"] in ("default", "bridge")
     assert table[web.name] | {"receives": "", "sends": "", "network mode": ""} == {

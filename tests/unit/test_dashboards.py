@@ -298,9 +298,12 @@ def test_topology_joins_its_columns_with_grafana_transformations() -> None:
         "options": {"byField": "row", "mode": "outerTabular"},
     }
     assert all(t["instant"] and t["format"] == "table" for t in table["targets"])
-    # Every query keeps the join key, and nothing else the first query already has.
-    for target in table["targets"]:
-        assert target["expr"].startswith("max by (row"), target["refId"]
+    # Every query keeps the join key; the later ones only rows of the first.
+    base = table["targets"][0]["expr"]
+    assert base.startswith("max by (row")
+    for target in table["targets"][1:]:
+        assert target["expr"].startswith("(max by (row"), target["refId"]
+        assert target["expr"].endswith(f") and on (row) ({base})"), target["refId"]
         assert '"row", "/", "instance", "container", "interface"' in target["expr"]
     shown = [
         next(p["value"] for p in o["properties"] if p["id"] == "displayName")
