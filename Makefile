@@ -45,12 +45,13 @@ test: as-root
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -rfEs
 
-# The README's pictures: the dashboards drawn from a real Prometheus by the end-to-end test,
-# and the /topology page in headless Chromium by the browser test.
+# The README's pictures: the dashboards drawn by Grafana's panel components in headless
+# Chromium from a real Prometheus (docs/pictures.md), and the /topology page by the browser test.
 pictures: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
-	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py \
+	DHE_PICTURES_DIR=$(CURDIR)/docs/img DHE_PICTURES_AFTER=300 \
+		$(BIN)/pytest -q --timeout=900 tests/integration/test_dashboard_pictures.py \
 		tests/integration/test_topology_browser.py
 
 # The alert rules (deploy/prometheus/alerts.yml, the PrometheusRule) from mixin/alerts.py;

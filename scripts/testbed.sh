@@ -23,6 +23,7 @@ PACKAGES=(
     docker-compose            # the compose file, checked with `docker-compose config`
     ethtool net-tools         # bench/veth.sh, the blog post's script the benchmark times
     chromium chromium-driver  # the /topology page in a real browser (Selenium drives it)
+    nodejs                    # node and npm: grafana/pictures/build.sh bundles the pictures' page
 )
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest
@@ -46,6 +47,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Debian's nodejs leaves npm to a package of its own; another build of nodejs (NodeSource's,
+# which declares it conflicts with Debian's npm) carries npm itself.
+if ! command -v npm >/dev/null; then
+    say "installing npm"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
+fi
+
+# The dashboard pictures' page: Grafana's panel components bundled with esbuild, after `npm ci`
+# into a cache outside the repository (nothing to do while its sources are unchanged).
+say "dashboard pictures' page: $("$(dirname "$0")/../grafana/pictures/build.sh")"
 
 # Debian's docker.io installs the daemon; the client may be another build earlier on PATH.
 DOCKER=${DOCKER:-docker}
