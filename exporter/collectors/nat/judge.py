@@ -341,11 +341,25 @@ def docker_filter_chains(nat: NatFacts, family: str) -> tuple[str, ...]:
     )
 
 
+def docker_manages_firewall(nat: NatFacts) -> bool:
+    """dockerd's own setting (--iptables, daemon.json) where it could be read; else whether any
+    of its chains or tables exist."""
+    if nat.docker_iptables is not None:
+        return nat.docker_iptables
+    return docker_firewall(nat.backends) != ("none",) or bool(
+        docker_filter_chains(nat, IPV4) or docker_filter_chains(nat, IPV6)
+    )
+
+
 def filter_judged(nat: NatFacts) -> dict[str, bool]:
-    """Missing filter rules are judged as NAT ones are (every backend read, the Engine API's
-    view, Docker managing a firewall); IPv6 when Docker manages IPv6 NAT or made IPv6 filter
-    chains."""
-    ipv4 = can_judge_nat(nat)
+    """Missing filter rules are judged with every backend read, the Engine API's view, and
+    Docker managing a firewall (by its setting: a firewall reload that left it no chain is
+    judged); IPv6 when Docker manages IPv6 NAT or made IPv6 filter chains."""
+    ipv4 = (
+        nat.expectations is not None
+        and all(b.readable for b in nat.backends)
+        and docker_manages_firewall(nat)
+    )
     ipv6 = ipv4 and (docker_manages_ipv6_nat(nat.backends) or bool(docker_filter_chains(nat, IPV6)))
     return {IPV4: ipv4, IPV6: ipv6}
 
@@ -967,8 +981,8 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     unreadable = [b.name for b in facts.backends if not b.readable]
     if unreadable:
         return FilterVerdict("unknown", f"firewall backend unreadable: {', '.join(unreadable)}")
-    if docker_firewall(facts.backends) == ("none",) and not docker_filter_chains(facts, family):
-        return FilterVerdict("unknown", "Docker manages no firewall here (no chains of its own)")
+    if not docker_manages_firewall(facts):
+        return FilterVerdict("unknown", "Docker manages no firewall here")
     packet = _Packet(family, address, container_port, protocol, bridge)
     nft = filter_layout(facts, family) == NFTABLES_LAYOUT
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
