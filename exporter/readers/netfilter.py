@@ -522,6 +522,7 @@ _NFT_VERDICTS = {0: "drop", 1: "accept", -1: "continue", -3: "jump", -4: "goto",
 _HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
 # The xtables matches whose info this decoder reads (others make a rule undecoded).
 XT_CONNTRACK_STATE = 1  # XT_CONNTRACK_STATE in match_flags
+XT_CONNTRACK_STATE_ALIAS = 1 << 13  # `-m state` that iptables wrote as conntrack
 
 
 @dataclass(frozen=True)
@@ -611,7 +612,7 @@ def _xt_conntrack(revision: int, info: bytes) -> dict[str, Any] | str:
     if revision not in (1, 2, 3) or len(info) < 152:
         return f"match conntrack revision {revision}"
     match_flags, invert_flags = struct.unpack_from("=HH", info, 146)
-    if match_flags != XT_CONNTRACK_STATE or invert_flags:
+    if match_flags & ~XT_CONNTRACK_STATE_ALIAS != XT_CONNTRACK_STATE or invert_flags:
         return "match conntrack beyond --ctstate"
     state = info[150] if revision == 1 else struct.unpack_from("=H", info, 150)[0]
     return {"ct_state": ct_state_names(state)}
@@ -1013,6 +1014,7 @@ def _legacy_filter_rule(
     verdict, offset = standard_verdict(entry.target)
     target = None
     if verdict == "jump":
+        verdict = "goto" if entry.goto else "jump"
         target = jumps.get(offset or 0)
         if target is None:
             undecoded.append(f"jump to offset {offset}")

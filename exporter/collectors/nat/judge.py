@@ -875,6 +875,9 @@ class _Walk:
     rules: dict[str, list[FilterRule]]
     packet: _Packet
     undecoded: list[FilterRule] = dataclass_field(default_factory=list)
+    # A chain's outcome for the packet, once walked: rule sets whose chains jump to one chain
+    # from many places cost one walk of it.
+    outcomes: dict[str, tuple[str, FilterRule | None]] = dataclass_field(default_factory=dict)
 
 
 def _vmap_step(r: FilterRule, p: _Packet) -> tuple[str, str, str] | str | None:
@@ -890,6 +893,13 @@ def _walk(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterR
     """The outcome of a chain for the packet: (accept|drop|reject|return|unknown, the rule)."""
     if depth > _MAX_DEPTH:
         return "unknown", None
+    key = f"{table}/{chain}"
+    if key not in walk.outcomes:
+        walk.outcomes[key] = _walk_chain(walk, table, chain, depth)
+    return walk.outcomes[key]
+
+
+def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterRule | None]:
     for r in walk.rules.get(f"{table}/{chain}", []):
         m = rule_matches(r, walk.packet)
         if m == NO:
