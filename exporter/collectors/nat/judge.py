@@ -325,9 +325,7 @@ def filter_layout(nat: NatFacts, family: str) -> str:
         return FORWARD_LAYOUT
     if any(n == "DOCKER" for _, n in names):
         return CLASSIC_LAYOUT
-    version = nat.expectations.engine_version if nat.expectations else ""
-    major = version.split(".", 1)[0]
-    return FORWARD_LAYOUT if major.isdigit() and int(major) >= 28 else CLASSIC_LAYOUT
+    return FORWARD_LAYOUT if (_engine_major(nat) or 0) >= 28 else CLASSIC_LAYOUT
 
 
 def docker_filter_chains(nat: NatFacts, family: str) -> tuple[str, ...]:
@@ -388,12 +386,19 @@ def _tool(family: str) -> str:
     return "ip6tables" if family == IPV6 else "iptables"
 
 
-def _global_rules(layout: str, family: str) -> list[tuple[str, str]]:
-    """(rule, text) of the jumps every Docker host of this layout needs once."""
+def _engine_major(nat: NatFacts) -> int | None:
+    version = nat.expectations.engine_version if nat.expectations else ""
+    major = version.split(".", 1)[0]
+    return int(major) if major.isdigit() else None
+
+
+def _global_rules(layout: str, family: str, user_chain: bool) -> list[tuple[str, str]]:
+    """(rule, text) of the jumps every Docker host of this layout needs once. user_chain:
+    whether Docker makes DOCKER-USER in this family (ip6tables only since Docker 23)."""
     tool = _tool(family)
     if layout == NFTABLES_LAYOUT:
         return [("forward_chain", f"table {family_table(family)} docker-bridges filter-FORWARD")]
-    found = [("jump_docker_user", f"{tool} -A FORWARD -j DOCKER-USER")]
+    found = [("jump_docker_user", f"{tool} -A FORWARD -j DOCKER-USER")] if user_chain else []
     if layout == FORWARD_LAYOUT:
         return [
             *found,
@@ -451,9 +456,11 @@ def expected_filter_rules(nat: NatFacts, family: str) -> tuple[ExpectedFilterRul
     isolation = layout == CLASSIC_LAYOUT or (
         layout == FORWARD_LAYOUT and "DOCKER-ISOLATION-STAGE-1" in names
     )
+    major = _engine_major(nat)
+    user_chain = family == IPV4 or "DOCKER-USER" in names or (major or 0) >= 23
     found = [
         ExpectedFilterRule(family, "", "", rule, layout, text)
-        for rule, text in _global_rules(layout, family)
+        for rule, text in _global_rules(layout, family, user_chain)
     ]
     found += [
         ExpectedFilterRule(family, n.name, "", rule, layout, text)
