@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 
+from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.report import filter_sections
 from exporter.settings import Settings
 from tests.conftest import unavailable
 from tests.helpers import sample_once, select, value, wait_for
-from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
+from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd, own_dockerd
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +225,19 @@ def test_a_firewall_reload_that_flushes_the_filter_table_is_missing_for_every_ne
         client.close()
     wait_for(lambda: judged(dockerd, bridge, web)["missing"] == [], timeout=60, interval=1)
     assert judged(dockerd, bridge, web)["v4"]["state"] == "ok"
+
+
+def test_a_dockerd_that_manages_no_firewall_is_not_judged_and_says_so(engine: Any) -> None:
+    """tests/own_dockerd.py's plain dockerd runs with --iptables=false, beside the host's: the
+    host's chains are there, but not this dockerd's business."""
+    with own_dockerd() as dockerd:
+        snapshot, samples = sample_once(Settings(collectors=("nat",), docker_host=dockerd.host))
+        assert value(samples, "docker_host_collector_success", collector="nat") == 1
+        assert value(samples, "docker_host_docker_firewall_managed", said_by="flag") == 0
+        assert value(samples, "docker_host_filter_judged", family="ipv4") == 0
+        assert select(samples, "docker_host_filter_rule_missing") == []
+        facts = snapshot.current("nat", NatFacts)
+        assert facts is not None
+        text = "\n".join(filter_sections(facts))
+        assert "Docker manages NO firewall (its --iptables flag): nothing judged" in text
+        assert "MISSING FILTER RULES\n(not judged)" in text
