@@ -1022,8 +1022,9 @@ def _legacy_filter_rule(
         verdict = "reject"
     elif entry.target.name in ("LOG", "NFLOG"):
         verdict = "continue"
-    elif verdict == "other":
+    elif verdict == "other":  # NF_QUEUE, an xtables target: what it does is not read
         undecoded.append(f"target {entry.target.name or 'verdict'}")
+        verdict = "continue"
     protocol = _PROTOCOLS.get(entry.protocol, str(entry.protocol)) if entry.protocol else None
     return FilterRule(
         backend="legacy",
