@@ -292,6 +292,12 @@ def alerts(s: AlertSettings) -> list[Alert]:
     masq_live, masq_held = verdict("docker_host_nat_masquerade_missing")
     dnat_live, dnat_held = verdict("docker_host_nat_dnat_missing")
     split_live, split_held = verdict("docker_host_nat_rules_split_across_backends")
+    filter_live, filter_held = verdict("docker_host_filter_rule_missing")
+    forward_live, forward_held = verdict("docker_host_ip_forward", "== 0")
+    # Docker has bridge networks of that family, judged: each has an "established" expectation.
+    bridges = q("docker_host_filter_rule_missing", 'rule="established"')
+    has_bridges = f"count by (instance, family) ({bridges}) > 0"
+    had_bridges = f"count by (instance, family) (last_over_time({bridges}[{hold}])) > 0"
     unreadable_live, unreadable_held = verdict("docker_host_nat_backend_readable", "== 0")
     veth_live, veth_held = verdict("docker_host_veth_orphaned")
     shim_live, shim_held = verdict("docker_host_shim_orphaned")
@@ -381,6 +387,40 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "{{ $labels.container_port }}) but no DNAT rule forwards it: clients of the "
             "published port are not reaching the container now.",
             dnat_held,
+            nat,
+        ),
+        Alert(
+            "DockerHostFilterRuleMissing",
+            "docker-host-network",
+            "critical",
+            "2m",
+            filter_live,
+            "Docker filter rule {{ $labels.rule }} ({{ $labels.family }}) missing on "
+            "{{ $labels.instance }}: network \"{{ $labels.network }}\", container "
+            "\"{{ $labels.container }}\"",
+            "The {{ $labels.family }} filter rule {{ $labels.rule }} that Docker writes for "
+            "network \"{{ $labels.network }}\" (empty: every network) and container "
+            "\"{{ $labels.container }}\" (empty: the network's own rule) is gone from the "
+            "forward path on {{ $labels.instance }}, in this reading and one a moment before "
+            "(a firewall reload, `nft flush ruleset`, a configuration-management run): "
+            "forwarded traffic it admits is dropped now, or passes only by a policy Docker "
+            "did not set.",
+            filter_held,
+            nat,
+        ),
+        Alert(
+            "DockerHostIPForwardingOff",
+            "docker-host-network",
+            "critical",
+            "2m",
+            f"{forward_live}\nand on(instance, family) {has_bridges}",
+            "IP forwarding ({{ $labels.family }}) is off on {{ $labels.instance }} while Docker "
+            "has bridge networks",
+            "{{ $labels.family }} forwarding is off on {{ $labels.instance }} "
+            "(net.ipv4.ip_forward or net.ipv6.conf.all.forwarding is 0) while Docker has bridge "
+            "networks of that family: no published port answers and no container reaches "
+            "anything off this host now.",
+            f"{forward_held}\nand on(instance, family) {had_bridges}",
             nat,
         ),
         Alert(
