@@ -844,7 +844,7 @@ def firewall(b: Board) -> None:
             label("table"),
             label("chain"),
             label("policy"),
-        ],  # fmt: skip
+        ],
         sort="host",
         descending=False,
         width=12,
