@@ -83,6 +83,9 @@ class FirewallBackend:
 
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
+# iptables-nft's tables other than nat: they hold no MASQUERADE or DNAT, so their rules are not
+# decoded for NAT (the filter decoder reads filter's).
+_IPTABLES_NON_NAT_TABLES = ("filter", "mangle", "raw", "security")
 # Tables Docker 29's nftables firewall backend creates.
 DOCKER_NFT_TABLES = ("docker-bridges",)
 _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
@@ -358,6 +361,8 @@ def _nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list
         if rule.family not in nat_rules:  # ip/ip6, and iptables-nft's/ip6tables-nft's tables
             continue
         table = rule.attrs.get_attr("NFTA_RULE_TABLE")
+        if table in _IPTABLES_NON_NAT_TABLES:
+            continue  # iptables-nft's: MASQUERADE and DNAT are allowed in its nat table only
         chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
         decoded = decode_expressions(
             rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
