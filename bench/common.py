@@ -36,9 +36,15 @@ def pid_of(comm: str) -> int:
     raise SystemExit(f"no {comm} running: run scripts/testbed.sh first")
 
 
-def ensure_containers(client: Any, n: int) -> list[Any]:
-    """Exactly n running benchmark containers (created or removed as needed)."""
+def ensure_containers(client: Any, n: int, *, publish: bool = False) -> list[Any]:
+    """Exactly n running benchmark containers (created or removed as needed); publish: each
+    publishes 80/tcp on a host port of Docker's choosing (a DNAT, a MASQUERADE and a filter
+    ACCEPT each, and docker-proxy processes). Containers of the other kind are removed."""
     running = client.containers.list(filters={"label": LABEL})
+    kind = "published" if publish else "1"
+    for other in [c for c in running if c.labels.get(LABEL) != kind]:
+        other.remove(force=True)
+    running = [c for c in running if c.labels.get(LABEL) == kind]
     for extra in running[n:]:
         extra.remove(force=True)
     for i in range(len(running), n):
@@ -46,8 +52,9 @@ def ensure_containers(client: Any, n: int) -> list[Any]:
             IMAGE,
             ["sleep", "360000"],
             detach=True,
-            labels={LABEL: "1"},
+            labels={LABEL: kind},
             name=f"dhe-bench-{i}-{os.getpid()}",
+            ports={"80/tcp": None} if publish else None,
         )
     time.sleep(1)  # let shims and veths settle
     return list(client.containers.list(filters={"label": LABEL}))

@@ -189,12 +189,15 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser.add_argument(
+        "--publish", action="store_true", help="every container publishes 80/tcp (issue 15)"
+    )
     args = parser.parse_args()
     client = docker.from_env()
     results = []
     try:
         for n in args.containers:
-            ensure_containers(client, n)
+            ensure_containers(client, n, publish=args.publish)
             results.append(measure(n, args.samples, slow_samples=args.layers_samples))
     finally:
         if not args.keep:
