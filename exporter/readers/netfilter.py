@@ -562,8 +562,6 @@ class FilterRule:
     narrowed: bool = False
     vmap_key: str | None = None  # "iifname" or "oifname"
     vmap: tuple[tuple[str, str, str], ...] = ()
-    packets: int = 0
-    bytes: int = 0
     undecoded: str = ""  # what was not understood; "" when all of it was
 
 
@@ -980,29 +978,44 @@ def _nft_filter(
     )
 
 
+@dataclass
+class FilterCache:
+    """The filter tables last decoded, and the nf_tables ruleset generation they were read at:
+    the kernel bumps it with every change (rules, chains, set elements), so while it stands
+    the filter rules are the same and are not decoded again (their counters are not kept)."""
+
+    generation: int | None = None
+    tables: FilterTables | None = None
+
+
 def read_nftables_with_filter(
-    sock: NftSocket,
+    sock: NftSocket, cache: FilterCache | None = None
 ) -> tuple[FirewallBackend, list[NatRule], FilterTables]:
     """read_nftables, and from the same dumps the filter chains and rules the forward hook
-    reaches (IPv4 and IPv6)."""
+    reaches (IPv4 and IPv6); with a cache, decoded again only when the ruleset generation
+    changed (asked before and after the dumps: the same both times, the dumps are of it)."""
     try:
+        before = sock.generation() if cache is not None else None
         chains = sock.chains()
         rules = sock.rules(NFPROTO_IPV4) + sock.rules(NFPROTO_IPV6)
         backend, nat = _nft_nat(chains, rules)
+        after = sock.generation() if cache is not None else None
+        steady = before is not None and before == after
+        if cache is not None and steady and cache.generation == before and cache.tables:
+            return backend, nat, cache.tables
         tables = [_nft_filter(sock, chains, rules, f) for f in (NFPROTO_IPV4, NFPROTO_IPV6)]
     except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer
         refused = exc.errno in (errno.EPERM, errno.EACCES)
         raise FirewallUnreadable(
             f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
         ) from exc
-    return (
-        backend,
-        nat,
-        FilterTables(
-            chains=tuple(c for t in tables for c in t.chains),
-            rules=tuple(r for t in tables for r in t.rules),
-        ),
+    found = FilterTables(
+        chains=tuple(c for t in tables for c in t.chains),
+        rules=tuple(r for t in tables for r in t.rules),
     )
+    if cache is not None:
+        cache.generation, cache.tables = (before, found) if steady else (None, None)
+    return backend, nat, found
 
 
 def _legacy_filter_rule(
@@ -1049,8 +1062,6 @@ def _legacy_filter_rule(
         out_negated=entry.out_negated,
         protocol=protocol,
         protocol_negated=entry.protocol_negated,
-        packets=entry.packets,
-        bytes=entry.bytes,
         undecoded="; ".join(undecoded),
         **fields,
     )

@@ -316,3 +316,10 @@ def test_docker29_nftables_layout_decodes_as_nft_prints_it(netns: str, family: s
         )  # fmt: skip
     assert decoded == expected
     assert len(decoded) == 8  # 2 vmaps, 4 in, 2 out (the nat chain is not on the forward path)
+
+
+def test_filter_rules_are_decoded_again_only_when_the_ruleset_changes(netns: str) -> None:
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    change = ["iptables-nft", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "81", "-j", "DROP"]
+    found = json.loads(inside(netns, sys.executable, "-m", "tests.filter_probe", "cached", *change))
+    assert found == {"reused": True, "rules": [20, 21], "third_is_fresh": True}

@@ -367,9 +367,8 @@ def filter_judged(nat: NatFacts) -> dict[str, bool]:
 
 
 def _network_of(address: str, networks: Iterable[DockerNetwork]) -> DockerNetwork | None:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = _address(address)
+    if ip is None:
         return None
     for n in networks:
         for subnet in n.subnets:
