@@ -14,6 +14,7 @@ from exporter.collectors.nat.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
     NFTABLES_LAYOUT,
+    FilterVerdict,
     docker_user_rules,
     filter_layout,
     filter_verdicts,
@@ -462,3 +463,8 @@ def test_filter_facts_survive_a_recording() -> None:
     nat = docker29()
     again = snapshot_from_json(snapshot_json(_snapshot(nat)), facts_types())
     assert again.current("nat", NatFacts) == nat
+
+
+def test_ipv6_is_unknown_where_docker_manages_no_ip6tables() -> None:
+    verdict = forward_verdict(facts(), "ipv6", "fd00:d4e::2", 80, "tcp", "docker0")
+    assert verdict == FilterVerdict("unknown", "Docker manages no ip6tables here")

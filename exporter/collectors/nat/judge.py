@@ -1091,16 +1091,18 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     index = _index(facts)
     if (family, "") not in index.memo:  # what every port of the family asks first
         unreadable = ", ".join(b.name for b in facts.backends if not b.readable)
-        index.memo[(family, "")] = (
-            unreadable,
-            docker_manages_firewall(facts),
-            filter_layout(facts, family),
+        managed = docker_manages_firewall(facts) and (
+            family == IPV4
+            or docker_manages_ipv6_nat(facts.backends)
+            or bool(docker_filter_chains(facts, IPV6))
         )
+        index.memo[(family, "")] = (unreadable, managed, filter_layout(facts, family))
     unreadable, managed, layout = index.memo[(family, "")]
     if unreadable:
         return FilterVerdict("unknown", f"firewall backend unreadable: {unreadable}")
     if not managed:
-        return FilterVerdict("unknown", "Docker manages no firewall here")
+        what = "no ip6tables" if family == IPV6 else "no firewall"
+        return FilterVerdict("unknown", f"Docker manages {what} here")
     packet = _Packet(family, address, container_port, protocol, bridge)
     nft = layout == NFTABLES_LAYOUT
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
