@@ -39,7 +39,8 @@ def pid_of(comm: str) -> int:
 def ensure_containers(client: Any, n: int, *, publish: bool = False) -> list[Any]:
     """Exactly n running benchmark containers (created or removed as needed); publish: each
     publishes 80/tcp on a host port of Docker's choosing (a DNAT, a MASQUERADE and a filter
-    ACCEPT each, and docker-proxy processes). Containers of the other kind are removed."""
+    ACCEPT each, and docker-proxy processes) and serves on it (busybox httpd: a listener, so
+    the port's verdict is ok, as on a healthy host). Containers of the other kind are removed."""
     running = client.containers.list(filters={"label": LABEL})
     kind = "published" if publish else "1"
     for other in [c for c in running if c.labels.get(LABEL) != kind]:
@@ -50,7 +51,7 @@ def ensure_containers(client: Any, n: int, *, publish: bool = False) -> list[Any
     for i in range(len(running), n):
         client.containers.run(
             IMAGE,
-            ["sleep", "360000"],
+            ["httpd", "-f", "-p", "80"] if publish else ["sleep", "360000"],
             detach=True,
             labels={LABEL: kind},
             name=f"dhe-bench-{i}-{os.getpid()}",
