@@ -929,6 +929,8 @@ def _match_fields(r: FilterRule, p: _Packet) -> list[str]:
 def rule_matches(r: FilterRule, p: _Packet) -> str:
     """yes, no or maybe for what the rule's decoded matches say of the packet; undecoded when
     what was decoded does not rule it out and the rest could not be read."""
+    if r.other_family:
+        return NO
     found = _match_fields(r, p)
     if NO in found:
         return NO
