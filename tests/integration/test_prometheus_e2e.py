@@ -114,12 +114,14 @@ def dashboards() -> list[dict[str, Any]]:
 def panels_without_data(prom: Prometheus) -> list[str]:
     """Every query of every panel (each query of a joined table on its own) must return
     something, and the rows a joined table's later queries return must be rows of its first
-    (else Grafana's join would add rows holding nothing but that one column)."""
+    (else Grafana's join would add rows holding nothing but that one column). Every label
+    column a table shows is a label some query returns (else it stays empty for ever)."""
     problems = []
     for dashboard in dashboards():
         for panel in dashboard["panels"]:
             joined = [t for t in panel.get("transformations", []) if t["id"] == "joinByField"]
             base: set[str] = set()
+            returned: set[str] = set()
             for target in panel.get("targets", []):
                 where = f"{dashboard['uid']} / {panel['title']} / {target['refId']}"
                 try:
@@ -130,6 +132,7 @@ def panels_without_data(prom: Prometheus) -> list[str]:
                 if not result:
                     problems.append(f"{where}: no data: {target['expr']}")
                     continue
+                returned |= {name for r in result for name in r["metric"]}
                 if not joined:
                     continue
                 on = joined[0]["options"]["byField"]
@@ -138,6 +141,12 @@ def panels_without_data(prom: Prometheus) -> list[str]:
                     base = keys
                 elif not keys <= base:
                     problems.append(f"{where}: rows not in query A: {sorted(keys - base)[:3]}")
+            for step in panel.get("transformations", []):
+                if step["id"] == "filterFieldsByName":
+                    shown = step["options"]["include"]["names"]
+                    never = [n for n in shown if not n.startswith("Value") and n not in returned]
+                    if never:
+                        problems.append(f"{dashboard['uid']} / {panel['title']}: no {never}")
     return problems
 
 
@@ -206,6 +215,20 @@ def joined_table(prom: Prometheus, uid: str, title: str) -> list[dict[str, str]]
             merged.update(rows.get(key, {}))
         table.append({title: merged.get(name, "") for name, title in shown.items()})
     return table
+
+
+def assert_the_hosts_table_tells_hosts_apart(prom: Prometheus, host: str, own: str) -> None:
+    """The overview's Hosts table has one row per exporter, each with its own troubles: the
+    host's orphaned veths and namespace sharer, the own dockerd's drifted daemon.json; the own
+    exporter runs no network collector, so it has no orphan count at all rather than a 0."""
+    rows = {r["host"]: r for r in joined_table(prom, "dhe-overview", "Hosts")}
+    assert set(rows) == {host, own}
+    assert int(rows[host]["orphaned veths"]) >= 2
+    assert int(rows[host]["sharing host namespaces"]) >= 1
+    assert rows[own]["orphaned veths"] == ""
+    assert int(rows[own]["drifted keys"]) >= 1
+    assert rows[own]["daemon.json"] == "1"
+    assert rows[host]["exporter"] == rows[own]["exporter"] != ""
 
 
 def assert_topology_shows_the_plumbing(
@@ -336,6 +359,9 @@ def test_dashboards_have_data_and_alerts_fire(
 
         started = time.time()
         assert_topology_shows_the_plumbing(prom, containers, engine)
+        assert_the_hosts_table_tells_hosts_apart(
+            prom, host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")
+        )
         assert_every_panel_and_annotation_has_data(prom, containers, started)
 
         wanted = {
