@@ -125,7 +125,7 @@ def measure(ports: int, runs: int) -> dict[str, Any]:
 
     def verdicts() -> None:
         # A new reading's facts each time: nothing cached from the last render.
-        fresh = replace(facts)
+        fresh = replace(facts)  # a new reading: no memo
         for a, p in targets:
             forward_verdict(fresh, "ipv4", a, p, "tcp", BRIDGE)
 

@@ -605,8 +605,9 @@ class _FilterIndex:
     by_chain: dict[tuple[str, str], list[FilterRule]]
     walks: dict[tuple[str, str], dict[str, _ChainIndex]]
     by_name: dict[tuple[str, str], list[_ChainIndex]]  # (family, chain): in every table
-    # What forward_verdict works out once per family: (family, "") and (family, "bases").
-    memo: dict[tuple[str, str], Any] = dataclass_field(default_factory=dict)
+    # What forward_verdict works out once per family, (family, "") and (family, "bases"), and
+    # each port's verdict, by its arguments.
+    memo: dict[tuple[str, ...], Any] = dataclass_field(default_factory=dict)
 
 
 def _build_index(nat: NatFacts) -> _FilterIndex:
@@ -896,47 +897,48 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _match_fields(r: FilterRule, p: _Packet) -> list[str]:
-    found = []
-    if r.source is not None:
-        everything = r.source in ("0.0.0.0/0", "::/0")
-        found.append((NO if r.source_negated else YES) if everything else MAYBE)
-    if r.destination is not None:
-        holds = _address_in(p.address, r.destination)
-        found.append(MAYBE if holds is None else (YES if holds != r.destination_negated else NO))
-    if r.in_interface is not None:
-        # The packet comes in by anything but its bridge: a rule naming the bridge (or
-        # excluding it) is decided, any other name may or may not be the way in.
-        if r.in_interface == "+":
-            found.append(NO if r.in_negated else YES)
-        elif r.in_interface == p.bridge:
-            found.append(YES if r.in_negated else NO)
-        else:
-            found.append(MAYBE)
-    if r.out_interface is not None:
-        found.append(YES if _interface_is(r.out_interface, p.bridge) != r.out_negated else NO)
-    if r.protocol is not None:
-        found.append(YES if (r.protocol == p.protocol) != r.protocol_negated else NO)
-    if r.dport is not None:
-        found.append(YES if r.dport == p.port else NO)
-    if r.ct_state:
-        found.append(YES if "NEW" in r.ct_state else NO)
-    if r.narrowed:
-        found.append(MAYBE)
-    return found
+def _ruled_out(r: FilterRule, p: _Packet) -> bool:
+    """A match the packet surely fails: the cheap ones, asked first."""
+    return (
+        (r.out_interface is not None and _interface_is(r.out_interface, p.bridge) == r.out_negated)
+        or (r.protocol is not None and (r.protocol == p.protocol) == r.protocol_negated)
+        or (r.dport is not None and r.dport != p.port)
+        or (bool(r.ct_state) and "NEW" not in r.ct_state)
+        or (r.in_interface == "+" and r.in_negated)
+        or (r.in_interface == p.bridge and not r.in_negated)
+        or (r.source in ("0.0.0.0/0", "::/0") and r.source_negated)
+    )
+
+
+def _destination(r: FilterRule, p: _Packet) -> str:
+    if r.destination is None:
+        return YES
+    holds = _address_in(p.address, r.destination)
+    return MAYBE if holds is None else (YES if holds != r.destination_negated else NO)
+
+
+def _partial(r: FilterRule, p: _Packet) -> bool:
+    """Matches only some of the packets: a source address, another way in, a source port."""
+    return (
+        (r.source is not None and r.source not in ("0.0.0.0/0", "::/0"))
+        or (r.in_interface is not None and r.in_interface not in ("+", p.bridge))
+        or r.narrowed
+    )
 
 
 def rule_matches(r: FilterRule, p: _Packet) -> str:
     """yes, no or maybe for what the rule's decoded matches say of the packet; undecoded when
-    what was decoded does not rule it out and the rest could not be read."""
-    if r.other_family:
+    what was decoded does not rule it out and the rest could not be read. The packet comes in
+    by anything but its bridge, from anywhere: a rule naming the bridge as the way in (or
+    excluding it) is decided, any other name may or may not be the way in."""
+    if r.other_family or _ruled_out(r, p):
         return NO
-    found = _match_fields(r, p)
-    if NO in found:
+    destination = _destination(r, p)
+    if destination == NO:
         return NO
     if r.undecoded:
         return UNDECODED
-    return MAYBE if MAYBE in found else YES
+    return MAYBE if destination == MAYBE or _partial(r, p) else YES
 
 
 def rule_text(r: FilterRule) -> str:
@@ -1086,11 +1088,28 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     the decoder did not understand could have decided it. Rules that match only some of its
     packets (a source address, an input interface other than the bridge) neither shadow nor
     admit it. IP forwarding and the bridge port are other hops, not judged here."""
-    try:
-        address = ipaddress.ip_address(container_address)
-    except ValueError:
-        return FilterVerdict("unknown", f"not an address: {container_address!r}")
     index = _index(facts)
+    asked = (family, container_address, str(container_port), protocol, bridge)
+    if asked not in index.memo:  # the nat source and the port verdicts ask the same reading
+        index.memo[asked] = _forward_verdict(
+            facts, index, family, container_address, container_port, protocol, bridge
+        )
+    verdict: FilterVerdict = index.memo[asked]
+    return verdict
+
+
+def _forward_verdict(  # noqa: PLR0917
+    facts: NatFacts,
+    index: _FilterIndex,
+    family: str,
+    container_address: str,
+    container_port: int,
+    protocol: str,
+    bridge: str,
+) -> FilterVerdict:
+    address = _address(container_address)
+    if address is None:
+        return FilterVerdict("unknown", f"not an address: {container_address!r}")
     if (family, "") not in index.memo:  # what every port of the family asks first
         unreadable = ", ".join(b.name for b in facts.backends if not b.readable)
         managed = docker_manages_firewall(facts) and (
