@@ -278,7 +278,7 @@ def test_firewall_reload_flush_makes_every_network_rule_missing() -> None:
     nat = facts("-P FORWARD ACCEPT\n")
     gone = missing(nat)
     for network in ("bridge", "user"):
-        for rule in ("established", "jump_docker", "outgoing", "isolation"):
+        for rule in ("established", "jump_docker", "outgoing", "isolation", "isolation_drop"):
             assert ("ipv4", network, "", rule) in gone
     assert ("ipv4", "", "", "jump_docker_user") in gone
     assert ("ipv4", "bridge", "web", "port_accept:tcp/80") in gone
@@ -468,3 +468,9 @@ def test_filter_facts_survive_a_recording() -> None:
 def test_ipv6_is_unknown_where_docker_manages_no_ip6tables() -> None:
     verdict = forward_verdict(facts(), "ipv6", "fd00:d4e::2", 80, "tcp", "docker0")
     assert verdict == FilterVerdict("unknown", "Docker manages no ip6tables here")
+
+
+def test_a_network_no_longer_isolated_is_missing_its_drop() -> None:
+    nat = facts(without(CLASSIC, "-A DOCKER-ISOLATION-STAGE-2 -o br-user -j DROP"))
+    assert missing(nat) == {("ipv4", "user", "", "isolation_drop")}
+    assert port(nat)[0] == "ok"  # nothing published breaks
