@@ -201,7 +201,7 @@ def main() -> None:
             results.append(measure(n, args.samples, slow_samples=args.layers_samples))
     finally:
         if not args.keep:
-            ensure_containers(client, 0)
+            ensure_containers(client, 0, publish=args.publish)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
