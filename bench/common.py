@@ -36,18 +36,28 @@ def pid_of(comm: str) -> int:
     raise SystemExit(f"no {comm} running: run scripts/testbed.sh first")
 
 
-def ensure_containers(client: Any, n: int) -> list[Any]:
-    """Exactly n running benchmark containers (created or removed as needed)."""
+def ensure_containers(client: Any, n: int, *, publish: bool | None = None) -> list[Any]:
+    """Exactly n running benchmark containers (created or removed as needed); publish: each
+    publishes 80/tcp on a host port of Docker's choosing (a DNAT, a MASQUERADE and a filter
+    ACCEPT each, and docker-proxy processes) and serves on it (busybox httpd: a listener, so
+    the port's verdict is ok, as on a healthy host). Containers of the other kind are removed;
+    publish None keeps whichever kind runs."""
     running = client.containers.list(filters={"label": LABEL})
+    kind = "published" if publish else "1"
+    if publish is not None:  # None: either kind will do (the veth pass inside host_bench)
+        for other in [c for c in running if c.labels.get(LABEL) != kind]:
+            other.remove(force=True)
+        running = [c for c in running if c.labels.get(LABEL) == kind]
     for extra in running[n:]:
         extra.remove(force=True)
     for i in range(len(running), n):
         client.containers.run(
             IMAGE,
-            ["sleep", "360000"],
+            ["httpd", "-f", "-p", "80"] if publish else ["sleep", "360000"],
             detach=True,
-            labels={LABEL: "1"},
+            labels={LABEL: kind},
             name=f"dhe-bench-{i}-{os.getpid()}",
+            ports={"80/tcp": None} if publish else None,
         )
     time.sleep(1)  # let shims and veths settle
     return list(client.containers.list(filters={"label": LABEL}))

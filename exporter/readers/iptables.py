@@ -45,6 +45,8 @@ _ENTRY6 = struct.Struct("=16s16s16s16s16s16s16s16sHBBB3xIHHI4xQQ")
 IP6T_F_PROTO = 0x01
 # struct xt_entry_match / xt_entry_target: size, name[29], revision, then the data.
 _EXTENSION = struct.Struct("=H29sB")
+IPT_F_GOTO = 0x02  # -g: a jump that does not come back
+IP6T_F_GOTO = 0x04
 IPT_INV_VIA_IN = 0x01
 IPT_INV_VIA_OUT = 0x02
 IPT_INV_SRCIP = 0x08
@@ -82,12 +84,16 @@ class Entry:
     target: Extension
     packets: int
     bytes: int
+    goto: bool = False
 
 
 @dataclass(frozen=True)
 class Chain:
     name: str
     rules: tuple[Entry, ...]  # without a built-in chain's policy or a user chain's RETURN
+    # Where a jump to it lands (its first entry), and its tail: a built-in chain's policy.
+    offset: int = -1
+    tail: Entry | None = None
 
 
 def _cstring(raw: bytes) -> str:
@@ -118,11 +124,12 @@ def _interface(name: bytes, mask: bytes) -> str | None:
 def _unpack4(blob: bytes, offset: int) -> tuple[Any, ...]:
     (
         src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
-        proto, _flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
+        proto, flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
         packets, byte_count,
     ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
     return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
-            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+            invflags, target_offset, next_offset, packets, byte_count,
+            bool(flags & IPT_F_GOTO))  # fmt: skip
 
 
 def _unpack6(blob: bytes, offset: int) -> tuple[Any, ...]:
@@ -134,7 +141,8 @@ def _unpack6(blob: bytes, offset: int) -> tuple[Any, ...]:
     # The kernel looks at proto only with IP6T_F_PROTO set (ip6_packet_match).
     proto = proto if flags & IP6T_F_PROTO else 0
     return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
-            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+            invflags, target_offset, next_offset, packets, byte_count,
+            bool(flags & IP6T_F_GOTO))  # fmt: skip
 
 
 def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
@@ -146,7 +154,7 @@ def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
     while offset + layout.size <= len(blob):
         (
             src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
-            proto, invflags, target_offset, next_offset, packets, byte_count,
+            proto, invflags, target_offset, next_offset, packets, byte_count, goto,
         ) = unpack(blob, offset)  # fmt: skip
         end = offset + next_offset
         if (
@@ -178,6 +186,7 @@ def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
                 target=target,
                 packets=packets,
                 bytes=byte_count,
+                goto=goto,
             )
         )
         offset = end
@@ -204,10 +213,12 @@ def chains(entries: list[Entry], hook_entry: tuple[int, ...], valid_hooks: int) 
     rules: list[Entry] = []
 
     def close() -> None:
-        if current is not None:
+        if current is not None and rules:
             # Every chain ends with an unconditional standard target that is no rule: a built-in
             # chain's policy, a user chain's RETURN.
-            found.append(Chain(current, tuple(rules[:-1])))
+            found.append(Chain(current, tuple(rules[:-1]), rules[0].offset, rules[-1]))
+        elif current is not None:
+            found.append(Chain(current, ()))
 
     for entry in entries:
         if entry.target.name == "ERROR":
@@ -261,6 +272,21 @@ def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
         _getsockopt(libc, sock.fileno(), level, get_entries, answer)
     blob = answer.raw[_GET_ENTRIES_HEADER : _GET_ENTRIES_HEADER + size]
     return chains(parse_entries(blob, family), tuple(hook_entry), valid_hooks)
+
+
+# A standard target's verdict: negative is -NF_xxx - 1 (NF_DROP 0, NF_ACCEPT 1, XT_RETURN
+# NF_REPEAT 4), positive the offset of the entry it jumps to.
+STANDARD_VERDICTS = {-1: "drop", -2: "accept", -5: "return"}
+
+
+def standard_verdict(target: Extension) -> tuple[str, int | None]:
+    """(verdict, jump offset) of a standard target ("" name); ("other", None) if not one."""
+    if target.name != "" or len(target.data) < 4:
+        return "other", None
+    verdict = struct.unpack_from("=i", target.data, 0)[0]
+    if verdict >= 0:
+        return "jump", verdict
+    return STANDARD_VERDICTS.get(verdict, "other"), None
 
 
 def destination_port(match: Extension) -> int | None:
