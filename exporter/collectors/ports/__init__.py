@@ -1,0 +1,17 @@
+"""ports: one verdict per published port, hop by hop (DNAT, FORWARD, IP forwarding, veth,
+bridge port, a listener in the container, docker-proxy, MASQUERADE), joined from the nat,
+network and daemon collectors' facts and its own reading of each publishing container's
+sockets (/proc/PID/net) and of the docker-proxy processes."""
+
+from exporter.collectors import CollectorDef, settings_free
+from exporter.collectors.ports import metrics, report, source
+from exporter.collectors.ports.facts import PortsFacts
+
+COLLECTOR = CollectorDef(
+    name=metrics.NAME,
+    description="one verdict per published port, and the first hop on its path that broke",
+    facts=PortsFacts,
+    source=source.build,
+    writer=settings_free(metrics.write),
+    report=report.sections,
+)

@@ -1,0 +1,216 @@
+"""The ports collector's source: for the running containers that publish ports (the tick's
+container list), the sockets taking new traffic in each one's network namespace (through its
+PID 1's /proc/PID/net, nothing entered), the docker-proxy processes of the tick's /proc scan,
+dockerd's --userland-proxy flag and the forwarding sysctls; when something looks broken, a
+second reading a moment later, of the suspects only, to confirm it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from exporter.collectors import Source
+from exporter.collectors.confirm import read_twice
+from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.ports.judge import listener_key, suspect_keys
+from exporter.collectors.ports.metrics import NAME
+from exporter.logonce import ChangeLog
+from exporter.readers.daemon_config import parse_flags
+from exporter.readers.docker_api import (
+    RUNNING_STATES,
+    ContainerRecord,
+    DockerNetwork,
+    DockerUnavailable,
+)
+from exporter.readers.proc_net import (
+    BoundSocket,
+    ProcNetError,
+    ProcNetUnreadable,
+    ProxyProcess,
+    bound_sockets,
+    parse_proxy_argv,
+    read_forwarding,
+)
+from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, ProcessScan, ProcfsReader, ProcStat
+from exporter.settings import Settings
+from exporter.tick import Tick
+
+log = logging.getLogger(__name__)
+
+_PROXY_COMM = "docker-proxy"
+
+
+class PortsSource:
+    def __init__(self, timeout: float, confirm_after: float = 1.0) -> None:
+        # A port is set up in steps (dockerd starts docker-proxy, the application its
+        # listener); look again before calling one broken, within a quarter of the timeout.
+        self.confirm_after = min(confirm_after, timeout / 4)
+        self.engine_wait = timeout / 2
+        self._log = ChangeLog(log)
+        # docker-proxy and dockerd command lines by (pid, start time, comm): they never change.
+        self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+
+    def close(self) -> None:
+        """Nothing is held open between runs."""
+
+    def read(self, tick: Tick) -> PortsFacts:
+        procfs = tick.host.procfs
+        first = self._read(tick, procfs, tick.proc_scan(), None)
+        return read_twice(
+            first,
+            suspect_keys,
+            # The second look reads again only the containers whose listeners looked missing.
+            lambda: self._read(tick, procfs, procfs.scan(), suspect_keys(first)),
+            lambda second, suspects: _confirmed(first, second, suspects),
+            self.confirm_after,
+        )
+
+    def _read(
+        self,
+        tick: Tick,
+        procfs: ProcfsReader,
+        scan: ProcessScan,
+        suspects: tuple[str, ...] | None,
+    ) -> PortsFacts:
+        containers: tuple[ContainerRecord, ...] | None = None
+        networks: tuple[DockerNetwork, ...] = ()
+        error = None
+        try:
+            engine = (
+                tick.engine(self.engine_wait)
+                if suspects is None
+                else tick.engine_again(self.engine_wait)
+            )
+            containers = tuple(
+                c for c in engine.containers if c.state in RUNNING_STATES and c.ports
+            )
+            networks = engine.networks
+        except DockerUnavailable as exc:
+            error = str(exc)
+        self._log.update(
+            "docker",
+            error,
+            "no port verdicts: the Engine API is unreadable",
+            "ports source reads the Engine API again",
+        )
+        ip_forward, ipv6_forwarding = read_forwarding(str(procfs.root))
+        live = {(p.pid, p.start_ticks, p.comm) for p in scan.table}
+        self._argv = {k: v for k, v in self._argv.items() if k in live}
+        listeners = (
+            self._listeners(procfs, scan, containers, suspects) if containers is not None else ()
+        )
+        return PortsFacts(
+            containers=containers,
+            networks=networks,
+            listeners=listeners,
+            proxies=self._proxies(procfs, scan),
+            proxy_flag=self._proxy_flag(procfs, scan),
+            ip_forward=ip_forward,
+            ipv6_forwarding=ipv6_forwarding,
+        )
+
+    def _command(self, procfs: ProcfsReader, process: ProcStat) -> tuple[str, ...]:
+        identity = (process.pid, process.start_ticks, process.comm)
+        argv = self._argv.get(identity)
+        if argv is None:
+            argv = procfs.cmdline(process.pid)
+            if argv:  # empty for a zombie, or a process gone mid-read
+                self._argv[identity] = argv
+        return argv
+
+    def _proxies(self, procfs: ProcfsReader, scan: ProcessScan) -> tuple[ProxyProcess, ...]:
+        found = []
+        for process in scan.table:
+            if process.comm == _PROXY_COMM and process.state != "Z":
+                proxy = parse_proxy_argv(self._command(procfs, process))
+                if proxy is not None:
+                    found.append(proxy)
+        return tuple(sorted(set(found)))
+
+    def _proxy_flag(self, procfs: ProcfsReader, scan: ProcessScan) -> bool | None:
+        """--userland-proxy as the dockerd on the host gives it; None if not given (or more
+        than one dockerd disagrees: then the config file and default decide nothing either)."""
+        values = set()
+        for daemon in scan.daemons:
+            if daemon.name != "dockerd":
+                continue
+            stat = next((p for p in scan.table if p.pid == daemon.pid), None)
+            if stat is None:
+                continue
+            flags, _ = parse_flags(self._command(procfs, stat))
+            given = flags.get("userland-proxy")
+            if given:
+                values.add(given[-1].lower() not in ("false", "0", "f"))
+        return values.pop() if len(values) == 1 else None
+
+    def _listeners(
+        self,
+        procfs: ProcfsReader,
+        scan: ProcessScan,
+        containers: tuple[ContainerRecord, ...],
+        suspects: tuple[str, ...] | None,
+    ) -> tuple[ContainerListeners, ...]:
+        pid1s = {
+            command.container_id: pid1
+            for shim, command in scan.shims
+            if command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
+            and (pid1 := procfs.pid1(scan, shim)) is not None
+        }
+        wanted_keys = set(suspects) if suspects is not None else None
+        found = []
+        refused = False
+        for container in containers:
+            if wanted_keys is not None and not any(
+                listener_key(container.id, p) in wanted_keys for p in container.ports
+            ):
+                continue
+            pid1 = pid1s.get(container.id)
+            if pid1 is None:
+                found.append(
+                    ContainerListeners(container.id, 0, (), "no PID 1 found in /proc for it")
+                )
+                continue
+            read = self._container_listeners(procfs, container, pid1)
+            refused = refused or read.refused
+            found.append(read)
+        self._log.update(
+            "refused",
+            "needs CAP_SYS_PTRACE" if refused else None,
+            "cannot read containers' /proc/PID/net: listener hops unknown",
+            "containers' /proc/PID/net readable again",
+        )
+        return tuple(found)
+
+    @staticmethod
+    def _container_listeners(
+        procfs: ProcfsReader, container: ContainerRecord, pid1: ProcStat
+    ) -> ContainerListeners:
+        sockets: list[BoundSocket] = []
+        try:
+            for protocol in sorted({p.protocol for p in container.ports}):
+                ports = [p.container_port for p in container.ports if p.protocol == protocol]
+                sockets.extend(bound_sockets(str(procfs.root), pid1.pid, protocol, ports))
+        except ProcNetUnreadable as exc:
+            gone = "the container's PID 1 exited while read" if exc.gone else str(exc)
+            return ContainerListeners(container.id, pid1.pid, (), gone, refused=not exc.gone)
+        except ProcNetError as exc:
+            return ContainerListeners(container.id, pid1.pid, (), f"undecodable: {exc}")
+        # A PID reused since the scan would show another namespace's sockets.
+        if not procfs.same_process(pid1):
+            return ContainerListeners(
+                container.id, pid1.pid, (), "the container's PID 1 exited while read"
+            )
+        return ContainerListeners(container.id, pid1.pid, tuple(sorted(set(sockets))))
+
+
+def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...]) -> PortsFacts:
+    """The second reading, told what the first suspected, with the first reading's listeners
+    of the containers it did not read again."""
+    again = {c.container_id for c in second.listeners}
+    kept = tuple(c for c in first.listeners if c.container_id not in again)
+    listeners = tuple(sorted(second.listeners + kept, key=lambda c: c.container_id))
+    return replace(second, listeners=listeners, earlier_suspects=suspects)
+
+
+def build(settings: Settings) -> Source:
+    return PortsSource(timeout=settings.timeout(NAME))
