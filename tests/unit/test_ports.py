@@ -329,6 +329,12 @@ def verdicts(
     return {v.port: v for v in port_verdicts(ports, nat, net, daemon)}
 
 
+def reason(v: PortVerdict) -> str:
+    hop = v.first
+    assert hop is not None
+    return hop.reason
+
+
 def first(v: PortVerdict) -> tuple[str, str | None]:
     return v.verdict, v.first.name if v.first else None
 
@@ -372,8 +378,7 @@ def test_nothing_listening_is_broken_at_the_listener_only_once_confirmed() -> No
         UDP53: (BROKEN, "listener"),
     }
     assert [h.name for h in confirmed[TCP80].hops if h.state == BROKEN] == ["listener"]
-    assert confirmed[UDP53].first is not None
-    assert confirmed[UDP53].first.reason == "nothing bound on udp/53"
+    assert reason(confirmed[UDP53]) == "nothing bound on udp/53"
 
 
 def test_a_listener_on_another_address_or_protocol_does_not_count() -> None:
@@ -381,7 +386,7 @@ def test_a_listener_on_another_address_or_protocol_does_not_count() -> None:
     ports = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, elsewhere),))
     found = verdicts(replace(ports, earlier_suspects=suspect_keys(ports)))
     assert first(found[TCP80]) == (BROKEN, "listener")
-    assert found[TCP80].first is not None and "127.0.0.1" in found[TCP80].first.reason
+    assert "127.0.0.1" in reason(found[TCP80])
     assert first(found[UDP53]) == (BROKEN, "listener")
     own = (BoundSocket("tcp", "172.17.0.2", 80), BoundSocket("udp", "::ffff:172.17.0.2", 53))
     ports = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, own),))
@@ -453,7 +458,7 @@ def test_veth_and_bridge_port() -> None:
     moved = replace(NET, links=(DOCKER0, other, replace(VETH, master=4)))
     found = verdicts(net=moved)[TCP80]
     assert first(found) == (BROKEN, "bridge_port")
-    assert found.first is not None and "br-other" in found.first.reason
+    assert "br-other" in reason(found)
     assert first(verdicts(net=None)[TCP80]) == (UNKNOWN, "veth")
     no_netns = replace(NET, container_netns=())
     assert first(verdicts(net=no_netns)[TCP80]) == (UNKNOWN, "veth")
