@@ -88,6 +88,9 @@ class Entry:
 class Chain:
     name: str
     rules: tuple[Entry, ...]  # without a built-in chain's policy or a user chain's RETURN
+    # Where a jump to it lands (its first entry), and its tail: a built-in chain's policy.
+    offset: int = -1
+    tail: Entry | None = None
 
 
 def _cstring(raw: bytes) -> str:
@@ -204,10 +207,12 @@ def chains(entries: list[Entry], hook_entry: tuple[int, ...], valid_hooks: int) 
     rules: list[Entry] = []
 
     def close() -> None:
-        if current is not None:
+        if current is not None and rules:
             # Every chain ends with an unconditional standard target that is no rule: a built-in
             # chain's policy, a user chain's RETURN.
-            found.append(Chain(current, tuple(rules[:-1])))
+            found.append(Chain(current, tuple(rules[:-1]), rules[0].offset, rules[-1]))
+        elif current is not None:
+            found.append(Chain(current, ()))
 
     for entry in entries:
         if entry.target.name == "ERROR":
@@ -261,6 +266,21 @@ def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
         _getsockopt(libc, sock.fileno(), level, get_entries, answer)
     blob = answer.raw[_GET_ENTRIES_HEADER : _GET_ENTRIES_HEADER + size]
     return chains(parse_entries(blob, family), tuple(hook_entry), valid_hooks)
+
+
+# A standard target's verdict: negative is -NF_xxx - 1 (NF_DROP 0, NF_ACCEPT 1, XT_RETURN
+# NF_REPEAT 4), positive the offset of the entry it jumps to.
+STANDARD_VERDICTS = {-1: "drop", -2: "accept", -5: "return"}
+
+
+def standard_verdict(target: Extension) -> tuple[str, int | None]:
+    """(verdict, jump offset) of a standard target ("" name); ("other", None) if not one."""
+    if target.name != "" or len(target.data) < 4:
+        return "other", None
+    verdict = struct.unpack_from("=i", target.data, 0)[0]
+    if verdict >= 0:
+        return "jump", verdict
+    return STANDARD_VERDICTS.get(verdict, "other"), None
 
 
 def destination_port(match: Extension) -> int | None:

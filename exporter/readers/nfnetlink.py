@@ -19,7 +19,9 @@ NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
+NFT_MSG_GETSETELEM = 13
 NFPROTO_UNSPEC = 0
+NFPROTO_INET = 1
 NFPROTO_IPV4 = 2
 NFPROTO_IPV6 = 10
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian)
@@ -38,6 +40,10 @@ def _be32(data: bytes) -> int | bytes:
     # A number of the wrong size stays bytes, as pyroute2 leaves it: the decoder then leaves
     # that one field undecoded instead of failing the whole table.
     return int.from_bytes(data, "big") if len(data) == 4 else data
+
+
+def _sbe32(data: bytes) -> int | bytes:
+    return int.from_bytes(data, "big", signed=True) if len(data) == 4 else data
 
 
 def _be64(data: bytes) -> int | bytes:
@@ -106,7 +112,10 @@ def _list_of(decode: Decoder) -> Decoder:
     return parse
 
 
-_DATA = Schema({1: ("NFTA_DATA_VALUE", bytes)})
+# A verdict: NF_DROP 0, NF_ACCEPT 1, NFT_CONTINUE -1, NFT_BREAK -2, NFT_JUMP -3, NFT_GOTO -4,
+# NFT_RETURN -5; a jump or goto names its chain.
+_VERDICT = Schema({1: ("NFTA_VERDICT_CODE", _sbe32), 2: ("NFTA_VERDICT_CHAIN", _string)})
+_DATA = Schema({1: ("NFTA_DATA_VALUE", bytes), 2: ("NFTA_DATA_VERDICT", _VERDICT.parse)})
 _REG = _be32
 _EXPRESSION_DATA: dict[str, Schema] = {
     "meta": Schema(
@@ -114,7 +123,14 @@ _EXPRESSION_DATA: dict[str, Schema] = {
             1: ("NFTA_META_DREG", _REG),
             2: (
                 "NFTA_META_KEY",
-                _enum({6: "NFT_META_IIFNAME", 7: "NFT_META_OIFNAME", 16: "NFT_META_L4PROTO"}),
+                _enum(
+                    {
+                        6: "NFT_META_IIFNAME",
+                        7: "NFT_META_OIFNAME",
+                        15: "NFT_META_NFPROTO",
+                        16: "NFT_META_L4PROTO",
+                    }
+                ),
             ),
         }
     ),
@@ -161,6 +177,24 @@ _EXPRESSION_DATA: dict[str, Schema] = {
         }
     ),
     "masq": Schema({}),
+    "ct": Schema({1: ("NFTA_CT_DREG", _REG), 2: ("NFTA_CT_KEY", _enum({0: "NFT_CT_STATE"}))}),
+    "match": Schema(
+        {
+            1: ("NFTA_MATCH_NAME", _string),
+            2: ("NFTA_MATCH_REV", _be32),
+            3: ("NFTA_MATCH_INFO", bytes),
+        }
+    ),
+    "lookup": Schema(
+        {
+            1: ("NFTA_LOOKUP_SET", _string),
+            2: ("NFTA_LOOKUP_SREG", _REG),
+            3: ("NFTA_LOOKUP_DREG", _REG),
+            5: ("NFTA_LOOKUP_FLAGS", _be32),
+        }
+    ),
+    "reject": Schema({}),
+    "log": Schema({}),
     "nat": Schema(
         {
             1: ("NFTA_NAT_TYPE", _enum({0: "NFT_NAT_SNAT", 1: "NFT_NAT_DNAT"})),
@@ -181,12 +215,32 @@ def _expression(data: bytes) -> Attrs:
     return head
 
 
-CHAIN = Schema({1: ("NFTA_CHAIN_TABLE", _string), 3: ("NFTA_CHAIN_NAME", _string)})
+_HOOK = Schema({1: ("NFTA_HOOK_HOOKNUM", _be32), 2: ("NFTA_HOOK_PRIORITY", _sbe32)})
+CHAIN = Schema(
+    {
+        1: ("NFTA_CHAIN_TABLE", _string),
+        3: ("NFTA_CHAIN_NAME", _string),
+        4: ("NFTA_CHAIN_HOOK", _HOOK.parse),
+        5: ("NFTA_CHAIN_POLICY", _be32),
+        7: ("NFTA_CHAIN_TYPE", _string),
+    }
+)
 RULE = Schema(
     {
         1: ("NFTA_RULE_TABLE", _string),
         2: ("NFTA_RULE_CHAIN", _string),
         4: ("NFTA_RULE_EXPRESSIONS", _list_of(_expression)),
+    }
+)
+
+_SET_ELEMENT = Schema(
+    {1: ("NFTA_SET_ELEM_KEY", _DATA.parse), 2: ("NFTA_SET_ELEM_DATA", _DATA.parse)}
+)
+SET_ELEMENTS = Schema(
+    {
+        1: ("NFTA_SET_ELEM_LIST_TABLE", _string),
+        2: ("NFTA_SET_ELEM_LIST_SET", _string),
+        3: ("NFTA_SET_ELEM_LIST_ELEMENTS", _list_of(_SET_ELEMENT.parse)),
     }
 )
 
@@ -221,3 +275,16 @@ class NftSocket(NetlinkSocket):
 
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
         return list(self._dump(NFT_MSG_GETRULE, RULE, family))
+
+    def set_elements(self, family: int, table: str, name: str) -> list[NftMessage]:
+        """The elements of one named set or map (a verdict map's interface -> chain jumps)."""
+        body = _NFGENMSG.pack(family, 0, 0)
+        body += _string_attr(1, table) + _string_attr(2, name)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
+        return [parse_message(m, SET_ELEMENTS) for m in self.dump(kind, body)]
+
+
+def _string_attr(kind: int, text: str) -> bytes:
+    payload = text.encode() + b"\0"
+    header = _NLA.pack(4 + len(payload), kind)
+    return header + payload + b"\0" * (-len(payload) % 4)

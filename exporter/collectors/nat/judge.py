@@ -4,15 +4,23 @@ ports need, in which family, and which are missing. Pure: recorded facts drive t
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.readers.docker_api import (
     ContainerRecord,
     DockerNetwork,
 )
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.netfilter import (
+    DOCKER_CHAIN_PREFIX,
+    DOCKER_NFT_TABLES,
+    FilterChain,
+    FilterRule,
+    FirewallBackend,
+    NatRule,
+)
 
 IPV4, IPV6 = "ipv4", "ipv6"
 # com.docker.network.bridge.gateway_mode_ipv6 values under which Docker NATs a network's IPv6
@@ -254,4 +262,731 @@ def nat_verdicts(
     return (
         tuple((e, e.key in confirmed and not has_masquerade(e, nat.rules)) for e in masquerades),
         tuple((e, e.key in confirmed and not has_dnat(e, nat.rules)) for e in dnats),
+    )
+
+
+# -- the filter rules on the forward path ---------------------------------------------------
+#
+# Which of Docker's filter rules a network or a published port needs depends on the layout its
+# engine writes, told by the chains that exist:
+# - "iptables" (Docker up to 27): FORWARD jumps to DOCKER-USER and DOCKER-ISOLATION-STAGE-1,
+#   and per bridge: `-o br -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+#   `-o br -j DOCKER`, `-i br ! -o br -j ACCEPT`; STAGE-1 `-i br ! -o br -j STAGE-2`.
+# - "iptables-forward" (Docker 28+, a DOCKER-FORWARD chain): FORWARD jumps to DOCKER-USER and
+#   DOCKER-FORWARD, which jumps to DOCKER-CT (`-o br ... --ctstate RELATED,ESTABLISHED -j
+#   ACCEPT`) and DOCKER-BRIDGE (`-o br -j DOCKER`) and holds `-i br -j ACCEPT`.
+# - "nftables" (Docker 29's own backend, table docker-bridges): filter-FORWARD's
+#   `oifname vmap` jumps to filter-forward-in__br (ct state established,related accept; the
+#   published ports' accepts) and `iifname vmap` to filter-forward-out__br (accept).
+# In every iptables layout each published port has, in DOCKER,
+# `-d <container address> ! -i br -o br -p tcp --dport <port> -j ACCEPT`.
+
+NFTABLES_LAYOUT, FORWARD_LAYOUT, CLASSIC_LAYOUT = "nftables", "iptables-forward", "iptables"
+DOCKER_NFT_FORWARD = "filter-FORWARD"
+
+
+@dataclass(frozen=True)
+class FilterVerdict:
+    """Whether a published port's first packet passes the forward hook's filter chains."""
+
+    state: str  # "ok", "broken", "unknown"
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExpectedFilterRule:
+    """One of Docker's filter rules a network (container "") or a published port needs."""
+
+    family: str
+    network: str
+    container: str
+    rule: str  # jump_docker_user, jump_isolation, established, jump_docker, outgoing, ...
+    layout: str
+    text: str  # the rule as its tool would print it, for inspect
+
+    @property
+    def key(self) -> str:
+        return f"filter/{self.family}/{self.network}/{self.container}/{self.rule}"
+
+
+def _chains_of(nat: NatFacts, family: str) -> list[FilterChain]:
+    return [c for c in nat.filter_chains if c.family == family]
+
+
+def filter_layout(nat: NatFacts, family: str) -> str:
+    """The layout Docker's filter rules of this family follow, by the chains that exist, or, with
+    none left (a firewall reload flushed them), by the nat side and the engine's version."""
+    names = {(c.table, c.name) for c in _chains_of(nat, family)}
+    if any(t in DOCKER_NFT_TABLES for t, _ in names) or (
+        "nftables" in docker_firewall(nat.backends)
+    ):
+        return NFTABLES_LAYOUT
+    if any(n == "DOCKER-FORWARD" for _, n in names):
+        return FORWARD_LAYOUT
+    if any(n == "DOCKER" for _, n in names):
+        return CLASSIC_LAYOUT
+    version = nat.expectations.engine_version if nat.expectations else ""
+    major = version.split(".", 1)[0]
+    return FORWARD_LAYOUT if major.isdigit() and int(major) >= 28 else CLASSIC_LAYOUT
+
+
+def docker_filter_chains(nat: NatFacts, family: str) -> tuple[str, ...]:
+    """ "table/chain" of the filter chains Docker made for this family."""
+    return tuple(
+        sorted(
+            f"{c.table}/{c.name}"
+            for c in _chains_of(nat, family)
+            if c.name.startswith(DOCKER_CHAIN_PREFIX) or c.table in DOCKER_NFT_TABLES
+        )
+    )
+
+
+def filter_judged(nat: NatFacts) -> dict[str, bool]:
+    """Missing filter rules are judged as NAT ones are (every backend read, the Engine API's
+    view, Docker managing a firewall); IPv6 when Docker manages IPv6 NAT or made IPv6 filter
+    chains."""
+    ipv4 = can_judge_nat(nat)
+    ipv6 = ipv4 and (docker_manages_ipv6_nat(nat.backends) or bool(docker_filter_chains(nat, IPV6)))
+    return {IPV4: ipv4, IPV6: ipv6}
+
+
+def _network_of(address: str, networks: Iterable[DockerNetwork]) -> DockerNetwork | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    for n in networks:
+        for subnet in n.subnets:
+            try:
+                if ip in ipaddress.ip_network(subnet, strict=False):
+                    return n
+            except ValueError:
+                continue
+    return None
+
+
+def _filtered_bridges(expect: NatExpectations) -> tuple[DockerNetwork, ...]:
+    # Internal networks get isolation rules only: no way out, nothing published.
+    return tuple(n for n in expect.networks if n.driver == "bridge" and n.bridge and not n.internal)
+
+
+def _tool(family: str) -> str:
+    return "ip6tables" if family == IPV6 else "iptables"
+
+
+def _global_rules(layout: str, family: str) -> list[tuple[str, str]]:
+    """(rule, text) of the jumps every Docker host of this layout needs once."""
+    tool = _tool(family)
+    if layout == NFTABLES_LAYOUT:
+        return [("forward_chain", f"table {family_table(family)} docker-bridges filter-FORWARD")]
+    found = [("jump_docker_user", f"{tool} -A FORWARD -j DOCKER-USER")]
+    if layout == FORWARD_LAYOUT:
+        return [
+            *found,
+            ("jump_docker_forward", f"{tool} -A FORWARD -j DOCKER-FORWARD"),
+            ("jump_docker_ct", f"{tool} -A DOCKER-FORWARD -j DOCKER-CT"),
+            ("jump_docker_bridge", f"{tool} -A DOCKER-FORWARD -j DOCKER-BRIDGE"),
+        ]
+    return [*found, ("jump_isolation", f"{tool} -A FORWARD -j DOCKER-ISOLATION-STAGE-1")]
+
+
+def _network_rules(layout: str, family: str, br: str, isolation: bool) -> list[tuple[str, str]]:
+    """(rule, text) of what one bridge network needs."""
+    if layout == NFTABLES_LAYOUT:
+        return [
+            ("jump_docker", f"oifname vmap: {br} : jump filter-forward-in__{br}"),
+            ("jump_outgoing", f"iifname vmap: {br} : jump filter-forward-out__{br}"),
+            ("established", f"filter-forward-in__{br}: ct state established,related accept"),
+            ("outgoing", f"filter-forward-out__{br}: accept"),
+        ]
+    tool = _tool(family)
+    forward = layout == FORWARD_LAYOUT
+    ct = "-m conntrack --ctstate RELATED,ESTABLISHED"
+    found = [
+        (
+            "established",
+            f"{tool} -A {'DOCKER-CT' if forward else 'FORWARD'} -o {br} {ct} -j ACCEPT",
+        ),
+        ("jump_docker", f"{tool} -A {'DOCKER-BRIDGE' if forward else 'FORWARD'} -o {br} -j DOCKER"),
+        (
+            "outgoing",
+            f"{tool} -A DOCKER-FORWARD -i {br} -j ACCEPT"
+            if forward
+            else f"{tool} -A FORWARD -i {br} ! -o {br} -j ACCEPT",
+        ),
+    ]
+    if isolation:
+        stages = "-j DOCKER-ISOLATION-STAGE-2"
+        found.append(
+            ("isolation", f"{tool} -A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} {stages}")
+        )
+    return found
+
+
+def _has_family(network: DockerNetwork, family: str) -> bool:
+    return any((":" in s) == (family == IPV6) for s in network.subnets)
+
+
+def expected_filter_rules(nat: NatFacts, family: str) -> tuple[ExpectedFilterRule, ...]:
+    """What Docker's networks and published ports need in the filter chains of this family."""
+    expect = nat.expectations
+    if expect is None:
+        return ()
+    layout = filter_layout(nat, family)
+    names = {c.name for c in _chains_of(nat, family)}
+    isolation = layout == CLASSIC_LAYOUT or (
+        layout == FORWARD_LAYOUT and "DOCKER-ISOLATION-STAGE-1" in names
+    )
+    found = [
+        ExpectedFilterRule(family, "", "", rule, layout, text)
+        for rule, text in _global_rules(layout, family)
+    ]
+    found += [
+        ExpectedFilterRule(family, n.name, "", rule, layout, text)
+        for n in _filtered_bridges(expect)
+        if _has_family(n, family)
+        for rule, text in _network_rules(layout, family, n.bridge, isolation)
+    ]
+    found += [
+        ExpectedFilterRule(
+            family,
+            port.network,
+            port.container,
+            port_rule(port),
+            layout,
+            port_accept_text(port, layout),
+        )
+        for port in published_ports(expect, family, judged_families(nat)[IPV6])
+    ]
+    return tuple(found)
+
+
+def port_rule(port: PublishedTarget) -> str:
+    return f"port_accept:{port.protocol}/{port.container_port}"
+
+
+def family_table(family: str) -> str:
+    return "ip6" if family == IPV6 else "ip"
+
+
+@dataclass(frozen=True)
+class PublishedTarget:
+    """A published port as the forward path sees it: to a container address on a bridge."""
+
+    container: str
+    network: str
+    bridge: str
+    address: str
+    protocol: str
+    container_port: int
+    family: str
+
+
+def published_ports(
+    expect: NatExpectations, family: str, ipv6: bool = False
+) -> tuple[PublishedTarget, ...]:
+    """The container address and port each published port of this family is forwarded to (one
+    per container, protocol and container port), on a bridge network."""
+    wanted = expected_dnats(expect, ipv6=ipv6)
+    found: dict[tuple[str, str, int], PublishedTarget] = {}
+    for d in wanted:
+        if d.family != family:
+            continue
+        for address in d.addresses:
+            network = _network_of(address, expect.networks)
+            if network is None or network.driver != "bridge" or not network.bridge:
+                continue
+            found.setdefault(
+                (d.container, d.protocol, d.container_port),
+                PublishedTarget(
+                    d.container, network.name, network.bridge, address, d.protocol,
+                    d.container_port, family,
+                ),
+            )  # fmt: skip
+            break
+    return tuple(found[k] for k in sorted(found))
+
+
+def port_accept_text(port: PublishedTarget, layout: str) -> str:
+    if layout == NFTABLES_LAYOUT:
+        return (
+            f"filter-forward-in__{port.bridge}: {family_table(port.family)} daddr {port.address} "
+            f"{port.protocol} dport {port.container_port} accept"
+        )
+    width = 128 if port.family == IPV6 else 32
+    return (
+        f"{_tool(port.family)} -A DOCKER -d {port.address}/{width} ! -i {port.bridge} "
+        f"-o {port.bridge} -p {port.protocol} -m {port.protocol} --dport {port.container_port} "
+        "-j ACCEPT"
+    )
+
+
+def _interface_is(pattern: str | None, name: str) -> bool:
+    if pattern is None:
+        return True
+    if pattern.endswith("+"):
+        return name.startswith(pattern[:-1])
+    return pattern == name
+
+
+def _unconditional(r: FilterRule) -> bool:
+    return not (
+        r.source or r.destination or r.in_interface or r.out_interface or r.protocol
+        or r.dport is not None or r.ct_state or r.narrowed or r.undecoded
+    )  # fmt: skip
+
+
+def _rules_in(nat: NatFacts, family: str, chain: str, table: str | None = None) -> list[FilterRule]:
+    return [
+        r
+        for r in nat.filter_rules
+        if r.family == family and r.chain == chain and (table is None or r.table == table)
+    ]
+
+
+def _jumps(r: FilterRule, target: str) -> bool:
+    return r.verdict in ("jump", "goto") and r.target == target
+
+
+def _established(r: FilterRule) -> bool:
+    return r.verdict == "accept" and {"RELATED", "ESTABLISHED"} <= set(r.ct_state)
+
+
+def _is_port_accept(r: FilterRule, port: PublishedTarget) -> bool:
+    if r.verdict != "accept" or r.destination is None or r.destination_negated:
+        return False
+    try:
+        holds = ipaddress.ip_address(port.address) in ipaddress.ip_network(r.destination)
+    except ValueError:
+        return False
+    return (
+        holds
+        and r.protocol == port.protocol
+        and not r.protocol_negated
+        and r.dport == port.container_port
+        and (
+            r.out_interface is None
+            or (_interface_is(r.out_interface, port.bridge) and not r.out_negated)
+        )
+    )
+
+
+def _vmap_jumps(nat: NatFacts, family: str, key: str, bridge: str, chain: str) -> bool:
+    return any(
+        r.vmap_key == key and (bridge, "jump", chain) in r.vmap
+        for r in _rules_in(nat, family, DOCKER_NFT_FORWARD)
+        if r.table in DOCKER_NFT_TABLES
+    )
+
+
+def _any(
+    nat: NatFacts, e: ExpectedFilterRule, chain: str, test: Callable[[FilterRule], bool]
+) -> bool:
+    return any(test(r) for r in _rules_in(nat, e.family, chain))
+
+
+def _jump_from(chain: str, target: str) -> Callable[[NatFacts, ExpectedFilterRule, str], bool]:
+    def present(nat: NatFacts, e: ExpectedFilterRule, _br: str) -> bool:
+        return _any(nat, e, chain, lambda r: _jumps(r, target) and _unconditional(r))
+
+    return present
+
+
+def _forward_or(chain: str) -> Callable[[ExpectedFilterRule], str]:
+    """The chain a per-bridge rule sits in: FORWARD before Docker 28, `chain` after."""
+    return lambda e: chain if e.layout == FORWARD_LAYOUT else "FORWARD"
+
+
+def _isolation_jump(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    parent = "DOCKER-FORWARD" if e.layout == FORWARD_LAYOUT else "FORWARD"
+    return _jump_from(parent, "DOCKER-ISOLATION-STAGE-1")(nat, e, br)
+
+
+def _established_rule(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, _forward_or("DOCKER-CT")(e),
+        lambda r: _established(r) and r.out_interface == br and not r.out_negated,
+    )  # fmt: skip
+
+
+def _jump_docker(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, _forward_or("DOCKER-BRIDGE")(e),
+        lambda r: _jumps(r, "DOCKER") and r.out_interface == br and not r.out_negated
+        and not r.ct_state,
+    )  # fmt: skip
+
+
+def _outgoing(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, _forward_or("DOCKER-FORWARD")(e),
+        lambda r: r.verdict == "accept" and r.in_interface == br and not r.in_negated
+        and not r.ct_state
+        and (r.out_interface is None or (r.out_interface == br and r.out_negated)),
+    )  # fmt: skip
+
+
+def _isolation(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, "DOCKER-ISOLATION-STAGE-1",
+        lambda r: _jumps(r, "DOCKER-ISOLATION-STAGE-2") and r.in_interface == br
+        and not r.in_negated and r.out_interface == br and r.out_negated,
+    )  # fmt: skip
+
+
+def _nft_forward_chain(nat: NatFacts, e: ExpectedFilterRule, _br: str) -> bool:
+    return any(
+        c.table in DOCKER_NFT_TABLES and c.name == DOCKER_NFT_FORWARD and c.hook == "forward"
+        for c in _chains_of(nat, e.family)
+    )
+
+
+def _nft_established(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(nat, e, f"filter-forward-in__{br}", _established)
+
+
+def _nft_outgoing(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, f"filter-forward-out__{br}", lambda r: r.verdict == "accept" and _unconditional(r)
+    )
+
+
+_IPTABLES_RULES: dict[str, Callable[[NatFacts, ExpectedFilterRule, str], bool]] = {
+    "jump_docker_user": _jump_from("FORWARD", "DOCKER-USER"),
+    "jump_docker_forward": _jump_from("FORWARD", "DOCKER-FORWARD"),
+    "jump_docker_ct": _jump_from("DOCKER-FORWARD", "DOCKER-CT"),
+    "jump_docker_bridge": _jump_from("DOCKER-FORWARD", "DOCKER-BRIDGE"),
+    "jump_isolation": _isolation_jump,
+    "established": _established_rule,
+    "jump_docker": _jump_docker,
+    "outgoing": _outgoing,
+    "isolation": _isolation,
+}
+_NFT_RULES: dict[str, Callable[[NatFacts, ExpectedFilterRule, str], bool]] = {
+    "forward_chain": _nft_forward_chain,
+    "jump_docker": lambda nat, e, br: _vmap_jumps(
+        nat, e.family, "oifname", br, f"filter-forward-in__{br}"
+    ),
+    "jump_outgoing": lambda nat, e, br: _vmap_jumps(
+        nat, e.family, "iifname", br, f"filter-forward-out__{br}"
+    ),
+    "established": _nft_established,
+    "outgoing": _nft_outgoing,
+}
+
+
+def has_filter_rule(nat: NatFacts, e: ExpectedFilterRule) -> bool:
+    """Whether the rule an expectation names is there (in any backend of its family)."""
+    networks = nat.expectations.networks if nat.expectations else ()
+    bridge = next((n.bridge for n in networks if n.name == e.network), "")
+    nft = e.layout == NFTABLES_LAYOUT
+    check = (_NFT_RULES if nft else _IPTABLES_RULES).get(e.rule)
+    if check is not None:
+        return check(nat, e, bridge)
+    port = _port_of(nat, e)
+    if port is None:
+        return False
+    chain = f"filter-forward-in__{port.bridge}" if nft else "DOCKER"
+    return _any(nat, e, chain, lambda r: _is_port_accept(r, port))
+
+
+def _port_of(nat: NatFacts, e: ExpectedFilterRule) -> PublishedTarget | None:
+    if nat.expectations is None or not e.container:
+        return None
+    return next(
+        (
+            p
+            for p in published_ports(nat.expectations, e.family, judged_families(nat)[IPV6])
+            if p.container == e.container and e.rule == port_rule(p)
+        ),
+        None,
+    )
+
+
+def unmet_filter_rules(nat: NatFacts) -> tuple[str, ...]:
+    judged = filter_judged(nat)
+    return tuple(
+        e.key
+        for family in (IPV4, IPV6)
+        if judged[family]
+        for e in expected_filter_rules(nat, family)
+        if not has_filter_rule(nat, e)
+    )
+
+
+def filter_verdicts(nat: NatFacts) -> tuple[tuple[ExpectedFilterRule, bool], ...]:
+    """Each expected filter rule and whether it is missing, in this reading and the one a
+    moment before."""
+    judged = filter_judged(nat)
+    confirmed = set(nat.earlier_missing)
+    return tuple(
+        (e, e.key in confirmed and not has_filter_rule(nat, e))
+        for family in (IPV4, IPV6)
+        if judged[family]
+        for e in expected_filter_rules(nat, family)
+    )
+
+
+def undecoded_filter_rules(nat: NatFacts) -> dict[tuple[str, str, str], int]:
+    """(backend, family, table) -> rules of the forward path the decoder did not understand."""
+    found: dict[tuple[str, str, str], int] = {}
+    for r in nat.filter_rules:
+        if r.undecoded:
+            key = (r.backend, r.family, r.table)
+            found[key] = found.get(key, 0) + 1
+    return found
+
+
+def forward_policies(nat: NatFacts) -> tuple[tuple[str, str, str, str, str], ...]:
+    """(backend, family, table, chain, policy) of every forward-hook base chain."""
+    return tuple(
+        (c.backend, c.family, c.table, c.name, c.policy or "accept")
+        for c in nat.filter_chains
+        if c.hook == "forward"
+    )
+
+
+def docker_user_rules(nat: NatFacts) -> dict[tuple[str, str], int]:
+    """(backend, family) -> rules in DOCKER-USER (the user's own policy: shown, not judged)."""
+    found: dict[tuple[str, str], int] = {}
+    for c in nat.filter_chains:
+        if c.name == "DOCKER-USER":
+            found.setdefault((c.backend, c.family), 0)
+    for r in nat.filter_rules:
+        if r.chain == "DOCKER-USER" and not (r.verdict == "return" and _unconditional(r)):
+            found[(r.backend, r.family)] = found.get((r.backend, r.family), 0) + 1
+    return found
+
+
+# -- one published port's first packet through the forward hook -------------------------------
+
+YES, NO, MAYBE, UNDECODED = "yes", "no", "maybe", "undecoded"
+_MAX_DEPTH = 32  # jumps deeper than the kernel allows (ip_tables: none; nf_tables: 16)
+
+
+@dataclass(frozen=True)
+class _Packet:
+    """A new connection from outside to a published port, after DNAT: its source address and
+    input interface are unknown (anything but the bridge)."""
+
+    family: str
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+    protocol: str
+    bridge: str
+
+
+def _address_in(address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str) -> bool | None:
+    try:
+        network = ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return None
+    return address.version == network.version and address in network
+
+
+def _match_fields(r: FilterRule, p: _Packet) -> list[str]:
+    found = []
+    if r.source is not None:
+        everything = r.source in ("0.0.0.0/0", "::/0")
+        found.append((NO if r.source_negated else YES) if everything else MAYBE)
+    if r.destination is not None:
+        holds = _address_in(p.address, r.destination)
+        found.append(MAYBE if holds is None else (YES if holds != r.destination_negated else NO))
+    if r.in_interface is not None:
+        # The packet comes in by anything but its bridge: a rule naming the bridge (or
+        # excluding it) is decided, any other name may or may not be the way in.
+        if r.in_interface == "+":
+            found.append(NO if r.in_negated else YES)
+        elif r.in_interface == p.bridge:
+            found.append(YES if r.in_negated else NO)
+        else:
+            found.append(MAYBE)
+    if r.out_interface is not None:
+        found.append(YES if _interface_is(r.out_interface, p.bridge) != r.out_negated else NO)
+    if r.protocol is not None:
+        found.append(YES if (r.protocol == p.protocol) != r.protocol_negated else NO)
+    if r.dport is not None:
+        found.append(YES if r.dport == p.port else NO)
+    if r.ct_state:
+        found.append(YES if "NEW" in r.ct_state else NO)
+    if r.narrowed:
+        found.append(MAYBE)
+    return found
+
+
+def rule_matches(r: FilterRule, p: _Packet) -> str:
+    """yes, no or maybe for what the rule's decoded matches say of the packet; undecoded when
+    what was decoded does not rule it out and the rest could not be read."""
+    found = _match_fields(r, p)
+    if NO in found:
+        return NO
+    if r.undecoded:
+        return UNDECODED
+    return MAYBE if MAYBE in found else YES
+
+
+def rule_text(r: FilterRule) -> str:
+    """A filter rule as iptables -S would print its matches and target (nft rules too)."""
+    parts: list[str] = []
+    for flag, value, negated in (
+        ("-s", r.source, r.source_negated),
+        ("-d", r.destination, r.destination_negated),
+        ("-i", r.in_interface, r.in_negated),
+        ("-o", r.out_interface, r.out_negated),
+        ("-p", r.protocol, r.protocol_negated),
+    ):
+        if value is not None:
+            parts += ["!", flag, value] if negated else [flag, value]
+    if r.dport is not None:
+        parts += ["--dport", str(r.dport)]
+    if r.ct_state:
+        parts += ["-m", "conntrack", "--ctstate", ",".join(r.ct_state)]
+    if r.undecoded:
+        parts += [f"[{r.undecoded}]"]
+    if r.vmap:
+        parts += [
+            f"{r.vmap_key} vmap {{{', '.join(f'{k}: {v} {c}'.strip() for k, v, c in r.vmap)}}}"
+        ]
+    elif r.verdict in ("jump", "goto"):
+        parts += ["-j" if r.verdict == "jump" else "-g", r.target or "?"]
+    elif r.verdict != "continue":
+        parts += ["-j", r.verdict.upper()]
+    return " ".join(parts)
+
+
+@dataclass
+class _Walk:
+    """What a walk through the chains met: undecoded rules that could have matched."""
+
+    rules: dict[str, list[FilterRule]]
+    packet: _Packet
+    undecoded: list[FilterRule] = dataclass_field(default_factory=list)
+
+
+def _vmap_step(r: FilterRule, p: _Packet) -> tuple[str, str, str] | str | None:
+    """The element a verdict map picks for the packet, None for none, MAYBE when it depends on
+    the unknown input interface."""
+    if r.vmap_key == "oifname":
+        return next((e for e in r.vmap if e[0] == p.bridge), None)
+    others = [e for e in r.vmap if e[0] != p.bridge]
+    return MAYBE if others else None
+
+
+def _walk(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterRule | None]:
+    """The outcome of a chain for the packet: (accept|drop|reject|return|unknown, the rule)."""
+    if depth > _MAX_DEPTH:
+        return "unknown", None
+    for r in walk.rules.get(f"{table}/{chain}", []):
+        m = rule_matches(r, walk.packet)
+        if m == NO:
+            continue
+        if m == UNDECODED:
+            walk.undecoded.append(r)
+            continue
+        verdict, target = r.verdict, r.target
+        if verdict == "vmap":
+            element = _vmap_step(r, walk.packet)
+            if element is None or element == MAYBE or not isinstance(element, tuple):
+                continue
+            verdict, target = element[1], element[2] or None
+        if m == MAYBE:
+            continue  # matches some of its packets only: neither shadows nor admits the port
+        if verdict in ("accept", "drop", "reject"):
+            return verdict, r
+        if verdict == "return":
+            return "return", r
+        if verdict in ("jump", "goto") and target:
+            outcome, by = _walk(walk, table, target, depth + 1)
+            if outcome != "return" or verdict == "goto":
+                return outcome, by
+        elif verdict not in ("continue", "jump", "goto"):
+            return "unknown", r
+    return "return", None
+
+
+def _family_rules(facts: NatFacts, family: str, backend: str) -> dict[str, list[FilterRule]]:
+    rules: dict[str, list[FilterRule]] = {}
+    for r in facts.filter_rules:
+        if r.family == family and r.backend == backend:
+            rules.setdefault(f"{r.table}/{r.chain}", []).append(r)
+    return rules
+
+
+def _through_bases(facts: NatFacts, packet: _Packet) -> FilterVerdict | None:
+    """Each forward-hook base chain of the family in turn (both backends: a packet meets every
+    one, and the first drop ends it); a verdict when one does not accept, None when all do."""
+    bases = sorted(
+        (c for c in facts.filter_chains if c.family == packet.family and c.hook == "forward"),
+        key=lambda c: (c.priority, c.backend, c.table),
+    )
+    undecoded: list[FilterRule] = []
+    for base in bases:
+        walk = _Walk(_family_rules(facts, packet.family, base.backend), packet)
+        outcome, by = _walk(walk, base.table, base.name, 0)
+        undecoded += walk.undecoded
+        where = f"{base.backend} {family_table(packet.family)} {base.table}"
+        if outcome == "unknown":
+            return FilterVerdict("unknown", f"{where}: could not follow {by and rule_text(by)}")
+        if outcome == "accept":
+            continue
+        if undecoded:
+            return _undecoded_verdict(undecoded)
+        if outcome == "return" and (base.policy or "accept") == "accept":
+            continue
+        if outcome == "return":
+            policy = (base.policy or "").upper()
+            return FilterVerdict("broken", f"{where}: not accepted, {base.name} policy {policy}")
+        if by is not None:
+            return FilterVerdict(
+                "broken", f"shadowed by {by.chain} rule {by.position}: {rule_text(by)}"
+            )
+    return _undecoded_verdict(undecoded) if undecoded else None
+
+
+def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
+    facts: NatFacts,
+    family: str,
+    container_address: str,
+    container_port: int,
+    protocol: str,
+    bridge: str,
+) -> FilterVerdict:
+    """Whether a new connection to a published port (after its DNAT: to container_address,
+    container_port, protocol, leaving by bridge) passes every forward-hook filter chain of its
+    family, in both backends: ok when the port's ACCEPT is there and the walk from each base
+    chain (FORWARD, DOCKER-USER, the isolation chains, DOCKER; Docker 29's filter-FORWARD) ends
+    in an accept; broken naming the DROP or REJECT that matches it first, or the missing
+    ACCEPT; unknown when a backend is unreadable, Docker manages no firewall here, or a rule
+    the decoder did not understand could have decided it. Rules that match only some of its
+    packets (a source address, an input interface other than the bridge) neither shadow nor
+    admit it. IP forwarding and the bridge port are other hops, not judged here."""
+    try:
+        address = ipaddress.ip_address(container_address)
+    except ValueError:
+        return FilterVerdict("unknown", f"not an address: {container_address!r}")
+    unreadable = [b.name for b in facts.backends if not b.readable]
+    if unreadable:
+        return FilterVerdict("unknown", f"firewall backend unreadable: {', '.join(unreadable)}")
+    if docker_firewall(facts.backends) == ("none",) and not docker_filter_chains(facts, family):
+        return FilterVerdict("unknown", "Docker manages no firewall here (no chains of its own)")
+    packet = _Packet(family, address, container_port, protocol, bridge)
+    nft = filter_layout(facts, family) == NFTABLES_LAYOUT
+    accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
+    target = PublishedTarget("", "", bridge, container_address, protocol, container_port, family)
+    has_accept = any(_is_port_accept(r, target) for r in _rules_in(facts, family, accept_chain))
+    if not has_accept:
+        address_port = f"{container_address} {protocol}/{container_port}"
+        return FilterVerdict("broken", f"no ACCEPT in {accept_chain} for {address_port}")
+    verdict = _through_bases(facts, packet)
+    if verdict is not None:
+        return verdict
+    return FilterVerdict("ok", f"accepted; {accept_chain} holds the port's ACCEPT")
+
+
+def _undecoded_verdict(rules: list[FilterRule]) -> FilterVerdict:
+    r = rules[0]
+    return FilterVerdict(
+        "unknown",
+        f"{r.backend} {r.table}/{r.chain} rule {r.position} could match and was not "
+        f"understood ({r.undecoded})",
     )

@@ -11,17 +11,19 @@ from pathlib import Path
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
-from exporter.collectors.nat.facts import NatExpectations, NatFacts
-from exporter.collectors.nat.judge import unmet_expectations
+from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
+from exporter.collectors.nat.judge import unmet_expectations, unmet_filter_rules
 from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
 from exporter.readers.netfilter import (
+    FilterTables,
     FirewallBackend,
     FirewallUnreadable,
     NatRule,
-    read_legacy,
-    read_nftables,
+    read_forwarding_switches,
+    read_legacy_with_filter,
+    read_nftables_with_filter,
 )
 from exporter.readers.nfnetlink import NftSocket
 from exporter.settings import Settings
@@ -35,7 +37,13 @@ def nat_expectations(engine: EngineFacts) -> NatExpectations:
     return NatExpectations(
         networks=engine.networks,
         containers=tuple(c for c in engine.containers if c.state in RUNNING_STATES),
+        engine_version=next((c.version for c in engine.components if c.name == "Engine"), ""),
     )
+
+
+def unmet(nat: NatFacts) -> tuple[str, ...]:
+    """What a first reading lacks, NAT and filter rules alike."""
+    return unmet_expectations(nat) + unmet_filter_rules(nat)
 
 
 class NatSource:
@@ -63,18 +71,18 @@ class NatSource:
     def read(self, tick: Tick) -> NatFacts:
         return read_twice(
             self._read(tick.engine),
-            unmet_expectations,
+            unmet,
             # A second look at the containers too: one removed meanwhile took its rule with it.
             lambda: self._read(tick.engine_again),
             lambda second, missing: replace(second, earlier_missing=missing),
             self.confirm_after,
         )
 
-    def _read_nftables(self) -> tuple[FirewallBackend, list[NatRule]]:
+    def _read_nftables(self) -> tuple[FirewallBackend, list[NatRule], FilterTables]:
         if self._nft is None:
             self._nft = NftSocket(self._timeout)
         try:
-            return read_nftables(self._nft)
+            return read_nftables_with_filter(self._nft)
         except FirewallUnreadable:
             self.close()  # a socket left mid-answer by an error is not reused
             raise
@@ -96,12 +104,16 @@ class NatSource:
         )
         backends: list[FirewallBackend] = []
         rules: list[NatRule] = []
-        for name, read in (
+        filters: list[FilterTables] = []
+        reads: tuple[
+            tuple[str, Callable[[], tuple[FirewallBackend, list[NatRule], FilterTables]]], ...
+        ] = (
             ("nftables", self._read_nftables),
-            ("legacy", lambda: read_legacy(self.procfs)),
-        ):
+            ("legacy", lambda: read_legacy_with_filter(self.procfs)),
+        )
+        for name, read in reads:
             try:
-                backend, found = read()
+                backend, found, filter_tables = read()
             except FirewallUnreadable as exc:
                 needs = exc.missing_capabilities
                 self._log.update(
@@ -118,10 +130,18 @@ class NatSource:
             self._log.update(name, None, "", "nat source readable again", input=name)
             backends.append(backend)
             rules.extend(found)
+            filters.append(filter_tables)
         if not any(b.readable or b.missing_capabilities for b in backends):
             # Nothing readable, and not for want of a privilege (that is reported, not failed).
             raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
-        return NatFacts(backends=tuple(backends), rules=tuple(rules), expectations=expectations)
+        return NatFacts(
+            backends=tuple(backends),
+            rules=tuple(rules),
+            expectations=expectations,
+            filter_chains=tuple(c for t in filters for c in t.chains),
+            filter_rules=tuple(r for t in filters for r in t.rules),
+            forwarding=ForwardingSwitches(*read_forwarding_switches(self.procfs)),
+        )
 
 
 def build(settings: Settings) -> Source:

@@ -1,0 +1,126 @@
+"""`iptables -S` / `iptables-save` filter lines as FilterRule and FilterChain records: how the
+unit tests build Docker-shaped rule sets, and how integration tests hold the decoders against
+iptables' own printing. Only the options Docker's rules use are understood; anything else
+becomes `undecoded`, as the decoders do."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+
+from exporter.readers.netfilter import CT_STATES, FilterChain, FilterRule
+
+_VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return"}
+_STATE_ORDER = [name for _, name in CT_STATES]
+
+
+def _address(text: str, family: str) -> str:
+    if "/" in text:
+        return text
+    return f"{text}/128" if family == "ipv6" else f"{text}/32"
+
+
+def parse_rule(  # noqa: PLR0912 (one branch per option)
+    line: str, backend: str = "nftables", family: str = "ipv4", position: int = 1
+) -> FilterRule:
+    words = shlex.split(line)
+    assert words[0] == "-A", line
+    fields: dict[str, object] = {"chain": words[1]}
+    undecoded: list[str] = []
+    negate = False
+    i = 2
+    while i < len(words):
+        word = words[i]
+        if word == "!":
+            negate = True
+            i += 1
+            continue
+        value = words[i + 1] if i + 1 < len(words) else ""
+        if word in ("-s", "-d", "-i", "-o", "-p"):
+            key = {"-s": "source", "-d": "destination", "-i": "in_interface",
+                   "-o": "out_interface", "-p": "protocol"}[word]  # fmt: skip
+            fields[key] = _address(value, family) if word in ("-s", "-d") else value
+            fields[key.replace("_interface", "") + "_negated" if "interface" in key else
+                   f"{key}_negated"] = negate  # fmt: skip
+            i += 2
+        elif word == "-m":
+            if value not in ("conntrack", "tcp", "udp", "comment", "state"):
+                undecoded.append(f"match {value}")
+            i += 2
+        elif word == "--comment":
+            i += 2
+        elif word in ("--ctstate", "--state"):
+            states = set(value.split(","))
+            fields["ct_state"] = tuple(s for s in _STATE_ORDER if s in states)
+            i += 2
+        elif word == "--dport":
+            fields["dport"] = int(value)
+            i += 2
+        elif word == "--sport":
+            fields["narrowed"] = True
+            i += 2
+        elif word in ("-j", "-g"):
+            if value in _VERDICTS:
+                fields["verdict"] = _VERDICTS[value]
+            elif value in ("LOG", "NFLOG"):
+                fields["verdict"] = "continue"
+            elif value.isupper() and not value.startswith(("DOCKER", "CNI", "KUBE")):
+                undecoded.append(f"target {value}")
+                fields["verdict"] = "continue"
+            else:
+                fields["verdict"] = "jump" if word == "-j" else "goto"
+                fields["target"] = value
+            i += 2
+        else:
+            undecoded.append(word)
+            i += 1
+        negate = False
+    fields.setdefault("verdict", "continue")
+    # iptables' in_negated/out_negated keys
+    for side in ("in", "out"):
+        if f"{side}_negated" not in fields and f"{side}_interface" in fields:
+            fields[f"{side}_negated"] = False
+    return FilterRule(
+        backend=backend,
+        family=family,
+        table="filter",
+        position=position,
+        undecoded="; ".join(undecoded),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def parse_ruleset(
+    text: str, backend: str = "nftables", family: str = "ipv4"
+) -> tuple[tuple[FilterChain, ...], tuple[FilterRule, ...]]:
+    """`iptables -S` output (or an iptables-save *filter section) as chains and rules; built-in
+    INPUT and OUTPUT are left out, as the readers leave them out."""
+    chains: dict[str, FilterChain] = {}
+    rules: list[FilterRule] = []
+    positions: dict[str, int] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("-P ") or (line.startswith(":") and not line.startswith(": ")):
+            name, policy = line.split()[1:3] if line.startswith("-P") else line[1:].split()[:2]
+            if name in ("INPUT", "OUTPUT"):
+                continue
+            hook = "forward" if name == "FORWARD" else None
+            chains[name] = FilterChain(
+                backend, family, "filter", name, hook, 0,
+                policy.lower() if hook and policy != "-" else None,
+            )  # fmt: skip
+        elif line.startswith("-N "):
+            name = line.split()[1]
+            chains[name] = FilterChain(backend, family, "filter", name)
+        elif line.startswith("-A "):
+            chain = line.split()[1]
+            if chain in ("INPUT", "OUTPUT"):
+                continue
+            positions[chain] = positions.get(chain, 0) + 1
+            rules.append(parse_rule(line, backend, family, positions[chain]))
+    return tuple(chains.values()), tuple(rules)
+
+
+def comparable(rule: FilterRule) -> FilterRule:
+    """A rule without what iptables -S does not print (counters)."""
+    return replace(rule, packets=0, bytes=0)
