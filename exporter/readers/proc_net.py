@@ -1,6 +1,6 @@
 """A network namespace's listening sockets, from /proc/PID/net/{tcp,tcp6,udp,udp6}, read from
-the host without entering the namespace: those files show the namespace of PID. Also the
-forwarding sysctls, and docker-proxy's command line.
+the host without entering the namespace: those files show the namespace of PID. Also
+docker-proxy's command line.
 
 A line of /proc/net/tcp is `sl local_address rem_address st ...`; an IPv4 address is the
 32-bit word as the kernel holds it (network order) printed with %08X on this CPU, an IPv6
@@ -20,7 +20,6 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 TCP, UDP = "tcp", "udp"
 _LISTEN = "0A"
@@ -121,20 +120,6 @@ def bound_sockets(
     if set(wanted_ports) - {s.port for s in found}:
         found += parse_bound_sockets(read_file(prefix + "6"), protocol)
     return found
-
-
-def read_forwarding(procfs: str) -> tuple[bool | None, bool | None]:
-    """net.ipv4.ip_forward and net.ipv6.conf.all.forwarding of the reader's own network
-    namespace (the host's, where the exporter runs with --net=host); None if unreadable
-    (IPv6 disabled leaves no conf directory)."""
-    found: list[bool | None] = []
-    for name in ("sys/net/ipv4/ip_forward", "sys/net/ipv6/conf/all/forwarding"):
-        try:
-            text = Path(procfs, name).read_bytes()[:16].strip()
-            found.append(text not in (b"0", b""))
-        except OSError:
-            found.append(None)
-    return found[0], found[1]
 
 
 @dataclass(frozen=True, order=True)

@@ -12,7 +12,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
+from exporter.collectors.nat.judge import port_path_suspects
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import (
@@ -22,7 +23,6 @@ from exporter.collectors.ports.judge import (
     OK,
     UNKNOWN,
     PortVerdict,
-    forwarding_key,
     listener_key,
     port_verdicts,
     proxy_key,
@@ -41,8 +41,8 @@ from exporter.readers.proc_net import (
     bound_sockets,
     parse_bound_sockets,
     parse_proxy_argv,
-    read_forwarding,
 )
+from tests.filter_text import parse_ruleset
 from tests.fuzzing import FUZZ
 
 TCP_HEADER = (
@@ -158,16 +158,6 @@ def test_files_are_read_ipv6_only_when_ipv4_lacks_a_port(tmp_path: Path) -> None
     assert gone.value.gone
 
 
-def test_forwarding_sysctls(tmp_path: Path) -> None:
-    (tmp_path / "sys/net/ipv4").mkdir(parents=True)
-    (tmp_path / "sys/net/ipv4/ip_forward").write_text("0\n")
-    assert read_forwarding(str(tmp_path)) == (False, None)  # no IPv6: no conf directory
-    (tmp_path / "sys/net/ipv6/conf/all").mkdir(parents=True)
-    (tmp_path / "sys/net/ipv4/ip_forward").write_text("1\n")
-    (tmp_path / "sys/net/ipv6/conf/all/forwarding").write_text("1\n")
-    assert read_forwarding(str(tmp_path)) == (True, True)
-
-
 def test_docker_proxy_command_lines() -> None:
     argv = (
         "/usr/sbin/docker-proxy",
@@ -266,11 +256,47 @@ MASQUERADE = NatRule(
     packets=0,
     bytes=0,
 )
-NAT = NatFacts(
-    backends=(NFT, LEGACY),
-    rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)),
-    expectations=NatExpectations(networks=(BRIDGE,), containers=(WEB,)),
-)
+# Docker 20.10's filter table for WEB's ports, as `iptables -S` prints it.
+FILTER = """
+-P FORWARD DROP
+-N DOCKER
+-N DOCKER-ISOLATION-STAGE-1
+-N DOCKER-ISOLATION-STAGE-2
+-N DOCKER-USER
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+"""
+
+
+def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
+    chains, rules = parse_ruleset(filter_text)
+    return NatFacts(
+        backends=(NFT, LEGACY),
+        rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)),
+        expectations=NatExpectations(networks=(BRIDGE,), containers=(WEB,)),
+        filter_chains=chains,
+        filter_rules=rules,
+        forwarding=ForwardingSwitches(ipv4_forward, 0, 1, None),
+    )
+
+
+def second_reading(nat: NatFacts) -> NatFacts:
+    """nat's facts as its confirming second reading gives them."""
+    return replace(nat, earlier_missing=port_path_suspects(nat))
+
+
+NAT = nat_facts()
 
 
 def link(index: int, name: str, kind: str, **fields: object) -> Link:
@@ -315,8 +341,6 @@ PORTS = PortsFacts(
     listeners=(ContainerListeners(WEB_ID, 100, LISTENING),),
     proxies=PROXIES,
     proxy_flag=None,
-    ip_forward=True,
-    ipv6_forwarding=False,
 )
 
 
@@ -350,7 +374,7 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
     states = {h.name: h.state for h in found[TCP80].hops}
     assert states == {
         "dnat": OK,
-        "forward": NOT_JUDGED,  # the firewall collector's verdict, once merged
+        "forward": OK,
         "ip_forward": OK,
         "veth": OK,
         "bridge_port": OK,
@@ -362,7 +386,8 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
     # IPv6 forwarding being off breaks nothing.
     v6 = {h.name: h.state for h in found[TCP80_V6].hops}
     assert v6["dnat"] == v6["ip_forward"] == NOT_JUDGED
-    assert suspect_keys(PORTS) == (forwarding_key("ipv6"),)
+    assert suspect_keys(PORTS) == ()
+    assert port_path_suspects(NAT) == ()
 
 
 def test_nothing_listening_is_broken_at_the_listener_only_once_confirmed() -> None:
@@ -405,13 +430,36 @@ def test_unreadable_sockets_give_unknown_never_broken() -> None:
 
 
 def test_ip_forward_off_breaks_every_forwarded_port() -> None:
-    off = replace(PORTS, ip_forward=False)
-    assert forwarding_key("ipv4") in suspect_keys(off)
-    found = verdicts(replace(off, earlier_suspects=suspect_keys(off)))
+    off = nat_facts(ipv4_forward=0)
+    assert port_path_suspects(off) == ("forwarding/ipv4",)
+    assert first(verdicts(nat=off)[TCP80]) == (UNKNOWN, "ip_forward")  # one reading only
+    found = verdicts(nat=second_reading(off))
     assert first(found[TCP80]) == (BROKEN, "ip_forward")
     assert first(found[UDP53]) == (BROKEN, "ip_forward")
     assert found[TCP80_V6].verdict == OK  # docker-proxy serves it: no forwarding
-    assert first(verdicts(replace(PORTS, ip_forward=None))[TCP80]) == (UNKNOWN, "ip_forward")
+    unread = replace(NAT, forwarding=None)
+    assert first(verdicts(nat=unread)[TCP80]) == (UNKNOWN, "ip_forward")
+
+
+def test_a_missing_port_accept_breaks_it_at_the_forward_hop() -> None:
+    accept = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    gone = nat_facts(FILTER.replace(accept + "\n", ""))
+    assert first(verdicts(nat=gone)[TCP80]) == (UNKNOWN, "forward")
+    found = verdicts(nat=second_reading(gone))
+    assert first(found[TCP80]) == (BROKEN, "forward")
+    assert "no ACCEPT in DOCKER for 172.17.0.2 tcp/80" in reason(found[TCP80])
+    assert found[UDP53].verdict == OK
+
+
+def test_a_docker_user_drop_shadows_the_port() -> None:
+    drop = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
+    )
+    found = verdicts(nat=second_reading(nat_facts(drop)))
+    assert first(found[TCP80]) == (BROKEN, "forward")
+    assert "DOCKER-USER" in reason(found[TCP80])
+    assert found[UDP53].verdict == OK
 
 
 def test_a_missing_dnat_is_the_first_broken_hop() -> None:
@@ -440,11 +488,11 @@ def test_missing_masquerade_and_unreadable_nat() -> None:
 
 def test_no_firewall_managed_means_docker_proxy_serves_everything() -> None:
     nat = replace(
-        NAT,
+        nat_facts("-P FORWARD DROP", ipv4_forward=0),
         backends=(FirewallBackend("nftables", True, None, 0, ()), LEGACY),
         rules=(),
     )
-    found = verdicts(nat=nat, ports=replace(PORTS, ip_forward=False))
+    found = verdicts(nat=second_reading(nat))
     assert all(v.verdict == OK for v in found.values())
     assert {h.name: h.state for h in found[TCP80].hops}["dnat"] == NOT_JUDGED
 

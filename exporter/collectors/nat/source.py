@@ -12,7 +12,11 @@ from pathlib import Path
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
 from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import unmet_expectations, unmet_filter_rules
+from exporter.collectors.nat.judge import (
+    port_path_suspects,
+    unmet_expectations,
+    unmet_filter_rules,
+)
 from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
@@ -42,8 +46,9 @@ def nat_expectations(engine: EngineFacts) -> NatExpectations:
 
 
 def unmet(nat: NatFacts) -> tuple[str, ...]:
-    """What a first reading lacks, NAT and filter rules alike."""
-    return unmet_expectations(nat) + unmet_filter_rules(nat)
+    """What a first reading lacks, NAT and filter rules alike, and what the published-port
+    verdicts would call broken (a blocked forward path, IP forwarding off)."""
+    return unmet_expectations(nat) + unmet_filter_rules(nat) + port_path_suspects(nat)
 
 
 class NatSource:

@@ -34,8 +34,6 @@ class PortsFacts:
     # --userland-proxy as dockerd's command line gives it (None: not given there; then its
     # config file decides, as the daemon collector reads it, and else the default, on).
     proxy_flag: bool | None
-    ip_forward: bool | None  # net.ipv4.ip_forward; None if unreadable
-    ipv6_forwarding: bool | None  # net.ipv6.conf.all.forwarding
     # Keys (judge.suspect_keys) that looked broken in a first reading a moment before this one:
     # only those may be reported broken.
     earlier_suspects: tuple[str, ...] = ()

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
-from exporter.collectors.nat.judge import IPV4, IPV6, docker_firewall, judged_families, nat_verdicts
+from exporter.collectors.nat.judge import (
+    IPV4,
+    IPV6,
+    docker_firewall,
+    forward_key,
+    forward_verdict,
+    forwarding_key,
+    forwarding_on,
+    judged_families,
+    nat_verdicts,
+)
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
@@ -94,10 +104,6 @@ def proxy_key(port: PublishedPort) -> str:
     return f"proxy/{port.protocol}/{host_address(port)}/{port.host_port}"
 
 
-def forwarding_key(family: str) -> str:
-    return f"ip_forward/{family}"
-
-
 def listens(
     sockets: Iterable[BoundSocket], protocol: str, port: int, addresses: Iterable[str]
 ) -> bool:
@@ -145,11 +151,6 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
                 found.append(listener_key(container.id, port))
             if not has_proxy(ports.proxies, port):
                 found.append(proxy_key(port))
-    if ports.containers:
-        if ports.ip_forward is False:
-            found.append(forwarding_key(IPV4))
-        if ports.ipv6_forwarding is False:
-            found.append(forwarding_key(IPV6))
     return tuple(dict.fromkeys(found))
 
 
@@ -194,16 +195,41 @@ def _dnat_applies(hops: Iterable[Hop]) -> bool:
     return not any(h.name == "dnat" and h.state == NOT_JUDGED for h in hops)
 
 
-def _forwarding_hop(family: str, ports: PortsFacts) -> Hop:
-    on = ports.ip_forward if family == IPV4 else ports.ipv6_forwarding
+def _forwarding_hop(family: str, nat: NatFacts | None) -> Hop:
     name = "net.ipv4.ip_forward" if family == IPV4 else "net.ipv6.conf.all.forwarding"
+    on = forwarding_on(nat, family) if nat is not None else None
     if on is None:
-        return Hop("ip_forward", UNKNOWN, f"{name} unreadable")
+        return Hop("ip_forward", UNKNOWN, f"{name} unread")
     if on:
         return Hop("ip_forward", OK)
-    if forwarding_key(family) not in ports.earlier_suspects:
+    if nat is None or forwarding_key(family) not in nat.earlier_missing:
         return Hop("ip_forward", UNKNOWN, f"{name} = 0 in one reading only")
     return Hop("ip_forward", BROKEN, f"{name} = 0")
+
+
+def _forward_hop(
+    family: str,
+    port: PublishedPort,
+    address: str | None,
+    network: DockerNetwork | None,
+    nat: NatFacts | None,
+) -> Hop:
+    """The filter rules on the forward path (nat's forward_verdict): the port's ACCEPT there,
+    and no DROP or REJECT in DOCKER-USER or FORWARD before it."""
+    if nat is None:
+        return Hop("forward", UNKNOWN, "the nat collector has no current reading")
+    if address is None or network is None:
+        return Hop("forward", UNKNOWN, "no container address on a bridge network")
+    verdict = forward_verdict(
+        nat, family, address, port.container_port, port.protocol, network.bridge
+    )
+    if verdict.state == "ok":
+        return Hop("forward", OK)
+    if verdict.state != "broken":
+        return Hop("forward", UNKNOWN, verdict.reason)
+    if forward_key(family, address, port.protocol, port.container_port) not in nat.earlier_missing:
+        return Hop("forward", UNKNOWN, f"{verdict.reason}, in one reading only")
+    return Hop("forward", BROKEN, verdict.reason)
 
 
 def network_of(
@@ -222,6 +248,22 @@ def network_of(
                         return network
                 except ValueError:
                     continue
+    return None
+
+
+def _address_on(
+    container: ContainerRecord, network: DockerNetwork | None, family: str
+) -> str | None:
+    """The container's address of the family on the network (where a DNAT sends the port)."""
+    if network is None:
+        return None
+    for text in container.addresses if family == IPV4 else container.ipv6_addresses:
+        for subnet in network.subnets:
+            try:
+                if ipaddress.ip_address(text) in ipaddress.ip_network(subnet, strict=False):
+                    return text
+            except ValueError:
+                continue
     return None
 
 
@@ -366,13 +408,18 @@ def port_verdicts(
         for port in container.ports:
             family = IPV6 if ":" in host_address(port) else IPV4
             dnat = _dnat_hop(container, port, nat)
-            forwarded = _dnat_applies((dnat,))
+            if _dnat_applies((dnat,)):
+                address = _address_on(container, network, family)
+                forward = _forward_hop(family, port, address, network, nat)
+                forwarding = _forwarding_hop(family, nat)
+            else:
+                reason = "not forwarded: docker-proxy serves it"
+                forward = Hop("forward", NOT_JUDGED, reason)
+                forwarding = Hop("ip_forward", NOT_JUDGED, reason)
             hops = (
                 dnat,
-                Hop("forward", NOT_JUDGED, "the FORWARD chain is not judged yet"),
-                _forwarding_hop(family, ports)
-                if forwarded
-                else Hop("ip_forward", NOT_JUDGED, "not forwarded: docker-proxy serves it"),
+                forward,
+                forwarding,
                 veth,
                 bridge_port,
                 _listener_hop(container, port, listeners.get(container.id), ports),

@@ -1,7 +1,7 @@
 """The ports collector's source: for the running containers that publish ports (the tick's
 container list), the sockets taking new traffic in each one's network namespace (through its
 PID 1's /proc/PID/net, nothing entered), the docker-proxy processes of the tick's /proc scan,
-dockerd's --userland-proxy flag and the forwarding sysctls; when something looks broken, a
+and dockerd's --userland-proxy flag; when something looks broken, a
 second reading a moment later, of the suspects only, to confirm it."""
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from exporter.readers.proc_net import (
     ProxyProcess,
     bound_sockets,
     parse_proxy_argv,
-    read_forwarding,
 )
 from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, ProcessScan, ProcfsReader, ProcStat
 from exporter.settings import Settings
@@ -93,7 +92,6 @@ class PortsSource:
             "no port verdicts: the Engine API is unreadable",
             "ports source reads the Engine API again",
         )
-        ip_forward, ipv6_forwarding = read_forwarding(str(procfs.root))
         live = {(p.pid, p.start_ticks, p.comm) for p in scan.table}
         self._argv = {k: v for k, v in self._argv.items() if k in live}
         listeners = (
@@ -105,8 +103,6 @@ class PortsSource:
             listeners=listeners,
             proxies=self._proxies(procfs, scan),
             proxy_flag=self._proxy_flag(procfs, scan),
-            ip_forward=ip_forward,
-            ipv6_forwarding=ipv6_forwarding,
         )
 
     def _command(self, procfs: ProcfsReader, process: ProcStat) -> tuple[str, ...]:
