@@ -1,0 +1,292 @@
+"""The published-port verdicts on the real engine and kernel: listeners read through
+/proc/PID/net against `ss` run inside the container's namespace, ok and broken ports on the
+host's engine, and, on a dockerd of the test's own in a network namespace of its own (where
+the test may change sysctls and rules), IP forwarding off, a deleted per-port ACCEPT and a
+DOCKER-USER DROP. And that the exporter changed nothing and sent nothing while it looked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.readers.proc_net import BoundSocket, bound_sockets
+from exporter.settings import Settings
+from tests.conftest import Containers
+from tests.helpers import Sample, parse, sample_once, select, wait_for
+from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
+
+pytestmark = pytest.mark.integration
+
+COLLECTORS = ("nat", "network", "daemon", "ports")
+HTTPD = "exec httpd -f -p 80"
+# busybox's nc has no UDP mode here; its DHCP server binds UDP 67 and sends nothing unasked.
+UDHCPD = (
+    "mkdir -p /var/lib/misc && touch /var/lib/misc/udhcpd.leases && "
+    "printf 'interface eth0\\nstart 10.9.0.10\\nend 10.9.0.20\\n' > /tmp/u.conf && "
+    "exec udhcpd -f /tmp/u.conf"
+)
+BOTH = f"({UDHCPD}) & {HTTPD}"
+
+
+def pid_of(container: Any) -> int:
+    container.reload()
+    return int(container.attrs["State"]["Pid"])
+
+
+def ss_sockets(pid: int) -> set[BoundSocket]:
+    """`ss -ltun` inside the namespace: the independent reading. ss prints a dual-stack IPv6
+    wildcard as `*`, so each family is asked on its own."""
+    found = set()
+    for family, wildcard in (("-4", "0.0.0.0"), ("-6", "::")):
+        out = subprocess.run(
+            ["nsenter", "-t", str(pid), "-n", "ss", "-H", "-l", "-t", "-u", "-n", family],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        for line in out.splitlines():
+            fields = line.split()
+            protocol, local = fields[0], fields[4]
+            address, _, port = local.rpartition(":")
+            address = address.strip("[]").split("%")[0]
+            found.add(BoundSocket(protocol, wildcard if address == "*" else address, int(port)))
+    return found
+
+
+def ports_samples(settings: Settings) -> list[Sample]:
+    _, samples = sample_once(settings)
+    return samples
+
+
+def verdict_of(samples: list[Sample], container: str, **labels: str) -> dict[str, str]:
+    """host_address -> "ok", or the first broken (or unknown) hop."""
+    found = {}
+    for s in select(samples, "docker_host_published_port_ok", container=container, **labels):
+        address = s.labels["host_address"]
+        if s.value == 1:
+            found[address] = "ok"
+            continue
+        key = {k: s.labels[k] for k in s.labels}
+        broken = select(samples, "docker_host_published_port_broken", **key)
+        unknown = select(samples, "docker_host_published_port_unknown", **key)
+        found[address] = (
+            f"broken:{broken[0].labels['hop']}"
+            if broken
+            else f"unknown:{unknown[0].labels['hop']}"
+            if unknown
+            else "?"
+        )
+    return found
+
+
+def test_listeners_read_through_proc_match_ss_inside_the_namespace(
+    containers: Containers,
+) -> None:
+    c = containers.run("listens", BOTH, ports={"80/tcp": None, "67/udp": None})
+
+    def listening() -> bool:
+        return {80, 67} <= {s.port for s in ss_sockets(pid_of(c))}
+
+    wait_for(listening, timeout=30)
+    pid = pid_of(c)
+    ours = set(bound_sockets("/proc", pid, "tcp", [1])) | set(
+        bound_sockets("/proc", pid, "udp", [1])
+    )  # port 1 is never bound: tcp6 and udp6 are read too
+    assert ours == ss_sockets(pid)
+    assert BoundSocket("udp", "0.0.0.0", 67) in ours
+
+
+def test_listening_ports_are_ok_and_silent_ones_broken_at_the_listener_only(
+    containers: Containers,
+) -> None:
+    serving = containers.run("serving", BOTH, ports={"80/tcp": 18281, "67/udp": 18282})
+    silent = containers.run("silent", ports={"80/tcp": 18283, "67/udp": 18284})
+    wait_for(lambda: {80, 67} <= {s.port for s in ss_sockets(pid_of(serving))}, timeout=30)
+    snapshot, samples = sample_once(Settings(collectors=COLLECTORS))
+    assert snapshot.collectors["ports"].success, snapshot.collectors["ports"].error
+    for protocol in ("tcp", "udp"):
+        assert set(verdict_of(samples, serving.name, protocol=protocol).values()) == {"ok"}
+        assert set(verdict_of(samples, silent.name, protocol=protocol).values()) == {
+            "broken:listener"
+        }
+    # Exactly one broken series per silent port, every other hop whole: the listener only.
+    broken = select(samples, "docker_host_published_port_broken", container=silent.name)
+    assert len(broken) == len(
+        select(samples, "docker_host_published_port_ok", container=silent.name)
+    )
+    assert select(samples, "docker_host_published_port_unknown", container=serving.name) == []
+
+
+def _counters(interface: str) -> tuple[int, ...]:
+    stats = Path("/sys/class/net", interface, "statistics")
+    return tuple(
+        int((stats / name).read_text())
+        for name in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
+    )
+
+
+def _host_veth_of(container: Any) -> str:
+    """The host end of the container's eth0, by the index its iflink names (read through
+    /proc/PID/root: no exec)."""
+    iflink = Path(f"/proc/{pid_of(container)}/root/sys/class/net/eth0/iflink")
+    index = int(iflink.read_text())
+    for link in Path("/sys/class/net").iterdir():
+        if (link / "ifindex").exists() and int((link / "ifindex").read_text()) == index:
+            return link.name
+    raise AssertionError(f"no host link with index {index}")
+
+
+def _rules_of(mark: str) -> list[str]:
+    """The nat and filter rules, with their counters, that name the container's address or its
+    host port: what a packet to the port would count on."""
+    found = []
+    for table in ("nat", "filter"):
+        saved = subprocess.run(
+            ["iptables-save", "-c", "-t", table],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        found += [line for line in saved.splitlines() if mark in line]
+    return found
+
+
+def test_the_exporter_sends_nothing_and_changes_nothing(
+    containers: Containers, network: Any
+) -> None:
+    # On a bridge of its own: docker0 floods other tests' broadcasts to every port.
+    silent = containers.run("untouched", ports={"80/tcp": 18285}, network=network.name)
+    veth = _host_veth_of(silent)
+    # A new link sends its own router solicitations and MLD reports for a while: wait until
+    # its counters stand still for 3 s.
+    before, still = _counters(veth), 0
+    deadline = time.monotonic() + 60
+    while still < 3 and time.monotonic() < deadline:
+        time.sleep(1)
+        now = _counters(veth)
+        still = still + 1 if now == before else 0
+        before = now
+    address = next(iter(silent.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    marks = ("--dport 18285 ", f"{address}/32")
+    rules = [r for m in marks for r in _rules_of(m)]
+    settings = Settings(collectors=COLLECTORS)
+    for _ in range(3):  # broken: each sample reads twice
+        sample_once(settings)
+    assert _counters(veth) == before
+    assert [r for m in marks for r in _rules_of(m)] == rules
+    assert rules, "no DNAT/ACCEPT rules carry the port: nothing was checked"
+
+
+# -- on a dockerd of the test's own, in its own network namespace ------------------------------
+
+SAMPLE = """
+import sys
+from exporter.collectors import all_collectors
+from exporter.sampler import Sampler
+from exporter.settings import Settings
+settings = Settings(collectors=("nat", "network", "daemon", "ports"), docker_host=sys.argv[1])
+defs = [c for c in all_collectors() if c.name in settings.collectors]
+sampler = Sampler(((c, c.source(settings)) for c in defs), settings)
+sampler.sample_once()
+sys.stdout.buffer.write(sampler.store.exposition.text)
+"""
+
+
+@pytest.fixture(scope="module")
+def own() -> Iterator[Ipv6Dockerd]:
+    with ipv6_dockerd() as made:
+        yield made
+
+
+def own_sample(made: Ipv6Dockerd) -> list[Sample]:
+    return parse(made.run(sys.executable, "-c", SAMPLE, made.host))
+
+
+def own_inspect(made: Ipv6Dockerd) -> str:
+    return made.run(sys.executable, "-m", "exporter", "inspect", "--docker.host", made.host)
+
+
+@pytest.fixture(scope="module")
+def web(own: Ipv6Dockerd) -> Iterator[Any]:
+    client = own.client()
+    container = client.containers.run(
+        "dhe-test/busybox:latest",
+        ["sh", "-c", BOTH],
+        name="ports-web",
+        detach=True,
+        ports={"80/tcp": 18080, "67/udp": 18067},
+    )
+    wait_for(lambda: {80, 67} <= {s.port for s in ss_sockets(pid_of(container))}, timeout=30)
+    yield container
+    container.remove(force=True)
+    client.close()
+
+
+def ipv4_verdicts(samples: list[Sample]) -> dict[str, str]:
+    return {
+        protocol: verdict
+        for protocol in ("tcp", "udp")
+        for verdict in verdict_of(
+            samples, "ports-web", protocol=protocol, host_address="0.0.0.0"
+        ).values()
+    }
+
+
+def test_own_engine_ports_are_ok(own: Ipv6Dockerd, web: Any) -> None:
+    samples = own_sample(own)
+    assert ipv4_verdicts(samples) == {"tcp": "ok", "udp": "ok"}, verdict_of(samples, "ports-web")
+    table = own_inspect(own)
+    assert "PUBLISHED PORTS" in table
+    row = next(line for line in table.splitlines() if "0.0.0.0:18080->80/tcp" in line)
+    assert row.split()[1:3] == ["ports-web", "OK"]
+
+
+def test_ip_forward_off_breaks_every_forwarded_port(own: Ipv6Dockerd, web: Any) -> None:
+    own.run("sysctl", "-w", "net.ipv4.ip_forward=0")
+    try:
+        samples = own_sample(own)
+        assert ipv4_verdicts(samples) == {"tcp": "broken:ip_forward", "udp": "broken:ip_forward"}
+    finally:
+        own.run("sysctl", "-w", "net.ipv4.ip_forward=1")
+    assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
+
+
+def _port_accept(own: Ipv6Dockerd, web: Any) -> str:
+    web.reload()
+    address = next(iter(web.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    rules = own.run("iptables", "-S", "DOCKER").splitlines()
+    return next(r for r in rules if f"-d {address}/32" in r and "--dport 80" in r)
+
+
+def test_a_deleted_port_accept_breaks_it_at_the_forward_hop(own: Ipv6Dockerd, web: Any) -> None:
+    accept = _port_accept(own, web)
+    own.run("iptables", *accept.replace("-A ", "-D ", 1).split())
+    try:
+        samples = own_sample(own)
+        assert ipv4_verdicts(samples) == {"tcp": "broken:forward", "udp": "ok"}
+        row = next(line for line in own_inspect(own).splitlines() if "0.0.0.0:18080->80" in line)
+        assert "BROKEN" in row and "forward: no ACCEPT in DOCKER" in row
+    finally:
+        own.run("iptables", *accept.split())
+    assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
+
+
+def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None:
+    drop = ["DOCKER-USER", "-p", "tcp", "--dport", "80", "-j", "DROP"]
+    own.run("iptables", "-I", *drop)
+    try:
+        samples = own_sample(own)
+        assert ipv4_verdicts(samples) == {"tcp": "broken:forward", "udp": "ok"}
+        row = next(line for line in own_inspect(own).splitlines() if "0.0.0.0:18080->80" in line)
+        assert "DOCKER-USER" in row
+    finally:
+        own.run("iptables", "-D", *drop)
+    assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
