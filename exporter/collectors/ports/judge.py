@@ -21,6 +21,8 @@ from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
     IPV6,
+    ExpectedDnat,
+    ExpectedMasquerade,
     docker_firewall,
     forward_key,
     forward_verdict,
@@ -157,34 +159,54 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
 # -- the hops ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _NatView:
+    """nat's verdicts worked out once for all ports: DNATs by (container id, family, protocol,
+    host port), MASQUERADEs by network."""
+
+    nat: NatFacts
+    dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
+    masquerades: dict[str, list[tuple[ExpectedMasquerade, bool]]]
+
+    @classmethod
+    def of(cls, nat: NatFacts | None) -> _NatView | None:
+        if nat is None:
+            return None
+        masquerades, dnats = nat_verdicts(nat)
+        by_network: dict[str, list[tuple[ExpectedMasquerade, bool]]] = {}
+        for m, missing in masquerades:
+            by_network.setdefault(m.network, []).append((m, missing))
+        return cls(
+            nat,
+            {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
+            by_network,
+        )
+
+
 def _dnat_hop(  # noqa: PLR0911 (one return per verdict)
-    container: ContainerRecord, port: PublishedPort, nat: NatFacts | None
+    container: ContainerRecord, port: PublishedPort, view: _NatView | None
 ) -> Hop:
     family = IPV6 if ":" in host_address(port) else IPV4
-    if nat is None:
+    if view is None:
         return Hop("dnat", UNKNOWN, "the nat collector has no current reading")
+    nat = view.nat
     if docker_firewall(nat.backends) == ("none",):
         return Hop("dnat", NOT_JUDGED, "Docker manages no firewall")
     if not judged_families(nat)[family]:
         if family == IPV6:
             return Hop("dnat", NOT_JUDGED, "no IPv6 NAT: docker-proxy serves this binding")
         return Hop("dnat", UNKNOWN, "the nat rules could not be judged")
-    _, dnats = nat_verdicts(nat)
-    for expected, missing in dnats:
-        if (
-            expected.container_id == container.id
-            and expected.family == family
-            and expected.protocol == port.protocol
-            and expected.host_port == port.host_port
-        ):
-            if missing:
-                return Hop(
-                    "dnat",
-                    BROKEN,
-                    f"no DNAT {port.protocol}/{port.host_port} -> "
-                    f"{'|'.join(expected.addresses)}:{expected.container_port}",
-                )
-            return Hop("dnat", OK)
+    found = view.dnats.get((container.id, family, port.protocol, port.host_port))
+    if found is not None:
+        expected, missing = found
+        if missing:
+            return Hop(
+                "dnat",
+                BROKEN,
+                f"no DNAT {port.protocol}/{port.host_port} -> "
+                f"{'|'.join(expected.addresses)}:{expected.container_port}",
+            )
+        return Hop("dnat", OK)
     if family == IPV6:
         return Hop("dnat", NOT_JUDGED, "no IPv6 address to DNAT to: docker-proxy serves it")
     return Hop("dnat", UNKNOWN, "not among the nat collector's expected rules yet")
@@ -371,15 +393,14 @@ def _proxy_hop(port: PublishedPort, ports: PortsFacts, proxy_on: bool | None) ->
     return Hop("proxy", BROKEN, "no docker-proxy process for it")
 
 
-def _masquerade_hop(network: DockerNetwork | None, nat: NatFacts | None) -> Hop:
-    if nat is None:
+def _masquerade_hop(network: DockerNetwork | None, view: _NatView | None) -> Hop:
+    if view is None:
         return Hop("masquerade", UNKNOWN, "the nat collector has no current reading")
     if network is None:
         return Hop("masquerade", NOT_JUDGED, "no bridge network holds the container's address")
-    masquerades, _ = nat_verdicts(nat)
-    mine = [(m, missing) for m, missing in masquerades if m.network == network.name]
+    mine = view.masquerades.get(network.name, [])
     if not mine:
-        if docker_firewall(nat.backends) == ("none",) or not network.ip_masquerade:
+        if docker_firewall(view.nat.backends) == ("none",) or not network.ip_masquerade:
             return Hop("masquerade", NOT_JUDGED, "no MASQUERADE expected")
         return Hop("masquerade", UNKNOWN, "the nat rules could not be judged")
     gone = [m for m, missing in mine if missing]
@@ -400,14 +421,15 @@ def port_verdicts(
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
     proxy_on = userland_proxy(ports, daemon)
+    view = _NatView.of(nat)
     verdicts = []
     for container in sorted(ports.containers, key=lambda c: c.name):
         network = network_of(container, ports.networks)
         veth, bridge_port = _link_hops(container, network, net)
-        masquerade = _masquerade_hop(network, nat)
+        masquerade = _masquerade_hop(network, view)
         for port in container.ports:
             family = IPV6 if ":" in host_address(port) else IPV4
-            dnat = _dnat_hop(container, port, nat)
+            dnat = _dnat_hop(container, port, view)
             if _dnat_applies((dnat,)):
                 address = _address_on(container, network, family)
                 forward = _forward_hop(family, port, address, network, nat)
