@@ -110,15 +110,17 @@ def read_file(path: str) -> str:
 
 
 def bound_sockets(
-    procfs: str, pid: int, protocol: str, wanted_ports: Iterable[int]
+    procfs: str, pid: int, protocol: str, wanted_ports: Iterable[int], ipv6_first: bool = False
 ) -> tuple[BoundSocket, ...]:
-    """The sockets of `protocol` in PID's network namespace: IPv4 first, then IPv6 only if
-    some wanted port had no IPv4 socket (a listener on :: takes IPv4 too, unless it is
-    IPV6_V6ONLY, which /proc does not show)."""
+    """The sockets of `protocol` in PID's network namespace: one family's file, then the other's
+    only if some wanted port had no socket in the first (a listener on :: takes IPv4 too,
+    unless it is IPV6_V6ONLY, which /proc does not show). IPv4 first, unless ipv6_first (where
+    the listener was found last time)."""
     prefix = f"{procfs.rstrip('/')}/{pid}/net/{protocol}"
-    found = parse_bound_sockets(read_file(prefix), protocol)
+    files = (prefix + "6", prefix) if ipv6_first else (prefix, prefix + "6")
+    found = parse_bound_sockets(read_file(files[0]), protocol)
     if set(wanted_ports) - {s.port for s in found}:
-        found += parse_bound_sockets(read_file(prefix + "6"), protocol)
+        found += parse_bound_sockets(read_file(files[1]), protocol)
     return found
 
 

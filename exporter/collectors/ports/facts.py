@@ -21,6 +21,7 @@ class ContainerListeners:
     sockets: tuple[BoundSocket, ...]
     error: str | None = None
     refused: bool = False  # the read was refused (needs CAP_SYS_PTRACE), not a vanished process
+    start_ticks: int = 0  # PID 1's start time: with pid, which process was read
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ second reading a moment later, of the suspects only, to confirm it."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
-from exporter.collectors.ports.metrics import NAME
+from exporter.collectors.ports.metrics import LISTENER_BUDGET_OPTION, NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.daemon_config import parse_flags
 from exporter.readers.docker_api import (
@@ -39,15 +40,31 @@ log = logging.getLogger(__name__)
 _PROXY_COMM = "docker-proxy"
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A container's last listener reading, kept until it is read again."""
+
+    listeners: ContainerListeners
+    confirmed: frozenset[str]  # its listener keys missing in both readings of that run
+    at: float  # monotonic time of the reading: the oldest are read again first
+    ipv6_first: frozenset[str]  # protocols whose wanted ports were found in the IPv6 file
+
+
 class PortsSource:
-    def __init__(self, timeout: float, confirm_after: float = 1.0) -> None:
+    def __init__(
+        self, timeout: float, listener_budget: float = 0.008, confirm_after: float = 1.0
+    ) -> None:
         # A port is set up in steps (dockerd starts docker-proxy, the application its
         # listener); look again before calling one broken, within a quarter of the timeout.
         self.confirm_after = min(confirm_after, timeout / 4)
         self.engine_wait = timeout / 2
+        # CPU seconds a run spends reading /proc/PID/net at most (confirming reads aside).
+        self.listener_budget = listener_budget
         self._log = ChangeLog(log)
         # docker-proxy and dockerd command lines by (pid, start time, comm): they never change.
         self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        # Listener readings by the container's PID 1 (container id, pid, start time).
+        self._kept: dict[tuple[str, int, int], _Kept] = {}
 
     def close(self) -> None:
         """Nothing is held open between runs."""
@@ -55,13 +72,57 @@ class PortsSource:
     def read(self, tick: Tick) -> PortsFacts:
         procfs = tick.host.procfs
         first = self._read(tick, procfs, tick.proc_scan(), None)
-        return read_twice(
+        fresh = read_twice(
             first,
             suspect_keys,
             # The second look reads again only the containers whose listeners looked missing.
             lambda: self._read(tick, procfs, procfs.scan(), suspect_keys(first)),
             lambda second, suspects: _confirmed(first, second, suspects),
             self.confirm_after,
+        )
+        return self._with_kept(fresh)
+
+    def _with_kept(self, fresh: PortsFacts) -> PortsFacts:
+        """The readings of this run kept, and the facts with every publishing container's last
+        reading: the listener keys each one's own run confirmed missing are carried with it."""
+        now = time.monotonic()
+        confirmed = set(fresh.earlier_suspects)
+        for read in fresh.listeners:
+            container = next((c for c in fresh.containers or () if c.id == read.container_id), None)
+            if container is None:
+                continue
+            keys = {listener_key(container.id, p) for p in container.ports}
+            self._kept[_identity(read)] = _Kept(
+                read,
+                frozenset(keys & confirmed),
+                now,
+                frozenset(
+                    p.protocol
+                    for p in container.ports
+                    if any(
+                        s.protocol == p.protocol and s.port == p.container_port and ":" in s.address
+                        for s in read.sockets
+                    )
+                ),
+            )
+        if fresh.containers is None:
+            return fresh
+        # One reading per container, its latest (a restarted container's PID 1 is another).
+        ids = {c.id for c in fresh.containers}
+        latest: dict[str, tuple[tuple[str, int, int], _Kept]] = {}
+        for identity, k in self._kept.items():
+            if identity[0] in ids and (
+                identity[0] not in latest or latest[identity[0]][1].at <= k.at
+            ):
+                latest[identity[0]] = (identity, k)
+        self._kept = dict(latest.values())
+        kept = sorted(self._kept.values(), key=lambda k: k.listeners.container_id)
+        carried = {key for k in kept for key in k.confirmed}
+        others = [k for k in fresh.earlier_suspects if not k.startswith("listener/")]
+        return replace(
+            fresh,
+            listeners=tuple(k.listeners for k in kept),
+            earlier_suspects=tuple(sorted(set(others) | carried)),
         )
 
     def _read(
@@ -146,27 +207,38 @@ class PortsSource:
         containers: tuple[ContainerRecord, ...],
         suspects: tuple[str, ...] | None,
     ) -> tuple[ContainerListeners, ...]:
+        """A first pass reads the containers never read, then those read longest ago, until
+        the run's CPU budget is spent (each read of tcp or tcp6 walks the kernel's whole TCP
+        hash); a second pass only the suspects."""
         pid1s = {
             command.container_id: pid1
             for shim, command in scan.shims
             if command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
             and (pid1 := procfs.pid1(scan, shim)) is not None
         }
-        wanted_keys = set(suspects) if suspects is not None else None
-        found = []
+        if suspects is not None:
+            wanted = set(suspects)
+            chosen = [
+                c for c in containers if any(listener_key(c.id, p) in wanted for p in c.ports)
+            ]
+        else:
+            chosen = sorted(containers, key=lambda c: self._last_read(c.id, pid1s.get(c.id)))
+        found: list[ContainerListeners] = []
         refused = False
-        for container in containers:
-            if wanted_keys is not None and not any(
-                listener_key(container.id, p) in wanted_keys for p in container.ports
-            ):
-                continue
+        started = time.thread_time()
+        for container in chosen:
+            if suspects is None and found and time.thread_time() - started >= self.listener_budget:
+                break
             pid1 = pid1s.get(container.id)
             if pid1 is None:
                 found.append(
                     ContainerListeners(container.id, 0, (), "no PID 1 found in /proc for it")
                 )
                 continue
-            read = self._container_listeners(procfs, container, pid1)
+            kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
+            read = self._container_listeners(
+                procfs, container, pid1, kept.ipv6_first if kept else frozenset()
+            )
             refused = refused or read.refused
             found.append(read)
         self._log.update(
@@ -177,15 +249,29 @@ class PortsSource:
         )
         return tuple(found)
 
+    def _last_read(self, container_id: str, pid1: ProcStat | None) -> float:
+        """When the container was read last; never: before everything."""
+        if pid1 is None:
+            return float("-inf")
+        kept = self._kept.get((container_id, pid1.pid, pid1.start_ticks))
+        return kept.at if kept is not None else float("-inf")
+
     @staticmethod
     def _container_listeners(
-        procfs: ProcfsReader, container: ContainerRecord, pid1: ProcStat
+        procfs: ProcfsReader,
+        container: ContainerRecord,
+        pid1: ProcStat,
+        ipv6_first: frozenset[str],
     ) -> ContainerListeners:
         sockets: list[BoundSocket] = []
         try:
             for protocol in sorted({p.protocol for p in container.ports}):
                 ports = [p.container_port for p in container.ports if p.protocol == protocol]
-                sockets.extend(bound_sockets(str(procfs.root), pid1.pid, protocol, ports))
+                sockets.extend(
+                    bound_sockets(
+                        str(procfs.root), pid1.pid, protocol, ports, protocol in ipv6_first
+                    )
+                )
         except ProcNetUnreadable as exc:
             gone = "the container's PID 1 exited while read" if exc.gone else str(exc)
             return ContainerListeners(container.id, pid1.pid, (), gone, refused=not exc.gone)
@@ -196,7 +282,13 @@ class PortsSource:
             return ContainerListeners(
                 container.id, pid1.pid, (), "the container's PID 1 exited while read"
             )
-        return ContainerListeners(container.id, pid1.pid, tuple(sorted(set(sockets))))
+        return ContainerListeners(
+            container.id, pid1.pid, tuple(sorted(set(sockets))), start_ticks=pid1.start_ticks
+        )
+
+
+def _identity(read: ContainerListeners) -> tuple[str, int, int]:
+    return (read.container_id, read.pid, read.start_ticks)
 
 
 def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...]) -> PortsFacts:
@@ -209,4 +301,7 @@ def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...])
 
 
 def build(settings: Settings) -> Source:
-    return PortsSource(timeout=settings.timeout(NAME))
+    return PortsSource(
+        timeout=settings.timeout(NAME),
+        listener_budget=settings.option(LISTENER_BUDGET_OPTION, float),
+    )
