@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit pictures as-root
+.PHONY: run inspect test lint unit pictures as-root alerts rule-tests
 
 # The test bed installs packages and starts dockerd: say so before building anything.
 as-root:
@@ -52,3 +52,14 @@ pictures: as-root
 	scripts/testbed.sh
 	DHE_PICTURES_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/integration/test_prometheus_e2e.py \
 		tests/integration/test_topology_browser.py
+
+# The alert rules (deploy/prometheus/alerts.yml, the PrometheusRule) from mixin/alerts.py;
+# SETTINGS=file.yml for your own (python -m mixin.alerts --list-settings names them).
+SETTINGS ?=
+alerts: $(BIN)/.installed
+	$(BIN)/python -m mixin.alerts $(if $(SETTINGS),--settings $(SETTINGS))
+
+# Every alert's promtool scenarios (generated) and the hand-written cases.
+rule-tests: $(BIN)/.installed
+	$(BIN)/python -m mixin.alerts --check --tests-out $(CURDIR)/.rule-tests
+	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/generated.test.yml

@@ -90,7 +90,10 @@ def shared_namespace_alerts(promtool: str, samples: list[Any]) -> int:
         {
             "series": s.name
             + "{"
-            + ",".join(f'{k}="{v}"' for k, v in {**s.labels, "instance": "h"}.items())
+            + ",".join(
+                f'{k}="{v}"'
+                for k, v in {**s.labels, "job": "docker-host-exporter", "instance": "h"}.items()
+            )
             + "}",
             "values": f"{s.value:g}x10",
         }

@@ -1,0 +1,833 @@
+"""The alert rules, generated from code: deploy/prometheus/alerts.yml and the PrometheusRule in
+deploy/kubernetes/prometheusrule.yaml, and their generated promtool tests (mixin/alert_tests.py).
+
+    python -m mixin.alerts                          # write the files
+    python -m mixin.alerts --check                  # exit 1 when one is stale
+    python -m mixin.alerts --tests-out /tmp/t     # also the generated promtool tests
+    python -m mixin.alerts --settings mine.yml --set job_selector='job="dhe"' --out-dir /tmp/x
+
+Two ideas run through every rule:
+
+- A verdict the exporter cannot re-check is held, not dropped. A collector that fails exports
+  no series, and one refused a privilege exports no verdict: a plain `x == 1` would resolve
+  then, with the fault still there. So each rule is "the live verdict, or the last verdict seen
+  (within `blind_hold`) while its collector is blind": failing, refused a privilege, judging
+  nothing (NAT), or the whole exporter unscraped. It resolves when a working collector says the
+  fault is gone, or when the series goes away while the collector reads fine (a removed
+  network takes its verdict with it).
+- `keep_firing_for` (Prometheus >= 2.42) keeps an alert that fired up through short dips, so a
+  fault that flaps pages once; sustained levels (zombies, collector success) are judged over a
+  window that tolerates a brief dip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from exporter.settings import label_name
+from mixin import settings as mixin_settings
+from mixin.settings import SettingsError, check_duration
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES_PATH = Path("deploy/prometheus/alerts.yml")
+PROMETHEUS_RULE_PATH = Path("deploy/kubernetes/prometheusrule.yaml")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """What an operator may change without touching the rules. `python -m mixin.alerts
+    --list-settings` prints them."""
+
+    job_selector: str = field(
+        default='job="docker-host-exporter"',
+        metadata=_help(
+            "label matchers selecting the exporter's series and its `up`, in every rule "
+            '(e.g. job=~"docker-host-exporter|dhe", cluster="a")'
+        ),
+    )
+    runbook_url: str = field(
+        default="docs/runbooks.md",
+        metadata=_help("where docs/runbooks.md is published; #<alert name> is appended"),
+    )
+    severities: Mapping[str, str] = field(
+        default_factory=_empty,
+        metadata=_help("severity per alert name, over the defaults (info, warning, critical)"),
+    )
+    for_durations: Mapping[str, str] = field(
+        default_factory=_empty, metadata=_help("`for` per alert name, over the defaults")
+    )
+    keep_firing_for: str = field(
+        default="10m",
+        metadata=_help(
+            "how long an alert that fired stays up after its expression stops holding (rides "
+            "out dips of a flapping fault; 0 turns it off, for Prometheus < 2.42)"
+        ),
+    )
+    keep_firing_for_durations: Mapping[str, str] = field(
+        default_factory=_empty,
+        metadata=_help("keep_firing_for per alert name, over keep_firing_for"),
+    )
+    blind_hold: str = field(
+        default="6h",
+        metadata=_help(
+            "longest a verdict is held while its collector is blind (failing, refused a "
+            "privilege, the exporter unscraped)"
+        ),
+    )
+    host_namespaces: str = field(
+        default="pid|net|ipc|uts|mnt",
+        metadata=_help("namespaces a container must not share with the host (a regex)"),
+    )
+    host_namespace_allowed_label: str = field(
+        default="docker-host-exporter.host-namespaces",
+        metadata=_help(
+            "the Docker label that, set to `allowed`, lets a container share host namespaces "
+            "(export it with --collector.containers.labels=<it>; empty: no label allows)"
+        ),
+    )
+    host_namespace_allowed_containers: str = field(
+        default="",
+        metadata=_help(
+            "container names allowed to share host namespaces (a regex, e.g. "
+            "node-exporter|cadvisor; empty: none by name). The exporter's own container is "
+            "always allowed."
+        ),
+    )
+    collector_success_window: str = field(
+        default="15m", metadata=_help("window over which a collector's success ratio is taken")
+    )
+    collector_success_ratio: float = field(
+        default=0.75,
+        metadata=_help(
+            "a collector succeeding in fewer of its runs than this (over the window) alerts; "
+            "0.75 tolerates one failed run of a 2-minute collector in 15m"
+        ),
+    )
+    zombie_window: str = field(
+        default="15m", metadata=_help("window over which a container's zombies are judged")
+    )
+    zombie_quantile: float = field(
+        default=0.25,
+        metadata=_help(
+            "zombies alert when this quantile of the window's counts is above 0: 0.25 fires "
+            "when zombies were there three quarters of the time, however they dipped"
+        ),
+    )
+    conntrack_warning_ratio: float = field(
+        default=0.8, metadata=_help("conntrack table fill that warns")
+    )
+    conntrack_critical_ratio: float = field(
+        default=0.95, metadata=_help("conntrack table fill that pages")
+    )
+    target_memory: str = field(
+        default="1d",
+        metadata=_help(
+            "how long a target that left service discovery is alerted on "
+            "(DockerHostExporterTargetGone)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("keep_firing_for", "blind_hold", "collector_success_window"):
+            check_duration(name, getattr(self, name))
+        for name in ("zombie_window", "target_memory"):
+            check_duration(name, getattr(self, name))
+        for key, value in self.for_durations.items():
+            check_duration(f"for_durations.{key}", value)
+        for key, value in self.keep_firing_for_durations.items():
+            check_duration(f"keep_firing_for_durations.{key}", value)
+        for key, value in self.severities.items():
+            if value not in SEVERITIES:
+                raise SettingsError(
+                    f"setting severities.{key}: {value!r} is not one of {', '.join(SEVERITIES)}"
+                )
+        for name in ("collector_success_ratio", "zombie_quantile"):
+            if not 0 < getattr(self, name) <= 1:
+                raise SettingsError(f"setting {name}: wants a number in (0, 1]")
+        if not 0 < self.conntrack_warning_ratio < self.conntrack_critical_ratio <= 1:
+            raise SettingsError(
+                "settings conntrack_warning_ratio < conntrack_critical_ratio, both in (0, 1]"
+            )
+        if not self.job_selector.strip() or any(c in self.job_selector for c in "{}`"):
+            raise SettingsError(
+                "setting job_selector: wants label matchers without braces or backticks, like "
+                'job="docker-host-exporter"'
+            )
+
+
+@dataclass(frozen=True)
+class Blind:
+    """When a rule's verdict is held: its collectors cannot judge on that instance."""
+
+    collectors: tuple[str, ...] = ()  # fail, or miss a privilege; () with by_label
+    by_label: bool = False  # the alert's own `collector` label names the collector
+    nat_family: bool = False  # also while docker_host_nat_judged{family} is 0
+    any_collector: bool = False  # while any collector of the instance fails
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    group: str
+    severity: str
+    for_: str
+    live: str  # the expression while the collector judges
+    summary: str
+    description: str
+    held: str | None = None  # what is held while blind: the last verdict
+    blind: Blind | None = None
+    keep_firing: bool = True
+
+
+class Q:
+    """Selectors scoped by the job selector: Q(s)('docker_host_x', 'a="b"')."""
+
+    def __init__(self, s: AlertSettings) -> None:
+        self.matchers = s.job_selector.strip().rstrip(",")
+
+    def __call__(self, metric: str, *extra: str) -> str:
+        return f"{metric}{{{', '.join((self.matchers, *extra))}}}"
+
+
+def _collector_matcher(collectors: tuple[str, ...]) -> str:
+    return (
+        f'collector="{collectors[0]}"'
+        if len(collectors) == 1
+        else f'collector=~"{"|".join(collectors)}"'
+    )
+
+
+def blind_expression(q: Q, blind: Blind) -> list[tuple[str, str]]:
+    """(on-labels, expression) pairs: the held verdict is and-ed with each, then or-ed."""
+    up_down = f"{q('up')} == 0"
+    pairs: list[tuple[str, str]] = []
+    if blind.by_label:
+        pairs.append(("instance, collector", f"{q('docker_host_collector_success')} == 0"))
+        pairs.append(("instance", up_down))
+    else:
+        parts: list[str] = []
+        if blind.collectors:
+            match = _collector_matcher(blind.collectors)
+            parts.append(f"{q('docker_host_collector_success', match)} == 0")
+            parts.append(f"{q('docker_host_privilege_missing', match)} == 1")
+        if blind.any_collector:
+            parts.append(f"{q('docker_host_collector_success')} == 0")
+        parts.append(up_down)
+        pairs.append(("instance", "\n    or ".join(parts)))
+    if blind.nat_family:
+        pairs.append(("instance, family", f"{q('docker_host_nat_judged')} == 0"))
+    return pairs
+
+
+def expression(a: Alert, q: Q) -> str:
+    if a.held is None or a.blind is None:
+        return a.live
+    held = [
+        f"(\n  {a.held}\n  and on({on}) (\n    {blind}\n  )\n)"
+        for on, blind in blind_expression(q, a.blind)
+    ]
+    return "\n".join([f"(\n  {a.live}\n)", *(f"or {h}" for h in held)])
+
+
+def _where(a: Alert) -> str:
+    """The description's last sentence: when the alert holds a verdict it cannot re-check."""
+    b = a.blind
+    if b is None:
+        return ""
+    if b.collectors:
+        who = f"the {' or '.join(b.collectors)} collector cannot judge "
+        who += "(failing, or refused a privilege) or the exporter is unscraped"
+    elif b.by_label:
+        who = "that collector fails or the exporter is unscraped"
+    elif b.any_collector:
+        who = "a collector fails or the exporter is unscraped"
+    else:
+        who = "the exporter is unscraped"
+    return f" While {who}, this alert holds its last verdict."
+
+
+def alerts(s: AlertSettings) -> list[Alert]:
+    q = Q(s)
+    hold = s.blind_hold
+    allowed_label = []
+    if s.host_namespace_allowed_label:
+        allowed = f'{label_name(s.host_namespace_allowed_label)}="allowed"'
+        labels = q("docker_host_container_labels", allowed)
+        allowed_label.append(f"unless on(instance, container) last_over_time({labels}[{hold}])")
+    own = f"last_over_time({q('docker_host_exporter_container_info')}[{hold}])"
+    # The exporter's own container, by name, and by short id (how the processes collector names
+    # containers while it has never had a container list).
+    own_container = (
+        f"unless on(instance, container) (\n    {own}\n    or label_replace(\n      {own},\n"
+        '      "container", "$1", "container_id", "(.+)"\n    )\n  )'
+    )
+    shared_matchers = [f'namespace=~"{s.host_namespaces}"']
+    if s.host_namespace_allowed_containers:
+        shared_matchers.append(f'container!~"{s.host_namespace_allowed_containers}"')
+    shared = q("docker_host_container_namespace_shared_with_host", *shared_matchers)
+    exclusions = "\n  ".join([own_container, *allowed_label])
+
+    def verdict(metric: str, bad: str = "== 1", *matchers: str) -> tuple[str, str]:
+        series = q(metric, *matchers)
+        return f"{series} {bad}", f"last_over_time({series}[{hold}]) {bad}"
+
+    masq_live, masq_held = verdict("docker_host_nat_masquerade_missing")
+    dnat_live, dnat_held = verdict("docker_host_nat_dnat_missing")
+    split_live, split_held = verdict("docker_host_nat_rules_split_across_backends")
+    unreadable_live, unreadable_held = verdict("docker_host_nat_backend_readable", "== 0")
+    veth_live, veth_held = verdict("docker_host_veth_orphaned")
+    shim_live, shim_held = verdict("docker_host_shim_orphaned")
+    down_live, down_held = verdict("docker_host_daemon_processes", "== 0")
+    invalid_live, invalid_held = verdict("docker_host_daemon_config_file_valid", "== 0")
+    conflict_live, conflict_held = verdict("docker_host_daemon_config_flag_conflict")
+    drift = "docker_host_daemon_config_drift"
+    reload_live, reload_held = verdict(drift, "== 1", 'applies_on="reload"')
+    restart_live, restart_held = verdict(drift, "== 1", 'applies_on="restart"')
+    privilege_live, privilege_held = verdict("docker_host_privilege_missing")
+    dropped_live, dropped_held = verdict("docker_host_series_dropped", "> 0")
+
+    entries, limit = q("docker_host_conntrack_entries"), q("docker_host_conntrack_entries_limit")
+
+    def fill(ratio: float) -> tuple[str, str]:
+        return (
+            f"{entries} / {limit} > {ratio:g}",
+            f"last_over_time({entries}[{hold}]) / last_over_time({limit}[{hold}]) > {ratio:g}",
+        )
+
+    def increase(metric: str) -> tuple[str, str]:
+        rate = f"increase({q(metric)}[5m])"
+        return f"{rate} > 0", f"last_over_time({rate}[{hold}:1m]) > 0"
+
+    per_container = q("docker_host_container_conntrack_entries", "instance=%q")
+    top = (
+        "Most entries: {{ range $i, $s := printf "
+        f"`topk(3, sum by (container) ({per_container}))`"
+        " $labels.instance | query }}{{ if $i }}, {{ end }}{{ $s.Labels.container }}"
+        " ({{ $s.Value | humanize }}){{ end }}."
+    )
+    zombies = q("docker_host_container_zombie_processes")
+    nat_privilege = q("docker_host_privilege_missing", 'collector="nat"')
+    success = q("docker_host_collector_success")
+    network = Blind(("network", "containers"))
+    nat = Blind(("nat",), nat_family=True)
+    nat_plain = Blind(("nat",))
+    processes = Blind(("processes",))
+    daemon = Blind(("daemon",))
+    conntrack = Blind(("conntrack",))
+    warn_fill, warn_fill_held = fill(s.conntrack_warning_ratio)
+    crit_fill, crit_fill_held = fill(s.conntrack_critical_ratio)
+    insert_live, insert_held = increase("docker_host_conntrack_stat_insert_failed_total")
+    drop_live, drop_held = increase("docker_host_conntrack_stat_drop_total")
+
+    return [
+        # -- network ---------------------------------------------------------------------------
+        Alert(
+            "DockerHostVethOrphaned",
+            "docker-host-network",
+            "warning",
+            "5m",
+            veth_live,
+            "Orphaned veth {{ $labels.interface }} on {{ $labels.instance }}",
+            'Host veth {{ $labels.interface }} (bridge "{{ $labels.bridge }}") on '
+            "{{ $labels.instance }} has no running container behind it (reason: "
+            "{{ $labels.reason }}). It leaks an interface and, on a Docker bridge, an address "
+            "on that network; traffic is not affected.",
+            veth_held,
+            network,
+        ),
+        Alert(
+            "DockerHostMasqueradeRuleMissing",
+            "docker-host-network",
+            "critical",
+            "2m",
+            masq_live,
+            "MASQUERADE rule missing for Docker network {{ $labels.network }} on "
+            "{{ $labels.instance }}",
+            "Network {{ $labels.network }} ({{ $labels.subnet }} on {{ $labels.bridge }}) on "
+            "{{ $labels.instance }} has IP masquerade on but no `-s {{ $labels.subnet }} ! -o "
+            "{{ $labels.bridge }} -j MASQUERADE` rule in either firewall backend: its "
+            "containers cannot reach anything off this host now.",
+            masq_held,
+            nat,
+        ),
+        Alert(
+            "DockerHostDnatRuleMissing",
+            "docker-host-network",
+            "critical",
+            "2m",
+            dnat_live,
+            "DNAT rule missing for {{ $labels.container }} port {{ $labels.host_port }} on "
+            "{{ $labels.instance }}",
+            "Container {{ $labels.container }} on {{ $labels.instance }} publishes "
+            "{{ $labels.protocol }} port {{ $labels.host_port }} (to "
+            "{{ $labels.container_port }}) but no DNAT rule forwards it: clients of the "
+            "published port are not reaching the container now.",
+            dnat_held,
+            nat,
+        ),
+        Alert(
+            "DockerHostNatRulesSplitAcrossBackends",
+            "docker-host-network",
+            "warning",
+            "10m",
+            split_live,
+            "nat rules in both iptables-legacy and nf_tables on {{ $labels.instance }}",
+            "Both firewall backends of {{ $labels.instance }} hold nat rules. Packets meet "
+            "both rule sets in an order few expect; Docker's rules are in one of them only. A "
+            "known cause of broken container networking after a distribution upgrade or a tool "
+            "that still uses iptables-legacy.",
+            split_held,
+            nat_plain,
+        ),
+        Alert(
+            "DockerHostNatBackendUnreadable",
+            "docker-host-network",
+            "warning",
+            "10m",
+            f"{unreadable_live}\nunless on(instance) {nat_privilege} == 1",
+            "Firewall backend {{ $labels.backend }} unreadable on {{ $labels.instance }}: no "
+            "NAT verdicts",
+            "The exporter on {{ $labels.instance }} cannot read the {{ $labels.backend }} "
+            "firewall backend (not for want of a privilege: DockerHostPrivilegeMissing covers "
+            "that). No MASQUERADE or DNAT rule can be called missing there, so "
+            "DockerHostMasqueradeRuleMissing and DockerHostDnatRuleMissing cannot fire. The "
+            "exporter's log says why.",
+            f"{unreadable_held}\nunless on(instance) {nat_privilege} == 1",
+            nat_plain,
+        ),
+        # -- daemon ----------------------------------------------------------------------------
+        Alert(
+            "DockerHostDaemonDown",
+            "docker-host-daemon",
+            "critical",
+            "2m",
+            down_live,
+            "{{ $labels.process }} is not running on {{ $labels.instance }}",
+            "No {{ $labels.process }} process runs on {{ $labels.instance }}. Containers cannot "
+            "be started, stopped or restarted; without live-restore a stopped dockerd stopped "
+            "its containers, and published ports served by docker-proxy are closed.",
+            down_held,
+            processes,
+        ),
+        Alert(
+            "DockerHostDaemonConfigReloadNeeded",
+            "docker-host-daemon",
+            "info",
+            "15m",
+            reload_live,
+            "daemon.json key {{ $labels.key }} not applied on {{ $labels.instance }}: a SIGHUP "
+            "applies it",
+            "{{ $labels.key }} in dockerd's configuration file on {{ $labels.instance }} "
+            "differs from what the running daemon reports, and dockerd reloads this option: "
+            "`kill -HUP $(pidof dockerd)` applies it without stopping containers.",
+            reload_held,
+            daemon,
+        ),
+        Alert(
+            "DockerHostDaemonConfigRestartNeeded",
+            "docker-host-daemon",
+            "warning",
+            "15m",
+            restart_live,
+            "daemon.json key {{ $labels.key }} not applied on {{ $labels.instance }}: only a "
+            "restart applies it",
+            "{{ $labels.key }} in dockerd's configuration file on {{ $labels.instance }} "
+            "differs from what the running daemon reports, and a SIGHUP does not apply this "
+            "option. Nothing is broken now; the next restart of dockerd (an upgrade, a reboot) "
+            "will change it, wanted or not.",
+            restart_held,
+            daemon,
+        ),
+        Alert(
+            "DockerHostDaemonFlagConflict",
+            "docker-host-daemon",
+            "warning",
+            "5m",
+            conflict_live,
+            "{{ $labels.key }} is both a dockerd flag and in daemon.json on "
+            "{{ $labels.instance }}: the next dockerd start fails",
+            "dockerd on {{ $labels.instance }} refuses to start when a key is given both on "
+            "its command line and in its configuration file. It runs now, so nothing is broken "
+            "yet; the next restart (an upgrade, a reboot) fails and takes its containers down. "
+            "Fix it before then.",
+            conflict_held,
+            daemon,
+        ),
+        Alert(
+            "DockerHostDaemonConfigInvalid",
+            "docker-host-daemon",
+            "warning",
+            "5m",
+            invalid_live,
+            "dockerd would not start with its configuration file on {{ $labels.instance }}",
+            "dockerd's configuration file on {{ $labels.instance }} is unreadable, not a JSON "
+            "object, holds an unknown key or a key also given as a flag, or is missing while "
+            "--config-file names it. The running daemon is fine; the next restart fails and "
+            "takes its containers down. The exporter's log says why.",
+            invalid_held,
+            daemon,
+        ),
+        # -- containers ------------------------------------------------------------------------
+        Alert(
+            "DockerHostContainerSharesHostNamespace",
+            "docker-host-containers",
+            "warning",
+            "5m",
+            f"{shared} == 1\n  {exclusions}",
+            "{{ $labels.container }} shares the host's {{ $labels.namespace }} namespace on "
+            "{{ $labels.instance }}",
+            "Container {{ $labels.container }} on {{ $labels.instance }} runs in the host's own "
+            "{{ $labels.namespace }} namespace (--{{ $labels.namespace }}=host or equivalent): "
+            "it is not isolated from the host there. Expected for some agents (label them "
+            "allowed, see the runbook); a surprise for most workloads.",
+            f"last_over_time({shared}[{hold}]) == 1\n  {exclusions}",
+            processes,
+        ),
+        Alert(
+            "DockerHostZombieProcesses",
+            "docker-host-containers",
+            "warning",
+            "5m",
+            f"quantile_over_time({s.zombie_quantile:g}, {zombies}[{s.zombie_window}]) > 0",
+            "Zombie processes in {{ $labels.container }} on {{ $labels.instance }}",
+            "Processes in {{ $labels.container }} on {{ $labels.instance }} exited and were "
+            f"never reaped, most of the time over the last {s.zombie_window}: its PID 1 does "
+            "not wait for its children. They hold PIDs until the container stops.",
+            f"last_over_time({zombies}[{hold}]) > 0",
+            processes,
+        ),
+        Alert(
+            "DockerHostOrphanedShim",
+            "docker-host-containers",
+            "warning",
+            "10m",
+            shim_live,
+            "containerd shim {{ $labels.shim_pid }} on {{ $labels.instance }} holds a "
+            "container Docker does not list",
+            "The shim for container id {{ $labels.container_id }} is running on "
+            "{{ $labels.instance }}, but the Engine API does not list that container: dockerd "
+            "lost track of it, and its processes run unmanaged.",
+            shim_held,
+            Blind(("processes", "containers")),
+        ),
+        # -- conntrack -------------------------------------------------------------------------
+        Alert(
+            "DockerHostConntrackTableFilling",
+            "docker-host-conntrack",
+            "warning",
+            "5m",
+            warn_fill,
+            "Conntrack table {{ $value | humanizePercentage }} full on {{ $labels.instance }}",
+            "The connection-tracking table of {{ $labels.instance }} holds more than "
+            f"{s.conntrack_warning_ratio:.0%} of nf_conntrack_max. When it is full the kernel "
+            f"drops new connections, of every container and of the host. {top}",
+            warn_fill_held,
+            conntrack,
+        ),
+        Alert(
+            "DockerHostConntrackTableNearlyFull",
+            "docker-host-conntrack",
+            "critical",
+            "2m",
+            crit_fill,
+            "Conntrack table {{ $value | humanizePercentage }} full on {{ $labels.instance }}",
+            "The connection-tracking table of {{ $labels.instance }} holds more than "
+            f"{s.conntrack_critical_ratio:.0%} of nf_conntrack_max: new connections of every "
+            f"container and of the host are about to be dropped. {top}",
+            crit_fill_held,
+            conntrack,
+        ),
+        Alert(
+            "DockerHostConntrackInsertFailing",
+            "docker-host-conntrack",
+            "critical",
+            "0s",
+            insert_live,
+            "Conntrack insert failures on {{ $labels.instance }}",
+            "The kernel of {{ $labels.instance }} failed to insert new conntrack entries in the "
+            "last 5 minutes: a full table, or clashing entries (often parallel "
+            "DNS queries over UDP). The packets that needed them were dropped.",
+            insert_held,
+            conntrack,
+        ),
+        Alert(
+            "DockerHostConntrackDropping",
+            "docker-host-conntrack",
+            "critical",
+            "0s",
+            drop_live,
+            "Conntrack is dropping packets on {{ $labels.instance }}",
+            "The kernel of {{ $labels.instance }} dropped packets in the last 5 minutes "
+            "because the connection-tracking table had no room for a new entry "
+            "(nf_conntrack: table full, dropping packet): new connections of containers and the "
+            "host fail.",
+            drop_held,
+            conntrack,
+        ),
+        # -- the exporter ----------------------------------------------------------------------
+        Alert(
+            "DockerHostCollectorFailing",
+            "docker-host-exporter",
+            "warning",
+            "5m",
+            f"avg_over_time({success}[{s.collector_success_window}]) < "
+            f"{s.collector_success_ratio:g}",
+            "Collector {{ $labels.collector }} of docker-host-exporter is failing on "
+            "{{ $labels.instance }}",
+            "The {{ $labels.collector }} collector on {{ $labels.instance }} succeeded in only "
+            "{{ $value | humanizePercentage }} of its runs over the last "
+            f"{s.collector_success_window}, failing or timing out the others. While it fails, "
+            "its metrics are absent: its alerts hold their last verdict and cannot fire anew. "
+            "The exporter's log says why, once per change.",
+            f"last_over_time({success}[{hold}]) == 0",
+            Blind(),  # its own failure is the fault: only the exporter down hides it
+        ),
+        Alert(
+            "DockerHostPrivilegeMissing",
+            "docker-host-exporter",
+            "warning",
+            "10m",
+            privilege_live,
+            "docker-host-exporter on {{ $labels.instance }} lacks {{ $labels.capability }}: "
+            "{{ $labels.collector }} verdicts are blind",
+            "The {{ $labels.collector }} collector on {{ $labels.instance }} was refused "
+            "something for lack of {{ $labels.capability }}. What it could not read is not "
+            "judged (no missing rule, no orphan, no namespace is called broken there), so "
+            "alerts on it cannot fire. Give the exporter its four capabilities (docs/deploy.md).",
+            privilege_held,
+            Blind(by_label=True),
+        ),
+        Alert(
+            "DockerHostSeriesDropped",
+            "docker-host-exporter",
+            "warning",
+            "15m",
+            dropped_live,
+            "docker-host-exporter on {{ $labels.instance }} drops series of {{ $labels.family }}",
+            "{{ $labels.family }} on {{ $labels.instance }} has more series than "
+            "--metrics.max-series-per-family: {{ $value }} were left out of the last "
+            "exposition. Alerts and dashboards on that family see only part of the host.",
+            dropped_held,
+            Blind(any_collector=True),
+        ),
+        Alert(
+            "DockerHostExporterDown",
+            "docker-host-exporter",
+            "warning",
+            "5m",
+            f"{q('up')} == 0",
+            "docker-host-exporter on {{ $labels.instance }} is down",
+            "Prometheus cannot scrape docker-host-exporter on {{ $labels.instance }}: no new "
+            "fault of that host can be seen, and its alerts hold their last verdicts.",
+            keep_firing=False,
+        ),
+        Alert(
+            "DockerHostExporterTargetGone",
+            "docker-host-exporter",
+            "warning",
+            "10m",
+            f"last_over_time({q('up')}[{s.target_memory}]) unless {q('up')}",
+            "docker-host-exporter target {{ $labels.instance }} is no longer scraped",
+            "Prometheus scraped docker-host-exporter on {{ $labels.instance }} within the last "
+            f"{s.target_memory} but has no such target now: it left service discovery or the "
+            "scrape configuration (a renamed job, a relabelling, a host removed). If that was "
+            f"meant, silence this; it ends {s.target_memory} after the last scrape.",
+            keep_firing=False,
+        ),
+        Alert(
+            "DockerHostExporterAbsent",
+            "docker-host-exporter",
+            "warning",
+            "10m",
+            f"absent({q('up')})",
+            "No docker-host-exporter target is scraped on any host",
+            f"Prometheus has no target matching {{{s.job_selector}}}: no host is watched by "
+            "docker-host-exporter, and none of its alerts can fire. The job was renamed, "
+            "dropped from the scrape configuration, or discovery finds no target.",
+            keep_firing=False,
+        ),
+    ]
+
+
+def known_alerts(s: AlertSettings) -> list[str]:
+    return [a.name for a in alerts(s)]
+
+
+def check_alert_names(s: AlertSettings) -> None:
+    names = set(known_alerts(s))
+    for setting in ("severities", "for_durations", "keep_firing_for_durations"):
+        unknown = sorted(set(getattr(s, setting)) - names)
+        if unknown:
+            raise SettingsError(
+                f"setting {setting}: unknown alert {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(names))}"
+            )
+
+
+def resolved(a: Alert, s: AlertSettings) -> Alert:
+    """The alert with the operator's severity and `for` over the defaults."""
+    return dataclasses.replace(
+        a,
+        severity=s.severities.get(a.name, a.severity),
+        for_=s.for_durations.get(a.name, a.for_),
+    )
+
+
+def keep_firing_for(a: Alert, s: AlertSettings) -> str:
+    if not a.keep_firing:
+        return "0s"
+    return s.keep_firing_for_durations.get(a.name, s.keep_firing_for)
+
+
+def rule(a: Alert, s: AlertSettings) -> dict[str, Any]:
+    body: dict[str, Any] = {"alert": a.name, "expr": expression(a, Q(s))}
+    if mixin_settings.duration_seconds(a.for_) > 0:
+        body["for"] = a.for_
+    keep = keep_firing_for(a, s)
+    if mixin_settings.duration_seconds(keep) > 0:
+        body["keep_firing_for"] = keep
+    body["labels"] = {"severity": a.severity}
+    body["annotations"] = {
+        "summary": a.summary,
+        "description": a.description + _where(a),
+        "runbook_url": f"{s.runbook_url}#{a.name.lower()}",
+    }
+    return body
+
+
+def rule_groups(s: AlertSettings) -> dict[str, Any]:
+    check_alert_names(s)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for a in alerts(s):
+        groups.setdefault(a.group, []).append(rule(resolved(a, s), s))
+    return {"groups": [{"name": name, "rules": rules} for name, rules in groups.items()]}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line expressions as literal blocks, the way people write them."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    if "\n" in text:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1 << 16, allow_unicode=True)
+
+
+HEADER = (
+    "# Generated by `python -m mixin.alerts` from mixin/alerts.py: edit that, not this file.\n"
+    "# Each alert's runbook is in docs/runbooks.md; tested by tests/rules/*.test.yml\n"
+    "# (promtool test rules). Needs Prometheus >= 2.42 (keep_firing_for).\n"
+)
+
+
+def render_rules(s: AlertSettings) -> str:
+    return HEADER + dump(rule_groups(s))
+
+
+def render_prometheus_rule(s: AlertSettings) -> str:
+    rule_object = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "docker-host-exporter",
+            "labels": {"app.kubernetes.io/name": "docker-host-exporter"},
+        },
+        "spec": rule_groups(s),
+    }
+    return (
+        "# Generated by `python -m mixin.alerts` from mixin/alerts.py, as\n"
+        "# deploy/prometheus/alerts.yml is: edit that.\n" + dump(rule_object)
+    )
+
+
+def outputs(s: AlertSettings) -> dict[Path, str]:
+    """The checked-in files, by path relative to the repository."""
+    return {RULES_PATH: render_rules(s), PROMETHEUS_RULE_PATH: render_prometheus_rule(s)}
+
+
+def write_tests(s: AlertSettings, directory: Path, rules_file: Path) -> Path:
+    """The generated promtool tests (not checked in: regenerated whenever they run)."""
+    from mixin.alert_tests import render_tests  # noqa: PLC0415 - it imports this module
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "generated.test.yml"
+    path.write_text(render_tests(s, rules_file.resolve()))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mixin.alerts", description=__doc__.split("\n")[0]
+    )
+    mixin_settings.add_arguments(parser)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
+    parser.add_argument("--out-dir", type=Path, default=ROOT, help="where to write (the repo)")
+    parser.add_argument(
+        "--tests-out",
+        type=Path,
+        metavar="DIR",
+        help="also write the generated promtool tests there (DIR/generated.test.yml)",
+    )
+    parser.add_argument(
+        "--list-settings", action="store_true", help="print the settings and their defaults"
+    )
+    args = parser.parse_args(argv)
+    if args.list_settings:
+        print(mixin_settings.describe(AlertSettings))
+        return 0
+    try:
+        s = mixin_settings.from_arguments(AlertSettings, args)
+        files = outputs(s)
+    except SettingsError as exc:
+        print(f"mixin.alerts: {exc}", file=sys.stderr)
+        return 2
+    stale = []
+    for path, text in files.items():
+        target = args.out_dir / path
+        if args.check:
+            if not target.exists() or target.read_text() != text:
+                stale.append(str(path))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    if args.tests_out is not None:
+        write_tests(s, args.tests_out, args.out_dir / RULES_PATH)
+    if stale:
+        print(
+            "mixin.alerts: stale, run `python -m mixin.alerts`: " + ", ".join(stale),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # One copy of this module: the tests generator imports it as mixin.alerts.
+    from mixin.alerts import main as _main
+
+    sys.exit(_main())
