@@ -1,12 +1,14 @@
 """Generates the Grafana dashboards in grafana/dashboards/ from code.
 
-    python grafana/generate.py          # rewrite the JSON files
-    python grafana/generate.py --check  # exit 1 if they differ from what is committed
+    python -m grafana.generate                   # rewrite the JSON files
+    python -m grafana.generate --check           # exit 1 if they differ from what is committed
+    python -m grafana.generate --set time_from=now-24h --out /tmp/dashboards
 
-Code rather than hand-written JSON: five dashboards share one datasource/job/instance template,
-one selector and one panel layout, and a test (tests/unit/test_dashboards.py) runs every query
-against the metric catalogue. No Grafana SDK is needed for a few dict builders; the output is
-plain file-provisionable JSON (schemaVersion 39, timeseries/stat/table panels only).
+Code rather than hand-written JSON: six dashboards share one set of variables, links and
+annotations, every query is scoped to them by grafana/build.py, every panel's description is the
+HELP of the families it reads, and tests/unit/test_dashboards.py checks the result (units,
+descriptions, links, freshness, and that every declared family is on a dashboard, in an alert,
+or excused in docs/metrics.md). The output is plain file-provisionable Grafana JSON.
 """
 
 from __future__ import annotations
@@ -14,702 +16,1354 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a script: python grafana/generate.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from grafana.build import (
+    BAD_FROM_1,
+    DRIFT,
+    GOOD_FROM_1,
+    OK_MISSING,
+    ORPHAN,
+    SPLIT,
+    SUCCESS,
+    VALID,
+    YES_BAD,
+    YES_GOOD,
+    Board,
+    Drill,
+    Mapping,
+    Query,
+    Settings,
+    Variable,
+    label,
+    settings_from,
+    thresholds,
+    value,
+)
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
-SEL = 'job=~"$job", instance=~"$instance"'
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-# The namespaces whose sharing with the host matters (user and cgroup are shared by default).
-HOST_NS = 'namespace=~"pid|net|ipc|uts|mnt"'
-INSTANCES = 'label_values(docker_host_exporter_build_info{job=~"$job"}, instance)'
+
+RATE = "[$__rate_interval]"
+
+CONTAINER = Variable("container", "Container", "docker_host_container_info")
+NETWORK = Variable("network", "Network", "docker_host_bridge_info")
+INTERFACE = Variable("interface", "Host veth", "docker_host_veth_peer_namespace_info")
+IMAGE = Variable("image_id", "Image", "docker_host_image_info")
+
+TO_TOPOLOGY = Drill("dhe-topology", "container", "Plumbing of ${__value.raw}")
+TO_CONTAINER = Drill("dhe-overview", "container", "Processes and namespaces of ${__value.raw}")
+TO_VETH = Drill("dhe-network", "interface", "Veth ${__value.raw}")
+TO_NETWORK = Drill("dhe-network", "network", "Network ${__value.raw}")
+TO_IMAGE = Drill("dhe-layers", "image_id", "Layers of ${__value.raw}")
+TO_HOST = Drill("dhe-topology", "instance", "Plumbing of ${__value.raw}")
+
+DOWN_WHEN_0 = Mapping(((0, "down", "red"),))
+MISSING_COUNT = Mapping(((0, "ok", "green"),), ranges=((1, None, "missing", "red"),), null_text="-")
+NO_PORTS = Mapping((), null_text="none")
 
 
-def q(expr: str) -> str:
-    """Every query is scoped to the chosen job and instances."""
-    return expr.replace("{}", "{" + SEL + "}").replace("{,", "{" + SEL + ", ")
+def keyed(expr: str, *labels: str, by: tuple[str, ...] = ()) -> str:
+    """One row per distinct `labels` (joined into the label `row`, the table's join key),
+    keeping the labels `by`."""
+    kept = ", ".join(("row", *by))
+    parts = ", ".join(f'"{name}"' for name in labels)
+    return f'max by ({kept}) (label_join({expr}, "row", "/", {parts}))'
 
 
-class Layout:
-    """Left to right, top to bottom, on Grafana's 24-column grid."""
-
-    def __init__(self) -> None:
-        self.x = self.y = self.row_height = 0
-        self.ids = iter(range(1, 1000))
-
-    def place(self, width: int, height: int) -> dict[str, int]:
-        if self.x + width > 24:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        pos = {"x": self.x, "y": self.y, "w": width, "h": height}
-        self.x += width
-        self.row_height = max(self.row_height, height)
-        return pos
+def per_host(expr: str, collector: str = "") -> str:
+    """`expr` aggregated by instance, 0 on a host where it has no series but the collector that
+    writes it succeeded (not on a host that does not run it: that is no data, not zero)."""
+    if not collector:
+        base = "docker_host_exporter_build_info"
+    else:
+        base = f'docker_host_collector_success{{collector="{collector}"}} == 1'
+    return f"({expr}) or on (instance) (0 * max by (instance) ({base}))"
 
 
-def target(expr: str, legend: str = "", instant: bool = False, ref: str = "A") -> dict[str, Any]:
-    t: dict[str, Any] = {"datasource": DATASOURCE, "expr": q(expr), "refId": ref}
-    if legend:
-        t["legendFormat"] = legend
-    if instant:
-        t.update(instant=True, range=False, format="table")
-    return t
-
-
-def stat(
-    layout: Layout,
+def host_stat(
+    board: Board,
     title: str,
     expr: str,
     *,
-    unit: str = "short",
-    description: str = "",
+    unit: str = "none",
+    lead: str = "",
+    steps: dict[str, Any] = BAD_FROM_1,
+    mapping: Mapping | None = None,
     width: int = 4,
-    thresholds: tuple[float, ...] = (),
-) -> dict[str, Any]:
-    steps = [{"color": "green", "value": None}] + [{"color": "red", "value": t} for t in thresholds]
-    return {
-        "id": next(layout.ids),
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": layout.place(width, 4),
-        "targets": [target(expr)],
-        "fieldConfig": {
-            "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-            "graphMode": "none",
-            "textMode": "auto",
-        },
-    }
+) -> None:
+    board.stat(
+        title,
+        [Query(expr, "{{instance}}")],
+        unit=unit,
+        lead=lead,
+        steps=steps,
+        mapping=mapping,
+        width=width,
+    )
 
 
-def timeseries(
-    layout: Layout,
-    title: str,
-    exprs: list[tuple[str, str]],
-    *,
-    unit: str = "short",
-    description: str = "",
-    width: int = 12,
-) -> dict[str, Any]:
-    return {
-        "id": next(layout.ids),
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": layout.place(width, 8),
-        "targets": [target(e, legend, ref=chr(65 + i)) for i, (e, legend) in enumerate(exprs)],
-        "fieldConfig": {"defaults": {"unit": unit, "custom": {"fillOpacity": 10}}, "overrides": []},
-        "options": {
-            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    }
+INSTANCE = label("instance", "host", TO_HOST)
 
 
-def table(
-    layout: Layout,
-    title: str,
-    expr: str,
-    columns: list[str],
-    *,
-    description: str = "",
-    width: int = 24,
-    height: int = 8,
-) -> dict[str, Any]:
-    """An instant query as a table, showing only `columns` (labels, and Value)."""
-    return {
-        "id": next(layout.ids),
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "gridPos": layout.place(width, height),
-        "targets": [target(expr, instant=True)],
-        "transformations": [
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "__name__": True, "job": True},
-                    "indexByName": {c: i for i, c in enumerate(["instance", *columns])},
-                },
-            },
-            {"id": "filterFieldsByName", "options": {"include": {"names": ["instance", *columns]}}},
-        ],
-        "fieldConfig": {"defaults": {}, "overrides": []},
-        "options": {"showHeader": True, "cellHeight": "sm"},
-    }
-
-
-def dashboard(
-    uid: str, title: str, description: str, panels: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["docker", "docker-host-exporter"],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "graphTooltip": 1,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                },
-                {
-                    "name": "job",
-                    "label": "Job",
-                    "type": "query",
-                    "datasource": DATASOURCE,
-                    "query": {
-                        "query": "label_values(docker_host_exporter_build_info, job)",
-                        "refId": "job",
-                    },
-                    "definition": "label_values(docker_host_exporter_build_info, job)",
-                    "refresh": 2,
-                    "includeAll": True,
-                    "multi": True,
-                    "current": {},
-                    "sort": 1,
-                },
-                {
-                    "name": "instance",
-                    "label": "Instance",
-                    "type": "query",
-                    "datasource": DATASOURCE,
-                    "query": {"query": INSTANCES, "refId": "instance"},
-                    "definition": INSTANCES,
-                    "refresh": 2,
-                    "includeAll": True,
-                    "multi": True,
-                    "current": {},
-                    "sort": 1,
-                },
-            ]
-        },
-        "annotations": {"list": []},
-        "panels": panels,
-    }
-
-
-def overview() -> dict[str, Any]:
-    lay = Layout()
-    return dashboard(
+def overview(s: Settings) -> Board:
+    # The namespaces whose sharing with the host matters (user and cgroup are shared by default).
+    host_ns = f'namespace=~"{s.host_namespaces}"'
+    b = Board(
         "dhe-overview",
         "Docker host: overview",
-        "Containers, isolation, zombies, orphans and drift across the chosen hosts.",
-        [
-            stat(lay, "Running containers", 'sum(docker_host_containers{, state="running"})'),
-            stat(
-                lay,
-                "Host namespaces shared",
-                "sum(docker_host_container_namespace_shared_with_host{, " + HOST_NS + "})",
-                description="Container namespaces (pid, net, ipc, uts, mnt) the host owns.",
-                thresholds=(1,),
-            ),
-            stat(
-                lay,
-                "Zombie processes",
-                "sum(docker_host_container_zombie_processes{})",
-                thresholds=(1,),
-            ),
-            stat(
-                lay,
-                "Orphaned veths",
-                'sum(docker_host_veths{, status="orphaned"})',
-                thresholds=(1,),
-            ),
-            stat(lay, "Orphaned shims", "sum(docker_host_shim_orphaned{})", thresholds=(1,)),
-            stat(
-                lay,
-                "Drifted daemon keys",
-                "sum(docker_host_daemon_config_drift{})",
-                thresholds=(1,),
-            ),
-            timeseries(
-                lay,
-                "Containers by state",
-                [("sum by (state) (docker_host_containers{})", "{{state}}")],
-            ),
-            timeseries(
-                lay,
-                "Collector run time",
-                [
-                    (
-                        "max by (collector) (docker_host_collector_duration_seconds{})",
-                        "{{collector}}",
-                    )
-                ],
-                unit="s",
-            ),
-            table(
-                lay,
-                "Collectors",
-                "docker_host_collector_success{}",
-                ["collector", "Value"],
-                description="1: the last run succeeded. 0: failed or timed out; the reason is "
-                "in the exporter's log.",
-                width=12,
-            ),
-            table(
-                lay,
-                "Containers and their PID 1",
-                "docker_host_container_pid1_info{}",
-                ["container", "host_pid", "shim_pid"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Containers sharing host namespaces",
-                "docker_host_container_namespace_shared_with_host{, " + HOST_NS + "}",
-                ["container", "namespace", "Value"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Processes and zombies per container",
-                "docker_host_container_processes{}",
-                ["container", "Value"],
-                width=12,
-            ),
-        ],
+        "Which host is in trouble and why: containers, isolation, zombies, orphans, NAT and "
+        "drift per host, then per container.",
+        variables=(CONTAINER,),
+        container_annotations=True,
     )
-
-
-def network() -> dict[str, Any]:
-    lay = Layout()
-    rate = "rate(docker_host_veth_{}_total{}[$__rate_interval])"
-    return dashboard(
-        "dhe-network",
-        "Docker host: network plumbing",
-        "Every host veth paired with its container (no docker exec), bridges and "
-        "their ports, per-container traffic as the host counts it, orphaned veths.",
-        [
-            stat(lay, "Paired veths", 'sum(docker_host_veths{, status="paired"})'),
-            stat(
-                lay,
-                "Orphaned veths",
-                'sum(docker_host_veths{, status="orphaned"})',
-                thresholds=(1,),
-            ),
-            stat(lay, "Bridges", "count(docker_host_bridge_info{})"),
-            stat(lay, "Bridge ports", "sum(docker_host_bridge_ports{})"),
-            stat(
-                lay,
-                "Shared network namespaces",
-                "count(docker_host_container_network_shared_with{}) or vector(0)",
-                description="Containers in another container's network namespace "
-                "(--network=container:X).",
-            ),
-            table(
-                lay,
-                "Veth pairs (veth.sh, without exec)",
-                "docker_host_veth_info{}",
-                ["interface", "container", "container_interface", "bridge", "network"],
-            ),
-            table(
-                lay,
-                "Bridges (brctl show)",
-                "docker_host_bridge_port_state{}",
-                ["bridge", "port", "state"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Docker networks behind the bridges",
-                "docker_host_bridge_info{}",
-                ["bridge", "network", "driver", "subnet", "stp"],
-                width=12,
-            ),
-            timeseries(
-                lay,
-                "Received by containers (host side transmits)",
-                [
-                    (
-                        f"sum by (container) ({rate.replace('{}', 'transmit_bytes', 1)})",
-                        "{{container}}",
-                    )
-                ],
-                unit="Bps",
-            ),
-            timeseries(
-                lay,
-                "Sent by containers (host side receives)",
-                [
-                    (
-                        f"sum by (container) ({rate.replace('{}', 'receive_bytes', 1)})",
-                        "{{container}}",
-                    )
-                ],
-                unit="Bps",
-            ),
-            timeseries(
-                lay,
-                "Drops and errors per container",
-                [
-                    (
-                        f"sum by (container) ({rate.replace('{}', 'receive_drops', 1)})",
-                        "rx drops {{container}}",
-                    ),
-                    (
-                        f"sum by (container) ({rate.replace('{}', 'transmit_drops', 1)})",
-                        "tx drops {{container}}",
-                    ),
-                    (
-                        f"sum by (container) ({rate.replace('{}', 'receive_errors', 1)})",
-                        "rx errors {{container}}",
-                    ),
-                ],
-                unit="pps",
-                width=24,
-            ),
-            table(
-                lay,
-                "Orphaned veths",
-                "docker_host_veth_orphaned{}",
-                ["interface", "reason", "bridge"],
-            ),
-        ],
+    running = 'sum by (instance) (docker_host_containers{state="running"})'
+    sharing = per_host(
+        "count by (instance) (docker_host_container_namespace_shared_with_host{"
+        + host_ns
+        + "} == 1 unless on (instance, container) docker_host_exporter_container_info)",
+        "processes",
     )
-
-
-def nat() -> dict[str, Any]:
-    lay = Layout()
-    return dashboard(
-        "dhe-nat",
-        "Docker host: NAT",
-        "MASQUERADE and DNAT rules in both firewall backends, their counters, "
-        "the rules Docker's networks and published ports need but lack, and the "
-        "connection-tracking table every NATed connection takes an entry in.",
-        [
-            table(
-                lay,
-                "Docker's firewall backend",
-                "docker_host_nat_backend_info{}",
-                ["backend"],
-                width=8,
-                height=4,
-            ),
-            stat(
-                lay,
-                "Rules split across backends",
-                "max(docker_host_nat_rules_split_across_backends{})",
-                thresholds=(1,),
-            ),
-            stat(
-                lay,
-                "Missing MASQUERADE rules",
-                "sum(docker_host_nat_masquerade_missing{})",
-                thresholds=(1,),
-            ),
-            stat(lay, "Missing DNAT rules", "sum(docker_host_nat_dnat_missing{})", thresholds=(1,)),
-            stat(lay, "nat rules", "sum by (backend) (docker_host_nat_rules{})"),
-            table(
-                lay,
-                "MASQUERADE rules",
-                "docker_host_nat_masquerade_rules{}",
-                ["backend", "table", "chain", "source", "out_interface", "negated", "Value"],
-            ),
-            table(
-                lay,
-                "DNAT rules (published ports)",
-                "docker_host_nat_dnat_rules{}",
-                ["backend", "chain", "protocol", "host_port", "destination", "Value"],
-            ),
-            timeseries(
-                lay,
-                "Masqueraded traffic",
-                [
-                    (
-                        "sum by (source) "
-                        "(rate(docker_host_nat_masquerade_bytes_total{}[$__rate_interval]))",
-                        "{{source}}",
-                    )
-                ],
-                unit="Bps",
-            ),
-            timeseries(
-                lay,
-                "DNAT traffic",
-                [
-                    (
-                        "sum by (host_port, destination) "
-                        "(rate(docker_host_nat_dnat_bytes_total{}[$__rate_interval]))",
-                        "{{host_port}} → {{destination}}",
-                    )
-                ],
-                unit="Bps",
-            ),
-            table(
-                lay,
-                "Expected MASQUERADE rules (1 = missing)",
-                "docker_host_nat_masquerade_missing{}",
-                ["network", "subnet", "bridge", "Value"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Expected DNAT rules (1 = missing)",
-                "docker_host_nat_dnat_missing{}",
-                ["container", "protocol", "host_port", "container_port", "Value"],
-                width=12,
-            ),
-            *conntrack_row(lay),
-        ],
-    )
-
-
-def conntrack_row(lay: Layout) -> list[dict[str, Any]]:
-    """Every NATed connection is tracked: the conntrack table, and who fills it."""
-    counter = "sum(increase(docker_host_conntrack_stat_{}_total{{}}[$__rate_interval]))"
-    return [
-        stat(
-            lay,
-            "Conntrack table used",
-            "max(docker_host_conntrack_entries{} / docker_host_conntrack_entries_limit{})",
-            unit="percentunit",
-            description="Entries against nf_conntrack_max; when full, new connections of "
-            "every container are dropped.",
-            thresholds=(0.8, 0.95),
-            width=6,
+    zombies = per_host("sum by (instance) (docker_host_container_zombie_processes)", "processes")
+    orphaned_veths = per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network")
+    orphaned_shims = per_host("sum by (instance) (docker_host_shim_orphaned)", "processes")
+    drifted = per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon")
+    # One value column per query after the first, in this order: (query, title, mapping, steps).
+    cells: list[tuple[str, str, Mapping | None, dict[str, Any] | None]] = [
+        (per_host(running, "containers"), "running", None, None),
+        (
+            'sum by (instance) (docker_host_daemon_processes{process="dockerd"})',
+            "dockerd",
+            DOWN_WHEN_0,
+            GOOD_FROM_1,
         ),
-        stat(
-            lay,
-            "Conntrack drops",
-            counter.format("drop"),
-            description="Packets dropped for want of a conntrack entry (table full).",
-            thresholds=(1,),
-            width=6,
+        (zombies, "zombies", None, BAD_FROM_1),
+        (sharing, "sharing host namespaces", None, BAD_FROM_1),
+        (orphaned_veths, "orphaned veths", None, BAD_FROM_1),
+        (orphaned_shims, "orphaned shims", None, BAD_FROM_1),
+        (
+            per_host("sum by (instance) (docker_host_nat_masquerade_missing)", "nat"),
+            "MASQUERADE missing",
+            None,
+            BAD_FROM_1,
         ),
-        stat(
-            lay,
-            "Conntrack insert failures",
-            counter.format("insert_failed"),
-            thresholds=(1,),
-            width=6,
+        (
+            per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat"),
+            "DNAT missing",
+            None,
+            BAD_FROM_1,
         ),
-        stat(
-            lay,
-            "Entries not attributed (dump cap)",
-            "sum(docker_host_conntrack_dump_skipped_entries{})",
-            description="Entries the last dump left unread at --collector.conntrack.max-entries.",
-            thresholds=(1,),
-            width=6,
+        (drifted, "drifted keys", None, thresholds((1, "orange"))),
+        (
+            "min by (instance) (docker_host_daemon_config_file_valid)",
+            "daemon.json",
+            VALID,
+            GOOD_FROM_1,
         ),
-        timeseries(
-            lay,
-            "Tracked connections and the limit",
-            [
-                ("sum by (instance) (docker_host_conntrack_entries{})", "{{instance}} entries"),
-                ("max by (instance) (docker_host_conntrack_entries_limit{})", "{{instance}} limit"),
-            ],
-        ),
-        timeseries(
-            lay,
-            "Tracked connections per container (top 10)",
-            [
-                (
-                    "topk(10, sum by (container) (docker_host_container_conntrack_entries{}))",
-                    "{{container}}",
-                )
-            ],
-        ),
-        timeseries(
-            lay,
-            "Conntrack drops, insert failures, early drops",
-            [
-                (counter.format(name).replace("sum(", "sum by (instance) (", 1), legend)
-                for name, legend in (
-                    ("drop", "{{instance}} drop"),
-                    ("insert_failed", "{{instance}} insert failed"),
-                    ("early_drop", "{{instance}} early drop"),
-                )
-            ],
-        ),
-        table(
-            lay,
-            "TCP connections per container by state",
-            "docker_host_container_conntrack_tcp_entries{}",
-            ["container", "state", "Value"],
-            width=12,
+        (
+            per_host("count by (instance) (docker_host_collector_success == 0)"),
+            "collectors failing",
+            None,
+            BAD_FROM_1,
         ),
     ]
+    b.row("Per host")
+    b.table(
+        "Hosts",
+        [Query("max by (instance, version) (docker_host_exporter_build_info)")]
+        + [Query(expr) for expr, _, _, _ in cells],
+        [INSTANCE, label("version", "exporter")]
+        + [
+            value(chr(66 + i), title, "none", mapping, steps)
+            for i, (_, title, mapping, steps) in enumerate(cells)
+        ],
+        sort="host",
+        descending=False,
+        join_on="instance",
+        lead="One row per host: a red cell says which host is in trouble and with what. "
+        "Click a host for its plumbing.",
+        height=7,
+    )
+    host_stat(b, "Running containers", running, steps=thresholds(base="blue"))
+    host_stat(
+        b,
+        "Containers sharing host namespaces",
+        sharing,
+        lead="Containers in the host's pid, net, ipc, uts or mnt namespace, the exporter's own "
+        "container left out (it shares them by design).",
+    )
+    host_stat(b, "Zombie processes", zombies)
+    host_stat(b, "Orphaned veths", orphaned_veths)
+    host_stat(b, "Orphaned shims", orphaned_shims)
+    host_stat(b, "Drifted daemon keys", drifted, steps=thresholds((1, "orange")))
+
+    b.row("Containers")
+    b.timeseries(
+        "Containers by state",
+        [Query("sum by (instance, state) (docker_host_containers)", "{{state}} on {{instance}}")],
+        unit="none",
+        stack=True,
+    )
+    b.timeseries(
+        "Processes on the host and in its containers",
+        [
+            Query("max by (instance) (docker_host_procfs_processes)", "host {{instance}}"),
+            Query(
+                "sum by (instance) (docker_host_container_processes)",
+                "in containers {{instance}}",
+            ),
+            Query(
+                "sum by (instance) (docker_host_container_zombie_processes)",
+                "zombies {{instance}}",
+            ),
+        ],
+        unit="none",
+    )
+    row = ("instance", "container")
+    b.table(
+        "Processes and zombies per container",
+        [
+            Query(
+                keyed(
+                    "docker_host_container_info",
+                    *row,
+                    by=("instance", "container", "image", "image_id", "state", "network_mode"),
+                )
+            ),
+            Query(keyed("docker_host_container_processes", *row)),
+            Query(keyed("docker_host_container_zombie_processes", *row)),
+            Query(keyed("docker_host_container_pid1_info", *row, by=("host_pid", "shim_pid"))),
+            Query(keyed("docker_host_container_pid1_start_time_seconds", *row) + " * 1000"),
+            Query(keyed("docker_host_container_created_timestamp_seconds", *row) + " * 1000"),
+            Query(keyed("docker_host_container_namespaces_unreadable", *row)),
+        ],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("image"),
+            label("image_id", "image id", TO_IMAGE),
+            label("state"),
+            label("network_mode", "network mode"),
+            value("B", "processes", "none"),
+            value("C", "zombies", "none", steps=BAD_FROM_1),
+            label("host_pid", "PID 1 (host)"),
+            label("shim_pid", "shim PID"),
+            value("E", "started", "dateTimeAsIso"),
+            value("F", "created", "dateTimeAsIso"),
+            value("G", "namespaces unreadable", "none", steps=BAD_FROM_1),
+        ],
+        sort="zombies",
+        join_on="row",
+        lead="Every container with its PID 1 as the host sees it, its processes and zombies. "
+        "Click a container for its plumbing, an image for its layers.",
+        height=10,
+    )
+    b.table(
+        "Containers sharing host namespaces",
+        [
+            Query(
+                "docker_host_container_namespace_shared_with_host{"
+                + host_ns
+                + "} == 1 unless on (instance, container) docker_host_exporter_container_info"
+            )
+        ],
+        [INSTANCE, label("container", link=TO_TOPOLOGY), label("namespace")],
+        sort="container",
+        descending=False,
+        lead="Only the containers that do share one (pid, net, ipc, uts, mnt); the exporter's "
+        "own container is left out, it shares them by design.",
+        width=12,
+    )
+    b.table(
+        "Namespaces of every container",
+        [Query("docker_host_container_namespace_info")],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("namespace"),
+            label("inode"),
+        ],
+        sort="inode",
+        lead="Sorted by inode: containers that share a namespace sit together.",
+        width=12,
+    )
+    b.table(
+        "containerd shims",
+        [
+            Query(
+                keyed(
+                    "docker_host_shim_info",
+                    "instance",
+                    "shim_pid",
+                    by=("instance", "shim_pid", "container_id", "container"),
+                )
+            ),
+            Query(keyed("docker_host_shim_orphaned", "instance", "shim_pid")),
+        ],
+        [
+            INSTANCE,
+            label("shim_pid", "shim PID"),
+            label("container_id", "container id"),
+            label("container", link=TO_TOPOLOGY),
+            value("B", "orphaned", "none", YES_BAD),
+        ],
+        sort="orphaned",
+        join_on="row",
+        width=12,
+    )
+    b.table(
+        "dockerd and containerd",
+        [
+            Query(
+                "docker_host_daemon_process_start_time_seconds * 1000",
+            )
+        ],
+        [INSTANCE, label("process"), label("pid", "PID"), value("A", "started", "dateTimeAsIso")],
+        sort="process",
+        descending=False,
+        width=12,
+    )
+
+    b.row("Exporter")
+    b.table(
+        "Collectors",
+        [
+            Query(
+                keyed(
+                    "docker_host_collector_success",
+                    "instance",
+                    "collector",
+                    by=("instance", "collector"),
+                )
+            ),
+            Query(keyed("docker_host_collector_duration_seconds", "instance", "collector")),
+            Query(
+                keyed(
+                    "docker_host_collector_last_success_timestamp_seconds", "instance", "collector"
+                )
+                + " * 1000"
+            ),
+        ],
+        [
+            INSTANCE,
+            label("collector"),
+            value("A", "last run", "none", SUCCESS),
+            value("B", "run time", "s", steps=thresholds((5, "orange"))),
+            value("C", "last success", "dateTimeAsIso"),
+        ],
+        sort="last run",
+        descending=False,
+        join_on="row",
+        lead="A failed run's reason is in the exporter's log.",
+        width=12,
+    )
+    b.timeseries(
+        "Collector run time",
+        [
+            Query(
+                "max by (instance, collector) (docker_host_collector_duration_seconds)",
+                "{{collector}} on {{instance}}",
+            )
+        ],
+        unit="s",
+        width=12,
+    )
+    host_stat(
+        b,
+        "Privileges missing",
+        per_host("count by (instance) (docker_host_privilege_missing == 1)"),
+        lead="Capabilities a collector was refused in its last run: what it cannot judge is in "
+        "the README's privileges table.",
+        width=6,
+    )
+    host_stat(
+        b,
+        "Series dropped by the cap",
+        per_host("sum by (instance) (docker_host_series_dropped)"),
+        lead="Series left out over --metrics.max-series-per-family.",
+        width=6,
+    )
+    return b
 
 
-def layers() -> dict[str, Any]:
-    lay = Layout()
-    return dashboard(
+def network(s: Settings) -> Board:
+    b = Board(
+        "dhe-network",
+        "Docker host: network plumbing",
+        "Every host veth paired with its container (no docker exec), who holds the far end of "
+        "each, bridges and their ports, per-container traffic as the host counts it.",
+        variables=(CONTAINER, NETWORK, INTERFACE),
+        container_annotations=True,
+    )
+    host_stat(
+        b,
+        "Paired veths",
+        'sum by (instance) (docker_host_veths{status="paired"})',
+        steps=thresholds(base="blue"),
+    )
+    host_stat(
+        b,
+        "Orphaned veths",
+        per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network"),
+    )
+    host_stat(
+        b,
+        "Bridges",
+        "count by (instance) (docker_host_bridge_info)",
+        steps=thresholds(base="blue"),
+    )
+    host_stat(
+        b,
+        "Bridge ports",
+        "sum by (instance) (docker_host_bridge_ports)",
+        steps=thresholds(base="blue"),
+    )
+    host_stat(
+        b,
+        "Containers in another's network namespace",
+        per_host("count by (instance) (docker_host_container_network_shared_with)", "network"),
+        lead="Containers started with --network=container:X; they use X's veth.",
+        steps=thresholds(base="blue"),
+    )
+    host_stat(
+        b,
+        "Network namespaces unreadable",
+        "max by (instance) (docker_host_network_namespaces_unreadable)",
+    )
+    b.timeseries(
+        "Host veths by status",
+        [Query("sum by (instance, status) (docker_host_veths)", "{{status}} on {{instance}}")],
+        unit="none",
+        width=24,
+        height=7,
+        stack=True,
+    )
+    veth = ("instance", "interface")
+    paired = "and on (instance, interface) docker_host_veth_info"
+    b.table(
+        "Veth pairs (veth.sh, without exec)",
+        [
+            Query(
+                keyed(
+                    "docker_host_veth_info",
+                    *veth,
+                    by=(
+                        "instance",
+                        "interface",
+                        "container",
+                        "container_interface",
+                        "bridge",
+                        "network",
+                    ),
+                )
+            ),
+            Query(
+                keyed(
+                    f"(docker_host_veth_peer_namespace_info {paired})",
+                    *veth,
+                    by=("owner_kind",),
+                )
+            ),
+            Query(keyed(f"(rate(docker_host_veth_transmit_bytes_total{RATE}) {paired})", *veth)),
+            Query(keyed(f"(rate(docker_host_veth_receive_bytes_total{RATE}) {paired})", *veth)),
+            Query(
+                keyed(
+                    f"((rate(docker_host_veth_receive_drops_total{RATE}) + "
+                    f"rate(docker_host_veth_transmit_drops_total{RATE})) {paired})",
+                    *veth,
+                )
+            ),
+        ],
+        [
+            INSTANCE,
+            label("interface", "host veth", TO_VETH),
+            label("container", link=TO_TOPOLOGY),
+            label("container_interface", "in the container"),
+            label("bridge"),
+            label("network", link=TO_NETWORK),
+            label("owner_kind", "far end held by"),
+            value("C", "container receives", "Bps"),
+            value("D", "container sends", "Bps"),
+            value("E", "drops", "pps", steps=thresholds((0.001, "orange"))),
+        ],
+        sort="container receives",
+        join_on="row",
+        lead="Each host veth and the container interface at its far end, matched on the peer's "
+        "namespace id and ifindex. Rates are the host's counters: a container cannot fake them.",
+        height=9,
+    )
+    b.table(
+        "Every host veth: who holds its far end, orphaned or not",
+        [
+            Query(
+                keyed(
+                    "docker_host_veth_peer_namespace_info",
+                    *veth,
+                    by=("instance", "interface", "bridge", "owner_kind", "owner"),
+                )
+            ),
+            Query(
+                keyed(
+                    "(docker_host_veth_orphaned or on (instance, interface) "
+                    "0 * docker_host_veth_peer_namespace_info)",
+                    *veth,
+                )
+            ),
+            Query(keyed("docker_host_veth_orphaned", *veth, by=("reason",))),
+        ],
+        [
+            INSTANCE,
+            label("interface", "host veth", TO_VETH),
+            label("bridge"),
+            label("owner_kind", "held by"),
+            label("owner"),
+            value("B", "status", "none", ORPHAN),
+            label("reason", "why orphaned"),
+        ],
+        sort="status",
+        join_on="row",
+        lead="Who holds the namespace at the far end, from the kernel's mount tables and "
+        "processes; veths of other runtimes (foreign) are never judged.",
+        height=9,
+    )
+    b.table(
+        "Docker networks behind the bridges",
+        [
+            Query(
+                keyed(
+                    "docker_host_bridge_info",
+                    "instance",
+                    "bridge",
+                    by=("instance", "bridge", "network", "driver", "subnet", "stp"),
+                )
+            ),
+            Query(keyed("docker_host_bridge_ports", "instance", "bridge")),
+            Query(keyed("docker_host_nat_masquerade_missing", "instance", "bridge")),
+        ],
+        [
+            INSTANCE,
+            label("bridge"),
+            label("network", link=TO_NETWORK),
+            label("driver"),
+            label("subnet"),
+            label("stp", "STP"),
+            value("B", "ports", "none"),
+            value("C", "MASQUERADE", "none", OK_MISSING),
+        ],
+        sort="MASQUERADE",
+        join_on="row",
+        width=12,
+    )
+    b.table(
+        "Bridges and their ports (brctl show)",
+        [Query("docker_host_bridge_port_state == 1")],
+        [INSTANCE, label("bridge"), label("port", link=TO_VETH), label("state", "STP state")],
+        sort="bridge",
+        descending=False,
+        width=12,
+    )
+    traffic = "sum by (instance, container) (rate(docker_host_veth_{}_total" + RATE + "))"
+    b.timeseries(
+        "Received by containers (host side transmits)",
+        [Query(traffic.format("transmit_bytes"), "{{container}} on {{instance}}")],
+        unit="Bps",
+    )
+    b.timeseries(
+        "Sent by containers (host side receives)",
+        [Query(traffic.format("receive_bytes"), "{{container}} on {{instance}}")],
+        unit="Bps",
+    )
+    b.timeseries(
+        "Packets per container",
+        [
+            Query(traffic.format("transmit_packets"), "in {{container}} on {{instance}}"),
+            Query(traffic.format("receive_packets"), "out {{container}} on {{instance}}"),
+        ],
+        unit="pps",
+    )
+    b.timeseries(
+        "Drops and errors per container",
+        [
+            Query(traffic.format("receive_drops"), "rx drops {{container}} on {{instance}}"),
+            Query(traffic.format("transmit_drops"), "tx drops {{container}} on {{instance}}"),
+            Query(traffic.format("receive_errors"), "rx errors {{container}} on {{instance}}"),
+            Query(traffic.format("transmit_errors"), "tx errors {{container}} on {{instance}}"),
+        ],
+        unit="pps",
+        lead="rx and tx as the host side counts them: rx is what the container sent.",
+    )
+    return b
+
+
+def nat(s: Settings) -> Board:
+    b = Board(
+        "dhe-nat",
+        "Docker host: NAT",
+        "MASQUERADE and DNAT rules in both firewall backends, their counters, the rules "
+        "Docker's networks and published ports need but lack, and the connection-tracking "
+        "table every NATed connection takes an entry in.",
+        variables=(NETWORK, CONTAINER),
+    )
+    b.table(
+        "NAT per host",
+        [
+            Query("max by (instance, backend) (docker_host_nat_backend_info)"),
+            Query("max by (instance) (docker_host_nat_rules_split_across_backends)"),
+            Query(per_host("sum by (instance) (docker_host_nat_masquerade_missing)", "nat")),
+            Query(per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat")),
+            Query('sum by (instance) (docker_host_nat_rules{family="ipv4"})'),
+            Query('sum by (instance) (docker_host_nat_rules{family="ipv6"})'),
+        ],
+        [
+            INSTANCE,
+            label("backend", "Docker's rules are in"),
+            value("B", "split across backends", "none", SPLIT),
+            value("C", "MASQUERADE missing", "none", steps=BAD_FROM_1),
+            value("D", "DNAT missing", "none", steps=BAD_FROM_1),
+            value("E", "nat rules (IPv4)", "none"),
+            value("F", "nat rules (IPv6)", "none"),
+        ],
+        sort="host",
+        descending=False,
+        join_on="instance",
+        height=6,
+        width=12,
+    )
+    b.table(
+        "Backends readable",
+        [Query("docker_host_nat_backend_readable")],
+        [INSTANCE, label("backend"), value("A", "readable", "none", YES_GOOD)],
+        sort="readable",
+        descending=False,
+        lead="An unreadable backend means no verdict on missing rules.",
+        width=6,
+        height=6,
+    )
+    b.table(
+        "Missing rules judged",
+        [Query("docker_host_nat_judged")],
+        [INSTANCE, label("family"), value("A", "judged", "none", YES_GOOD)],
+        sort="judged",
+        descending=False,
+        width=6,
+        height=6,
+    )
+    b.timeseries(
+        "nat rules by backend",
+        [
+            Query(
+                "sum by (instance, backend, family) (docker_host_nat_rules)",
+                "{{backend}} {{family}} on {{instance}}",
+            )
+        ],
+        unit="none",
+        width=24,
+        height=6,
+    )
+    masq = ("instance", "backend", "family", "table", "chain", "source", "out_interface", "negated")
+    b.table(
+        "MASQUERADE rules",
+        [
+            Query(keyed("docker_host_nat_masquerade_rules", *masq, by=masq)),
+            Query(keyed(f"rate(docker_host_nat_masquerade_bytes_total{RATE})", *masq)),
+            Query(keyed(f"rate(docker_host_nat_masquerade_packets_total{RATE})", *masq)),
+        ],
+        [
+            INSTANCE,
+            label("backend"),
+            label("family"),
+            label("table"),
+            label("chain"),
+            label("source"),
+            label("out_interface", "out interface"),
+            label("negated", "out negated"),
+            value("A", "rules", "none", steps=thresholds((2, "orange"))),
+            value("B", "traffic", "Bps"),
+            value("C", "packets", "pps"),
+        ],
+        sort="traffic",
+        join_on="row",
+        lead="As in -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE; more than one "
+        "rule with the same properties is a duplicate.",
+    )
+    dnat = (
+        "instance",
+        "backend",
+        "family",
+        "table",
+        "chain",
+        "protocol",
+        "host_port",
+        "destination",
+    )
+    b.table(
+        "DNAT rules (published ports)",
+        [
+            Query(keyed("docker_host_nat_dnat_rules", *dnat, by=dnat)),
+            Query(keyed(f"rate(docker_host_nat_dnat_bytes_total{RATE})", *dnat)),
+            Query(keyed(f"rate(docker_host_nat_dnat_packets_total{RATE})", *dnat)),
+        ],
+        [
+            INSTANCE,
+            label("backend"),
+            label("family"),
+            label("chain"),
+            label("protocol"),
+            label("host_port", "host port"),
+            label("destination"),
+            value("A", "rules", "none", steps=thresholds((2, "orange"))),
+            value("B", "traffic", "Bps"),
+            value("C", "packets", "pps"),
+        ],
+        sort="traffic",
+        join_on="row",
+    )
+    b.table(
+        "Expected MASQUERADE rules",
+        [Query("docker_host_nat_masquerade_missing")],
+        [
+            INSTANCE,
+            label("network", link=TO_NETWORK),
+            label("subnet"),
+            label("bridge"),
+            label("family"),
+            value("A", "rule", "none", OK_MISSING),
+        ],
+        sort="rule",
+        lead="One row per bridge network with masquerading on that is not internal.",
+        width=12,
+    )
+    b.table(
+        "Expected DNAT rules",
+        [Query("docker_host_nat_dnat_missing")],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("protocol"),
+            label("host_port", "host port"),
+            label("container_port", "container port"),
+            label("family"),
+            value("A", "rule", "none", OK_MISSING),
+        ],
+        sort="rule",
+        lead="One row per published port of a running container.",
+        width=12,
+    )
+    b.timeseries(
+        "Masqueraded traffic",
+        [
+            Query(
+                f"sum by (instance, source) (rate(docker_host_nat_masquerade_bytes_total{RATE}))",
+                "{{source}} on {{instance}}",
+            )
+        ],
+        unit="Bps",
+    )
+    b.timeseries(
+        "DNAT traffic",
+        [
+            Query(
+                "sum by (instance, host_port, destination) "
+                f"(rate(docker_host_nat_dnat_bytes_total{RATE}))",
+                "{{host_port}} → {{destination}} on {{instance}}",
+            )
+        ],
+        unit="Bps",
+    )
+    conntrack(b)
+    return b
+
+
+def conntrack(b: Board) -> None:
+    """Every NATed connection is tracked: the conntrack table, and who fills it."""
+    b.row("Connection tracking")
+    host_stat(
+        b,
+        "Conntrack table used",
+        "max by (instance) (docker_host_conntrack_entries / docker_host_conntrack_entries_limit)",
+        unit="percentunit",
+        lead="Entries against nf_conntrack_max; when full, new connections of every container "
+        "are dropped.",
+        steps=thresholds((0.8, "orange"), (0.95, "red")),
+    )
+    host_stat(
+        b,
+        "Conntrack available",
+        "max by (instance) (docker_host_conntrack_available)",
+        mapping=YES_GOOD,
+        steps=GOOD_FROM_1,
+    )
+    host_stat(
+        b,
+        "Table dump",
+        "max by (instance) (docker_host_conntrack_dump_success)",
+        mapping=SUCCESS,
+        steps=GOOD_FROM_1,
+    )
+    host_stat(
+        b,
+        "Entries attributed to containers",
+        "max by (instance) (docker_host_conntrack_attributed)",
+        mapping=YES_GOOD,
+        steps=GOOD_FROM_1,
+    )
+    host_stat(
+        b,
+        "Entries not attributed (dump cap)",
+        "max by (instance) (docker_host_conntrack_dump_skipped_entries)",
+    )
+    host_stat(
+        b,
+        "Hash buckets",
+        "max by (instance) (docker_host_conntrack_buckets)",
+        steps=thresholds(base="blue"),
+    )
+    b.timeseries(
+        "Tracked connections and the limit",
+        [
+            Query("sum by (instance) (docker_host_conntrack_entries)", "entries {{instance}}"),
+            Query("max by (instance) (docker_host_conntrack_entries_limit)", "limit {{instance}}"),
+        ],
+        unit="none",
+    )
+    b.timeseries(
+        "Tracked connections per container (top 10)",
+        [
+            Query(
+                "topk(10, sum by (instance, container) (docker_host_container_conntrack_entries))",
+                "{{container}} on {{instance}}",
+            )
+        ],
+        unit="none",
+    )
+    b.timeseries(
+        "Conntrack drops, insert failures, early drops",
+        [
+            Query(
+                f"sum by (instance) (rate(docker_host_conntrack_stat_{name}_total{RATE}))",
+                f"{legend} {{{{instance}}}}",
+            )
+            for name, legend in (
+                ("drop", "drop"),
+                ("insert_failed", "insert failed"),
+                ("early_drop", "early drop"),
+                ("search_restart", "search restart"),
+                ("invalid", "invalid"),
+            )
+        ],
+        unit="cps",
+    )
+    b.timeseries(
+        "Entries read by the dump, and not attributed",
+        [
+            Query(
+                "sum by (instance, family) (docker_host_conntrack_dump_entries)",
+                "read {{family}} {{instance}}",
+            ),
+            Query(
+                "sum by (instance, owner) (docker_host_conntrack_unattributed_entries)",
+                "no container: {{owner}} {{instance}}",
+            ),
+        ],
+        unit="none",
+    )
+    b.table(
+        "TCP connections per container by state",
+        [Query("docker_host_container_conntrack_tcp_entries")],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("state"),
+            value("A", "connections", "none"),
+        ],
+        sort="connections",
+        width=12,
+    )
+    b.table(
+        "Tracked connections per container by protocol",
+        [Query("docker_host_container_conntrack_entries")],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("protocol"),
+            value("A", "connections", "none"),
+        ],
+        sort="connections",
+        width=12,
+    )
+
+
+def layers(s: Settings) -> Board:
+    b = Board(
         "dhe-layers",
         "Docker host: image layers",
-        "What each image shares and what it alone costs, what sharing saves, and "
-        "what containers write into their read/write layers.",
+        "What each image shares and what it alone costs, what sharing saves, and what "
+        "containers write into their read/write layers.",
+        variables=(IMAGE, CONTAINER),
+    )
+    for title, family in (
+        ("Layers on disk", "docker_host_layers_bytes"),
+        ("Without sharing", "docker_host_images_bytes_without_sharing"),
+        ("Saved by sharing", "docker_host_sharing_saved_bytes"),
+    ):
+        host_stat(
+            b,
+            title,
+            f"max by (instance) ({family})",
+            unit="bytes",
+            steps=thresholds(base="blue"),
+            width=6,
+        )
+    host_stat(
+        b,
+        "Layers",
+        "max by (instance) (docker_host_layers)",
+        steps=thresholds(base="blue"),
+        width=6,
+    )
+    image = ("instance", "image_id")
+    b.table(
+        "Images",
         [
-            stat(lay, "Layers on disk", "sum(docker_host_layers_bytes{})", unit="bytes", width=6),
-            stat(
-                lay,
-                "Without sharing",
-                "sum(docker_host_images_bytes_without_sharing{})",
-                unit="bytes",
-                width=6,
+            Query(
+                keyed(
+                    "docker_host_image_info",
+                    *image,
+                    by=("instance", "image_id", "tags", "dangling"),
+                )
             ),
-            stat(
-                lay,
-                "Saved by sharing",
-                "sum(docker_host_sharing_saved_bytes{})",
-                unit="bytes",
-                width=6,
-            ),
-            stat(lay, "Layers", "sum(docker_host_layers{})", width=6),
-            timeseries(
-                lay,
-                "Unique bytes per image (what removing it frees)",
-                [
-                    (
-                        "topk(10, docker_host_image_unique_bytes{} * on (instance, image_id) "
-                        "group_left (tags) docker_host_image_info{})",
-                        "{{tags}}",
-                    )
-                ],
-                unit="bytes",
-            ),
-            timeseries(
-                lay,
-                "Shared bytes per image",
-                [
-                    (
-                        "topk(10, docker_host_image_shared_bytes{} * on (instance, image_id) "
-                        "group_left (tags) docker_host_image_info{})",
-                        "{{tags}}",
-                    )
-                ],
-                unit="bytes",
-            ),
-            table(
-                lay,
-                "Images",
-                "docker_host_image_info{}",
-                ["image_id", "tags", "dangling"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Most shared layers (top K by bytes saved)",
-                "docker_host_layer_sharing_saved_bytes{}",
-                ["layer", "Value"],
-                width=12,
-            ),
-            timeseries(
-                lay,
-                "Largest read/write layers",
-                [("topk(10, docker_host_container_rw_layer_bytes{})", "{{container}}")],
-                unit="bytes",
-                width=24,
+            Query(keyed("docker_host_image_size_bytes", *image)),
+            Query(keyed("docker_host_image_unique_bytes", *image)),
+            Query(keyed("docker_host_image_shared_bytes", *image)),
+            Query(keyed("docker_host_image_layers", *image)),
+            Query(keyed("docker_host_image_containers", *image)),
+        ],
+        [
+            INSTANCE,
+            label("tags"),
+            label("image_id", "image id", TO_IMAGE),
+            label("dangling"),
+            value("B", "size", "bytes"),
+            value("C", "unique (freed by removing it)", "bytes"),
+            value("D", "shared", "bytes"),
+            value("E", "layers", "none"),
+            value("F", "containers", "none"),
+        ],
+        sort="unique (freed by removing it)",
+        join_on="row",
+        height=9,
+    )
+    layer = ("instance", "layer")
+    b.table(
+        "Most shared layers (top K by bytes saved)",
+        [
+            Query(keyed("docker_host_layer_sharing_saved_bytes", *layer, by=layer)),
+            Query(keyed("docker_host_layer_size_bytes", *layer)),
+            Query(keyed("docker_host_layer_images", *layer)),
+            Query(keyed("docker_host_layer_containers", *layer)),
+        ],
+        [
+            INSTANCE,
+            label("layer", "layer (chain id)"),
+            value("A", "saved by sharing", "bytes"),
+            value("B", "size", "bytes"),
+            value("C", "images", "none"),
+            value("D", "containers", "none"),
+        ],
+        sort="saved by sharing",
+        join_on="row",
+        height=9,
+    )
+    tagged = "on (instance, image_id) group_left (tags) docker_host_image_info"
+    b.timeseries(
+        "Unique bytes per image (what removing it frees)",
+        [Query(f"topk(10, docker_host_image_unique_bytes * {tagged})", "{{tags}} on {{instance}}")],
+        unit="bytes",
+    )
+    b.timeseries(
+        "Shared bytes per image",
+        [Query(f"topk(10, docker_host_image_shared_bytes * {tagged})", "{{tags}} on {{instance}}")],
+        unit="bytes",
+    )
+    box = ("instance", "container")
+    b.table(
+        "What containers wrote",
+        [
+            Query(keyed("docker_host_container_rw_layer_bytes", *box, by=box)),
+            Query(keyed("docker_host_container_virtual_size_bytes", *box)),
+            Query(
+                keyed(
+                    "(docker_host_container_info and on (instance, container) "
+                    "docker_host_container_rw_layer_bytes)",
+                    *box,
+                    by=("image", "image_id"),
+                )
             ),
         ],
+        [
+            INSTANCE,
+            label("container", link=TO_TOPOLOGY),
+            label("image"),
+            label("image_id", "image id", TO_IMAGE),
+            value("A", "read/write layer", "bytes"),
+            value("B", "whole filesystem", "bytes"),
+        ],
+        sort="read/write layer",
+        join_on="row",
+        width=12,
+        height=9,
     )
+    b.timeseries(
+        "Largest read/write layers",
+        [Query("topk(10, docker_host_container_rw_layer_bytes)", "{{container}} on {{instance}}")],
+        unit="bytes",
+        height=9,
+    )
+    return b
 
 
-def daemon() -> dict[str, Any]:
-    lay = Layout()
-    return dashboard(
+def daemon(s: Settings) -> Board:
+    b = Board(
         "dhe-daemon",
         "Docker host: daemon configuration",
-        "daemon.json against the running dockerd: drift, what a SIGHUP applies, "
-        "conflicts that break the next restart.",
+        "daemon.json against the running dockerd: drift, what a SIGHUP applies, conflicts "
+        "that break the next restart; when dockerd started, reloaded and the file changed.",
+    )
+    host_stat(
+        b,
+        "Config file valid",
+        "min by (instance) (docker_host_daemon_config_file_valid)",
+        mapping=VALID,
+        steps=GOOD_FROM_1,
+    )
+    host_stat(
+        b,
+        "Config file present",
+        "min by (instance) (docker_host_daemon_config_file_present)",
+        mapping=YES_GOOD,
+        steps=thresholds(base="blue"),
+    )
+    host_stat(
+        b,
+        "Changed since dockerd read it",
+        "max by (instance) (docker_host_daemon_config_changed_since_load)",
+        mapping=YES_BAD,
+        steps=thresholds((1, "orange")),
+    )
+    host_stat(
+        b,
+        "Keys needing a reload",
+        per_host(
+            'sum by (instance) (docker_host_daemon_config_drift{applies_on="reload"})', "daemon"
+        ),
+        steps=thresholds((1, "orange")),
+    )
+    host_stat(
+        b,
+        "Keys needing a restart",
+        per_host(
+            'sum by (instance) (docker_host_daemon_config_drift{applies_on="restart"})', "daemon"
+        ),
+        steps=thresholds((1, "orange")),
+    )
+    host_stat(
+        b,
+        "Flag/file conflicts",
+        per_host("sum by (instance) (docker_host_daemon_config_flag_conflict)", "daemon"),
+    )
+    host_stat(
+        b,
+        "Unknown keys",
+        per_host("count by (instance) (docker_host_daemon_config_unknown_key)", "daemon"),
+    )
+    host_stat(
+        b,
+        "dockerd processes",
+        'sum by (instance) (docker_host_daemon_processes{process="dockerd"})',
+        mapping=DOWN_WHEN_0,
+        steps=GOOD_FROM_1,
+    )
+    host_stat(
+        b,
+        "containerd processes",
+        'sum by (instance) (docker_host_daemon_processes{process="containerd"})',
+        mapping=DOWN_WHEN_0,
+        steps=GOOD_FROM_1,
+    )
+    key = ("instance", "key")
+    b.table(
+        "Keys in daemon.json",
         [
-            stat(
-                lay,
-                "Config file valid",
-                "min(docker_host_daemon_config_file_valid{})",
-                description="0: dockerd would not start with the file as it is.",
-                width=6,
+            Query(keyed("docker_host_daemon_config_flag_conflict", *key, by=key)),
+            Query(keyed("docker_host_daemon_config_drift", *key, by=("applies_on",))),
+        ],
+        [
+            INSTANCE,
+            label("key"),
+            value("B", "file vs daemon", "none", DRIFT),
+            label("applies_on", "applied by"),
+            value("A", "also a flag", "none", YES_BAD),
+        ],
+        sort="file vs daemon",
+        join_on="row",
+        lead="A drifted key waits for a SIGHUP (applied by reload) or a restart; a key also "
+        "given as a flag makes the next start fail.",
+        width=12,
+        height=9,
+    )
+    b.table(
+        "Command-line flags (a SIGHUP never changes them)",
+        [Query("docker_host_daemon_command_line_flag")],
+        [INSTANCE, label("key"), value("A", "set", "none")],
+        sort="key",
+        descending=False,
+        width=12,
+        height=9,
+    )
+    b.table(
+        "Running daemon",
+        [Query("docker_host_daemon_info")],
+        [
+            INSTANCE,
+            label("version"),
+            label("storage_driver", "storage driver"),
+            label("logging_driver", "logging driver"),
+            label("cgroup_driver", "cgroup driver"),
+            label("default_runtime", "default runtime"),
+        ],
+        sort="host",
+        descending=False,
+        width=12,
+        height=6,
+    )
+    b.table(
+        "Engine components",
+        [Query("docker_host_engine_component_info")],
+        [INSTANCE, label("component"), label("version")],
+        sort="component",
+        descending=False,
+        width=6,
+        height=6,
+    )
+    b.table(
+        "Configuration file",
+        [Query("docker_host_daemon_config_file_info")],
+        [INSTANCE, label("path"), label("explicit", "given by --config-file")],
+        sort="host",
+        descending=False,
+        width=6,
+        height=6,
+    )
+    b.timeseries(
+        "File modified, last reload, daemon start",
+        [
+            Query(
+                "max by (instance) (docker_host_daemon_config_file_modified_timestamp_seconds)"
+                " * 1000",
+                "file modified {{instance}}",
             ),
-            stat(
-                lay,
-                "Keys needing a reload",
-                'sum(docker_host_daemon_config_drift{, applies_on="reload"})',
-                thresholds=(1,),
-                width=6,
+            Query(
+                "max by (instance) (docker_host_daemon_last_reload_timestamp_seconds) * 1000",
+                "last reload {{instance}}",
             ),
-            stat(
-                lay,
-                "Keys needing a restart",
-                'sum(docker_host_daemon_config_drift{, applies_on="restart"})',
-                thresholds=(1,),
-                width=6,
-            ),
-            stat(
-                lay,
-                "Flag/file conflicts",
-                "sum(docker_host_daemon_config_flag_conflict{})",
-                thresholds=(1,),
-                width=6,
-            ),
-            table(
-                lay,
-                "Drift per key (1 = file and daemon differ)",
-                "docker_host_daemon_config_drift{}",
-                ["key", "applies_on", "Value"],
-                width=12,
-            ),
-            table(
-                lay,
-                "Running daemon",
-                "docker_host_daemon_info{}",
-                ["version", "storage_driver", "logging_driver", "cgroup_driver", "default_runtime"],
-                width=12,
-            ),
-            timeseries(
-                lay,
-                "File modified, last reload, daemon start",
-                [
-                    (
-                        "max(docker_host_daemon_config_file_modified_timestamp_seconds{}) * 1000",
-                        "file modified",
-                    ),
-                    (
-                        "max(docker_host_daemon_last_reload_timestamp_seconds{}) * 1000",
-                        "last reload",
-                    ),
-                    (
-                        'max(docker_host_daemon_process_start_time_seconds{, process="dockerd"})'
-                        " * 1000",
-                        "dockerd started",
-                    ),
-                ],
-                unit="dateTimeAsIso",
-                width=12,
-            ),
-            table(
-                lay,
-                "Command-line flags (a SIGHUP never changes them)",
-                "docker_host_daemon_command_line_flag{}",
-                ["key"],
-                width=12,
+            Query(
+                "max by (instance, process) (docker_host_daemon_process_start_time_seconds) * 1000",
+                "{{process}} started {{instance}}",
             ),
         ],
+        unit="dateTimeAsIso",
+        lead="The same moments are annotations on every graph.",
+        width=24,
     )
+    return b
 
 
-DASHBOARDS = {
+def topology(s: Settings) -> Board:
+    b = Board(
+        "dhe-topology",
+        "Docker host: topology",
+        "The plumbing as a whole, one row per host and container interface: which container's "
+        "eth0 is which veth on which bridge, in which network and subnet, masqueraded or not, "
+        "with which published ports, how much traffic, and the orphans.",
+        variables=(CONTAINER, NETWORK),
+        container_annotations=True,
+    )
+    # One row per container interface (its host veth), per orphaned veth, and per running
+    # container without a veth of its own (--network host, none, container:X).
+    rows = (
+        "(docker_host_veth_info or docker_host_veth_orphaned or "
+        '(docker_host_container_info{state="running"} unless on (instance, container) '
+        "docker_host_veth_info))"
+    )
+    key = ("instance", "container", "interface")
+
+    def joined(on: str, right: str, labels: str = "") -> str:
+        return f"({rows} * on ({on}) group_left ({labels}) {right})"
+
+    published = "max by (instance, container, protocol, host_port) (docker_host_nat_dnat_missing)"
+    b.table(
+        "Containers and their plumbing",
+        [
+            Query(
+                keyed(
+                    rows,
+                    *key,
+                    by=(
+                        "instance",
+                        "container",
+                        "container_interface",
+                        "interface",
+                        "bridge",
+                        "network",
+                        "reason",
+                    ),
+                )
+            ),
+            Query(
+                keyed(
+                    joined("instance, container", "docker_host_container_info", "network_mode"),
+                    *key,
+                    by=("network_mode",),
+                )
+            ),
+            Query(
+                keyed(
+                    joined("instance, bridge", "docker_host_bridge_info", "subnet"),
+                    *key,
+                    by=("subnet",),
+                )
+            ),
+            Query(
+                keyed(
+                    joined(
+                        "instance, bridge",
+                        "max by (instance, bridge) (docker_host_nat_masquerade_missing)",
+                    ),
+                    *key,
+                )
+            ),
+            Query(
+                keyed(
+                    joined("instance, container", f"count by (instance, container) ({published})"),
+                    *key,
+                )
+            ),
+            Query(
+                keyed(
+                    joined("instance, container", f"sum by (instance, container) ({published})"),
+                    *key,
+                )
+            ),
+            Query(
+                keyed(
+                    joined(
+                        "instance, interface",
+                        "sum by (instance, interface) "
+                        f"(rate(docker_host_veth_transmit_bytes_total{RATE}))",
+                    ),
+                    *key,
+                )
+            ),
+            Query(
+                keyed(
+                    joined(
+                        "instance, interface",
+                        "sum by (instance, interface) "
+                        f"(rate(docker_host_veth_receive_bytes_total{RATE}))",
+                    ),
+                    *key,
+                )
+            ),
+            Query(
+                keyed(
+                    joined(
+                        "instance, interface",
+                        "(0 * max by (instance, interface) (docker_host_veth_info) or "
+                        "max by (instance, interface) (docker_host_veth_orphaned))",
+                    ),
+                    *key,
+                )
+            ),
+        ],
+        [
+            INSTANCE,
+            label("container", link=TO_CONTAINER),
+            label("container_interface", "interface"),
+            label("interface", "host veth", TO_VETH),
+            label("bridge"),
+            label("network", link=TO_NETWORK),
+            label("network_mode", "network mode"),
+            label("subnet"),
+            value("D", "MASQUERADE", "none", OK_MISSING),
+            value("E", "published ports", "none", NO_PORTS),
+            value("F", "DNAT", "none", MISSING_COUNT),
+            value("G", "receives", "Bps"),
+            value("H", "sends", "Bps"),
+            value("I", "veth", "none", ORPHAN),
+            label("reason", "why orphaned"),
+        ],
+        sort="veth",
+        join_on="row",
+        lead="Joined by Grafana (joinByField on a row key made with label_join) from instant "
+        "queries: nothing but Prometheus. An empty MASQUERADE cell: not judged (internal "
+        "network, no bridge, or the nat collector not running). Filter any column from its "
+        "header; click a container, veth or network to see what explains it.",
+        height=12,
+    )
+    port = ("instance", "container", "protocol", "host_port", "family")
+    b.table(
+        "Published ports",
+        [
+            Query(
+                keyed(
+                    "docker_host_nat_dnat_missing",
+                    *port,
+                    by=(
+                        "instance",
+                        "container",
+                        "protocol",
+                        "host_port",
+                        "container_port",
+                        "family",
+                    ),
+                )
+            ),
+            Query(
+                keyed(
+                    "(0 * docker_host_nat_dnat_missing + on (instance, protocol, host_port, family)"
+                    " group_left () sum by (instance, protocol, host_port, family) "
+                    f"(rate(docker_host_nat_dnat_bytes_total{RATE})))",
+                    *port,
+                )
+            ),
+        ],
+        [
+            INSTANCE,
+            label("container", link=TO_CONTAINER),
+            label("protocol"),
+            label("host_port", "host port"),
+            label("container_port", "container port"),
+            label("family"),
+            value("A", "DNAT rule", "none", OK_MISSING),
+            value("B", "through the rule", "Bps"),
+        ],
+        sort="DNAT rule",
+        join_on="row",
+        lead="One row per published port of a running container, joined on "
+        "instance/container/protocol/host_port/family: a per-port verdict joins here.",
+        height=8,
+    )
+    return b
+
+
+BOARDS: dict[str, Callable[[Settings], Board]] = {
     "overview": overview,
+    "topology": topology,
     "network": network,
     "nat": nat,
     "layers": layers,
@@ -717,25 +1371,39 @@ DASHBOARDS = {
 }
 
 
-def render() -> Iterator[tuple[Path, str]]:
-    for name, build in DASHBOARDS.items():
-        yield OUT / f"{name}.json", json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+def render(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Each dashboard's file name and JSON text."""
+    for name, build in BOARDS.items():
+        text = json.dumps(build(settings).json(settings), indent=2, ensure_ascii=False) + "\n"
+        yield f"{name}.json", text
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="change a setting"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args.set)
+    except ValueError as error:
+        parser.error(str(error))
     stale = []
-    for path, text in render():
+    for name, text in render(settings):
+        path = args.out / name
         if args.check:
             if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
+                stale.append(name)
         else:
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+    if args.check:
+        known = {name for name, _ in render(settings)}
+        stale += sorted(p.name for p in args.out.glob("*.json") if p.name not in known)
     if stale:
-        print(f"stale: {', '.join(stale)}: run python grafana/generate.py", file=sys.stderr)
+        print(f"stale: {', '.join(stale)}: run python -m grafana.generate", file=sys.stderr)
         return 1
     return 0
 

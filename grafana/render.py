@@ -30,7 +30,7 @@ WIDTH_INCHES = 22.0
 
 
 def substitute(expr: str) -> str:
-    return expr.replace("$job", ".*").replace("$instance", ".*").replace("$__rate_interval", "15s")
+    return re.sub(r"\$(\w+)", ".*", expr.replace("$__rate_interval", "15s"))
 
 
 def api(base: str, path: str, **params: str) -> Any:
@@ -112,6 +112,8 @@ def render(base: str, dashboard: dict[str, Any], out: Path, window: float = 300)
     fig = plt.figure(figsize=(WIDTH_INCHES, height))
     fig.text(0.005, 1 - 0.25 / height, dashboard["title"], fontsize=14, va="top")
     for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
         g = panel["gridPos"]
         top = 0.7 / height  # room for the dashboard's title
         scale = (1 - top) / rows

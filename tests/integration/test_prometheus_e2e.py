@@ -9,17 +9,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
+import time
+import urllib.error
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import yaml
 
@@ -91,20 +94,178 @@ def _ready(base: str) -> bool:
         return False
 
 
-def dashboard_queries() -> list[tuple[str, str, str]]:
-    found = []
-    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
+def substitute(expr: str) -> str:
+    """What Grafana sends with every variable at All (allValue .*)."""
+    return re.sub(r"\$(\w+)", ".*", expr.replace("$__rate_interval", "15s"))
+
+
+def dashboards() -> list[dict[str, Any]]:
+    return [
+        json.loads(path.read_text())
+        for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    ]
+
+
+def panels_without_data(prom: Prometheus) -> list[str]:
+    """Every query of every panel (each query of a joined table on its own) must return
+    something, and the rows a joined table's later queries return must be rows of its first
+    (else Grafana's join would add rows holding nothing but that one column)."""
+    problems = []
+    for dashboard in dashboards():
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
-                expr = (
-                    target["expr"]
-                    .replace("$job", ".*")
-                    .replace("$instance", ".*")
-                    .replace("$__rate_interval", "15s")
-                )
-                found.append((path.stem, panel["title"], expr))
-    return found
+            joined = [t for t in panel.get("transformations", []) if t["id"] == "joinByField"]
+            base: set[str] = set()
+            for target in panel.get("targets", []):
+                where = f"{dashboard['uid']} / {panel['title']} / {target['refId']}"
+                try:
+                    result = prom.query(substitute(target["expr"]))
+                except urllib.error.HTTPError as error:
+                    problems.append(f"{where}: {error.read().decode()}: {target['expr']}")
+                    continue
+                if not result:
+                    problems.append(f"{where}: no data: {target['expr']}")
+                    continue
+                if not joined:
+                    continue
+                on = joined[0]["options"]["byField"]
+                keys = {r["metric"].get(on, "") for r in result}
+                if target["refId"] == "A":
+                    base = keys
+                elif not keys <= base:
+                    problems.append(f"{where}: rows not in query A: {sorted(keys - base)[:3]}")
+    return problems
+
+
+def annotations_without_data(prom: Prometheus, start: float, end: float) -> list[str]:
+    problems = []
+    for dashboard in dashboards():
+        for note in dashboard["annotations"]["list"]:
+            if "expr" not in note:
+                continue
+            result = prom.api(
+                "query_range",
+                query=substitute(note["expr"]),
+                start=f"{start:.0f}",
+                end=f"{end:.0f}",
+                step="1",
+            )["result"]
+            if not result:
+                problems.append(f"{dashboard['uid']} / {note['name']}: no data: {note['expr']}")
+    return problems
+
+
+def assert_every_panel_and_annotation_has_data(
+    prom: Prometheus, containers: Containers, since: float
+) -> None:
+    """Every panel's queries have data and join; every annotation has events, a container
+    stop included (one is stopped here, once Prometheus has seen it run)."""
+    stopped = containers.run("stopped")
+    name = stopped.name
+    wait_for(
+        lambda: bool(
+            prom.query(f'docker_host_container_pid1_start_time_seconds{{container="{name}"}}')
+        ),
+        timeout=60,
+    )
+    stopped.stop(timeout=0)
+    problems = panels_without_data(prom)
+    assert problems == [], "dashboard panels without data:\n" + "\n".join(problems)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not annotations_without_data(prom, since, time.time()), timeout=60)
+    problems = annotations_without_data(prom, since, time.time())
+    assert problems == [], "annotations without events:\n" + "\n".join(problems)
+
+
+def joined_table(prom: Prometheus, uid: str, title: str) -> list[dict[str, str]]:
+    """A table panel as Grafana shows it: its instant queries joined on the join label (every
+    row of query A, with the one matching row of each other query), columns by display name."""
+    dashboard = next(d for d in dashboards() if d["uid"] == uid)
+    panel = next(p for p in dashboard["panels"] if p["title"] == title)
+    on = next(t["options"]["byField"] for t in panel["transformations"] if t["id"] == "joinByField")
+    shown = {
+        o["matcher"]["options"]: next(
+            p["value"] for p in o["properties"] if p["id"] == "displayName"
+        )
+        for o in panel["fieldConfig"]["overrides"]
+    }
+    by_ref = {t["refId"]: prom.query(substitute(t["expr"])) for t in panel["targets"]}
+    others: dict[str, dict[str, dict[str, str]]] = {}
+    for ref, result in by_ref.items():
+        rows = {r["metric"][on]: {**r["metric"], f"Value #{ref}": r["value"][1]} for r in result}
+        assert len(rows) == len(result), f"{title}: query {ref} repeats a {on}"
+        others[ref] = rows
+    table = []
+    for key in others["A"]:
+        merged: dict[str, str] = {}
+        for rows in others.values():
+            merged.update(rows.get(key, {}))
+        table.append({title: merged.get(name, "") for name, title in shown.items()})
+    return table
+
+
+def assert_topology_shows_the_plumbing(
+    prom: Prometheus, containers: Containers, engine: Any
+) -> None:
+    """Topology's rows against the engine and the kernel: the web container's host veth is the
+    interface its eth0's iflink names, on docker0 in the bridge network's subnet, masqueraded,
+    with its one published port DNATed; a container on the network whose MASQUERADE rule was
+    deleted reads missing; the orphaned veths are rows of their own."""
+    network = engine.networks.get(f"{containers.prefix}-e2e")
+    name = f"{containers.prefix}-unmasq"
+    try:
+        containers.run("unmasq", network=network.name)
+        check_topology(prom, engine, network, name, f"{containers.prefix}-web")
+    finally:
+        # Off the network before the scene removes it (also when it was made but not started).
+        with contextlib.suppress(docker.errors.APIError):  # gone, or going
+            engine.containers.get(name).remove(force=True)
+
+
+def check_topology(
+    prom: Prometheus, engine: Any, network: Any, unmasqueraded: str, web_name: str
+) -> None:
+    web = engine.containers.get(web_name)
+    iflink = Path(f"/proc/{web.attrs['State']['Pid']}/root/sys/class/net/eth0/iflink")
+    host_veth = socket.if_indextoname(int(iflink.read_text()))
+    bridge_subnet = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
+
+    def rows() -> dict[str, dict[str, str]]:
+        table = joined_table(prom, "dhe-topology", "Containers and their plumbing")
+        return {r["container"] or r["host veth"]: r for r in table}
+
+    wait_for(lambda: unmasqueraded in rows(), timeout=60)
+    table = rows()
+    assert table[web.name]["network mode"] in ("default", "bridge")
+    assert table[web.name] | {"receives": "", "sends": "", "network mode": ""} == {
+        "host": table[web.name]["host"],
+        "container": web.name,
+        "interface": "eth0",
+        "host veth": host_veth,
+        "bridge": "docker0",
+        "network": "bridge",
+        "network mode": "",
+        "subnet": bridge_subnet,
+        "MASQUERADE": "0",
+        "published ports": "1",
+        "DNAT": "0",
+        "receives": "",
+        "sends": "",
+        "veth": "0",
+        "why orphaned": "",
+    }
+    masq = table[unmasqueraded]
+    assert masq["network"] == network.name
+    assert masq["bridge"] == f"br-{network.id[:12]}"
+    assert masq["subnet"] == network.attrs["IPAM"]["Config"][0]["Subnet"]
+    assert masq["MASQUERADE"] == "1"
+    assert masq["published ports"] == ""
+    orphans = [r for r in table.values() if r["veth"] == "1"]
+    assert len(orphans) >= 2, orphans
+    assert all(r["container"] == "" and r["bridge"] == "docker0" for r in orphans), orphans
+    assert all(r["why orphaned"] for r in orphans)
+    ports = joined_table(prom, "dhe-topology", "Published ports")
+    [port] = [p for p in ports if p["container"] == web.name]
+    assert (port["host port"], port["container port"], port["DNAT rule"]) == ("18383", "80", "0")
 
 
 def _answers(host: str, port: int) -> bool:
@@ -123,7 +284,7 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
     # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
     wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
-    network = engine.networks.create(f"dhe-e2e-{uuid.uuid4().hex[:6]}", labels={"dhe-test": "1"})
+    network = engine.networks.create(f"{containers.prefix}-e2e", labels={"dhe-test": "1"})
     network.reload()
     subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
     rule = ["POSTROUTING", "-s", subnet, "!", "-o", f"br-{network.id[:12]}", "-j", "MASQUERADE"]
@@ -145,7 +306,9 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
             network.remove()
 
 
-def test_dashboards_have_data_and_alerts_fire(host_set_up: OwnDockerd) -> None:
+def test_dashboards_have_data_and_alerts_fire(
+    host_set_up: OwnDockerd, containers: Containers, engine: Any
+) -> None:
     others = [
         f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
     ]
@@ -166,8 +329,9 @@ def test_dashboards_have_data_and_alerts_fire(host_set_up: OwnDockerd) -> None:
         )
         wait_for(lambda: bool(prom.query("docker_host_nat_masquerade_missing == 1")), timeout=60)
 
-        empty = [(d, title, expr) for d, title, expr in dashboard_queries() if not prom.query(expr)]
-        assert empty == [], "dashboard queries with no data:\n" + "\n".join(map(str, empty))
+        started = time.time()
+        assert_topology_shows_the_plumbing(prom, containers, engine)
+        assert_every_panel_and_annotation_has_data(prom, containers, started)
 
         wanted = {
             "DockerHostVethOrphaned",
@@ -191,5 +355,5 @@ def test_dashboards_have_data_and_alerts_fire(host_set_up: OwnDockerd) -> None:
         if os.environ.get("DHE_PICTURES_DIR"):
             threading.Event().wait(float(os.environ.get("DHE_PICTURES_AFTER", "60")))
         pictures = render_all(prom.base, out)
-        assert len(pictures) == 5
+        assert len(pictures) == len(dashboards())
         assert all(p.stat().st_size > 20_000 for p in pictures)
