@@ -6,6 +6,8 @@ DOCKER-USER DROP. And that the exporter changed nothing and sent nothing while i
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -204,19 +206,20 @@ from exporter.tick import Host
 settings = Settings(
     collectors=("nat", "network", "daemon", "ports"),
     docker_host=sys.argv[1],
-    options={"ports.listener-budget": float(sys.argv[3])},
+    options={"ports.listener-budget": float(sys.argv[2])},
 )
 defs = [c for c in all_collectors() if c.name in settings.collectors]
 sources = {c.name: c.source(settings) for c in defs}
 writers = [c.writer(settings) for c in defs]
 host = Host.open(docker_host=settings.docker_host)
 snapshot = Snapshot()
-for i in range(int(sys.argv[2])):  # successive runs of the same sources, as the sampler's
+for _ in sys.stdin:  # a run of the same sources per line, as the sampler's
     tick = host.tick()
     for c in defs:
         facts = sources[c.name].read(tick)
         snapshot = snapshot.with_state(CollectorState(c.name, True, 0.0, time.time(), facts))
     sys.stdout.buffer.write(render(snapshot, writers) + b"# EOF\\n")
+    sys.stdout.flush()
 """
 
 
@@ -228,8 +231,46 @@ def own() -> Iterator[Ipv6Dockerd]:
 
 def own_samples(made: Ipv6Dockerd, runs: int, budget: float = 10.0) -> list[list[Sample]]:
     """Successive samples of one exporter (one set of sources) in the dockerd's namespace."""
-    out = made.run(sys.executable, "-c", SAMPLE, made.host, str(runs), str(budget))
-    return [parse(text) for text in out.split("# EOF\n") if text.strip()]
+    with Driver(made, budget) as driver:
+        return [driver.sample() for _ in range(runs)]
+
+
+class Driver:
+    """One exporter's sources in the dockerd's namespace, sampled on demand."""
+
+    def __init__(self, made: Ipv6Dockerd, budget: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{made.netns}",
+                sys.executable,
+                "-c",
+                SAMPLE,
+                made.host,
+                str(budget),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PATH": made.path},
+        )
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(30)
+
+    def sample(self) -> list[Sample]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(b"\n")
+        self.process.stdin.flush()
+        lines = []
+        while (line := self.process.stdout.readline()) != b"# EOF\n":
+            assert line, f"the sampling process ended: {self.process.wait(30)}"
+            lines.append(line)
+        return parse(b"".join(lines))
 
 
 def own_sample(made: Ipv6Dockerd) -> list[Sample]:
@@ -318,30 +359,54 @@ def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None
     assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
 
 
-def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd, web: Any) -> None:
+def _kill_children(pid1: int, comm: str) -> None:
+    """Kill PID 1's children of that name, from the host (no exec)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == pid1 and name == comm:
+            os.kill(int(entry.name), signal.SIGKILL)
+
+
+def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd) -> None:
     client = own.client()
-    silent = client.containers.run(
-        "dhe-test/busybox:latest",
-        ["sleep", "3600"],
-        name="ports-silent",
-        detach=True,
-        ports={"80/tcp": 18090},
-    )
+    made = [
+        client.containers.run(
+            "dhe-test/busybox:latest",
+            ["sh", "-c", "httpd -p 80; exec sleep 3600"],  # httpd as a daemon: PID 1's child
+            name=f"ports-turn-{i}",
+            detach=True,
+            ports={"80/tcp": 18091 + i},
+        )
+        for i in range(2)
+    ]
+    names = [c.name for c in made]
     try:
-        # A budget no read fits: one container per run (at least one is always read).
-        first, second = own_samples(own, 2, budget=1e-9)
-        once = [
-            verdict
-            for name in ("ports-web", "ports-silent")
-            for verdict in verdict_of(first, name).values()
-        ]
-        # One of the two was read, the other's listener is not known yet.
-        assert "unknown:listener" in once and set(once) != {"unknown:listener"}, once
-        assert verdict_of(second, "ports-silent") == {
-            "0.0.0.0": "broken:listener",
-            "::": "broken:listener",
-        }
-        assert ipv4_verdicts(second) == {"tcp": "ok", "udp": "ok"}
+        for c in made:
+            wait_for(lambda c=c: 80 in {s.port for s in ss_sockets(pid_of(c))}, timeout=30)
+        # A budget no read fits: after the first run (which reads every container), one
+        # container per run, the one read longest ago.
+        with Driver(own, budget=1e-9) as driver:
+            first = driver.sample()
+            assert [verdict_of(first, n, host_address="0.0.0.0") for n in names] == [
+                {"0.0.0.0": "ok"}
+            ] * 2
+            for c in made:
+                _kill_children(pid_of(c), "httpd")
+            samples = driver.sample()
+            second = [verdict_of(samples, n, host_address="0.0.0.0") for n in names]
+            # One read again (nothing listens any more), the other kept its last reading.
+            assert sorted(v["0.0.0.0"] for v in second) == ["broken:listener", "ok"], second
+            samples = driver.sample()
+            third = [verdict_of(samples, n, host_address="0.0.0.0") for n in names]
+            assert third == [{"0.0.0.0": "broken:listener"}] * 2, third
     finally:
-        silent.remove(force=True)
+        for c in made:
+            c.remove(force=True)
         client.close()

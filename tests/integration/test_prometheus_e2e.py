@@ -284,6 +284,8 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
     # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
     wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
+    # A published port nothing listens on: the port-verdict panels' broken hop, and its alert.
+    containers.run("deaf", ports={"80/tcp": 18384})
     network = engine.networks.create(f"{containers.prefix}-e2e", labels={"dhe-test": "1"})
     network.reload()
     subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
@@ -338,6 +340,7 @@ def test_dashboards_have_data_and_alerts_fire(
             "DockerHostMasqueradeRuleMissing",
             "DockerHostDaemonConfigReloadNeeded",
             "DockerHostContainerSharesHostNamespace",
+            "DockerHostPublishedPortNotListening",
         }
 
         def active() -> set[str]:

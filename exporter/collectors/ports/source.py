@@ -65,6 +65,8 @@ class PortsSource:
         self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
         # Listener readings by the container's PID 1 (container id, pid, start time).
         self._kept: dict[tuple[str, int, int], _Kept] = {}
+        self._ran = False  # a run has completed: from then on the budget applies
+        self._read_at: dict[str, float] = {}  # when each container was read, this run
 
     def close(self) -> None:
         """Nothing is held open between runs."""
@@ -80,12 +82,15 @@ class PortsSource:
             lambda second, suspects: _confirmed(first, second, suspects),
             self.confirm_after,
         )
-        return self._with_kept(fresh)
+        facts = self._with_kept(fresh)
+        self._ran = self._ran or fresh.containers is not None
+        return facts
 
     def _with_kept(self, fresh: PortsFacts) -> PortsFacts:
         """The readings of this run kept, and the facts with every publishing container's last
         reading: the listener keys each one's own run confirmed missing are carried with it."""
         now = time.monotonic()
+        read_at, self._read_at = self._read_at, {}
         confirmed = set(fresh.earlier_suspects)
         for read in fresh.listeners:
             container = next((c for c in fresh.containers or () if c.id == read.container_id), None)
@@ -95,7 +100,7 @@ class PortsSource:
             self._kept[_identity(read)] = _Kept(
                 read,
                 frozenset(keys & confirmed),
-                now,
+                read_at.get(read.container_id, now),
                 frozenset(
                     p.protocol
                     for p in container.ports
@@ -226,8 +231,11 @@ class PortsSource:
         found: list[ContainerListeners] = []
         refused = False
         started = time.thread_time()
+        # The first run reads every container (`inspect` is one run; a new exporter would
+        # otherwise know nothing for many runs); later ones keep to the budget.
+        budgeted = suspects is None and self._ran
         for container in chosen:
-            if suspects is None and found and time.thread_time() - started >= self.listener_budget:
+            if budgeted and found and time.thread_time() - started >= self.listener_budget:
                 break
             pid1 = pid1s.get(container.id)
             if pid1 is None:
@@ -236,6 +244,7 @@ class PortsSource:
                 )
                 continue
             kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
+            self._read_at[container.id] = time.monotonic()
             read = self._container_listeners(
                 procfs, container, pid1, kept.ipv6_first if kept else frozenset()
             )
