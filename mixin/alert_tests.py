@@ -91,7 +91,7 @@ def cases(s: rules.AlertSettings) -> list[Case]:
     nat_missing = {"network": "app", "subnet": "172.18.0.0/16", "bridge": "br-1"}
     port = {
         "container": "web",
-        "host_address": "0.0.0.0",
+        "host_address": "0.0.0.0",  # noqa: S104 (a label value)
         "host_port": "8080",
         "protocol": "tcp",
         "container_port": "80",

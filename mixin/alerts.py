@@ -291,9 +291,10 @@ def alerts(s: AlertSettings) -> list[Alert]:
 
     masq_live, masq_held = verdict("docker_host_nat_masquerade_missing")
     dnat_live, dnat_held = verdict("docker_host_nat_dnat_missing")
-    port_broken = "docker_host_published_port_broken"
-    port_live, port_held = verdict(port_broken, "== 1", 'hop!="listener"')
-    listen_live, listen_held = verdict(port_broken, "== 1", 'hop="listener"')
+    (port_live, port_held), (listen_live, listen_held) = (
+        verdict("docker_host_published_port_broken", "== 1", f'hop{op}"listener"')
+        for op in ("!=", "=")
+    )
     split_live, split_held = verdict("docker_host_nat_rules_split_across_backends")
     unreadable_live, unreadable_held = verdict("docker_host_nat_backend_readable", "== 0")
     veth_live, veth_held = verdict("docker_host_veth_orphaned")
@@ -332,8 +333,6 @@ def alerts(s: AlertSettings) -> list[Alert]:
     network = Blind(("network", "containers"))
     nat = Blind(("nat",), nat_family=True)
     nat_plain = Blind(("nat",))
-    # A port's verdict joins the ports collector's reading with nat's and network's.
-    ports = Blind(("ports", "nat", "network"))
     processes = Blind(("processes",))
     daemon = Blind(("daemon",))
     conntrack = Blind(("conntrack",))
@@ -407,7 +406,8 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "{{ $labels.hop }} (dnat, forward, ip_forward, veth, bridge_port, proxy or "
             "masquerade). `docker-host-exporter inspect` says why in its PUBLISHED PORTS table.",
             port_held,
-            ports,
+            # A port's verdict joins the ports collector's reading with nat's and network's.
+            Blind(("ports", "nat", "network")),
         ),
         Alert(
             "DockerHostPublishedPortNotListening",
@@ -424,7 +424,7 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "(or only on another address): the network path is whole, the application is not "
             "serving. Often a misconfigured application (wrong port, bound to 127.0.0.1).",
             listen_held,
-            ports,
+            Blind(("ports", "nat", "network")),
         ),
         Alert(
             "DockerHostNatRulesSplitAcrossBackends",
