@@ -9,6 +9,7 @@ from typing import Any
 
 IMAGE = "dhe-test/busybox:latest"
 LABEL = "dhe-bench"
+PUBLISHED_LABEL = "dhe-bench-published"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -36,21 +37,25 @@ def pid_of(comm: str) -> int:
     raise SystemExit(f"no {comm} running: run scripts/testbed.sh first")
 
 
-def ensure_containers(client: Any, n: int) -> list[Any]:
-    """Exactly n running benchmark containers (created or removed as needed)."""
-    running = client.containers.list(filters={"label": LABEL})
+def ensure_containers(client: Any, n: int, published: bool = False) -> list[Any]:
+    """Exactly n running benchmark containers (created or removed as needed); published: each
+    serves (busybox httpd) on a port published on a host port of Docker's choosing, as a
+    host with one published port per container has (under a label of their own)."""
+    label = PUBLISHED_LABEL if published else LABEL
+    running = client.containers.list(filters={"label": label})
     for extra in running[n:]:
         extra.remove(force=True)
     for i in range(len(running), n):
         client.containers.run(
             IMAGE,
-            ["sleep", "360000"],
+            ["httpd", "-f", "-p", "80"] if published else ["sleep", "360000"],
             detach=True,
-            labels={LABEL: "1"},
+            labels={label: "1"},
             name=f"dhe-bench-{i}-{os.getpid()}",
+            ports={"80/tcp": None} if published else {},
         )
     time.sleep(1)  # let shims and veths settle
-    return list(client.containers.list(filters={"label": LABEL}))
+    return list(client.containers.list(filters={"label": label}))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -625,7 +625,8 @@ def nat(s: Settings) -> Board:
             Query(per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat")),
             Query('sum by (instance) (docker_host_nat_rules{family="ipv4"})'),
             Query('sum by (instance) (docker_host_nat_rules{family="ipv6"})'),
-            Query(per_host("sum by (instance) (docker_host_published_port_broken)", "ports")),
+            # On hosts whose nat collector runs (the table's rows): their ports are judged.
+            Query(per_host("sum by (instance) (docker_host_published_port_broken)", "nat")),
         ],
         [
             INSTANCE,
