@@ -165,6 +165,12 @@ def overview(s: Settings) -> Board:
             None,
             BAD_FROM_1,
         ),
+        (
+            per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat"),
+            "filter rules missing",
+            None,
+            BAD_FROM_1,
+        ),
         (drifted, "drifted keys", None, thresholds((1, "orange"))),
         (
             "min by (instance) (docker_host_daemon_config_file_valid)",
@@ -825,8 +831,111 @@ def nat(s: Settings) -> Board:
         ],
         unit="Bps",
     )
+    firewall(b)
     conntrack(b)
     return b
+
+
+ON_OFF = Mapping(((0, "off", "red"), (1, "on", "green")))
+
+
+def firewall(b: Board) -> None:
+    """Docker's filter rules (issue 15): the forward path, expected vs actual."""
+    b.table(
+        "Forwarding per host",
+        [
+            Query('max by (instance) (docker_host_ip_forward{family="ipv4"})'),
+            Query('max by (instance) (docker_host_ip_forward{family="ipv6"})'),
+            Query("max by (instance) (docker_host_br_netfilter_loaded)"),
+            Query("max by (instance) (docker_host_docker_firewall_managed)"),
+            Query(per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat")),
+            Query(per_host("sum by (instance) (docker_host_firewall_rules_undecoded)", "nat")),
+        ],
+        [
+            INSTANCE,
+            value("A", "ip_forward", "none", ON_OFF),
+            value("B", "IPv6 forwarding", "none", ON_OFF),
+            value("C", "br_netfilter", "none", YES_GOOD),
+            value("D", "Docker manages the firewall", "none", YES_GOOD),
+            value("E", "filter rules missing", "none", steps=BAD_FROM_1),
+            value("F", "rules not understood", "none", steps=thresholds((1, "orange"))),
+        ],
+        sort="host",
+        descending=False,
+        join_on="instance",
+        lead="Docker's filter rules: FORWARD's jumps, each bridge's accepts, each published "
+        "port's ACCEPT.",
+        height=6,
+    )
+    b.table(
+        "Expected filter rules",
+        [Query("docker_host_filter_rule_missing")],
+        [
+            INSTANCE,
+            label("family"),
+            label("network", link=TO_NETWORK),
+            label("container", link=TO_TOPOLOGY),
+            label("rule"),
+            value("A", "rule", "none", OK_MISSING),
+        ],
+        sort="rule",
+        lead="One row per rule Docker's networks (container empty) and published ports need; "
+        "network empty: a jump every network needs.",
+        width=12,
+        height=10,
+    )
+    b.table(
+        "FORWARD policies",
+        [Query("docker_host_filter_forward_policy")],
+        [
+            INSTANCE,
+            label("backend"),
+            label("family"),
+            label("table"),
+            label("chain"),
+            label("policy"),
+        ],
+        sort="host",
+        descending=False,
+        width=12,
+        height=5,
+    )
+    b.table(
+        "Filter judged, DOCKER-USER, bridge netfilter",
+        [
+            Query("docker_host_filter_judged"),
+            Query("docker_host_filter_docker_user_rules"),
+            Query("docker_host_bridge_nf_call"),
+        ],
+        [
+            INSTANCE,
+            label("family"),
+            value("A", "judged", "none", YES_GOOD),
+            value("B", "DOCKER-USER rules", "none"),
+            value("C", "bridge-nf-call", "none", ON_OFF),
+        ],
+        sort="host",
+        descending=False,
+        join_on="family",
+        width=12,
+        height=5,
+    )
+    b.timeseries(
+        "Filter rules on the forward path",
+        [
+            Query(
+                "sum by (instance, backend, family, table) (docker_host_filter_rules)",
+                "{{backend}} {{family}} {{table}} on {{instance}}",
+            ),
+            Query(
+                "sum by (instance, backend, family, table) (docker_host_firewall_rules_undecoded)",
+                "not understood: {{backend}} {{family}} {{table}} on {{instance}}",
+            ),
+        ],
+        unit="none",
+        width=24,
+        height=6,
+    )
 
 
 def conntrack(b: Board) -> None:

@@ -166,6 +166,41 @@ def cases(s: rules.AlertSettings) -> list[Case]:
             "CAP_SYS_PTRACE",
         ),
         Case(
+            "DockerHostFilterRuleMissing",
+            (
+                Input(
+                    "docker_host_filter_rule_missing",
+                    {
+                        "family": "ipv4",
+                        "network": "app",
+                        "container": "web",
+                        "rule": "port_accept:tcp/80",
+                    },
+                    1,
+                    0,
+                ),
+            ),
+            "nat",
+            "CAP_NET_ADMIN",
+            nat_family="ipv4",
+        ),
+        Case(
+            "DockerHostIPForwardingOff",
+            (
+                Input("docker_host_ip_forward", {"family": "ipv4"}, 0, 1),
+                Input(
+                    "docker_host_filter_rule_missing",
+                    {"family": "ipv4", "network": "app", "rule": "established"},
+                    0,
+                    0,
+                ),
+            ),
+            "nat",
+            "CAP_NET_ADMIN",
+            nat_family="ipv4",
+            value=0,
+        ),
+        Case(
             "DockerHostNatRulesSplitAcrossBackends",
             (Input("docker_host_nat_rules_split_across_backends", {}, 1, 0),),
             "nat",

@@ -264,6 +264,56 @@ def _where(a: Alert) -> str:
     return f" While {who}, this alert holds its last verdict."
 
 
+def filter_alerts(q: Q, hold: str, nat: Blind) -> list[Alert]:
+    """Issue 15's: Docker's filter rules, and IP forwarding."""
+
+    def verdict(metric: str, bad: str = "== 1") -> tuple[str, str]:
+        return f"{q(metric)} {bad}", f"last_over_time({q(metric)}[{hold}]) {bad}"
+
+    filter_live, filter_held = verdict("docker_host_filter_rule_missing")
+    forward_live, forward_held = verdict("docker_host_ip_forward", "== 0")
+    # Docker has bridge networks of that family, judged: each has an "established" expectation.
+    bridges = q("docker_host_filter_rule_missing", 'rule="established"')
+    has_bridges = f"count by (instance, family) ({bridges}) > 0"
+    had_bridges = f"count by (instance, family) (last_over_time({bridges}[{hold}])) > 0"
+    return [
+        Alert(
+            "DockerHostFilterRuleMissing",
+            "docker-host-network",
+            "critical",
+            "2m",
+            filter_live,
+            "Docker filter rule {{ $labels.rule }} ({{ $labels.family }}) missing on "
+            '{{ $labels.instance }}: network "{{ $labels.network }}", container '
+            '"{{ $labels.container }}"',
+            "The {{ $labels.family }} filter rule {{ $labels.rule }} that Docker writes for "
+            'network "{{ $labels.network }}" (empty: every network) and container '
+            '"{{ $labels.container }}" (empty: the network\'s own rule) is gone from the '
+            "forward path on {{ $labels.instance }}, in this reading and one a moment before "
+            "(a firewall reload, `nft flush ruleset`, a configuration-management run): "
+            "forwarded traffic it admits is dropped now, or passes only by a policy Docker "
+            "did not set.",
+            filter_held,
+            nat,
+        ),
+        Alert(
+            "DockerHostIPForwardingOff",
+            "docker-host-network",
+            "critical",
+            "2m",
+            f"{forward_live}\nand on(instance, family) {has_bridges}",
+            "IP forwarding ({{ $labels.family }}) is off on {{ $labels.instance }} while Docker "
+            "has bridge networks",
+            "{{ $labels.family }} forwarding is off on {{ $labels.instance }} "
+            "(net.ipv4.ip_forward or net.ipv6.conf.all.forwarding is 0) while Docker has bridge "
+            "networks of that family: no published port answers and no container reaches "
+            "anything off this host now.",
+            f"{forward_held}\nand on(instance, family) {had_bridges}",
+            nat,
+        ),
+    ]
+
+
 def alerts(s: AlertSettings) -> list[Alert]:
     q = Q(s)
     hold = s.blind_hold
@@ -426,6 +476,7 @@ def alerts(s: AlertSettings) -> list[Alert]:
             listen_held,
             Blind(("ports", "nat", "network")),
         ),
+        *filter_alerts(q, hold, nat),
         Alert(
             "DockerHostNatRulesSplitAcrossBackends",
             "docker-host-network",

@@ -20,9 +20,20 @@ def _address(text: str, family: str) -> str:
     return f"{text}/128" if family == "ipv6" else f"{text}/32"
 
 
+def _is_chain(name: str, chains: set[str] | None) -> bool:
+    if chains is not None:
+        return name in chains
+    return not name.isupper() or name.startswith(("DOCKER", "CNI", "KUBE"))
+
+
 def parse_rule(  # noqa: PLR0912 (one branch per option)
-    line: str, backend: str = "nftables", family: str = "ipv4", position: int = 1
+    line: str,
+    backend: str = "nftables",
+    family: str = "ipv4",
+    position: int = 1,
+    chains: set[str] | None = None,
 ) -> FilterRule:
+    """One -A line; chains: the user chains a -j may name (None: guessed by name)."""
     words = shlex.split(line)
     assert words[0] == "-A", line
     fields: dict[str, object] = {"chain": words[1]}
@@ -50,11 +61,16 @@ def parse_rule(  # noqa: PLR0912 (one branch per option)
         elif word == "--comment":
             i += 2
         elif word in ("--ctstate", "--state"):
+            if negate:
+                undecoded.append("negated state")
             states = set(value.split(","))
             fields["ct_state"] = tuple(s for s in _STATE_ORDER if s in states)
             i += 2
         elif word == "--dport":
-            fields["dport"] = int(value)
+            if negate or not value.isdigit():
+                undecoded.append(f"--dport {'! ' if negate else ''}{value}")
+            else:
+                fields["dport"] = int(value)
             i += 2
         elif word == "--sport":
             fields["narrowed"] = True
@@ -64,13 +80,13 @@ def parse_rule(  # noqa: PLR0912 (one branch per option)
                 fields["verdict"] = _VERDICTS[value]
             elif value in ("LOG", "NFLOG"):
                 fields["verdict"] = "continue"
-            elif value.isupper() and not value.startswith(("DOCKER", "CNI", "KUBE")):
+            elif not _is_chain(value, chains):
                 undecoded.append(f"target {value}")
                 fields["verdict"] = "continue"
             else:
                 fields["verdict"] = "jump" if word == "-j" else "goto"
                 fields["target"] = value
-            i += 2
+            break  # what follows are the target's own options
         else:
             undecoded.append(word)
             i += 1
@@ -117,7 +133,7 @@ def parse_ruleset(
             if chain in ("INPUT", "OUTPUT"):
                 continue
             positions[chain] = positions.get(chain, 0) + 1
-            rules.append(parse_rule(line, backend, family, positions[chain]))
+            rules.append(parse_rule(line, backend, family, positions[chain], set(chains)))
     return tuple(chains.values()), tuple(rules)
 
 

@@ -158,6 +158,14 @@ class Ipv6Dockerd:
     netns: str
     firewall: str  # "nft" or "legacy": which iptables binaries dockerd ran
     process: subprocess.Popen[bytes]
+    command: tuple[str, ...] = ()
+
+    def restart(self) -> None:
+        """Stop dockerd and start it again as it was started: it writes its chains anew, as
+        after a host's firewall reload wiped them."""
+        stop(self.process)
+        self.process = _start_in_netns(self.directory, self.command)
+        _wait_answers(self)
 
     @property
     def host(self) -> str:
@@ -225,43 +233,29 @@ def ipv6_dockerd(
     host_ip6_nat = _host_ip6_nat_chains()
     subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
     process = None
+    made: Ipv6Dockerd | None = None
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
         subprocess.run(
             ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
         )
-        log = (directory / "dockerd.log").open("wb")
         # nsenter, not `ip netns exec`: that one remounts /sys, and dockerd then finds no cgroups.
-        process = subprocess.Popen(
-            [
-                "nsenter",
-                f"--net=/run/netns/{netns}",
-                "dockerd",
-                f"--config-file={directory}/daemon.json",
-                f"--data-root={directory}/root",
-                f"--exec-root={directory}/exec",
-                f"--pidfile={directory}/docker.pid",
-                "-H",
-                f"unix://{directory}/docker.sock",
-                f"--bridge={V6_BRIDGE}",
-                "--storage-driver=vfs",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}"},
+        command = (
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "dockerd",
+            f"--config-file={directory}/daemon.json",
+            f"--data-root={directory}/root",
+            f"--exec-root={directory}/exec",
+            f"--pidfile={directory}/docker.pid",
+            "-H",
+            f"unix://{directory}/docker.sock",
+            f"--bridge={V6_BRIDGE}",
+            "--storage-driver=vfs",
         )
-        made = Ipv6Dockerd(directory, netns, firewall, process)
-
-        def answers() -> bool:
-            if process.poll() is not None:
-                raise AssertionError((directory / "dockerd.log").read_text()[-2000:])
-            try:
-                made.client().close()
-                return True
-            except docker.errors.DockerException:
-                return False
-
-        wait_for(answers, timeout=60, interval=0.2)
+        process = _start_in_netns(directory, command)
+        made = Ipv6Dockerd(directory, netns, firewall, process, command)
+        _wait_answers(made)
         host_engine = docker.from_env()
         own = made.client()
         try:
@@ -273,7 +267,7 @@ def ipv6_dockerd(
     finally:
         if process is not None:
             _remove_containers(directory)
-            stop(process)
+            stop(made.process if made is not None else process)
         # The namespace takes dockerd's bridges, veths, iptables and ip6tables chains (both
         # backends) and sysctls with it.
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
@@ -282,6 +276,29 @@ def ipv6_dockerd(
         shutil.rmtree(directory, ignore_errors=True)
     assert host_bridge.exists() == had_host_bridge, "the test dockerd touched the host's docker0"
     assert _host_ip6_nat_chains() == host_ip6_nat, "the test dockerd touched the host's ip6tables"
+
+
+def _start_in_netns(directory: Path, command: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    log = (directory / "dockerd.log").open("ab")
+    return subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}"},
+    )
+
+
+def _wait_answers(made: Ipv6Dockerd) -> None:
+    def answers() -> bool:
+        if made.process.poll() is not None:
+            raise AssertionError((made.directory / "dockerd.log").read_text()[-2000:])
+        try:
+            made.client().close()
+            return True
+        except docker.errors.DockerException:
+            return False
+
+    wait_for(answers, timeout=60, interval=0.2)
 
 
 def _remove_containers(directory: Path) -> None:

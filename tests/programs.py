@@ -97,6 +97,21 @@ ACCOUNTED: dict[tuple[str, str], str] = {
     ("tests/own_dockerd.py", "f'{tool}-legacy{suffix}'"): (
         "iptables-legacy and ip6tables-legacy with -save and -restore, all of package iptables"
     ),
+    ("tests/integration/test_filter_decoders.py", "program"): (
+        "nsenter (util-linux), iptables-restore and ip6tables-restore (iptables), looked up"
+    ),
+    ("tests/integration/test_filter_decoders.py", "binary"): (
+        "iptables-{nft,legacy}[-restore] and ip6tables-{nft,legacy}[-restore], package iptables"
+    ),
+    ("tests/integration/test_filter_decoders.py", "tool(family, backend, '-restore')"): (
+        "iptables-nft-restore, iptables-legacy-restore and the ip6tables ones, package iptables"
+    ),
+    ("tests/integration/test_filter_decoders.py", "tool(family, backend)"): (
+        "iptables-nft, iptables-legacy, ip6tables-nft, ip6tables-legacy, package iptables"
+    ),
+    ("tests/own_dockerd.py", "self.command"): (
+        "the nsenter ... dockerd command ipv6_dockerd starts (and scanned there), started again"
+    ),
     ("tests/helpers.py", "*wrapper"): (
         "wrappers built by the callers from shutil.which('setpriv') and shutil.which('unshare'), "
         "which the scan finds"

@@ -45,6 +45,8 @@ _ENTRY6 = struct.Struct("=16s16s16s16s16s16s16s16sHBBB3xIHHI4xQQ")
 IP6T_F_PROTO = 0x01
 # struct xt_entry_match / xt_entry_target: size, name[29], revision, then the data.
 _EXTENSION = struct.Struct("=H29sB")
+IPT_F_GOTO = 0x02  # -g: a jump that does not come back
+IP6T_F_GOTO = 0x04
 IPT_INV_VIA_IN = 0x01
 IPT_INV_VIA_OUT = 0x02
 IPT_INV_SRCIP = 0x08
@@ -82,6 +84,7 @@ class Entry:
     target: Extension
     packets: int
     bytes: int
+    goto: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,12 @@ def _interface(name: bytes, mask: bytes) -> str | None:
 def _unpack4(blob: bytes, offset: int) -> tuple[Any, ...]:
     (
         src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
-        proto, _flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
+        proto, flags, invflags, _nfcache, target_offset, next_offset, _comefrom,
         packets, byte_count,
     ) = _ENTRY.unpack_from(blob, offset)  # fmt: skip
     return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
-            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+            invflags, target_offset, next_offset, packets, byte_count,
+            bool(flags & IPT_F_GOTO))  # fmt: skip
 
 
 def _unpack6(blob: bytes, offset: int) -> tuple[Any, ...]:
@@ -137,7 +141,8 @@ def _unpack6(blob: bytes, offset: int) -> tuple[Any, ...]:
     # The kernel looks at proto only with IP6T_F_PROTO set (ip6_packet_match).
     proto = proto if flags & IP6T_F_PROTO else 0
     return (src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask, proto,
-            invflags, target_offset, next_offset, packets, byte_count)  # fmt: skip
+            invflags, target_offset, next_offset, packets, byte_count,
+            bool(flags & IP6T_F_GOTO))  # fmt: skip
 
 
 def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
@@ -149,7 +154,7 @@ def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
     while offset + layout.size <= len(blob):
         (
             src, dst, smsk, dmsk, iniface, outiface, iniface_mask, outiface_mask,
-            proto, invflags, target_offset, next_offset, packets, byte_count,
+            proto, invflags, target_offset, next_offset, packets, byte_count, goto,
         ) = unpack(blob, offset)  # fmt: skip
         end = offset + next_offset
         if (
@@ -181,6 +186,7 @@ def parse_entries(blob: bytes, family: str = "ipv4") -> list[Entry]:
                 target=target,
                 packets=packets,
                 bytes=byte_count,
+                goto=goto,
             )
         )
         offset = end

@@ -83,6 +83,9 @@ class FirewallBackend:
 
 
 DOCKER_CHAIN_PREFIX = "DOCKER"
+# iptables-nft's tables other than nat: they hold no MASQUERADE or DNAT, so their rules are not
+# decoded for NAT (the filter decoder reads filter's).
+_IPTABLES_NON_NAT_TABLES = ("filter", "mangle", "raw", "security")
 # Tables Docker 29's nftables firewall backend creates.
 DOCKER_NFT_TABLES = ("docker-bridges",)
 _PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
@@ -358,6 +361,8 @@ def _nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list
         if rule.family not in nat_rules:  # ip/ip6, and iptables-nft's/ip6tables-nft's tables
             continue
         table = rule.attrs.get_attr("NFTA_RULE_TABLE")
+        if table in _IPTABLES_NON_NAT_TABLES:
+            continue  # iptables-nft's: MASQUERADE and DNAT are allowed in its nat table only
         chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
         decoded = decode_expressions(
             rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
@@ -522,6 +527,7 @@ _NFT_VERDICTS = {0: "drop", 1: "accept", -1: "continue", -3: "jump", -4: "goto",
 _HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
 # The xtables matches whose info this decoder reads (others make a rule undecoded).
 XT_CONNTRACK_STATE = 1  # XT_CONNTRACK_STATE in match_flags
+XT_CONNTRACK_STATE_ALIAS = 1 << 13  # `-m state` that iptables wrote as conntrack
 
 
 @dataclass(frozen=True)
@@ -611,7 +617,7 @@ def _xt_conntrack(revision: int, info: bytes) -> dict[str, Any] | str:
     if revision not in (1, 2, 3) or len(info) < 152:
         return f"match conntrack revision {revision}"
     match_flags, invert_flags = struct.unpack_from("=HH", info, 146)
-    if match_flags != XT_CONNTRACK_STATE or invert_flags:
+    if match_flags & ~XT_CONNTRACK_STATE_ALIAS != XT_CONNTRACK_STATE or invert_flags:
         return "match conntrack beyond --ctstate"
     state = info[150] if revision == 1 else struct.unpack_from("=H", info, 150)[0]
     return {"ct_state": ct_state_names(state)}
@@ -1013,6 +1019,7 @@ def _legacy_filter_rule(
     verdict, offset = standard_verdict(entry.target)
     target = None
     if verdict == "jump":
+        verdict = "goto" if entry.goto else "jump"
         target = jumps.get(offset or 0)
         if target is None:
             undecoded.append(f"jump to offset {offset}")
@@ -1020,8 +1027,9 @@ def _legacy_filter_rule(
         verdict = "reject"
     elif entry.target.name in ("LOG", "NFLOG"):
         verdict = "continue"
-    elif verdict == "other":
+    elif verdict == "other":  # NF_QUEUE, an xtables target: what it does is not read
         undecoded.append(f"target {entry.target.name or 'verdict'}")
+        verdict = "continue"
     protocol = _PROTOCOLS.get(entry.protocol, str(entry.protocol)) if entry.protocol else None
     return FilterRule(
         backend="legacy",

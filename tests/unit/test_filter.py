@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors import facts_types
+from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
@@ -21,9 +22,15 @@ from exporter.collectors.nat.judge import (
     undecoded_filter_rules,
     unmet_filter_rules,
 )
+from exporter.collectors.nat.report import filter_sections
+from exporter.metrics import render
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
 from exporter.readers.netfilter import FilterChain, FilterRule, FirewallBackend
+from exporter.recording import snapshot_from_json, snapshot_json
+from exporter.snapshot import CollectorState, Snapshot
 from tests.filter_text import parse_ruleset
+from tests.helpers import parse, select, value
+from tests.unit.test_fuzz_exposition import WRITERS
 
 NFT = FirewallBackend("nftables", True, None, 3, ("filter/DOCKER", "nat/DOCKER"))
 LEGACY = FirewallBackend("legacy", True, None, 0, ())
@@ -403,3 +410,55 @@ def test_ipv6_is_judged_where_docker_manages_ip6tables() -> None:
     assert forward_verdict(gone, "ipv6", "fd00:d4e::2", 80, "tcp", "docker0").reason == (
         "no ACCEPT in DOCKER for fd00:d4e::2 tcp/80"
     )
+
+
+def _snapshot(nat: NatFacts) -> Snapshot:
+    return Snapshot().with_state(CollectorState("nat", True, 0.01, 1.0, nat))
+
+
+def test_the_filter_families_and_inspect_say_what_was_judged() -> None:
+    line = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    nat = confirmed(facts(with_lines(without(CLASSIC, line), "-A DOCKER-USER -m limit -j DROP")))
+    nat = replace(nat, forwarding=ForwardingSwitches(0, 1, None, None))
+    nat = replace(nat, docker_iptables=True, docker_iptables_from="default")
+    found = parse(render(_snapshot(nat), WRITERS))
+    assert value(found, "docker_host_docker_firewall_managed", said_by="default") == 1
+    assert value(found, "docker_host_filter_judged", family="ipv4") == 1
+    assert value(found, "docker_host_filter_judged", family="ipv6") == 0
+    assert value(
+        found, "docker_host_filter_rule_missing", network="bridge", container="web",
+        rule="port_accept:tcp/80", family="ipv4",
+    ) == 1  # fmt: skip
+    assert value(
+        found, "docker_host_filter_rule_missing", network="user", container="",
+        rule="established", family="ipv4",
+    ) == 0  # fmt: skip
+    labels = {"backend": "nftables", "family": "ipv4", "table": "filter"}
+    assert value(found, "docker_host_firewall_rules_undecoded", **labels) == 1
+    assert value(found, "docker_host_filter_rules", **labels) == 18
+    assert value(
+        found, "docker_host_filter_forward_policy", chain="FORWARD", policy="drop", **labels
+    ) == 1  # fmt: skip
+    assert (
+        value(found, "docker_host_filter_docker_user_rules", backend="nftables", family="ipv4") == 1
+    )
+    assert value(found, "docker_host_ip_forward", family="ipv4") == 0
+    assert value(found, "docker_host_ip_forward", family="ipv6") == 1
+    assert value(found, "docker_host_br_netfilter_loaded") == 0
+    assert select(found, "docker_host_bridge_nf_call") == []  # absent without br_netfilter
+    text = "\n".join(filter_sections(nat))
+    assert "Docker manages the firewall (default)" in text
+    assert "net.ipv4.ip_forward OFF" in text
+    assert "br_netfilter not loaded: bridged traffic bypasses iptables" in text
+    assert "nftables ipv4 filter/FORWARD policy DROP" in text
+    assert f"{line.replace('-A', 'iptables -A', 1)}  (network bridge, container web)" in text
+    assert (
+        "web        172.17.0.2 tcp/80  BROKEN   no ACCEPT in DOCKER for 172.17.0.2 tcp/80" in text
+    )
+    assert "-m limit -j DROP" not in text or "match limit" in text
+
+
+def test_filter_facts_survive_a_recording() -> None:
+    nat = docker29()
+    again = snapshot_from_json(snapshot_json(_snapshot(nat)), facts_types())
+    assert again.current("nat", NatFacts) == nat

@@ -45,3 +45,7 @@ class NatFacts:
     filter_chains: tuple[FilterChain, ...] = ()
     filter_rules: tuple[FilterRule, ...] = ()
     forwarding: ForwardingSwitches | None = None
+    # Whether the dockerd serving --docker.host manages iptables (None: unknown), and what
+    # says so: "flag" (--iptables), "daemon.json", "default".
+    docker_iptables: bool | None = None
+    docker_iptables_from: str = ""

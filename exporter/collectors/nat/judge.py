@@ -3,10 +3,13 @@ ports need, in which family, and which are missing. Pure: recorded facts drive t
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from functools import lru_cache
+from typing import Any
 
 from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.readers.docker_api import (
@@ -303,6 +306,7 @@ class ExpectedFilterRule:
     rule: str  # jump_docker_user, jump_isolation, established, jump_docker, outgoing, ...
     layout: str
     text: str  # the rule as its tool would print it, for inspect
+    port: PublishedTarget | None = None  # a published port's ACCEPT: to where
 
     @property
     def key(self) -> str:
@@ -325,9 +329,7 @@ def filter_layout(nat: NatFacts, family: str) -> str:
         return FORWARD_LAYOUT
     if any(n == "DOCKER" for _, n in names):
         return CLASSIC_LAYOUT
-    version = nat.expectations.engine_version if nat.expectations else ""
-    major = version.split(".", 1)[0]
-    return FORWARD_LAYOUT if major.isdigit() and int(major) >= 28 else CLASSIC_LAYOUT
+    return FORWARD_LAYOUT if (_engine_major(nat) or 0) >= 28 else CLASSIC_LAYOUT
 
 
 def docker_filter_chains(nat: NatFacts, family: str) -> tuple[str, ...]:
@@ -341,11 +343,25 @@ def docker_filter_chains(nat: NatFacts, family: str) -> tuple[str, ...]:
     )
 
 
+def docker_manages_firewall(nat: NatFacts) -> bool:
+    """dockerd's own setting (--iptables, daemon.json) where it could be read; else whether any
+    of its chains or tables exist."""
+    if nat.docker_iptables is not None:
+        return nat.docker_iptables
+    return docker_firewall(nat.backends) != ("none",) or bool(
+        docker_filter_chains(nat, IPV4) or docker_filter_chains(nat, IPV6)
+    )
+
+
 def filter_judged(nat: NatFacts) -> dict[str, bool]:
-    """Missing filter rules are judged as NAT ones are (every backend read, the Engine API's
-    view, Docker managing a firewall); IPv6 when Docker manages IPv6 NAT or made IPv6 filter
-    chains."""
-    ipv4 = can_judge_nat(nat)
+    """Missing filter rules are judged with every backend read, the Engine API's view, and
+    Docker managing a firewall (by its setting: a firewall reload that left it no chain is
+    judged); IPv6 when Docker manages IPv6 NAT or made IPv6 filter chains."""
+    ipv4 = (
+        nat.expectations is not None
+        and all(b.readable for b in nat.backends)
+        and docker_manages_firewall(nat)
+    )
     ipv6 = ipv4 and (docker_manages_ipv6_nat(nat.backends) or bool(docker_filter_chains(nat, IPV6)))
     return {IPV4: ipv4, IPV6: ipv6}
 
@@ -357,11 +373,9 @@ def _network_of(address: str, networks: Iterable[DockerNetwork]) -> DockerNetwor
         return None
     for n in networks:
         for subnet in n.subnets:
-            try:
-                if ip in ipaddress.ip_network(subnet, strict=False):
-                    return n
-            except ValueError:
-                continue
+            network = _network(subnet)
+            if network is not None and network.version == ip.version and ip in network:
+                return n
     return None
 
 
@@ -374,12 +388,19 @@ def _tool(family: str) -> str:
     return "ip6tables" if family == IPV6 else "iptables"
 
 
-def _global_rules(layout: str, family: str) -> list[tuple[str, str]]:
-    """(rule, text) of the jumps every Docker host of this layout needs once."""
+def _engine_major(nat: NatFacts) -> int | None:
+    version = nat.expectations.engine_version if nat.expectations else ""
+    major = version.split(".", 1)[0]
+    return int(major) if major.isdigit() else None
+
+
+def _global_rules(layout: str, family: str, user_chain: bool) -> list[tuple[str, str]]:
+    """(rule, text) of the jumps every Docker host of this layout needs once. user_chain:
+    whether Docker makes DOCKER-USER in this family (ip6tables only since Docker 23)."""
     tool = _tool(family)
     if layout == NFTABLES_LAYOUT:
         return [("forward_chain", f"table {family_table(family)} docker-bridges filter-FORWARD")]
-    found = [("jump_docker_user", f"{tool} -A FORWARD -j DOCKER-USER")]
+    found = [("jump_docker_user", f"{tool} -A FORWARD -j DOCKER-USER")] if user_chain else []
     if layout == FORWARD_LAYOUT:
         return [
             *found,
@@ -437,9 +458,11 @@ def expected_filter_rules(nat: NatFacts, family: str) -> tuple[ExpectedFilterRul
     isolation = layout == CLASSIC_LAYOUT or (
         layout == FORWARD_LAYOUT and "DOCKER-ISOLATION-STAGE-1" in names
     )
+    major = _engine_major(nat)
+    user_chain = family == IPV4 or "DOCKER-USER" in names or (major or 0) >= 23
     found = [
         ExpectedFilterRule(family, "", "", rule, layout, text)
-        for rule, text in _global_rules(layout, family)
+        for rule, text in _global_rules(layout, family, user_chain)
     ]
     found += [
         ExpectedFilterRule(family, n.name, "", rule, layout, text)
@@ -455,6 +478,7 @@ def expected_filter_rules(nat: NatFacts, family: str) -> tuple[ExpectedFilterRul
             port_rule(port),
             layout,
             port_accept_text(port, layout),
+            port,
         )
         for port in published_ports(expect, family, judged_families(nat)[IPV6])
     ]
@@ -536,12 +560,92 @@ def _unconditional(r: FilterRule) -> bool:
     )  # fmt: skip
 
 
-def _rules_in(nat: NatFacts, family: str, chain: str, table: str | None = None) -> list[FilterRule]:
-    return [
-        r
-        for r in nat.filter_rules
-        if r.family == family and r.chain == chain and (table is None or r.table == table)
-    ]
+@lru_cache(maxsize=4096)
+def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return None
+
+
+def _host(r: FilterRule) -> str | None:
+    """The one address a rule's -d names (a /32 or /128, not negated), else None."""
+    d = r.destination
+    if d is None or r.destination_negated or not d.endswith(("/32", "/128")):
+        return None
+    if d.endswith("/32") and ":" in d:
+        return None  # an IPv6 /32 is a network
+    return d.rsplit("/", 1)[0]
+
+
+@dataclass
+class _ChainIndex:
+    """One chain's rules in order, with those that name one destination address apart: a walk
+    for one address meets only the rules that can match it (Docker's DOCKER chain holds one
+    ACCEPT per published port)."""
+
+    general: list[tuple[int, FilterRule]]
+    by_host: dict[str, list[tuple[int, FilterRule]]]
+    # (family, chain) of the index, for lookups by chain name in any table
+    chain: str = ""
+
+    def for_address(self, address: str) -> Iterable[FilterRule]:
+        named = self.by_host.get(address)
+        if not named:
+            return [r for _, r in self.general]
+        if not self.general:
+            return [r for _, r in named]
+        return [r for _, r in heapq.merge(self.general, named)]
+
+
+@dataclass
+class _FilterIndex:
+    """The filter rules of one reading, indexed once: by (family, chain) for what is there,
+    by (backend, family) and chain for walks."""
+
+    by_chain: dict[tuple[str, str], list[FilterRule]]
+    walks: dict[tuple[str, str], dict[str, _ChainIndex]]
+    by_name: dict[tuple[str, str], list[_ChainIndex]]  # (family, chain): in every table
+    # What forward_verdict works out once per family: (family, "") and (family, "bases").
+    memo: dict[tuple[str, str], Any] = dataclass_field(default_factory=dict)
+
+
+def _build_index(nat: NatFacts) -> _FilterIndex:
+    by_chain: dict[tuple[str, str], list[FilterRule]] = {}
+    walks: dict[tuple[str, str], dict[str, _ChainIndex]] = {}
+    for n, r in enumerate(nat.filter_rules):
+        by_chain.setdefault((r.family, r.chain), []).append(r)
+        chains = walks.setdefault((r.backend, r.family), {})
+        chain = chains.setdefault(f"{r.table}/{r.chain}", _ChainIndex([], {}))
+        host = _host(r)
+        if host is None:
+            chain.general.append((n, r))
+        else:
+            chain.by_host.setdefault(host, []).append((n, r))
+    by_name: dict[tuple[str, str], list[_ChainIndex]] = {}
+    for (_, family), chains in walks.items():
+        for key, index in chains.items():
+            by_name.setdefault((family, key.split("/", 1)[1]), []).append(index)
+    return _FilterIndex(by_chain, walks, by_name)
+
+
+_last_index: tuple[NatFacts, _FilterIndex] | None = None
+
+
+def _index(nat: NatFacts) -> _FilterIndex:
+    """The index of these facts, built once: every port's verdict of a render asks the same
+    reading (a tuple swap: a racing thread at worst builds it again)."""
+    global _last_index  # noqa: PLW0603 (a one-entry cache of a pure function)
+    cached = _last_index
+    if cached is not None and cached[0] is nat:
+        return cached[1]
+    built = _build_index(nat)
+    _last_index = (nat, built)
+    return built
+
+
+def _rules_in(nat: NatFacts, family: str, chain: str) -> list[FilterRule]:
+    return _index(nat).by_chain.get((family, chain), [])
 
 
 def _jumps(r: FilterRule, target: str) -> bool:
@@ -555,12 +659,13 @@ def _established(r: FilterRule) -> bool:
 def _is_port_accept(r: FilterRule, port: PublishedTarget) -> bool:
     if r.verdict != "accept" or r.destination is None or r.destination_negated:
         return False
-    try:
-        holds = ipaddress.ip_address(port.address) in ipaddress.ip_network(r.destination)
-    except ValueError:
-        return False
+    network = _network(r.destination)
+    address = _address(port.address)
     return (
-        holds
+        network is not None
+        and address is not None
+        and address.version == network.version
+        and address in network
         and r.protocol == port.protocol
         and not r.protocol_negated
         and r.dport == port.container_port
@@ -568,6 +673,16 @@ def _is_port_accept(r: FilterRule, port: PublishedTarget) -> bool:
             r.out_interface is None
             or (_interface_is(r.out_interface, port.bridge) and not r.out_negated)
         )
+    )
+
+
+def _has_port_accept(nat: NatFacts, family: str, chain: str, port: PublishedTarget) -> bool:
+    """The port's ACCEPT in `chain`: looked up by its address where a rule names it alone."""
+    address = str(_address(port.address) or port.address)
+    return any(
+        _is_port_accept(r, port)
+        for index in _index(nat).by_name.get((family, chain), ())
+        for r in index.for_address(address)
     )
 
 
@@ -687,20 +802,11 @@ def has_filter_rule(nat: NatFacts, e: ExpectedFilterRule) -> bool:
     if port is None:
         return False
     chain = f"filter-forward-in__{port.bridge}" if nft else "DOCKER"
-    return _any(nat, e, chain, lambda r: _is_port_accept(r, port))
+    return _has_port_accept(nat, e.family, chain, port)
 
 
-def _port_of(nat: NatFacts, e: ExpectedFilterRule) -> PublishedTarget | None:
-    if nat.expectations is None or not e.container:
-        return None
-    return next(
-        (
-            p
-            for p in published_ports(nat.expectations, e.family, judged_families(nat)[IPV6])
-            if p.container == e.container and e.rule == port_rule(p)
-        ),
-        None,
-    )
+def _port_of(_nat: NatFacts, e: ExpectedFilterRule) -> PublishedTarget | None:
+    return e.port
 
 
 def unmet_filter_rules(nat: NatFacts) -> tuple[str, ...]:
@@ -777,11 +883,18 @@ class _Packet:
 
 
 def _address_in(address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str) -> bool | None:
-    try:
-        network = ipaddress.ip_network(prefix, strict=False)
-    except ValueError:
+    network = _network(prefix)
+    if network is None:
         return None
     return address.version == network.version and address in network
+
+
+@lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def _match_fields(r: FilterRule, p: _Packet) -> list[str]:
@@ -858,9 +971,12 @@ def rule_text(r: FilterRule) -> str:
 class _Walk:
     """What a walk through the chains met: undecoded rules that could have matched."""
 
-    rules: dict[str, list[FilterRule]]
+    rules: dict[str, _ChainIndex]
     packet: _Packet
     undecoded: list[FilterRule] = dataclass_field(default_factory=list)
+    # A chain's outcome for the packet, once walked: rule sets whose chains jump to one chain
+    # from many places cost one walk of it.
+    outcomes: dict[str, tuple[str, FilterRule | None]] = dataclass_field(default_factory=dict)
 
 
 def _vmap_step(r: FilterRule, p: _Packet) -> tuple[str, str, str] | str | None:
@@ -876,7 +992,17 @@ def _walk(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterR
     """The outcome of a chain for the packet: (accept|drop|reject|return|unknown, the rule)."""
     if depth > _MAX_DEPTH:
         return "unknown", None
-    for r in walk.rules.get(f"{table}/{chain}", []):
+    key = f"{table}/{chain}"
+    if key not in walk.outcomes:
+        walk.outcomes[key] = _walk_chain(walk, table, chain, depth)
+    return walk.outcomes[key]
+
+
+def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterRule | None]:
+    index = walk.rules.get(f"{table}/{chain}")
+    if index is None:
+        return "return", None
+    for r in index.for_address(str(walk.packet.address)):
         m = rule_matches(r, walk.packet)
         if m == NO:
             continue
@@ -904,21 +1030,20 @@ def _walk(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, FilterR
     return "return", None
 
 
-def _family_rules(facts: NatFacts, family: str, backend: str) -> dict[str, list[FilterRule]]:
-    rules: dict[str, list[FilterRule]] = {}
-    for r in facts.filter_rules:
-        if r.family == family and r.backend == backend:
-            rules.setdefault(f"{r.table}/{r.chain}", []).append(r)
-    return rules
+def _family_rules(facts: NatFacts, family: str, backend: str) -> dict[str, _ChainIndex]:
+    return _index(facts).walks.get((backend, family), {})
 
 
 def _through_bases(facts: NatFacts, packet: _Packet) -> FilterVerdict | None:
     """Each forward-hook base chain of the family in turn (both backends: a packet meets every
     one, and the first drop ends it); a verdict when one does not accept, None when all do."""
-    bases = sorted(
-        (c for c in facts.filter_chains if c.family == packet.family and c.hook == "forward"),
-        key=lambda c: (c.priority, c.backend, c.table),
-    )
+    index = _index(facts)
+    if (packet.family, "bases") not in index.memo:
+        index.memo[(packet.family, "bases")] = sorted(
+            (c for c in facts.filter_chains if c.family == packet.family and c.hook == "forward"),
+            key=lambda c: (c.priority, c.backend, c.table),
+        )
+    bases: list[FilterChain] = index.memo[(packet.family, "bases")]
     undecoded: list[FilterRule] = []
     for base in bases:
         walk = _Walk(_family_rules(facts, packet.family, base.backend), packet)
@@ -964,16 +1089,24 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
         address = ipaddress.ip_address(container_address)
     except ValueError:
         return FilterVerdict("unknown", f"not an address: {container_address!r}")
-    unreadable = [b.name for b in facts.backends if not b.readable]
+    index = _index(facts)
+    if (family, "") not in index.memo:  # what every port of the family asks first
+        unreadable = ", ".join(b.name for b in facts.backends if not b.readable)
+        index.memo[(family, "")] = (
+            unreadable,
+            docker_manages_firewall(facts),
+            filter_layout(facts, family),
+        )
+    unreadable, managed, layout = index.memo[(family, "")]
     if unreadable:
-        return FilterVerdict("unknown", f"firewall backend unreadable: {', '.join(unreadable)}")
-    if docker_firewall(facts.backends) == ("none",) and not docker_filter_chains(facts, family):
-        return FilterVerdict("unknown", "Docker manages no firewall here (no chains of its own)")
+        return FilterVerdict("unknown", f"firewall backend unreadable: {unreadable}")
+    if not managed:
+        return FilterVerdict("unknown", "Docker manages no firewall here")
     packet = _Packet(family, address, container_port, protocol, bridge)
-    nft = filter_layout(facts, family) == NFTABLES_LAYOUT
+    nft = layout == NFTABLES_LAYOUT
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
     target = PublishedTarget("", "", bridge, container_address, protocol, container_port, family)
-    has_accept = any(_is_port_accept(r, target) for r in _rules_in(facts, family, accept_chain))
+    has_accept = _has_port_accept(facts, family, accept_chain, target)
     if not has_accept:
         address_port = f"{container_address} {protocol}/{container_port}"
         return FilterVerdict("broken", f"no ACCEPT in {accept_chain} for {address_port}")

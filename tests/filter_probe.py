@@ -1,0 +1,62 @@
+"""Run inside a network namespace (nsenter --net=...): the filter chains and rules our readers
+decode there, or one nat-collector reading against a dockerd and the forward verdicts of given
+ports, as JSON on stdout. The tests compare it with iptables -S, nft -j and the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from exporter.collectors.nat.judge import filter_verdicts, forward_verdict, unmet_filter_rules
+from exporter.collectors.nat.source import NatSource
+from exporter.readers.netfilter import read_legacy_with_filter, read_nftables_with_filter
+from exporter.readers.nfnetlink import NftSocket
+from exporter.tick import Host
+
+
+def decoded() -> dict[str, Any]:
+    sock = NftSocket()
+    try:
+        _, _, nft = read_nftables_with_filter(sock)
+    finally:
+        sock.close()
+    _, _, legacy = read_legacy_with_filter("/proc")
+    return {
+        "chains": [dataclasses.asdict(c) for c in nft.chains + legacy.chains],
+        "rules": [dataclasses.asdict(r) for r in nft.rules + legacy.rules],
+    }
+
+
+def judged(docker_host: str, ports: list[str]) -> dict[str, Any]:
+    """ports: "family,address,port,protocol,bridge" each."""
+    host = Host.open(docker_host=docker_host)
+    source = NatSource("/proc", timeout=20.0, docker_host=docker_host)
+    try:
+        facts = source.read(host.tick())
+    finally:
+        source.close()
+        host.close()
+    verdicts = {}
+    for spec in ports:
+        family, address, port, protocol, bridge = spec.split(",")
+        verdicts[spec] = dataclasses.asdict(
+            forward_verdict(facts, family, address, int(port), protocol, bridge)
+        )
+    return {
+        "missing": [
+            [e.family, e.network, e.container, e.rule] for e, gone in filter_verdicts(facts) if gone
+        ],
+        "expected": [[e.family, e.network, e.container, e.rule] for e, _ in filter_verdicts(facts)],
+        "unmet_now": list(unmet_filter_rules(facts)),
+        "verdicts": verdicts,
+        "managed": [facts.docker_iptables, facts.docker_iptables_from],
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "decoded":
+        print(json.dumps(decoded()))
+    elif sys.argv[1] == "judged":
+        print(json.dumps(judged(sys.argv[2], sys.argv[3:])))

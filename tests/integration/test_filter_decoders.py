@@ -1,0 +1,318 @@
+"""The filter-rule decoders held against the backends' own tools, on rule sets loaded into a
+network namespace the test makes (its tables go with it): Docker 20.10's and 28's filter
+layouts and rules the decoder cannot understand, through iptables-nft and iptables-legacy, IPv4
+and IPv6, compared with `iptables -S` / `ip6tables -S` of the same backend; Docker 29's native
+nftables layout (moby's TestNftabler golden) compared with `nft -j list ruleset`. Our readers run
+inside the namespace (tests/filter_probe.py); the tools are the independent readings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.readers.netfilter import FilterRule
+from tests.conftest import unavailable
+from tests.filter_text import parse_ruleset
+
+pytestmark = pytest.mark.integration
+
+DOCKER20 = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A FORWARD -o br-2793a125ca48 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o br-2793a125ca48 -j DOCKER
+-A FORWARD -i br-2793a125ca48 ! -o br-2793a125ca48 -j ACCEPT
+-A FORWARD -i br-2793a125ca48 -o br-2793a125ca48 -j ACCEPT
+-A DOCKER -d {A2} ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d {A3} ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i br-2793a125ca48 ! -o br-2793a125ca48 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o br-2793a125ca48 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP
+-A DOCKER-USER -j RETURN
+COMMIT
+"""
+
+DOCKER28 = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-BRIDGE - [0:0]
+:DOCKER-CT - [0:0]
+:DOCKER-FORWARD - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-FORWARD
+-A DOCKER -d {A2} ! -i br-dummy -o br-dummy -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER ! -i br-dummy -o br-dummy -j DROP
+-A DOCKER-BRIDGE -o br-dummy -j DOCKER
+-A DOCKER-CT -o br-dummy -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A DOCKER-FORWARD -j DOCKER-CT
+-A DOCKER-FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A DOCKER-FORWARD -j DOCKER-BRIDGE
+-A DOCKER-FORWARD -i br-dummy -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i br-dummy ! -o br-dummy -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-2 -o br-dummy -j DROP
+COMMIT
+"""
+
+# Rules a firewall manager or an operator writes, some the decoder understands and some not.
+HOSTILE = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:MINE - [0:0]
+-A FORWARD -m limit --limit 5/sec -j DROP
+-A FORWARD -p tcp -m multiport --dports 80,443 -j DROP
+-A FORWARD -m mark --mark 0x1 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 1000:2000 -j DROP
+-A FORWARD -p tcp -m tcp ! --dport 22 -j DROP
+-A FORWARD -p tcp -m tcp --sport 53 -j ACCEPT
+-A FORWARD ! -p tcp -j ACCEPT
+-A FORWARD ! -s {NET} -j DROP
+-A FORWARD -s {ODD} -d {NET} -j ACCEPT
+-A FORWARD -j LOG
+-A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+-A FORWARD -m comment --comment "a \\"quoted\\" comment" -j MINE
+-A FORWARD -m state --state NEW -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -m conntrack --ctorigdstport 80 -j DROP
+-A FORWARD -m addrtype --dst-type LOCAL -j DROP
+-A FORWARD -i eth+ -o br-+ -j ACCEPT
+-A FORWARD -p udp -m udp --dport 53 -j ACCEPT
+-A FORWARD -g MINE
+-A MINE -j RETURN
+COMMIT
+"""
+ADDRESSES = {
+    "ipv4": {"A2": "172.17.0.2/32", "A3": "172.17.0.3/32", "NET": "10.0.0.0/8",
+             "ODD": "10.1.2.0/23"},
+    "ipv6": {"A2": "fd00:d4e::2/128", "A3": "fd00:d4e::3/128", "NET": "fd00::/8",
+             "ODD": "fd00:1:2::/47"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def netns(root: None) -> Iterator[str]:
+    for program in ("nsenter", "iptables-restore", "ip6tables-restore"):
+        if not shutil.which(program):
+            unavailable(f"{program} not installed")
+    name = f"dhf-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def inside(netns: str, *command: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", *command],
+        input=stdin,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+
+def tool(family: str, backend: str, suffix: str = "") -> str:
+    base = "ip6tables" if family == "ipv6" else "iptables"
+    binary = f"{base}-{'legacy' if backend == 'legacy' else 'nft'}{suffix}"
+    if not shutil.which(binary):
+        unavailable(f"{binary} not installed")
+    return binary
+
+
+def ours(netns: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(
+        inside(netns, sys.executable, "-m", "tests.filter_probe", "decoded")
+    )
+    return found
+
+
+def comparable(rule: FilterRule) -> tuple[Any, ...]:
+    """What both readings can say of a rule; of one the decoder did not understand, only where
+    it is and that it was not understood."""
+    if rule.undecoded:
+        return (rule.chain, rule.position, "undecoded")
+    return (
+        rule.chain, rule.position, rule.verdict, rule.target,
+        rule.source, rule.source_negated, rule.destination, rule.destination_negated,
+        rule.in_interface, rule.in_negated, rule.out_interface, rule.out_negated,
+        rule.protocol, rule.protocol_negated, rule.dport, tuple(rule.ct_state), rule.narrowed,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+@pytest.mark.parametrize("backend", ["nftables", "legacy"])
+@pytest.mark.parametrize("ruleset", ["docker20", "docker28", "hostile"])
+def test_filter_rules_decode_as_iptables_prints_them(
+    netns: str, family: str, backend: str, ruleset: str
+) -> None:
+    text = {"docker20": DOCKER20, "docker28": DOCKER28, "hostile": HOSTILE}[ruleset]
+    text = text.format(**ADDRESSES[family])
+    inside(netns, tool(family, backend, "-restore"), stdin=text)
+    printed = inside(netns, tool(family, backend), "-S")
+    chains, expected = parse_ruleset(printed, backend, family)
+    found = ours(netns)
+    decoded = [
+        FilterRule(**{**r, "ct_state": tuple(r["ct_state"]), "vmap": tuple(r["vmap"])})
+        for r in found["rules"]
+        if r["backend"] == backend and r["family"] == family
+    ]
+    assert sorted(map(comparable, decoded)) == sorted(map(comparable, expected))
+    policies = {
+        (c["name"], c["policy"])
+        for c in found["chains"]
+        if c["backend"] == backend and c["family"] == family
+    }
+    assert policies == {(c.name, c.policy) for c in chains}
+    # The other backend holds nothing in this namespace.
+    assert not [r for r in found["rules"] if r["backend"] != backend]
+    if ruleset == "hostile":
+        assert sum(1 for r in decoded if r.undecoded) >= 6
+    else:
+        assert not [r for r in decoded if r.undecoded]
+
+
+# Docker 29's nftables backend (moby daemon/libnetwork/drivers/bridge/internal/nftabler,
+# TestNftabler golden, icc and a published port), with docker0 for br-dummy.
+DOCKER29 = """table {T} docker-bridges {{
+    map filter-forward-in-jumps {{
+        type ifname : verdict
+        elements = {{ "docker0" : jump filter-forward-in__docker0 }}
+    }}
+    map filter-forward-out-jumps {{
+        type ifname : verdict
+        elements = {{ "docker0" : jump filter-forward-out__docker0 }}
+    }}
+    chain filter-forward-in__docker0 {{
+        ct state established,related counter accept
+        iifname "docker0" counter accept comment "ICC"
+        {T} daddr {A} tcp dport 80 counter accept
+        counter drop comment "UNPUBLISHED PORT DROP"
+    }}
+    chain filter-forward-out__docker0 {{
+        ct state established,related counter accept
+        counter accept comment "OUTGOING"
+    }}
+    chain filter-FORWARD {{
+        type filter hook forward priority filter; policy accept;
+        oifname vmap @filter-forward-in-jumps
+        iifname vmap @filter-forward-out-jumps
+    }}
+    chain nat-POSTROUTING {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname != "docker0" {T} saddr {NET} counter masquerade
+    }}
+}}
+"""
+
+
+def _nft_match(expression: dict[str, Any], fields: dict[str, Any]) -> None:
+    match = expression["match"]
+    left, right, op = match["left"], match["right"], match["op"]
+    if "meta" in left and left["meta"]["key"] in ("iifname", "oifname"):
+        side = "in" if left["meta"]["key"] == "iifname" else "out"
+        fields[f"{side}_interface"], fields[f"{side}_negated"] = right, op == "!="
+    elif "ct" in left:
+        states = right if isinstance(right, list) else [right]
+        fields["ct_state"] = tuple(s.upper() for s in ("established", "related") if s in states)
+    elif left.get("payload", {}).get("field") == "daddr":
+        width = 128 if ":" in right else 32
+        fields["destination"] = right if "/" in right else f"{right}/{width}"
+    elif left.get("payload", {}).get("field") == "dport":
+        fields["protocol"], fields["dport"] = left["payload"]["protocol"], right
+
+
+def nft_json_rules(ruleset: dict[str, Any], table: str) -> set[tuple[Any, ...]]:
+    """(chain, verdict, target, fields...) of the table's rules, from `nft -j list ruleset`."""
+    maps = {
+        m["map"]["name"]: tuple(
+            (key, "jump", value["jump"]["target"]) for key, value in m["map"].get("elem", [])
+        )
+        for m in ruleset["nftables"]
+        if "map" in m and m["map"]["table"] == table
+    }
+    found = set()
+    for item in ruleset["nftables"]:
+        rule = item.get("rule")
+        if not rule or rule["table"] != table or not rule["chain"].startswith("filter-"):
+            continue
+        fields: dict[str, Any] = {}
+        verdict, target = "continue", None
+        vmap: tuple[tuple[str, str, str], ...] = ()
+        for expression in rule["expr"]:
+            if "match" in expression:
+                _nft_match(expression, fields)
+            elif "accept" in expression or "drop" in expression:
+                verdict = next(iter(expression))
+            elif "vmap" in expression:
+                verdict, vmap = "vmap", maps[expression["vmap"]["data"].lstrip("@")]
+        fields = {k: v for k, v in fields.items() if v not in (None, False, ())}
+        found.add((rule["chain"], verdict, target, vmap, tuple(sorted(fields.items()))))
+    return found
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_docker29_nftables_layout_decodes_as_nft_prints_it(netns: str, family: str) -> None:
+    if not shutil.which("nft"):
+        unavailable("nft not installed (nftables)")
+    table = "ip6" if family == "ipv6" else "ip"
+    address = "fd00:d4e::2" if family == "ipv6" else "172.17.0.2"
+    net = "fd00:d4e::/64" if family == "ipv6" else "172.17.0.0/16"
+    inside(netns, "nft", "-f", "-", stdin=DOCKER29.format(T=table, A=address, NET=net))
+    printed = json.loads(inside(netns, "nft", "-j", "list", "ruleset"))
+    expected = nft_json_rules(printed, "docker-bridges")
+    decoded = set()
+    for r in ours(netns)["rules"]:
+        if r["table"] != "docker-bridges" or r["family"] != family:
+            continue
+        assert not r["undecoded"], r
+        fields = {
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in r.items()
+            if k
+            in (
+                "in_interface",
+                "in_negated",
+                "out_interface",
+                "out_negated",
+                "ct_state",
+                "destination",
+                "protocol",
+                "dport",
+            )
+            and v not in (None, False, [], ())
+        }
+        decoded.add(
+            (r["chain"], r["verdict"], r["target"], tuple(tuple(e) for e in r["vmap"]),
+             tuple(sorted(fields.items())))
+        )  # fmt: skip
+    assert decoded == expected
+    assert len(decoded) == 8  # 2 vmaps, 4 in, 2 out (the nat chain is not on the forward path)

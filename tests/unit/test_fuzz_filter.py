@@ -1,0 +1,175 @@
+"""Hostile input into the filter decoders and the forward walk: nf_tables rule messages with
+odd verdicts, ct loads, xtables matches and lookups; ip_tables filter entries with odd jumps;
+xtables match infos of any length; and rule sets of any shape (jump cycles, deep chains)
+through forward_verdict. Valid records or a clear refusal, never a crash or a hang."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.judge import forward_verdict
+from exporter.readers.iptables import IptablesError, chains, parse_entries
+from exporter.readers.netfilter import (
+    CT_STATES,
+    FilterChain,
+    FilterRule,
+    FirewallBackend,
+    SetElements,
+    decode_filter_rule,
+    decode_xt_match,
+    legacy_filter,
+)
+from tests.fuzzing import FUZZ, ipt_extension, mutated, nla
+from tests.unit.test_fuzz_iptables import ipt_entry
+from tests.unit.test_fuzz_nftables import (
+    REGISTERS,
+    attr,
+    be32,
+    data_attr,
+    expr_of,
+    expression,
+    hostile_expressions,
+    nested,
+    nft_parse,
+    rule_message,
+)
+
+VERDICTS = {"accept", "drop", "reject", "return", "jump", "goto", "continue", "vmap"}
+STATES = {name for _, name in CT_STATES} | {"OTHER"}
+
+
+def verdict_data(code: int, chain: bytes | None) -> bytes:
+    inner = nla(1, struct.pack(">i", code)) + (nla(2, chain) if chain is not None else b"")
+    return nested(2, nested(2, inner))  # NFTA_IMMEDIATE_DATA { NFTA_DATA_VERDICT { ... } }
+
+
+filter_expressions = st.lists(
+    st.one_of(
+        hostile_expressions.map(lambda e: e[0] if e else b""),
+        st.tuples(
+            st.integers(-6, 3) | st.integers(-(2**31), 2**31 - 1),
+            st.one_of(st.none(), st.binary(max_size=12), st.just(b"DOCKER\0")),
+        ).map(lambda t: expression("immediate", nla(1, be32(0)), verdict_data(*t))),
+        expr_of("ct", attr(1, REGISTERS), attr(2, st.integers(0, 3).map(be32))),
+        expr_of(
+            "match",
+            attr(1, st.sampled_from([b"conntrack\0", b"tcp\0", b"udp\0", b"state\0", b"x\0"])),
+            attr(2, st.integers(0, 4).map(be32)),
+            attr(3, st.binary(max_size=200)),
+        ),
+        expr_of("lookup", attr(1, st.just(b"m\0")), attr(2, REGISTERS), attr(3, REGISTERS)),
+        expr_of("reject", attr(1, REGISTERS)),
+        expr_of("cmp", attr(1, REGISTERS), attr(2, st.integers(0, 6).map(be32)), data_attr(3)),
+    ).filter(bool),
+    max_size=10,
+)
+
+
+def valid(rule: FilterRule) -> None:
+    assert rule.verdict in VERDICTS
+    assert set(rule.ct_state) <= STATES
+    for prefix in (rule.source, rule.destination):
+        if prefix is not None:
+            ipaddress.ip_network(prefix)
+    assert rule.dport is None or 0 <= rule.dport <= 0xFFFF
+    assert isinstance(rule.undecoded, str)
+
+
+@FUZZ
+@given(expressions=filter_expressions)
+def test_hostile_nf_tables_filter_rules_decode_to_valid_records(expressions: list[bytes]) -> None:
+    for msg in nft_parse(rule_message(expressions, table=b"filter", chain=b"FORWARD")):
+        sets: SetElements = {(2, "filter", "m"): (("docker0", "jump", "X"),)}
+        valid(
+            decode_filter_rule(
+                msg.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], 2, "filter", "FORWARD", 1,
+                sets=sets,
+            )
+        )  # fmt: skip
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(["conntrack", "state", "tcp", "udp", "comment", "limit"]),
+    revision=st.integers(-1, 5),
+    info=st.binary(max_size=200),
+)
+def test_any_xtables_match_info_decodes_or_is_named_undecoded(
+    name: str, revision: int, info: bytes
+) -> None:
+    found = decode_xt_match(name, revision, info)
+    assert isinstance(found, (dict, str))
+    if isinstance(found, dict):
+        assert set(found) <= {"dport", "narrowed", "ct_state"}
+
+
+def standard(verdict: int) -> bytes:
+    return ipt_extension(b"", struct.pack("=i", verdict) + b"\0" * 4)
+
+
+FORWARD_ENTRIES = (
+    ipt_entry(b"", standard(200))  # a jump to an offset
+    + ipt_entry(b"", standard(-2))
+    + ipt_entry(b"", standard(-1))
+)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=600), mutated(st.just(FORWARD_ENTRIES), 0)))
+def test_hostile_ip_tables_filter_entries_decode_or_raise(data: bytes) -> None:
+    try:
+        entries = parse_entries(data)
+    except IptablesError:
+        return
+    for rule in legacy_filter(chains(entries, (0, 0, 0, 0, 0), 0b00100), "ipv4").rules:
+        valid(rule)
+
+
+CHAINS = ["FORWARD", "A", "B", "DOCKER", "DOCKER-USER"]
+rules = st.builds(
+    FilterRule,
+    backend=st.just("nftables"),
+    family=st.just("ipv4"),
+    table=st.just("filter"),
+    chain=st.sampled_from(CHAINS),
+    position=st.integers(1, 9),
+    verdict=st.sampled_from(sorted(VERDICTS)),
+    target=st.one_of(st.none(), st.sampled_from(CHAINS)),
+    destination=st.one_of(st.none(), st.sampled_from(["172.17.0.2/32", "0.0.0.0/0", "x"])),
+    out_interface=st.one_of(st.none(), st.sampled_from(["docker0", "br-+", "+"])),
+    protocol=st.one_of(st.none(), st.sampled_from(["tcp", "udp"])),
+    dport=st.one_of(st.none(), st.just(80)),
+    ct_state=st.sampled_from([(), ("NEW",), ("ESTABLISHED", "RELATED")]),
+    vmap_key=st.sampled_from([None, "oifname", "iifname"]),
+    vmap=st.lists(
+        st.tuples(
+            st.sampled_from(["docker0", "eth0"]),
+            st.sampled_from(["jump", "drop"]),
+            st.sampled_from(CHAINS),
+        ),
+        max_size=2,
+    ).map(tuple),
+    undecoded=st.sampled_from(["", "match limit"]),
+)
+
+
+@FUZZ
+@given(found=st.lists(rules, max_size=25), policy=st.sampled_from(["accept", "drop"]))
+def test_any_rule_set_gives_a_verdict_without_looping(found: list[FilterRule], policy: str) -> None:
+    chains_ = tuple(FilterChain("nftables", "ipv4", "filter", c) for c in CHAINS[1:])
+    forward = FilterChain("nftables", "ipv4", "filter", "FORWARD", "forward", 0, policy)
+    nat = NatFacts(
+        backends=(FirewallBackend("nftables", True, None, 0, ("filter/DOCKER",)),),
+        rules=(),
+        expectations=None,
+        filter_chains=(forward, *chains_),
+        filter_rules=tuple(found),
+    )
+    verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
+    assert verdict.state in ("ok", "broken", "unknown")
+    assert verdict.reason
