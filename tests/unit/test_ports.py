@@ -515,8 +515,14 @@ def test_veth_and_bridge_port() -> None:
 
 
 def test_the_userland_proxy() -> None:
+    # One port's proxy gone while the others run: a suspect, read again.
+    one_gone = replace(PORTS, proxies=PROXIES[1:])
+    assert suspect_keys(one_gone) == (proxy_key(TCP80),)
+    # No docker-proxy at all: userland-proxy off, as far as the source can tell, so no second
+    # reading, unless dockerd's flag turns proxies on.
     none = replace(PORTS, proxies=())
-    keys = suspect_keys(none)
+    assert suspect_keys(none) == ()
+    keys = suspect_keys(replace(none, proxy_flag=True))
     assert proxy_key(TCP80) in keys and proxy_key(TCP80_V6) in keys
     assert first(verdicts(none)[TCP80]) == (UNKNOWN, "proxy")
     found = verdicts(replace(none, earlier_suspects=keys))

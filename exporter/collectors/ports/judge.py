@@ -131,11 +131,15 @@ def _container_addresses(container: ContainerRecord) -> tuple[str, ...]:
 
 
 def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
-    """What looks broken in this reading of the source's own hops, whatever dockerd's settings
-    (the judge decides whether a hop applies): a second reading looks again at these."""
+    """What looks broken in this reading of the source's own hops: a second reading looks again
+    at these. A missing docker-proxy is a suspect only where dockerd runs proxies at all (some
+    docker-proxy runs, or its flag turns them on): with userland-proxy off every port lacks
+    one, and each run would read twice for nothing. The judge decides from dockerd's setting
+    whether the hop applies; one that all proxies left stays unknown, never a false broken."""
     found: list[str] = []
     if ports.containers is None:
         return ()
+    proxies_run = ports.proxy_flag is True or (ports.proxy_flag is None and bool(ports.proxies))
     listeners = {c.container_id: c for c in ports.listeners}
     for container in ports.containers:
         read = listeners.get(container.id)
@@ -151,7 +155,7 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
                 )
             ):
                 found.append(listener_key(container.id, port))
-            if not has_proxy(ports.proxies, port):
+            if proxies_run and not has_proxy(ports.proxies, port):
                 found.append(proxy_key(port))
     return tuple(dict.fromkeys(found))
 
