@@ -9,7 +9,6 @@ from typing import Any
 
 IMAGE = "dhe-test/busybox:latest"
 LABEL = "dhe-bench"
-PUBLISHED_LABEL = "dhe-bench-published"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -37,25 +36,29 @@ def pid_of(comm: str) -> int:
     raise SystemExit(f"no {comm} running: run scripts/testbed.sh first")
 
 
-def ensure_containers(client: Any, n: int, published: bool = False) -> list[Any]:
-    """Exactly n running benchmark containers (created or removed as needed); published: each
-    serves (busybox httpd) on a port published on a host port of Docker's choosing, as a
-    host with one published port per container has (under a label of their own)."""
-    label = PUBLISHED_LABEL if published else LABEL
-    running = client.containers.list(filters={"label": label})
+def ensure_containers(client: Any, n: int, *, publish: bool = False) -> list[Any]:
+    """Exactly n running benchmark containers (created or removed as needed); publish: each
+    publishes 80/tcp on a host port of Docker's choosing (a DNAT, a MASQUERADE and a filter
+    ACCEPT each, and docker-proxy processes) and serves on it (busybox httpd: a listener, so
+    the port's verdict is ok, as on a healthy host). Containers of the other kind are removed."""
+    running = client.containers.list(filters={"label": LABEL})
+    kind = "published" if publish else "1"
+    for other in [c for c in running if c.labels.get(LABEL) != kind]:
+        other.remove(force=True)
+    running = [c for c in running if c.labels.get(LABEL) == kind]
     for extra in running[n:]:
         extra.remove(force=True)
     for i in range(len(running), n):
         client.containers.run(
             IMAGE,
-            ["httpd", "-f", "-p", "80"] if published else ["sleep", "360000"],
+            ["httpd", "-f", "-p", "80"] if publish else ["sleep", "360000"],
             detach=True,
-            labels={label: "1"},
+            labels={LABEL: kind},
             name=f"dhe-bench-{i}-{os.getpid()}",
-            ports={"80/tcp": None} if published else {},
+            ports={"80/tcp": None} if publish else None,
         )
     time.sleep(1)  # let shims and veths settle
-    return list(client.containers.list(filters={"label": label}))
+    return list(client.containers.list(filters={"label": LABEL}))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -81,6 +81,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run veth.sh only when the smallest N > 0 is at most this; else extrapolate",
     )
     add("--skip-node-exporter", action="store_true")
+    add("--publish", action="store_true", help="every container publishes 80/tcp (issue 15)")
     add("--json", type=Path, default=Path("bench/results-host.json"))
     add("--keep", action="store_true", help="leave the containers running (the default)")
     add("--teardown", action="store_true", help="remove the dhe-bench containers at the end")
@@ -115,7 +116,7 @@ def run_n(
 ) -> float | None:
     """Sections 1, 2 and 4 at N containers; returns the docker exec cost once measured."""
     print(f"\n-- N={n}: ensuring containers", flush=True)
-    ensure_containers(client, n)
+    ensure_containers(client, n, publish=args.publish)
     positive = sorted(m for m in args.containers if m > 0)
     if positive and n == positive[0]:
         print("   veth.sh / docker exec cost", flush=True)

@@ -187,23 +187,21 @@ def main() -> None:
         default=None,
         help="run the layers collector only in the first K samples (default: in every one)",
     )
-    parser.add_argument(
-        "--published",
-        action="store_true",
-        help="each container serves on a published port (the ports collector's case)",
-    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    parser.add_argument(
+        "--publish", action="store_true", help="every container publishes 80/tcp (issue 15)"
+    )
     args = parser.parse_args()
     client = docker.from_env()
     results = []
     try:
         for n in args.containers:
-            ensure_containers(client, n, published=args.published)
+            ensure_containers(client, n, publish=args.publish)
             results.append(measure(n, args.samples, slow_samples=args.layers_samples))
     finally:
         if not args.keep:
-            ensure_containers(client, 0, published=args.published)
+            ensure_containers(client, 0)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
