@@ -11,6 +11,7 @@ agree: nat confirms its rules, this collector's source its own hops (suspect_key
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from collections.abc import Iterable
@@ -89,10 +90,15 @@ class PortVerdict:
 
 def host_address(port: PublishedPort) -> str:
     """The address a port is published on, canonical; an empty one is every IPv4 address."""
+    return _canonical(port.host_ip)
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(port.host_ip)) if port.host_ip else "0.0.0.0"  # noqa: S104
+        return str(ipaddress.ip_address(text)) if text else "0.0.0.0"  # noqa: S104
     except ValueError:
-        return port.host_ip
+        return text
 
 
 # -- the keys of what this collector's own source reads, for its confirming second reading --
@@ -115,15 +121,14 @@ def listens(
     return any(s.protocol == protocol and s.port == port and s.address in accepted for s in sockets)
 
 
-def has_proxy(proxies: Iterable[ProxyProcess], port: PublishedPort) -> bool:
-    address = host_address(port)
-    return any(
-        p.protocol == port.protocol
-        and p.host_port == port.host_port
-        and p.host_ip == address
-        and p.container_port == port.container_port
-        for p in proxies
-    )
+def proxied(proxies: Iterable[ProxyProcess]) -> frozenset[tuple[str, str, int, int]]:
+    """What the docker-proxy processes serve: (protocol, host address, host port, container
+    port), to look ports up in."""
+    return frozenset((p.protocol, p.host_ip, p.host_port, p.container_port) for p in proxies)
+
+
+def has_proxy(served: frozenset[tuple[str, str, int, int]], port: PublishedPort) -> bool:
+    return (port.protocol, host_address(port), port.host_port, port.container_port) in served
 
 
 def _container_addresses(container: ContainerRecord) -> tuple[str, ...]:
@@ -140,6 +145,7 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
     if ports.containers is None:
         return ()
     proxies_run = ports.proxy_flag is True or (ports.proxy_flag is None and bool(ports.proxies))
+    served = proxied(ports.proxies)
     listeners = {c.container_id: c for c in ports.listeners}
     for container in ports.containers:
         read = listeners.get(container.id)
@@ -155,7 +161,7 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
                 )
             ):
                 found.append(listener_key(container.id, port))
-            if proxies_run and not has_proxy(ports.proxies, port):
+            if proxies_run and not has_proxy(served, port):
                 found.append(proxy_key(port))
     return tuple(dict.fromkeys(found))
 
@@ -258,22 +264,38 @@ def _forward_hop(
     return Hop("forward", BROKEN, verdict.reason)
 
 
+def _in_subnet(address: str, subnet: str) -> bool:
+    """Whether an address is in a subnet, both texts parsed once per process (the same few
+    subnets and every container's address come back every sample)."""
+    ip, network = _ip(address), _network(subnet)
+    return ip is not None and network is not None and ip in network
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
 def network_of(
     container: ContainerRecord, networks: Iterable[DockerNetwork]
 ) -> DockerNetwork | None:
     """The bridge network a DNAT to the container reaches it on: the one whose subnet holds
     its (first) IPv4 address."""
     for text in container.addresses:
-        address = ipaddress.ip_address(text)
         for network in networks:
-            if not network.bridge:
-                continue
-            for subnet in network.subnets:
-                try:
-                    if address in ipaddress.ip_network(subnet, strict=False):
-                        return network
-                except ValueError:
-                    continue
+            if network.bridge and any(_in_subnet(text, subnet) for subnet in network.subnets):
+                return network
     return None
 
 
@@ -284,17 +306,37 @@ def _address_on(
     if network is None:
         return None
     for text in container.addresses if family == IPV4 else container.ipv6_addresses:
-        for subnet in network.subnets:
-            try:
-                if ipaddress.ip_address(text) in ipaddress.ip_network(subnet, strict=False):
-                    return text
-            except ValueError:
-                continue
+        if any(_in_subnet(text, subnet) for subnet in network.subnets):
+            return text
     return None
 
 
+@dataclass(frozen=True)
+class _LinkView:
+    """The network collector's links, indexed once for all ports."""
+
+    nsids: dict[str, set[int]]  # container id -> the nsids of its network namespaces
+    bridges: dict[int, Link]  # ifindex -> bridge
+    veths: dict[int, list[Link]]  # peer nsid -> host veths into it
+
+    @classmethod
+    def of(cls, net: NetworkFacts | None) -> _LinkView | None:
+        if net is None:
+            return None
+        nsids: dict[str, set[int]] = {}
+        for n in net.container_netns:
+            if n.nsid is not None:
+                nsids.setdefault(n.container_id, set()).add(n.nsid)
+        veths: dict[int, list[Link]] = {}
+        for link in net.links:
+            if link.kind == "veth" and link.peer_nsid is not None:
+                veths.setdefault(link.peer_nsid, []).append(link)
+        bridges = {link.index: link for link in net.links if link.kind == "bridge"}
+        return cls(nsids, bridges, veths)
+
+
 def _link_hops(
-    container: ContainerRecord, network: DockerNetwork | None, net: NetworkFacts | None
+    container: ContainerRecord, network: DockerNetwork | None, net: _LinkView | None
 ) -> tuple[Hop, Hop]:
     """The container's host veth on its network's bridge: up, and a forwarding bridge port."""
     if net is None:
@@ -303,20 +345,19 @@ def _link_hops(
     if network is None:
         reason = "no bridge network holds the container's address"
         return Hop("veth", NOT_JUDGED, reason), Hop("bridge_port", NOT_JUDGED, reason)
-    nsids = {n.nsid for n in net.container_netns if n.container_id == container.id}
-    nsids.discard(None)
+    nsids = net.nsids.get(container.id, set())
     if not nsids:
         reason = "the container's network namespace was not read"
         return Hop("veth", UNKNOWN, reason), Hop("bridge_port", UNKNOWN, reason)
-    bridges = {link.index: link for link in net.links if link.kind == "bridge"}
-    veths = [link for link in net.links if link.kind == "veth" and link.peer_nsid in nsids]
+    bridges = net.bridges
+    veths = [v for nsid in sorted(nsids) for v in net.veths.get(nsid, [])]
     on_bridge = [
         v
         for v in veths
         if v.master is not None and v.master in bridges and bridges[v.master].name == network.bridge
     ]
     if not on_bridge:
-        if len(veths) == 1 and len({n.nsid for n in net.container_netns if n.nsid in nsids}) == 1:
+        if len(veths) == 1 and len(nsids) == 1:
             veth = veths[0]
             master = bridges.get(veth.master) if veth.master is not None else None
             return _veth_hop(veth), Hop(
@@ -385,12 +426,17 @@ def userland_proxy(ports: PortsFacts, daemon: DaemonConfigFacts | None) -> bool 
         return None
 
 
-def _proxy_hop(port: PublishedPort, ports: PortsFacts, proxy_on: bool | None) -> Hop:
+def _proxy_hop(
+    port: PublishedPort,
+    ports: PortsFacts,
+    proxy_on: bool | None,
+    served: frozenset[tuple[str, str, int, int]],
+) -> Hop:
     if proxy_on is None:
         return Hop("proxy", UNKNOWN, "dockerd's userland-proxy setting is unknown")
     if not proxy_on:
         return Hop("proxy", NOT_JUDGED, "userland-proxy is off")
-    if has_proxy(ports.proxies, port):
+    if has_proxy(served, port):
         return Hop("proxy", OK)
     if proxy_key(port) not in ports.earlier_suspects:
         return Hop("proxy", UNKNOWN, "no docker-proxy in one reading only")
@@ -426,10 +472,12 @@ def port_verdicts(
     listeners = {c.container_id: c for c in ports.listeners}
     proxy_on = userland_proxy(ports, daemon)
     view = _NatView.of(nat)
+    links = _LinkView.of(net)
+    served = proxied(ports.proxies)
     verdicts = []
     for container in sorted(ports.containers, key=lambda c: c.name):
         network = network_of(container, ports.networks)
-        veth, bridge_port = _link_hops(container, network, net)
+        veth, bridge_port = _link_hops(container, network, links)
         masquerade = _masquerade_hop(network, view)
         for port in container.ports:
             family = IPV6 if ":" in host_address(port) else IPV4
@@ -449,7 +497,7 @@ def port_verdicts(
                 veth,
                 bridge_port,
                 _listener_hop(container, port, listeners.get(container.id), ports),
-                _proxy_hop(port, ports, proxy_on),
+                _proxy_hop(port, ports, proxy_on, served),
                 masquerade,
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
