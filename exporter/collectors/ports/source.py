@@ -92,8 +92,9 @@ class PortsSource:
         now = time.monotonic()
         read_at, self._read_at = self._read_at, {}
         confirmed = set(fresh.earlier_suspects)
+        by_id = {c.id: c for c in fresh.containers or ()}
         for read in fresh.listeners:
-            container = next((c for c in fresh.containers or () if c.id == read.container_id), None)
+            container = by_id.get(read.container_id)
             if container is None:
                 continue
             keys = {listener_key(container.id, p) for p in container.ports}
