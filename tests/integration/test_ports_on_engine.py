@@ -410,3 +410,24 @@ def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd) -> None:
         for c in made:
             c.remove(force=True)
         client.close()
+
+
+def test_listeners_are_read_without_any_privilege(containers: Containers) -> None:
+    """/proc/PID/net of a container's PID 1 is readable by nobody with no capabilities (the
+    fault matrix's least case): the listener hop needs no privilege."""
+    c = containers.run("unprivileged", HTTPD, ports={"80/tcp": None})
+    wait_for(lambda: 80 in {s.port for s in ss_sockets(pid_of(c))}, timeout=30)
+    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+    code = (
+        "import sys; from exporter.readers.proc_net import bound_sockets; "
+        "print(bound_sockets('/proc', int(sys.argv[1]), 'tcp', [80]))"
+    )
+    out = subprocess.run(
+        [*setpriv, "--bounding-set=-all", sys.executable, "-c", code, str(pid_of(c))],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    assert "port=80" in out, out
