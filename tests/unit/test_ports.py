@@ -560,3 +560,39 @@ def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
         "listener: nothing listening on tcp/80",
     ] in rows
     assert "[::]:8080->80/tcp" in text
+
+
+def test_a_rule_the_decoder_did_not_understand_makes_the_forward_hop_unknown() -> None:
+    limited = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -p tcp -m limit --limit 5/s -j DROP\n-A DOCKER-USER -j RETURN",
+    )
+    found = verdicts(nat=second_reading(nat_facts(limited)))
+    assert first(found[TCP80]) == (UNKNOWN, "forward")
+    assert "not understood" in reason(found[TCP80])
+
+
+def test_a_process_gone_or_replaced_mid_read_gives_an_error_not_an_empty_reading(
+    tmp_path: Path,
+) -> None:
+    from exporter.collectors.ports.source import PortsSource  # noqa: PLC0415
+    from exporter.readers.procfs import ProcfsReader, ProcStat  # noqa: PLC0415
+
+    stat = "42 (httpd) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0"
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "stat").write_text(stat.format(start=1000))
+    procfs = ProcfsReader(tmp_path)
+    pid1 = ProcStat(42, "httpd", "S", 1, 1000)
+    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    assert read.error == "the container's PID 1 exited while read" and not read.refused
+    net = tmp_path / "42" / "net"
+    net.mkdir()
+    for name in ("tcp", "tcp6", "udp", "udp6"):
+        (net / name).write_text(TCP_HEADER + "\n")
+    (tmp_path / "42" / "stat").write_text(stat.format(start=2000))  # pid reused since the scan
+    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    assert read.error == "the container's PID 1 exited while read" and read.sockets == ()
+    (tmp_path / "42" / "stat").write_text(stat.format(start=1000))
+    (net / "udp").write_text("garbage")
+    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    assert read.error is not None and read.error.startswith("undecodable")
