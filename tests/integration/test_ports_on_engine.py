@@ -180,6 +180,9 @@ def test_the_exporter_sends_nothing_and_changes_nothing(
     deadline = time.monotonic() + 60
     while still < 3 and time.monotonic() < deadline:
         time.sleep(1)
+        if not Path("/sys/class/net", veth).exists():
+            silent.reload()  # raises NotFound when the container was removed meanwhile
+            raise AssertionError(f"{veth} went away; the container is {silent.status}")
         now = _counters(veth)
         still = still + 1 if now == before else 0
         before = now
