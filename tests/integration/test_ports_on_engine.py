@@ -420,13 +420,23 @@ def test_listeners_are_read_without_any_privilege(containers: Containers) -> Non
     fault matrix's least case): the listener hop needs no privilege."""
     c = containers.run("unprivileged", HTTPD, ports={"80/tcp": None})
     wait_for(lambda: 80 in {s.port for s in ss_sockets(pid_of(c))}, timeout=30)
-    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
     code = (
         "import sys; from exporter.readers.proc_net import bound_sockets; "
         "print(bound_sockets('/proc', int(sys.argv[1]), 'tcp', [80]))"
     )
     out = subprocess.run(
-        [*setpriv, "--bounding-set=-all", sys.executable, "-c", code, str(pid_of(c))],
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            sys.executable,
+            "-c",
+            code,
+            str(pid_of(c)),
+        ],
         check=True,
         capture_output=True,
         text=True,
