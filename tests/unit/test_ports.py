@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import port_path_suspects
+from exporter.collectors.nat.judge import forward_paths, port_path_suspects
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import (
@@ -280,8 +280,9 @@ FILTER = """
 
 
 def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
+    """nat's facts as its source gives them: with the forward paths it worked out."""
     chains, rules = parse_ruleset(filter_text)
-    return NatFacts(
+    facts = NatFacts(
         backends=(NFT, LEGACY),
         rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)),
         expectations=NatExpectations(networks=(BRIDGE,), containers=(WEB,)),
@@ -289,6 +290,7 @@ def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
         filter_rules=rules,
         forwarding=ForwardingSwitches(ipv4_forward, 0, 1, None),
     )
+    return replace(facts, forward_paths=forward_paths(facts))
 
 
 def second_reading(nat: NatFacts) -> NatFacts:
@@ -596,3 +598,16 @@ def test_a_process_gone_or_replaced_mid_read_gives_an_error_not_an_empty_reading
     (net / "udp").write_text("garbage")
     read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
     assert read.error is not None and read.error.startswith("undecodable")
+
+
+def test_facts_without_forward_paths_are_judged_the_same() -> None:
+    """A recording from before nat kept its forward paths: the forward hop is worked out."""
+    drop = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
+    )
+    for nat in (NAT, second_reading(nat_facts(drop))):
+        assert nat.forward_paths
+        kept = verdicts(nat=nat)
+        redone = verdicts(nat=replace(nat, forward_paths=()))
+        assert {p: v.hops for p, v in kept.items()} == {p: v.hops for p, v in redone.items()}

@@ -1144,23 +1144,38 @@ def forwarding_on(nat: NatFacts, family: str) -> bool | None:
     return None if value is None else value != 0
 
 
+def _judged_targets(nat: NatFacts) -> dict[str, tuple[PublishedTarget, ...]]:
+    """Each judged family's published-port targets."""
+    if nat.expectations is None:
+        return {}
+    judged = filter_judged(nat)
+    ipv6 = judged_families(nat)[IPV6]
+    return {
+        family: published_ports(nat.expectations, family, ipv6=ipv6)
+        for family in (IPV4, IPV6)
+        if judged[family]
+    }
+
+
+def forward_paths(nat: NatFacts) -> tuple[tuple[str, str, str], ...]:
+    """(forward_key, state, reason) of forward_verdict for every published port's target of
+    the judged families: what the source stores in NatFacts.forward_paths."""
+    return tuple(
+        (forward_key(family, t.address, t.protocol, t.container_port), v.state, v.reason)
+        for family, targets in _judged_targets(nat).items()
+        for t in targets
+        if (v := forward_verdict(nat, family, t.address, t.container_port, t.protocol, t.bridge))
+    )
+
+
 def port_path_suspects(nat: NatFacts) -> tuple[str, ...]:
     """A published port whose forward path looks blocked (forward_verdict broken: a missing
     ACCEPT or a DROP shadowing it), and IP forwarding off while a port of that family is
     published: the source reads again before the port verdicts may call them broken."""
-    if nat.expectations is None:
-        return ()
-    judged = filter_judged(nat)
-    ipv6 = judged_families(nat)[IPV6]
-    found: list[str] = []
-    for family in (IPV4, IPV6):
-        targets = published_ports(nat.expectations, family, ipv6=ipv6) if judged[family] else ()
-        if targets and forwarding_on(nat, family) is False:
-            found.append(forwarding_key(family))
-        found += [
-            forward_key(family, t.address, t.protocol, t.container_port)
-            for t in targets
-            if forward_verdict(nat, family, t.address, t.container_port, t.protocol, t.bridge).state
-            == "broken"
-        ]
-    return tuple(found)
+    found = [
+        forwarding_key(family)
+        for family, targets in _judged_targets(nat).items()
+        if targets and forwarding_on(nat, family) is False
+    ]
+    paths = nat.forward_paths or forward_paths(nat)
+    return tuple(found + [key for key, state, _ in paths if state == "broken"])

@@ -13,6 +13,7 @@ from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
 from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import (
+    forward_paths,
     port_path_suspects,
     unmet_expectations,
     unmet_filter_rules,
@@ -193,7 +194,7 @@ class NatSource:
         if not any(b.readable or b.missing_capabilities for b in backends):
             # Nothing readable, and not for want of a privilege (that is reported, not failed).
             raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
-        return NatFacts(
+        facts = NatFacts(
             backends=tuple(backends),
             rules=tuple(rules),
             expectations=expectations,
@@ -203,6 +204,9 @@ class NatSource:
             docker_iptables=managed,
             docker_iptables_from=said_by,
         )
+        # Every published port's forward path, walked once here for this reading (the port
+        # verdicts and the confirming second reading read it).
+        return replace(facts, forward_paths=forward_paths(facts))
 
 
 def build(settings: Settings) -> Source:

@@ -177,6 +177,7 @@ class _NatView:
     nat: NatFacts
     dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
     masquerades: dict[str, list[tuple[ExpectedMasquerade, bool]]]
+    forward_paths: dict[str, tuple[str, str]]  # forward_key -> (state, reason), as nat read it
 
     @classmethod
     def of(cls, nat: NatFacts | None) -> _NatView | None:
@@ -190,6 +191,7 @@ class _NatView:
             nat,
             {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
             by_network,
+            {key: (state, reason) for key, state, reason in nat.forward_paths},
         )
 
 
@@ -244,24 +246,30 @@ def _forward_hop(
     port: PublishedPort,
     address: str | None,
     network: DockerNetwork | None,
-    nat: NatFacts | None,
+    view: _NatView | None,
 ) -> Hop:
-    """The filter rules on the forward path (nat's forward_verdict): the port's ACCEPT there,
-    and no DROP or REJECT in DOCKER-USER or FORWARD before it."""
-    if nat is None:
+    """The filter rules on the forward path (nat's forward_verdict, as the nat source worked it
+    out for its reading): the port's ACCEPT there, and no DROP or REJECT in DOCKER-USER or
+    FORWARD before it."""
+    if view is None:
         return Hop("forward", UNKNOWN, "the nat collector has no current reading")
     if address is None or network is None:
         return Hop("forward", UNKNOWN, "no container address on a bridge network")
-    verdict = forward_verdict(
-        nat, family, address, port.container_port, port.protocol, network.bridge
-    )
-    if verdict.state == "ok":
+    key = forward_key(family, address, port.protocol, port.container_port)
+    found = view.forward_paths.get(key)
+    if found is None:  # facts recorded before nat kept its forward paths
+        v = forward_verdict(
+            view.nat, family, address, port.container_port, port.protocol, network.bridge
+        )
+        found = (v.state, v.reason)
+    state, reason = found
+    if state == "ok":
         return Hop("forward", OK)
-    if verdict.state != "broken":
-        return Hop("forward", UNKNOWN, verdict.reason)
-    if forward_key(family, address, port.protocol, port.container_port) not in nat.earlier_missing:
-        return Hop("forward", UNKNOWN, f"{verdict.reason}, in one reading only")
-    return Hop("forward", BROKEN, verdict.reason)
+    if state != "broken":
+        return Hop("forward", UNKNOWN, reason)
+    if key not in view.nat.earlier_missing:
+        return Hop("forward", UNKNOWN, f"{reason}, in one reading only")
+    return Hop("forward", BROKEN, reason)
 
 
 def _in_subnet(address: str, subnet: str) -> bool:
@@ -484,7 +492,7 @@ def port_verdicts(
             dnat = _dnat_hop(container, port, view)
             if _dnat_applies((dnat,)):
                 address = _address_on(container, network, family)
-                forward = _forward_hop(family, port, address, network, nat)
+                forward = _forward_hop(family, port, address, network, view)
                 forwarding = _forwarding_hop(family, nat)
             else:
                 reason = "not forwarded: docker-proxy serves it"
