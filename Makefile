@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit pictures as-root alerts rule-tests
+.PHONY: run inspect test lint unit pictures as-root alerts rule-tests dashboards
 
 # The test bed installs packages and starts dockerd: say so before building anything.
 as-root:
@@ -58,6 +58,11 @@ pictures: as-root
 SETTINGS ?=
 alerts: $(BIN)/.installed
 	$(BIN)/python -m mixin.alerts $(if $(SETTINGS),--settings $(SETTINGS))
+
+# The Grafana dashboards (grafana/dashboards/*.json) from grafana/generate.py, with the same
+# SETTINGS file as the alerts (python -m grafana.generate --list-settings names what it takes).
+dashboards: $(BIN)/.installed
+	$(BIN)/python -m grafana.generate $(if $(SETTINGS),--settings $(SETTINGS))
 
 # Every alert's promtool scenarios (generated) and the hand-written cases.
 rule-tests: $(BIN)/.installed

@@ -21,6 +21,14 @@ from typing import Any
 
 from exporter.collectors import all_collectors
 from exporter.metrics import CATALOGUE, MetricSpec
+from mixin.alerts import AlertSettings
+from mixin.settings import (
+    SettingsError,
+    check_duration,
+    from_mapping,
+    parse_overrides,
+    read_file,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TAG = "docker-host-exporter"
@@ -617,30 +625,55 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+def _as_in_the_alerts(name: str) -> Any:
+    """A setting the alert rules take too: their default and help, one source for both."""
+    shared = next(f for f in dataclasses.fields(AlertSettings) if f.name == name)
+    return field(default=shared.default, metadata=shared.metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What a user may change without editing code: `--set key=value` on the command line."""
+    """What a user may change without editing code (mixin/settings.py: `--settings FILE`,
+    `--set key=value`, `--list-settings`); an unknown or bad one stops the generator."""
 
-    job_selector: str = field(
-        default='job="docker-host-exporter"',
-        metadata=_help("label matchers picking the exporter's jobs for the Job variable"),
+    job_selector: str = _as_in_the_alerts("job_selector")
+    host_namespaces: str = _as_in_the_alerts("host_namespaces")
+    time_from: str = field(
+        default="now-6h", metadata=_help("the default time range's start, now-<duration>")
     )
-    host_namespaces: str = field(
-        default="pid|net|ipc|uts|mnt",
-        metadata=_help("namespaces a container should not share with the host (a regex)"),
-    )
-    time_from: str = field(default="now-6h", metadata=_help("the default time range's start"))
-    refresh: str = field(default="30s", metadata=_help("how often Grafana refreshes"))
+    refresh: str = field(default="30s", metadata=_help("how often Grafana refreshes, a duration"))
+
+    def __post_init__(self) -> None:
+        if not self.job_selector.strip() or any(c in self.job_selector for c in "{}`"):
+            raise SettingsError(
+                "setting job_selector: wants label matchers without braces or backticks, like "
+                'job="docker-host-exporter"'
+            )
+        if not self.time_from.startswith("now-"):
+            raise SettingsError(f"setting time_from: wants now-<duration>, got {self.time_from!r}")
+        check_duration("time_from", self.time_from.removeprefix("now-"))
+        check_duration("refresh", self.refresh)
+        try:
+            re.compile(self.host_namespaces)
+        except re.error as exc:
+            raise SettingsError(f"setting host_namespaces: not a regex: {exc}") from None
 
 
-def settings_from(pairs: Sequence[str]) -> Settings:
-    known = sorted(f.name for f in dataclasses.fields(Settings))
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise ValueError(f"setting {pair!r} is not key=value")
-        if key not in known:
-            raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
-        values[key] = raw
-    return Settings(**values)
+def load_settings(path: str | None, overrides: Sequence[str]) -> Settings:
+    """Settings from a file and `key=value` overrides, as mixin/settings.py reads them. One file
+    may serve the alert rules too: their own keys are checked as the alert generator checks
+    them, then left to it; a key neither generator knows is refused."""
+    values: dict[str, Any] = dict(read_file(path)) if path else {}
+    values.update(parse_overrides(overrides))
+    mine = {f.name for f in dataclasses.fields(Settings)}
+    alerts = {f.name for f in dataclasses.fields(AlertSettings)}
+    theirs = alerts - mine
+    unknown = sorted(set(values) - mine - theirs)
+    if unknown:
+        raise SettingsError(
+            f"{path or 'settings'}: unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; known: {', '.join(sorted(mine))} (and the alert rules' "
+            f"{', '.join(sorted(theirs))})"
+        )
+    from_mapping(AlertSettings, {k: v for k, v in values.items() if k in alerts})
+    return from_mapping(Settings, {k: v for k, v in values.items() if k in mine})

@@ -3,6 +3,7 @@
     python -m grafana.generate                   # rewrite the JSON files
     python -m grafana.generate --check           # exit 1 if they differ from what is committed
     python -m grafana.generate --set time_from=now-24h --out /tmp/dashboards
+    python -m grafana.generate --settings mine.yml  # a YAML mapping; --list-settings says which
 
 Code rather than hand-written JSON: six dashboards share one set of variables, links and
 annotations, every query is scoped to them by grafana/build.py, every panel's description is the
@@ -41,10 +42,12 @@ from grafana.build import (
     Settings,
     Variable,
     label,
-    settings_from,
+    load_settings,
     thresholds,
     value,
 )
+from mixin import settings as mixin_settings
+from mixin.settings import SettingsError
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
@@ -140,47 +143,68 @@ def overview(s: Settings) -> Board:
     orphaned_veths = per_host('sum by (instance) (docker_host_veths{status="orphaned"})', "network")
     orphaned_shims = per_host("sum by (instance) (docker_host_shim_orphaned)", "processes")
     drifted = per_host("sum by (instance) (docker_host_daemon_config_drift)", "daemon")
-    # One value column per query after the first, in this order: (query, title, mapping, steps).
-    cells: list[tuple[str, str, Mapping | None, dict[str, Any] | None]] = [
-        (per_host(running, "containers"), "running", None, None),
+    # One value column per query after the first: (query, title, unit, mapping, thresholds).
+    cells: list[tuple[str, str, str, Mapping | None, dict[str, Any] | None]] = [
+        (per_host(running, "containers"), "running", "none", None, None),
         (
             'sum by (instance) (docker_host_daemon_processes{process="dockerd"})',
             "dockerd",
+            "none",
             DOWN_WHEN_0,
             GOOD_FROM_1,
         ),
-        (zombies, "zombies", None, BAD_FROM_1),
-        (sharing, "sharing host namespaces", None, BAD_FROM_1),
-        (orphaned_veths, "orphaned veths", None, BAD_FROM_1),
-        (orphaned_shims, "orphaned shims", None, BAD_FROM_1),
+        (zombies, "zombies", "none", None, BAD_FROM_1),
+        (sharing, "sharing host namespaces", "none", None, BAD_FROM_1),
+        (orphaned_veths, "orphaned veths", "none", None, BAD_FROM_1),
+        (orphaned_shims, "orphaned shims", "none", None, BAD_FROM_1),
         (
             per_host("sum by (instance) (docker_host_nat_masquerade_missing)", "nat"),
             "MASQUERADE missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
         (
             per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat"),
             "DNAT missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
         (
             per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat"),
             "filter rules missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
-        (drifted, "drifted keys", None, thresholds((1, "orange"))),
+        (drifted, "drifted keys", "none", None, thresholds((1, "orange"))),
         (
             "min by (instance) (docker_host_daemon_config_file_valid)",
             "daemon.json",
+            "none",
             VALID,
             GOOD_FROM_1,
         ),
         (
+            "max by (instance) (docker_host_conntrack_entries"
+            " / docker_host_conntrack_entries_limit)",
+            "conntrack used",
+            "percentunit",
+            None,
+            thresholds((0.8, "orange"), (0.95, "red")),
+        ),
+        (
             per_host("count by (instance) (docker_host_collector_success == 0)"),
             "collectors failing",
+            "none",
+            None,
+            BAD_FROM_1,
+        ),
+        (
+            per_host("count by (instance) (docker_host_privilege_missing == 1)"),
+            "privileges missing",
+            "none",
             None,
             BAD_FROM_1,
         ),
@@ -189,11 +213,11 @@ def overview(s: Settings) -> Board:
     b.table(
         "Hosts",
         [Query("max by (instance, version) (docker_host_exporter_build_info)")]
-        + [Query(expr) for expr, _, _, _ in cells],
+        + [Query(expr) for expr, _, _, _, _ in cells],
         [INSTANCE, label("version", "exporter")]
         + [
-            value(chr(66 + i), title, "none", mapping, steps)
-            for i, (_, title, mapping, steps) in enumerate(cells)
+            value(chr(66 + i), title, unit, mapping, steps)
+            for i, (_, title, unit, mapping, steps) in enumerate(cells)
         ],
         sort="host",
         descending=False,
@@ -1558,16 +1582,19 @@ def render(settings: Settings) -> Iterator[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    mixin_settings.add_arguments(parser)
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="change a setting"
-    )
+    parser.add_argument("--out", type=Path, default=OUT, help="where to write")
+    parser.add_argument("--list-settings", action="store_true", help="print the settings")
     args = parser.parse_args(argv)
+    if args.list_settings:
+        print(mixin_settings.describe(Settings))
+        return 0
     try:
-        settings = settings_from(args.set)
-    except ValueError as error:
-        parser.error(str(error))
+        settings = load_settings(args.settings, args.overrides)
+    except SettingsError as exc:
+        print(f"grafana.generate: {exc}", file=sys.stderr)
+        return 2
     stale = []
     for name, text in render(settings):
         path = args.out / name

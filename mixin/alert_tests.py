@@ -12,6 +12,8 @@ takes to hold and to clear. From that, the same scenarios for every alert:
 - privilege lost: the series go stale and privilege_missing is 1 (NAT: docker_host_nat_judged
   0): still firing;
 - exporter down: every series of the host stale, up 0: still firing;
+- collector not reported yet: the exporter back (up 1) before its collector's first run (no
+  collector_success, no series): still firing;
 - flapping: after firing, the fault dips one minute in five: still firing at every dip; a single
   bad sample every ten minutes never fires (where `for` > 0); and, where the issue asked, a
   fault that flaps from its start fires.
@@ -32,6 +34,10 @@ from mixin import alerts as rules
 from mixin.settings import duration_seconds
 
 INSTANCE, SIBLING = "h1", "h2"
+BLIND_PHASES = ("fail", "priv", "down", "unreported")
+# Alerts whose Case.collector is not the one their rule looks through by name (held on any
+# collector failing, or on the alert's own collector label): no "not reported" scenario.
+BLIND_COLLECTOR = {"DockerHostPrivilegeMissing": "", "DockerHostSeriesDropped": ""}
 MATCHER = re.compile(r'\s*(\w+)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 
@@ -49,9 +55,9 @@ def selector_labels(s: rules.AlertSettings) -> dict[str, str]:
     return found
 
 
-HOUR = 30  # a blind spell: longer than every `for` and keep_firing_for, shorter than blind_hold
+SPELL = 30  # a blind spell: longer than every `for` and keep_firing_for, shorter than blind_hold
 
-Phase = str  # good | bad | fail | priv | down
+Phase = str  # good | bad | fail | priv | down | unreported
 Token = float | str | None  # a value, "stale", or None (no sample)
 
 
@@ -478,6 +484,8 @@ class Timeline:
     ) -> None:
         self.job = job
         self.case = case
+        alert = next(a for a in rules.alerts(rules.AlertSettings()) if a.name == case.alert)
+        self.others = alert.blind.collectors if alert.blind else ()
         self.phases = list(phases)
         self.instance = instance
 
@@ -532,8 +540,19 @@ class Timeline:
             add(
                 "docker_host_collector_success",
                 {"collector": collector},
-                [None if p == "down" else 0.0 if p == "fail" else 1.0 for p in self.phases],
+                [
+                    None if p in ("down", "unreported") else 0.0 if p == "fail" else 1.0
+                    for p in self.phases
+                ],
             )
+        # The other collectors the rule looks through read fine all along.
+        for other in self.others:
+            if other != collector:
+                add(
+                    "docker_host_collector_success",
+                    {"collector": other},
+                    [None if p == "down" else 1.0 for p in self.phases],
+                )
         if self.case.capability and "priv" in self.phases:
             add(
                 "docker_host_privilege_missing",
@@ -556,11 +575,11 @@ class Timeline:
         case = self.case
         held = case.held_value if case.held_value is not None else case.value
         if case.avg_window is None:
-            return held if self.phases[t] in ("fail", "priv", "down") else case.value
+            return held if self.phases[t] in BLIND_PHASES else case.value
         first = self.input_values(case.inputs[0])
         value = case.value
         for m in range(t + 1):
-            if self.phases[m] in ("fail", "priv", "down"):
+            if self.phases[m] in BLIND_PHASES:
                 value = held
                 continue
             window = [v for v in first[max(0, m - case.avg_window) : m + 1] if v is not None]
@@ -611,7 +630,7 @@ def _group(
     }
 
 
-def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # noqa: PLR0915
+def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # noqa: PLR0912, PLR0915
     alert = rules.resolved(next(a for a in rules.alerts(s) if a.name == case.alert), s)
     for_ = minutes(alert.for_)
     keep = minutes(rules.keep_firing_for(alert, s))
@@ -662,15 +681,18 @@ def scenarios(case: Case, s: rules.AlertSettings) -> list[dict[str, Any]]:  # no
         blind.append(("holds while a privilege is missing", "priv"))
     if case.collector or case.inputs[0].metric != "up":
         blind.append(("holds while the exporter is down", "down"))
+    if case.collector and case.collector == BLIND_COLLECTOR.get(case.alert, case.collector):
+        blind.append(("holds while the collector has not reported since a restart", "unreported"))
+    spell = min(SPELL, minutes(s.blind_hold) - 1)
     for title, phase in blind:
-        back = fixed + HOUR
+        back = fixed + spell
         recovered = back + case.clears + keep
         tl = Timeline(
             case,
             phases(
                 (no_fault, lead),
                 ("bad", fixed - lead),
-                (phase, HOUR),
+                (phase, spell),
                 (no_fault, recovered + 5 - back),
             ),
             job,

@@ -86,10 +86,11 @@ class AlertSettings:
         metadata=_help("keep_firing_for per alert name, over keep_firing_for"),
     )
     blind_hold: str = field(
-        default="6h",
+        default="1h",
         metadata=_help(
             "longest a verdict is held while its collector is blind (failing, refused a "
-            "privilege, the exporter unscraped)"
+            "privilege, the exporter unscraped); each evaluation reads every sample of a "
+            "verdict's series in this window, so it costs in proportion"
         ),
     )
     host_namespaces: str = field(
@@ -228,23 +229,31 @@ def blind_expression(q: Q, blind: Blind) -> list[tuple[str, str]]:
             match = _collector_matcher(blind.collectors)
             parts.append(f"{q('docker_host_collector_success', match)} == 0")
             parts.append(f"{q('docker_host_privilege_missing', match)} == 1")
+            # Not reported yet (the exporter just restarted): not proof of anything either.
+            for c in blind.collectors:
+                success = q("docker_host_collector_success", f'collector="{c}"')
+                parts.append(f"({q('up')} == 1 unless on(instance) {success})")
         if blind.any_collector:
             parts.append(f"{q('docker_host_collector_success')} == 0")
         parts.append(up_down)
-        pairs.append(("instance", "\n    or ".join(parts)))
+        pairs.append(("instance", "\nor ".join(parts)))
     if blind.nat_family:
         pairs.append(("instance, family", f"{q('docker_host_nat_judged')} == 0"))
     return pairs
+
+
+def _indent(text: str, by: str = "  ") -> str:
+    return by + text.replace("\n", "\n" + by)
 
 
 def expression(a: Alert, q: Q) -> str:
     if a.held is None or a.blind is None:
         return a.live
     held = [
-        f"(\n  {a.held}\n  and on({on}) (\n    {blind}\n  )\n)"
+        f"(\n{_indent(a.held)}\n  and on({on}) (\n{_indent(blind, '    ')}\n  )\n)"
         for on, blind in blind_expression(q, a.blind)
     ]
-    return "\n".join([f"(\n  {a.live}\n)", *(f"or {h}" for h in held)])
+    return "\n".join([f"(\n{_indent(a.live)}\n)", *(f"or {h}" for h in held)])
 
 
 def _where(a: Alert) -> str:
@@ -254,7 +263,7 @@ def _where(a: Alert) -> str:
         return ""
     if b.collectors:
         who = f"the {' or '.join(b.collectors)} collector cannot judge "
-        who += "(failing, or refused a privilege) or the exporter is unscraped"
+        who += "(failing, refused a privilege, not run yet) or the exporter is unscraped"
     elif b.by_label:
         who = "that collector fails or the exporter is unscraped"
     elif b.any_collector:
@@ -326,14 +335,14 @@ def alerts(s: AlertSettings) -> list[Alert]:
     # The exporter's own container, by name, and by short id (how the processes collector names
     # containers while it has never had a container list).
     own_container = (
-        f"unless on(instance, container) (\n    {own}\n    or label_replace(\n      {own},\n"
-        '      "container", "$1", "container_id", "(.+)"\n    )\n  )'
+        f"unless on(instance, container) (\n  {own}\n  or label_replace(\n    {own},\n"
+        '    "container", "$1", "container_id", "(.+)"\n  )\n)'
     )
     shared_matchers = [f'namespace=~"{s.host_namespaces}"']
     if s.host_namespace_allowed_containers:
         shared_matchers.append(f'container!~"{s.host_namespace_allowed_containers}"')
     shared = q("docker_host_container_namespace_shared_with_host", *shared_matchers)
-    exclusions = "\n  ".join([own_container, *allowed_label])
+    exclusions = "\n".join([own_container, *allowed_label])
 
     def verdict(metric: str, bad: str = "== 1", *matchers: str) -> tuple[str, str]:
         series = q(metric, *matchers)
@@ -585,14 +594,14 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "docker-host-containers",
             "warning",
             "5m",
-            f"{shared} == 1\n  {exclusions}",
+            f"{shared} == 1\n{exclusions}",
             "{{ $labels.container }} shares the host's {{ $labels.namespace }} namespace on "
             "{{ $labels.instance }}",
             "Container {{ $labels.container }} on {{ $labels.instance }} runs in the host's own "
             "{{ $labels.namespace }} namespace (--{{ $labels.namespace }}=host or equivalent): "
             "it is not isolated from the host there. Expected for some agents (label them "
             "allowed, see the runbook); a surprise for most workloads.",
-            f"last_over_time({shared}[{hold}]) == 1\n  {exclusions}",
+            f"last_over_time({shared}[{hold}]) == 1\n{exclusions}",
             processes,
         ),
         Alert(

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 from typing import Any
 
 from exporter.collectors.nat.judge import filter_verdicts, forward_verdict, unmet_filter_rules
 from exporter.collectors.nat.source import NatSource
-from exporter.readers.netfilter import read_legacy_with_filter, read_nftables_with_filter
+from exporter.readers.netfilter import (
+    FilterCache,
+    read_legacy_with_filter,
+    read_nftables_with_filter,
+)
 from exporter.readers.nfnetlink import NftSocket
 from exporter.tick import Host
 
@@ -26,6 +31,25 @@ def decoded() -> dict[str, Any]:
     return {
         "chains": [dataclasses.asdict(c) for c in nft.chains + legacy.chains],
         "rules": [dataclasses.asdict(r) for r in nft.rules + legacy.rules],
+    }
+
+
+def cached(change: list[str]) -> dict[str, Any]:
+    """Three readings through one FilterCache: the second (nothing changed) must be the first's
+    tables, the third after running `change` (a rule added) a new decoding that has it."""
+    sock = NftSocket()
+    cache = FilterCache()
+    try:
+        first = read_nftables_with_filter(sock, cache)[2]
+        second = read_nftables_with_filter(sock, cache)[2]
+        subprocess.run(change, check=True, timeout=60)
+        third = read_nftables_with_filter(sock, cache)[2]
+    finally:
+        sock.close()
+    return {
+        "reused": second is first,
+        "rules": [len(first.rules), len(third.rules)],
+        "third_is_fresh": third is not first,
     }
 
 
@@ -58,5 +82,7 @@ def judged(docker_host: str, ports: list[str]) -> dict[str, Any]:
 if __name__ == "__main__":
     if sys.argv[1] == "decoded":
         print(json.dumps(decoded()))
+    elif sys.argv[1] == "cached":
+        print(json.dumps(cached(sys.argv[2:])))
     elif sys.argv[1] == "judged":
         print(json.dumps(judged(sys.argv[2], sys.argv[3:])))

@@ -6,7 +6,6 @@ becomes `undecoded`, as the decoders do."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
 
 from exporter.readers.netfilter import CT_STATES, FilterChain, FilterRule
 
@@ -135,8 +134,3 @@ def parse_ruleset(
             positions[chain] = positions.get(chain, 0) + 1
             rules.append(parse_rule(line, backend, family, positions[chain], set(chains)))
     return tuple(chains.values()), tuple(rules)
-
-
-def comparable(rule: FilterRule) -> FilterRule:
-    """A rule without what iptables -S does not print (counters)."""
-    return replace(rule, packets=0, bytes=0)

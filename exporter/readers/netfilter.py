@@ -34,7 +34,7 @@ from exporter.readers.iptables import (
     read_table,
     standard_verdict,
 )
-from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6, NftSocket
+from exporter.readers.nfnetlink import NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NftSocket
 
 
 @dataclass(frozen=True)
@@ -525,6 +525,7 @@ _CT_KNOWN = sum(bit for bit, _ in CT_STATES)
 # nf_tables' verdict codes (linux/netfilter/nf_tables.h; NF_DROP, NF_ACCEPT from netfilter.h).
 _NFT_VERDICTS = {0: "drop", 1: "accept", -1: "continue", -3: "jump", -4: "goto", -5: "return"}
 _HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+NF_INET_FORWARD = 2
 # The xtables matches whose info this decoder reads (others make a rule undecoded).
 XT_CONNTRACK_STATE = 1  # XT_CONNTRACK_STATE in match_flags
 XT_CONNTRACK_STATE_ALIAS = 1 << 13  # `-m state` that iptables wrote as conntrack
@@ -562,8 +563,8 @@ class FilterRule:
     narrowed: bool = False
     vmap_key: str | None = None  # "iifname" or "oifname"
     vmap: tuple[tuple[str, str, str], ...] = ()
-    packets: int = 0
-    bytes: int = 0
+    # An inet table's rule for the other family's packets (`meta nfproto ipv6` read for IPv4).
+    other_family: bool = False
     undecoded: str = ""  # what was not understood; "" when all of it was
 
 
@@ -663,8 +664,8 @@ def _meta_cmp(f: _Filter, key: Any, negated: bool, value: bytes) -> bool:
         f.fields["protocol_negated"] = negated
         return True
     if key == "NFT_META_NFPROTO" and len(value) == 1 and not negated:
-        if value[0] != f.family:  # an inet table's `meta nfproto ipv6` in an ip reading
-            f.undecoded.append("meta nfproto of another family")
+        if value[0] != f.family:  # an inet table's `meta nfproto ipv6` in an ipv4 reading
+            f.fields["other_family"] = True
         return True
     return False
 
@@ -889,14 +890,24 @@ def _vmap_elements(messages: Iterable[Any]) -> tuple[tuple[str, str, str], ...]:
 _IPTABLES_OTHER_TABLES = ("nat", "mangle", "raw", "security")
 
 
-def _filter_chains(chain_messages: Iterable[Any], family: int) -> list[FilterChain]:
+def _table_label(table: str, source_family: int) -> str:
+    """An inet table's rules apply to both families: they are read once per family, under
+    "inet <name>" so that they never meet an ip or ip6 table of the same name."""
+    return f"inet {table}" if source_family == NFPROTO_INET else table
+
+
+def _filter_chains(
+    chain_messages: Iterable[Any], family: int, source_family: int | None = None
+) -> list[FilterChain]:
+    source = family if source_family is None else source_family
     found = []
     for c in chain_messages:
-        if c.family != family:
+        if c.family != source:
             continue
-        table = str(c.attrs.get_attr("NFTA_CHAIN_TABLE") or "")
-        if table in _IPTABLES_OTHER_TABLES:
+        raw_table = str(c.attrs.get_attr("NFTA_CHAIN_TABLE") or "")
+        if source != NFPROTO_INET and raw_table in _IPTABLES_OTHER_TABLES:
             continue
+        table = _table_label(raw_table, source)
         hook = c.attrs.get_attr("NFTA_CHAIN_HOOK")
         kind = c.attrs.get_attr("NFTA_CHAIN_TYPE")
         if hook is not None and kind not in ("filter", None):
@@ -938,20 +949,27 @@ def forward_reachable(chains: Iterable[FilterChain], rules: Iterable[FilterRule]
 
 
 def _nft_filter(
-    sock: NftSocket, chain_messages: list[Any], rule_messages: list[Any], family: int
+    sock: NftSocket,
+    chain_messages: list[Any],
+    rule_messages: list[Any],
+    family: int,
+    source_family: int | None = None,
 ) -> FilterTables:
     """The filter chains of one family's tables that the forward hook reaches: iptables-nft's
-    filter table, Docker 29's docker-bridges, anyone's own."""
-    chains = _filter_chains(chain_messages, family)
+    filter table, Docker 29's docker-bridges, anyone's own; with source_family NFPROTO_INET,
+    the inet tables' (firewalld's) as the family's packets see them."""
+    source = family if source_family is None else source_family
+    chains = _filter_chains(chain_messages, family, source)
     wanted = {(c.table, c.name) for c in chains}
     # Verdict maps are read only where a rule looks one up: one dump per map.
     sets: SetElements = {}
     positions: dict[tuple[str, str], int] = {}
     picked = []
     for message in rule_messages:
-        if message.family != family:
+        if message.family != source:
             continue
-        key = (message.attrs.get_attr("NFTA_RULE_TABLE"), message.attrs.get_attr("NFTA_RULE_CHAIN"))
+        raw_table = str(message.attrs.get_attr("NFTA_RULE_TABLE") or "")
+        key = (_table_label(raw_table, source), message.attrs.get_attr("NFTA_RULE_CHAIN"))
         if key not in wanted:
             continue
         positions[key] = positions.get(key, 0) + 1
@@ -962,7 +980,7 @@ def _nft_filter(
                 name = str(_attr(data, "NFTA_LOOKUP_SET"))
                 if (family, key[0], name) not in sets:
                     sets[(family, key[0], name)] = _vmap_elements(
-                        sock.set_elements(family, key[0], name)
+                        sock.set_elements(source, raw_table, name)
                     )
         picked.append((key, positions[key], expressions))
     rules = [
@@ -980,29 +998,57 @@ def _nft_filter(
     )
 
 
+@dataclass
+class FilterCache:
+    """The filter tables last decoded, and the nf_tables ruleset generation they were read at:
+    the kernel bumps it with every change (rules, chains, set elements), so while it stands
+    the filter rules are the same and are not decoded again (their counters are not kept)."""
+
+    generation: int | None = None
+    tables: FilterTables | None = None
+
+
 def read_nftables_with_filter(
-    sock: NftSocket,
+    sock: NftSocket, cache: FilterCache | None = None
 ) -> tuple[FirewallBackend, list[NatRule], FilterTables]:
     """read_nftables, and from the same dumps the filter chains and rules the forward hook
-    reaches (IPv4 and IPv6)."""
+    reaches (IPv4 and IPv6); with a cache, decoded again only when the ruleset generation
+    changed (asked before and after the dumps: the same both times, the dumps are of it)."""
     try:
+        before = sock.generation() if cache is not None else None
         chains = sock.chains()
         rules = sock.rules(NFPROTO_IPV4) + sock.rules(NFPROTO_IPV6)
+        # inet tables (firewalld's) filter both families' forwarded packets too; their rules
+        # are dumped only where such a table has a forward-hook chain.
+        inet = any(
+            c.family == NFPROTO_INET
+            and _attr(c.attrs.get_attr("NFTA_CHAIN_HOOK"), "NFTA_HOOK_HOOKNUM") == NF_INET_FORWARD
+            for c in chains
+        )
+        inet_rules = sock.rules(NFPROTO_INET) if inet else []
         backend, nat = _nft_nat(chains, rules)
+        after = sock.generation() if cache is not None else None
+        steady = before is not None and before == after
+        if cache is not None and steady and cache.generation == before and cache.tables:
+            return backend, nat, cache.tables
         tables = [_nft_filter(sock, chains, rules, f) for f in (NFPROTO_IPV4, NFPROTO_IPV6)]
+        if inet:
+            tables += [
+                _nft_filter(sock, chains, inet_rules, f, NFPROTO_INET)
+                for f in (NFPROTO_IPV4, NFPROTO_IPV6)
+            ]
     except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer
         refused = exc.errno in (errno.EPERM, errno.EACCES)
         raise FirewallUnreadable(
             f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
         ) from exc
-    return (
-        backend,
-        nat,
-        FilterTables(
-            chains=tuple(c for t in tables for c in t.chains),
-            rules=tuple(r for t in tables for r in t.rules),
-        ),
+    found = FilterTables(
+        chains=tuple(c for t in tables for c in t.chains),
+        rules=tuple(r for t in tables for r in t.rules),
     )
+    if cache is not None:
+        cache.generation, cache.tables = (before, found) if steady else (None, None)
+    return backend, nat, found
 
 
 def _legacy_filter_rule(
@@ -1049,8 +1095,6 @@ def _legacy_filter_rule(
         out_negated=entry.out_negated,
         protocol=protocol,
         protocol_negated=entry.protocol_negated,
-        packets=entry.packets,
-        bytes=entry.bytes,
         undecoded="; ".join(undecoded),
         **fields,
     )

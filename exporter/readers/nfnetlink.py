@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.readers.netlink import NLA_TYPE_MASK, NetlinkSocket, _malformed
+from exporter.readers.netlink import NLA_TYPE_MASK, NLM_F_REQUEST, NetlinkSocket, _malformed
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
 NFT_MSG_GETSETELEM = 13
+NFT_MSG_GETGEN = 16
 NFPROTO_UNSPEC = 0
 NFPROTO_INET = 1
 NFPROTO_IPV4 = 2
@@ -233,6 +234,7 @@ RULE = Schema(
     }
 )
 
+GENERATION = Schema({1: ("NFTA_GEN_ID", _be32)})
 _SET_ELEMENT = Schema(
     {1: ("NFTA_SET_ELEM_KEY", _DATA.parse), 2: ("NFTA_SET_ELEM_DATA", _DATA.parse)}
 )
@@ -275,6 +277,15 @@ class NftSocket(NetlinkSocket):
 
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
         return list(self._dump(NFT_MSG_GETRULE, RULE, family))
+
+    def generation(self) -> int | None:
+        """The ruleset's generation id (NFTA_GEN_ID), which every change bumps."""
+        body = _NFGENMSG.pack(NFPROTO_UNSPEC, 0, 0)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
+        for message in self._replies(self._send(kind, NLM_F_REQUEST, body)):
+            found = parse_message(message, GENERATION).attrs.get("NFTA_GEN_ID")
+            return found if isinstance(found, int) else None
+        return None
 
     def set_elements(self, family: int, table: str, name: str) -> list[NftMessage]:
         """The elements of one named set or map (a verdict map's interface -> chain jumps)."""

@@ -4,9 +4,7 @@ needs: it must report the same veth pairs as the exporter on the host."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,60 +13,18 @@ import pytest
 import yaml
 
 from exporter.collectors import all_collectors
+from tests import exporter_image
 from tests.conftest import Containers
 from tests.helpers import free_port, get, parse, sample_once, select, wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = "dhe-test/debian:bookworm"
-IMAGE = "dhe-test/exporter:test"
-WHEELHOUSE = ROOT / "deploy" / "docker" / "wheelhouse"
 
 
 @pytest.fixture(scope="module")
 def image(engine: Any) -> str:
-    subprocess.run([str(ROOT / "scripts" / "base-image.sh"), BASE], check=True, timeout=900)
-    # Wheels built here, so the image builds with no index (this machine's TLS to PyPI goes
-    # through a CA the base image does not carry).
-    for old in WHEELHOUSE.glob("*.whl"):
-        old.unlink()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "-w",
-            str(WHEELHOUSE),
-            "-c",
-            str(ROOT / "deploy" / "docker" / "constraints.txt"),
-            "setuptools>=77",
-            str(ROOT),
-        ],
-        check=True,
-        timeout=900,
-    )
-    subprocess.run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "--build-arg",
-            f"BASE_IMAGE={BASE}",
-            "--build-arg",
-            "PIP_NO_INDEX=1",
-            "-t",
-            IMAGE,
-            str(ROOT),
-        ],
-        check=True,
-        timeout=900,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        capture_output=True,
-    )
-    return IMAGE
+    return exporter_image.build()
 
 
 def shared_namespace_alerts(promtool: str, samples: list[Any]) -> int:
@@ -137,19 +93,11 @@ def test_image_in_host_namespaces_reports_what_the_host_exporter_does(
 ) -> None:
     peers = [containers.run(f"peer{i}") for i in range(3)]
     port = free_port()
-    exporter = engine.containers.run(
+    exporter = exporter_image.run(
+        engine,
         image,
-        [f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s"],
-        name=f"{containers.prefix}-exporter",
-        detach=True,
-        labels={"dhe-test": "1"},
-        pid_mode="host",
-        network_mode="host",
-        read_only=True,
-        cap_drop=["ALL"],
-        cap_add=["SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW"],
-        security_opt=["apparmor=unconfined"],
-        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}},
+        f"{containers.prefix}-exporter",
+        port,
         environment={"HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"},
         healthcheck={
             "test": [

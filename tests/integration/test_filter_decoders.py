@@ -316,3 +316,71 @@ def test_docker29_nftables_layout_decodes_as_nft_prints_it(netns: str, family: s
         )  # fmt: skip
     assert decoded == expected
     assert len(decoded) == 8  # 2 vmaps, 4 in, 2 out (the nat chain is not on the forward path)
+
+
+def test_filter_rules_are_decoded_again_only_when_the_ruleset_changes(netns: str) -> None:
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    change = ["iptables-nft", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "81", "-j", "DROP"]
+    found = json.loads(inside(netns, sys.executable, "-m", "tests.filter_probe", "cached", *change))
+    assert found == {"reused": True, "rules": [20, 21], "third_is_fresh": True}
+
+
+# A firewall manager's own inet table (as firewalld keeps one) filters forwarded packets of
+# both families after Docker's iptables rules.
+INET = """table inet dhfw {{
+    chain forward {{
+        type filter hook forward priority filter + 10; policy drop;
+        ct state established,related accept
+        meta nfproto ipv6 accept
+        {extra}
+    }}
+}}
+"""
+
+
+def _facts_from(found: dict[str, Any]) -> Any:
+    from exporter.collectors.nat.facts import NatFacts  # noqa: PLC0415
+    from exporter.readers.netfilter import FilterChain, FirewallBackend  # noqa: PLC0415
+
+    return NatFacts(
+        backends=(FirewallBackend("nftables", True, None, 0, ("filter/DOCKER",)),),
+        rules=(),
+        expectations=None,
+        filter_chains=tuple(FilterChain(**c) for c in found["chains"]),
+        filter_rules=tuple(
+            FilterRule(
+                **{
+                    **r,
+                    "ct_state": tuple(r["ct_state"]),
+                    "vmap": tuple(tuple(e) for e in r["vmap"]),
+                }
+            )
+            for r in found["rules"]
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "state", "reason"),
+    [
+        ('oifname "docker0" udp dport 53 accept', "ok", "accepted"),
+        ("", "broken", "nftables ip inet dhfw: not accepted, forward policy DROP"),
+        ("limit rate 5/second drop", "unknown", "nftables inet dhfw/forward rule 3 could match"),
+    ],
+)
+def test_an_inet_table_on_the_forward_hook_is_walked_too(
+    netns: str, extra: str, state: str, reason: str
+) -> None:
+    from exporter.collectors.nat.judge import forward_verdict  # noqa: PLC0415
+
+    if not shutil.which("nft"):
+        unavailable("nft not installed (nftables)")
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    inside(netns, "nft", "-f", "-", stdin=INET.format(extra=extra))
+    facts = _facts_from(ours(netns))
+    verdict = forward_verdict(facts, "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert (verdict.state, verdict.reason[: len(reason)]) == (state, reason)
+    # IPv6 packets pass the inet chain by its nfproto rule; the ipv4-only rules never meet them.
+    inet6 = [r for r in facts.filter_rules if r.table == "inet dhfw" and r.family == "ipv6"]
+    assert [r.verdict for r in inet6][:2] == ["accept", "accept"]
+    assert not any(r.other_family for r in inet6[:2])

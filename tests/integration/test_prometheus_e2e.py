@@ -18,7 +18,9 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,12 @@ import pytest
 import yaml
 
 from grafana.render import render_all
+from mixin.alerts import AlertSettings, known_alerts, render_rules
+from tests import exporter_image
 from tests.conftest import Containers
 from tests.helpers import exporter_process, free_port, get, wait_for
 from tests.host_objects import orphan_veths
+from tests.integration.test_faults import in_private_mounts
 from tests.own_dockerd import OwnDockerd, own_dockerd
 
 pytestmark = pytest.mark.integration
@@ -54,14 +59,14 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(targets: list[str]) -> Iterator[Prometheus]:
+def prometheus(targets: list[str], rules: Path | None = None) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is part of the test bed"
     workdir = Path(tempfile.mkdtemp(prefix="dhe-prom-"))
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ROOT / "deploy" / "prometheus" / "alerts.yml")],
+        "rule_files": [str(rules or ROOT / "deploy" / "prometheus" / "alerts.yml")],
         "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -109,12 +114,14 @@ def dashboards() -> list[dict[str, Any]]:
 def panels_without_data(prom: Prometheus) -> list[str]:
     """Every query of every panel (each query of a joined table on its own) must return
     something, and the rows a joined table's later queries return must be rows of its first
-    (else Grafana's join would add rows holding nothing but that one column)."""
+    (else Grafana's join would add rows holding nothing but that one column). Every label
+    column a table shows is a label some query returns (else it stays empty for ever)."""
     problems = []
     for dashboard in dashboards():
         for panel in dashboard["panels"]:
             joined = [t for t in panel.get("transformations", []) if t["id"] == "joinByField"]
             base: set[str] = set()
+            returned: set[str] = set()
             for target in panel.get("targets", []):
                 where = f"{dashboard['uid']} / {panel['title']} / {target['refId']}"
                 try:
@@ -125,6 +132,7 @@ def panels_without_data(prom: Prometheus) -> list[str]:
                 if not result:
                     problems.append(f"{where}: no data: {target['expr']}")
                     continue
+                returned |= {name for r in result for name in r["metric"]}
                 if not joined:
                     continue
                 on = joined[0]["options"]["byField"]
@@ -133,6 +141,12 @@ def panels_without_data(prom: Prometheus) -> list[str]:
                     base = keys
                 elif not keys <= base:
                     problems.append(f"{where}: rows not in query A: {sorted(keys - base)[:3]}")
+            for step in panel.get("transformations", []):
+                if step["id"] == "filterFieldsByName":
+                    shown = step["options"]["include"]["names"]
+                    never = [n for n in shown if not n.startswith("Value") and n not in returned]
+                    if never:
+                        problems.append(f"{dashboard['uid']} / {panel['title']}: no {never}")
     return problems
 
 
@@ -201,6 +215,20 @@ def joined_table(prom: Prometheus, uid: str, title: str) -> list[dict[str, str]]
             merged.update(rows.get(key, {}))
         table.append({title: merged.get(name, "") for name, title in shown.items()})
     return table
+
+
+def assert_the_hosts_table_tells_hosts_apart(prom: Prometheus, host: str, own: str) -> None:
+    """The overview's Hosts table has one row per exporter, each with its own troubles: the
+    host's orphaned veths and namespace sharer, the own dockerd's drifted daemon.json; the own
+    exporter runs no network collector, so it has no orphan count at all rather than a 0."""
+    rows = {r["host"]: r for r in joined_table(prom, "dhe-overview", "Hosts")}
+    assert set(rows) == {host, own}
+    assert int(rows[host]["orphaned veths"]) >= 2
+    assert int(rows[host]["sharing host namespaces"]) >= 1
+    assert rows[own]["orphaned veths"] == ""
+    assert int(rows[own]["drifted keys"]) >= 1
+    assert rows[own]["daemon.json"] == "1"
+    assert rows[host]["exporter"] == rows[own]["exporter"] != ""
 
 
 def assert_topology_shows_the_plumbing(
@@ -333,6 +361,9 @@ def test_dashboards_have_data_and_alerts_fire(
 
         started = time.time()
         assert_topology_shows_the_plumbing(prom, containers, engine)
+        assert_the_hosts_table_tells_hosts_apart(
+            prom, host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")
+        )
         assert_every_panel_and_annotation_has_data(prom, containers, started)
 
         wanted = {
@@ -360,3 +391,214 @@ def test_dashboards_have_data_and_alerts_fire(
         pictures = render_all(prom.base, out)
         assert len(pictures) == len(dashboards())
         assert all(p.stat().st_size > 20_000 for p in pictures)
+
+
+# -- the alerts, end to end: held while their collector is blind, never for the exporter ------
+
+
+def quick_rules(directory: Path) -> Path:
+    """The shipped rules with every `for` at 2s and no keep_firing_for: what keeps an alert up
+    here is the look-through alone, and the test need not wait minutes."""
+    defaults = AlertSettings()
+    settings = AlertSettings(
+        for_durations=dict.fromkeys(known_alerts(defaults), "2s"), keep_firing_for="0"
+    )
+    path = directory / "alerts.yml"
+    path.write_text(render_rules(settings))
+    return path
+
+
+def series(metric: str, **labels: str) -> str:
+    return metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def firing(prom: Prometheus, alertname: str, **labels: str) -> list[Any]:
+    return prom.query(series("ALERTS", alertname=alertname, alertstate="firing", **labels))
+
+
+@dataclass
+class BlindScene:
+    network: str
+    orphan: str  # a veth on docker0 with nothing behind it
+    restore: Callable[[], None]  # put the MASQUERADE rule back (once)
+
+
+@pytest.fixture
+def blind_scene(engine: Any) -> Iterator[BlindScene]:
+    """A Docker network whose MASQUERADE rule is deleted, and orphaned veths on docker0."""
+    network = engine.networks.create(f"dhe-blind-{uuid.uuid4().hex[:6]}", labels={"dhe-test": "1"})
+    network.reload()
+    subnet = network.attrs["IPAM"]["Config"][0]["Subnet"]
+    rule = ["POSTROUTING", "-s", subnet, "!", "-o", f"br-{network.id[:12]}", "-j", "MASQUERADE"]
+    restored = False
+
+    def restore() -> None:
+        nonlocal restored
+        if not restored:
+            subprocess.run(["iptables", "-t", "nat", "-A", *rule], check=True, timeout=30)
+            restored = True
+
+    with orphan_veths() as made:
+        subprocess.run(["iptables", "-t", "nat", "-D", *rule], check=True, timeout=30)
+        try:
+            yield BlindScene(network.name, made["on_bridge"], restore)
+        finally:
+            restore()
+            network.remove()
+
+
+def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
+    blind_scene: BlindScene, tmp_path: Path
+) -> None:
+    """A MASQUERADE rule missing and an orphaned veth, both alerting; then the exporter goes
+    blind in the ways it does on real hosts, one after the other, and both alerts stay firing
+    although their series are gone: its procfs unmounted (the network collector fails, the
+    legacy firewall backend is unreadable so NAT judges nothing), then restarted without
+    CAP_NET_ADMIN (privilege_missing). Back with its privileges and the rule restored, the
+    MASQUERADE alert resolves."""
+    port = free_port()
+    instance = f"127.0.0.1:{port}"
+    procfs = tmp_path / "proc"
+    procfs.mkdir()
+    masq = {"instance": instance, "network": blind_scene.network}
+    veth = {"instance": instance, "interface": blind_scene.orphan}
+    only = ("--sample.interval=1s", "--no-collector.layers", "--no-collector.conntrack")
+    mounts = in_private_mounts(f"mount -t proc proc {procfs}")
+    live_masq = series("docker_host_nat_masquerade_missing", **masq)
+    live_veth = series("docker_host_veth_orphaned", **veth)
+    network_failing = series(
+        "docker_host_collector_success", instance=instance, collector="network"
+    )
+    nat_judged = series("docker_host_nat_judged", instance=instance, family="ipv4")
+    refused = series(
+        "docker_host_privilege_missing",
+        instance=instance,
+        collector="nat",
+        capability="CAP_NET_ADMIN",
+    )
+
+    def both_firing() -> bool:
+        return bool(firing(prom, "DockerHostMasqueradeRuleMissing", **masq)) and bool(
+            firing(prom, "DockerHostVethOrphaned", **veth)
+        )
+
+    def hold(seconds: float, check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert check(), prom.api("alerts")
+            time.sleep(1)
+
+    with prometheus([instance], quick_rules(tmp_path)) as prom:
+        with exporter_process(f"--path.procfs={procfs}", *only, port=port, wrapper=mounts) as (
+            _,
+            proc,
+        ):
+            wait_for(both_firing, timeout=90)
+            fired = time.time()
+            # Blind: the exporter's procfs goes (in its own mount namespace only).
+            subprocess.run(
+                ["nsenter", "-t", str(proc.pid), "-m", "umount", str(procfs)],
+                check=True,
+                timeout=30,
+            )
+            wait_for(
+                lambda: (
+                    bool(prom.query(f"{network_failing} == 0"))
+                    and bool(prom.query(f"{nat_judged} == 0"))
+                    and not prom.query(live_masq)
+                    and not prom.query(live_veth)
+                ),
+                timeout=60,
+            )
+            hold(10, both_firing)
+
+        # Restarted without CAP_NET_ADMIN: nat is refused the firewall, says so, judges nothing.
+        setpriv = ("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin")
+        with exporter_process(*only, port=port, wrapper=setpriv):
+            wait_for(
+                lambda: (
+                    bool(prom.query(f"{refused} == 1"))
+                    and bool(prom.query(f"{series('up', instance=instance)} == 1"))
+                    and not prom.query(live_masq)
+                ),
+                timeout=60,
+            )
+            hold(10, lambda: bool(firing(prom, "DockerHostMasqueradeRuleMissing", **masq)))
+
+        # Seeing again, with the rule back: resolved by a reading, not by blindness.
+        # Not one evaluation resolved it, the exporter's restarts included: a resolved alert
+        # leaves a gap (a staleness marker) in its ALERTS series.
+        blinded = time.time()
+        answer = prom.api(
+            "query_range",
+            query=series(
+                "ALERTS", alertname="DockerHostMasqueradeRuleMissing", alertstate="firing", **masq
+            ),
+            start=f"{fired + 1:.3f}",
+            end=f"{blinded:.3f}",
+            step="1",
+        )["result"]
+        assert len(answer) == 1, answer
+        assert len(answer[0]["values"]) >= int(blinded - fired) - 1, answer
+
+        with exporter_process(*only, port=port):
+            blind_scene.restore()
+            wait_for(lambda: bool(prom.query(f"{live_masq} == 0")), timeout=60)
+            wait_for(
+                lambda: not firing(prom, "DockerHostMasqueradeRuleMissing", **masq), timeout=30
+            )
+            # The veth is still orphaned, and seen to be again.
+            wait_for(lambda: bool(firing(prom, "DockerHostVethOrphaned", **veth)), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def own_image(engine: Any) -> str:
+    # A tag of our own: other tests may build the shared tag from another checkout meanwhile.
+    return exporter_image.build(f"dhe-test/exporter:e2e-{uuid.uuid4().hex[:6]}")
+
+
+def test_no_host_namespace_alert_for_the_exporters_own_container(
+    own_image: str, containers: Containers, engine: Any, tmp_path: Path
+) -> None:
+    """The exporter's image run as the README says (host PID and network namespaces) beside a
+    --pid=host workload, under a real Prometheus from the exporter's first scrape on: the
+    workload alerts, the exporter's own container never does, not even pending."""
+    workload = containers.run("hostpid", pid_mode="host")
+    port = free_port()
+    instance = f"127.0.0.1:{port}"
+    try:
+        with prometheus([instance], quick_rules(tmp_path)) as prom:
+            exporter = exporter_image.run(engine, own_image, f"{containers.prefix}-exporter", port)
+            containers.started.append(exporter)
+            wait_for(
+                lambda: bool(
+                    firing(
+                        prom,
+                        "DockerHostContainerSharesHostNamespace",
+                        instance=instance,
+                        container=workload.name,
+                        namespace="pid",
+                    )
+                ),
+                timeout=120,
+            )
+            mine = {"instance": instance, "container": exporter.name}
+            shared_metric = "docker_host_container_namespace_shared_with_host"
+            # It does share both (the rule leaves it out).
+            wait_for(
+                lambda: all(
+                    prom.query(f"{series(shared_metric, **mine, namespace=ns)} == 1")
+                    for ns in ("pid", "net")
+                ),
+                timeout=30,
+            )
+            assert prom.query(series("docker_host_exporter_container_info", **mine))
+            time.sleep(5)  # more than `for` after it was first seen
+            ever = prom.query(
+                'count_over_time(ALERTS{alertname="DockerHostContainerSharesHostNamespace",'
+                f'instance="{instance}",container=~"{exporter.name}|{exporter.id[:12]}"}}[10m])'
+            )
+            assert ever == [], ever
+    finally:
+        with contextlib.suppress(Exception):
+            engine.images.remove(own_image, force=True)

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from grafana.build import TAG, Settings, families, settings_from
+from grafana.build import TAG, Settings, families
 from grafana.generate import BOARDS, render
+from mixin import settings as mixin_settings
+from mixin.alerts import AlertSettings
+from mixin.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -83,32 +86,63 @@ def test_check_fails_on_a_stale_file(tmp_path: Path) -> None:
     assert "stale: nat.json, gone.json" in failed.stderr
 
 
-def test_an_unknown_setting_fails_with_a_clear_message() -> None:
-    failed = subprocess.run(
-        [sys.executable, "-m", "grafana.generate", "--check", "--set", "colour=red"],
+def generate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "grafana.generate", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_an_unknown_or_bad_setting_fails_with_a_clear_message(tmp_path: Path) -> None:
+    failed = generate("--check", "--set", "colour=red")
     assert failed.returncode == 2
-    assert "unknown setting 'colour'; known settings: " in failed.stderr
-    assert "job_selector" in failed.stderr
-    with pytest.raises(ValueError, match="not key=value"):
-        settings_from(["time_from"])
+    assert (
+        "unknown setting colour; known: host_namespaces, job_selector, refresh, time_from "
+        "(and the alert rules' blind_hold, " in failed.stderr
+    )
+    mine = tmp_path / "mine.yml"
+    mine.write_text("refresh: 30s\ntime_form: now-1d\n")
+    failed = generate("--check", "--settings", str(mine))
+    assert failed.returncode == 2
+    assert "unknown setting time_form" in failed.stderr
+    for bad, said in (
+        ("refresh=soon", "setting refresh: 'soon' is not a Prometheus duration"),
+        ("time_from=yesterday", "setting time_from: wants now-<duration>"),
+        ("job_selector=job=`x`", "setting job_selector: wants label matchers"),
+        ("host_namespaces=pid(", "setting host_namespaces: not a regex"),
+    ):
+        with pytest.raises(SettingsError, match=re.escape(said)):
+            mixin_settings.load(Settings, None, [bad])
+    # One file for both generators: the alerts' keys are checked, then left to them.
+    mine.write_text("refresh: 1m\nrunbook_url: https://example.com/runbooks\n")
+    assert generate("--check", "--settings", str(mine)).returncode == 1  # stale, not refused
+    mine.write_text("keep_firing_for: soon\n")
+    failed = generate("--check", "--settings", str(mine))
+    assert failed.returncode == 2
+    assert "setting keep_firing_for: 'soon' is not a Prometheus duration" in failed.stderr
+    listed = generate("--list-settings")
+    assert listed.returncode == 0
+    assert "job_selector (default 'job=\"docker-host-exporter\"')" in listed.stdout
 
 
-def test_settings_change_the_output() -> None:
-    settings = settings_from(
-        ["time_from=now-24h", 'job_selector=job="docker"', "host_namespaces=pid|net"]
+def test_settings_change_the_output_and_share_the_alerts_defaults() -> None:
+    assert Settings().job_selector == AlertSettings().job_selector
+    assert Settings().host_namespaces == AlertSettings().host_namespaces
+    settings = mixin_settings.load(
+        Settings,
+        None,
+        ["time_from=now-24h", 'job_selector=job="docker"', "host_namespaces=pid|net"],
     )
     board = BOARDS["daemon"](settings).json(settings)
     assert board["time"]["from"] == "now-24h"
-    overview = json.dumps(BOARDS["overview"](settings).json(settings))
-    assert 'namespace=~\\"pid|net\\"' in overview
     job = next(v for v in board["templating"]["list"] if v["name"] == "job")
     assert 'docker_host_exporter_build_info{job="docker"}' in job["definition"]
+    overview = json.dumps(BOARDS["overview"](settings).json(settings))
+    assert 'namespace=~\\"pid|net\\"' in overview
 
 
 def test_every_panel_has_a_description_from_help_a_unit_and_the_datasource() -> None:

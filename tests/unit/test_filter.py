@@ -14,6 +14,7 @@ from exporter.collectors.nat.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
     NFTABLES_LAYOUT,
+    FilterVerdict,
     docker_user_rules,
     filter_layout,
     filter_verdicts,
@@ -277,7 +278,7 @@ def test_firewall_reload_flush_makes_every_network_rule_missing() -> None:
     nat = facts("-P FORWARD ACCEPT\n")
     gone = missing(nat)
     for network in ("bridge", "user"):
-        for rule in ("established", "jump_docker", "outgoing", "isolation"):
+        for rule in ("established", "jump_docker", "outgoing", "isolation", "isolation_drop"):
             assert ("ipv4", network, "", rule) in gone
     assert ("ipv4", "", "", "jump_docker_user") in gone
     assert ("ipv4", "bridge", "web", "port_accept:tcp/80") in gone
@@ -462,3 +463,14 @@ def test_filter_facts_survive_a_recording() -> None:
     nat = docker29()
     again = snapshot_from_json(snapshot_json(_snapshot(nat)), facts_types())
     assert again.current("nat", NatFacts) == nat
+
+
+def test_ipv6_is_unknown_where_docker_manages_no_ip6tables() -> None:
+    verdict = forward_verdict(facts(), "ipv6", "fd00:d4e::2", 80, "tcp", "docker0")
+    assert verdict == FilterVerdict("unknown", "Docker manages no ip6tables here")
+
+
+def test_a_network_no_longer_isolated_is_missing_its_drop() -> None:
+    nat = facts(without(CLASSIC, "-A DOCKER-ISOLATION-STAGE-2 -o br-user -j DROP"))
+    assert missing(nat) == {("ipv4", "user", "", "isolation_drop")}
+    assert port(nat)[0] == "ok"  # nothing published breaks

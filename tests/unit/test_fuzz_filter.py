@@ -20,11 +20,14 @@ from exporter.readers.netfilter import (
     FilterRule,
     FirewallBackend,
     SetElements,
+    _vmap_elements,
     decode_filter_rule,
     decode_xt_match,
     legacy_filter,
 )
-from tests.fuzzing import FUZZ, ipt_extension, mutated, nla
+from exporter.readers.netlink import NetlinkError
+from exporter.readers.nfnetlink import SET_ELEMENTS, parse_message
+from tests.fuzzing import FUZZ, ipt_extension, message, mutated, nla
 from tests.unit.test_fuzz_iptables import ipt_entry
 from tests.unit.test_fuzz_nftables import (
     REGISTERS,
@@ -39,6 +42,7 @@ from tests.unit.test_fuzz_nftables import (
     rule_message,
 )
 
+NFT_SET_ELEMENTS = (10 << 8) | 12  # NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWSETELEM
 VERDICTS = {"accept", "drop", "reject", "return", "jump", "goto", "continue", "vmap"}
 STATES = {name for _, name in CT_STATES} | {"OTHER"}
 
@@ -173,3 +177,50 @@ def test_any_rule_set_gives_a_verdict_without_looping(found: list[FilterRule], p
     verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
     assert verdict.state in ("ok", "broken", "unknown")
     assert verdict.reason
+
+
+def set_element(key: bytes, code: int, chain: bytes | None) -> bytes:
+    verdict = nla(1, struct.pack(">i", code)) + (nla(2, chain) if chain is not None else b"")
+    return nested(1, nested(1, nla(1, key)), nested(2, nested(2, verdict)))
+
+
+@FUZZ
+@given(
+    elements=st.lists(
+        st.tuples(
+            st.binary(max_size=20) | st.just(b"docker0\0"),
+            st.integers(-6, 2),
+            st.one_of(st.none(), st.binary(max_size=20), st.just(b"filter-forward-in__docker0\0")),
+        ),
+        max_size=5,
+    ),
+    tail=st.binary(max_size=16),
+)
+def test_hostile_verdict_map_elements_decode_or_are_refused(
+    elements: list[tuple[bytes, int, bytes | None]], tail: bytes
+) -> None:
+    body = (
+        struct.pack("=BBH", 2, 0, 0)
+        + nla(1, b"docker-bridges\0")
+        + nla(2, b"filter-forward-in-jumps\0")
+        + nested(3, *(set_element(*e) for e in elements))
+        + tail
+    )
+    try:
+        parsed = [parse_message(message(NFT_SET_ELEMENTS, body), SET_ELEMENTS)]
+    except NetlinkError:
+        return
+    for interface, verdict, chain in _vmap_elements(parsed):
+        assert isinstance(interface, str) and isinstance(chain, str)
+        assert verdict in {"accept", "drop", "continue", "jump", "goto", "return", "unknown"}
+
+
+def test_a_verdict_map_element_decodes_as_written() -> None:
+    body = (
+        struct.pack("=BBH", 2, 0, 0)
+        + nla(1, b"docker-bridges\0")
+        + nla(2, b"filter-forward-in-jumps\0")
+        + nested(3, set_element(b"docker0\0" + b"\0" * 8, -3, b"filter-forward-in__docker0\0"))
+    )
+    parsed = [parse_message(message(NFT_SET_ELEMENTS, body), SET_ELEMENTS)]
+    assert _vmap_elements(parsed) == (("docker0", "jump", "filter-forward-in__docker0"),)

@@ -55,6 +55,11 @@ def test_rtnetlink_numbers() -> None:
         (nfnetlink.RULE, nft.nft_rule_msg.nla_map),
         (nfnetlink._EXPRESSION_HEAD, EXPR.nla_map),
         (nfnetlink._DATA, nft.nft_data.nfta_data.nla_map),
+        (nfnetlink._VERDICT, nft.nft_data.nfta_data.verdict.nla_map),
+        (nfnetlink._HOOK, nft.nft_chain_msg.hook.nla_map),
+        (nfnetlink.GENERATION, nft.nft_gen_msg.nla_map),
+        (nfnetlink.SET_ELEMENTS, nft.nft_set_elem_list_msg.nla_map),
+        (nfnetlink._SET_ELEMENT, nft.nft_set_elem_list_msg.set_elem.nla_map),
         *(
             (schema, getattr(EXPR, f"nft_{name}").nla_map)
             for name, schema in nfnetlink._EXPRESSION_DATA.items()
@@ -73,6 +78,10 @@ def test_nf_tables_message_and_enum_numbers() -> None:
     assert (nfnetlink.NFT_MSG_GETCHAIN, nfnetlink.NFT_MSG_GETRULE) == (
         nft.NFT_MSG_GETCHAIN,
         nft.NFT_MSG_GETRULE,
+    )
+    assert (nfnetlink.NFT_MSG_GETSETELEM, nfnetlink.NFT_MSG_GETGEN) == (
+        nft.NFT_MSG_GETSETELEM,
+        nft.NFT_MSG_GETGEN,
     )
     for expression, attribute, ops in (
         ("meta", "NFTA_META_KEY", EXPR.nft_meta.meta_key.ops),

@@ -367,9 +367,8 @@ def filter_judged(nat: NatFacts) -> dict[str, bool]:
 
 
 def _network_of(address: str, networks: Iterable[DockerNetwork]) -> DockerNetwork | None:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = _address(address)
+    if ip is None:
         return None
     for n in networks:
         for subnet in n.subnets:
@@ -441,6 +440,9 @@ def _network_rules(layout: str, family: str, br: str, isolation: bool) -> list[t
         found.append(
             ("isolation", f"{tool} -A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} {stages}")
         )
+        # Without it the network is not isolated from the others: nothing breaks, but what
+        # Docker promises between networks no longer holds.
+        found.append(("isolation_drop", f"{tool} -A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP"))
     return found
 
 
@@ -606,8 +608,9 @@ class _FilterIndex:
     by_chain: dict[tuple[str, str], list[FilterRule]]
     walks: dict[tuple[str, str], dict[str, _ChainIndex]]
     by_name: dict[tuple[str, str], list[_ChainIndex]]  # (family, chain): in every table
-    # What forward_verdict works out once per family: (family, "") and (family, "bases").
-    memo: dict[tuple[str, str], Any] = dataclass_field(default_factory=dict)
+    # What forward_verdict works out once per family, (family, "") and (family, "bases"), and
+    # each port's verdict, by its arguments.
+    memo: dict[tuple[str, ...], Any] = dataclass_field(default_factory=dict)
 
 
 def _build_index(nat: NatFacts) -> _FilterIndex:
@@ -749,6 +752,14 @@ def _isolation(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
     )  # fmt: skip
 
 
+def _isolation_drop(nat: NatFacts, e: ExpectedFilterRule, br: str) -> bool:
+    return _any(
+        nat, e, "DOCKER-ISOLATION-STAGE-2",
+        lambda r: r.verdict == "drop" and r.out_interface == br and not r.out_negated
+        and r.in_interface is None and not r.destination and not r.source,
+    )  # fmt: skip
+
+
 def _nft_forward_chain(nat: NatFacts, e: ExpectedFilterRule, _br: str) -> bool:
     return any(
         c.table in DOCKER_NFT_TABLES and c.name == DOCKER_NFT_FORWARD and c.hook == "forward"
@@ -776,6 +787,7 @@ _IPTABLES_RULES: dict[str, Callable[[NatFacts, ExpectedFilterRule, str], bool]] 
     "jump_docker": _jump_docker,
     "outgoing": _outgoing,
     "isolation": _isolation,
+    "isolation_drop": _isolation_drop,
 }
 _NFT_RULES: dict[str, Callable[[NatFacts, ExpectedFilterRule, str], bool]] = {
     "forward_chain": _nft_forward_chain,
@@ -897,45 +909,48 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _match_fields(r: FilterRule, p: _Packet) -> list[str]:
-    found = []
-    if r.source is not None:
-        everything = r.source in ("0.0.0.0/0", "::/0")
-        found.append((NO if r.source_negated else YES) if everything else MAYBE)
-    if r.destination is not None:
-        holds = _address_in(p.address, r.destination)
-        found.append(MAYBE if holds is None else (YES if holds != r.destination_negated else NO))
-    if r.in_interface is not None:
-        # The packet comes in by anything but its bridge: a rule naming the bridge (or
-        # excluding it) is decided, any other name may or may not be the way in.
-        if r.in_interface == "+":
-            found.append(NO if r.in_negated else YES)
-        elif r.in_interface == p.bridge:
-            found.append(YES if r.in_negated else NO)
-        else:
-            found.append(MAYBE)
-    if r.out_interface is not None:
-        found.append(YES if _interface_is(r.out_interface, p.bridge) != r.out_negated else NO)
-    if r.protocol is not None:
-        found.append(YES if (r.protocol == p.protocol) != r.protocol_negated else NO)
-    if r.dport is not None:
-        found.append(YES if r.dport == p.port else NO)
-    if r.ct_state:
-        found.append(YES if "NEW" in r.ct_state else NO)
-    if r.narrowed:
-        found.append(MAYBE)
-    return found
+def _ruled_out(r: FilterRule, p: _Packet) -> bool:
+    """A match the packet surely fails: the cheap ones, asked first."""
+    return (
+        (r.out_interface is not None and _interface_is(r.out_interface, p.bridge) == r.out_negated)
+        or (r.protocol is not None and (r.protocol == p.protocol) == r.protocol_negated)
+        or (r.dport is not None and r.dport != p.port)
+        or (bool(r.ct_state) and "NEW" not in r.ct_state)
+        or (r.in_interface == "+" and r.in_negated)
+        or (r.in_interface == p.bridge and not r.in_negated)
+        or (r.source in ("0.0.0.0/0", "::/0") and r.source_negated)
+    )
+
+
+def _destination(r: FilterRule, p: _Packet) -> str:
+    if r.destination is None:
+        return YES
+    holds = _address_in(p.address, r.destination)
+    return MAYBE if holds is None else (YES if holds != r.destination_negated else NO)
+
+
+def _partial(r: FilterRule, p: _Packet) -> bool:
+    """Matches only some of the packets: a source address, another way in, a source port."""
+    return (
+        (r.source is not None and r.source not in ("0.0.0.0/0", "::/0"))
+        or (r.in_interface is not None and r.in_interface not in ("+", p.bridge))
+        or r.narrowed
+    )
 
 
 def rule_matches(r: FilterRule, p: _Packet) -> str:
     """yes, no or maybe for what the rule's decoded matches say of the packet; undecoded when
-    what was decoded does not rule it out and the rest could not be read."""
-    found = _match_fields(r, p)
-    if NO in found:
+    what was decoded does not rule it out and the rest could not be read. The packet comes in
+    by anything but its bridge, from anywhere: a rule naming the bridge as the way in (or
+    excluding it) is decided, any other name may or may not be the way in."""
+    if r.other_family or _ruled_out(r, p):
+        return NO
+    destination = _destination(r, p)
+    if destination == NO:
         return NO
     if r.undecoded:
         return UNDECODED
-    return MAYBE if MAYBE in found else YES
+    return MAYBE if destination == MAYBE or _partial(r, p) else YES
 
 
 def rule_text(r: FilterRule) -> str:
@@ -1085,23 +1100,42 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     the decoder did not understand could have decided it. Rules that match only some of its
     packets (a source address, an input interface other than the bridge) neither shadow nor
     admit it. IP forwarding and the bridge port are other hops, not judged here."""
-    try:
-        address = ipaddress.ip_address(container_address)
-    except ValueError:
-        return FilterVerdict("unknown", f"not an address: {container_address!r}")
     index = _index(facts)
+    asked = (family, container_address, str(container_port), protocol, bridge)
+    if asked not in index.memo:  # the nat source and the port verdicts ask the same reading
+        index.memo[asked] = _forward_verdict(
+            facts, index, family, container_address, container_port, protocol, bridge
+        )
+    verdict: FilterVerdict = index.memo[asked]
+    return verdict
+
+
+def _forward_verdict(  # noqa: PLR0917
+    facts: NatFacts,
+    index: _FilterIndex,
+    family: str,
+    container_address: str,
+    container_port: int,
+    protocol: str,
+    bridge: str,
+) -> FilterVerdict:
+    address = _address(container_address)
+    if address is None:
+        return FilterVerdict("unknown", f"not an address: {container_address!r}")
     if (family, "") not in index.memo:  # what every port of the family asks first
         unreadable = ", ".join(b.name for b in facts.backends if not b.readable)
-        index.memo[(family, "")] = (
-            unreadable,
-            docker_manages_firewall(facts),
-            filter_layout(facts, family),
+        managed = docker_manages_firewall(facts) and (
+            family == IPV4
+            or docker_manages_ipv6_nat(facts.backends)
+            or bool(docker_filter_chains(facts, IPV6))
         )
+        index.memo[(family, "")] = (unreadable, managed, filter_layout(facts, family))
     unreadable, managed, layout = index.memo[(family, "")]
     if unreadable:
         return FilterVerdict("unknown", f"firewall backend unreadable: {unreadable}")
     if not managed:
-        return FilterVerdict("unknown", "Docker manages no firewall here")
+        what = "no ip6tables" if family == IPV6 else "no firewall"
+        return FilterVerdict("unknown", f"Docker manages {what} here")
     packet = _Packet(family, address, container_port, protocol, bridge)
     nft = layout == NFTABLES_LAYOUT
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"

@@ -156,7 +156,8 @@ FILTER_MISSING = declare(
     "1 when a filter rule Docker's networks or published ports need is missing, in this reading "
     "and one a moment before: rule jump_docker_user, jump_isolation, jump_docker_forward, "
     'jump_docker_ct, jump_docker_bridge, forward_chain (network "": once per host), '
-    "established, jump_docker, outgoing, isolation, jump_outgoing (per network), "
+    "established, jump_docker, outgoing, isolation, isolation_drop, jump_outgoing (per "
+    "network), "
     "port_accept:<protocol>/<container port> (per container). Absent when not judged.",
     ("family", "network", "container", "rule"),
     collector=NAME,

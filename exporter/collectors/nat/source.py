@@ -34,6 +34,7 @@ from exporter.readers.docker_api import (
     EngineFacts,
 )
 from exporter.readers.netfilter import (
+    FilterCache,
     FilterTables,
     FirewallBackend,
     FirewallUnreadable,
@@ -121,6 +122,7 @@ class NatSource:
         self._log = ChangeLog(log)
         self._timeout = timeout
         self._nft: NftSocket | None = None
+        self._filter_cache = FilterCache()
 
     def close(self) -> None:
         if self._nft is not None:
@@ -141,7 +143,7 @@ class NatSource:
         if self._nft is None:
             self._nft = NftSocket(self._timeout)
         try:
-            return read_nftables_with_filter(self._nft)
+            return read_nftables_with_filter(self._nft, self._filter_cache)
         except FirewallUnreadable:
             self.close()  # a socket left mid-answer by an error is not reused
             raise
