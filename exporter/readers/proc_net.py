@@ -90,8 +90,14 @@ def parse_bound_sockets(text: str, protocol: str) -> tuple[BoundSocket, ...]:
     return tuple(found)
 
 
+# A read of a seq_file returns less than asked for only at its end, or when the kernel's own
+# buffer (a page at least, and never less than a record) is full: a chunk shorter than this is
+# its end. Reading on to the empty read would cost a second walk of the TCP hash.
+_SHORT_CHUNK = 2048
+
+
 def read_file(path: str) -> str:
-    """One /proc/PID/net file, whole (to MAX_BYTES)."""
+    """One /proc/PID/net file, whole (to MAX_BYTES), in as few reads as the kernel allows."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -102,6 +108,8 @@ def read_file(path: str) -> str:
         while size < MAX_BYTES and (chunk := os.read(fd, 65536)):
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < _SHORT_CHUNK:
+                break
     except OSError as exc:
         raise ProcNetUnreadable(f"{path}: {exc.strerror}", exc.errno in _GONE) from exc
     finally:

@@ -19,11 +19,11 @@ COLLECTOR = CollectorDef(
         Flag(
             "listener-budget",
             parse_duration,
-            0.008,
+            0.006,
             "CPU time a run spends at most reading containers' /proc/PID/net for listeners "
             "(each read of tcp or tcp6 walks the kernel's whole TCP hash, ~1.7 ms with 262144 "
             "buckets): containers never read come first, then those read longest ago; the "
-            "rest keep their last reading (default: 8ms)",
+            "rest keep their last reading (default: 6ms)",
         ),
     ),
 )

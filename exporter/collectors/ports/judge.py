@@ -178,6 +178,8 @@ class _NatView:
     dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
     masquerades: dict[str, list[tuple[ExpectedMasquerade, bool]]]
     forward_paths: dict[str, tuple[str, str]]  # forward_key -> (state, reason), as nat read it
+    no_firewall: bool  # Docker manages no firewall here
+    judged: dict[str, bool]  # whether nat judges DNATs of each family
 
     @classmethod
     def of(cls, nat: NatFacts | None) -> _NatView | None:
@@ -192,6 +194,8 @@ class _NatView:
             {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
             by_network,
             {key: (state, reason) for key, state, reason in nat.forward_paths},
+            docker_firewall(nat.backends) == ("none",),
+            judged_families(nat),
         )
 
 
@@ -201,10 +205,9 @@ def _dnat_hop(  # noqa: PLR0911 (one return per verdict)
     family = IPV6 if ":" in host_address(port) else IPV4
     if view is None:
         return Hop("dnat", UNKNOWN, "the nat collector has no current reading")
-    nat = view.nat
-    if docker_firewall(nat.backends) == ("none",):
+    if view.no_firewall:
         return Hop("dnat", NOT_JUDGED, "Docker manages no firewall")
-    if not judged_families(nat)[family]:
+    if not view.judged[family]:
         if family == IPV6:
             return Hop("dnat", NOT_JUDGED, "no IPv6 NAT: docker-proxy serves this binding")
         return Hop("dnat", UNKNOWN, "the nat rules could not be judged")
@@ -458,7 +461,7 @@ def _masquerade_hop(network: DockerNetwork | None, view: _NatView | None) -> Hop
         return Hop("masquerade", NOT_JUDGED, "no bridge network holds the container's address")
     mine = view.masquerades.get(network.name, [])
     if not mine:
-        if docker_firewall(view.nat.backends) == ("none",) or not network.ip_masquerade:
+        if view.no_firewall or not network.ip_masquerade:
             return Hop("masquerade", NOT_JUDGED, "no MASQUERADE expected")
         return Hop("masquerade", UNKNOWN, "the nat rules could not be judged")
     gone = [m for m, missing in mine if missing]

@@ -52,7 +52,7 @@ class _Kept:
 
 class PortsSource:
     def __init__(
-        self, timeout: float, listener_budget: float = 0.008, confirm_after: float = 1.0
+        self, timeout: float, listener_budget: float = 0.006, confirm_after: float = 1.0
     ) -> None:
         # A port is set up in steps (dockerd starts docker-proxy, the application its
         # listener); look again before calling one broken, within a quarter of the timeout.
@@ -63,10 +63,13 @@ class PortsSource:
         self._log = ChangeLog(log)
         # docker-proxy and dockerd command lines by (pid, start time, comm): they never change.
         self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        self._proxy_of: dict[tuple[int, int, str], ProxyProcess | None] = {}
+        self._proxies_found: tuple[ProxyProcess, ...] = ()  # what those processes serve
         # Listener readings by the container's PID 1 (container id, pid, start time).
         self._kept: dict[tuple[str, int, int], _Kept] = {}
         self._ran = False  # a run has completed: from then on the budget applies
         self._read_at: dict[str, float] = {}  # when each container was read, this run
+        self._read_cost = 0.0  # CPU seconds the last container's read took
 
     def close(self) -> None:
         """Nothing is held open between runs."""
@@ -183,12 +186,24 @@ class PortsSource:
 
     def _proxies(self, procfs: ProcfsReader, scan: ProcessScan) -> tuple[ProxyProcess, ...]:
         found = []
+        live = {}
         for process in scan.table:
             if process.comm == _PROXY_COMM and process.state != "Z":
-                proxy = parse_proxy_argv(self._command(procfs, process))
+                identity = (process.pid, process.start_ticks, process.comm)
+                if identity in self._proxy_of:
+                    proxy = self._proxy_of[identity]
+                else:
+                    argv = self._command(procfs, process)
+                    proxy = parse_proxy_argv(argv)
+                    if not argv:  # gone mid-read: not kept, looked at again next run
+                        continue
+                live[identity] = proxy
                 if proxy is not None:
                     found.append(proxy)
-        return tuple(sorted(set(found)))
+        if live.keys() != self._proxy_of.keys():
+            self._proxies_found = tuple(sorted(set(found)))
+        self._proxy_of = live  # a process's argv never changes: decoded once
+        return self._proxies_found
 
     def _proxy_flag(self, procfs: ProcfsReader, scan: ProcessScan) -> bool | None:
         """--userland-proxy as the dockerd on the host gives it; None if not given (or more
@@ -236,7 +251,10 @@ class PortsSource:
         # otherwise know nothing for many runs); later ones keep to the budget.
         budgeted = suspects is None and self._ran
         for container in chosen:
-            if budgeted and found and time.thread_time() - started >= self.listener_budget:
+            # Stop before a read that would overrun the budget (a read costs about what the
+            # last one did), but read one container every run whatever it costs.
+            spent = time.thread_time() - started
+            if budgeted and found and spent + self._read_cost > self.listener_budget:
                 break
             pid1 = pid1s.get(container.id)
             if pid1 is None:
@@ -246,9 +264,11 @@ class PortsSource:
                 continue
             kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
             self._read_at[container.id] = time.monotonic()
+            before = time.thread_time()
             read = self._container_listeners(
                 procfs, container, pid1, kept.ipv6_first if kept else frozenset()
             )
+            self._read_cost = time.thread_time() - before
             refused = refused or read.refused
             found.append(read)
         self._log.update(
