@@ -41,6 +41,9 @@ class CollectorCost:
     dockerd_cpu_ms_mean: float
     containerd_cpu_ms_mean: float
     runs: int
+    # CPU per run after the first (which fills caches, and in which the ports collector reads
+    # every container's listeners): what a collector costs from then on.
+    cpu_ms_steady: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
             round(dockerd_ms[name] / len(walls[name]), 2),
             round(containerd_ms[name] / len(walls[name]), 2),
             len(walls[name]),
+            round(statistics.fmean(cpus[name][1:] or cpus[name]), 2),
         )
         for name in walls
     ]
@@ -210,14 +214,15 @@ def main() -> None:
 def print_table(results: list[Result]) -> None:
     print(
         f"{'N':>4} {'collector':<11} {'wall p50':>9} {'wall p95':>9} {'cpu mean':>9}"
-        f" {'dockerd cpu':>12} {'containerd':>11} {'render':>7} {'series':>7} {'bytes':>8}"
+        f" {'steady':>8} {'dockerd cpu':>12} {'containerd':>11} {'render':>7} {'series':>7}"
+        f" {'bytes':>8}"
         f" {'rss warm':>9} {'rss end':>8}"
     )
     for r in results:
         for c in r.collectors:
             print(
                 f"{r.containers:>4} {c.collector:<11} {c.wall_ms_p50:>7.2f}ms"
-                f" {c.wall_ms_p95:>7.2f}ms {c.cpu_ms_mean:>7.2f}ms"
+                f" {c.wall_ms_p95:>7.2f}ms {c.cpu_ms_mean:>7.2f}ms {c.cpu_ms_steady:>6.2f}ms"
                 f" {c.dockerd_cpu_ms_mean:>10.2f}ms {c.containerd_cpu_ms_mean:>9.2f}ms"
                 f" {r.render_ms_p50:>5.2f}ms {r.series:>7} {r.exposition_bytes:>8}"
                 f" {r.rss_mb_after_warmup:>7.1f}MB {r.rss_mb_end:>6.1f}MB"

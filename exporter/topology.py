@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 
 from exporter import __version__
 from exporter.collectors.containers.judge import CONTAINERS, Inventory, display_name
+from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
+    ExpectedDnat,
     can_judge_nat,
     docker_firewall,
     has_dnat,
@@ -46,6 +48,8 @@ from exporter.collectors.network.judge import (
     netns_owners,
     veth_views,
 )
+from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.judge import PortVerdict, port_verdicts
 from exporter.collectors.processes.facts import ProcessFacts
 from exporter.collectors.processes.judge import shared_with_host, shim_verdicts
 from exporter.metrics import Exposition
@@ -60,8 +64,8 @@ from exporter.readers.netns import (
 from exporter.snapshot import CollectorState, Snapshot
 
 # The collectors the picture is drawn from (their names, as registered).
-NETWORK, PROCESSES, NAT = "network", "processes", "nat"
-DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT)
+NETWORK, PROCESSES, NAT, PORTS, DAEMON = "network", "processes", "nat", "ports", "daemon"
+DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, PORTS)
 
 # Namespaces whose sharing with the host is worth a second look (cgroup and user are shared
 # by every container on a host without cgroup or user namespaces: not worth colouring).
@@ -158,7 +162,13 @@ def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     net = snapshot.last_good(NETWORK, NetworkFacts)
     procs = snapshot.last_good(PROCESSES, ProcessFacts)
     nat = snapshot.last_good(NAT, NatFacts)
-    bands = _Builder(engine, net, procs, nat).bands()
+    ports = snapshot.last_good(PORTS, PortsFacts)
+    verdicts = (
+        port_verdicts(ports, nat, net, snapshot.last_good(DAEMON, DaemonConfigFacts))
+        if ports is not None
+        else ()
+    )
+    bands = _Builder(engine, net, procs, nat, verdicts).bands()
     states = [snapshot.collectors.get(n) for n in DRAWN_FROM]
     notes = tuple(
         CollectorNote(name, s is not None, s is not None and s.success, _error(s), _last(s))
@@ -231,8 +241,14 @@ class _Builder:
         net: NetworkFacts | None,
         procs: ProcessFacts | None,
         nat: NatFacts | None,
+        verdicts: tuple[PortVerdict, ...] = (),
     ) -> None:
         self.engine, self.net, self.procs, self.nat = engine, net, procs, nat
+        # Each published port's verdict, by what its DNAT expectation names.
+        self.ports: dict[tuple[str, str, str, int], list[PortVerdict]] = {}
+        for v in verdicts:
+            key = (v.container_id, v.family, v.port.protocol, v.port.host_port)
+            self.ports.setdefault(key, []).append(v)
         self.inventory = Inventory(engine) if engine is not None else None
         self.names = self.inventory.names if self.inventory else {}
         self.records = {c.id: c for c in engine.containers} if engine else {}
@@ -554,6 +570,7 @@ class _Builder:
                 (nat_destination(r) for r in nat.rules if has_dnat(d, [r])),
                 f"{d.addresses[0]}:{d.container_port}" if d.addresses else "?",
             )
+            port_lines, port_broken = self.port_verdict(d.container_id, d.family, d)
             rows.append(
                 Row(
                     (
@@ -561,17 +578,36 @@ class _Builder:
                             (
                                 f"DNAT {d.protocol} :{d.host_port} -> {to}",
                                 f"published by {d.container}",
+                                *port_lines,
                             ),
                             "exit",
                             broken="missing: the published port does not reach it"
                             if missing
-                            else None,
+                            else port_broken,
                         ),
                     ),
                     _s(["dnat", str(d.host_port), d.container, *d.addresses]),
                 )
             )
         return tuple(rows)
+
+    def port_verdict(
+        self, container_id: str, family: str, d: ExpectedDnat
+    ) -> tuple[tuple[str, ...], str | None]:
+        """The port's verdict as a line of its DNAT box, and why it is broken, if it is."""
+        found = self.ports.get((container_id, family, d.protocol, d.host_port), [])
+        if not found:
+            return (), None
+        worst = next((v for v in found if v.verdict == "broken"), None) or next(
+            (v for v in found if v.verdict == "unknown"), found[0]
+        )
+        first = worst.first
+        if first is None:
+            return ("port: ok",), None
+        why = f"{first.name}: {first.reason}" if first.reason else first.name
+        if worst.verdict == "broken":
+            return (f"port: broken at {first.name}",), f"port broken at {why}"
+        return (f"port: unknown ({first.name})",), None
 
     def orphaned_shims(self) -> list[Row]:
         if self.procs is None:

@@ -79,6 +79,13 @@ def keyed(expr: str, *labels: str, by: tuple[str, ...] = ()) -> str:
     return f'max by ({kept}) (label_join({expr}, "row", "/", {parts}))'
 
 
+def by_family(metric: str) -> str:
+    """A published-port series with the family its host_address is in (as nat's series have):
+    ipv6 for an address with a colon, else ipv4."""
+    v4 = f'label_replace({metric}, "family", "ipv4", "host_address", "[^:]*")'
+    return f'label_replace({v4}, "family", "ipv6", "host_address", ".*:.*")'
+
+
 def per_host(expr: str, collector: str = "") -> str:
     """`expr` aggregated by instance, 0 on a host where it has no series but the collector that
     writes it succeeded (not on a host that does not run it: that is no data, not zero)."""
@@ -648,6 +655,8 @@ def nat(s: Settings) -> Board:
             Query(per_host("sum by (instance) (docker_host_nat_dnat_missing)", "nat")),
             Query('sum by (instance) (docker_host_nat_rules{family="ipv4"})'),
             Query('sum by (instance) (docker_host_nat_rules{family="ipv6"})'),
+            # On hosts whose nat collector runs (the table's rows): their ports are judged.
+            Query(per_host("sum by (instance) (docker_host_published_port_broken)", "nat")),
         ],
         [
             INSTANCE,
@@ -657,6 +666,7 @@ def nat(s: Settings) -> Board:
             value("D", "DNAT missing", "none", steps=BAD_FROM_1),
             value("E", "nat rules (IPv4)", "none"),
             value("F", "nat rules (IPv6)", "none"),
+            value("G", "published ports broken", "none", steps=BAD_FROM_1),
         ],
         sort="host",
         descending=False,
@@ -682,6 +692,46 @@ def nat(s: Settings) -> Board:
         descending=False,
         width=6,
         height=6,
+    )
+    published = ("instance", "container", "host_address", "host_port", "protocol")
+    b.table(
+        "Published ports: verdict per port",
+        [
+            Query(
+                keyed(
+                    "docker_host_published_port_ok", *published, by=(*published, "container_port")
+                )
+            ),
+            Query(
+                keyed(
+                    'label_replace(docker_host_published_port_broken, "verdict", "broken", "", "")'
+                    ' or label_replace(docker_host_published_port_unknown, "verdict", "unknown",'
+                    ' "", "")',
+                    *published,
+                    by=("hop", "verdict"),
+                )
+            ),
+        ],
+        [
+            INSTANCE,
+            label("container", link=TO_CONTAINER),
+            label("host_address", "host address"),
+            label("host_port", "host port"),
+            label("protocol"),
+            label("container_port", "container port"),
+            value("A", "works", "none", YES_GOOD),
+            label("verdict", "verdict"),
+            label("hop", "first broken hop"),
+        ],
+        sort="works",
+        descending=False,
+        join_on="row",
+        lead="One row per published port of a running container: whether every hop of its "
+        "path is whole (DNAT, FORWARD, IP forwarding, veth, bridge port, a listener in the "
+        "container, docker-proxy, MASQUERADE), and when not, the first broken one (or the "
+        "first that could not be judged: unknown, never counted as broken). "
+        "`docker-host-exporter inspect` gives the reason.",
+        height=8,
     )
     b.timeseries(
         "nat rules by backend",
@@ -1474,6 +1524,23 @@ def topology(s: Settings) -> Board:
                     *port,
                 )
             ),
+            Query(
+                keyed(
+                    "(0 * docker_host_nat_dnat_missing + on (instance, container, protocol, "
+                    "host_port, family) group_left () min by (instance, container, protocol, "
+                    f"host_port, family) ({by_family('docker_host_published_port_ok')}))",
+                    *port,
+                )
+            ),
+            Query(
+                keyed(
+                    "(0 * docker_host_nat_dnat_missing + on (instance, container, protocol, "
+                    "host_port, family) group_left (hop) max by (instance, container, protocol, "
+                    f"host_port, family, hop) ({by_family('docker_host_published_port_broken')}))",
+                    *port,
+                    by=("hop",),
+                )
+            ),
         ],
         [
             INSTANCE,
@@ -1484,6 +1551,8 @@ def topology(s: Settings) -> Board:
             label("family"),
             value("A", "DNAT rule", "none", OK_MISSING),
             value("B", "through the rule", "Bps"),
+            value("C", "port works", "none", YES_GOOD),
+            label("hop", "first broken hop"),
         ],
         sort="DNAT rule",
         join_on="row",

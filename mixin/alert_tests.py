@@ -94,6 +94,13 @@ def minutes(text: str) -> int:
 
 def cases(s: rules.AlertSettings) -> list[Case]:
     nat_missing = {"network": "app", "subnet": "172.18.0.0/16", "bridge": "br-1"}
+    port = {
+        "container": "web",
+        "host_address": "0.0.0.0",  # noqa: S104 (a label value)
+        "host_port": "8080",
+        "protocol": "tcp",
+        "container_port": "80",
+    }
     win = minutes(s.collector_success_window)
     # Consecutive failed runs before avg_over_time(success[window]) < ratio (the window holds
     # window+1 samples a minute apart, both ends included, in Prometheus 2.x).
@@ -150,6 +157,18 @@ def cases(s: rules.AlertSettings) -> list[Case]:
             "nat",
             "CAP_NET_ADMIN",
             nat_family="ipv4",
+        ),
+        Case(
+            "DockerHostPublishedPortBroken",
+            (Input("docker_host_published_port_broken", {**port, "hop": "forward"}, 1, None),),
+            "ports",
+            "CAP_SYS_PTRACE",
+        ),
+        Case(
+            "DockerHostPublishedPortNotListening",
+            (Input("docker_host_published_port_broken", {**port, "hop": "listener"}, 1, None),),
+            "ports",
+            "CAP_SYS_PTRACE",
         ),
         Case(
             "DockerHostFilterRuleMissing",

@@ -350,6 +350,10 @@ def alerts(s: AlertSettings) -> list[Alert]:
 
     masq_live, masq_held = verdict("docker_host_nat_masquerade_missing")
     dnat_live, dnat_held = verdict("docker_host_nat_dnat_missing")
+    (port_live, port_held), (listen_live, listen_held) = (
+        verdict("docker_host_published_port_broken", "== 1", f'hop{op}"listener"')
+        for op in ("!=", "=")
+    )
     split_live, split_held = verdict("docker_host_nat_rules_split_across_backends")
     unreadable_live, unreadable_held = verdict("docker_host_nat_backend_readable", "== 0")
     veth_live, veth_held = verdict("docker_host_veth_orphaned")
@@ -441,6 +445,45 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "published port are not reaching the container now.",
             dnat_held,
             nat,
+        ),
+        # Warning, not critical: what breaks most ports at once (a missing DNAT or filter rule,
+        # IP forwarding off) pages through its own critical alert; this one names the ports
+        # affected and covers the rest (a veth down, a bridge port blocked, no docker-proxy), and
+        # a DROP in DOCKER-USER that shadows a port may be the user's own policy.
+        Alert(
+            "DockerHostPublishedPortBroken",
+            "docker-host-network",
+            "warning",
+            "5m",
+            port_live,
+            "Published port {{ $labels.host_address }}:{{ $labels.host_port }}/"
+            "{{ $labels.protocol }} of {{ $labels.container }} broken at {{ $labels.hop }} on "
+            "{{ $labels.instance }}",
+            "Container {{ $labels.container }} on {{ $labels.instance }} publishes "
+            "{{ $labels.protocol }} port {{ $labels.host_port }} on {{ $labels.host_address }} "
+            "(to {{ $labels.container_port }}), and the first hop on its path that is broken is "
+            "{{ $labels.hop }} (dnat, forward, ip_forward, veth, bridge_port, proxy or "
+            "masquerade). `docker-host-exporter inspect` says why in its PUBLISHED PORTS table.",
+            port_held,
+            # A port's verdict joins the ports collector's reading with nat's and network's.
+            Blind(("ports", "nat", "network")),
+        ),
+        Alert(
+            "DockerHostPublishedPortNotListening",
+            "docker-host-network",
+            "warning",
+            "10m",
+            listen_live,
+            "Nothing listens on {{ $labels.protocol }}/{{ $labels.container_port }} in "
+            "{{ $labels.container }}, published on {{ $labels.host_port }}, on "
+            "{{ $labels.instance }}",
+            "Container {{ $labels.container }} on {{ $labels.instance }} publishes "
+            "{{ $labels.protocol }} port {{ $labels.host_port }} to its port "
+            "{{ $labels.container_port }}, but no socket inside the container listens there "
+            "(or only on another address): the network path is whole, the application is not "
+            "serving. Often a misconfigured application (wrong port, bound to 127.0.0.1).",
+            listen_held,
+            Blind(("ports", "nat", "network")),
         ),
         *filter_alerts(q, hold, nat),
         Alert(

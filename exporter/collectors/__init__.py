@@ -68,6 +68,7 @@ PACKAGES = (
     "daemon",
     "layers",
     "conntrack",
+    "ports",
 )
 
 

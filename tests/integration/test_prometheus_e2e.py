@@ -310,6 +310,8 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
     # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
     wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
+    # A published port nothing listens on: the port-verdict panels' broken hop, and its alert.
+    containers.run("deaf", ports={"80/tcp": 18384})
     network = engine.networks.create(f"{containers.prefix}-e2e", labels={"dhe-test": "1"})
     try:  # removed also when the orphans or the own dockerd cannot be set up
         network.reload()
@@ -372,6 +374,7 @@ def test_dashboards_have_data_and_alerts_fire(
             "DockerHostMasqueradeRuleMissing",
             "DockerHostDaemonConfigReloadNeeded",
             "DockerHostContainerSharesHostNamespace",
+            "DockerHostPublishedPortNotListening",
         }
 
         def active() -> set[str]:

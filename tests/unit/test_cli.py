@@ -19,7 +19,7 @@ def parse(*argv: str) -> Settings:
 def test_defaults_enable_every_collector() -> None:
     settings = parse()
     assert settings.collectors == (
-        "containers", "processes", "network", "nat", "daemon", "layers", "conntrack"
+        "containers", "processes", "network", "nat", "daemon", "layers", "conntrack", "ports"
     )  # fmt: skip
     assert settings.listen_address == DEFAULT_LISTEN_ADDRESS
     assert 9100 <= int(DEFAULT_LISTEN_ADDRESS.lstrip(":")) <= 9999
@@ -32,7 +32,9 @@ def test_collector_flags_and_intervals() -> None:
         "--sample.interval=30s",
         "--path.procfs=/host/proc",
     )
-    assert settings.collectors == ("processes", "network", "nat", "daemon", "layers", "conntrack")
+    assert settings.collectors == (
+        "processes", "network", "nat", "daemon", "layers", "conntrack", "ports"
+    )  # fmt: skip
     assert settings.interval("processes") == 60
     assert settings.interval("other") == 30
     assert settings.procfs == "/host/proc"

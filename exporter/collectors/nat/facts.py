@@ -49,3 +49,6 @@ class NatFacts:
     # says so: "flag" (--iptables), "daemon.json", "default".
     docker_iptables: bool | None = None
     docker_iptables_from: str = ""
+    # (judge.forward_key, state, reason) of forward_verdict for each published port's target,
+    # worked out once by the source for this reading: the port verdicts read it, not redo it.
+    forward_paths: tuple[tuple[str, str, str], ...] = ()

@@ -1157,3 +1157,59 @@ def _undecoded_verdict(rules: list[FilterRule]) -> FilterVerdict:
         f"{r.backend} {r.table}/{r.chain} rule {r.position} could match and was not "
         f"understood ({r.undecoded})",
     )
+
+
+# -- what the published-port verdicts (collectors/ports) need confirmed by this source -------
+
+
+def forward_key(family: str, address: str, protocol: str, container_port: int) -> str:
+    return f"forward/{family}/{address}/{protocol}/{container_port}"
+
+
+def forwarding_key(family: str) -> str:
+    return f"forwarding/{family}"
+
+
+def forwarding_on(nat: NatFacts, family: str) -> bool | None:
+    """net.ipv4.ip_forward or net.ipv6.conf.all.forwarding; None if unread."""
+    if nat.forwarding is None:
+        return None
+    value = nat.forwarding.ipv4_forward if family == IPV4 else nat.forwarding.ipv6_forwarding
+    return None if value is None else value != 0
+
+
+def _judged_targets(nat: NatFacts) -> dict[str, tuple[PublishedTarget, ...]]:
+    """Each judged family's published-port targets."""
+    if nat.expectations is None:
+        return {}
+    judged = filter_judged(nat)
+    ipv6 = judged_families(nat)[IPV6]
+    return {
+        family: published_ports(nat.expectations, family, ipv6=ipv6)
+        for family in (IPV4, IPV6)
+        if judged[family]
+    }
+
+
+def forward_paths(nat: NatFacts) -> tuple[tuple[str, str, str], ...]:
+    """(forward_key, state, reason) of forward_verdict for every published port's target of
+    the judged families: what the source stores in NatFacts.forward_paths."""
+    return tuple(
+        (forward_key(family, t.address, t.protocol, t.container_port), v.state, v.reason)
+        for family, targets in _judged_targets(nat).items()
+        for t in targets
+        if (v := forward_verdict(nat, family, t.address, t.container_port, t.protocol, t.bridge))
+    )
+
+
+def port_path_suspects(nat: NatFacts) -> tuple[str, ...]:
+    """A published port whose forward path looks blocked (forward_verdict broken: a missing
+    ACCEPT or a DROP shadowing it), and IP forwarding off while a port of that family is
+    published: the source reads again before the port verdicts may call them broken."""
+    found = [
+        forwarding_key(family)
+        for family, targets in _judged_targets(nat).items()
+        if targets and forwarding_on(nat, family) is False
+    ]
+    paths = nat.forward_paths or forward_paths(nat)
+    return tuple(found + [key for key, state, _ in paths if state == "broken"])

@@ -12,7 +12,12 @@ from pathlib import Path
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
 from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import unmet_expectations, unmet_filter_rules
+from exporter.collectors.nat.judge import (
+    forward_paths,
+    port_path_suspects,
+    unmet_expectations,
+    unmet_filter_rules,
+)
 from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.daemon_config import (
@@ -56,8 +61,9 @@ def nat_expectations(engine: EngineFacts) -> NatExpectations:
 
 
 def unmet(nat: NatFacts) -> tuple[str, ...]:
-    """What a first reading lacks, NAT and filter rules alike."""
-    return unmet_expectations(nat) + unmet_filter_rules(nat)
+    """What a first reading lacks, NAT and filter rules alike, and what the published-port
+    verdicts would call broken (a blocked forward path, IP forwarding off)."""
+    return unmet_expectations(nat) + unmet_filter_rules(nat) + port_path_suspects(nat)
 
 
 # Go's strconv.ParseBool, as dockerd reads --iptables=<value>.
@@ -190,7 +196,7 @@ class NatSource:
         if not any(b.readable or b.missing_capabilities for b in backends):
             # Nothing readable, and not for want of a privilege (that is reported, not failed).
             raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
-        return NatFacts(
+        facts = NatFacts(
             backends=tuple(backends),
             rules=tuple(rules),
             expectations=expectations,
@@ -200,6 +206,9 @@ class NatSource:
             docker_iptables=managed,
             docker_iptables_from=said_by,
         )
+        # Every published port's forward path, walked once here for this reading (the port
+        # verdicts and the confirming second reading read it).
+        return replace(facts, forward_paths=forward_paths(facts))
 
 
 def build(settings: Settings) -> Source:

@@ -1,0 +1,40 @@
+"""What the ports collector observed for the published ports of running containers: what
+listens inside each container's network namespace, the userland proxies running, dockerd's
+userland-proxy flag, and the host's forwarding sysctls. The rest of a port's path (DNAT,
+FORWARD, veth, bridge port, MASQUERADE) is other collectors' facts, joined in judge.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.readers.docker_api import ContainerRecord, DockerNetwork
+from exporter.readers.proc_net import BoundSocket, ProxyProcess
+
+
+@dataclass(frozen=True)
+class ContainerListeners:
+    """The sockets taking new traffic in one container's network namespace, read through its
+    PID 1; error says why they could not be read (then nothing is judged about them)."""
+
+    container_id: str
+    pid: int
+    sockets: tuple[BoundSocket, ...]
+    error: str | None = None
+    refused: bool = False  # the read was refused (needs CAP_SYS_PTRACE), not a vanished process
+    start_ticks: int = 0  # PID 1's start time: with pid, which process was read
+
+
+@dataclass(frozen=True)
+class PortsFacts:
+    # Running containers that publish ports, and Docker's networks (the Engine API's list);
+    # None when the Engine API could not be read (then nothing is judged).
+    containers: tuple[ContainerRecord, ...] | None
+    networks: tuple[DockerNetwork, ...]
+    listeners: tuple[ContainerListeners, ...]
+    proxies: tuple[ProxyProcess, ...]
+    # --userland-proxy as dockerd's command line gives it (None: not given there; then its
+    # config file decides, as the daemon collector reads it, and else the default, on).
+    proxy_flag: bool | None
+    # Keys (judge.suspect_keys) that looked broken in a first reading a moment before this one:
+    # only those may be reported broken.
+    earlier_suspects: tuple[str, ...] = ()

@@ -1,0 +1,76 @@
+"""The ports collector's metric families and writer: one verdict per published port, joined
+from this collector's facts and the nat, network and daemon collectors'."""
+
+from __future__ import annotations
+
+from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.judge import BROKEN, OK, UNKNOWN, port_verdicts
+from exporter.metrics import Families, declare
+from exporter.selfmetrics import PRIVILEGE_MISSING
+from exporter.snapshot import Snapshot
+
+NAME = "ports"
+LISTENER_BUDGET_OPTION = "ports.listener-budget"
+PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_port")
+
+PORT_OK = declare(
+    "published_port_ok",
+    "gauge",
+    "1 when every hop of a running container's published port that can be judged is whole "
+    "(DNAT, FORWARD accept, IP forwarding, the container's veth up and its bridge port "
+    "forwarding, a listener inside the container, docker-proxy when userland-proxy is on, the "
+    "network's MASQUERADE); 0 when one is broken (published_port_broken says which) or unknown "
+    "(published_port_unknown).",
+    PORT_LABELS,
+    collector=NAME,
+)
+PORT_BROKEN = declare(
+    "published_port_broken",
+    "gauge",
+    "1, present only while the port is broken, labeled with the first broken hop on its path: "
+    "dnat, forward, ip_forward, veth, bridge_port, listener (nothing listens on the container "
+    "port inside the container), proxy (no docker-proxy) or masquerade. Broken in two readings "
+    "a moment apart.",
+    (*PORT_LABELS, "hop"),
+    collector=NAME,
+)
+PORT_UNKNOWN = declare(
+    "published_port_unknown",
+    "gauge",
+    "1, present only while no hop is broken but one could not be judged (a collector's reading "
+    "missing, the container's PID 1 gone mid-read, a refused read), labeled with the first "
+    "such hop: never counted as broken.",
+    (*PORT_LABELS, "hop"),
+    collector=NAME,
+)
+
+
+def write(snapshot: Snapshot, out: Families) -> None:
+    ports = snapshot.current(NAME, PortsFacts)
+    if ports is None:
+        return
+    if any(c.refused for c in ports.listeners):
+        out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
+    verdicts = port_verdicts(
+        ports,
+        snapshot.current("nat", NatFacts),
+        snapshot.current("network", NetworkFacts),
+        snapshot.last_good("daemon", DaemonConfigFacts),
+    )
+    for v in verdicts:
+        labels = (
+            v.container,
+            v.host_address,
+            str(v.port.host_port),
+            v.port.protocol,
+            str(v.port.container_port),
+        )
+        out.add(PORT_OK, int(v.verdict == OK), *labels)
+        first = v.first
+        if first is not None and v.verdict == BROKEN:
+            out.add(PORT_BROKEN, 1, *labels, first.name)
+        elif first is not None and v.verdict == UNKNOWN:
+            out.add(PORT_UNKNOWN, 1, *labels, first.name)

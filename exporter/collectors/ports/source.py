@@ -1,0 +1,337 @@
+"""The ports collector's source: for the running containers that publish ports (the tick's
+container list), the sockets taking new traffic in each one's network namespace (through its
+PID 1's /proc/PID/net, nothing entered), the docker-proxy processes of the tick's /proc scan,
+and dockerd's --userland-proxy flag; when something looks broken, a
+second reading a moment later, of the suspects only, to confirm it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from exporter.collectors import Source
+from exporter.collectors.confirm import read_twice
+from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.ports.judge import listener_key, suspect_keys
+from exporter.collectors.ports.metrics import LISTENER_BUDGET_OPTION, NAME
+from exporter.logonce import ChangeLog
+from exporter.readers.daemon_config import parse_flags
+from exporter.readers.docker_api import (
+    RUNNING_STATES,
+    ContainerRecord,
+    DockerNetwork,
+    DockerUnavailable,
+)
+from exporter.readers.proc_net import (
+    BoundSocket,
+    ProcNetError,
+    ProcNetUnreadable,
+    ProxyProcess,
+    bound_sockets,
+    parse_proxy_argv,
+)
+from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, ProcessScan, ProcfsReader, ProcStat
+from exporter.settings import Settings
+from exporter.tick import Tick
+
+log = logging.getLogger(__name__)
+
+_PROXY_COMM = "docker-proxy"
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A container's last listener reading, kept until it is read again."""
+
+    listeners: ContainerListeners
+    confirmed: frozenset[str]  # its listener keys missing in both readings of that run
+    at: float  # monotonic time of the reading: the oldest are read again first
+    ipv6_first: frozenset[str]  # protocols whose wanted ports were found in the IPv6 file
+
+
+class PortsSource:
+    def __init__(
+        self, timeout: float, listener_budget: float = 0.006, confirm_after: float = 1.0
+    ) -> None:
+        # A port is set up in steps (dockerd starts docker-proxy, the application its
+        # listener); look again before calling one broken, within a quarter of the timeout.
+        self.confirm_after = min(confirm_after, timeout / 4)
+        self.engine_wait = timeout / 2
+        # CPU seconds a run spends reading /proc/PID/net at most (confirming reads aside).
+        self.listener_budget = listener_budget
+        self._log = ChangeLog(log)
+        # docker-proxy and dockerd command lines by (pid, start time, comm): they never change.
+        self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        self._proxy_of: dict[tuple[int, int, str], ProxyProcess | None] = {}
+        self._proxies_found: tuple[ProxyProcess, ...] = ()  # what those processes serve
+        # Listener readings by the container's PID 1 (container id, pid, start time).
+        self._kept: dict[tuple[str, int, int], _Kept] = {}
+        self._ran = False  # a run has completed: from then on the budget applies
+        self._read_at: dict[str, float] = {}  # when each container was read, this run
+        self._read_cost = 0.0  # CPU seconds the last container's read took
+
+    def close(self) -> None:
+        """Nothing is held open between runs."""
+
+    def read(self, tick: Tick) -> PortsFacts:
+        procfs = tick.host.procfs
+        first = self._read(tick, procfs, tick.proc_scan(), None)
+        fresh = read_twice(
+            first,
+            suspect_keys,
+            # The second look reads again only the containers whose listeners looked missing.
+            lambda: self._read(tick, procfs, procfs.scan(), suspect_keys(first)),
+            lambda second, suspects: _confirmed(first, second, suspects),
+            self.confirm_after,
+        )
+        facts = self._with_kept(fresh)
+        self._ran = self._ran or fresh.containers is not None
+        return facts
+
+    def _with_kept(self, fresh: PortsFacts) -> PortsFacts:
+        """The readings of this run kept, and the facts with every publishing container's last
+        reading: the listener keys each one's own run confirmed missing are carried with it."""
+        now = time.monotonic()
+        read_at, self._read_at = self._read_at, {}
+        confirmed = set(fresh.earlier_suspects)
+        by_id = {c.id: c for c in fresh.containers or ()}
+        for read in fresh.listeners:
+            container = by_id.get(read.container_id)
+            if container is None:
+                continue
+            keys = {listener_key(container.id, p) for p in container.ports}
+            self._kept[_identity(read)] = _Kept(
+                read,
+                frozenset(keys & confirmed),
+                read_at.get(read.container_id, now),
+                frozenset(
+                    p.protocol
+                    for p in container.ports
+                    if any(
+                        s.protocol == p.protocol and s.port == p.container_port and ":" in s.address
+                        for s in read.sockets
+                    )
+                ),
+            )
+        if fresh.containers is None:
+            return fresh
+        # One reading per container, its latest (a restarted container's PID 1 is another).
+        ids = {c.id for c in fresh.containers}
+        latest: dict[str, tuple[tuple[str, int, int], _Kept]] = {}
+        for identity, k in self._kept.items():
+            if identity[0] in ids and (
+                identity[0] not in latest or latest[identity[0]][1].at <= k.at
+            ):
+                latest[identity[0]] = (identity, k)
+        self._kept = dict(latest.values())
+        kept = sorted(self._kept.values(), key=lambda k: k.listeners.container_id)
+        carried = {key for k in kept for key in k.confirmed}
+        others = [k for k in fresh.earlier_suspects if not k.startswith("listener/")]
+        return replace(
+            fresh,
+            listeners=tuple(k.listeners for k in kept),
+            earlier_suspects=tuple(sorted(set(others) | carried)),
+        )
+
+    def _read(
+        self,
+        tick: Tick,
+        procfs: ProcfsReader,
+        scan: ProcessScan,
+        suspects: tuple[str, ...] | None,
+    ) -> PortsFacts:
+        containers: tuple[ContainerRecord, ...] | None = None
+        networks: tuple[DockerNetwork, ...] = ()
+        error = None
+        try:
+            engine = (
+                tick.engine(self.engine_wait)
+                if suspects is None
+                else tick.engine_again(self.engine_wait)
+            )
+            containers = tuple(
+                c for c in engine.containers if c.state in RUNNING_STATES and c.ports
+            )
+            networks = engine.networks
+        except DockerUnavailable as exc:
+            error = str(exc)
+        self._log.update(
+            "docker",
+            error,
+            "no port verdicts: the Engine API is unreadable",
+            "ports source reads the Engine API again",
+        )
+        live = {(p.pid, p.start_ticks, p.comm) for p in scan.table}
+        self._argv = {k: v for k, v in self._argv.items() if k in live}
+        listeners = (
+            self._listeners(procfs, scan, containers, suspects) if containers is not None else ()
+        )
+        return PortsFacts(
+            containers=containers,
+            networks=networks,
+            listeners=listeners,
+            proxies=self._proxies(procfs, scan),
+            proxy_flag=self._proxy_flag(procfs, scan),
+        )
+
+    def _command(self, procfs: ProcfsReader, process: ProcStat) -> tuple[str, ...]:
+        identity = (process.pid, process.start_ticks, process.comm)
+        argv = self._argv.get(identity)
+        if argv is None:
+            argv = procfs.cmdline(process.pid)
+            if argv:  # empty for a zombie, or a process gone mid-read
+                self._argv[identity] = argv
+        return argv
+
+    def _proxies(self, procfs: ProcfsReader, scan: ProcessScan) -> tuple[ProxyProcess, ...]:
+        found = []
+        live = {}
+        for process in scan.table:
+            if process.comm == _PROXY_COMM and process.state != "Z":
+                identity = (process.pid, process.start_ticks, process.comm)
+                if identity in self._proxy_of:
+                    proxy = self._proxy_of[identity]
+                else:
+                    argv = self._command(procfs, process)
+                    proxy = parse_proxy_argv(argv)
+                    if not argv:  # gone mid-read: not kept, looked at again next run
+                        continue
+                live[identity] = proxy
+                if proxy is not None:
+                    found.append(proxy)
+        if live.keys() != self._proxy_of.keys():
+            self._proxies_found = tuple(sorted(set(found)))
+        self._proxy_of = live  # a process's argv never changes: decoded once
+        return self._proxies_found
+
+    def _proxy_flag(self, procfs: ProcfsReader, scan: ProcessScan) -> bool | None:
+        """--userland-proxy as the dockerd on the host gives it; None if not given (or more
+        than one dockerd disagrees: then the config file and default decide nothing either)."""
+        values = set()
+        for daemon in scan.daemons:
+            if daemon.name != "dockerd":
+                continue
+            stat = next((p for p in scan.table if p.pid == daemon.pid), None)
+            if stat is None:
+                continue
+            flags, _ = parse_flags(self._command(procfs, stat))
+            given = flags.get("userland-proxy")
+            if given:
+                values.add(given[-1].lower() not in ("false", "0", "f"))
+        return values.pop() if len(values) == 1 else None
+
+    def _listeners(
+        self,
+        procfs: ProcfsReader,
+        scan: ProcessScan,
+        containers: tuple[ContainerRecord, ...],
+        suspects: tuple[str, ...] | None,
+    ) -> tuple[ContainerListeners, ...]:
+        """A first pass reads the containers never read, then those read longest ago, until
+        the run's CPU budget is spent (each read of tcp or tcp6 walks the kernel's whole TCP
+        hash); a second pass only the suspects."""
+        pid1s = {
+            command.container_id: pid1
+            for shim, command in scan.shims
+            if command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
+            and (pid1 := procfs.pid1(scan, shim)) is not None
+        }
+        if suspects is not None:
+            wanted = set(suspects)
+            chosen = [
+                c for c in containers if any(listener_key(c.id, p) in wanted for p in c.ports)
+            ]
+        else:
+            chosen = sorted(containers, key=lambda c: self._last_read(c.id, pid1s.get(c.id)))
+        found: list[ContainerListeners] = []
+        refused = False
+        started = time.thread_time()
+        # The first run reads every container (`inspect` is one run; a new exporter would
+        # otherwise know nothing for many runs); later ones keep to the budget.
+        budgeted = suspects is None and self._ran
+        for container in chosen:
+            # Stop before a read that would overrun the budget (a read costs about what the
+            # last one did), but read one container every run whatever it costs.
+            spent = time.thread_time() - started
+            if budgeted and found and spent + self._read_cost > self.listener_budget:
+                break
+            pid1 = pid1s.get(container.id)
+            if pid1 is None:
+                found.append(
+                    ContainerListeners(container.id, 0, (), "no PID 1 found in /proc for it")
+                )
+                continue
+            kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
+            self._read_at[container.id] = time.monotonic()
+            before = time.thread_time()
+            read = self._container_listeners(
+                procfs, container, pid1, kept.ipv6_first if kept else frozenset()
+            )
+            self._read_cost = time.thread_time() - before
+            refused = refused or read.refused
+            found.append(read)
+        self._log.update(
+            "refused",
+            "needs CAP_SYS_PTRACE" if refused else None,
+            "cannot read containers' /proc/PID/net: listener hops unknown",
+            "containers' /proc/PID/net readable again",
+        )
+        return tuple(found)
+
+    def _last_read(self, container_id: str, pid1: ProcStat | None) -> float:
+        """When the container was read last; never: before everything."""
+        if pid1 is None:
+            return float("-inf")
+        kept = self._kept.get((container_id, pid1.pid, pid1.start_ticks))
+        return kept.at if kept is not None else float("-inf")
+
+    @staticmethod
+    def _container_listeners(
+        procfs: ProcfsReader,
+        container: ContainerRecord,
+        pid1: ProcStat,
+        ipv6_first: frozenset[str],
+    ) -> ContainerListeners:
+        sockets: list[BoundSocket] = []
+        try:
+            for protocol in sorted({p.protocol for p in container.ports}):
+                ports = [p.container_port for p in container.ports if p.protocol == protocol]
+                sockets.extend(
+                    bound_sockets(
+                        str(procfs.root), pid1.pid, protocol, ports, protocol in ipv6_first
+                    )
+                )
+        except ProcNetUnreadable as exc:
+            gone = "the container's PID 1 exited while read" if exc.gone else str(exc)
+            return ContainerListeners(container.id, pid1.pid, (), gone, refused=not exc.gone)
+        except ProcNetError as exc:
+            return ContainerListeners(container.id, pid1.pid, (), f"undecodable: {exc}")
+        # A PID reused since the scan would show another namespace's sockets.
+        if not procfs.same_process(pid1):
+            return ContainerListeners(
+                container.id, pid1.pid, (), "the container's PID 1 exited while read"
+            )
+        return ContainerListeners(
+            container.id, pid1.pid, tuple(sorted(set(sockets))), start_ticks=pid1.start_ticks
+        )
+
+
+def _identity(read: ContainerListeners) -> tuple[str, int, int]:
+    return (read.container_id, read.pid, read.start_ticks)
+
+
+def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...]) -> PortsFacts:
+    """The second reading, told what the first suspected, with the first reading's listeners
+    of the containers it did not read again."""
+    again = {c.container_id for c in second.listeners}
+    kept = tuple(c for c in first.listeners if c.container_id not in again)
+    listeners = tuple(sorted(second.listeners + kept, key=lambda c: c.container_id))
+    return replace(second, listeners=listeners, earlier_suspects=suspects)
+
+
+def build(settings: Settings) -> Source:
+    return PortsSource(
+        timeout=settings.timeout(NAME),
+        listener_budget=settings.option(LISTENER_BUDGET_OPTION, float),
+    )
