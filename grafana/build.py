@@ -160,8 +160,10 @@ def value(
     unit: str,
     mapping: Mapping | None = None,
     steps: dict[str, Any] | None = None,
+    *,
+    width: int = 0,
 ) -> Column:
-    return Column(ref=ref, title=title, unit=unit, mapping=mapping, thresholds=steps)
+    return Column(ref=ref, title=title, unit=unit, mapping=mapping, thresholds=steps, width=width)
 
 
 # --- the dashboard ------------------------------------------------------------------------
