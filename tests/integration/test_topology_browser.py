@@ -213,10 +213,16 @@ def test_page_draws_the_host_and_marks_what_is_broken(
     text = browser.find_element("tag name", "body").text
     assert f"-s {scene.subnet} ! -o {scene.bridge}" in browser.page_source
     assert "missing: traffic leaves unmasqueraded" in text
-    # The published port's DNAT is there, and not broken; the sharer is drawn.
+    # The published port's DNAT rule is there; nothing listens in the web container (it runs
+    # sleep), so its box names the port's first broken hop, the listener, not a missing rule.
     assert "broken" not in drawn[scene.publisher.name]
     assert scene.sharer.name in drawn
-    assert any(t.startswith("DNAT tcp :") and "broken" not in c for t, c in drawn.items())
+    scene.publisher.reload()
+    host_port = scene.publisher.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+    dnat = [c for t, c in drawn.items() if t.startswith(f"DNAT tcp :{host_port} ")]
+    assert dnat and all("broken" in c for c in dnat), (host_port, dnat)
+    assert "port: broken at listener" in text
+    assert "missing: the published port does not reach it" not in text
     # Healthy things are not red.
     assert "broken" not in drawn[scene.bridge] and "broken" not in drawn["docker0"]
     # The search box keeps the scene's rows and hides the others.
