@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -235,7 +236,10 @@ def chains(entries: list[Entry], hook_entry: tuple[int, ...], valid_hooks: int) 
     return found
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
+    # Once per process: find_library runs `ldconfig -p`, a process and ~1.6 ms, which every
+    # table read of every sample paid.
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
