@@ -35,6 +35,7 @@ PACKAGE_OF: dict[str, str] = {
     "busybox": "busybox-static",
     "conntrack": "conntrack",
     "ctr": "containerd",
+    "containerd": "containerd",
     "debootstrap": "debootstrap",
     "docker": "docker.io",
     "docker-compose": "docker-compose",
@@ -116,6 +117,15 @@ ACCOUNTED: dict[tuple[str, str], str] = {
     ),
     ("tests/filter_probe.py", "sys.argv[2:]"): (
         "the change its test passes: iptables-nft, package iptables"
+    ),
+    ("tests/engines.py", "command"): (
+        "run(): ip (iproute2) and nsenter (util-linux), literal where it is called"
+    ),
+    ("tests/record_engine.py", "str(dockerd)"): (
+        "the dockerd built from moby's source that record-engine.sh is given: no test bed program"
+    ),
+    ("tests/record_engine.py", "str(runc or 'runc')"): (
+        "runc (package runc, docker.io's dependency) or the one record-engine.sh is given"
     ),
     ("tests/helpers.py", "*wrapper"): (
         "wrappers built by the callers from shutil.which('setpriv') and shutil.which('unshare'), "

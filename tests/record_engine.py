@@ -1,0 +1,341 @@
+"""Record a real engine for the replay tests: `scripts/record-engine.sh DOCKERD DOCKER_PROXY
+BACKEND` (as root). The dockerd given (already built; nothing here builds one) runs in a network
+namespace of its own with its own data-root, exec-root, pidfile and socket, so the host's
+firewall, bridges and engine are untouched. On it the scene the engine tests use: the default
+bridge and a user network (IPv4 and IPv6), TCP and UDP ports published on 0.0.0.0, 127.0.0.1 and
+::, a namespace sharer, an internal network. Then what our readers read is written to
+tests/fixtures/engines/<version>-<backend>/: iptables-save, ip6tables-save, `nft -j list
+ruleset`, the sysctls, every Engine API answer the exporter asked (through a recording proxy),
+dockerd's command line and daemon.json, and the real exporter's exposition on the live engine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from tests.engines import (
+    FIXTURES,
+    UnixConnection,
+    _UnixHTTPServer,
+    exporter_in_netns,
+    in_netns,
+    netns,
+)
+from tests.helpers import wait_for
+
+IMAGE = "dhe-test/busybox:latest"
+HTTPD = "exec httpd -f -p 80"
+UDHCPD = (
+    "mkdir -p /var/lib/misc && touch /var/lib/misc/udhcpd.leases && "
+    "printf 'interface eth0\\nstart 10.9.0.10\\nend 10.9.0.20\\n' > /tmp/u.conf && "
+    "exec udhcpd -f /tmp/u.conf"
+)
+BOTH = f"({UDHCPD}) & {HTTPD}"
+USER_V6 = "fd00:d4e:1::/64"
+DEFAULT_V6 = "fd00:d4e::/64"
+COLLECTORS = ("containers", "network", "nat", "ports", "daemon")
+FORWARDING = (
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv6.conf.default.forwarding",
+)
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv4.conf.all.route_localnet",
+)
+
+
+def engine_get(socket_path: str, path: str) -> tuple[int, str, str]:
+    connection = UnixConnection(socket_path)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read().decode()
+        return response.status, response.getheader("Content-Type") or "", body
+    finally:
+        connection.close()
+
+
+class RecordingProxy:
+    """GET-only: forwards each GET to the engine and keeps (path, status, body)."""
+
+    def __init__(self, path: Path, upstream: str) -> None:
+        self.answers: dict[str, dict[str, Any]] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                status, content_type, body = engine_get(upstream, self.path)
+                proxy.record(self.path, status, content_type, body)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
+        self.server = _UnixHTTPServer(str(path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def record(self, path: str, status: int, content_type: str, body: str) -> None:
+        self.answers[path] = {
+            "path": path,
+            "status": status,
+            "content_type": content_type,
+            "body": body,
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Iterator[dict[str, Any]]:
+    directory = Path(tempfile.mkdtemp(prefix="dhr-", dir="/tmp"))
+    (directory / "bin").mkdir()
+    # dockerd finds docker-proxy on its PATH, as an installed engine does; so does the
+    # containerd shim find runc (an engine newer than Debian's runc takes one of its own).
+    shutil.copy(proxy, directory / "bin" / "docker-proxy")
+    if runc is not None:
+        shutil.copy(runc, directory / "bin" / "runc")
+    config: dict[str, Any] = {"ipv6": True, "fixed-cidr-v6": DEFAULT_V6, "ip6tables": True}
+    if backend == "nftables":
+        config["firewall-backend"] = "nftables"
+    (directory / "daemon.json").write_text(json.dumps(config, indent=2) + "\n")
+    sock = directory / "docker.sock"
+    with netns("dhr") as name:
+        if backend == "nftables":
+            # With the nftables backend dockerd does not switch forwarding on (the host's
+            # firewall is the admin's): it refuses to start until it is on.
+            for key in FORWARDING:
+                in_netns(name, "sysctl", "-qw", f"{key}=1")
+        command = [
+            "nsenter",
+            f"--net=/run/netns/{name}",
+            str(dockerd),
+            f"--config-file={directory}/daemon.json",
+            f"--data-root={directory}/root",
+            f"--exec-root={directory}/exec",
+            f"--pidfile={directory}/docker.pid",
+            "-H",
+            f"unix://{sock}",
+            "--storage-driver=vfs",
+        ]
+        log = (directory / "dockerd.log").open("ab")
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}"},
+        )
+        try:
+
+            def answers() -> bool:
+                if process.poll() is not None:
+                    raise SystemExit((directory / "dockerd.log").read_text()[-3000:])
+                try:
+                    return sock.exists() and engine_get(str(sock), "/_ping")[0] == 200
+                except OSError:  # the socket is there before dockerd serves it
+                    return False
+
+            wait_for(answers, timeout=120, interval=0.5)
+            yield {
+                "directory": directory,
+                "netns": name,
+                "socket": sock,
+                "command": command[2:],
+                "config": config,
+                "process": process,
+            }
+        finally:
+            with contextlib.suppress(Exception):
+                client = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
+                for c in client.containers.list(all=True):
+                    c.remove(force=True)
+                client.close()
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def listening(pid: int, ports: set[int]) -> bool:
+    found = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                found.add(int(line.split()[1].rsplit(":", 1)[1], 16))
+    return ports <= found
+
+
+def make_scene(client: Any) -> dict[str, Any]:
+    host_engine = docker.from_env()
+    try:
+        client.images.load(b"".join(host_engine.images.get(IMAGE).save(named=True)))
+    finally:
+        host_engine.close()
+    user = client.networks.create(
+        "dhe-user",
+        driver="bridge",
+        enable_ipv6=True,
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=USER_V6)]),
+    )
+    internal = client.networks.create("dhe-internal", driver="bridge", internal=True)
+    run = client.containers.run
+    web = run(
+        IMAGE,
+        ["sh", "-c", BOTH],
+        name="web",
+        detach=True,
+        ports={"80/tcp": [("0.0.0.0", 18080), ("::", 18080)], "67/udp": 18067},
+    )
+    local = run(
+        IMAGE,
+        ["sh", "-c", HTTPD],
+        name="local",
+        detach=True,
+        ports={"80/tcp": ("127.0.0.1", 18081)},
+    )
+    app = run(
+        IMAGE,
+        ["sh", "-c", BOTH],
+        name="app",
+        detach=True,
+        network=user.name,
+        ports={"80/tcp": 18090, "67/udp": ("::", 18091)},
+    )
+    run(IMAGE, ["sleep", "3600"], name="sharer", detach=True, network_mode=f"container:{web.id}")
+    run(IMAGE, ["sleep", "3600"], name="inner", detach=True, network=internal.name)
+    for c in (web, local, app):
+        c.reload()
+        pid = int(c.attrs["State"]["Pid"])
+        wanted = {80, 67} if c.name != "local" else {80}
+        wait_for(lambda pid=pid, wanted=wanted: listening(pid, wanted), timeout=60)
+    return {
+        "published": {
+            "web": ["0.0.0.0:18080->80/tcp", "[::]:18080->80/tcp", "0.0.0.0:18067->67/udp"],
+            "local": ["127.0.0.1:18081->80/tcp"],
+            "app": ["0.0.0.0:18090->80/tcp", "[::]:18090->80/tcp", "[::]:18091->67/udp"],
+        },
+        "sharer": "sharer shares web's network namespace",
+        "internal": "inner on dhe-internal (internal: no MASQUERADE, no ports)",
+        "networks": {"bridge": "default", "dhe-user": USER_V6, "dhe-internal": "internal"},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dockerd", type=Path)
+    parser.add_argument("docker_proxy", type=Path)
+    parser.add_argument("backend", choices=("iptables", "nftables"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--runc", type=Path, default=None, help="a runc for the engine's PATH")
+    args = parser.parse_args()
+    runc = args.runc.resolve() if args.runc else None
+    with engine(args.dockerd.resolve(), args.docker_proxy.resolve(), args.backend, runc) as made:
+        name, sock = made["netns"], str(made["socket"])
+        client = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
+        scene = make_scene(client)
+        version = json.loads(engine_get(sock, "/version")[2])
+        out = args.out or FIXTURES / f"{version['Version']}-{args.backend}"
+        out.mkdir(parents=True, exist_ok=True)
+        # The live verdicts: the exporter straight on the engine's socket (so the daemon
+        # collector finds the dockerd serving it), in the engine's namespace.
+        with exporter_in_netns(name, f"unix://{sock}", "--sample.interval=5s") as exporter:
+            exporter.sampled(COLLECTORS)
+            time.sleep(6)  # a second run: its verdicts, not a first reading's
+            samples = exporter.scrape()
+        assert samples
+        (out / "metrics.prom").write_text(samples)
+        # The answers: the same exporter through a recording proxy.
+        proxy = RecordingProxy(made["directory"] / "rec.sock", sock)
+        try:
+            with exporter_in_netns(
+                name, f"unix://{made['directory']}/rec.sock", "--sample.interval=5s"
+            ) as exporter:
+                exporter.sampled(COLLECTORS)
+                time.sleep(6)
+                exporter.scrape()
+            for path in ("/version", "/info", "/containers/json?all=1", "/networks", "/system/df"):
+                proxy.record(path, *engine_get(sock, path))
+            until = time.time()
+            path = f"/events?since=0&until={until:.9f}"
+            proxy.record(path, *engine_get(sock, path))
+        finally:
+            proxy.close()
+        answers = sorted(proxy.answers.values(), key=lambda a: a["path"])
+        (out / "api.json").write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
+        for tool in ("iptables-save", "ip6tables-save"):
+            (out / f"{tool}.txt").write_text(_strip_counters(in_netns(name, tool)))
+        ruleset = json.loads(in_netns(name, "nft", "-j", "list", "ruleset"))
+        (out / "nft.json").write_text(json.dumps(ruleset, indent=1) + "\n")
+        sysctls = {s: in_netns(name, "sysctl", "-n", s).strip() for s in SYSCTLS}
+        links = json.loads(in_netns(name, "ip", "-j", "-d", "address", "show"))
+        (out / "links.json").write_text(json.dumps(links, indent=1) + "\n")
+        engine_record = {
+            "version": version["Version"],
+            "api_version": version["ApiVersion"],
+            "git_commit": version.get("GitCommit", ""),
+            "go_version": version.get("GoVersion", ""),
+            "backend": args.backend,
+            "dockerd_command": [
+                re.sub(r"/tmp/dhr-[^/]+", "/tmp/dhr-X", a) for a in made["command"]
+            ],
+            "daemon_json": made["config"],
+            "containerd": _first_line(["containerd", "--version"]),
+            "runc": _first_line([str(runc or "runc"), "--version"]),
+            "iptables": _first_line(["iptables", "--version"]),
+            "nft": _first_line(["nft", "--version"]),
+            "sysctls": sysctls,
+            "set_before_start": list(FORWARDING) if args.backend == "nftables" else [],
+            "scene": scene,
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (out / "engine.json").write_text(json.dumps(engine_record, indent=1) + "\n")
+        client.close()
+        print(f"recorded {out}")
+
+
+def _first_line(command: list[str]) -> str:
+    found = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    return (found.stdout or found.stderr).splitlines()[0].strip() if found.stdout else ""
+
+
+def _strip_counters(saved: str) -> str:
+    """Without the comment lines (a timestamp) and with zeroed counters: a re-recording of
+    the same engine then differs only where the engine does."""
+    lines = [line for line in saved.splitlines() if not line.startswith("#")]
+    return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
