@@ -329,32 +329,77 @@ def _without(pattern: Callable[[str], bool], what: str) -> Callable[[str, Record
     return change
 
 
-def _port_accept(recording: Recording) -> Callable[[str, Recording], str]:
+def _nft_without(
+    chain: Callable[[str], bool], *needles: str, what: str
+) -> Callable[[dict[str, Any], Recording], dict[str, Any]]:
+    """Without the one IPv4 rule of a matching chain whose expressions hold every needle."""
+
+    def matches(entry: dict[str, Any]) -> bool:
+        rule = entry.get("rule")
+        if rule is None or rule["family"] != "ip" or not chain(rule["chain"]):
+            return False
+        text = json.dumps(rule["expr"])
+        return all(n in text for n in needles)
+
+    def change(ruleset: dict[str, Any], _: Recording) -> dict[str, Any]:
+        kept = [e for e in ruleset["nftables"] if not matches(e)]
+        assert len(kept) == len(ruleset["nftables"]) - 1, f"{what}: not exactly one rule"
+        return {"nftables": kept}
+
+    return change
+
+
+def _port_accept(recording: Recording) -> Fault:
     web = address_of(recording, "web")
-    return _without(
-        lambda line: (
-            line.startswith("-A DOCKER ")
-            and f"-d {web}/32" in line
-            and "--dport 80 " in line
-            and line.endswith("-j ACCEPT")
+    return Fault(
+        iptables=_without(
+            lambda line: (
+                line.startswith("-A DOCKER ")
+                and f"-d {web}/32" in line
+                and "--dport 80 " in line
+                and line.endswith("-j ACCEPT")
+            ),
+            "web's per-port ACCEPT",
         ),
-        "web's per-port ACCEPT",
+        nft=_nft_without(
+            lambda chain: chain.startswith("filter-forward-in__"),
+            f'"right": "{web}"',
+            '"right": 80}',
+            '"accept"',
+            what="web's per-port accept",
+        ),
     )
 
 
-def _dnat(recording: Recording) -> Callable[[str, Recording], str]:
-    return _without(
-        lambda line: "--dport 18080 " in line and "-j DNAT" in line and "127.0.0.1" not in line,
-        "web's DNAT",
+def _dnat(recording: Recording) -> Fault:
+    return Fault(
+        iptables=_without(
+            lambda line: "--dport 18080 " in line and "-j DNAT" in line and "127.0.0.1" not in line,
+            "web's DNAT",
+        ),
+        nft=_nft_without(
+            lambda chain: chain == "nat-prerouting-and-output",
+            '"right": 18080}',
+            '"dnat"',
+            what="web's dnat",
+        ),
     )
 
 
-def _masquerade(recording: Recording) -> Callable[[str, Recording], str]:
-    subnet = network_of(recording, "dhe-user")["IPAM"]["Config"]
-    v4 = next(c["Subnet"] for c in subnet if ":" not in c["Subnet"])
-    return _without(
-        lambda line: line.startswith(f"-A POSTROUTING -s {v4} ") and "MASQUERADE" in line,
-        "dhe-user's MASQUERADE",
+def _masquerade(recording: Recording) -> Fault:
+    network = network_of(recording, "dhe-user")
+    v4 = next(c["Subnet"] for c in network["IPAM"]["Config"] if ":" not in c["Subnet"])
+    bridge = f"br-{network['Id'][:12]}"
+    return Fault(
+        iptables=_without(
+            lambda line: line.startswith(f"-A POSTROUTING -s {v4} ") and "MASQUERADE" in line,
+            "dhe-user's MASQUERADE",
+        ),
+        nft=_nft_without(
+            lambda chain: chain == f"nat-postrouting-out__{bridge}",
+            '"masquerade"',
+            what="dhe-user's masquerade",
+        ),
     )
 
 
@@ -371,18 +416,54 @@ def _docker_user_drop(text: str, _: Recording) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _user_chain_drop(ruleset: dict[str, Any], _: Recording) -> dict[str, Any]:
+    """With the nftables backend there is no DOCKER-USER: an admin's own table, its base chain
+    on the forward hook just before Docker's, dropping TCP port 80."""
+    table = {"family": "ip", "table": "dhe-admin"}
+    return {
+        "nftables": [
+            *ruleset["nftables"],
+            {"table": {"family": "ip", "name": "dhe-admin"}},
+            {
+                "chain": {
+                    "family": "ip",
+                    "table": "dhe-admin",
+                    "name": "forward",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": -1,
+                    "policy": "accept",
+                }
+            },
+            {
+                "rule": {
+                    **table,
+                    "chain": "forward",
+                    "expr": [
+                        {
+                            "match": {
+                                "op": "==",
+                                "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                                "right": 80,
+                            }
+                        },
+                        {"drop": None},
+                    ],
+                }
+            },
+        ]
+    }
+
+
+DOCKER_USER_DROP = Fault(iptables=_docker_user_drop, nft=_user_chain_drop)
+
+
 def _v4(key: str) -> bool:
     return ":" not in key.split()[1].rpartition(":")[0]
 
 
-def iptables_only(recording: Recording) -> None:
-    if recording.backend != "iptables":
-        pytest.xfail("the nftables faults are made on nft's JSON: not written yet")
-
-
 def test_a_deleted_port_accept_breaks_the_port_at_forward(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_port_accept(recording))) as samples:
+    with replayed(recording, _port_accept(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
         broken = {k for k, v in verdicts.items() if v != "ok"}
         assert broken == {"web 0.0.0.0:18080/tcp"}, verdicts
@@ -399,8 +480,7 @@ def _filter_missing(samples: list[Sample]) -> list[Sample]:
 
 
 def test_a_deleted_dnat_breaks_the_port_at_dnat(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_dnat(recording))) as samples:
+    with replayed(recording, _dnat(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
             "web 0.0.0.0:18080/tcp": "broken:dnat"
@@ -412,8 +492,7 @@ def test_a_deleted_dnat_breaks_the_port_at_dnat(recording: Recording) -> None:
 
 
 def test_a_deleted_masquerade_is_missing_for_its_network_only(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_masquerade(recording))) as samples:
+    with replayed(recording, _masquerade(recording)) as samples:
         gone = missing(samples)
         assert [
             (m["network"], m["family"]) for m in gone.pop("docker_host_nat_masquerade_missing")
@@ -426,8 +505,7 @@ def _forwarded(verdicts: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_docker_user_drop_breaks_the_forwarded_tcp_ports(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_docker_user_drop)) as samples:
+    with replayed(recording, DOCKER_USER_DROP) as samples:
         verdicts = _forwarded({k: firewall_side(v) for k, v in port_verdicts(samples).items()})
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
             k: "broken:forward" for k in verdicts if k.endswith("/tcp") and _v4(k)
@@ -436,8 +514,7 @@ def test_a_docker_user_drop_breaks_the_forwarded_tcp_ports(recording: Recording)
 
 @pytest.mark.xfail(strict=True, reason=PORTPATH_PROXY)
 def test_a_docker_user_drop_leaves_the_loopback_binding_whole(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_docker_user_drop)) as samples:
+    with replayed(recording, DOCKER_USER_DROP) as samples:
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
 
 
@@ -455,24 +532,30 @@ def test_ip_forward_off_leaves_the_loopback_binding_whole(recording: Recording) 
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
 
 
-def _loopback_dnat(recording: Recording) -> Callable[[str, Recording], str]:
-    return _without(
-        lambda line: "-d 127.0.0.1/32" in line and "--dport 18081 " in line and "DNAT" in line,
-        "local's DNAT",
+def _loopback_dnat(recording: Recording) -> Fault:
+    return Fault(
+        iptables=_without(
+            lambda line: "-d 127.0.0.1/32" in line and "--dport 18081 " in line and "DNAT" in line,
+            "local's DNAT",
+        ),
+        nft=_nft_without(
+            lambda chain: chain == "nat-prerouting-and-output",
+            '"right": 18081}',
+            '"dnat"',
+            what="local's dnat",
+        ),
     )
 
 
 @pytest.mark.xfail(strict=True, reason=PORTPATH_PROXY)
 def test_a_deleted_loopback_dnat_leaves_the_binding_whole(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_loopback_dnat(recording))) as samples:
+    with replayed(recording, _loopback_dnat(recording)) as samples:
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
 
 
 @pytest.mark.xfail(strict=True, reason=PORTPATH_MASQUERADE)
 def test_a_deleted_masquerade_leaves_inbound_ports_whole(recording: Recording) -> None:
-    iptables_only(recording)
-    with replayed(recording, Fault(iptables=_masquerade(recording))) as samples:
+    with replayed(recording, _masquerade(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {}
 
