@@ -24,22 +24,81 @@ INFO_MAX_AGE = 300.0
 KNOWN_KEYS = frozenset(
     """
 allow-nondistributable-artifacts api-cors-header authorization-plugins bip bip6 bridge builder
-cdi-spec-dirs cgroup-parent cluster-advertise cluster-store cluster-store-opts containerd
-containerd-namespace containerd-plugin-namespace containerd-plugins-namespace cpu-rt-period
-cpu-rt-runtime cri-containerd data-root debug default-address-pools default-cgroupns-mode
-default-gateway default-gateway-v6 default-ipc-mode default-network-opts default-runtime
-default-shm-size default-ulimits dns dns-opts dns-search exec-opts exec-root experimental
-features firewall-backend fixed-cidr fixed-cidr-v6 group host-gateway-ip host-gateway-ips hosts
-http-proxy https-proxy icc init init-path insecure-registries ip ip-forward ip-forward-no-drop
-ip-masq ip6tables iptables ipv6 labels live-restore log-driver log-format log-level log-opts
-max-concurrent-downloads max-concurrent-uploads max-download-attempts mtu
-network-control-plane-mtu network-diagnostic-port no-new-privileges no-proxy
-node-generic-resources oom-score-adjust pidfile proxies raw-logs registry-mirrors
-allow-direct-routing runtimes seccomp-profile selinux-enabled shutdown-timeout storage-driver
-storage-opts swarm-default-advertise-addr tls tlscacert tlscert tlskey tlsverify userland-proxy
+bridge-accept-fwmark cdi-spec-dirs cgroup-parent cluster-advertise cluster-store
+cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
+containerd-plugins-namespace cpu-rt-period cpu-rt-runtime cri-containerd data-root debug
+default-address-pools default-cgroupns-mode default-gateway default-gateway-v6 default-ipc-mode
+default-network-opts default-runtime default-shm-size default-stop-timeout default-ulimits dns
+dns-opts dns-search exec-opts exec-root experimental features firewall-backend fixed-cidr
+fixed-cidr-v6 graph group host-gateway-ip host-gateway-ips hosts http-proxy https-proxy icc
+init init-path insecure-registries ip ip-forward ip-forward-no-drop ip-masq ip6tables iptables
+ipv6 labels live-restore log-driver log-format log-level log-opts max-concurrent-downloads
+max-concurrent-uploads max-download-attempts min-api-version mtu network-control-plane-mtu
+network-diagnostic-port no-new-privileges no-proxy nri-opts node-generic-resources
+oom-score-adjust pidfile proxies raw-logs registry-mirrors allow-direct-routing runtimes
+seccomp-profile selinux-enabled shutdown-timeout storage-driver storage-opts
+swarm-default-advertise-addr tls tlscacert tlscert tlskey tlsverify userland-proxy
 userland-proxy-path userns-remap validate
 """.split()
 )
+
+Version = tuple[int, int]
+
+# The keys not every engine knows: (first major.minor that accepts it, first that no longer
+# does). An engine given a key it does not know refuses to start (and to reload). Read from the
+# json tags of moby's daemon/config (and registry config) at every release tag, 20.10.0 to 29.7.2.
+KEY_VERSIONS: dict[str, tuple[Version | None, Version | None]] = {
+    "http-proxy": ((23, 0), None),
+    "https-proxy": ((23, 0), None),
+    "no-proxy": ((23, 0), None),
+    "proxies": ((23, 0), None),
+    "default-network-opts": ((24, 0), None),
+    "cdi-spec-dirs": ((25, 0), None),
+    "log-format": ((25, 0), None),
+    "bip6": ((28, 0), None),
+    "host-gateway-ips": ((28, 0), None),
+    "ip-forward-no-drop": ((28, 0), None),
+    "allow-direct-routing": ((28, 2), None),
+    "bridge-accept-fwmark": ((29, 0), None),
+    "firewall-backend": ((29, 0), None),
+    "min-api-version": ((29, 0), None),
+    "nri-opts": ((29, 2), None),
+    "default-stop-timeout": ((29, 7), None),
+    "cluster-advertise": (None, (24, 0)),
+    "cluster-store": (None, (24, 0)),
+    "cluster-store-opts": (None, (24, 0)),
+    "graph": (None, (24, 0)),
+    "oom-score-adjust": (None, (26, 0)),
+    "allow-nondistributable-artifacts": (None, (28, 1)),
+    "api-cors-header": (None, (29, 0)),
+}
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def engine_version(text: str | None) -> Version | None:
+    """major.minor of a ServerVersion ("20.10.24+dfsg1", "29.7.2"); None if it has none."""
+    match = _VERSION.match(text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _shown(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def unknown_to(key: str, version: Version | None) -> str | None:
+    """Why the engine of that version does not know the key (None: it does, or the version is
+    not known and the key is one some engine knows)."""
+    if key not in KNOWN_KEYS:
+        return "no dockerd version knows it"
+    if version is None or key not in KEY_VERSIONS:
+        return None
+    since, until = KEY_VERSIONS[key]
+    if since is not None and version < since:
+        return f"dockerd {_shown(version)} does not know it (Docker {_shown(since)} and later do)"
+    if until is not None and version >= until:
+        return f"dockerd {_shown(version)} no longer knows it (removed in {_shown(until)})"
+    return None
+
 
 # Options dockerd applies on SIGHUP (daemon/reload.go); any other change needs a restart.
 RELOADABLE = frozenset(

@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.daemon.judge import config_file_valid, config_verdicts
 from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
+from exporter.readers.docker_api import DockerNetwork, docker_network
+from tests.engines import Recording, api_key, recorded_engines
+
+RECORDINGS = [Recording(p) for p in recorded_engines()]
 
 INFO = {
     "Debug": False, "LiveRestoreEnabled": False, "Labels": ["env=prod"], "Driver": "overlay2",
@@ -77,7 +82,7 @@ def test_in_sync_reload_restart_conflict_unknown() -> None:
     assert verdicts(daemon) == {
         "debug": "in_sync", "labels": "in_sync", "insecure-registries": "in_sync",
         "registry-mirrors": "in_sync", "exec-opts": "in_sync", "log-driver": "restart",
-        "live-restore": "reload", "storage-driver": "conflict",
+        "live-restore": "reload_will_fail", "storage-driver": "conflict",
         "max-concurrent-downloads": "not_comparable", "bogus": "unknown_key",
     }  # fmt: skip
     assert not config_file_valid(daemon)
@@ -159,3 +164,90 @@ def test_any_config_and_argv_give_verdicts_not_a_crash(
     daemon = facts(file, flags=tuple(sorted(keys)))
     assert {v.key for v in config_verdicts(daemon)} == set(file)
     config_file_valid(daemon)
+
+
+# -- issue 22 item 5: drift that tells the truth ------------------------------------------------
+
+
+def test_a_reload_needed_becomes_reload_will_fail_while_the_file_is_invalid() -> None:
+    assert verdicts(facts({"debug": True})) == {"debug": "reload"}
+    for daemon, why in (
+        (facts({"debug": True, "no-such-key": 1}), "no-such-key: no dockerd version knows it"),
+        (facts({"debug": True, "labels": ["x"]}, flags=("labels",)), "labels is also a"),
+    ):
+        found = {v.key: v for v in config_verdicts(daemon)}
+        assert found["debug"].verdict == "reload_will_fail"
+        assert why in found["debug"].reason
+        assert found["debug"].drift is True
+        assert not config_file_valid(daemon)
+    # A restart-only drift stays "restart": the restart fails too, which file_valid says.
+    assert verdicts(facts({"data-root": "/srv/docker", "nope": 1}))["data-root"] == "restart"
+
+
+def test_keys_depend_on_the_running_engines_version() -> None:
+    file = {"firewall-backend": "nftables", "cluster-store": "consul://x"}
+    on_20 = {v.key: v for v in config_verdicts(facts(file))}  # INFO says 20.10.24
+    assert on_20["firewall-backend"].verdict == "unknown_key"
+    assert "dockerd 20.10 does not know it (Docker 29.0 and later do)" in (
+        on_20["firewall-backend"].reason
+    )
+    assert on_20["cluster-store"].verdict == "not_comparable"
+    on_29 = facts(file, info=json.dumps(running_subset({**INFO, "ServerVersion": "29.7.2"})))
+    found = {v.key: v for v in config_verdicts(on_29)}
+    assert found["firewall-backend"].verdict == "not_comparable"
+    assert found["cluster-store"].verdict == "unknown_key"
+    assert "removed in 24.0" in found["cluster-store"].reason
+    # No version to go by: only keys no engine knows are unknown.
+    unknown_version = facts(file, info=json.dumps(running_subset({**INFO, "ServerVersion": ""})))
+    assert set(verdicts(unknown_version).values()) == {"not_comparable"}
+
+
+def _bridge(subnets: tuple[str, ...], gateways: tuple[str, ...]) -> DockerNetwork:
+    return DockerNetwork(
+        "id", "bridge", "bridge", "docker0", subnets, False, True, True, "", False, gateways
+    )
+
+
+def test_restart_only_network_keys_against_the_running_default_bridge() -> None:
+    bridge = _bridge(("172.20.0.0/16", "fd00:d4e::/64"), ("172.20.0.1", "fd00:d4e::1"))
+    file = {"bip": "172.20.0.1/16", "fixed-cidr-v6": "fd00:d4e::/64", "mtu": 1400}
+    found = {v.key: v for v in config_verdicts(facts(file), (bridge,))}
+    assert {k: v.verdict for k, v in found.items()} == {
+        "bip": "in_sync",
+        "fixed-cidr-v6": "in_sync",
+        "mtu": "not_comparable",  # not in what the collectors read
+    }
+    assert found["bip"].running_value == '"172.20.0.1/16"'
+    moved = {"bip": "10.66.0.1/24", "fixed-cidr-v6": "fd00:beef::/64"}
+    assert verdicts_with(moved, bridge) == {"bip": "restart", "fixed-cidr-v6": "restart"}
+    # A range inside the running subnet (with bip6 set) is not shown: not comparable.
+    assert verdicts_with({"fixed-cidr-v6": "fd00:d4e::/80"}, bridge) == {
+        "fixed-cidr-v6": "not_comparable"
+    }
+    # No network list (the nat collector not run): not comparable, never in sync.
+    assert verdicts(facts({"bip": "172.20.0.1/16"})) == {"bip": "not_comparable"}
+
+
+def verdicts_with(file: dict[str, Any], bridge: DockerNetwork) -> dict[str, str]:
+    return {v.key: v.verdict for v in config_verdicts(facts(file), (bridge,))}
+
+
+@pytest.mark.parametrize("recording", RECORDINGS, ids=[r.name for r in RECORDINGS])
+def test_each_recorded_engine_accepts_its_daemon_json(recording: Recording) -> None:
+    """The recorded engine started with its daemon.json: every key known to its version, the
+    network keys in sync with its recorded default bridge; and the same file on 20.10."""
+    answers = {
+        api_key(a["path"]): json.loads(a["body"])
+        for a in recording.api()
+        if api_key(a["path"]) in ("/info", "/networks")
+    }
+    info, networks = answers["/info"], [docker_network(n) for n in answers["/networks"]]
+    file = recording.engine["daemon_json"]
+    daemon = facts(file, info=json.dumps(running_subset(info), sort_keys=True))
+    found = {v.key: v for v in config_verdicts(daemon, networks)}
+    assert config_file_valid(daemon)
+    assert found["fixed-cidr-v6"].verdict == "in_sync"
+    assert "unknown_key" not in {v.verdict for v in found.values()}
+    on_20 = facts(file, info=json.dumps(running_subset({**info, "ServerVersion": "20.10.24"})))
+    unknown_on_20 = {v.key for v in config_verdicts(on_20, networks) if v.verdict == "unknown_key"}
+    assert unknown_on_20 == ({"firewall-backend"} if "firewall-backend" in file else set())

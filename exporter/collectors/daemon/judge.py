@@ -3,13 +3,15 @@ whether dockerd would start with the file at all. Pure."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.readers.daemon_config import KNOWN_KEYS, RELOADABLE
+from exporter.readers.daemon_config import RELOADABLE, engine_version, unknown_to
+from exporter.readers.docker_api import DockerNetwork
 
 _LOOPBACK_REGISTRIES = "127.0.0.0/8"  # dockerd always trusts it; not the file's doing
 
@@ -18,9 +20,11 @@ _LOOPBACK_REGISTRIES = "127.0.0.0/8"  # dockerd always trusts it; not the file's
 class KeyVerdict:
     """One key of daemon.json against the running daemon.
 
-    verdict: in_sync, reload (a SIGHUP applies it), restart (only a restart does), conflict (also
-    a command-line flag: dockerd will refuse to start), unknown_key (dockerd will refuse to
-    start), or not_comparable (the running daemon does not say).
+    verdict: in_sync, reload (a SIGHUP applies it), reload_will_fail (a SIGHUP would apply it,
+    but dockerd refuses to reload the file as it is: reason says why), restart (only a restart
+    does), conflict (also a command-line flag: dockerd will refuse to start), unknown_key (the
+    running dockerd's version does not know it: it will refuse to start), or not_comparable (the
+    running daemon does not say).
     """
 
     key: str
@@ -28,12 +32,17 @@ class KeyVerdict:
     running_value: str | None
     verdict: str
     applies_on: str  # reload or restart
+    reason: str = ""
 
     @property
     def drift(self) -> bool | None:
         if self.verdict in ("not_comparable", "unknown_key", "conflict"):
             return None
         return self.verdict != "in_sync"
+
+    @property
+    def blocks_reload(self) -> bool:
+        return self.verdict in ("unknown_key", "conflict")
 
 
 def _as_set(value: Any) -> set[str]:
@@ -109,33 +118,107 @@ _FROM_INFO: dict[str, Callable[[Any, dict[str, Any]], Comparison]] = {
 }
 
 
+def default_bridge(networks: Sequence[DockerNetwork] | None) -> DockerNetwork | None:
+    return next((n for n in networks or () if n.name == "bridge" and n.driver == "bridge"), None)
+
+
+def _gateway_cidr(family: int) -> Callable[[Any, DockerNetwork], Comparison]:
+    """bip / bip6: the default bridge's gateway address with its subnet's prefix, as the
+    Engine API reports the running network (dockerd gives docker0 that address)."""
+
+    def compare(value: Any, bridge: DockerNetwork) -> Comparison:
+        try:
+            wanted = ipaddress.ip_interface(str(value))
+        except ValueError:
+            return None
+        for subnet in bridge.subnets:
+            network = ipaddress.ip_network(subnet, strict=False)
+            if network.version != family:
+                continue
+            gateways = [g for g in bridge.gateways if (":" in g) == (family == 6)]
+            gateway = gateways[0] if gateways else None
+            running = f"{gateway}/{network.prefixlen}" if gateway else str(network)
+            return running, wanted.network == network and str(wanted.ip) == gateway
+        return None
+
+    return compare
+
+
+def _subnet(family: int) -> Callable[[Any, DockerNetwork], Comparison]:
+    """fixed-cidr-v6: the default bridge's IPv6 subnet (the range containers get addresses
+    from; without bip6 it is the subnet itself)."""
+
+    def compare(value: Any, bridge: DockerNetwork) -> Comparison:
+        try:
+            wanted = ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            return None
+        subnets = [
+            n
+            for n in (ipaddress.ip_network(s, strict=False) for s in bridge.subnets)
+            if n.version == family == wanted.version
+        ]
+        if not subnets:
+            return None
+        if wanted not in subnets and any(wanted.subnet_of(n) for n in subnets):  # type: ignore[arg-type]
+            return None  # a range inside the subnet (bip6 set too): the range is not shown
+        return [str(n) for n in subnets], wanted in subnets
+
+    return compare
+
+
+# Restart-only network keys the running default bridge shows (GET /networks, which the nat
+# collector reads). fixed-cidr (an IPAM range), mtu and default-address-pools are not in what
+# the collectors read: not comparable.
+_FROM_BRIDGE: dict[str, Callable[[Any, DockerNetwork], Comparison]] = {
+    "bip": _gateway_cidr(4),
+    "bip6": _gateway_cidr(6),
+    "fixed-cidr-v6": _subnet(6),
+}
+
+
 def _running_value(
-    key: str, value: Any, running: dict[str, Any], reloaded: dict[str, str] | None
+    key: str,
+    value: Any,
+    running: dict[str, Any],
+    reloaded: dict[str, str] | None,
+    bridge: DockerNetwork | None = None,
 ) -> Comparison:
     if key in _FROM_INFO:
         return _FROM_INFO[key](value, running)
+    if key in _FROM_BRIDGE:
+        return _FROM_BRIDGE[key](value, bridge) if bridge is not None else None
     if reloaded is not None and key in reloaded:
         # The last reload event carries the values it applied.
         return reloaded[key], str(value).lower() == reloaded[key].lower()
     return None
 
 
-def config_verdicts(daemon: DaemonConfigFacts) -> tuple[KeyVerdict, ...]:
+def config_verdicts(
+    daemon: DaemonConfigFacts, networks: Sequence[DockerNetwork] | None = None
+) -> tuple[KeyVerdict, ...]:
+    """Each key of the file against the running daemon. networks: Docker's networks as the
+    Engine API lists them (the default bridge's running address and subnets), if read."""
     if daemon.file_error is not None:
         return ()
     running = json.loads(daemon.info) if daemon.info else None
     reloaded = json.loads(daemon.reloads[-1][1]) if daemon.reloads else None
+    version = engine_version(running.get("ServerVersion")) if running else None
+    bridge = default_bridge(networks)
     flags = set(daemon.flag_keys)
     verdicts = []
     for key, encoded in daemon.file_values:
         applies_on = "reload" if key in RELOADABLE else "restart"
-        if key not in KNOWN_KEYS:
-            verdicts.append(KeyVerdict(key, encoded, None, "unknown_key", applies_on))
+        unknown = unknown_to(key, version)
+        if unknown is not None:
+            verdicts.append(KeyVerdict(key, encoded, None, "unknown_key", applies_on, unknown))
             continue
         if key in flags:
             verdicts.append(KeyVerdict(key, encoded, None, "conflict", applies_on))
             continue
-        compared = _running_value(key, json.loads(encoded), running, reloaded) if running else None
+        compared = (
+            _running_value(key, json.loads(encoded), running, reloaded, bridge) if running else None
+        )
         if compared is None:
             verdicts.append(KeyVerdict(key, encoded, None, "not_comparable", applies_on))
             continue
@@ -149,7 +232,32 @@ def config_verdicts(daemon: DaemonConfigFacts) -> tuple[KeyVerdict, ...]:
                 applies_on,
             )
         )
-    return tuple(verdicts)
+    return _with_reload_blocked(tuple(verdicts))
+
+
+def reload_blocker(verdicts: Sequence[KeyVerdict]) -> str | None:
+    """Why dockerd would refuse a SIGHUP with the file as it is (it validates the whole file
+    first: an unknown key or a key also given as a flag fails the reload), or None."""
+    reasons = [
+        f"{v.key}: {v.reason or 'unknown key'}"
+        if v.verdict == "unknown_key"
+        else f"{v.key} is also a command-line flag"
+        for v in verdicts
+        if v.blocks_reload
+    ]
+    return "; ".join(reasons) or None
+
+
+def _with_reload_blocked(verdicts: tuple[KeyVerdict, ...]) -> tuple[KeyVerdict, ...]:
+    why = reload_blocker(verdicts)
+    if why is None:
+        return verdicts
+    return tuple(
+        KeyVerdict(v.key, v.file_value, v.running_value, "reload_will_fail", v.applies_on, why)
+        if v.verdict == "reload"
+        else v
+        for v in verdicts
+    )
 
 
 def last_load_time(daemon: DaemonConfigFacts) -> float | None:
@@ -159,10 +267,10 @@ def last_load_time(daemon: DaemonConfigFacts) -> float | None:
 
 
 def config_file_valid(daemon: DaemonConfigFacts) -> bool:
-    """Would dockerd start with this file? Not with a broken file, unknown keys, a key also
-    given as a flag, or an explicit --config-file that is missing."""
+    """Would dockerd start with this file? Not with a broken file, keys its version does not
+    know, a key also given as a flag, or an explicit --config-file that is missing."""
     if daemon.file_error is not None:
         return False
     if daemon.config_path_explicit and not daemon.file_present:
         return False
-    return all(v.verdict not in ("unknown_key", "conflict") for v in config_verdicts(daemon))
+    return not any(v.blocks_reload for v in config_verdicts(daemon))

@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.daemon.judge import config_file_valid, config_verdicts, last_load_time
+from exporter.collectors.daemon.judge import (
+    KeyVerdict,
+    config_verdicts,
+    last_load_time,
+    reload_blocker,
+)
+from exporter.collectors.nat.facts import NatFacts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -67,8 +73,10 @@ LAST_RELOAD = declare(
 DRIFT = declare(
     "daemon_config_drift",
     "gauge",
-    "1 when a key the file sets differs from what the running daemon reports. applies_on: "
-    "reload (a SIGHUP applies it) or restart (only a restart does).",
+    "1 when a key the file sets differs from what the running daemon reports (bip, bip6 and "
+    "fixed-cidr-v6: the default bridge's running address and subnet). applies_on: reload (a "
+    "SIGHUP applies it, unless daemon_config_file_valid is 0: then the reload fails) or restart "
+    "(only a restart does).",
     ("key", "applies_on"),
     collector=NAME,
 )
@@ -83,7 +91,8 @@ CONFLICT = declare(
 UNKNOWN_KEY = declare(
     "daemon_config_unknown_key",
     "gauge",
-    "A key in the file no dockerd version knows: dockerd refuses to start with it; 1.",
+    "A key in the file the running dockerd's version does not know (or none does): dockerd "
+    "refuses to start, or to reload, with it; 1.",
     ("key",),
     collector=NAME,
 )
@@ -126,16 +135,25 @@ def write(snapshot: Snapshot, out: Families) -> None:
         for key in daemon.flag_keys:
             out.add(FLAG, 1, key)
         return  # the file was not read: no verdict on it, rather than a false one
-    write_file(daemon, out)
-    write_keys(daemon, out)
+    # The default bridge as running (GET /networks, read by the nat collector) for bip & co.
+    nat = snapshot.last_good("nat", NatFacts)
+    networks = nat.expectations.networks if nat and nat.expectations else None
+    verdicts = config_verdicts(daemon, networks)
+    write_file(daemon, verdicts, out)
+    write_keys(daemon, verdicts, out)
     if daemon.unit_path:
         out.add(UNIT_INFO, 1, daemon.unit_path, daemon.unit_environment_file)
 
 
-def write_file(daemon: DaemonConfigFacts, out: Families) -> None:
+def write_file(daemon: DaemonConfigFacts, verdicts: tuple[KeyVerdict, ...], out: Families) -> None:
     out.add(FILE_INFO, 1, daemon.config_path, str(daemon.config_path_explicit).lower())
     out.add(FILE_PRESENT, int(daemon.file_present))
-    out.add(FILE_VALID, int(config_file_valid(daemon)))
+    valid = (
+        daemon.file_error is None
+        and not (daemon.config_path_explicit and not daemon.file_present)
+        and reload_blocker(verdicts) is None
+    )
+    out.add(FILE_VALID, int(valid))
     if daemon.file_mtime is not None:
         out.add(FILE_MTIME, daemon.file_mtime)
         loaded = last_load_time(daemon)
@@ -145,9 +163,9 @@ def write_file(daemon: DaemonConfigFacts, out: Families) -> None:
         out.add(LAST_RELOAD, daemon.reloads[-1][0])
 
 
-def write_keys(daemon: DaemonConfigFacts, out: Families) -> None:
+def write_keys(daemon: DaemonConfigFacts, verdicts: tuple[KeyVerdict, ...], out: Families) -> None:
     file_keys = {key for key, _ in daemon.file_values}
-    for verdict in config_verdicts(daemon):
+    for verdict in verdicts:
         if verdict.drift is not None:
             out.add(DRIFT, int(verdict.drift), verdict.key, verdict.applies_on)
         if verdict.verdict == "unknown_key":

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.daemon.judge import config_file_valid, config_verdicts
+from exporter.collectors.daemon.judge import KeyVerdict, config_verdicts, reload_blocker
 from exporter.collectors.daemon.metrics import NAME
+from exporter.collectors.nat.facts import NatFacts
 from exporter.report import short, table, when
 from exporter.snapshot import Snapshot
 
 
 def sections(snapshot: Snapshot) -> list[str]:
     daemon = snapshot.current(NAME, DaemonConfigFacts)
-    return [daemon_section(daemon)] if daemon is not None else []
+    nat = snapshot.last_good("nat", NatFacts)
+    networks = nat.expectations.networks if nat and nat.expectations else None
+    return [daemon_section(daemon, config_verdicts(daemon, networks))] if daemon else []
 
 
 _VERDICT_TEXT = {
@@ -24,19 +27,27 @@ _VERDICT_TEXT = {
 }
 
 
-def daemon_section(daemon: DaemonConfigFacts) -> str:
+def _verdict_text(verdict: KeyVerdict) -> str:
+    if verdict.verdict == "reload_will_fail":
+        return f"reload will fail: {verdict.reason}"
+    if verdict.verdict == "unknown_key" and verdict.reason:
+        return f"UNKNOWN KEY: {verdict.reason}; dockerd will not start"
+    return _VERDICT_TEXT[verdict.verdict]
+
+
+def daemon_section(daemon: DaemonConfigFacts, verdicts: tuple[KeyVerdict, ...] = ()) -> str:
     if daemon.pid is None:
         return f"DAEMON CONFIGURATION\n(no dockerd: {daemon.docker_error})\n"
     state = "missing" if not daemon.file_present else "present"
     header = (
         f"DAEMON CONFIGURATION ({daemon.config_path}: {state}"
         f"{', ' + daemon.file_error if daemon.file_error else ''}; "
-        f"valid: {'yes' if config_file_valid(daemon) else 'NO'}; started {when(daemon.start_time)}"
+        f"valid: {'yes' if _valid(daemon, verdicts) else 'NO'}; started {when(daemon.start_time)}"
         f"; last reload {when(daemon.reloads[-1][0]) if daemon.reloads else 'none'})"
     )
     rows = [
-        (v.key, short(v.file_value), short(v.running_value or "-"), _VERDICT_TEXT[v.verdict])
-        for v in config_verdicts(daemon)
+        (v.key, short(v.file_value), short(v.running_value or "-"), _verdict_text(v))
+        for v in verdicts
     ]
     text = table(header, ("KEY", "FILE", "RUNNING", "VERDICT"), rows)
     if daemon.flag_keys:
@@ -47,3 +58,9 @@ def daemon_section(daemon: DaemonConfigFacts) -> str:
         text += f"systemd unit {daemon.unit_path}: ExecStart={daemon.unit_exec_start}"
         text += f" EnvironmentFile={daemon.unit_environment_file or '-'}\n"
     return text
+
+
+def _valid(daemon: DaemonConfigFacts, verdicts: tuple[KeyVerdict, ...]) -> bool:
+    if daemon.file_error is not None or (daemon.config_path_explicit and not daemon.file_present):
+        return False
+    return reload_blocker(verdicts) is None
