@@ -468,15 +468,15 @@ def test_a_deleted_port_accept_breaks_the_port_at_forward(recording: Recording) 
         broken = {k for k, v in verdicts.items() if v != "ok"}
         assert broken == {"web 0.0.0.0:18080/tcp"}, verdicts
         assert verdicts["web 0.0.0.0:18080/tcp"] == "broken:forward"
-        assert {s.labels.get("container") for s in _filter_missing(samples)} <= {"web", None}
-
-
-def _filter_missing(samples: list[Sample]) -> list[Sample]:
-    return [
-        s
-        for s in samples
-        if s.value == 1 and s.name.endswith("_rule_missing") and "filter" in s.name
-    ]
+        gone = [labels for found in missing(samples).values() for labels in found]
+        assert gone == [
+            {
+                "container": "web",
+                "family": "ipv4",
+                "network": "bridge",
+                "rule": "port_accept:tcp/80",
+            }
+        ]
 
 
 def test_a_deleted_dnat_breaks_the_port_at_dnat(recording: Recording) -> None:
