@@ -321,8 +321,34 @@ def main() -> None:
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (out / "engine.json").write_text(json.dumps(engine_record, indent=1) + "\n")
+        record_keys(args.dockerd.resolve(), out)
         client.close()
         print(f"recorded {out}")
+
+
+def record_keys(dockerd: Path, out: Path) -> None:
+    """Which daemon.json keys the engine knows, by its own `dockerd --validate`: each key alone
+    in a file, its value null; "don't match any configuration option" is the engine's word for
+    unknown. (dockerd flattens an object value into its keys, so a key that only holds an
+    object, `proxies`, reads unknown here whatever the engine.)"""
+    from exporter.readers.daemon_config import KEY_VERSIONS, KNOWN_KEYS  # noqa: PLC0415
+
+    known: list[str] = []
+    unknown: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "daemon.json"
+        for key in sorted(KNOWN_KEYS | set(KEY_VERSIONS)):
+            file.write_text(json.dumps({key: None}))
+            found = subprocess.run(
+                [str(dockerd), "--validate", f"--config-file={file}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            said = found.stdout + found.stderr
+            (unknown if "match any configuration option" in said else known).append(key)
+    (out / "validate.json").write_text(json.dumps({"known": known, "unknown": unknown}, indent=1))
 
 
 def _first_line(command: list[str]) -> str:

@@ -25,7 +25,7 @@ KNOWN_KEYS = frozenset(
     """
 allow-nondistributable-artifacts api-cors-header authorization-plugins bip bip6 bridge builder
 bridge-accept-fwmark cdi-spec-dirs cgroup-parent cluster-advertise cluster-store
-cluster-store-opts containerd containerd-namespace containerd-plugin-namespace
+cluster-store-opts containerd containerd-namespace
 containerd-plugins-namespace cpu-rt-period cpu-rt-runtime cri-containerd data-root debug
 default-address-pools default-cgroupns-mode default-gateway default-gateway-v6 default-ipc-mode
 default-network-opts default-runtime default-shm-size default-stop-timeout default-ulimits dns
@@ -46,7 +46,8 @@ Version = tuple[int, int]
 
 # The keys not every engine knows: (first major.minor that accepts it, first that no longer
 # does). An engine given a key it does not know refuses to start (and to reload). Read from the
-# json tags of moby's daemon/config (and registry config) at every release tag, 20.10.0 to 29.7.2.
+# json tags of moby's daemon/config (and registry config) at every release tag, 20.10.0 to 29.7.2,
+# and checked against the recorded engines' own `dockerd --validate` (tests/fixtures/engines).
 KEY_VERSIONS: dict[str, tuple[Version | None, Version | None]] = {
     "http-proxy": ((23, 0), None),
     "https-proxy": ((23, 0), None),
@@ -69,7 +70,6 @@ KEY_VERSIONS: dict[str, tuple[Version | None, Version | None]] = {
     "cluster-store-opts": (None, (24, 0)),
     "graph": (None, (24, 0)),
     "oom-score-adjust": (None, (26, 0)),
-    "allow-nondistributable-artifacts": (None, (28, 1)),
     "api-cors-header": (None, (29, 0)),
 }
 _VERSION = re.compile(r"(\d+)\.(\d+)")
