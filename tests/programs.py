@@ -36,6 +36,7 @@ PACKAGE_OF: dict[str, str] = {
     "conntrack": "conntrack",
     "ctr": "containerd",
     "containerd": "containerd",
+    "ipset": "ipset",
     "debootstrap": "debootstrap",
     "docker": "docker.io",
     "docker-compose": "docker-compose",

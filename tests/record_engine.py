@@ -296,6 +296,8 @@ def main() -> None:
         (out / "api.json").write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
         for tool in ("iptables-save", "ip6tables-save"):
             (out / f"{tool}.txt").write_text(_strip_counters(in_netns(name, tool)))
+        # Docker 28.0.0's FORWARD matches ipsets of its own: the rules load only with them.
+        (out / "ipset.txt").write_text(in_netns(name, "ipset", "save"))
         ruleset = json.loads(in_netns(name, "nft", "-j", "list", "ruleset"))
         (out / "nft.json").write_text(json.dumps(ruleset, indent=1) + "\n")
         sysctls = {s: in_netns(name, "sysctl", "-n", s).strip() for s in SYSCTLS}

@@ -48,6 +48,9 @@ RECORDINGS = [Recording(p) for p in recorded_engines()]
 FIREWALL_HOPS = ("dnat", "forward", "ip_forward", "masquerade")
 LOOPBACK = "local 127.0.0.1:18081/tcp"  # served by docker-proxy, off the forward path
 PORTPATH_PROXY = "issue 22: 127.0.0.1 bindings served by docker-proxy (portpath)"
+FIREWALL_IPSET = "issue 22: Docker 28.0.0's ipset FORWARD layout read as missing (firewall)"
+# Recordings whose forward-path verdicts are wrong until a fix another branch makes lands.
+FORWARD_DEFECTS = {"28.0.0-iptables": FIREWALL_IPSET}
 PORTPATH_MASQUERADE = "issue 22: no network-MASQUERADE hop on inbound paths (portpath)"
 PORT = 19747
 
@@ -94,6 +97,9 @@ def _load_rules(name: str, recording: Recording, fault: Fault) -> None:
             ruleset = fault.nft(ruleset, recording)
         in_netns(name, "nft", "-j", "-f", "-", stdin=json.dumps(nft_loadable(ruleset)))
         return
+    sets = recording.directory / "ipset.txt"
+    if sets.exists() and sets.read_text().strip():
+        in_netns(name, "ipset", "restore", stdin=sets.read_text())
     for tool, change in (("iptables", fault.iptables), ("ip6tables", fault.ip6tables)):
         text = recording.text(f"{tool}-save.txt")
         if change is not None:
@@ -279,16 +285,28 @@ def published(recording: Recording) -> set[str]:
     return found
 
 
+def forward_defect(recording: Recording, request: pytest.FixtureRequest) -> None:
+    """A replayed case on a recording whose forward-path layout a known defect misreads."""
+    if recording.name in FORWARD_DEFECTS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=FORWARD_DEFECTS[recording.name]))
+
+
 def test_the_recording_is_whole(recording: Recording) -> None:
-    """On the live engine: every port of the scene published, judged ok, no rule missing."""
+    """On the live engine: every port of the scene published, judged ok, no rule missing (by
+    the exporter of the day: a recording made while a known defect misread its layout shows
+    that defect, and only its replay, by today's exporter, is judged)."""
     live = recording.verdicts()
-    assert missing(live) == {}
     ports = port_verdicts(live)
     assert published(recording) <= set(ports), ports
-    assert set(ports.values()) == {"ok"}, ports
+    if recording.name not in FORWARD_DEFECTS:
+        assert missing(live) == {}
+        assert set(ports.values()) == {"ok"}, ports
 
 
-def test_complete_scene_nothing_missing(recording: Recording, complete: list[Sample]) -> None:
+def test_complete_scene_nothing_missing(
+    recording: Recording, complete: list[Sample], request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     assert missing(complete) == {}
     assert undecoded(complete) == 0
     verdicts = port_verdicts(complete)
@@ -462,7 +480,10 @@ def _v4(key: str) -> bool:
     return ":" not in key.split()[1].rpartition(":")[0]
 
 
-def test_a_deleted_port_accept_breaks_the_port_at_forward(recording: Recording) -> None:
+def test_a_deleted_port_accept_breaks_the_port_at_forward(
+    recording: Recording, request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     with replayed(recording, _port_accept(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
         broken = {k for k, v in verdicts.items() if v != "ok"}
@@ -479,7 +500,10 @@ def test_a_deleted_port_accept_breaks_the_port_at_forward(recording: Recording) 
         ]
 
 
-def test_a_deleted_dnat_breaks_the_port_at_dnat(recording: Recording) -> None:
+def test_a_deleted_dnat_breaks_the_port_at_dnat(
+    recording: Recording, request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     with replayed(recording, _dnat(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
@@ -491,7 +515,10 @@ def test_a_deleted_dnat_breaks_the_port_at_dnat(recording: Recording) -> None:
         ]
 
 
-def test_a_deleted_masquerade_is_missing_for_its_network_only(recording: Recording) -> None:
+def test_a_deleted_masquerade_is_missing_for_its_network_only(
+    recording: Recording, request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     with replayed(recording, _masquerade(recording)) as samples:
         gone = missing(samples)
         assert [
@@ -504,7 +531,10 @@ def _forwarded(verdicts: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in verdicts.items() if k != LOOPBACK}
 
 
-def test_a_docker_user_drop_breaks_the_forwarded_tcp_ports(recording: Recording) -> None:
+def test_a_docker_user_drop_breaks_the_forwarded_tcp_ports(
+    recording: Recording, request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     with replayed(recording, DOCKER_USER_DROP) as samples:
         verdicts = _forwarded({k: firewall_side(v) for k, v in port_verdicts(samples).items()})
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
@@ -518,7 +548,10 @@ def test_a_docker_user_drop_leaves_the_loopback_binding_whole(recording: Recordi
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
 
 
-def test_ip_forward_off_breaks_every_forwarded_ipv4_port(recording: Recording) -> None:
+def test_ip_forward_off_breaks_every_forwarded_ipv4_port(
+    recording: Recording, request: pytest.FixtureRequest
+) -> None:
+    forward_defect(recording, request)
     with replayed(recording, Fault(sysctls={"net.ipv4.ip_forward": "0"})) as samples:
         verdicts = _forwarded({k: firewall_side(v) for k, v in port_verdicts(samples).items()})
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
@@ -603,6 +636,7 @@ def test_a_rule_not_understood_makes_the_ports_it_may_cut_unknown(
     so they are unknown at forward; app's (another address) are not touched."""
     if recording.backend == "nftables":
         request.applymarker(pytest.mark.xfail(strict=True, reason=FIREWALL_UNDECODED))
+    forward_defect(recording, request)
     fault = Fault(iptables=_connmark_drop, nft=_ct_mark_drop)
     with replayed(recording, fault) as samples:
         verdicts = _forwarded({k: firewall_side(v) for k, v in port_verdicts(samples).items()})
