@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 from exporter import __version__
 from exporter.collectors.containers.judge import CONTAINERS, Inventory, display_name
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     ExpectedDnat,
@@ -163,11 +162,7 @@ def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     procs = snapshot.last_good(PROCESSES, ProcessFacts)
     nat = snapshot.last_good(NAT, NatFacts)
     ports = snapshot.last_good(PORTS, PortsFacts)
-    verdicts = (
-        port_verdicts(ports, nat, net, snapshot.last_good(DAEMON, DaemonConfigFacts))
-        if ports is not None
-        else ()
-    )
+    verdicts = port_verdicts(ports, nat, net) if ports is not None else ()
     bands = _Builder(engine, net, procs, nat, verdicts).bands()
     states = [snapshot.collectors.get(n) for n in DRAWN_FROM]
     notes = tuple(

@@ -342,7 +342,7 @@ PORTS = PortsFacts(
     networks=(BRIDGE,),
     listeners=(ContainerListeners(WEB_ID, 100, LISTENING),),
     proxies=PROXIES,
-    proxy_flag=None,
+    userland_proxy=True,
 )
 
 
@@ -350,9 +350,8 @@ def verdicts(
     ports: PortsFacts = PORTS,
     nat: NatFacts | None = NAT,
     net: NetworkFacts | None = NET,
-    daemon: DaemonConfigFacts | None = DAEMON,
 ) -> dict[PublishedPort, PortVerdict]:
-    return {v.port: v for v in port_verdicts(ports, nat, net, daemon)}
+    return {v.port: v for v in port_verdicts(ports, nat, net)}
 
 
 def reason(v: PortVerdict) -> str:
@@ -520,31 +519,27 @@ def test_the_userland_proxy() -> None:
     # One port's proxy gone while the others run: a suspect, read again.
     one_gone = replace(PORTS, proxies=PROXIES[1:])
     assert suspect_keys(one_gone) == (proxy_key(TCP80),)
-    # No docker-proxy at all: userland-proxy off, as far as the source can tell, so no second
-    # reading, unless dockerd's flag turns proxies on.
-    none = replace(PORTS, proxies=())
+    # No docker-proxy at all and dockerd's setting unknown: off as far as the source can tell,
+    # so no second reading; with the setting on (flag, daemon.json or default), a suspect.
+    none = replace(PORTS, proxies=(), userland_proxy=None)
     assert suspect_keys(none) == ()
-    keys = suspect_keys(replace(none, proxy_flag=True))
+    keys = suspect_keys(replace(none, userland_proxy=True))
     assert proxy_key(TCP80) in keys and proxy_key(TCP80_V6) in keys
-    assert first(verdicts(none)[TCP80]) == (UNKNOWN, "proxy")
-    found = verdicts(replace(none, earlier_suspects=keys))
+    assert first(verdicts(replace(none, userland_proxy=True))[TCP80]) == (UNKNOWN, "proxy")
+    found = verdicts(replace(none, earlier_suspects=keys, userland_proxy=True))
     assert first(found[TCP80]) == (BROKEN, "proxy")
-    # Off by flag, or by the config file when the flag is not given: not judged.
-    assert verdicts(replace(none, earlier_suspects=keys, proxy_flag=False))[TCP80].verdict == OK
-    off_in_file = replace(DAEMON, file_present=True, file_values=(("userland-proxy", "false"),))
-    assert verdicts(replace(none, earlier_suspects=keys), daemon=off_in_file)[TCP80].verdict == OK
-    # The flag wins over the file; without either reading the setting is unknown.
-    on = replace(none, earlier_suspects=keys, proxy_flag=True)
-    assert first(verdicts(on, daemon=off_in_file)[TCP80]) == (BROKEN, "proxy")
-    assert first(verdicts(daemon=None)[TCP80]) == (UNKNOWN, "proxy")
-    assert verdicts(replace(PORTS, proxy_flag=True), daemon=None)[TCP80].verdict == OK
+    # Off: not judged. Unknown: unknown, never ok.
+    off = replace(none, earlier_suspects=keys, userland_proxy=False)
+    assert verdicts(off)[TCP80].verdict == OK
+    assert first(verdicts(replace(PORTS, userland_proxy=None))[TCP80]) == (UNKNOWN, "proxy")
+    assert verdicts(PORTS)[TCP80].verdict == OK
 
 
 def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
-    assert port_verdicts(replace(PORTS, containers=None), NAT, NET, DAEMON) == ()
+    assert port_verdicts(replace(PORTS, containers=None), NAT, NET) == ()
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     text = ports_table(
-        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET, DAEMON)
+        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET)
     )
     assert text.splitlines()[1].split() == [
         "PORT",

@@ -3,7 +3,6 @@ from this collector's facts and the nat, network and daemon collectors'."""
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import PortsFacts
@@ -57,7 +56,6 @@ def write(snapshot: Snapshot, out: Families) -> None:
         ports,
         snapshot.current("nat", NatFacts),
         snapshot.current("network", NetworkFacts),
-        snapshot.last_good("daemon", DaemonConfigFacts),
     )
     for v in verdicts:
         labels = (

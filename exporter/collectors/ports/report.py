@@ -3,7 +3,6 @@ that broke (or could not be judged), with the reason."""
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import PortsFacts
@@ -21,7 +20,6 @@ def sections(snapshot: Snapshot) -> list[str]:
         ports,
         snapshot.current("nat", NatFacts),
         snapshot.current("network", NetworkFacts),
-        snapshot.last_good("daemon", DaemonConfigFacts),
     )
     return [ports_table(verdicts, ports.containers is None)]
 
