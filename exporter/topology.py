@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter import __version__
-from exporter.collectors.containers.judge import CONTAINERS, Inventory, display_name
+from exporter.collectors.containers.facts import NAME as CONTAINERS
+from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     ExpectedDnat,

@@ -10,8 +10,7 @@ import socket
 from pathlib import Path
 
 from exporter.collectors import Source
-from exporter.collectors.conntrack.facts import HOST, ConntrackDump, ConntrackFacts, DumpRow
-from exporter.collectors.conntrack.metrics import NAME
+from exporter.collectors.conntrack.facts import HOST, NAME, ConntrackDump, ConntrackFacts, DumpRow
 from exporter.collectors.conntrack.options import MAX_ENTRIES
 from exporter.logonce import ChangeLog
 from exporter.readers.capabilities import lacking

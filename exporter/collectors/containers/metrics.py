@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from exporter.collectors.containers.judge import CONTAINERS, containers_by_state
+from exporter.collectors.containers.facts import NAME
+from exporter.collectors.containers.judge import containers_by_state
 from exporter.collectors.containers.options import LABELS
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.readers.docker_api import EngineFacts
 from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
-
-NAME = CONTAINERS
 
 CONTAINER_INFO = declare(
     "container_info",

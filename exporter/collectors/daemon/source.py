@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.collectors import Source
-from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.daemon.metrics import NAME
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.logonce import ChangeLog
 from exporter.readers.daemon_config import (
     INFO_MAX_AGE,

@@ -11,14 +11,13 @@ from pathlib import Path
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
+from exporter.collectors.nat.facts import NAME, ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import (
     forward_paths,
     port_path_suspects,
     unmet_expectations,
     unmet_filter_rules,
 )
-from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import (
     RUNNING_STATES,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkFacts
 from exporter.collectors.network.judge import orphan_suspects
-from exporter.collectors.network.metrics import NAME
 from exporter.readers.network import NetworkReader
 from exporter.settings import Settings
 from exporter.tick import Tick

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork
 from exporter.readers.proc_net import BoundSocket, ProxyProcess
 
+NAME = "ports"  # the collector's name: --collector.ports, its series' collector label
+
 
 @dataclass(frozen=True)
 class ContainerListeners:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.judge import BROKEN, OK, UNKNOWN, port_verdicts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
-NAME = "ports"
 PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_port")
 
 PORT_OK = declare(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.judge import PortVerdict, port_verdicts
-from exporter.collectors.ports.metrics import NAME
 from exporter.report import table
 from exporter.snapshot import Snapshot
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
-from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.ports.facts import NAME, ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
-from exporter.collectors.ports.metrics import NAME
 from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import (
