@@ -1,0 +1,68 @@
+"""A collector is registered whole or not at all: its package is on the PACKAGES line under its
+own name, its families carry that name, and the README's collector and flag tables, the
+dashboards' and alerts' coverage check (test_dashboards) and docs/metrics.md (test_docs) see it.
+docs/adding-a-collector.md walks through the steps these tests hold."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+from exporter.collectors import PACKAGES, all_collectors
+from exporter.metrics import CATALOGUE
+from grafana.build import families
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTORS = ROOT / "exporter" / "collectors"
+README = (ROOT / "README.md").read_text()
+
+
+def readme_table(heading: str) -> list[list[str]]:
+    """The rows of the first table under a README heading, as cells."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[2:]]
+
+
+def test_every_collector_package_is_registered_under_its_own_name() -> None:
+    packages = sorted(
+        p.name for p in COLLECTORS.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    )
+    assert sorted(PACKAGES) == packages, "a package not on the PACKAGES line, or a line too many"
+    for package, collector in zip(PACKAGES, all_collectors(), strict=True):
+        facts = importlib.import_module(f"exporter.collectors.{package}.facts")
+        assert collector.name == package == facts.NAME
+
+
+def test_every_family_belongs_to_a_registered_collector() -> None:
+    owners = {c.name for c in all_collectors()} | {"exporter"}
+    strays = sorted(s.name for s in CATALOGUE.values() if s.collector not in owners)
+    assert strays == [], "declared with a collector= that is not registered"
+    for c in all_collectors():
+        assert any(s.collector == c.name for s in CATALOGUE.values()), f"{c.name} exports nothing"
+    # The dashboards' and alerts' coverage check reads this list: a new collector's families
+    # are on a dashboard, in an alert, or excused in docs/metrics.md.
+    assert {s.exposed_name for s in CATALOGUE.values() if s.collector in owners} == set(
+        families()
+    )
+
+
+def test_the_readmes_collector_table_is_the_registered_collectors() -> None:
+    rows = readme_table("Collectors")
+    assert [row[0] for row in rows] == [f"`{c.name}`" for c in all_collectors()]
+    for row, c in zip(rows, all_collectors(), strict=True):
+        assert row[-1] == ("on" if c.enabled_by_default else "off"), c.name
+
+
+def test_the_readmes_flag_table_has_every_collector_option_with_its_default() -> None:
+    rows = {row[0]: row for row in readme_table("Flags")}
+    documented = {flag for flag in rows if re.fullmatch(r"`--collector\.[a-z]+\.[a-z-]+`", flag)}
+    documented.discard("`--collector.<name>.interval`")
+    options = {f"`--collector.{c.name}.{o.name}`": o for c in all_collectors() for o in c.options}
+    assert documented == set(options), "the README's flag table and the registered options differ"
+    for flag, option in options.items():
+        # The help --help shows ends with the default; the README says the same.
+        shown = re.fullmatch(r".*\(default: ([^)]+)\)", option.help, re.S)
+        assert shown, f"{flag}: its help should end with (default: ...)"
+        assert rows[flag][1].strip("`") == shown.group(1), flag
