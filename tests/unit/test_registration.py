@@ -43,9 +43,7 @@ def test_every_family_belongs_to_a_registered_collector() -> None:
         assert any(s.collector == c.name for s in CATALOGUE.values()), f"{c.name} exports nothing"
     # The dashboards' and alerts' coverage check reads this list: a new collector's families
     # are on a dashboard, in an alert, or excused in docs/metrics.md.
-    assert {s.exposed_name for s in CATALOGUE.values() if s.collector in owners} == set(
-        families()
-    )
+    assert {s.exposed_name for s in CATALOGUE.values() if s.collector in owners} == set(families())
 
 
 def test_the_readmes_collector_table_is_the_registered_collectors() -> None:
