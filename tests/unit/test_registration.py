@@ -12,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.collectors import PACKAGES, all_collectors
+from exporter.collectors import PACKAGES, all_collectors, facts_types
+from exporter.metrics import CATALOGUE, render
+from exporter.recording import snapshot_from_json
+from exporter.settings import Settings
 from grafana.build import families
+from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTORS = ROOT / "exporter" / "collectors"
@@ -79,3 +83,15 @@ def test_the_readmes_flag_table_has_every_collector_option_with_its_default() ->
         shown = re.fullmatch(r".*\(default: ([^)]+)\)", option.help, re.S)
         assert shown, f"{flag}: its help should end with (default: ...)"
         assert rows[flag][1].strip("`") == shown.group(1), flag
+
+
+def test_a_collectors_writer_writes_its_own_families_only() -> None:
+    """The series cap is enforced once, as a writer adds its series: it holds only because no
+    family is written by two writers."""
+    snapshot = snapshot_from_json((FIXTURES / "host-snapshot.json").read_text(), facts_types())
+    for c in all_collectors():
+        text = render(snapshot, [c.writer(Settings())]).decode()
+        written = set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
+        by_exposed = {spec.exposed_name: spec for spec in CATALOGUE.values()}
+        owners = {name: (by_exposed.get(name) or CATALOGUE[name]).collector for name in written}
+        assert set(owners.values()) <= {c.name}, (c.name, owners)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
+from exporter.collectors.confirm import confirm_wait, read_twice
 from exporter.collectors.nat.facts import NAME, ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import (
     forward_paths,
@@ -81,7 +81,7 @@ class NatSource:
         self.engine_wait = engine_wait
         # A network or a published port is set up in steps; look again before calling a rule
         # missing, within a quarter of the run's timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
         self._log = ChangeLog(log)
         self._timeout = timeout
         self._nft: NftSocket | None = None

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
+from exporter.collectors.confirm import confirm_wait, read_twice
 from exporter.collectors.ports.facts import NAME, ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
 from exporter.collectors.ports.options import LISTENER_BUDGET
@@ -62,7 +62,7 @@ class PortsSource:
     ) -> None:
         # A port is set up in steps (dockerd starts docker-proxy, the application its
         # listener); look again before calling one broken, within a quarter of the timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
         self.engine_wait = timeout / 2
         # CPU seconds a run spends reading /proc/PID/net at most (confirming reads aside).
         self.listener_budget = listener_budget
