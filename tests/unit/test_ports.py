@@ -42,8 +42,10 @@ from exporter.readers.proc_net import (
     parse_bound_sockets,
     parse_proxy_argv,
 )
-from tests.filter_text import parse_ruleset
+from tests.filter_text import docker20_filter, parse_ruleset
 from tests.fuzzing import FUZZ
+from tests.nat_rules import dnat as nat_dnat
+from tests.nat_rules import masquerade
 
 TCP_HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
@@ -218,65 +220,15 @@ LEGACY = FirewallBackend("legacy", True, None, 0, ())
 
 
 def dnat(port: PublishedPort) -> NatRule:
-    return NatRule(
-        backend="nftables",
-        table="nat",
-        chain="DOCKER",
-        action="dnat",
-        source=None,
-        destination=None,
-        in_interface="docker0",
-        in_negated=True,
-        out_interface=None,
-        out_negated=False,
-        protocol=port.protocol,
-        dport=port.host_port,
-        to_address="172.17.0.2",
-        to_port=port.container_port,
-        packets=0,
-        bytes=0,
-    )
+    return nat_dnat(port.host_port, port.protocol, to_port=port.container_port)
 
 
-MASQUERADE = NatRule(
-    backend="nftables",
-    table="nat",
-    chain="POSTROUTING",
-    action="masquerade",
-    source="172.17.0.0/16",
-    destination=None,
-    in_interface=None,
-    in_negated=False,
-    out_interface="docker0",
-    out_negated=True,
-    protocol=None,
-    dport=None,
-    to_address=None,
-    to_port=None,
-    packets=0,
-    bytes=0,
-)
+MASQUERADE = masquerade()
 # Docker 20.10's filter table for WEB's ports, as `iptables -S` prints it.
-FILTER = """
--P FORWARD DROP
--N DOCKER
--N DOCKER-ISOLATION-STAGE-1
--N DOCKER-ISOLATION-STAGE-2
--N DOCKER-USER
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -i docker0 ! -o docker0 -j ACCEPT
--A FORWARD -i docker0 -o docker0 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -j RETURN
--A DOCKER-USER -j RETURN
-"""
+FILTER = docker20_filter(
+    accepts=(("172.17.0.2/32", "docker0", "tcp", 80), ("172.17.0.2/32", "docker0", "udp", 53)),
+    policies=("FORWARD",),
+)
 
 
 def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
