@@ -22,7 +22,7 @@ from exporter.readers.docker_api import (
     EngineFacts,
     timed_out,
 )
-from exporter.readers.dockerd import Dockerd, read_dockerd, serving
+from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
 from exporter.readers.inventory import DockerInventory
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
@@ -73,7 +73,9 @@ class Host:
                 if found is None:
                     return None
                 daemon, stat, argv = found
-                if stat is not None:
+                if stat is not None and serves_by_flags(argv, self.docker_host):
+                    # Kept while it lives; the only dockerd, taken for want of a flag naming
+                    # the socket, is looked for again (another may start and name it).
                     self._dockerd = (stat, daemon, argv)
         return read_dockerd(self.procfs.root, daemon, argv)
 

@@ -91,6 +91,12 @@ class Dockerd:
         return (value, "daemon.json") if isinstance(value, str) else (None, "")
 
 
+def serves_by_flags(argv: tuple[str, ...], docker_host: str) -> bool:
+    """Whether this dockerd's command line says it serves docker_host (-H, or none: the
+    default socket)."""
+    return docker_host in daemon_hosts(parse_flags(argv)[0], None)
+
+
 def serving(
     procfs: ProcfsReader, scan: ProcessScan, docker_host: str
 ) -> tuple[DaemonProcess, ProcStat | None, tuple[str, ...]] | None:
@@ -103,9 +109,8 @@ def serving(
         argv = procfs.cmdline(daemon.pid)
         if not argv:
             continue  # gone mid-read
-        flags, _ = parse_flags(argv)
         stat = next((s for s in scan.table if s.pid == daemon.pid), None)
-        if docker_host in daemon_hosts(flags, None):
+        if serves_by_flags(argv, docker_host):
             return daemon, stat, argv
         others.append((daemon, stat, argv))
     return others[0] if len(others) == 1 else None
