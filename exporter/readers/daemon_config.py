@@ -72,34 +72,6 @@ KEY_VERSIONS: dict[str, tuple[Version | None, Version | None]] = {
     "oom-score-adjust": (None, (26, 0)),
     "api-cors-header": (None, (29, 0)),
 }
-_VERSION = re.compile(r"(\d+)\.(\d+)")
-
-
-def engine_version(text: str | None) -> Version | None:
-    """major.minor of a ServerVersion ("20.10.24+dfsg1", "29.7.2"); None if it has none."""
-    match = _VERSION.match(text or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def _shown(version: Version) -> str:
-    return f"{version[0]}.{version[1]}"
-
-
-def unknown_to(key: str, version: Version | None) -> str | None:
-    """Why the engine of that version does not know the key (None: it does, or the version is
-    not known and the key is one some engine knows)."""
-    if key not in KNOWN_KEYS:
-        return "no dockerd version knows it"
-    if version is None or key not in KEY_VERSIONS:
-        return None
-    since, until = KEY_VERSIONS[key]
-    if since is not None and version < since:
-        return f"dockerd {_shown(version)} does not know it (Docker {_shown(since)} and later do)"
-    if until is not None and version >= until:
-        return f"dockerd {_shown(version)} no longer knows it (removed in {_shown(until)})"
-    return None
-
-
 # Options dockerd applies on SIGHUP (daemon/reload.go); any other change needs a restart.
 RELOADABLE = frozenset(
     """

@@ -11,15 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.daemon.judge import config_file_valid, config_verdicts
-from exporter.readers.daemon_config import (
+from exporter.collectors.daemon.judge import (
+    config_file_valid,
+    config_verdicts,
     engine_version,
-    parse_config,
-    parse_flags,
-    redact,
-    running_subset,
     unknown_to,
 )
+from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
 from exporter.readers.docker_api import DockerNetwork, docker_network
 from tests.engines import Recording, api_key, recorded_engines
 

@@ -5,15 +5,44 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.readers.daemon_config import RELOADABLE, engine_version, unknown_to
+from exporter.readers.daemon_config import KEY_VERSIONS, KNOWN_KEYS, RELOADABLE, Version
 from exporter.readers.docker_api import DockerNetwork
 
 _LOOPBACK_REGISTRIES = "127.0.0.0/8"  # dockerd always trusts it; not the file's doing
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def engine_version(text: str | None) -> Version | None:
+    """major.minor of a ServerVersion ("20.10.24+dfsg1", "29.7.2"); None if it has none."""
+    match = _VERSION.match(text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _shown(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def unknown_to(key: str, version: Version | None) -> str | None:
+    """Why the engine of that version does not know the key (None: it does, or the version is
+    not known and the key is one some engine knows)."""
+    if key not in KNOWN_KEYS:
+        return "no dockerd version knows it"
+    if version is None or key not in KEY_VERSIONS:
+        return None
+    since, until = KEY_VERSIONS[key]
+    if since is not None and version < since:
+        return f"dockerd {_shown(version)} does not know it (Docker {_shown(since)} and later do)"
+    if until is not None and version >= until:
+        return f"dockerd {_shown(version)} no longer knows it (removed in {_shown(until)})"
+    return None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.collectors.daemon.judge import (
     KeyVerdict,
     config_verdicts,
@@ -16,8 +16,6 @@ from exporter.collectors.nat.facts import NatFacts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "daemon"
 
 DAEMON_INFO = declare(
     "daemon_info",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.collectors.daemon.judge import KeyVerdict, config_verdicts, reload_blocker
-from exporter.collectors.daemon.metrics import NAME
 from exporter.collectors.nat.facts import NatFacts
 from exporter.report import short, table, when
 from exporter.snapshot import Snapshot
