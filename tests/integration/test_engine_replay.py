@@ -177,6 +177,10 @@ def _exporter_samples(name: str, docker_host: str) -> list[Sample]:
             f"--docker.host={docker_host}",
             f"--web.listen-address=127.0.0.1:{PORT}",
             "--collector.ports.listener-budget=10",
+            # Only what the verdicts need: no layer sizes, conntrack or process counts.
+            "--no-collector.layers",
+            "--no-collector.conntrack",
+            "--no-collector.processes",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
