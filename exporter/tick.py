@@ -1,8 +1,9 @@
 """What collectors share: the host's readers, owned in one place, and per scheduler tick the
 readings every collector of that tick may use.
 
-Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan
-and one container list serve all of them: each is taken at most once per tick, by whichever
+Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan,
+one container list and one reading of the firewall (both backends' nat and filter rules) serve
+all of them: each is taken at most once per tick, by whichever
 collector asks first, failures included (every collector then reports the same reason). A
 reading of an earlier tick is never passed off as new. A collector that must look again within
 its run (a confirming second reading) asks `host` for a fresh one.
@@ -21,6 +22,7 @@ from exporter.readers.docker_api import (
     timed_out,
 )
 from exporter.readers.inventory import DockerInventory
+from exporter.readers.netfilter import NetfilterReader, NetfilterReading
 from exporter.readers.procfs import ProcessScan, ProcfsError, ProcfsReader
 
 
@@ -28,9 +30,16 @@ class Host:
     """The readers of one host that collectors share, and their caches; closed by its owner
     (the sampler), never by a collector."""
 
-    def __init__(self, procfs: ProcfsReader, inventory: DockerInventory) -> None:
+    def __init__(
+        self,
+        procfs: ProcfsReader,
+        inventory: DockerInventory,
+        netfilter: NetfilterReader | None = None,
+    ) -> None:
         self.procfs = procfs
         self.inventory = inventory
+        # /proc/sys/net and /proc/net/ip_tables_names are read from the same procfs.
+        self.netfilter = netfilter or NetfilterReader(procfs.root)
 
     @classmethod
     def open(
@@ -51,6 +60,7 @@ class Host:
 
     def close(self) -> None:
         self.inventory.close()
+        self.netfilter.close()
         self.procfs.close()
 
 
@@ -66,6 +76,8 @@ class Tick:
         self._engine: EngineFacts | str | None = None
         # When the tick's container list was last known to be current (see engine()).
         self.engine_as_of: float | None = None
+        self._netfilter_lock = threading.Lock()
+        self._netfilter: NetfilterReading | None = None
 
     def proc_scan(self) -> ProcessScan:
         """The tick's pass over the process table."""
@@ -78,6 +90,20 @@ class Tick:
             if isinstance(self._scan, str):
                 raise ProcfsError(self._scan)
             return self._scan
+
+    def netfilter(self) -> NetfilterReading:
+        """The tick's reading of both firewall backends (the nat and firewall collectors')."""
+        with self._netfilter_lock:
+            if self._netfilter is None:
+                self._netfilter = self.host.netfilter.read()
+            return self._netfilter
+
+    def netfilter_again(self) -> NetfilterReading:
+        """The firewall as it is now, for a confirming second look later in a run; what it
+        finds is the tick's reading from then on."""
+        with self._netfilter_lock:
+            self._netfilter = self.host.netfilter.read()
+            return self._netfilter
 
     def engine(self, wait: float | None = None) -> EngineFacts:
         """The tick's container and network lists (listed again only when dockerd's event log

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from exporter import __version__
 from exporter.collectors.containers.judge import CONTAINERS, Inventory, display_name
 from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     ExpectedDnat,
@@ -65,7 +66,8 @@ from exporter.snapshot import CollectorState, Snapshot
 
 # The collectors the picture is drawn from (their names, as registered).
 NETWORK, PROCESSES, NAT, PORTS, DAEMON = "network", "processes", "nat", "ports", "daemon"
-DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, PORTS)
+FIREWALL = "firewall"
+DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, FIREWALL, PORTS)
 
 # Namespaces whose sharing with the host is worth a second look (cgroup and user are shared
 # by every container on a host without cgroup or user namespaces: not worth colouring).
@@ -164,7 +166,13 @@ def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     nat = snapshot.last_good(NAT, NatFacts)
     ports = snapshot.last_good(PORTS, PortsFacts)
     verdicts = (
-        port_verdicts(ports, nat, net, snapshot.last_good(DAEMON, DaemonConfigFacts))
+        port_verdicts(
+            ports,
+            nat,
+            snapshot.last_good(FIREWALL, FirewallFacts),
+            net,
+            snapshot.last_good(DAEMON, DaemonConfigFacts),
+        )
         if ports is not None
         else ()
     )

@@ -172,7 +172,7 @@ def overview(s: Settings) -> Board:
             BAD_FROM_1,
         ),
         (
-            per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat"),
+            per_host("sum by (instance) (docker_host_filter_rule_missing)", "firewall"),
             "filter rules missing",
             "none",
             None,
@@ -872,8 +872,8 @@ def firewall(b: Board) -> None:
             Query('max by (instance) (docker_host_ip_forward{family="ipv6"})'),
             Query("max by (instance) (docker_host_br_netfilter_loaded)"),
             Query("max by (instance) (docker_host_docker_firewall_managed)"),
-            Query(per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat")),
-            Query(per_host("sum by (instance) (docker_host_firewall_rules_undecoded)", "nat")),
+            Query(per_host("sum by (instance) (docker_host_filter_rule_missing)", "firewall")),
+            Query(per_host("sum by (instance) (docker_host_firewall_rules_undecoded)", "firewall")),
         ],
         [
             INSTANCE,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from exporter.readers.netfilter import CT_STATES, FilterChain, FilterRule
+from exporter.readers.filter_rules import CT_STATES, FilterChain, FilterRule
 
 _VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return"}
 _STATE_ORDER = [name for _, name in CT_STATES]

@@ -190,8 +190,8 @@ class Ipv6Dockerd:
         return f"{self.directory}/bin:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
 
     def sample_nat(self) -> list[Sample]:
-        """One sample of the nat collector, run in the dockerd's network namespace (where its
-        rules are), against its Engine API."""
+        """One sample of the nat and firewall collectors, run in the dockerd's network namespace
+        (where its rules are), against its Engine API."""
         exposition = self.run(sys.executable, "-m", "tests.own_dockerd", "sample-nat", self.host)
         return parse(exposition)
 
@@ -324,8 +324,9 @@ def _sample_nat(docker_host: str) -> bytes:
     from exporter.collectors import all_collectors  # noqa: PLC0415
     from exporter.sampler import Sampler  # noqa: PLC0415
 
-    settings = Settings(collectors=("nat",), docker_host=docker_host)
-    defs = [c for c in all_collectors() if c.name == "nat"]
+    # Both collectors of the firewall reading: one tick, one reading shared.
+    settings = Settings(collectors=("nat", "firewall"), docker_host=docker_host)
+    defs = [c for c in all_collectors() if c.name in settings.collectors]
     sampler = Sampler(((c, c.source(settings)) for c in defs), settings)
     sampler.sample_once()
     text: bytes = sampler.store.exposition.text

@@ -65,6 +65,7 @@ PACKAGES = (
     "processes",
     "network",
     "nat",
+    "firewall",
     "daemon",
     "layers",
     "conntrack",

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from exporter.readers.netfilter import FilterRule
+from exporter.readers.filter_rules import FilterRule
 from tests.conftest import unavailable
 from tests.filter_text import parse_ruleset
 
@@ -325,6 +325,18 @@ def test_filter_rules_are_decoded_again_only_when_the_ruleset_changes(netns: str
     assert found == {"reused": True, "rules": [20, 21], "third_is_fresh": True}
 
 
+def test_nat_and_firewall_share_one_reading_per_tick(netns: str) -> None:
+    """Whichever of the two collectors runs first reads both backends; the other reuses that
+    reading: one reading per tick, each collector's facts from it."""
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    inside(netns, "iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16",
+           "!", "-o", "docker0", "-j", "MASQUERADE")  # fmt: skip
+    found = json.loads(inside(netns, sys.executable, "-m", "tests.filter_probe", "shared"))
+    assert found["reads"] == [1, 2]
+    each = {"same_backends": True, "nat_rules": 1, "filter_rules": 20}
+    assert found["found"] == [each, each]
+
+
 # A firewall manager's own inet table (as firewalld keeps one) filters forwarded packets of
 # both families after Docker's iptables rules.
 INET = """table inet dhfw {{
@@ -339,12 +351,12 @@ INET = """table inet dhfw {{
 
 
 def _facts_from(found: dict[str, Any]) -> Any:
-    from exporter.collectors.nat.facts import NatFacts  # noqa: PLC0415
-    from exporter.readers.netfilter import FilterChain, FirewallBackend  # noqa: PLC0415
+    from exporter.collectors.firewall.facts import FirewallFacts  # noqa: PLC0415
+    from exporter.readers.filter_rules import FilterChain  # noqa: PLC0415
+    from exporter.readers.netfilter_base import FirewallBackend  # noqa: PLC0415
 
-    return NatFacts(
+    return FirewallFacts(
         backends=(FirewallBackend("nftables", True, None, 0, ("filter/DOCKER",)),),
-        rules=(),
         expectations=None,
         filter_chains=tuple(FilterChain(**c) for c in found["chains"]),
         filter_rules=tuple(
@@ -371,7 +383,7 @@ def _facts_from(found: dict[str, Any]) -> Any:
 def test_an_inet_table_on_the_forward_hook_is_walked_too(
     netns: str, extra: str, state: str, reason: str
 ) -> None:
-    from exporter.collectors.nat.judge import forward_verdict  # noqa: PLC0415
+    from exporter.collectors.firewall.judge import forward_verdict  # noqa: PLC0415
 
     if not shutil.which("nft"):
         unavailable("nft not installed (nftables)")

@@ -4,7 +4,7 @@ namespace of its own (tests/own_dockerd.py: iptables and ip6tables on), in both 
 backends, whose rules the tests break the ways hosts break them: a per-port ACCEPT deleted, a
 DROP in DOCKER-USER, the filter table flushed as a firewall reload flushes it (then dockerd
 restarted to write its rules again). The exporter runs in that namespace
-(tests/filter_probe.py, the nat collector's own source); iptables prints what is there."""
+(tests/filter_probe.py, the firewall collector's own source); iptables prints what is there."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors.nat.facts import NatFacts
-from exporter.collectors.nat.report import filter_sections
+from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.report import filter_sections
 from exporter.settings import Settings
 from tests.conftest import unavailable
 from tests.helpers import sample_once, select, value, wait_for
@@ -50,8 +50,8 @@ def host_web(engine: Any) -> Iterator[Any]:
 def test_the_host_dockerds_filter_rules_are_complete(host_web: Any) -> None:
     web = host_web
     address = web.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-    _, samples = sample_once(Settings(collectors=("nat",)))
-    assert value(samples, "docker_host_collector_success", collector="nat") == 1
+    _, samples = sample_once(Settings(collectors=("firewall",)))
+    assert value(samples, "docker_host_collector_success", collector="firewall") == 1
     assert value(samples, "docker_host_filter_judged", family="ipv4") == 1
     missing = select(samples, "docker_host_filter_rule_missing", family="ipv4")
     assert [s.labels for s in missing if s.value] == []
@@ -102,7 +102,7 @@ def addresses(web: Any) -> tuple[str, str]:
 
 
 def judged(dockerd: Ipv6Dockerd, bridge: str, web: Any) -> dict[str, Any]:
-    """One reading of the nat collector in the dockerd's namespace, with the forward verdicts
+    """One reading of the firewall collector in the dockerd's namespace, with the forward verdicts
     of the container's port in both families."""
     v4, v6 = addresses(web)
     ports = [f"ipv4,{v4},80,tcp,{bridge}", f"ipv6,{v6},80,tcp,{bridge}"]
@@ -231,12 +231,14 @@ def test_a_dockerd_that_manages_no_firewall_is_not_judged_and_says_so(engine: An
     """tests/own_dockerd.py's plain dockerd runs with --iptables=false, beside the host's: the
     host's chains are there, but not this dockerd's business."""
     with own_dockerd() as dockerd:
-        snapshot, samples = sample_once(Settings(collectors=("nat",), docker_host=dockerd.host))
-        assert value(samples, "docker_host_collector_success", collector="nat") == 1
+        snapshot, samples = sample_once(
+            Settings(collectors=("firewall",), docker_host=dockerd.host)
+        )
+        assert value(samples, "docker_host_collector_success", collector="firewall") == 1
         assert value(samples, "docker_host_docker_firewall_managed", said_by="flag") == 0
         assert value(samples, "docker_host_filter_judged", family="ipv4") == 0
         assert select(samples, "docker_host_filter_rule_missing") == []
-        facts = snapshot.current("nat", NatFacts)
+        facts = snapshot.current("firewall", FirewallFacts)
         assert facts is not None
         text = "\n".join(filter_sections(facts))
         assert "Docker manages NO firewall (its --iptables flag): nothing judged" in text

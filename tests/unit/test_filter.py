@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from exporter.collectors import facts_types
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import (
+from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
+from exporter.collectors.firewall.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
     NFTABLES_LAYOUT,
@@ -23,10 +23,12 @@ from exporter.collectors.nat.judge import (
     undecoded_filter_rules,
     unmet_filter_rules,
 )
-from exporter.collectors.nat.report import filter_sections
+from exporter.collectors.firewall.report import filter_sections
+from exporter.collectors.nat.facts import NatExpectations
 from exporter.metrics import render
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FilterChain, FilterRule, FirewallBackend
+from exporter.readers.filter_rules import FilterChain, FilterRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.snapshot import CollectorState, Snapshot
 from tests.filter_text import parse_ruleset
@@ -110,14 +112,13 @@ def facts(
     backends: tuple[FirewallBackend, ...] = (NFT, LEGACY),
     extra: tuple[FilterRule, ...] = (),
     version: str = "20.10.24",
-) -> NatFacts:
+) -> FirewallFacts:
     chains, rules = parse_ruleset(text)
     expect = NatExpectations(
         networks=(BRIDGE, USER, INTERNAL), containers=(WEB,), engine_version=version
     )
-    return NatFacts(
+    return FirewallFacts(
         backends=backends,
-        rules=(),
         expectations=expect,
         earlier_missing=earlier,
         filter_chains=chains,
@@ -146,12 +147,12 @@ def without(text: str, line: str) -> str:
     return "\n".join(lines)
 
 
-def confirmed(nat: NatFacts) -> NatFacts:
+def confirmed(nat: FirewallFacts) -> FirewallFacts:
     """The facts as a second reading gives them: what the first found missing, confirmed."""
     return replace(nat, earlier_missing=unmet_filter_rules(nat))
 
 
-def missing(nat: NatFacts) -> set[tuple[str, str, str, str]]:
+def missing(nat: FirewallFacts) -> set[tuple[str, str, str, str]]:
     return {
         (e.family, e.network, e.container, e.rule)
         for e, gone in filter_verdicts(confirmed(nat))
@@ -159,8 +160,10 @@ def missing(nat: NatFacts) -> set[tuple[str, str, str, str]]:
     }
 
 
-def port(nat: NatFacts, address: str = "172.17.0.2", bridge: str = "docker0") -> tuple[str, str]:
-    verdict = forward_verdict(nat, "ipv4", address, 80, "tcp", bridge)
+def port(
+    fw: FirewallFacts, address: str = "172.17.0.2", bridge: str = "docker0"
+) -> tuple[str, str]:
+    verdict = forward_verdict(fw, "ipv4", address, 80, "tcp", bridge)
     return verdict.state, verdict.reason
 
 
@@ -315,7 +318,7 @@ def _nft_rule(chain: str, position: int, **fields: object) -> FilterRule:
     )  # fmt: skip
 
 
-def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> NatFacts:
+def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> FirewallFacts:
     """Docker 29's nftables backend (moby's TestNftabler golden), for docker0 and br-user."""
     chains = [
         FilterChain("nftables", "ipv4", "docker-bridges", "filter-FORWARD", "forward", 0, "accept"),
@@ -359,9 +362,8 @@ def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> Na
             _nft_rule(f"filter-forward-out__{bridge}", 2, verdict="accept"),
         ]  # fmt: skip
     native = FirewallBackend("nftables", True, None, 3, ("docker-bridges/filter-FORWARD",))
-    return NatFacts(
+    return FirewallFacts(
         backends=(native, LEGACY),
-        rules=(),
         expectations=NatExpectations(networks=(BRIDGE, USER), containers=(WEB,)),
         filter_chains=tuple(chains),
         filter_rules=(*extra, *rules),
@@ -397,8 +399,8 @@ def test_ipv6_is_judged_where_docker_manages_ip6tables() -> None:
     text6 = CLASSIC.replace("172.17.0.2/32", "fd00:d4e::2/128")
     chains6, rules6 = parse_ruleset(text6, family="ipv6")
     backend = replace(NFT, docker_chains_ipv6=("nat/DOCKER", "filter/DOCKER"))
-    nat = NatFacts(
-        backends=(backend, LEGACY), rules=(),
+    nat = FirewallFacts(
+        backends=(backend, LEGACY),
         expectations=NatExpectations(networks=(v6, USER), containers=(web,)),
         filter_chains=chains4 + chains6, filter_rules=rules4 + rules6,
     )  # fmt: skip
@@ -413,8 +415,8 @@ def test_ipv6_is_judged_where_docker_manages_ip6tables() -> None:
     )
 
 
-def _snapshot(nat: NatFacts) -> Snapshot:
-    return Snapshot().with_state(CollectorState("nat", True, 0.01, 1.0, nat))
+def _snapshot(nat: FirewallFacts) -> Snapshot:
+    return Snapshot().with_state(CollectorState("firewall", True, 0.01, 1.0, nat))
 
 
 def test_the_filter_families_and_inspect_say_what_was_judged() -> None:
@@ -462,7 +464,7 @@ def test_the_filter_families_and_inspect_say_what_was_judged() -> None:
 def test_filter_facts_survive_a_recording() -> None:
     nat = docker29()
     again = snapshot_from_json(snapshot_json(_snapshot(nat)), facts_types())
-    assert again.current("nat", NatFacts) == nat
+    assert again.current("firewall", FirewallFacts) == nat
 
 
 def test_ipv6_is_unknown_where_docker_manages_no_ip6tables() -> None:

@@ -11,20 +11,20 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.collectors.nat.facts import NatFacts
-from exporter.collectors.nat.judge import forward_verdict
-from exporter.readers.iptables import IptablesError, chains, parse_entries
-from exporter.readers.netfilter import (
+from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.judge import forward_verdict
+from exporter.readers.filter_rules import (
     CT_STATES,
     FilterChain,
     FilterRule,
-    FirewallBackend,
     SetElements,
     _vmap_elements,
     decode_filter_rule,
     decode_xt_match,
     legacy_filter,
 )
+from exporter.readers.iptables import IptablesError, chains, parse_entries
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import NetlinkError
 from exporter.readers.nfnetlink import SET_ELEMENTS, parse_message
 from tests.fuzzing import FUZZ, ipt_extension, message, mutated, nla
@@ -167,9 +167,8 @@ rules = st.builds(
 def test_any_rule_set_gives_a_verdict_without_looping(found: list[FilterRule], policy: str) -> None:
     chains_ = tuple(FilterChain("nftables", "ipv4", "filter", c) for c in CHAINS[1:])
     forward = FilterChain("nftables", "ipv4", "filter", "FORWARD", "forward", 0, policy)
-    nat = NatFacts(
+    nat = FirewallFacts(
         backends=(FirewallBackend("nftables", True, None, 0, ("filter/DOCKER",)),),
-        rules=(),
         expectations=None,
         filter_chains=(forward, *chains_),
         filter_rules=tuple(found),

@@ -12,10 +12,7 @@ from typing import Any
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from exporter.readers.netfilter import (
-    _rule,
-    decode_expressions,
-)
+from exporter.readers.nat_rules import _rule, decode_expressions
 from exporter.readers.netlink import (
     NetlinkError,
 )

@@ -1,9 +1,10 @@
 """The ports collector's metric families and writer: one verdict per published port, joined
-from this collector's facts and the nat, network and daemon collectors'."""
+from this collector's facts and the nat, firewall, network and daemon collectors'."""
 
 from __future__ import annotations
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import PortsFacts
@@ -57,6 +58,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     verdicts = port_verdicts(
         ports,
         snapshot.current("nat", NatFacts),
+        snapshot.current("firewall", FirewallFacts),
         snapshot.current("network", NetworkFacts),
         snapshot.last_good("daemon", DaemonConfigFacts),
     )

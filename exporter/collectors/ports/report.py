@@ -4,6 +4,7 @@ that broke (or could not be judged), with the reason."""
 from __future__ import annotations
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import PortsFacts
@@ -20,6 +21,7 @@ def sections(snapshot: Snapshot) -> list[str]:
     verdicts = port_verdicts(
         ports,
         snapshot.current("nat", NatFacts),
+        snapshot.current("firewall", FirewallFacts),
         snapshot.current("network", NetworkFacts),
         snapshot.last_good("daemon", DaemonConfigFacts),
     )

@@ -1,0 +1,114 @@
+"""What the nat and filter rule readers share: a backend's facts and errors, the nf_tables
+expression helpers both decoders use, and the legacy (ip_tables) table access.
+
+Read-only. Both backends, IPv4 and IPv6: nf_tables' ip and ip6 families, ip_tables and
+ip6_tables (/proc/net/ip6_tables_names).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.readers.capabilities import lacking
+from exporter.readers.iptables import Chain, read_table
+from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6
+
+
+@dataclass(frozen=True)
+class FirewallBackend:
+    """What one backend holds: its nat rules (all, not only ours), its chains, or why it could
+    not be read."""
+
+    name: str
+    readable: bool
+    error: str | None
+    nat_rules: int
+    docker_chains: tuple[str, ...]  # "table/chain" of the chains Docker made there
+    # Unreadable for lack of these (empty: for another reason, such as missing libraries).
+    missing_capabilities: tuple[str, ...] = ()
+    # The same for IPv6 (ip6_tables; nf_tables' ip6 family): nat rules, Docker's chains.
+    nat_rules_ipv6: int = 0
+    docker_chains_ipv6: tuple[str, ...] = ()
+
+
+DOCKER_CHAIN_PREFIX = "DOCKER"
+# Tables Docker 29's nftables firewall backend creates.
+DOCKER_NFT_TABLES = ("docker-bridges",)
+PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
+FAMILIES = {NFPROTO_IPV4: "ipv4", NFPROTO_IPV6: "ipv6"}
+# Where -s and -d sit in the network header, and how long an address is: (source, destination,
+# width). The IPv4 protocol byte is compared as a payload (offset 9); IPv6's next header is
+# compared as meta l4proto by iptables-nft and nft alike, so it needs no offset here.
+ADDRESS_OFFSETS = {NFPROTO_IPV4: (12, 16, 4), NFPROTO_IPV6: (8, 24, 16)}
+
+
+class FirewallUnreadable(Exception):
+    def __init__(self, reason: str, missing_capabilities: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.missing_capabilities = missing_capabilities
+
+
+def attr(nla: Any, name: str) -> Any:
+    return nla.get_attr(name) if nla is not None else None
+
+
+def data_value(data: Any) -> bytes:
+    """NFTA_DATA_VALUE out of an NFTA_*_DATA nest, as bytes."""
+    raw = attr(data, "NFTA_DATA_VALUE")
+    if isinstance(raw, str):  # pyroute2 renders some blobs as "aa:bb:..."
+        return bytes.fromhex(raw.replace(":", ""))
+    return bytes(raw or b"")
+
+
+def blob_bytes(blob: Any) -> bytes:
+    if isinstance(blob, str):
+        return bytes.fromhex(blob.replace(":", ""))
+    return bytes(blob or b"")
+
+
+def interface_name(value: bytes) -> str:
+    # iptables-nft compares "docker0\0" for `-o docker0` and "br-" (no NUL) for `-o br-+`.
+    return value.split(b"\0", 1)[0].decode(errors="replace") + ("" if b"\0" in value else "+")
+
+
+def address_prefix(value: bytes, mask: bytes | None, width: int = 4) -> str | None:
+    """A compared address prefix: iptables-nft compares the prefix's whole bytes, or the
+    address masked by a bitwise. width: 4 (IPv4) or 16 (IPv6)."""
+    bits = sum(bin(b).count("1") for b in mask) if mask else len(value) * 8
+    if len(value) > width or bits > width * 8:
+        return None  # compared with more than an address holds: not a -s/-d we know
+    number = int.from_bytes(value.ljust(width, b"\0"), "big")
+    if width == 16:
+        return str(ipaddress.IPv6Network((number, bits), strict=False))
+    return str(ipaddress.IPv4Network((number, bits), strict=False))
+
+
+def legacy_tables(procfs: str | Path, names: str = "ip_tables_names") -> set[str]:
+    if not Path(procfs, "net").is_dir():
+        raise FirewallUnreadable(f"iptables-legacy: no {procfs}/net: is --path.procfs a procfs?")
+    try:
+        return set(Path(procfs, "net", names).read_text().split())
+    except FileNotFoundError:
+        return set()  # ip_tables (ip6_tables) is not loaded: no legacy rules exist
+    except PermissionError as exc:  # mode 0440, root's
+        raise FirewallUnreadable(
+            f"iptables-legacy: {exc.filename}: permission denied",
+            lacking("CAP_DAC_READ_SEARCH"),
+        ) from exc
+
+
+def legacy_table(name: str, family: str) -> list[Chain]:
+    try:
+        return read_table(name, family)
+    except OSError as exc:
+        # The raw socket needs CAP_NET_RAW, the table CAP_NET_ADMIN.
+        refused = exc.errno in (errno.EPERM, errno.EACCES)
+        tool = "ip6tables-legacy" if family == "ipv6" else "iptables-legacy"
+        raise FirewallUnreadable(
+            f"{tool}: {exc.strerror or exc}",
+            lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else (),
+        ) from exc
