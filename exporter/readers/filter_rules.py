@@ -166,6 +166,43 @@ class _Filter:
     target: str | None = None
     undecoded: list[str] = field(default_factory=list)
 
+    def write(self, dreg: Any, value: tuple[Any, ...]) -> None:
+        """What a register holds now. The 128-bit registers 1-4 are the 32-bit ones 8-23, four
+        each: a write forgets every register it overlaps, so no later compare reads what was
+        there before (a compare of a register no longer known is not understood)."""
+        written = _slots(dreg)
+        for other in [r for r in self.registers if _slots(r) & written]:
+            del self.registers[other]
+        if written:
+            self.registers[dreg] = value
+
+    def poison(self, what: str, dreg: Any = None) -> None:
+        """An expression not understood: the rule is undecoded, and what it wrote is unknown
+        (its destination register, or, not knowing which, every register)."""
+        self.undecoded.append(what)
+        if dreg is None or not _slots(dreg):
+            self.registers.clear()
+        else:
+            self.write(dreg, ("unknown", what))
+
+
+# NFT_REG_1..4 (16 bytes each) and NFT_REG32_00..15 (4 bytes each) are one 64-byte file.
+_REG32_BASE, _REG32_COUNT = 8, 16
+
+
+def _slots(reg: Any) -> set[int]:
+    """The 32-bit slots of the register file a register names (a load may run past a 32-bit
+    register: as far as a 16-byte value goes, to be safe); empty for no data register."""
+    if not isinstance(reg, int):
+        return set()
+    if 1 <= reg <= 4:
+        start = (reg - 1) * 4
+    elif _REG32_BASE <= reg < _REG32_BASE + _REG32_COUNT:
+        start = reg - _REG32_BASE
+    else:
+        return set()
+    return set(range(start, min(start + 4, _REG32_COUNT)))
+
 
 def _meta_cmp(f: _Filter, key: Any, negated: bool, value: bytes) -> bool:
     if key in ("NFT_META_IIFNAME", "NFT_META_OIFNAME"):
@@ -226,19 +263,22 @@ def _filter_cmp(f: _Filter, source: tuple[Any, ...], op: Any, value: bytes) -> N
 
 def _f_meta(f: _Filter, data: Any) -> None:
     if dreg := attr(data, "NFTA_META_DREG"):
-        f.registers[dreg] = ("meta", attr(data, "NFTA_META_KEY"))
+        f.write(dreg, ("meta", attr(data, "NFTA_META_KEY")))
     else:
         f.undecoded.append("meta set")
 
 
 def _f_payload(f: _Filter, data: Any) -> None:
     if dreg := attr(data, "NFTA_PAYLOAD_DREG"):
-        f.registers[dreg] = (
-            "payload",
-            attr(data, "NFTA_PAYLOAD_BASE"),
-            attr(data, "NFTA_PAYLOAD_OFFSET"),
-            attr(data, "NFTA_PAYLOAD_LEN"),
-            None,
+        f.write(
+            dreg,
+            (
+                "payload",
+                attr(data, "NFTA_PAYLOAD_BASE"),
+                attr(data, "NFTA_PAYLOAD_OFFSET"),
+                attr(data, "NFTA_PAYLOAD_LEN"),
+                None,
+            ),
         )
     else:
         f.undecoded.append("payload set")
@@ -247,9 +287,12 @@ def _f_payload(f: _Filter, data: Any) -> None:
 def _f_ct(f: _Filter, data: Any) -> None:
     dreg = attr(data, "NFTA_CT_DREG")
     if dreg and attr(data, "NFTA_CT_KEY") == "NFT_CT_STATE":
-        f.registers[dreg] = ("ct",)
+        f.write(dreg, ("ct",))
+    elif dreg:
+        # `ct mark`, `ct status`, ...: loaded, so a compare follows; what it compares is unknown.
+        f.poison(f"ct key {attr(data, 'NFTA_CT_KEY')}", dreg)
     else:
-        f.undecoded.append("ct other than state")
+        f.undecoded.append("ct set")
 
 
 def _f_bitwise(f: _Filter, data: Any) -> None:
@@ -257,11 +300,11 @@ def _f_bitwise(f: _Filter, data: Any) -> None:
     mask = data_value(attr(data, "NFTA_BITWISE_MASK"))
     dreg = attr(data, "NFTA_BITWISE_DREG")
     if source and source[0] == "payload":
-        f.registers[dreg] = (*source[:4], mask)
+        f.write(dreg, (*source[:4], mask))
     elif source and source[0] == "ct":
-        f.registers[dreg] = ("ct", None, mask)
+        f.write(dreg, ("ct", None, mask))
     else:
-        f.undecoded.append("bitwise")
+        f.poison("bitwise", dreg)
 
 
 def _f_cmp(f: _Filter, data: Any) -> None:
@@ -282,7 +325,7 @@ def _f_immediate(f: _Filter, data: Any) -> None:
         else:
             f.verdict, f.target = code, attr(verdict, "NFTA_VERDICT_CHAIN")
     elif dreg:
-        f.registers[dreg] = ("value", data_value(attr(data, "NFTA_IMMEDIATE_DATA")))
+        f.write(dreg, ("value", data_value(attr(data, "NFTA_IMMEDIATE_DATA"))))
 
 
 def _f_match(f: _Filter, data: Any) -> None:
@@ -349,7 +392,9 @@ def _filter_lookup(f: _Filter, data: Any, sets: SetElements) -> None:
         f.fields["vmap"] = elements
         f.verdict = "vmap"
     else:
-        f.undecoded.append(f"lookup @{attr(data, 'NFTA_LOOKUP_SET')}")
+        # A set or a data map: a map writes its register (a verdict map, the verdict).
+        dreg = attr(data, "NFTA_LOOKUP_DREG")
+        f.poison(f"lookup @{attr(data, 'NFTA_LOOKUP_SET')}", dreg if dreg else -1)
 
 
 def decode_filter_rule(
@@ -372,7 +417,8 @@ def decode_filter_rule(
         elif (handler := _FILTER_EXPRESSIONS.get(name)) is not None:
             handler(f, data)
         else:
-            f.undecoded.append(f"expression {name}")
+            # fib, rt, socket, numgen, hash, ...: which register it writes is not read.
+            f.poison(f"expression {name}")
     del f.fields["_table"]
     return FilterRule(
         backend="nftables",

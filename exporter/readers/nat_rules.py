@@ -263,13 +263,17 @@ _EXPRESSIONS: dict[str, Callable[[_Decoded, Any], None]] = {
 
 def decode_expressions(expressions: Iterable[Any], family: int = NFPROTO_IPV4) -> _Decoded:
     """Replay a rule's register machine far enough to recover what iptables would print.
-    Expressions not listed (xt matches such as addrtype, fib, jumps) say nothing we use.
+    Expressions not listed (xt matches such as addrtype, fib, ct, jumps) say nothing we use,
+    but may have written a register: what the registers held is forgotten then, so a later
+    compare never reads a stale value as its own.
     family: the table's (NFPROTO_IPV4 or NFPROTO_IPV6), which says where addresses sit."""
     decoded = _Decoded(family=family)
     for expr in expressions:
         handler = _EXPRESSIONS.get(expr.get_attr("NFTA_EXPR_NAME"))
         if handler is not None:
             handler(decoded, expr.get_attr("NFTA_EXPR_DATA"))
+        else:
+            decoded.registers.clear()
     return decoded
 
 

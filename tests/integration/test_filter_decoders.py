@@ -325,6 +325,35 @@ def test_filter_rules_are_decoded_again_only_when_the_ruleset_changes(netns: str
     assert found == {"reused": True, "rules": [20, 21], "third_is_fresh": True}
 
 
+@pytest.mark.parametrize(
+    "match", ["ct mark 0x1", "fib saddr . iif oif missing", "ct status dnat", "meta mark 7"]
+)
+def test_a_rule_not_understood_after_the_ports_address_is_unknown_never_ok(
+    netns: str, match: str
+) -> None:
+    """issue 22: `ip daddr <container> ct mark 0x1 drop`, loaded by nft into Docker 20.10's
+    DOCKER-USER, read ok: the ct load's register was taken for the address it replaced."""
+    from exporter.collectors.firewall.judge import forward_verdict  # noqa: PLC0415
+
+    if not shutil.which("nft"):
+        unavailable("nft not installed (nftables)")
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    before = forward_verdict(_facts_from(ours(netns)), "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert before.state == "ok"
+    inside(netns, "nft", f"insert rule ip filter DOCKER-USER ip daddr 172.17.0.3 {match} drop")
+    facts = _facts_from(ours(netns))
+    (rule,) = [r for r in facts.filter_rules if r.chain == "DOCKER-USER" and r.position == 1]
+    assert rule.destination == "172.17.0.3/32" and rule.undecoded
+    verdict = forward_verdict(facts, "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert verdict.state == "unknown"
+    assert "DOCKER-USER rule 1 could match and was not understood" in verdict.reason
+    # Another container's port: the address it names rules the packet out, understood or not.
+    inside(netns, "nft", "insert rule ip filter DOCKER-USER ip daddr 172.17.0.9 ct mark 0x1 drop")
+    verdict = forward_verdict(_facts_from(ours(netns)), "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert verdict.state == "unknown"
+    assert "DOCKER-USER rule 2 could match" in verdict.reason  # not rule 1, for .9
+
+
 def test_nat_and_firewall_share_one_reading_per_tick(netns: str) -> None:
     """Whichever of the two collectors runs first reads both backends; the other reuses that
     reading: one reading per tick, each collector's facts from it."""
