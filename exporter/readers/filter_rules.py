@@ -22,7 +22,9 @@ from exporter.readers.netfilter_base import (
     attr,
     blob_bytes,
     data_value,
+    forget_unknown_write,
     interface_name,
+    register_write,
 )
 from exporter.readers.nfnetlink import NFPROTO_INET, NFPROTO_IPV4, NftSocket
 
@@ -167,41 +169,13 @@ class _Filter:
     undecoded: list[str] = field(default_factory=list)
 
     def write(self, dreg: Any, value: tuple[Any, ...]) -> None:
-        """What a register holds now. The 128-bit registers 1-4 are the 32-bit ones 8-23, four
-        each: a write forgets every register it overlaps, so no later compare reads what was
-        there before (a compare of a register no longer known is not understood)."""
-        written = _slots(dreg)
-        for other in [r for r in self.registers if _slots(r) & written]:
-            del self.registers[other]
-        if written:
-            self.registers[dreg] = value
+        register_write(self.registers, dreg, value)
 
     def poison(self, what: str, dreg: Any = None) -> None:
         """An expression not understood: the rule is undecoded, and what it wrote is unknown
         (its destination register, or, not knowing which, every register)."""
         self.undecoded.append(what)
-        if dreg is None or not _slots(dreg):
-            self.registers.clear()
-        else:
-            self.write(dreg, ("unknown", what))
-
-
-# NFT_REG_1..4 (16 bytes each) and NFT_REG32_00..15 (4 bytes each) are one 64-byte file.
-_REG32_BASE, _REG32_COUNT = 8, 16
-
-
-def _slots(reg: Any) -> set[int]:
-    """The 32-bit slots of the register file a register names (a load may run past a 32-bit
-    register: as far as a 16-byte value goes, to be safe); empty for no data register."""
-    if not isinstance(reg, int):
-        return set()
-    if 1 <= reg <= 4:
-        start = (reg - 1) * 4
-    elif _REG32_BASE <= reg < _REG32_BASE + _REG32_COUNT:
-        start = reg - _REG32_BASE
-    else:
-        return set()
-    return set(range(start, min(start + 4, _REG32_COUNT)))
+        register_write(self.registers, dreg, None)
 
 
 def _meta_cmp(f: _Filter, key: Any, negated: bool, value: bytes) -> bool:
@@ -417,8 +391,10 @@ def decode_filter_rule(
         elif (handler := _FILTER_EXPRESSIONS.get(name)) is not None:
             handler(f, data)
         else:
-            # fib, rt, socket, numgen, hash, ...: which register it writes is not read.
-            f.poison(f"expression {name}")
+            # fib, rt, socket, numgen, hash, ...: what it wrote is unknown (fib's register is
+            # read; of the others, every register is forgotten).
+            f.undecoded.append(f"expression {name}")
+            forget_unknown_write(f.registers, name, data)
     del f.fields["_table"]
     return FilterRule(
         backend="nftables",

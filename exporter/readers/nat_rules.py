@@ -39,9 +39,11 @@ from exporter.readers.netfilter_base import (
     attr,
     blob_bytes,
     data_value,
+    forget_unknown_write,
     interface_name,
     legacy_table,
     legacy_tables,
+    register_write,
 )
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6, NftSocket
 
@@ -170,18 +172,19 @@ def decode_nat_target(
 
 def _meta(d: _Decoded, data: Any) -> None:
     if dreg := attr(data, "NFTA_META_DREG"):
-        d.registers[dreg] = ("meta", attr(data, "NFTA_META_KEY"))
+        register_write(d.registers, dreg, ("meta", attr(data, "NFTA_META_KEY")))
 
 
 def _payload(d: _Decoded, data: Any) -> None:
     if dreg := attr(data, "NFTA_PAYLOAD_DREG"):
-        d.registers[dreg] = (
+        loaded = (
             "payload",
             attr(data, "NFTA_PAYLOAD_BASE"),
             attr(data, "NFTA_PAYLOAD_OFFSET"),
             attr(data, "NFTA_PAYLOAD_LEN"),
             None,
         )
+        register_write(d.registers, dreg, loaded)
 
 
 def _bitwise(d: _Decoded, data: Any) -> None:
@@ -189,7 +192,7 @@ def _bitwise(d: _Decoded, data: Any) -> None:
     source = d.registers.get(attr(data, "NFTA_BITWISE_SREG"))
     if source and source[0] == "payload":
         mask = data_value(attr(data, "NFTA_BITWISE_MASK"))
-        d.registers[attr(data, "NFTA_BITWISE_DREG")] = (*source[:4], mask)
+        register_write(d.registers, attr(data, "NFTA_BITWISE_DREG"), (*source[:4], mask))
 
 
 def _compare(d: _Decoded, data: Any) -> None:
@@ -201,7 +204,8 @@ def _compare(d: _Decoded, data: Any) -> None:
 
 def _immediate(d: _Decoded, data: Any) -> None:
     if dreg := attr(data, "NFTA_IMMEDIATE_DREG"):
-        d.registers[dreg] = ("value", data_value(attr(data, "NFTA_IMMEDIATE_DATA")))
+        value = ("value", data_value(attr(data, "NFTA_IMMEDIATE_DATA")))
+        register_write(d.registers, dreg, value)
 
 
 def _count(value: Any) -> int:
@@ -273,7 +277,9 @@ def decode_expressions(expressions: Iterable[Any], family: int = NFPROTO_IPV4) -
         if handler is not None:
             handler(decoded, expr.get_attr("NFTA_EXPR_DATA"))
         else:
-            decoded.registers.clear()
+            forget_unknown_write(
+                decoded.registers, expr.get_attr("NFTA_EXPR_NAME"), expr.get_attr("NFTA_EXPR_DATA")
+            )
     return decoded
 
 

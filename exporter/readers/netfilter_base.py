@@ -112,3 +112,58 @@ def legacy_table(name: str, family: str) -> list[Chain]:
             f"{tool}: {exc.strerror or exc}",
             lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else (),
         ) from exc
+
+
+# -- nf_tables' register file -------------------------------------------------------------------
+#
+# NFT_REG_1..4 (16 bytes each) and NFT_REG32_00..15 (4 bytes each) name one 64-byte file:
+# a write to one forgets every register it overlaps, so no later compare reads what was there
+# before as the new value. Registers holds what each register was last loaded with.
+Registers = dict[Any, tuple[Any, ...]]
+_REG32_BASE, _REG32_COUNT = 8, 16
+
+
+def register_slots(reg: Any) -> set[int]:
+    """The 32-bit slots a register names (a load into a 32-bit register may run past it: as
+    far as a 16-byte value goes, to be safe); empty for none (the verdict register, garbage)."""
+    if not isinstance(reg, int):
+        return set()
+    if 1 <= reg <= 4:
+        start = (reg - 1) * 4
+    elif _REG32_BASE <= reg < _REG32_BASE + _REG32_COUNT:
+        start = reg - _REG32_BASE
+    else:
+        return set()
+    return set(range(start, min(start + 4, _REG32_COUNT)))
+
+
+def register_write(registers: Registers, dreg: Any, value: tuple[Any, ...] | None) -> None:
+    """dreg now holds value (None: something unknown); the registers it overlaps are
+    forgotten. A dreg that names no register forgets them all: where the write went is
+    unknown."""
+    written = register_slots(dreg)
+    if not written:
+        registers.clear()
+        return
+    for other in [r for r in registers if register_slots(r) & written]:
+        del registers[other]
+    registers[dreg] = value if value is not None else ("unknown",)
+
+
+# Expressions that write no register: they match, count or act on the packet.
+NO_REGISTER_WRITES = ("match", "target", "counter", "log", "limit", "quota", "reject", "masq")
+
+
+def forget_unknown_write(registers: Registers, name: str, data: Any) -> None:
+    """An expression a decoder does not understand: what it may have written is unknown (its
+    destination register where one is read, else every register)."""
+    if name in NO_REGISTER_WRITES:
+        return
+    if name == "lookup" and not attr(data, "NFTA_LOOKUP_DREG"):
+        return  # a set lookup reads a register and writes none
+    dreg = next(
+        (attr(data, key) for key in ("NFTA_LOOKUP_DREG", "NFTA_FIB_DREG", "NFTA_CT_DREG")
+         if attr(data, key)),
+        None,
+    )  # fmt: skip
+    register_write(registers, dreg, None)
