@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.readers.iptables import Chain, Entry, standard_verdict
@@ -81,6 +81,11 @@ class FilterRule:
     vmap: tuple[tuple[str, str, str], ...] = ()
     # An inet table's rule for the other family's packets (`meta nfproto ipv6` read for IPv4).
     other_family: bool = False
+    # `-m set [!] --match-set <name> src|dst`: the set's name ("#<index>" when the kernel did
+    # not say it), whether it is matched on the source, and negated.
+    match_set: str | None = None
+    match_set_src: bool = False
+    match_set_negated: bool = False
     undecoded: str = ""  # what was not understood; "" when all of it was
 
 
@@ -140,21 +145,49 @@ def _xt_conntrack(revision: int, info: bytes) -> dict[str, Any] | str:
     return {"ct_state": ct_state_names(state)}
 
 
+# ipset's flags in struct xt_set_info (linux/netfilter/ipset/ip_set.h): bit 0 negates, bit d
+# says dimension d is the source; return-nomatch changes what matches.
+IPSET_INV_MATCH, IPSET_DIM_ONE_SRC, IPSET_RETURN_NOMATCH = 1, 2, 0x80
+
+
+def _xt_set(revision: int, info: bytes) -> dict[str, Any] | str:
+    """xt_set_info_match_v1..v4: struct xt_set_info (u16 index, u8 dim, u8 flags), then from
+    revision 3 the packet and byte counter matches (an op of 0: not matched) and flags."""
+    if revision not in (1, 2, 3, 4) or len(info) < 4:
+        return f"match set revision {revision}"
+    index, dim, flags = struct.unpack_from("=HBB", info, 0)
+    if dim != 1 or flags & IPSET_RETURN_NOMATCH:
+        return "match set beyond one dimension"
+    # The counter ops: v3's {u8 op; u64 value} at 8 and 24, v4's {u64 value; u8 op} at 8, 24.
+    ops = {3: (8, 24), 4: (16, 32)}.get(revision, ())
+    if any(len(info) <= at or info[at] for at in ops):
+        return "match set with counters"
+    return {
+        "match_set": f"#{index}",
+        "match_set_src": bool(flags & IPSET_DIM_ONE_SRC),
+        "match_set_negated": bool(flags & IPSET_INV_MATCH),
+    }
+
+
 def decode_xt_match(name: str, revision: int, info: bytes) -> dict[str, Any] | str:
     """What an xtables match asks for, as FilterRule fields; a string says why it is not
     understood. tcp/udp: a destination port (a range or an inversion is not understood, a
-    source port narrows); conntrack (revisions 1-3) and state: the states; comment: nothing."""
+    source port narrows); conntrack (revisions 1-3) and state: the states; set (revisions 1-4,
+    one dimension, no counters): the set, by index; comment: nothing."""
     if name == "comment":
         return {}
     if name in ("tcp", "udp"):
         return _xt_ports(name, info)
     if name == "state":
-        if len(info) < 4:
-            return "match state: short"
-        return {"ct_state": ct_state_names(struct.unpack_from("=I", info, 0)[0])}
-    if name == "conntrack":
-        return _xt_conntrack(revision, info)
-    return f"match {name}"
+        return _xt_state(info)
+    decoder = {"conntrack": _xt_conntrack, "set": _xt_set}.get(name)
+    return decoder(revision, info) if decoder is not None else f"match {name}"
+
+
+def _xt_state(info: bytes) -> dict[str, Any] | str:
+    if len(info) < 4:
+        return "match state: short"
+    return {"ct_state": ct_state_names(struct.unpack_from("=I", info, 0)[0])}
 
 
 @dataclass
@@ -614,3 +647,28 @@ def legacy_filter(table: list[Chain], family: str) -> FilterTables:
             _legacy_filter_rule(c.name, n, e, family, jumps) for n, e in enumerate(c.rules, 1)
         )
     return FilterTables(tuple(chains), tuple(rules))
+
+
+def set_indices(tables: Iterable[FilterTables]) -> set[int]:
+    """The ipset indices the rules name and no name was found for yet."""
+    return {
+        int(r.match_set[1:])
+        for t in tables
+        for r in t.rules
+        if r.match_set is not None and r.match_set.startswith("#")
+    }
+
+
+def with_set_names(tables: FilterTables, names: dict[int, str]) -> FilterTables:
+    """The tables with each set match's index replaced by the set's name where it is known."""
+    if not any(r.match_set for r in tables.rules):
+        return tables
+    return FilterTables(
+        tables.chains,
+        tuple(
+            replace(r, match_set=names.get(int(r.match_set[1:]), r.match_set))
+            if r.match_set is not None and r.match_set.startswith("#")
+            else r
+            for r in tables.rules
+        ),
+    )

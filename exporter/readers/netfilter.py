@@ -28,7 +28,10 @@ from exporter.readers.filter_rules import (
     FilterTables,
     legacy_filter,
     nft_filter,
+    set_indices,
+    with_set_names,
 )
+from exporter.readers.iptables import ipset_names
 from exporter.readers.nat_rules import NatRule, nft_nat, read_legacy
 from exporter.readers.netfilter_base import (
     FirewallBackend,
@@ -74,9 +77,11 @@ def read_nftables_with_filter(
         raise FirewallUnreadable(
             f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
         ) from exc
-    found = FilterTables(
-        chains=tuple(c for t in tables for c in t.chains),
-        rules=tuple(r for t in tables for r in t.rules),
+    found = named_sets(
+        FilterTables(
+            chains=tuple(c for t in tables for c in t.chains),
+            rules=tuple(r for t in tables for r in t.rules),
+        )
     )
     if cache is not None:
         cache.generation, cache.tables = (before, found) if steady else (None, None)
@@ -97,11 +102,27 @@ def read_legacy_with_filter(
     return (
         backend,
         nat,
-        FilterTables(
-            chains=tuple(c for t in tables for c in t.chains),
-            rules=tuple(r for t in tables for r in t.rules),
+        named_sets(
+            FilterTables(
+                chains=tuple(c for t in tables for c in t.chains),
+                rules=tuple(r for t in tables for r in t.rules),
+            )
         ),
     )
+
+
+def named_sets(tables: FilterTables) -> FilterTables:
+    """Set matches name their ipset by index: the names, asked of the kernel as iptables asks
+    (only where a rule has a set match). Unanswered (no CAP_NET_RAW, no ipset module loaded)
+    the index stays, and the judge treats the set as one it does not know."""
+    indices = set_indices((tables,))
+    if not indices:
+        return tables
+    try:
+        names = ipset_names(indices)
+    except OSError:
+        return tables
+    return with_set_names(tables, names)
 
 
 @dataclass(frozen=True)

@@ -121,11 +121,18 @@ def legacy_table(name: str, family: str) -> list[Chain]:
 # before as the new value. Registers holds what each register was last loaded with.
 Registers = dict[Any, tuple[Any, ...]]
 _REG32_BASE, _REG32_COUNT = 8, 16
+_REGISTER_NAMES = {
+    **{f"NFT_REG_{n}": n for n in range(1, 5)},
+    **{f"NFT_REG32_{n:02d}": _REG32_BASE + n for n in range(_REG32_COUNT)},
+}
 
 
 def register_slots(reg: Any) -> set[int]:
     """The 32-bit slots a register names (a load into a 32-bit register may run past it: as
-    far as a 16-byte value goes, to be safe); empty for none (the verdict register, garbage)."""
+    far as a 16-byte value goes, to be safe); empty for none (the verdict register, garbage).
+    A register is its number, or its name as pyroute2 gives it (NFT_REG_1, NFT_REG32_00)."""
+    if isinstance(reg, str):
+        reg = _REGISTER_NAMES.get(reg)
     if not isinstance(reg, int):
         return set()
     if 1 <= reg <= 4:

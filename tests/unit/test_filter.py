@@ -13,6 +13,7 @@ from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
 from exporter.collectors.firewall.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
+    IPSET_LAYOUT,
     NFTABLES_LAYOUT,
     FilterVerdict,
     docker_user_rules,
@@ -31,6 +32,7 @@ from exporter.readers.filter_rules import FilterChain, FilterRule
 from exporter.readers.netfilter_base import FirewallBackend
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.snapshot import CollectorState, Snapshot
+from tests.conftest import FIXTURES
 from tests.filter_text import parse_ruleset
 from tests.helpers import parse, select, value
 from tests.unit.test_fuzz_exposition import WRITERS
@@ -106,6 +108,14 @@ DOCKER28 = """
 """
 
 
+# Docker 28.0.0's layout, our own scene (tests/fixtures/filter/docker-28.0.0-ipset.rules).
+DOCKER2800 = (
+    (FIXTURES / "filter" / "docker-28.0.0-ipset.rules")
+    .read_text()
+    .format(SET="docker-ext-bridges-v4", A2="172.17.0.2/32", A3="172.18.0.3/32")
+)
+
+
 def facts(
     text: str = CLASSIC,
     earlier: tuple[str, ...] = (),
@@ -168,10 +178,17 @@ def port(
 
 
 @pytest.mark.parametrize(
-    ("text", "layout"), [(CLASSIC, CLASSIC_LAYOUT), (DOCKER28, FORWARD_LAYOUT)]
+    ("text", "layout", "version"),
+    [
+        (CLASSIC, CLASSIC_LAYOUT, "20.10.24"),
+        (DOCKER28, FORWARD_LAYOUT, "28.5.2"),
+        (DOCKER2800, IPSET_LAYOUT, "28.0.0"),
+    ],
 )
-def test_complete_rules_nothing_missing_and_the_port_passes(text: str, layout: str) -> None:
-    nat = facts(text)
+def test_complete_rules_nothing_missing_and_the_port_passes(
+    text: str, layout: str, version: str
+) -> None:
+    nat = facts(text, version=version)
     assert filter_layout(nat, "ipv4") == layout
     assert unmet_filter_rules(nat) == ()
     assert missing(nat) == set()
@@ -255,6 +272,45 @@ def test_the_port_unreachable_from_forward_ends_in_the_policy() -> None:
     nat28 = facts(without(DOCKER28, "-A DOCKER-BRIDGE -o docker0 -j DOCKER"))
     assert port(nat28)[0] == "ok"
     assert missing(nat28) == {("ipv4", "bridge", "", "jump_docker")}
+
+
+def test_docker_2800s_ipset_rules_are_judged_as_its_layout() -> None:
+    """issue 22: Docker 28.0.0's FORWARD matches its bridges through docker-ext-bridges-v4:
+    every network's established and jump rules read missing, the port unknown, before."""
+    established = (
+        "-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -m conntrack --ctstate "
+        "RELATED,ESTABLISHED -j ACCEPT"
+    )
+    jump = "-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER"
+    gone = facts(without(DOCKER2800, jump), version="28.0.0")
+    assert missing(gone) == {
+        ("ipv4", "bridge", "", "jump_docker"),
+        ("ipv4", "user", "", "jump_docker"),
+    }
+    assert port(gone) == ("broken", "nftables ip filter: not accepted, FORWARD policy DROP")
+    gone = facts(without(DOCKER2800, established), version="28.0.0")
+    assert missing(gone) == {
+        ("ipv4", "bridge", "", "established"),
+        ("ipv4", "user", "", "established"),
+    }
+    assert port(gone)[0] == "ok"  # a new connection does not need it
+    # The layout is told by its rules, and with none left by the engine's version.
+    flushed = facts("-P FORWARD DROP", version="28.0.0")
+    assert filter_layout(flushed, "ipv4") == IPSET_LAYOUT
+    assert ("ipv4", "bridge", "", "jump_docker") in missing(flushed)
+    # A DROP in DOCKER-USER still shadows the port; another set on the destination is one
+    # whose members are not read: unknown; a set of sources drops some clients only.
+    line = "-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP"
+    assert port(facts(with_lines(DOCKER2800, line), version="28.0.0"))[0] == "broken"
+    other = "-A DOCKER-USER -m set --match-set blocked dst -j DROP"
+    verdict = port(facts(with_lines(DOCKER2800, other), version="28.0.0"))
+    assert verdict == (
+        "unknown",
+        "nftables filter/DOCKER-USER rule 1 could match and was not understood "
+        "(the members of set blocked)",
+    )
+    negated = "-A DOCKER-USER -m set ! --match-set docker-ext-bridges-v4 dst -j DROP"
+    assert port(facts(with_lines(DOCKER2800, negated), version="28.0.0"))[0] == "ok"
 
 
 def test_docker28_drops_an_unpublished_port_in_its_own_chain() -> None:

@@ -43,6 +43,10 @@ from exporter.readers.netfilter_base import DOCKER_CHAIN_PREFIX, DOCKER_NFT_TABL
 # `-d <container address> ! -i br -o br -p tcp --dport <port> -j ACCEPT`.
 
 NFTABLES_LAYOUT, FORWARD_LAYOUT, CLASSIC_LAYOUT = "nftables", "iptables-forward", "iptables"
+# Docker 28.0.0 alone: FORWARD's established and jump-to-DOCKER rules match the destination
+# against an ipset of Docker's bridges' subnets, once for all of them (no DOCKER-FORWARD).
+IPSET_LAYOUT = "iptables-ipset"
+DOCKER_BRIDGE_SETS = {IPV4: "docker-ext-bridges-v4", IPV6: "docker-ext-bridges-v6"}
 DOCKER_NFT_FORWARD = "filter-FORWARD"
 
 
@@ -85,8 +89,16 @@ def filter_layout(fw: FirewallFacts, family: str) -> str:
         return NFTABLES_LAYOUT
     if any(n == "DOCKER-FORWARD" for _, n in names):
         return FORWARD_LAYOUT
+    if any(
+        r.family == family and r.chain == "FORWARD" and r.match_set == DOCKER_BRIDGE_SETS[family]
+        for r in fw.filter_rules
+    ):
+        return IPSET_LAYOUT
     if any(n == "DOCKER" for _, n in names):
         return CLASSIC_LAYOUT
+    version = fw.expectations.engine_version if fw.expectations else ""
+    if version == "28.0.0":
+        return IPSET_LAYOUT
     return FORWARD_LAYOUT if (_engine_major(fw) or 0) >= 28 else CLASSIC_LAYOUT
 
 
@@ -170,6 +182,17 @@ def _global_rules(layout: str, family: str, user_chain: bool) -> list[tuple[str,
 
 def _network_rules(layout: str, family: str, br: str, isolation: bool) -> list[tuple[str, str]]:
     """(rule, text) of what one bridge network needs."""
+    if layout == IPSET_LAYOUT:
+        # Its established and jump rules are one rule each for every network, through the set.
+        match = f"-m set --match-set {DOCKER_BRIDGE_SETS[family]} dst"
+        ct = "-m conntrack --ctstate RELATED,ESTABLISHED"
+        tool = _tool(family)
+        return [
+            ("established", f"{tool} -A FORWARD {match} {ct} -j ACCEPT"),
+            ("jump_docker", f"{tool} -A FORWARD {match} -j DOCKER"),
+            ("outgoing", f"{tool} -A FORWARD -i {br} -j ACCEPT"),
+            *_isolation_rules(tool, br),
+        ]
     if layout == NFTABLES_LAYOUT:
         return [
             ("jump_docker", f"oifname vmap: {br} : jump filter-forward-in__{br}"),
@@ -194,14 +217,18 @@ def _network_rules(layout: str, family: str, br: str, isolation: bool) -> list[t
         ),
     ]
     if isolation:
-        stages = "-j DOCKER-ISOLATION-STAGE-2"
-        found.append(
-            ("isolation", f"{tool} -A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} {stages}")
-        )
+        found += _isolation_rules(tool, br)
+    return found
+
+
+def _isolation_rules(tool: str, br: str) -> list[tuple[str, str]]:
+    stages = "-j DOCKER-ISOLATION-STAGE-2"
+    return [
+        ("isolation", f"{tool} -A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} {stages}"),
         # Without it the network is not isolated from the others: nothing breaks, but what
         # Docker promises between networks no longer holds.
-        found.append(("isolation_drop", f"{tool} -A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP"))
-    return found
+        ("isolation_drop", f"{tool} -A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP"),
+    ]
 
 
 def _has_family(network: DockerNetwork, family: str) -> bool:
@@ -217,7 +244,7 @@ def expected_filter_rules(fw: FirewallFacts, family: str) -> tuple[ExpectedFilte
     names = {c.name for c in _chains_of(fw, family)}
     isolation = layout == CLASSIC_LAYOUT or (
         layout == FORWARD_LAYOUT and "DOCKER-ISOLATION-STAGE-1" in names
-    )
+    )  # the ipset layout's are in its _network_rules
     major = _engine_major(fw)
     user_chain = family == IPV4 or "DOCKER-USER" in names or (major or 0) >= 23
     found = [
@@ -316,7 +343,7 @@ def _interface_is(pattern: str | None, name: str) -> bool:
 def _unconditional(r: FilterRule) -> bool:
     return not (
         r.source or r.destination or r.in_interface or r.out_interface or r.protocol
-        or r.dport is not None or r.ct_state or r.narrowed or r.undecoded
+        or r.dport is not None or r.ct_state or r.narrowed or r.undecoded or r.match_set
     )  # fmt: skip
 
 
@@ -575,12 +602,36 @@ _NFT_RULES: dict[str, Callable[[FilterIndex, ExpectedFilterRule, str], bool]] = 
 }
 
 
+def _docker_set(r: FilterRule, family: str) -> bool:
+    """`-m set --match-set docker-ext-bridges-v4 dst` (v6 for IPv6), not negated."""
+    return (
+        r.match_set == DOCKER_BRIDGE_SETS[family]
+        and not r.match_set_src
+        and not r.match_set_negated
+    )
+
+
+def _ipset_established(ix: FilterIndex, e: ExpectedFilterRule, _br: str) -> bool:
+    return _any(ix, e, "FORWARD", lambda r: _established(r) and _docker_set(r, e.family))
+
+
+def _ipset_jump_docker(ix: FilterIndex, e: ExpectedFilterRule, _br: str) -> bool:
+    return _any(
+        ix, e, "FORWARD",
+        lambda r: _jumps(r, "DOCKER") and _docker_set(r, e.family) and not r.ct_state
+        and r.out_interface is None,
+    )  # fmt: skip
+
+
 def has_filter_rule(ix: FilterIndex, e: ExpectedFilterRule) -> bool:
     """Whether the rule an expectation names is there (in any backend of its family)."""
     networks = ix.facts.expectations.networks if ix.facts.expectations else ()
     bridge = next((n.bridge for n in networks if n.name == e.network), "")
     nft = e.layout == NFTABLES_LAYOUT
-    check = (_NFT_RULES if nft else _IPTABLES_RULES).get(e.rule)
+    checks = _NFT_RULES if nft else _IPTABLES_RULES
+    if e.layout == IPSET_LAYOUT:
+        checks = {**checks, "established": _ipset_established, "jump_docker": _ipset_jump_docker}
+    check = checks.get(e.rule)
     if check is not None:
         return check(ix, e, bridge)
     if e.port is None:
@@ -718,11 +769,25 @@ def rule_matches(r: FilterRule, p: _Packet) -> str:
     if r.other_family or _ruled_out(r, p):
         return NO
     destination = _destination(r, p)
-    if destination == NO:
+    held = _set_holds(r, p)
+    if NO in (destination, held):
         return NO
-    if r.undecoded:
+    if r.undecoded or held == UNDECODED:
         return UNDECODED
-    return MAYBE if destination == MAYBE or _partial(r, p) else YES
+    return MAYBE if MAYBE in (destination, held) or _partial(r, p) else YES
+
+
+def _set_holds(r: FilterRule, p: _Packet) -> str:
+    """Whether a rule's set match holds for the packet: Docker's set of its bridges' subnets
+    holds every published port's container (Docker keeps it so); a set on the source holds for
+    some sources; the members of any other set are not read."""
+    if r.match_set is None:
+        return YES
+    if r.match_set_src:
+        return MAYBE
+    if r.match_set == DOCKER_BRIDGE_SETS[p.family]:
+        return NO if r.match_set_negated else YES
+    return UNDECODED
 
 
 def rule_text(r: FilterRule) -> str:
@@ -739,6 +804,10 @@ def rule_text(r: FilterRule) -> str:
             parts += ["!", flag, value] if negated else [flag, value]
     if r.dport is not None:
         parts += ["--dport", str(r.dport)]
+    if r.match_set is not None:
+        direction = "src" if r.match_set_src else "dst"
+        parts += ["-m", "set", *(["!"] if r.match_set_negated else [])]
+        parts += ["--match-set", r.match_set, direction]
     if r.ct_state:
         parts += ["-m", "conntrack", "--ctstate", ",".join(r.ct_state)]
     if r.undecoded:
@@ -886,10 +955,11 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
 
 def _undecoded_verdict(rules: list[FilterRule]) -> FilterVerdict:
     r = rules[0]
+    what = r.undecoded or f"the members of set {r.match_set}"
     return FilterVerdict(
         "unknown",
         f"{r.backend} {r.table}/{r.chain} rule {r.position} could match and was not "
-        f"understood ({r.undecoded})",
+        f"understood ({what})",
     )
 
 
