@@ -615,6 +615,9 @@ class _Builder:
         why = f"{first.name}: {first.reason}" if first.reason else first.name
         if worst.verdict == "broken":
             return (f"port: broken at {first.name}",), f"port broken at {why}"
+        if worst.verdict == "restricted":
+            cut = ", ".join(c.sources for c in first.cuts)
+            return (f"port: restricted ({cut})",), None
         return (f"port: unknown ({first.name})",), None
 
     def orphaned_shims(self) -> list[Row]:

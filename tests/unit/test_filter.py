@@ -140,6 +140,9 @@ def with_lines(text: str, *lines: str, first: bool = True) -> str:
     """The rule set with lines inserted at the top of their chain (first) or appended."""
     out = text.splitlines()
     for line in lines:
+        if line.startswith("-N "):
+            out.insert(0, line)  # a chain of its own, before any rule names it
+            continue
         chain = line.split()[1]
         at = next(
             (i for i, x in enumerate(out) if x.startswith(f"-A {chain} ")),
@@ -243,18 +246,60 @@ def test_an_earlier_drop_that_matches_the_port_shadows_it(line: str, reason: str
         "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP",  # another port
         "-A DOCKER-USER -p udp -m udp --dport 80 -j DROP",  # another protocol
         "-A DOCKER-USER -d 172.17.0.3/32 -j DROP",  # another container
-        "-A DOCKER-USER -s 10.0.0.0/8 -j DROP",  # some sources only
-        "-A DOCKER-USER -i eth1 -j DROP",  # some ways in only
         "-A DOCKER-USER -o br-user -j DROP",  # another bridge
         "-A DOCKER-USER -m conntrack --ctstate INVALID -j DROP",  # not a new connection
         "-A DOCKER-USER -i docker0 -j DROP",  # from the container's own bridge
     ],
 )
-def test_a_drop_that_cannot_match_the_port_or_only_some_of_it_leaves_it_ok(line: str) -> None:
+def test_a_drop_that_cannot_match_the_port_leaves_it_ok(line: str) -> None:
     assert port(facts(with_lines(CLASSIC, line))) == (
         "ok",
         "accepted; DOCKER holds the port's ACCEPT",
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "sources"),
+    [
+        # issue 22: a client's connections dropped, the usual shape of a block list
+        (["-A DOCKER-USER -s 10.77.2.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP"],
+         "from 10.77.2.2/32"),
+        # Docker's documented allowlist: only 10/8 may come in by eth0
+        (["-A DOCKER-USER -i eth0 ! -s 10.0.0.0/8 -j DROP"], "not from 10.0.0.0/8, in by eth0"),
+        (["-A DOCKER-USER -i eth1 -j REJECT"], "in by eth1"),
+        (["-A DOCKER-USER -m set --match-set blocked src -j DROP"], "from set blocked"),
+        # a jump, for some sources, to a chain that drops them
+        (["-N BLOCK", "-A DOCKER-USER -s 192.0.2.0/24 -j BLOCK", "-A BLOCK -j DROP"],
+         "from 192.0.2.0/24"),
+    ],
+)  # fmt: skip
+def test_a_drop_of_some_sources_restricts_the_port_naming_them(
+    lines: list[str], sources: str
+) -> None:
+    nat = facts(with_lines(CLASSIC, *lines))
+    verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
+    assert verdict.state == "restricted"
+    (cut,) = verdict.cuts
+    assert (cut.rule, cut.sources) == ("nftables filter/DOCKER-USER rule 1", sources)
+    assert verdict.reason.startswith(
+        f"accepted, but nftables filter/DOCKER-USER rule 1 drops its connections {sources}: "
+    )
+    # Another container's port, another bridge's: the rule names neither.
+    assert port(nat, "172.17.0.3")[0] in ("ok", "broken")
+    if "-d 172.17.0.2/32" in lines[0]:
+        assert port(facts(with_lines(CLASSIC, *lines)), "172.18.0.3", "br-user")[0] != "restricted"
+
+
+def test_docker_isolation_between_its_networks_restricts_no_port() -> None:
+    """Every layout drops traffic from another Docker network's bridge (its isolation
+    chains): that cuts no client of a published port off."""
+    for text, version in ((CLASSIC, "20.10.24"), (DOCKER28, "28.5.2"), (DOCKER2800, "28.0.0")):
+        assert port(facts(text, version=version))[0] == "ok"
+
+
+def test_an_undecoded_rule_wins_over_a_restriction() -> None:
+    lines = ("-A DOCKER-USER -s 10.0.0.9/32 -j DROP", "-A DOCKER-USER -m limit --limit 1/s -j DROP")
+    assert port(facts(with_lines(CLASSIC, *lines)))[0] == "unknown"
 
 
 def test_a_return_before_the_drop_lets_the_port_through() -> None:

@@ -22,6 +22,7 @@ from exporter.collectors.ports.judge import (
     HOPS,
     NOT_JUDGED,
     OK,
+    RESTRICTED,
     UNKNOWN,
     PortVerdict,
     listener_key,
@@ -469,6 +470,31 @@ def test_a_docker_user_drop_shadows_the_port() -> None:
     assert first(found[TCP80]) == (BROKEN, "forward")
     assert "DOCKER-USER" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
+
+
+def test_a_drop_of_some_sources_makes_the_port_restricted_not_ok() -> None:
+    """issue 22: `-s <client> -d <container> -p tcp --dport 80 -j DROP` in DOCKER-USER left the
+    port ok, with no hint that some clients are cut off."""
+    drop = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -s 10.77.2.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP\n"
+        "-A DOCKER-USER -j RETURN",
+    )
+    found = verdicts(fw=fw_facts(drop))  # not a suspect: nothing to confirm
+    assert found[TCP80].verdict == RESTRICTED
+    hop = found[TCP80].first
+    assert hop is not None and hop.name == "forward"
+    assert [(c.rule, c.sources) for c in hop.cuts] == [
+        ("nftables filter/DOCKER-USER rule 1", "from 10.77.2.2/32")
+    ]
+    assert found[UDP53].verdict == OK
+    # Broken or unknown elsewhere on the path wins over restricted.
+    quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
+    broken = verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), fw=fw_facts(drop))
+    assert first(broken[TCP80]) == (BROKEN, "listener")
+    text = ports_table(tuple(verdicts(fw=fw_facts(drop)).values()))
+    row = next(line for line in text.splitlines() if "0.0.0.0:8080->80/tcp" in line)
+    assert "RESTRICTED" in row and "from 10.77.2.2/32" in row
 
 
 def test_a_missing_dnat_is_the_first_broken_hop() -> None:

@@ -51,11 +51,22 @@ DOCKER_NFT_FORWARD = "filter-FORWARD"
 
 
 @dataclass(frozen=True)
+class Cut:
+    """A rule that drops a published port's new connections from some sources only."""
+
+    rule: str  # where: "<backend> <table>/<chain> rule <n>"
+    text: str  # the rule, as iptables -S prints it
+    sources: str  # which: "from 10.0.0.9/32", "not from 10.0.0.0/8, in by eth0", ...
+
+
+@dataclass(frozen=True)
 class FilterVerdict:
     """Whether a published port's first packet passes the forward hook's filter chains."""
 
-    state: str  # "ok", "broken", "unknown"
+    state: str  # "ok", "restricted", "broken", "unknown"
     reason: str
+    # restricted: the rules before the port's ACCEPT that drop some sources' connections
+    cuts: tuple[Cut, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -393,6 +404,9 @@ class _FamilyView:
     managed: bool  # Docker manages this family's firewall
     layout: str
     bases: tuple[FilterChain, ...]  # its forward-hook base chains, in the order packets meet them
+    # Docker's bridges: a rule that picks packets coming in by one of them is about containers
+    # of other networks (Docker's isolation), not about the clients of a published port.
+    docker_bridges: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -418,11 +432,13 @@ def _family_view(fw: FirewallFacts, family: str) -> _FamilyView:
         (c for c in fw.filter_chains if c.family == family and c.hook == "forward"),
         key=lambda c: (c.priority, c.backend, c.table),
     )
+    networks = fw.expectations.networks if fw.expectations else ()
     return _FamilyView(
         ", ".join(b.name for b in fw.backends if not b.readable),
         managed,
         filter_layout(fw, family),
         tuple(bases),
+        frozenset(n.bridge for n in networks if n.driver == "bridge" and n.bridge),
     )
 
 
@@ -829,7 +845,11 @@ class _Walk:
 
     rules: dict[str, _ChainIndex]
     packet: _Packet
+    docker_bridges: frozenset[str] = frozenset()
     undecoded: list[FilterRule] = dataclass_field(default_factory=list)
+    # Rules met that drop some of the port's packets (a source address, a way in): each with
+    # the rule that drops them (itself, or the DROP of the chain it jumps to for them).
+    cuts: list[tuple[FilterRule, FilterRule]] = dataclass_field(default_factory=list)
     # A chain's outcome for the packet, once walked: rule sets whose chains jump to one chain
     # from many places cost one walk of it.
     outcomes: dict[str, tuple[str, FilterRule | None]] = dataclass_field(default_factory=dict)
@@ -872,7 +892,10 @@ def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, F
                 continue
             verdict, target = element[1], element[2] or None
         if m == MAYBE:
-            continue  # matches some of its packets only: neither shadows nor admits the port
+            # Matches some of its packets only: neither shadows nor admits the port, but a drop
+            # of those (or a jump to one) cuts some sources off.
+            _partial_step(walk, table, r, verdict, target, depth)
+            continue
         if verdict in ("accept", "drop", "reject"):
             return verdict, r
         if verdict == "return":
@@ -886,14 +909,68 @@ def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, F
     return "return", None
 
 
+def _partial_step(  # noqa: PLR0917 (a rule's step of the walk)
+    walk: _Walk, table: str, r: FilterRule, verdict: str, target: str | None, depth: int
+) -> None:
+    if _from_docker_bridge(r, walk.docker_bridges):
+        return  # Docker's isolation between its networks: no client of the port is cut
+    if verdict in ("drop", "reject"):
+        walk.cuts.append((r, r))
+    elif verdict in ("jump", "goto") and target:
+        outcome, by = _walk(walk, table, target, depth + 1)
+        if outcome in ("drop", "reject") and by is not None:
+            walk.cuts.append((r, by))
+
+
+def _from_docker_bridge(r: FilterRule, bridges: frozenset[str]) -> bool:
+    return (
+        r.in_interface is not None
+        and not r.in_negated
+        and any(_interface_is(r.in_interface, b) for b in bridges)
+    )
+
+
+def _sources(r: FilterRule) -> str:
+    """Which of a published port's packets a rule picks (those it can pick at all)."""
+    found = []
+    if r.source is not None and r.source not in ("0.0.0.0/0", "::/0"):
+        found.append(f"{'not ' if r.source_negated else ''}from {r.source}")
+    if r.in_interface is not None and r.in_interface != "+":
+        found.append(f"{'not ' if r.in_negated else ''}in by {r.in_interface}")
+    if r.match_set is not None and r.match_set_src:
+        found.append(f"{'not ' if r.match_set_negated else ''}from set {r.match_set}")
+    if r.narrowed:
+        found.append("some source ports")
+    return ", ".join(found) or "some packets"
+
+
+def _cut(r: FilterRule, by: FilterRule) -> Cut:
+    text = rule_text(r) if r is by else f"{rule_text(r)} (then {by.chain}: {rule_text(by)})"
+    return Cut(f"{r.backend} {r.table}/{r.chain} rule {r.position}", text, _sources(r))
+
+
+def _restricted(cuts: list[tuple[FilterRule, FilterRule]], accepted: str) -> FilterVerdict:
+    found = tuple(dict.fromkeys(_cut(r, by) for r, by in cuts))
+    first = found[0]
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return FilterVerdict(
+        "restricted",
+        f"{accepted}, but {first.rule} drops its connections {first.sources}: {first.text}{more}",
+        found,
+    )
+
+
 def _through_bases(ix: FilterIndex, packet: _Packet) -> FilterVerdict | None:
     """Each forward-hook base chain of the family in turn (both backends: a packet meets every
     one, and the first drop ends it); a verdict when one does not accept, None when all do."""
     undecoded: list[FilterRule] = []
-    for base in ix.families[packet.family].bases:
-        walk = _Walk(ix.walks.get((base.backend, packet.family), {}), packet)
+    cuts: list[tuple[FilterRule, FilterRule]] = []
+    view = ix.families[packet.family]
+    for base in view.bases:
+        walk = _Walk(ix.walks.get((base.backend, packet.family), {}), packet, view.docker_bridges)
         outcome, by = _walk(walk, base.table, base.name, 0)
         undecoded += walk.undecoded
+        cuts += walk.cuts
         where = f"{base.backend} {family_table(packet.family)} {base.table}"
         if outcome == "unknown":
             return FilterVerdict("unknown", f"{where}: could not follow {by and rule_text(by)}")
@@ -910,7 +987,9 @@ def _through_bases(ix: FilterIndex, packet: _Packet) -> FilterVerdict | None:
             return FilterVerdict(
                 "broken", f"shadowed by {by.chain} rule {by.position}: {rule_text(by)}"
             )
-    return _undecoded_verdict(undecoded) if undecoded else None
+    if undecoded:
+        return _undecoded_verdict(undecoded)
+    return _restricted(cuts, "accepted") if cuts else None
 
 
 def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
@@ -929,8 +1008,10 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     ACCEPT; unknown when a backend is unreadable, Docker manages no firewall here, or a rule
     the decoder did not understand could have decided it. Rules that match only some of its
     packets (a source address, an input interface other than the bridge) neither shadow nor
-    admit it. IP forwarding and the bridge port are other hops, not judged here. Judging many
-    ports of one reading: pass its filter_index, built once."""
+    admit it; where such a rule (or the chain it jumps to) drops them, the port accepted is
+    restricted, naming each such rule and the sources it cuts off. IP forwarding and the
+    bridge port are other hops, not judged here. Judging many ports of one reading: pass its
+    filter_index, built once."""
     ix = judged if isinstance(judged, FilterIndex) else filter_index(judged)
     address, view = _address(container_address), ix.families.get(family)
     if address is None or view is None:

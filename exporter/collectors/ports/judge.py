@@ -3,12 +3,13 @@ the collectors know: the DNAT and MASQUERADE rules (nat), the FORWARD accept and
 (firewall), the container's veth and bridge port (network), a listener inside the container
 and dockerd's userland proxy (ports). Pure: recorded and constructed facts drive it.
 
-A hop is ok, broken, unknown (what it needs could not be read: never a guessed "broken") or
-not judged (it does not apply: a binding served by docker-proxy has no DNAT; Docker manages no
-firewall; the userland proxy is off). A port is broken at its first broken hop, in HOPS order;
-else unknown if any hop is; else ok. A hop is broken only when two readings a moment apart
-agree: nat and firewall confirm their rules, this collector's source its own hops
-(suspect_keys)."""
+A hop is ok, restricted (whole, but a rule drops some sources' connections: the forward hop),
+broken, unknown (what it needs could not be read: never a guessed "broken") or not judged (it
+does not apply: a binding served by docker-proxy has no DNAT; Docker manages no firewall; the
+userland proxy is off). A port is broken at its first broken hop, in HOPS order; else unknown
+if any hop is; else restricted if any hop is; else ok. A hop is broken only when two readings
+a moment apart agree: nat and firewall confirm their rules, this collector's source its own
+hops (suspect_keys)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.firewall.judge import (
+    Cut,
     FilterIndex,
     filter_index,
     forward_key,
@@ -49,15 +51,18 @@ from exporter.readers.proc_net import TCP, BoundSocket, ProxyProcess
 # traffic, last).
 HOPS = ("dnat", "forward", "ip_forward", "veth", "bridge_port", "listener", "proxy", "masquerade")
 OK, BROKEN, UNKNOWN, NOT_JUDGED = "ok", "broken", "unknown", "not_judged"
-VERDICTS = (OK, BROKEN, UNKNOWN)
+# Whole, but some sources' connections are dropped on the way (a DOCKER-USER allowlist).
+RESTRICTED = "restricted"
+VERDICTS = (OK, RESTRICTED, BROKEN, UNKNOWN)
 _ANY = ("0.0.0.0", "::")  # noqa: S104 (addresses read, not bound)
 
 
 @dataclass(frozen=True)
 class Hop:
     name: str
-    state: str  # OK, BROKEN, UNKNOWN or NOT_JUDGED
+    state: str  # OK, RESTRICTED, BROKEN, UNKNOWN or NOT_JUDGED
     reason: str = ""
+    cuts: tuple[Cut, ...] = ()  # RESTRICTED: the rules that drop some sources, and which
 
 
 @dataclass(frozen=True)
@@ -78,12 +83,13 @@ class PortVerdict:
     @property
     def verdict(self) -> str:
         states = {h.state for h in self.hops}
-        return BROKEN if BROKEN in states else UNKNOWN if UNKNOWN in states else OK
+        return next((s for s in (BROKEN, UNKNOWN, RESTRICTED) if s in states), OK)
 
     @property
     def first(self) -> Hop | None:
-        """The first broken hop; for an unknown verdict the first unknown one."""
-        wanted = {BROKEN: BROKEN, UNKNOWN: UNKNOWN}.get(self.verdict)
+        """The first broken hop; for an unknown (restricted) verdict the first unknown
+        (restricted) one."""
+        wanted = {BROKEN: BROKEN, UNKNOWN: UNKNOWN, RESTRICTED: RESTRICTED}.get(self.verdict)
         return next((h for h in self.hops if h.state == wanted), None)
 
     @property
@@ -270,8 +276,8 @@ def _forward_hop(
         view.filters, family, address, port.container_port, port.protocol, network.bridge
     )
     state, reason = v.state, v.reason
-    if state == "ok":
-        return Hop("forward", OK)
+    if state in (OK, RESTRICTED):  # a restriction is the operator's rule: nothing to confirm
+        return Hop("forward", state, reason if state == RESTRICTED else "", v.cuts)
     if state != "broken":
         return Hop("forward", UNKNOWN, reason)
     if key not in view.filters.facts.earlier_missing:
