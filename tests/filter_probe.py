@@ -71,9 +71,8 @@ def judged(docker_host: str, ports: list[str]) -> dict[str, Any]:
     verdicts = {}
     for spec in ports:
         family, address, port, protocol, bridge = spec.split(",")
-        verdicts[spec] = dataclasses.asdict(
-            forward_verdict(facts, family, address, int(port), protocol, bridge)
-        )
+        verdict = forward_verdict(facts, family, address, int(port), protocol, bridge)
+        verdicts[spec] = {"state": verdict.state, "reason": verdict.reason}
     return {
         "missing": [
             [e.family, e.network, e.container, e.rule] for e, gone in filter_verdicts(facts) if gone

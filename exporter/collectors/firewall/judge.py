@@ -912,7 +912,7 @@ def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, F
 def _partial_step(  # noqa: PLR0917 (a rule's step of the walk)
     walk: _Walk, table: str, r: FilterRule, verdict: str, target: str | None, depth: int
 ) -> None:
-    if _from_docker_bridge(r, walk.docker_bridges):
+    if _from_docker_bridge(r, walk.docker_bridges) or _isolation_chain(r.chain, target):
         return  # Docker's isolation between its networks: no client of the port is cut
     if verdict in ("drop", "reject"):
         walk.cuts.append((r, r))
@@ -920,6 +920,11 @@ def _partial_step(  # noqa: PLR0917 (a rule's step of the walk)
         outcome, by = _walk(walk, table, target, depth + 1)
         if outcome in ("drop", "reject") and by is not None:
             walk.cuts.append((r, by))
+
+
+def _isolation_chain(*chains: str | None) -> bool:
+    """Docker's isolation chains (by name, where its bridges are not known: no Engine API)."""
+    return any(c is not None and c.startswith("DOCKER-ISOLATION-STAGE-") for c in chains)
 
 
 def _from_docker_bridge(r: FilterRule, bridges: frozenset[str]) -> bool:
