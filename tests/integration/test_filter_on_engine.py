@@ -276,17 +276,17 @@ def clients(own: tuple[Ipv6Dockerd, str, Any]) -> Iterator[dict[str, str]]:
             subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
             made[name] = netns
             link = f"dhfc{n}"
-            for command in (
-                ["ip", "-n", dockerd.netns, "link", "add", link, "type", "veth", "peer",
+            for args in (
+                ["-n", dockerd.netns, "link", "add", link, "type", "veth", "peer",
                  "name", "eth0", "netns", netns],
-                ["ip", "-n", dockerd.netns, "addr", "add", f"{gateway}/24", "dev", link],
-                ["ip", "-n", dockerd.netns, "link", "set", link, "up"],
-                ["ip", "-n", netns, "addr", "add", f"{address}/24", "dev", "eth0"],
-                ["ip", "-n", netns, "link", "set", "eth0", "up"],
-                ["ip", "-n", netns, "link", "set", "lo", "up"],
-                ["ip", "-n", netns, "route", "add", "default", "via", gateway],
+                ["-n", dockerd.netns, "addr", "add", f"{gateway}/24", "dev", link],
+                ["-n", dockerd.netns, "link", "set", link, "up"],
+                ["-n", netns, "addr", "add", f"{address}/24", "dev", "eth0"],
+                ["-n", netns, "link", "set", "eth0", "up"],
+                ["-n", netns, "link", "set", "lo", "up"],
+                ["-n", netns, "route", "add", "default", "via", gateway],
             ):  # fmt: skip
-                subprocess.run(command, check=True, timeout=30)
+                subprocess.run(["ip", *args], check=True, timeout=30)
         yield made
     finally:
         for netns in made.values():  # takes its end of the veth, and so the other
