@@ -5,6 +5,7 @@ whether a published port's first packet gets through (forward_verdict)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from exporter.collectors.firewall.judge import (
     NFTABLES_LAYOUT,
     FilterVerdict,
     docker_user_rules,
+    filter_index,
     filter_layout,
     filter_verdicts,
     forward_policies,
@@ -577,3 +579,31 @@ def test_a_network_no_longer_isolated_is_missing_its_drop() -> None:
     nat = facts(without(CLASSIC, "-A DOCKER-ISOLATION-STAGE-2 -o br-user -j DROP"))
     assert missing(nat) == {("ipv4", "user", "", "isolation_drop")}
     assert port(nat)[0] == "ok"  # nothing published breaks
+
+
+def test_the_nat_and_firewall_judges_keep_no_state() -> None:
+    """issue 23: no module global assigned at run time (the old `_last_index`), no memo kept
+    in a judge object (`_FilterIndex.memo`), no verdict stored in facts (`forward_paths`)."""
+    import ast  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+
+    from exporter.collectors.firewall import judge as firewall_judge  # noqa: PLC0415
+    from exporter.collectors.nat import judge as nat_judge  # noqa: PLC0415
+    from exporter.collectors.nat.facts import NatFacts  # noqa: PLC0415
+
+    for module in (firewall_judge, nat_judge):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Global, ast.Nonlocal))]
+        mutable = [
+            n.targets[0].id  # type: ignore[attr-defined]
+            for n in tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.value, (ast.Dict, ast.List, ast.Set))
+            and not n.targets[0].id.isupper()  # type: ignore[attr-defined]
+        ]  # fmt: skip
+        assert mutable == [], module.__name__
+    index = filter_index(facts())
+    assert dataclasses.is_dataclass(index) and index.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    fields = {f.name for f in dataclasses.fields(FirewallFacts)} | {
+        f.name for f in dataclasses.fields(NatFacts)
+    }
+    assert not fields & {"forward_paths", "verdicts", "memo"}
