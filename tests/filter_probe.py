@@ -62,7 +62,7 @@ def cached(change: list[str]) -> dict[str, Any]:
 def judged(docker_host: str, ports: list[str]) -> dict[str, Any]:
     """ports: "family,address,port,protocol,bridge" each."""
     host = Host.open(docker_host=docker_host)
-    source = FirewallSource("/proc", timeout=20.0, docker_host=docker_host)
+    source = FirewallSource("/proc", timeout=20.0)  # the host's dockerd: docker_host's
     try:
         facts = source.read(host.tick())
     finally:
@@ -100,7 +100,9 @@ def shared() -> dict[str, Any]:
     API (nothing is expected, so nothing is read twice to confirm)."""
     reader = _CountingReader("/proc")
     host = Host(
-        ProcfsReader("/proc"), DockerInventory(DockerReader("unix:///nowhere", 1.0)), reader
+        ProcfsReader("/proc"),
+        DockerInventory(DockerReader("unix:///nowhere", 1.0)),
+        netfilter=reader,
     )
     nat, fw = NatSource(timeout=10.0), FirewallSource("/proc", timeout=10.0)
     reads, found = [], []

@@ -4,10 +4,10 @@ br_netfilter's switches."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.firewall import metrics, report, source
-from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.facts import NAME, FirewallFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="Docker's filter rules in both firewall backends, forward paths, IP forwarding",
     facts=FirewallFacts,
     source=source.build,

@@ -12,6 +12,8 @@ from exporter.collectors.nat.facts import NatExpectations
 from exporter.readers.filter_rules import FilterChain, FilterRule
 from exporter.readers.netfilter_base import FirewallBackend
 
+NAME = "firewall"  # the collector's name: --collector.firewall, its series' collector label
+
 
 @dataclass(frozen=True)
 class ForwardingSwitches:

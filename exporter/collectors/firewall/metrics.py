@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.facts import NAME, FirewallFacts
 from exporter.collectors.firewall.judge import (
     docker_manages_firewall,
     docker_user_rules,
@@ -17,8 +17,6 @@ from exporter.collectors.nat.judge import IPV4, IPV6
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "firewall"
 
 FIREWALL_MANAGED = declare(
     "docker_firewall_managed",

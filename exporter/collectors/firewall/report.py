@@ -3,7 +3,7 @@ switches, and each published port's forward verdict."""
 
 from __future__ import annotations
 
-from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.facts import NAME, FirewallFacts
 from exporter.collectors.firewall.judge import (
     docker_manages_firewall,
     docker_user_rules,
@@ -17,7 +17,6 @@ from exporter.collectors.firewall.judge import (
     rule_text,
     undecoded_filter_rules,
 )
-from exporter.collectors.firewall.metrics import NAME
 from exporter.collectors.nat.judge import IPV4, IPV6
 from exporter.report import table
 from exporter.snapshot import Snapshot

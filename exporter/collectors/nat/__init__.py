@@ -4,10 +4,10 @@ rules are the firewall collector's, from the same reading)."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.nat import metrics, report, source
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="MASQUERADE and DNAT rules in both firewall backends, and the ones Docker lacks",
     facts=NatFacts,
     source=source.build,

@@ -9,6 +9,8 @@ from exporter.readers.docker_api import ContainerRecord, DockerNetwork
 from exporter.readers.nat_rules import NatRule
 from exporter.readers.netfilter_base import FirewallBackend
 
+NAME = "nat"  # the collector's name: --collector.nat, its series' collector label
+
 
 @dataclass(frozen=True)
 class NatExpectations:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 from exporter.collectors.nat.judge import (
     docker_firewall,
     judged_families,
@@ -17,8 +17,6 @@ from exporter.metrics import Families, declare
 from exporter.readers.nat_rules import NatRule
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "nat"
 
 BACKEND_INFO = declare(
     "nat_backend_info",

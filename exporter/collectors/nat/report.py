@@ -3,7 +3,7 @@ the ones Docker needs but lacks."""
 
 from __future__ import annotations
 
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 from exporter.collectors.nat.judge import (
     docker_firewall,
     judged_families,
@@ -11,7 +11,6 @@ from exporter.collectors.nat.judge import (
     nat_verdicts,
     rules_split_across_backends,
 )
-from exporter.collectors.nat.metrics import NAME
 from exporter.readers.nat_rules import NatRule
 from exporter.report import table
 from exporter.snapshot import Snapshot

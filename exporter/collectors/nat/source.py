@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
-from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.confirm import confirm_wait, read_twice
+from exporter.collectors.nat.facts import NAME, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import unmet_expectations
-from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
 from exporter.readers.netfilter import NetfilterReading
@@ -89,7 +88,7 @@ class NatSource:
         self.engine_wait = engine_wait
         # A network or a published port is set up in steps; look again before calling a rule
         # missing, within a quarter of the run's timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
         self._log = ChangeLog(log)
 
     def close(self) -> None:

@@ -3,18 +3,15 @@ from this collector's facts and the nat, firewall, network and daemon collectors
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.judge import BROKEN, OK, RESTRICTED, UNKNOWN, port_verdicts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
-NAME = "ports"
-LISTENER_BUDGET_OPTION = "ports.listener-budget"
 PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_port")
 
 PORT_OK = declare(
@@ -71,7 +68,6 @@ def write(snapshot: Snapshot, out: Families) -> None:
         snapshot.current("nat", NatFacts),
         snapshot.current("firewall", FirewallFacts),
         snapshot.current("network", NetworkFacts),
-        snapshot.last_good("daemon", DaemonConfigFacts),
     )
     for v in verdicts:
         labels = (
