@@ -127,21 +127,27 @@ _REGISTER_NAMES = {
 }
 
 
-def register_slots(reg: Any) -> set[int]:
+def _slots_of(reg: int) -> frozenset[int]:
+    start = (reg - 1) * 4 if reg <= 4 else reg - _REG32_BASE
+    return frozenset(range(start, min(start + 4, _REG32_COUNT)))
+
+
+# Every register, by number and by pyroute2's name, with its slots: worked out once.
+_SLOTS: dict[Any, frozenset[int]] = {
+    reg: _slots_of(reg) for reg in (*range(1, 5), *range(_REG32_BASE, _REG32_BASE + _REG32_COUNT))
+}
+_SLOTS.update({name: _SLOTS[reg] for name, reg in _REGISTER_NAMES.items()})
+_NONE: frozenset[int] = frozenset()
+
+
+def register_slots(reg: Any) -> frozenset[int]:
     """The 32-bit slots a register names (a load into a 32-bit register may run past it: as
     far as a 16-byte value goes, to be safe); empty for none (the verdict register, garbage).
     A register is its number, or its name as pyroute2 gives it (NFT_REG_1, NFT_REG32_00)."""
-    if isinstance(reg, str):
-        reg = _REGISTER_NAMES.get(reg)
-    if not isinstance(reg, int):
-        return set()
-    if 1 <= reg <= 4:
-        start = (reg - 1) * 4
-    elif _REG32_BASE <= reg < _REG32_BASE + _REG32_COUNT:
-        start = reg - _REG32_BASE
-    else:
-        return set()
-    return set(range(start, min(start + 4, _REG32_COUNT)))
+    try:
+        return _SLOTS.get(reg, _NONE)
+    except TypeError:  # unhashable: not a register
+        return _NONE
 
 
 def register_write(registers: Registers, dreg: Any, value: tuple[Any, ...] | None) -> None:
