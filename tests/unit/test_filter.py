@@ -266,6 +266,22 @@ def test_a_drop_of_some_sources_restricts_the_port_naming_them(
         assert port(facts(with_lines(CLASSIC, *lines)), "172.18.0.3", "br-user")[0] != "restricted"
 
 
+def test_an_allowlist_of_returns_before_a_drop_restricts_the_port_to_them() -> None:
+    """A RETURN for the allowed sources, then a DROP of the rest: the port is open to those
+    sources only, restricted, not broken (the DROP alone would shadow it)."""
+    lines = ("-A DOCKER-USER -s 10.0.0.0/8 -j RETURN", "-A DOCKER-USER -j DROP")
+    nat = facts(with_lines(CLASSIC, *reversed(lines)))  # each goes to the top of its chain
+    verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
+    assert verdict.state == "restricted"
+    (cut,) = verdict.cuts
+    assert (cut.rule, cut.sources) == (
+        "nftables filter/DOCKER-USER rule 2",
+        "all but from 10.0.0.0/8 (rule 1)",
+    )
+    # Without the exception the DROP shadows the port for everyone.
+    assert port(facts(with_lines(CLASSIC, lines[1])))[0] == "broken"
+
+
 def test_docker_isolation_between_its_networks_restricts_no_port() -> None:
     """Every layout drops traffic from another Docker network's bridge (its isolation
     chains): that cuts no client of a published port off."""

@@ -848,8 +848,11 @@ class _Walk:
     docker_bridges: frozenset[str] = frozenset()
     undecoded: list[FilterRule] = dataclass_field(default_factory=list)
     # Rules met that drop some of the port's packets (a source address, a way in): each with
-    # the rule that drops them (itself, or the DROP of the chain it jumps to for them).
-    cuts: list[tuple[FilterRule, FilterRule]] = dataclass_field(default_factory=list)
+    # the rule that drops them (itself, or the DROP of the chain it jumps to for them), and the
+    # rules before it that let some packets by it (an allowlist: RETURN or ACCEPT for some).
+    cuts: list[tuple[FilterRule, FilterRule, tuple[FilterRule, ...]]] = dataclass_field(
+        default_factory=list
+    )
     # A chain's outcome for the packet, once walked: rule sets whose chains jump to one chain
     # from many places cost one walk of it.
     outcomes: dict[str, tuple[str, FilterRule | None]] = dataclass_field(default_factory=dict)
@@ -878,6 +881,7 @@ def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, F
     index = walk.rules.get(f"{table}/{chain}")
     if index is None:
         return "return", None
+    escapes: list[FilterRule] = []  # rules that took some packets out of the chain (allowlists)
     for r in index.for_address(str(walk.packet.address)):
         m = rule_matches(r, walk.packet)
         if m == NO:
@@ -894,32 +898,52 @@ def _walk_chain(walk: _Walk, table: str, chain: str, depth: int) -> tuple[str, F
         if m == MAYBE:
             # Matches some of its packets only: neither shadows nor admits the port, but a drop
             # of those (or a jump to one) cuts some sources off.
-            _partial_step(walk, table, r, verdict, target, depth)
+            if _partial_step(walk, table, r, verdict, target, depth):
+                escapes.append(r)
             continue
-        if verdict in ("accept", "drop", "reject"):
-            return verdict, r
-        if verdict == "return":
-            return "return", r
-        if verdict in ("jump", "goto") and target:
-            outcome, by = _walk(walk, table, target, depth + 1)
-            if outcome != "return" or verdict == "goto":
-                return outcome, by
-        elif verdict not in ("continue", "jump", "goto"):
-            return "unknown", r
+        outcome = _full_step(walk, (table, r, verdict, target, depth), escapes)
+        if outcome is not None:
+            return outcome
     return "return", None
+
+
+def _full_step(
+    walk: _Walk,
+    step: tuple[str, FilterRule, str, str | None, int],
+    escapes: list[FilterRule],
+) -> tuple[str, FilterRule | None] | None:
+    """A rule that matches all of the port's packets: where the chain ends for them (None:
+    it goes on)."""
+    table, r, verdict, target, depth = step
+    if verdict in ("drop", "reject") and escapes:
+        # An allowlist: what the earlier rules let by goes on (accepted, or back to the chain
+        # that jumped here); the rest is cut here.
+        walk.cuts.append((r, r, tuple(escapes)))
+        return ("accept" if all(e.verdict == "accept" for e in escapes) else "return"), r
+    if verdict in ("accept", "drop", "reject", "return"):
+        return verdict, r
+    if verdict in ("jump", "goto") and target:
+        outcome, by = _walk(walk, table, target, depth + 1)
+        return (outcome, by) if outcome != "return" or verdict == "goto" else None
+    if verdict not in ("continue", "jump", "goto"):
+        return "unknown", r
+    return None
 
 
 def _partial_step(  # noqa: PLR0917 (a rule's step of the walk)
     walk: _Walk, table: str, r: FilterRule, verdict: str, target: str | None, depth: int
-) -> None:
+) -> bool:
+    """A rule that matches some of the port's packets: a cut where it drops them; True where
+    it takes them out of the chain (accepted, or returned: an allowlist's exception)."""
     if _from_docker_bridge(r, walk.docker_bridges) or _isolation_chain(r.chain, target):
-        return  # Docker's isolation between its networks: no client of the port is cut
+        return False  # Docker's isolation between its networks: no client of the port is cut
     if verdict in ("drop", "reject"):
-        walk.cuts.append((r, r))
+        walk.cuts.append((r, r, ()))
     elif verdict in ("jump", "goto") and target:
         outcome, by = _walk(walk, table, target, depth + 1)
         if outcome in ("drop", "reject") and by is not None:
-            walk.cuts.append((r, by))
+            walk.cuts.append((r, by, ()))
+    return verdict in ("accept", "return")
 
 
 def _isolation_chain(*chains: str | None) -> bool:
@@ -949,13 +973,20 @@ def _sources(r: FilterRule) -> str:
     return ", ".join(found) or "some packets"
 
 
-def _cut(r: FilterRule, by: FilterRule) -> Cut:
+def _cut(r: FilterRule, by: FilterRule, escapes: tuple[FilterRule, ...]) -> Cut:
     text = rule_text(r) if r is by else f"{rule_text(r)} (then {by.chain}: {rule_text(by)})"
-    return Cut(f"{r.backend} {r.table}/{r.chain} rule {r.position}", text, _sources(r))
+    sources = (
+        "all but " + " or ".join(f"{_sources(e)} (rule {e.position})" for e in escapes)
+        if escapes
+        else _sources(r)
+    )
+    return Cut(f"{r.backend} {r.table}/{r.chain} rule {r.position}", text, sources)
 
 
-def _restricted(cuts: list[tuple[FilterRule, FilterRule]], accepted: str) -> FilterVerdict:
-    found = tuple(dict.fromkeys(_cut(r, by) for r, by in cuts))
+def _restricted(
+    cuts: list[tuple[FilterRule, FilterRule, tuple[FilterRule, ...]]], accepted: str
+) -> FilterVerdict:
+    found = tuple(dict.fromkeys(_cut(r, by, escapes) for r, by, escapes in cuts))
     first = found[0]
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     return FilterVerdict(
@@ -969,7 +1000,7 @@ def _through_bases(ix: FilterIndex, packet: _Packet) -> FilterVerdict | None:
     """Each forward-hook base chain of the family in turn (both backends: a packet meets every
     one, and the first drop ends it); a verdict when one does not accept, None when all do."""
     undecoded: list[FilterRule] = []
-    cuts: list[tuple[FilterRule, FilterRule]] = []
+    cuts: list[tuple[FilterRule, FilterRule, tuple[FilterRule, ...]]] = []
     view = ix.families[packet.family]
     for base in view.bases:
         walk = _Walk(ix.walks.get((base.backend, packet.family), {}), packet, view.docker_bridges)
