@@ -13,6 +13,7 @@ PACKAGES=(
     iptables nftables         # iptables(-legacy) -S, nft for Docker 29's own tables
     busybox-static            # the test images' root filesystem
     prometheus                # promtool and the end-to-end Prometheus
+    prometheus-alertmanager   # the storm-control end-to-end test; amtool checks its config
     iproute2 bridge-utils     # ip link/netns for veths and orphans; brctl show
     conntrack                 # conntrack tables, per network namespace
     podman                    # namespaces and veths that are not Docker's
