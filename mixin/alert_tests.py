@@ -706,12 +706,11 @@ def model(case: Case, s: rules.AlertSettings, tl: Timeline) -> Model:
     state, active_at, keep_since, value = "inactive", 0, -1, 0.0
     judged: float | None = None  # the recorded last verdict taken while judging
     for t, phase in enumerate(tl.phases):
-        judging = phase in ("good", "bad")
+        judging = phase in ("good", "bad") or not held_possible
         if judging:
             judged = live[t]
-        expr: float | None = live[t]
-        if expr is None and held_possible and not judging and firing[-1:] == [True]:
-            expr = judged
+        # The alert reads the recorded verdict: live while judging; while blind, what fired.
+        expr: float | None = judged if judging or firing[-1:] == [True] else None
         if expr is not None:
             value = expr
             keep_since = -1

@@ -331,22 +331,18 @@ def _indent(text: str, by: str = "  ") -> str:
     return by + text.replace("\n", "\n" + by)
 
 
-def held(a: Alert, q: Q) -> str:
-    """What was firing, with the verdict it fired on, while its judge is blind."""
-    assert a.blind is not None
-    on, judge = judging(q, a.blind)
-    firing = q("ALERTS", f'alertname="{a.name}"', 'alertstate="firing"')
-    return (
-        f"{q(last_judged(a.name))}\n"
-        f"and ignoring(alertname, alertstate, severity) {firing}\n"
-        f"unless {on} (\n{_indent(judge)}\n)"
-    )
-
-
 def expression(a: Alert, q: Q) -> str:
+    """The recorded verdict (the live expression, evaluated once, in the recording rule just
+    before): while its judge sees, as is; while blind, only what was firing."""
     if a.blind is None:
         return a.live
-    return f"(\n{_indent(a.live)}\n)\nor (\n{_indent(held(a, q))}\n)"
+    on, judge = judging(q, a.blind)
+    verdict = q(last_judged(a.name))
+    firing = q("ALERTS", f'alertname="{a.name}"', 'alertstate="firing"')
+    return (
+        f"{verdict}\nand {on} (\n{_indent(judge)}\n)\n"
+        f"or (\n  {verdict}\n  and ignoring(alertname, alertstate, severity) {firing}\n)"
+    )
 
 
 def recording(a: Alert, q: Q) -> str:
