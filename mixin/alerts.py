@@ -270,8 +270,10 @@ class Q:
         self.matchers = s.job_selector.strip().rstrip(",")
         self.hosts = s.hosts
         self.host = ", ".join(s.hosts)
-        # `up` is one series per host and job: what a per-host ratio divides by.
-        self.target = ", ".join((*s.hosts, *(() if "job" in s.hosts else ("job",))))
+        # One series per host and job (and whatever else the job selector names: those labels
+        # must survive an aggregation, or the selector no longer finds its result).
+        named = re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", self.matchers)
+        self.target = ", ".join(dict.fromkeys((*s.hosts, "job", *named)))
 
     def __call__(self, metric: str, *extra: str) -> str:
         return f"{metric}{{{', '.join((self.matchers, *extra))}}}"

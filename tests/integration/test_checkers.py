@@ -238,3 +238,18 @@ def test_series_cap_drops_and_counts(promtool: str) -> None:
         [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=60
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_shipped_scrape_and_alertmanager_configs_pass_their_checkers(promtool: str) -> None:
+    """promtool reads the shipped prometheus.yml (its rule file beside it) and amtool the
+    Alertmanager configuration, as Prometheus and Alertmanager would at start."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        unavailable("amtool (Debian's prometheus-alertmanager) checks the Alertmanager config")
+    assert amtool is not None
+    for command in (
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        [amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
