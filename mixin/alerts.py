@@ -820,7 +820,7 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "The {{ $labels.collector }} collector on {{ $labels.instance }} succeeded in only "
             "{{ $value | humanizePercentage }} of its runs over the last "
             f"{s.collector_success_window}, failing or timing out the others. While it fails, "
-            "its metrics are absent: its alerts hold their last verdict and cannot fire anew. "
+            "its metrics are absent: its alerts hold what was firing and cannot fire anew. "
             "The exporter's log says why, once per change.",
             Blind(),  # its own failure is the fault: only the exporter down hides it
         ),
@@ -858,7 +858,7 @@ def alerts(s: AlertSettings) -> list[Alert]:
             f"{q('up')} == 0",
             "docker-host-exporter on {{ $labels.instance }} is down",
             "Prometheus cannot scrape docker-host-exporter on {{ $labels.instance }}: no new "
-            "fault of that host can be seen, and its alerts hold their last verdicts.",
+            "fault of that host can be seen, and its alerts hold what was firing.",
             keep_firing=False,
         ),
         Alert(
