@@ -517,12 +517,15 @@ class Timeline:
         phases: Sequence[Phase],
         target: Mapping[str, str],
         step: int = 60,
+        disabled: tuple[str, ...] = (),
     ) -> None:
         self.target = dict(target)  # the labels of every series of this host
         self.case = case
         alert = next(a for a in rules.alerts(rules.AlertSettings()) if a.name == case.alert)
         blind = alert.blind
-        self.others = (*blind.collectors, *blind.secondary) if blind else ()
+        others = (*blind.collectors, *blind.secondary) if blind else ()
+        # A collector switched off (--no-collector.X) exports nothing, success included.
+        self.others = tuple(c for c in others if c not in disabled)
         self.phases = list(phases)
         self.step = step
 
@@ -1009,6 +1012,24 @@ def scenarios(
                     _fires_once,
                 )
             )
+    blind = _alert(s, case.alert).blind
+    for disabled_collector in blind.secondary if blind is not None else ():
+        out.append(
+            group(
+                f"with --no-collector.{disabled_collector}: resolves when the fault is fixed",
+                case,
+                s,
+                [
+                    Timeline(
+                        case,
+                        _phases(("good", lead), ("bad", settle), ("good", clear)),
+                        target,
+                        disabled=(disabled_collector,),
+                    )
+                ],
+                _fires_once,
+            )
+        )
     if case.inputs[0].metric != "up":
         out.append(
             group(
