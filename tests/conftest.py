@@ -14,12 +14,46 @@ from typing import Any
 import docker
 import pytest
 
+from tests.engine_client import timed_client
 from tests.podman import podman_ready
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_IMAGE = "dhe-test/busybox:latest"
 TEST_LABEL = "dhe-test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# `make test` runs pytest-xdist with --dist loadgroup (docs/testing.md). Every test under
+# tests/integration is in one group, HOST_GROUP, so those tests run one after another on one
+# worker, in file order, as without xdist: they share the host's dockerd, kernel, bridges
+# (docker0, dhd-br0) and firewall, and many judge the whole host, so two at once would disturb
+# each other. The rest (tests/unit: no root, no engine, nothing of the host) is spread over the
+# workers beside them, and so is an integration module marked `host_free` (it runs a tool on
+# files, say, and neither reads nor changes anything of the host). Where a test lives decides:
+# one that needs root, an engine, a kernel object or a process of its own goes in
+# tests/integration and is in the host group without further ado.
+HOST_GROUP = "host"
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def xdist_group_of(path: Path, host_free: bool) -> str | None:
+    """A test's xdist group: HOST_GROUP under tests/integration unless marked host_free."""
+    return HOST_GROUP if INTEGRATION in path.parents and not host_free else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "host_free: an integration test that reads and changes nothing of the host's (no engine,"
+        " no kernel object, no exporter on the host): it may run beside the host group",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item.path, item.get_closest_marker("host_free") is not None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,9 +96,10 @@ def podman_engine(root: None) -> None:
 
 @pytest.fixture(scope="session")
 def engine(root: None) -> Iterator[Any]:
-    """A real Docker engine with the test bed's images (scripts/testbed.sh)."""
+    """A real Docker engine with the test bed's images (scripts/testbed.sh), through a client
+    whose every call has a deadline (tests/engine_client.py)."""
     try:
-        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto")
+        client = timed_client()
         client.images.get(BASE_IMAGE)
     except Exception as exc:
         unavailable(f"no Docker engine with {BASE_IMAGE}: {exc} (run scripts/testbed.sh)")

@@ -38,7 +38,9 @@ def recorded() -> Snapshot:
     return snapshot_from_json(RECORDED.read_text(), facts_types())
 
 
-pytestmark = pytest.mark.integration
+# Tools on the repository's files and a recorded host: nothing of the host's engine
+# or kernel, so they run beside the host group (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.host_free]
 
 
 def test_promtool_checks_the_rules(promtool: str) -> None:
