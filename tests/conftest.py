@@ -109,6 +109,19 @@ def engine(root: None) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def exporter_image_tag(engine: Any) -> Iterator[str]:
+    """The exporter's image built from this checkout once for the session (the slowest set-up in
+    the suite; the tests that run it change nothing in it), under a tag of the session's own:
+    another checkout's session may build the shared tag meanwhile."""
+    from tests import exporter_image  # noqa: PLC0415 (engine tests only)
+
+    tag = exporter_image.build(f"dhe-test/exporter:session-{uuid.uuid4().hex[:6]}")
+    yield tag
+    with contextlib.suppress(docker.errors.DockerException):
+        engine.images.remove(tag, force=True)
+
+
 class Containers:
     """Starts test containers with a unique prefix and removes them afterwards."""
 
