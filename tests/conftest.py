@@ -49,11 +49,29 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _host_group(item: pytest.Item) -> bool:
+    host_free = item.get_closest_marker("host_free") is not None
+    return xdist_group_of(item.path, host_free) == HOST_GROUP
+
+
+# tryfirst: an xdist worker turns the mark into the node id's `@host` suffix, which is what the
+# scheduler groups by, in a hook of its own that would otherwise run before this one.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        group = xdist_group_of(item.path, item.get_closest_marker("host_free") is not None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if _host_group(item):
+            item.add_marker(pytest.mark.xdist_group(HOST_GROUP))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker under --dist loadgroup: stop before running anything if a host test
+    is not in the group (the tests would run on both workers at once)."""
+    config = session.config
+    if not hasattr(config, "workerinput") or config.getoption("dist", None) != "loadgroup":
+        return
+    loose = [i.nodeid for i in session.items if _host_group(i) and "@" not in i.nodeid]
+    if loose:
+        raise pytest.UsageError(f"host tests outside the xdist group {HOST_GROUP}: {loose[:3]}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

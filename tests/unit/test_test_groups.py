@@ -75,3 +75,30 @@ def test_integration_tests_are_in_the_host_group_and_nothing_else_reaches_the_ho
             assert test["group"] is None, test["id"]
             reaches = HOST_FIXTURES & set(test["fixtures"])  # type: ignore[call-overload]
             assert not reaches, f"{test['id']} runs beside the host group but uses {reaches}"
+
+
+def test_xdist_schedules_the_host_group_as_one_unit() -> None:
+    """The groups as the xdist scheduler sees them: it groups by a `@host` suffix that the
+    workers add to the node id from the mark (a pytest that ignores it, as 9.2 does with
+    pytest-xdist 3.8, silently spreads the host tests over both workers)."""
+    files = (
+        "tests/integration/test_webconfig.py",  # host
+        "tests/integration/test_checkers.py",  # host_free
+        "tests/unit/test_cli.py",
+    )
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-v", "-n", "2", "--dist", "loadgroup"),
+            *("--setup-plan", "-p", "no:cacheprovider", *files),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    planned = [line.rstrip() for line in run.stdout.splitlines() if line.startswith("tests/")]
+    assert {p.split("::")[0].removesuffix("@host") for p in planned} >= set(files), planned
+    for nodeid in planned:
+        assert nodeid.endswith("@host") == nodeid.startswith(files[0]), nodeid
