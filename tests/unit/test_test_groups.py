@@ -88,8 +88,11 @@ def test_xdist_schedules_the_host_group_as_one_unit() -> None:
     )
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "pytest", "-v", "-n", "2", "--dist", "loadgroup"),
-            *("--setup-plan", "-p", "no:cacheprovider", *files),
+            sys.executable,
+            "-m",
+            "pytest",
+            *("-v", "-n", "2", "--dist", "loadgroup", "--setup-plan", "-p", "no:cacheprovider"),
+            *files,
         ],
         cwd=ROOT,
         capture_output=True,
