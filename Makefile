@@ -70,5 +70,6 @@ dashboards: $(BIN)/.installed
 
 # Every alert's promtool scenarios (generated) and the hand-written cases.
 rule-tests: $(BIN)/.installed
+	rm -rf $(CURDIR)/.rule-tests
 	$(BIN)/python -m mixin.alerts --check --tests-out $(CURDIR)/.rule-tests
-	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/generated.test.yml
+	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/*.test.yml

@@ -214,10 +214,13 @@ def _engine_major(binary: str = "dockerd") -> int:
 
 @contextlib.contextmanager
 def ipv6_dockerd(
-    firewall: str = "nft", image: str = "dhe-test/busybox:latest"
+    firewall: str = "nft",
+    image: str = "dhe-test/busybox:latest",
+    extra_config: dict[str, Any] | None = None,
 ) -> Iterator[Ipv6Dockerd]:
     """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
-    links them to the -legacy binaries, as a host that chose iptables-legacy would have."""
+    links them to the -legacy binaries, as a host that chose iptables-legacy would have.
+    extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports)."""
     directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
     netns = directory.name
     (directory / "bin").mkdir()
@@ -235,6 +238,7 @@ def ipv6_dockerd(
     }
     if _engine_major() < 27:  # ip6tables was experimental until Docker 27
         config["experimental"] = True
+    config.update(extra_config or {})
     (directory / "daemon.json").write_text(json.dumps(config))
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()

@@ -56,7 +56,11 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(targets: list[str], rules: Path | None = None) -> Iterator[Prometheus]:
+def prometheus(
+    targets: list[str],
+    rules: Path | None = None,
+    scrape_configs: list[dict[str, Any]] | None = None,
+) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is part of the test bed"
     workdir = Path(tempfile.mkdtemp(prefix="dhe-prom-"))
@@ -64,7 +68,8 @@ def prometheus(targets: list[str], rules: Path | None = None) -> Iterator[Promet
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules or ROOT / "deploy" / "prometheus" / "alerts.yml")],
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+        "scrape_configs": scrape_configs
+        or [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("wb")
