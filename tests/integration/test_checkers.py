@@ -38,7 +38,9 @@ def recorded() -> Snapshot:
     return snapshot_from_json(RECORDED.read_text(), facts_types())
 
 
-pytestmark = pytest.mark.integration
+# Tools on the repository's files and a recorded host: nothing of the host's engine
+# or kernel, so they run beside the host group (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.host_free]
 
 
 def test_promtool_checks_the_rules(promtool: str) -> None:
@@ -63,6 +65,9 @@ def run_rule_tests(promtool: str, *files: Path) -> subprocess.CompletedProcess[s
     )
 
 
+# promtool's every scenario, CPU-bound: 90 s alone on 2 cores, over 300 s beside the host group
+# with both cores busy (stress-ng --cpu 2). A hang guard, not a bound.
+@pytest.mark.timeout(900)
 def test_promtool_rule_tests_pass(promtool: str, tmp_path: Path) -> None:
     """The hand-written cases and every alert's generated scenarios (mixin/alert_tests.py)."""
     generated = write_tests(AlertSettings(), tmp_path)

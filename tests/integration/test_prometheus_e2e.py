@@ -553,9 +553,11 @@ def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
 
 
 @pytest.fixture(scope="module")
-def own_image(engine: Any) -> str:
-    # A tag of our own: other tests may build the shared tag from another checkout meanwhile.
-    return exporter_image.build(f"dhe-test/exporter:e2e-{uuid.uuid4().hex[:6]}")
+def own_image(engine: Any, exporter_image_tag: str) -> str:
+    # The session's build under a second tag of this test's own, which the test removes.
+    tag = f"e2e-{uuid.uuid4().hex[:6]}"
+    engine.images.get(exporter_image_tag).tag("dhe-test/exporter", tag)
+    return f"dhe-test/exporter:{tag}"
 
 
 def test_no_host_namespace_alert_for_the_exporters_own_container(
