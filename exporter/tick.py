@@ -21,6 +21,7 @@ from exporter.readers.docker_api import (
     timed_out,
 )
 from exporter.readers.inventory import DockerInventory
+from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import ProcessScan, ProcfsError, ProcfsReader
 
 
@@ -31,6 +32,16 @@ class Host:
     def __init__(self, procfs: ProcfsReader, inventory: DockerInventory) -> None:
         self.procfs = procfs
         self.inventory = inventory
+        # Started without --pid=host and without the host's /proc, every verdict from /proc
+        # would be about the exporter's own container: found once, refused at every scan.
+        own = procfs_in_own_container(procfs.root)
+        self.procfs_refused = (
+            None
+            if own is None
+            else f"{procfs.root} shows the processes of the exporter's own container {own[:12]}, "
+            "not the host's: run it in the host's PID namespace (--pid=host), or mount the "
+            "host's /proc and name it (-v /proc:/host/proc:ro --path.procfs=/host/proc)"
+        )
 
     @classmethod
     def open(
@@ -70,6 +81,8 @@ class Tick:
     def proc_scan(self) -> ProcessScan:
         """The tick's pass over the process table."""
         with self._scan_lock:
+            if self._scan is None and self.host.procfs_refused is not None:
+                self._scan = self.host.procfs_refused
             if self._scan is None:
                 try:
                     self._scan = self.host.procfs.scan()

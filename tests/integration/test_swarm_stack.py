@@ -1,0 +1,172 @@
+"""deploy/swarm/ for real: the stack deployed on a single-node swarm of the host engine with the
+image built from this checkout, a real Prometheus running the shipped configuration (node
+discovery through the engine's socket, `instance` = the node's hostname) and the shipped alert
+rules, an orphaned veth on that host raising DockerHostVethOrphaned for that hostname, and
+nothing of the stack left behind once it is removed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import exporter_image
+from tests.helpers import free_port, wait_for
+from tests.host_objects import orphan_veths
+from tests.integration.test_prometheus_e2e import Prometheus, _ready, quick_rules
+from tests.swarm import single_node_swarm
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SWARM = ROOT / "deploy" / "swarm"
+
+
+@pytest.fixture(scope="module")
+def image(engine: Any) -> str:
+    return exporter_image.build()
+
+
+def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> str:
+    done = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def stack_file(directory: Path) -> Path:
+    """The shipped stack, sampling every second and health-checked every two (so the test
+    need not wait minutes); everything else as shipped."""
+    stack = yaml.safe_load((SWARM / "stack.yml").read_text())
+    service = stack["services"]["exporter"]
+    service["command"] = [*service["command"], "--sample.interval=1s"]
+    service["healthcheck"] = {**service["healthcheck"], "interval": "2s", "start_period": "2s"}
+    service["deploy"]["labels"] = {"dhe-test": "1"}
+    path = directory / "stack.yml"
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def swarm_prometheus(directory: Path, port: int) -> Iterator[Prometheus]:
+    """Prometheus with the shipped deploy/swarm/prometheus.yml: its discovery and relabelling
+    untouched; only the intervals, the exporter's port and the rules' `for` shortened."""
+    config = yaml.safe_load((SWARM / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(quick_rules(directory))]
+    (job,) = config["scrape_configs"]
+    (sd,) = job["dockerswarm_sd_configs"]
+    sd.update(port=port, refresh_interval="1s")
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus package is part of the test bed"
+    web = free_port()
+    log = (directory / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        server = Prometheus(f"http://127.0.0.1:{web}")
+        wait_for(lambda: _ready(server.base), timeout=60, interval=0.5)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def gwbridge_ports() -> set[str]:
+    path = Path("/sys/class/net/docker_gwbridge/brif")
+    return {p.name for p in path.iterdir()} if path.is_dir() else set()
+
+
+def rules_naming(port: int) -> list[str]:
+    text = subprocess.run(
+        ["iptables-save"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    text += subprocess.run(
+        ["nft", "list", "ruleset"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    return [line for line in text.splitlines() if f"dport {port}" in line]
+
+
+def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, engine: Any) -> None:
+    port = free_port()
+    name = f"dhe{uuid.uuid4().hex[:6]}"
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-swarm-"))
+    env = {**os.environ, "DHE_IMAGE": image, "DHE_PORT": str(port)}
+    with single_node_swarm(engine):
+        hostname = docker("node", "inspect", "self", "--format", "{{.Description.Hostname}}")
+        hostname = hostname.strip()
+        networks_before = {n.name for n in engine.networks.list()}
+        bridge_before = gwbridge_ports()
+
+        def tasks() -> list[Any]:
+            return list(
+                engine.containers.list(
+                    all=True, filters={"label": f"com.docker.stack.namespace={name}"}
+                )
+            )
+
+        try:
+            docker(
+                "stack", "deploy", "--resolve-image", "never", "-c",
+                str(stack_file(workdir)), name, env=env,
+            )  # fmt: skip
+            # One task, on this node, running and healthy by the stack's own healthcheck.
+            wait_for(lambda: len(tasks()) == 1, timeout=120, interval=1)
+            (task,) = tasks()
+
+            def healthy() -> bool:
+                task.reload()
+                return bool(task.attrs["State"].get("Health", {}).get("Status") == "healthy")
+
+            wait_for(healthy, timeout=120, interval=1)
+
+            with swarm_prometheus(workdir, port) as prom:
+                mine = f'job="docker-host-exporter",instance="{hostname}"'
+
+                def scraped() -> bool:
+                    return bool(prom.query(f"up{{{mine}}} == 1"))
+
+                wait_for(scraped, timeout=120, interval=1)
+                # The target is the stack's task: it names its own container.
+                marked = prom.query(f"docker_host_exporter_container_info{{{mine}}}")
+                assert [s["metric"]["container"] for s in marked] == [task.name]
+                failing = prom.query(f"docker_host_collector_success{{{mine}}} == 0")
+                assert failing == [], f"collectors failing in the stack's task: {failing}"
+
+                with orphan_veths() as made:
+                    alert = (
+                        'ALERTS{alertname="DockerHostVethOrphaned",alertstate="firing",'
+                        f'{mine},interface="{made["on_bridge"]}"}}'
+                    )
+                    wait_for(lambda: bool(prom.query(alert)), timeout=180, interval=1)
+        finally:
+            subprocess.run(
+                ["docker", "stack", "rm", name], capture_output=True, timeout=120, check=False
+            )
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        # Removing the stack leaves no container, network, veth or rule of its own behind.
+        wait_for(lambda: tasks() == [], timeout=120, interval=1)
+        assert {n.name for n in engine.networks.list()} - networks_before == set()
+        assert not engine.networks.list(filters={"label": f"com.docker.stack.namespace={name}"})
+        assert gwbridge_ports() == bridge_before
+        assert rules_naming(port) == []
