@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = "dhe-test/debian:bookworm"
 IMAGE = "dhe-test/exporter:test"
 WHEELHOUSE = ROOT / "deploy" / "docker" / "wheelhouse"
-SOURCE = "https://github.com/docker-host-exporter/docker-host-exporter"
+# Where the project is published, as `make image` reads it: pyproject.toml's one place.
+SOURCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
 CAPABILITIES = ["SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW"]
 
 

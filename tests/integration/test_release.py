@@ -1,6 +1,7 @@
 """A release people can pin: the sdist and the wheel built from a clean clone of this checkout
 pass `twine check`, carry the metadata and the commit, and the wheel installed into a fresh
-virtualenv runs `docker-host-exporter --version` naming that version and that commit."""
+virtualenv runs `docker-host-exporter --version` naming that version and that commit; the
+image built from this checkout is small, labelled, and names the same."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter import __version__
+from tests import exporter_image
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +88,39 @@ def test_wheel_in_a_fresh_venv_prints_version_and_commit(built: tuple[Path, str]
         # Run from elsewhere than the checkout, so nothing can be read from its .git.
         out = run(str(venv / "bin" / "docker-host-exporter"), "--version", cwd=Path(tmp))
     assert out.startswith(f"docker-host-exporter {__version__} (revision {commit}, python ")
+
+
+@pytest.fixture(scope="module")
+def image(engine: Any) -> str:
+    return exporter_image.build()
+
+
+def test_image_is_small_labelled_and_names_its_commit(image: str, engine: Any) -> None:
+    """At most 80 MB; the OCI labels and --version carry the version and the commit; nothing
+    but the runtime: no shell, no apt, no pip, no docs, and the code byte-compiled."""
+    built = engine.images.get(image)
+    assert built.attrs["Size"] <= 80_000_000, built.attrs["Size"]
+    wanted = exporter_image.labels()
+    labels = built.labels
+    assert labels["org.opencontainers.image.version"] == wanted["VERSION"] == __version__
+    assert labels["org.opencontainers.image.revision"] == wanted["REVISION"]
+    assert labels["org.opencontainers.image.source"] == wanted["SOURCE"]
+    out = engine.containers.run(image, ["--version"], remove=True).decode()
+    assert out.startswith(f"docker-host-exporter {__version__} (revision {wanted['REVISION']},")
+    container = engine.containers.create(image, labels={"dhe-fleet": "1"})
+    try:
+        with tempfile.TemporaryFile() as tar:
+            for chunk in container.export():
+                tar.write(chunk)
+            tar.seek(0)
+            with tarfile.open(fileobj=tar) as archive:
+                names = set(archive.getnames())
+    finally:
+        container.remove(force=True)
+    for absent in ("usr/bin/sh", "usr/bin/dash", "usr/bin/apt", "usr/bin/dpkg", "usr/share/doc"):
+        assert absent not in names, absent
+    assert not [n for n in names if "/site-packages/pip" in n or n.endswith("/pip")]
+    site = "opt/docker-host-exporter/lib/python3.11/site-packages/exporter"
+    assert f"{site}/cli.py" in names
+    assert [n for n in names if n.startswith(f"{site}/__pycache__/cli.cpython-")]
+    assert [n for n in names if n.startswith("usr/lib/python3.11/__pycache__/argparse.cpython-")]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests import exporter_image
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, get, parse, select, wait_for
 from tests.host_objects import orphan_veths
 from tests.integration.test_prometheus_e2e import Prometheus, _ready, quick_rules
 from tests.swarm import single_node_swarm
@@ -170,3 +170,63 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
         assert not engine.networks.list(filters={"label": f"com.docker.stack.namespace={name}"})
         assert gwbridge_ports() == bridge_before
         assert rules_naming(port) == []
+
+
+def test_stack_without_socket_capability_or_host_proc_says_what_it_cannot_see(
+    image: str, engine: Any
+) -> None:
+    """The stack deployed with three mistakes at once: no Docker socket, NET_ADMIN not added,
+    and neither the host's /proc nor --path.procfs (so /proc is the task's own). It serves,
+    and each loss is named: by collector_success 0 and its log line, or privilege_missing."""
+    port = free_port()
+    name = f"dhe{uuid.uuid4().hex[:6]}"
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-swarm-"))
+    path = stack_file(workdir)
+    stack = yaml.safe_load(path.read_text())
+    service = stack["services"]["exporter"]
+    service["volumes"] = []
+    service["cap_add"] = [c for c in service["cap_add"] if c != "NET_ADMIN"]
+    service["command"] = [c for c in service["command"] if not c.startswith("--path.procfs")]
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    env = {**os.environ, "DHE_IMAGE": image, "DHE_PORT": str(port)}
+    with single_node_swarm(engine):
+
+        def tasks() -> list[Any]:
+            return list(
+                engine.containers.list(
+                    all=True, filters={"label": f"com.docker.stack.namespace={name}"}
+                )
+            )
+
+        try:
+            docker("stack", "deploy", "--resolve-image", "never", "-c", str(path), name, env=env)
+            base = f"http://127.0.0.1:{port}"
+            seen: dict[str, float] = {}
+
+            def judged() -> bool:
+                try:
+                    samples = parse(get(base + "/metrics", timeout=2))
+                except OSError:
+                    return False
+                seen.clear()
+                for s in select(samples, "docker_host_collector_success"):
+                    seen[s.labels["collector"]] = s.value
+                for s in select(samples, "docker_host_privilege_missing"):
+                    seen[f"{s.labels['collector']}/{s.labels['capability']}"] = s.value
+                return {"containers", "processes", "network", "daemon"} <= seen.keys()
+
+            wait_for(judged, timeout=180, interval=1)
+            for collector in ("containers", "processes", "network", "daemon", "layers"):
+                assert seen[collector] == 0, seen
+            assert seen.get("nat/CAP_NET_ADMIN") == 1, seen
+            (task,) = tasks()
+            logs = task.logs().decode()
+            assert "/proc shows the processes of the exporter's own container" in logs, logs
+            assert f"own container {task.id[:12]}" in logs, logs
+            assert "docker.sock" in logs, logs
+        finally:
+            subprocess.run(
+                ["docker", "stack", "rm", name], capture_output=True, timeout=120, check=False
+            )
+            shutil.rmtree(workdir, ignore_errors=True)
+        wait_for(lambda: tasks() == [], timeout=120, interval=1)
