@@ -27,6 +27,7 @@ PACKAGES=(
     systemd                   # systemd-analyze verify/security on deploy/systemd's unit (not as init)
     pipx                      # the unit's install steps (pipx install .)
     git                       # the release test builds from a clean clone
+    strace                    # the systemd unit's seccomp filter, checked against a trace
 )
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest

@@ -72,6 +72,7 @@ PACKAGE_OF: dict[str, str] = {
     "sleep": "coreutils",
     "systemctl": "systemd",
     "systemd-analyze": "systemd",
+    "strace": "strace",
     "tar": "tar",
     "umount": "mount",
     "unshare": "util-linux",

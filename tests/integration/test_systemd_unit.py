@@ -4,14 +4,17 @@ score is in docs/deploy.md), and the install steps (pipx install, the web config
 ExecStart) run as the unit would run them: root holding only the unit's capabilities (bounding,
 inheritable and ambient sets) and no_new_privs, through setpriv. It must serve with the web
 config and see the host: every collector succeeding, no privilege missing, a container's veth
-paired. What needs systemd itself (the seccomp filter, the mount and address-family sandbox) is
-checked statically by systemd-analyze, not run."""
+paired. What needs systemd itself to enforce is watched instead: the exporter at work under
+strace stays inside the unit's system call filter and address families and maps no memory
+writable and executable; the mount sandbox is checked by systemd-analyze alone."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,3 +177,110 @@ def test_execstart_with_the_units_capabilities_serves_and_sees_the_host(
             proc.terminate()
             output, _ = proc.communicate(timeout=30)
     assert "listening" in output, output
+
+
+def syscalls_of(group: str, seen: set[str] | None = None) -> set[str]:
+    """The system calls a systemd group names, nested groups expanded."""
+    seen = set() if seen is None else seen
+    seen.add(group)
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager", group],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    names: set[str] = set()
+    for raw in listed.splitlines()[1:]:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            if line not in seen:
+                names |= syscalls_of(line, seen)
+        else:
+            names.add(line)
+    return names
+
+
+def allowed_syscalls() -> set[str]:
+    """What the unit's SystemCallFilter= lines leave allowed: the first is an allow list, each
+    `~` line takes its groups and names away."""
+    allowed: set[str] = set()
+    for line in service_section()["SystemCallFilter"]:
+        deny = line.startswith("~")
+        names: set[str] = set()
+        for item in line.removeprefix("~").split():
+            names |= syscalls_of(item) if item.startswith("@") else {item}
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def traced_children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+STRACE_CALL = re.compile(r"^(?:\d+\s+)?([a-z_0-9]+)\(")
+EXEC_MEMORY = re.compile(r"^(?:\d+\s+)?(?:mmap|mprotect|pkey_mprotect)\(.*PROT_WRITE\|PROT_EXEC")
+SOCKET_FAMILY = re.compile(r"^(?:\d+\s+)?socket\((AF_[A-Z0-9]+)")
+
+
+def test_the_exporter_at_work_stays_inside_the_units_seccomp_and_address_families(
+    pipx_installed: Path, containers: Containers
+) -> None:
+    """What systemd would enforce, watched instead: the installed exporter, sampling a host with
+    a container and scraped, traced by strace from its exec. Every system call it makes is one
+    the unit's SystemCallFilter allows, every socket is of a family RestrictAddressFamilies
+    allows, and no mapping is writable and executable at once (MemoryDenyWriteExecute)."""
+    analyze = shutil.which("systemd-analyze")
+    strace = shutil.which("strace")
+    assert analyze, "systemd-analyze (package systemd) is part of the test bed"
+    assert strace, "strace is part of the test bed"
+    allowed = allowed_syscalls()
+    families = set(service_section()["RestrictAddressFamilies"][0].split())
+    containers.run("tracepeer")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="dhe-strace-") as tmp:
+        trace = Path(tmp) / "trace"
+        proc = subprocess.Popen(
+            [
+                strace, "-f", "-qq", "-o", str(trace), str(pipx_installed),
+                f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+
+            def every_collector_ran_ok() -> bool:
+                try:
+                    samples = parse(get(base + "/metrics", timeout=5))
+                except OSError:
+                    return False
+                states = select(samples, "docker_host_collector_success")
+                return bool(states) and all(s.value == 1 for s in states)
+
+            wait_for(every_collector_ran_ok, timeout=180, interval=1)
+        finally:
+            # SIGTERM to strace would detach it and leave the exporter running: stop the
+            # exporter, and strace ends with it.
+            for child in traced_children(proc.pid):
+                os.kill(child, signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                for child in traced_children(proc.pid):
+                    os.kill(child, signal.SIGKILL)
+                proc.kill()
+                proc.wait()
+        lines = trace.read_text().splitlines()
+    used = {m[1] for line in lines if (m := STRACE_CALL.match(line))}
+    assert {"socket", "connect", "recvfrom"} <= used  # the trace is of the work itself
+    assert used - allowed == set(), f"outside the unit's SystemCallFilter: {used - allowed}"
+    opened = {m[1] for line in lines if (m := SOCKET_FAMILY.match(line))}
+    assert opened - families == set(), f"outside RestrictAddressFamilies: {opened - families}"
+    assert [line for line in lines if EXEC_MEMORY.match(line)] == []
