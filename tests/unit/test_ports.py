@@ -42,8 +42,10 @@ from exporter.readers.proc_net import (
     parse_bound_sockets,
     parse_proxy_argv,
 )
-from tests.filter_text import parse_ruleset
+from tests.filter_text import docker20_filter, parse_ruleset
 from tests.fuzzing import FUZZ
+from tests.nat_rules import dnat as nat_dnat
+from tests.nat_rules import masquerade
 
 TCP_HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
@@ -218,65 +220,15 @@ LEGACY = FirewallBackend("legacy", True, None, 0, ())
 
 
 def dnat(port: PublishedPort) -> NatRule:
-    return NatRule(
-        backend="nftables",
-        table="nat",
-        chain="DOCKER",
-        action="dnat",
-        source=None,
-        destination=None,
-        in_interface="docker0",
-        in_negated=True,
-        out_interface=None,
-        out_negated=False,
-        protocol=port.protocol,
-        dport=port.host_port,
-        to_address="172.17.0.2",
-        to_port=port.container_port,
-        packets=0,
-        bytes=0,
-    )
+    return nat_dnat(port.host_port, port.protocol, to_port=port.container_port)
 
 
-MASQUERADE = NatRule(
-    backend="nftables",
-    table="nat",
-    chain="POSTROUTING",
-    action="masquerade",
-    source="172.17.0.0/16",
-    destination=None,
-    in_interface=None,
-    in_negated=False,
-    out_interface="docker0",
-    out_negated=True,
-    protocol=None,
-    dport=None,
-    to_address=None,
-    to_port=None,
-    packets=0,
-    bytes=0,
-)
+MASQUERADE = masquerade()
 # Docker 20.10's filter table for WEB's ports, as `iptables -S` prints it.
-FILTER = """
--P FORWARD DROP
--N DOCKER
--N DOCKER-ISOLATION-STAGE-1
--N DOCKER-ISOLATION-STAGE-2
--N DOCKER-USER
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -i docker0 ! -o docker0 -j ACCEPT
--A FORWARD -i docker0 -o docker0 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -j RETURN
--A DOCKER-USER -j RETURN
-"""
+FILTER = docker20_filter(
+    accepts=(("172.17.0.2/32", "docker0", "tcp", 80), ("172.17.0.2/32", "docker0", "udp", 53)),
+    policies=("FORWARD",),
+)
 
 
 def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
@@ -342,7 +294,7 @@ PORTS = PortsFacts(
     networks=(BRIDGE,),
     listeners=(ContainerListeners(WEB_ID, 100, LISTENING),),
     proxies=PROXIES,
-    proxy_flag=None,
+    userland_proxy=True,
 )
 
 
@@ -350,9 +302,8 @@ def verdicts(
     ports: PortsFacts = PORTS,
     nat: NatFacts | None = NAT,
     net: NetworkFacts | None = NET,
-    daemon: DaemonConfigFacts | None = DAEMON,
 ) -> dict[PublishedPort, PortVerdict]:
-    return {v.port: v for v in port_verdicts(ports, nat, net, daemon)}
+    return {v.port: v for v in port_verdicts(ports, nat, net)}
 
 
 def reason(v: PortVerdict) -> str:
@@ -520,31 +471,27 @@ def test_the_userland_proxy() -> None:
     # One port's proxy gone while the others run: a suspect, read again.
     one_gone = replace(PORTS, proxies=PROXIES[1:])
     assert suspect_keys(one_gone) == (proxy_key(TCP80),)
-    # No docker-proxy at all: userland-proxy off, as far as the source can tell, so no second
-    # reading, unless dockerd's flag turns proxies on.
-    none = replace(PORTS, proxies=())
+    # No docker-proxy at all and dockerd's setting unknown: off as far as the source can tell,
+    # so no second reading; with the setting on (flag, daemon.json or default), a suspect.
+    none = replace(PORTS, proxies=(), userland_proxy=None)
     assert suspect_keys(none) == ()
-    keys = suspect_keys(replace(none, proxy_flag=True))
+    keys = suspect_keys(replace(none, userland_proxy=True))
     assert proxy_key(TCP80) in keys and proxy_key(TCP80_V6) in keys
-    assert first(verdicts(none)[TCP80]) == (UNKNOWN, "proxy")
-    found = verdicts(replace(none, earlier_suspects=keys))
+    assert first(verdicts(replace(none, userland_proxy=True))[TCP80]) == (UNKNOWN, "proxy")
+    found = verdicts(replace(none, earlier_suspects=keys, userland_proxy=True))
     assert first(found[TCP80]) == (BROKEN, "proxy")
-    # Off by flag, or by the config file when the flag is not given: not judged.
-    assert verdicts(replace(none, earlier_suspects=keys, proxy_flag=False))[TCP80].verdict == OK
-    off_in_file = replace(DAEMON, file_present=True, file_values=(("userland-proxy", "false"),))
-    assert verdicts(replace(none, earlier_suspects=keys), daemon=off_in_file)[TCP80].verdict == OK
-    # The flag wins over the file; without either reading the setting is unknown.
-    on = replace(none, earlier_suspects=keys, proxy_flag=True)
-    assert first(verdicts(on, daemon=off_in_file)[TCP80]) == (BROKEN, "proxy")
-    assert first(verdicts(daemon=None)[TCP80]) == (UNKNOWN, "proxy")
-    assert verdicts(replace(PORTS, proxy_flag=True), daemon=None)[TCP80].verdict == OK
+    # Off: not judged. Unknown: unknown, never ok.
+    off = replace(none, earlier_suspects=keys, userland_proxy=False)
+    assert verdicts(off)[TCP80].verdict == OK
+    assert first(verdicts(replace(PORTS, userland_proxy=None))[TCP80]) == (UNKNOWN, "proxy")
+    assert verdicts(PORTS)[TCP80].verdict == OK
 
 
 def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
-    assert port_verdicts(replace(PORTS, containers=None), NAT, NET, DAEMON) == ()
+    assert port_verdicts(replace(PORTS, containers=None), NAT, NET) == ()
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     text = ports_table(
-        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET, DAEMON)
+        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET)
     )
     assert text.splitlines()[1].split() == [
         "PORT",

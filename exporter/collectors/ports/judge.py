@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
@@ -144,7 +142,9 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
     found: list[str] = []
     if ports.containers is None:
         return ()
-    proxies_run = ports.proxy_flag is True or (ports.proxy_flag is None and bool(ports.proxies))
+    proxies_run = ports.userland_proxy is True or (
+        ports.userland_proxy is None and bool(ports.proxies)
+    )
     served = proxied(ports.proxies)
     listeners = {c.container_id: c for c in ports.listeners}
     for container in ports.containers:
@@ -421,22 +421,6 @@ def _listener_hop(
     return Hop("listener", BROKEN, f"nothing {kind} on {where}")
 
 
-def userland_proxy(ports: PortsFacts, daemon: DaemonConfigFacts | None) -> bool | None:
-    """dockerd's userland-proxy: its flag, else its config file, else on (the default);
-    None when neither the flag nor the file could be read."""
-    if ports.proxy_flag is not None:
-        return ports.proxy_flag
-    if daemon is None or daemon.pid is None or daemon.file_error is not None:
-        return None
-    value = dict(daemon.file_values).get("userland-proxy")
-    if value is None:
-        return True
-    try:
-        return bool(json.loads(value))
-    except ValueError:
-        return None
-
-
 def _proxy_hop(
     port: PublishedPort,
     ports: PortsFacts,
@@ -475,13 +459,11 @@ def port_verdicts(
     ports: PortsFacts,
     nat: NatFacts | None,
     net: NetworkFacts | None,
-    daemon: DaemonConfigFacts | None,
 ) -> tuple[PortVerdict, ...]:
     """Every published port of every running container, with each hop judged."""
     if ports.containers is None:
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
-    proxy_on = userland_proxy(ports, daemon)
     view = _NatView.of(nat)
     links = _LinkView.of(net)
     served = proxied(ports.proxies)
@@ -508,7 +490,7 @@ def port_verdicts(
                 veth,
                 bridge_port,
                 _listener_hop(container, port, listeners.get(container.id), ports),
-                _proxy_hop(port, ports, proxy_on, served),
+                _proxy_hop(port, ports, ports.userland_proxy, served),
                 masquerade,
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
