@@ -2,7 +2,8 @@
 # into a virtualenv, then gathers into /rootfs only what running it needs (the interpreter, the
 # standard library less its tests, IDLE, tkinter and ensurepip, the shared libraries the
 # interpreter and the extension modules load, the virtualenv without pip), byte-compiled. The
-# final stage is that root and nothing else: no shell, no apt, no pip, no docs (~60 MB, was 280).
+# final stage is that root and nothing else: no shell, no apt, no pip, no docs (55 MB, was 280:
+# docs/benchmarks.md).
 # Netlink, nf_tables and ip_tables are all spoken directly, so no firewall tool is needed.
 #
 # The base is a build argument: where no registry is reachable (as in this project's tests) pass
