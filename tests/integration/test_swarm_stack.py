@@ -151,6 +151,9 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
                 ok = f"count(docker_host_collector_success{{{mine}}} == 1)"
                 every = f"count(docker_host_collector_success{{{mine}}})"
                 wait_for(lambda: bool(prom.query(f"{ok} == {every}")), timeout=120, interval=1)
+                # The stack's capabilities reached the task: nothing is refused for want of one.
+                refused = prom.query(f"docker_host_privilege_missing{{{mine}}} == 1")
+                assert refused == [], refused
 
                 with orphan_veths() as made:
                     alert = (
