@@ -56,6 +56,7 @@ PACKAGE_OF: dict[str, str] = {
     "mktemp": "coreutils",
     "mount": "mount",
     "nft": "nftables",
+    "ipset": "ipset",
     "nsenter": "util-linux",
     "openssl": "openssl",
     "pipx": "pipx",

@@ -12,8 +12,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import forward_paths, port_path_suspects
+from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
+from exporter.collectors.firewall.judge import port_path_suspects
+from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import (
@@ -21,6 +22,7 @@ from exporter.collectors.ports.judge import (
     HOPS,
     NOT_JUDGED,
     OK,
+    RESTRICTED,
     UNKNOWN,
     PortVerdict,
     listener_key,
@@ -30,7 +32,8 @@ from exporter.collectors.ports.judge import (
 )
 from exporter.collectors.ports.report import ports_table
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.nat_rules import NatRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import Link
 from exporter.readers.network import ContainerNetns
 from exporter.readers.proc_net import (
@@ -231,26 +234,30 @@ FILTER = docker20_filter(
 )
 
 
-def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
-    """nat's facts as its source gives them: with the forward paths it worked out."""
+EXPECT = NatExpectations(networks=(BRIDGE,), containers=(WEB,))
+
+
+def fw_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> FirewallFacts:
+    """The firewall collector's facts as its source gives them (of the same reading as NAT)."""
     chains, rules = parse_ruleset(filter_text)
-    facts = NatFacts(
+    return FirewallFacts(
         backends=(NFT, LEGACY),
-        rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)),
-        expectations=NatExpectations(networks=(BRIDGE,), containers=(WEB,)),
+        expectations=EXPECT,
         filter_chains=chains,
         filter_rules=rules,
         forwarding=ForwardingSwitches(ipv4_forward, 0, 1, None),
     )
-    return replace(facts, forward_paths=forward_paths(facts))
 
 
-def second_reading(nat: NatFacts) -> NatFacts:
-    """nat's facts as its confirming second reading gives them."""
-    return replace(nat, earlier_missing=port_path_suspects(nat))
+def second_reading(fw: FirewallFacts) -> FirewallFacts:
+    """The firewall's facts as its confirming second reading gives them."""
+    return replace(fw, earlier_missing=port_path_suspects(fw))
 
 
-NAT = nat_facts()
+NAT = NatFacts(
+    backends=(NFT, LEGACY), rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)), expectations=EXPECT
+)
+FW = fw_facts()
 
 
 def link(index: int, name: str, kind: str, **fields: object) -> Link:
@@ -302,8 +309,9 @@ def verdicts(
     ports: PortsFacts = PORTS,
     nat: NatFacts | None = NAT,
     net: NetworkFacts | None = NET,
+    fw: FirewallFacts | None = FW,
 ) -> dict[PublishedPort, PortVerdict]:
-    return {v.port: v for v in port_verdicts(ports, nat, net)}
+    return {v.port: v for v in port_verdicts(ports, nat, fw, net)}
 
 
 def reason(v: PortVerdict) -> str:
@@ -340,7 +348,7 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
     v6 = {h.name: h.state for h in found[TCP80_V6].hops}
     assert v6["dnat"] == v6["ip_forward"] == NOT_JUDGED
     assert suspect_keys(PORTS) == ()
-    assert port_path_suspects(NAT) == ()
+    assert port_path_suspects(FW) == ()
 
 
 def test_nothing_listening_is_broken_at_the_listener_only_once_confirmed() -> None:
@@ -383,22 +391,22 @@ def test_unreadable_sockets_give_unknown_never_broken() -> None:
 
 
 def test_ip_forward_off_breaks_every_forwarded_port() -> None:
-    off = nat_facts(ipv4_forward=0)
+    off = fw_facts(ipv4_forward=0)
     assert port_path_suspects(off) == ("forwarding/ipv4",)
-    assert first(verdicts(nat=off)[TCP80]) == (UNKNOWN, "ip_forward")  # one reading only
-    found = verdicts(nat=second_reading(off))
+    assert first(verdicts(fw=off)[TCP80]) == (UNKNOWN, "ip_forward")  # one reading only
+    found = verdicts(fw=second_reading(off))
     assert first(found[TCP80]) == (BROKEN, "ip_forward")
     assert first(found[UDP53]) == (BROKEN, "ip_forward")
     assert found[TCP80_V6].verdict == OK  # docker-proxy serves it: no forwarding
-    unread = replace(NAT, forwarding=None)
-    assert first(verdicts(nat=unread)[TCP80]) == (UNKNOWN, "ip_forward")
+    unread = replace(FW, forwarding=None)
+    assert first(verdicts(fw=unread)[TCP80]) == (UNKNOWN, "ip_forward")
 
 
 def test_a_missing_port_accept_breaks_it_at_the_forward_hop() -> None:
     accept = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    gone = nat_facts(FILTER.replace(accept + "\n", ""))
-    assert first(verdicts(nat=gone)[TCP80]) == (UNKNOWN, "forward")
-    found = verdicts(nat=second_reading(gone))
+    gone = fw_facts(FILTER.replace(accept + "\n", ""))
+    assert first(verdicts(fw=gone)[TCP80]) == (UNKNOWN, "forward")
+    found = verdicts(fw=second_reading(gone))
     assert first(found[TCP80]) == (BROKEN, "forward")
     assert "no ACCEPT in DOCKER for 172.17.0.2 tcp/80" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
@@ -409,10 +417,35 @@ def test_a_docker_user_drop_shadows_the_port() -> None:
         "-A DOCKER-USER -j RETURN",
         "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
     )
-    found = verdicts(nat=second_reading(nat_facts(drop)))
+    found = verdicts(fw=second_reading(fw_facts(drop)))
     assert first(found[TCP80]) == (BROKEN, "forward")
     assert "DOCKER-USER" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
+
+
+def test_a_drop_of_some_sources_makes_the_port_restricted_not_ok() -> None:
+    """issue 22: `-s <client> -d <container> -p tcp --dport 80 -j DROP` in DOCKER-USER left the
+    port ok, with no hint that some clients are cut off."""
+    drop = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -s 10.77.2.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP\n"
+        "-A DOCKER-USER -j RETURN",
+    )
+    found = verdicts(fw=fw_facts(drop))  # not a suspect: nothing to confirm
+    assert found[TCP80].verdict == RESTRICTED
+    hop = found[TCP80].first
+    assert hop is not None and hop.name == "forward"
+    assert [(c.rule, c.sources) for c in hop.cuts] == [
+        ("nftables filter/DOCKER-USER rule 1", "from 10.77.2.2/32")
+    ]
+    assert found[UDP53].verdict == OK
+    # Broken or unknown elsewhere on the path wins over restricted.
+    quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
+    broken = verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), fw=fw_facts(drop))
+    assert first(broken[TCP80]) == (BROKEN, "listener")
+    text = ports_table(tuple(verdicts(fw=fw_facts(drop)).values()))
+    row = next(line for line in text.splitlines() if "0.0.0.0:8080->80/tcp" in line)
+    assert "RESTRICTED" in row and "from 10.77.2.2/32" in row
 
 
 def test_a_missing_dnat_is_the_first_broken_hop() -> None:
@@ -440,12 +473,10 @@ def test_missing_masquerade_and_unreadable_nat() -> None:
 
 
 def test_no_firewall_managed_means_docker_proxy_serves_everything() -> None:
-    nat = replace(
-        nat_facts("-P FORWARD DROP", ipv4_forward=0),
-        backends=(FirewallBackend("nftables", True, None, 0, ()), LEGACY),
-        rules=(),
-    )
-    found = verdicts(nat=second_reading(nat))
+    backends = (FirewallBackend("nftables", True, None, 0, ()), LEGACY)
+    nat = replace(NAT, backends=backends, rules=())
+    fw = replace(fw_facts("-P FORWARD DROP", ipv4_forward=0), backends=backends)
+    found = verdicts(nat=nat, fw=second_reading(fw))
     assert all(v.verdict == OK for v in found.values())
     assert {h.name: h.state for h in found[TCP80].hops}["dnat"] == NOT_JUDGED
 
@@ -488,10 +519,10 @@ def test_the_userland_proxy() -> None:
 
 
 def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
-    assert port_verdicts(replace(PORTS, containers=None), NAT, NET) == ()
+    assert port_verdicts(replace(PORTS, containers=None), NAT, FW, NET) == ()
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     text = ports_table(
-        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET)
+        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, FW, NET)
     )
     assert text.splitlines()[1].split() == [
         "PORT",
@@ -516,7 +547,7 @@ def test_a_rule_the_decoder_did_not_understand_makes_the_forward_hop_unknown() -
         "-A DOCKER-USER -j RETURN",
         "-A DOCKER-USER -p tcp -m limit --limit 5/s -j DROP\n-A DOCKER-USER -j RETURN",
     )
-    found = verdicts(nat=second_reading(nat_facts(limited)))
+    found = verdicts(fw=second_reading(fw_facts(limited)))
     assert first(found[TCP80]) == (UNKNOWN, "forward")
     assert "not understood" in reason(found[TCP80])
 
@@ -547,14 +578,10 @@ def test_a_process_gone_or_replaced_mid_read_gives_an_error_not_an_empty_reading
     assert read.error is not None and read.error.startswith("undecodable")
 
 
-def test_facts_without_forward_paths_are_judged_the_same() -> None:
-    """A recording from before nat kept its forward paths: the forward hop is worked out."""
-    drop = FILTER.replace(
-        "-A DOCKER-USER -j RETURN",
-        "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
-    )
-    for nat in (NAT, second_reading(nat_facts(drop))):
-        assert nat.forward_paths
-        kept = verdicts(nat=nat)
-        redone = verdicts(nat=replace(nat, forward_paths=()))
-        assert {p: v.hops for p, v in kept.items()} == {p: v.hops for p, v in redone.items()}
+def test_the_forward_hop_needs_the_firewall_collectors_reading() -> None:
+    """The forward hop and IP forwarding are the firewall collector's: without its reading
+    they are unknown, never guessed from nat's."""
+    found = verdicts(fw=None)[TCP80]
+    assert first(found) == (UNKNOWN, "forward")
+    assert "firewall collector" in reason(found)
+    assert {h.name: h.state for h in found.hops}["ip_forward"] == UNKNOWN
