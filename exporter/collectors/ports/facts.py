@@ -1,7 +1,8 @@
 """What the ports collector observed for the published ports of running containers: what
 listens inside each container's network namespace, the userland proxies running, dockerd's
-userland-proxy flag, and the host's forwarding sysctls. The rest of a port's path (DNAT,
-FORWARD, veth, bridge port, MASQUERADE) is other collectors' facts, joined in judge.py."""
+userland-proxy flag, and the host's forwarding sysctls. The rest of a port's paths (DNAT,
+FORWARD, veth, bridge port, the per-port MASQUERADE) is other collectors' facts, joined in
+judge.py."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
-"""One verdict per published port, hop by hop along the path a connection takes, joining what
-the collectors know: the DNAT and MASQUERADE rules (nat), the FORWARD accept (nat's filter
-rules), IP forwarding, the container's veth and bridge port (network), a listener inside the
-container and dockerd's userland proxy (ports). Pure: recorded and constructed facts drive it.
+"""One verdict per published port, hop by hop along the paths its connections really take
+(paths.py: which hops each kind of binding crosses with userland-proxy on or off), joining what
+the collectors know: the DNAT and the per-port hairpin MASQUERADE (nat), the FORWARD accept
+(nat's filter rules), IP forwarding, the container's veth and bridge port (network), a
+listener inside the container and dockerd's userland proxy (ports). Pure: recorded and
+constructed facts drive it.
 
 A hop is ok, broken, unknown (what it needs could not be read: never a guessed "broken") or
-not judged (it does not apply: a binding served by docker-proxy has no DNAT; Docker manages no
+not judged (it is on no path of the binding: a loopback binding served by docker-proxy has no
+DNAT on its path; the network's MASQUERADE is on no inbound path at all; Docker manages no
 firewall; the userland proxy is off). A port is broken at its first broken hop, in HOPS order;
 else unknown if any hop is; else ok. A hop is broken only when two readings a moment apart
 agree: nat confirms its rules, this collector's source its own hops (suspect_keys)."""
@@ -23,25 +26,24 @@ from exporter.collectors.nat.judge import (
     IPV4,
     IPV6,
     ExpectedDnat,
-    ExpectedMasquerade,
+    HairpinIndex,
     docker_firewall,
     forward_key,
     forward_verdict,
     forwarding_key,
     forwarding_on,
+    hairpin_key,
     judged_families,
     nat_verdicts,
 )
 from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.ports import paths
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.ports.paths import HOPS
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
 from exporter.readers.netlink import Link
 from exporter.readers.proc_net import TCP, BoundSocket, ProxyProcess
 
-# The hops, in the order a connection from outside meets them (the userland proxy, for
-# connections from the host itself, and MASQUERADE, for the container's own outgoing
-# traffic, last).
-HOPS = ("dnat", "forward", "ip_forward", "veth", "bridge_port", "listener", "proxy", "masquerade")
 OK, BROKEN, UNKNOWN, NOT_JUDGED = "ok", "broken", "unknown", "not_judged"
 VERDICTS = (OK, BROKEN, UNKNOWN)
 _ANY = ("0.0.0.0", "::")  # noqa: S104 (addresses read, not bound)
@@ -172,30 +174,27 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class _NatView:
     """nat's verdicts worked out once for all ports: DNATs by (container id, family, protocol,
-    host port), MASQUERADEs by network."""
+    host port). (The network's MASQUERADE is on no inbound path: not looked at.)"""
 
     nat: NatFacts
     dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
-    masquerades: dict[str, list[tuple[ExpectedMasquerade, bool]]]
     forward_paths: dict[str, tuple[str, str]]  # forward_key -> (state, reason), as nat read it
     no_firewall: bool  # Docker manages no firewall here
     judged: dict[str, bool]  # whether nat judges DNATs of each family
+    hairpin: HairpinIndex
 
     @classmethod
     def of(cls, nat: NatFacts | None) -> _NatView | None:
         if nat is None:
             return None
-        masquerades, dnats = nat_verdicts(nat)
-        by_network: dict[str, list[tuple[ExpectedMasquerade, bool]]] = {}
-        for m, missing in masquerades:
-            by_network.setdefault(m.network, []).append((m, missing))
+        _, dnats = nat_verdicts(nat)
         return cls(
             nat,
             {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
-            by_network,
             {key: (state, reason) for key, state, reason in nat.forward_paths},
             docker_firewall(nat.backends) == ("none",),
             judged_families(nat),
+            HairpinIndex.of(nat.rules),
         )
 
 
@@ -454,21 +453,71 @@ def _proxy_hop(
     return Hop("proxy", BROKEN, "no docker-proxy process for it")
 
 
-def _masquerade_hop(network: DockerNetwork | None, view: _NatView | None) -> Hop:
+def _hairpin_hop(  # noqa: PLR0911 (one return per verdict)
+    family: str, port: PublishedPort, address: str | None, view: _NatView | None
+) -> Hop:
+    """The per-port MASQUERADE a container reaching its own published port through the host's
+    address needs in hairpin mode (userland-proxy off). A DNAT that skips the bridge's packets
+    (`! -i <bridge>`) sends them to docker-proxy instead: then it is off the path."""
+    name = "hairpin_masquerade"
     if view is None:
-        return Hop("masquerade", UNKNOWN, "the nat collector has no current reading")
-    if network is None:
-        return Hop("masquerade", NOT_JUDGED, "no bridge network holds the container's address")
-    mine = view.masquerades.get(network.name, [])
-    if not mine:
-        if view.no_firewall or not network.ip_masquerade:
-            return Hop("masquerade", NOT_JUDGED, "no MASQUERADE expected")
-        return Hop("masquerade", UNKNOWN, "the nat rules could not be judged")
-    gone = [m for m, missing in mine if missing]
-    if gone:
-        subnets = ", ".join(m.subnet for m in gone)
-        return Hop("masquerade", BROKEN, f"no MASQUERADE for {network.name} ({subnets})")
-    return Hop("masquerade", OK)
+        return Hop(name, UNKNOWN, "the nat collector has no current reading")
+    if not view.judged[family]:
+        return Hop(name, UNKNOWN, "the nat rules could not be judged")
+    if address is None:
+        return Hop(name, UNKNOWN, "no container address on a bridge network")
+    protocol, target = port.protocol, port.container_port
+    mode = view.hairpin.dnats.get((family, protocol, port.host_port, address, target))
+    if mode is False:
+        return Hop(name, NOT_JUDGED, "off the path: the DNAT skips the bridge's packets")
+    if (family, address, protocol, target) in view.hairpin.masquerades:
+        return Hop(name, OK)
+    rule = f"-s {address} -d {address} -p {protocol} --dport {target} -j MASQUERADE"
+    if hairpin_key(family, address, protocol, target) not in view.nat.earlier_missing:
+        return Hop(name, UNKNOWN, f"no {rule}, in one reading only")
+    return Hop(name, BROKEN, f"no {rule}: the container cannot reach its own port")
+
+
+def _routes(
+    binding: str, proxy_on: bool | None, dnat: Hop, proxy_runs: bool
+) -> tuple[frozenset[str], frozenset[str], str]:
+    """The hops on the binding's paths (paths.PATHS), those on a path only under one
+    userland-proxy setting when dockerd's is unknown, and why a hop is off the path when it is
+    not the general reason. A binding Docker wrote no DNAT for, and one whose DNAT is missing
+    while docker-proxy serves it (userland-proxy on: its packets reach docker-proxy instead),
+    take docker-proxy's path."""
+    if dnat.state == NOT_JUDGED:
+        return frozenset(paths.PROXIED), frozenset(), dnat.reason
+    if (
+        proxy_on is not False
+        and dnat.state == BROKEN
+        and proxy_runs
+        and "dnat" in paths.on_path(binding, True)
+    ):
+        return frozenset(paths.PROXIED), frozenset(), "no DNAT: docker-proxy serves it instead"
+    if proxy_on is None:
+        on, off = paths.on_path(binding, True), paths.on_path(binding, False)
+        return on | off, on ^ off, ""
+    return paths.on_path(binding, proxy_on), frozenset(), ""
+
+
+def _placed(hop: Hop, on: frozenset[str], either: frozenset[str], why: str) -> Hop:
+    """A hop as its place on the paths has it: off every path not judged; on a path under one
+    userland-proxy setting only, while dockerd's is unknown, never broken."""
+    if hop.name not in on:
+        if hop.state == NOT_JUDGED and hop.reason:
+            return hop
+        if why and hop.name in ("dnat", "forward", "ip_forward"):
+            return Hop(hop.name, NOT_JUDGED, why)
+        return Hop(hop.name, NOT_JUDGED, paths.off_path_reason(hop.name))
+    if hop.name in either and hop.state == BROKEN:
+        return Hop(
+            hop.name,
+            UNKNOWN,
+            f"{hop.reason}; on the path only under one userland-proxy setting, and dockerd's "
+            "is unknown",
+        )
+    return hop
 
 
 def port_verdicts(
@@ -477,7 +526,7 @@ def port_verdicts(
     net: NetworkFacts | None,
     daemon: DaemonConfigFacts | None,
 ) -> tuple[PortVerdict, ...]:
-    """Every published port of every running container, with each hop judged."""
+    """Every published port of every running container, each hop on its paths judged."""
     if ports.containers is None:
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
@@ -489,27 +538,31 @@ def port_verdicts(
     for container in sorted(ports.containers, key=lambda c: c.name):
         network = network_of(container, ports.networks)
         veth, bridge_port = _link_hops(container, network, links)
-        masquerade = _masquerade_hop(network, view)
         for port in container.ports:
-            family = IPV6 if ":" in host_address(port) else IPV4
+            address_text = host_address(port)
+            family = IPV6 if ":" in address_text else IPV4
             dnat = _dnat_hop(container, port, view)
-            if _dnat_applies((dnat,)):
-                address = _address_on(container, network, family)
-                forward = _forward_hop(family, port, address, network, view)
-                forwarding = _forwarding_hop(family, nat)
-            else:
-                reason = "not forwarded: docker-proxy serves it"
-                forward = Hop("forward", NOT_JUDGED, reason)
-                forwarding = Hop("ip_forward", NOT_JUDGED, reason)
-            hops = (
-                dnat,
-                forward,
-                forwarding,
-                veth,
-                bridge_port,
-                _listener_hop(container, port, listeners.get(container.id), ports),
-                _proxy_hop(port, ports, proxy_on, served),
-                masquerade,
+            proxy = _proxy_hop(port, ports, proxy_on, served)
+            on, either, why = _routes(
+                paths.scope(address_text), proxy_on, dnat, has_proxy(served, port)
+            )
+            address = _address_on(container, network, family)
+            judged = {
+                "dnat": dnat,
+                "forward": _forward_hop(family, port, address, network, view)
+                if "forward" in on
+                else None,
+                "ip_forward": _forwarding_hop(family, nat) if "ip_forward" in on else None,
+                "veth": veth,
+                "bridge_port": bridge_port,
+                "listener": _listener_hop(container, port, listeners.get(container.id), ports),
+                "proxy": proxy,
+                "hairpin_masquerade": _hairpin_hop(family, port, address, view)
+                if "hairpin_masquerade" in on
+                else None,
+            }
+            hops = tuple(
+                _placed(judged[name] or Hop(name, NOT_JUDGED), on, either, why) for name in HOPS
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
     return tuple(verdicts)
