@@ -1110,7 +1110,7 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     return verdict
 
 
-def _forward_verdict(  # noqa: PLR0917
+def _forward_verdict(  # noqa: PLR0911, PLR0917
     facts: NatFacts,
     index: _FilterIndex,
     family: str,
@@ -1141,10 +1141,18 @@ def _forward_verdict(  # noqa: PLR0917
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
     target = PublishedTarget("", "", bridge, container_address, protocol, container_port, family)
     has_accept = _has_port_accept(facts, family, accept_chain, target)
-    if not has_accept:
-        address_port = f"{container_address} {protocol}/{container_port}"
-        return FilterVerdict("broken", f"no ACCEPT in {accept_chain} for {address_port}")
     verdict = _through_bases(facts, packet)
+    if not has_accept:
+        # Without its ACCEPT the packet falls through: to Docker 28's per-bridge DROP, or to the
+        # FORWARD policy: DROP as Docker sets it when it switched forwarding on itself, but
+        # ACCEPT on a host that had forwarding on already, where the port still works. Only a
+        # walk that understood every rule it met and accepts says so (an undecoded rule gives
+        # no verdict here: broken, as the missing rule always read).
+        address_port = f"{container_address} {protocol}/{container_port}"
+        missing = f"no ACCEPT in {accept_chain} for {address_port}"
+        if verdict is None:
+            return FilterVerdict("ok", f"{missing}, but the forward path accepts it")
+        return FilterVerdict("broken", missing)
     if verdict is not None:
         return verdict
     return FilterVerdict("ok", f"accepted; {accept_chain} holds the port's ACCEPT")
