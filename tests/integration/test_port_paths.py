@@ -225,14 +225,28 @@ def kill_listener(container: Any) -> None:
 
 # -- userland-proxy on (the default) -----------------------------------------------------------
 
-ANY_PORT, LOOPBACK_PORT = 18180, 18181
+ANY_PORT, LOOPBACK_PORT, ADDRESS_PORT = 18180, 18181, 18182
+
+
+def both(forwarded: str, loopback: str) -> dict[str, str]:
+    """The verdicts expected of the 0.0.0.0 and the 198.18.0.1 binding (the same paths) and of
+    the 127.0.0.1 one."""
+    return {"0.0.0.0": forwarded, HOST_ADDRESS: forwarded, "127.0.0.1": loopback}
 
 
 @pytest.fixture(scope="class")
 def proxied() -> Iterator[tuple[Ipv6Dockerd, Clients, Any]]:
     with ipv6_dockerd() as own, client_namespace(own) as clients:
         web = start_web(
-            own, "pp-web", {"80/tcp": [("0.0.0.0", ANY_PORT), ("127.0.0.1", LOOPBACK_PORT)]}
+            own,
+            "pp-web",
+            {
+                "80/tcp": [
+                    ("0.0.0.0", ANY_PORT),
+                    ("127.0.0.1", LOOPBACK_PORT),
+                    (HOST_ADDRESS, ADDRESS_PORT),
+                ]
+            },
         )
         yield own, clients, web
 
@@ -243,9 +257,10 @@ class TestUserlandProxyOn:
     ) -> None:
         own, clients, web = proxied
         assert clients.remote(ANY_PORT, expect=True)
+        assert clients.remote(ADDRESS_PORT, expect=True)
         assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
         assert clients.host("127.0.0.1", ANY_PORT, expect=True)  # docker-proxy's
-        assert verdicts(own, web) == {"0.0.0.0": "ok", "127.0.0.1": "ok"}
+        assert verdicts(own, web) == both("ok", "ok")
 
     def test_the_network_masquerade_is_off_the_inbound_path(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
@@ -257,7 +272,7 @@ class TestUserlandProxyOn:
             assert clients.remote(ANY_PORT, expect=True)
             samples = sample(own)
             found = verdict_of(samples, web.name, protocol="tcp")
-            assert found == {"0.0.0.0": "ok", "127.0.0.1": "ok"}
+            assert found == both("ok", "ok")
             # ... while nat says the network's outgoing traffic lacks it.
             missing = select(samples, "docker_host_nat_masquerade_missing", subnet=subnet)
             assert [s.value for s in missing] == [1]
@@ -271,7 +286,7 @@ class TestUserlandProxyOn:
         with deleted(own, "nat", dnat), deleted(own, "filter", accept):
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
             assert not clients.remote(ANY_PORT, expect=False)  # the ACCEPT is the 0.0.0.0 one's
-            assert verdicts(own, web) == {"0.0.0.0": "broken:forward", "127.0.0.1": "ok"}
+            assert verdicts(own, web) == both("broken:forward", "ok")
 
     def test_a_missing_accept_under_forward_policy_accept_is_no_break(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
@@ -284,7 +299,7 @@ class TestUserlandProxyOn:
         try:
             with deleted(own, "filter", accept):
                 assert clients.remote(ANY_PORT, expect=True)
-                assert verdicts(own, web) == {"0.0.0.0": "ok", "127.0.0.1": "ok"}
+                assert verdicts(own, web) == both("ok", "ok")
         finally:
             own.run("iptables", "-P", "FORWARD", "DROP")
 
@@ -295,7 +310,7 @@ class TestUserlandProxyOn:
         dnat = own_rule(own, "nat", "DOCKER", f"--dport {ANY_PORT}", "-j DNAT")
         with deleted(own, "nat", dnat):
             assert clients.remote(ANY_PORT, expect=True)
-            assert verdicts(own, web) == {"0.0.0.0": "ok", "127.0.0.1": "ok"}
+            assert verdicts(own, web) == both("ok", "ok")
 
     def test_ip_forward_off_breaks_the_forwarded_binding_only(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
@@ -304,8 +319,9 @@ class TestUserlandProxyOn:
         own.run("sysctl", "-qw", "net.ipv4.ip_forward=0")
         try:
             assert not clients.remote(ANY_PORT, expect=False)
+            assert not clients.remote(ADDRESS_PORT, expect=False)
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
-            assert verdicts(own, web) == {"0.0.0.0": "broken:ip_forward", "127.0.0.1": "ok"}
+            assert verdicts(own, web) == both("broken:ip_forward", "ok")
         finally:
             own.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         assert clients.remote(ANY_PORT, expect=True)
@@ -319,7 +335,7 @@ class TestUserlandProxyOn:
         try:
             assert not clients.remote(ANY_PORT, expect=False)
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
-            assert verdicts(own, web) == {"0.0.0.0": "broken:forward", "127.0.0.1": "ok"}
+            assert verdicts(own, web) == both("broken:forward", "ok")
         finally:
             own.run("iptables", "-D", *drop)
 
@@ -332,7 +348,7 @@ class TestUserlandProxyOn:
         try:
             assert not clients.remote(ANY_PORT, expect=False)
             assert not clients.host("127.0.0.1", LOOPBACK_PORT, expect=False)
-            assert verdicts(own, web) == {"0.0.0.0": "broken:veth", "127.0.0.1": "broken:veth"}
+            assert verdicts(own, web) == both("broken:veth", "broken:veth")
         finally:
             own.run("ip", "link", "set", veth, "up")
         assert clients.remote(ANY_PORT, expect=True)
@@ -347,7 +363,7 @@ class TestUserlandProxyOn:
             assert not clients.remote(ANY_PORT, expect=False)
             assert not clients.host("127.0.0.1", LOOPBACK_PORT, expect=False)
             found = verdicts(own, web)
-            assert found == {"0.0.0.0": "broken:bridge_port", "127.0.0.1": "broken:bridge_port"}
+            assert found == both("broken:bridge_port", "broken:bridge_port")
         finally:
             own.run("bridge", "link", "set", "dev", veth, "state", "3")
         assert clients.remote(ANY_PORT, expect=True)
@@ -360,7 +376,7 @@ class TestUserlandProxyOn:
         try:
             assert not clients.host("127.0.0.1", LOOPBACK_PORT, expect=False)
             assert clients.remote(ANY_PORT, expect=True)
-            assert verdicts(own, web) == {"0.0.0.0": "ok", "127.0.0.1": "broken:proxy"}
+            assert verdicts(own, web) == both("ok", "broken:proxy")
         finally:
             restart(web)
         assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
@@ -374,7 +390,7 @@ class TestUserlandProxyOn:
             assert not clients.remote(ANY_PORT, expect=False)
             assert not clients.host("127.0.0.1", LOOPBACK_PORT, expect=False)
             found = verdicts(own, web)
-            assert found == {"0.0.0.0": "broken:listener", "127.0.0.1": "broken:listener"}
+            assert found == both("broken:listener", "broken:listener")
         finally:
             restart(web)
         assert clients.remote(ANY_PORT, expect=True)
@@ -399,6 +415,7 @@ class TestUserlandProxyOff:
         own, clients, web = hairpin
         assert clients.remote(HAIRPIN_PORT, expect=True)
         assert clients.container(web, HAIRPIN_PORT, expect=True)  # its own port, through the host
+        assert clients.host("127.0.0.1", HAIRPIN_PORT, expect=True)  # OUTPUT DNAT, no proxy
         assert verdicts(own, web) == {"0.0.0.0": "ok"}
 
     def test_a_missing_dnat_breaks_it_at_dnat(
@@ -408,6 +425,7 @@ class TestUserlandProxyOff:
         dnat = own_rule(own, "nat", "DOCKER", f"--dport {HAIRPIN_PORT}", "-j DNAT")
         with deleted(own, "nat", dnat):
             assert not clients.remote(HAIRPIN_PORT, expect=False)
+            assert not clients.host("127.0.0.1", HAIRPIN_PORT, expect=False)
             assert verdicts(own, web) == {"0.0.0.0": "broken:dnat"}
         assert clients.remote(HAIRPIN_PORT, expect=True)
 

@@ -436,17 +436,12 @@ def userland_proxy(ports: PortsFacts, daemon: DaemonConfigFacts | None) -> bool 
         return None
 
 
-def _proxy_hop(
-    port: PublishedPort,
-    ports: PortsFacts,
-    proxy_on: bool | None,
-    served: frozenset[tuple[str, str, int, int]],
-) -> Hop:
+def _proxy_hop(port: PublishedPort, ports: PortsFacts, proxy_on: bool | None, runs: bool) -> Hop:
     if proxy_on is None:
         return Hop("proxy", UNKNOWN, "dockerd's userland-proxy setting is unknown")
     if not proxy_on:
         return Hop("proxy", NOT_JUDGED, "userland-proxy is off")
-    if has_proxy(served, port):
+    if runs:
         return Hop("proxy", OK)
     if proxy_key(port) not in ports.earlier_suspects:
         return Hop("proxy", UNKNOWN, "no docker-proxy in one reading only")
@@ -538,31 +533,38 @@ def port_verdicts(
     for container in sorted(ports.containers, key=lambda c: c.name):
         network = network_of(container, ports.networks)
         veth, bridge_port = _link_hops(container, network, links)
+        addresses: dict[str, str | None] = {}  # by family, looked up once per container
         for port in container.ports:
             address_text = host_address(port)
             family = IPV6 if ":" in address_text else IPV4
             dnat = _dnat_hop(container, port, view)
-            proxy = _proxy_hop(port, ports, proxy_on, served)
-            on, either, why = _routes(
-                paths.scope(address_text), proxy_on, dnat, has_proxy(served, port)
-            )
-            address = _address_on(container, network, family)
-            judged = {
-                "dnat": dnat,
-                "forward": _forward_hop(family, port, address, network, view)
-                if "forward" in on
-                else None,
-                "ip_forward": _forwarding_hop(family, nat) if "ip_forward" in on else None,
-                "veth": veth,
-                "bridge_port": bridge_port,
-                "listener": _listener_hop(container, port, listeners.get(container.id), ports),
-                "proxy": proxy,
-                "hairpin_masquerade": _hairpin_hop(family, port, address, view)
-                if "hairpin_masquerade" in on
-                else None,
-            }
+            runs = has_proxy(served, port)
+            proxy = _proxy_hop(port, ports, proxy_on, runs)
+            on, either, why = _routes(paths.scope(address_text), proxy_on, dnat, runs)
+            forward = forwarding = hairpin = None
+            if "forward" in on or "hairpin_masquerade" in on:
+                if family not in addresses:
+                    addresses[family] = _address_on(container, network, family)
+                address = addresses[family]
+                if "forward" in on:
+                    forward = _forward_hop(family, port, address, network, view)
+                if "hairpin_masquerade" in on:
+                    hairpin = _hairpin_hop(family, port, address, view)
+            if "ip_forward" in on:
+                forwarding = _forwarding_hop(family, nat)
+            judged = (
+                dnat,
+                forward,
+                forwarding,
+                veth,
+                bridge_port,
+                _listener_hop(container, port, listeners.get(container.id), ports),
+                proxy,
+                hairpin,
+            )  # in HOPS order
             hops = tuple(
-                _placed(judged[name] or Hop(name, NOT_JUDGED), on, either, why) for name in HOPS
+                _placed(hop or Hop(name, NOT_JUDGED), on, either, why)
+                for name, hop in zip(HOPS, judged, strict=True)
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
     return tuple(verdicts)

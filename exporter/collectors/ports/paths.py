@@ -25,6 +25,7 @@ What every engine does alike (20.10, 28 with iptables, 29 with iptables or nftab
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -135,6 +136,7 @@ _OFF = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def scope(address: str) -> str:
     """The kind of binding an address (as judge.host_address gives it) is."""
     try:
@@ -146,6 +148,7 @@ def scope(address: str) -> str:
     return LOOPBACK if ip.is_loopback else ADDRESS
 
 
+@functools.lru_cache(maxsize=16)
 def on_path(binding: str, proxy_on: bool) -> frozenset[str]:
     """The hops some client of the binding crosses."""
     return frozenset(h for r in PATHS[(binding, proxy_on)] for h in r.hops)
