@@ -597,6 +597,22 @@ def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
     assert {h.name: h.state for h in unknown[TCP80].hops}["hairpin_masquerade"] == UNKNOWN
 
 
+def test_ipv6_bindings_served_by_nothing_known_are_never_ok() -> None:
+    # No IPv6 NAT here: docker-proxy alone serves the [::] binding; with it off, nothing does.
+    off = verdicts(replace(PORTS, proxy_flag=False, proxies=()))
+    assert off[TCP80].verdict == OK
+    assert first(off[TCP80_V6]) == (UNKNOWN, "proxy")
+    assert "userland-proxy is off and" in reason(off[TCP80_V6])
+    # ::1 with the proxy on is docker-proxy's, as 127.0.0.1 is.
+    v6_loopback = PublishedPort("tcp", "::1", 8082, 80)
+    web = replace(WEB, ports=(v6_loopback,))
+    proxy = ProxyProcess("tcp", "::1", 8082, "172.17.0.2", 80)
+    ports = replace(PORTS, containers=(web,), proxies=(proxy,))
+    assert verdicts(ports)[v6_loopback].verdict == OK
+    assert paths.scope("::1") == paths.LOOPBACK6
+    assert (paths.LOOPBACK6, False) in paths.UNPROVEN
+
+
 def test_the_paths_are_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "port-paths.md").read_text()
     assert paths.table() in doc, "run python -m exporter.collectors.ports.paths into the doc"
@@ -605,7 +621,7 @@ def test_the_paths_are_documented() -> None:
         for route in routes:
             assert set(route.hops) <= set(paths.HOPS)
     assert paths.scope("0.0.0.0") == paths.scope("::") == paths.ANY
-    assert paths.scope("127.0.0.1") == paths.scope("::1") == paths.LOOPBACK
+    assert paths.scope("127.0.0.1") == paths.LOOPBACK
     assert paths.scope("192.0.2.1") == paths.ADDRESS
 
 

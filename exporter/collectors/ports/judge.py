@@ -540,7 +540,14 @@ def port_verdicts(
             dnat = _dnat_hop(container, port, view)
             runs = has_proxy(served, port)
             proxy = _proxy_hop(port, ports, proxy_on, runs)
-            on, either, why = _routes(paths.scope(address_text), proxy_on, dnat, runs)
+            if dnat.state == NOT_JUDGED and proxy_on is False:
+                # docker-proxy's path alone, and no docker-proxy: nothing known serves it.
+                proxy = Hop("proxy", UNKNOWN, f"userland-proxy is off and {dnat.reason}")
+            binding = paths.scope(address_text)
+            on, either, why = _routes(binding, proxy_on, dnat, runs)
+            unproven = paths.UNPROVEN.get((binding, proxy_on)) if proxy_on is not None else None
+            if unproven and dnat.state == OK:
+                dnat = Hop("dnat", UNKNOWN, unproven)
             forward = forwarding = hairpin = None
             if "forward" in on or "hairpin_masquerade" in on:
                 if family not in addresses:
