@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 # The dockerd's namespace and the client's, joined by a veth: addresses of the benchmarking
 # range, on links that exist only between these two namespaces.
 HOST_ADDRESS, CLIENT_ADDRESS = "198.18.0.1", "198.18.0.2"
+# Unique local addresses, on the same link, never routed off it.
+HOST_ADDRESS6, CLIENT_ADDRESS6 = "fd00:d4f::1", "fd00:d4f::2"
 HOST_LINK, CLIENT_LINK = "pp-h0", "pp-c0"
 
 # Connects, sends a request and wants an HTTP answer (busybox httpd's), at most `tries` times.
@@ -85,6 +87,9 @@ class Clients:
     def remote(self, port: int, expect: bool) -> bool:
         return self._expect(f"/run/netns/{self.client_netns}", HOST_ADDRESS, port, expect)
 
+    def remote6(self, port: int, expect: bool) -> bool:
+        return self._expect(f"/run/netns/{self.client_netns}", HOST_ADDRESS6, port, expect)
+
     def host(self, address: str, port: int, expect: bool) -> bool:
         return self._expect(f"/run/netns/{self.own.netns}", address, port, expect)
 
@@ -111,6 +116,8 @@ def client_namespace(own: Ipv6Dockerd) -> Iterator[Clients]:
             f"-n {peer} addr add {CLIENT_ADDRESS}/30 dev {CLIENT_LINK}",
             f"-n {peer} link set {CLIENT_LINK} up",
             f"-n {peer} link set lo up",
+            f"-n {ns} addr add {HOST_ADDRESS6}/64 dev {HOST_LINK} nodad",
+            f"-n {peer} addr add {CLIENT_ADDRESS6}/64 dev {CLIENT_LINK} nodad",
         ):
             subprocess.run(["ip", *step.split()], check=True, timeout=30)
         yield Clients(own, name)
@@ -225,13 +232,19 @@ def kill_listener(container: Any) -> None:
 
 # -- userland-proxy on (the default) -----------------------------------------------------------
 
-ANY_PORT, LOOPBACK_PORT, ADDRESS_PORT = 18180, 18181, 18182
+ANY_PORT, LOOPBACK_PORT, ADDRESS_PORT, IPV6_PORT = 18180, 18181, 18182, 18183
 
 
-def both(forwarded: str, loopback: str) -> dict[str, str]:
-    """The verdicts expected of the 0.0.0.0 and the 198.18.0.1 binding (the same paths) and of
-    the 127.0.0.1 one."""
-    return {"0.0.0.0": forwarded, HOST_ADDRESS: forwarded, "127.0.0.1": loopback}
+def both(forwarded: str, loopback: str, ipv6: str | None = None) -> dict[str, str]:
+    """The verdicts expected of the 0.0.0.0 and the 198.18.0.1 binding (the same paths), of
+    the 127.0.0.1 one, and of the [::] one (ip6tables' DNAT to the container's IPv6 address:
+    as the IPv4 forwarded ones unless told)."""
+    return {
+        "0.0.0.0": forwarded,
+        HOST_ADDRESS: forwarded,
+        "127.0.0.1": loopback,
+        "::": forwarded if ipv6 is None else ipv6,
+    }
 
 
 @pytest.fixture(scope="class")
@@ -245,6 +258,7 @@ def proxied() -> Iterator[tuple[Ipv6Dockerd, Clients, Any]]:
                     ("0.0.0.0", ANY_PORT),
                     ("127.0.0.1", LOOPBACK_PORT),
                     (HOST_ADDRESS, ADDRESS_PORT),
+                    ("::", IPV6_PORT),
                 ]
             },
         )
@@ -258,6 +272,7 @@ class TestUserlandProxyOn:
         own, clients, web = proxied
         assert clients.remote(ANY_PORT, expect=True)
         assert clients.remote(ADDRESS_PORT, expect=True)
+        assert clients.remote6(IPV6_PORT, expect=True)
         assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
         assert clients.host("127.0.0.1", ANY_PORT, expect=True)  # docker-proxy's
         assert verdicts(own, web) == both("ok", "ok")
@@ -286,7 +301,7 @@ class TestUserlandProxyOn:
         with deleted(own, "nat", dnat), deleted(own, "filter", accept):
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
             assert not clients.remote(ANY_PORT, expect=False)  # the ACCEPT is the 0.0.0.0 one's
-            assert verdicts(own, web) == both("broken:forward", "ok")
+            assert verdicts(own, web) == both("broken:forward", "ok", ipv6="ok")
 
     def test_a_missing_accept_under_forward_policy_accept_is_no_break(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
@@ -321,10 +336,23 @@ class TestUserlandProxyOn:
             assert not clients.remote(ANY_PORT, expect=False)
             assert not clients.remote(ADDRESS_PORT, expect=False)
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
-            assert verdicts(own, web) == both("broken:ip_forward", "ok")
+            assert verdicts(own, web) == both("broken:ip_forward", "ok", ipv6="ok")
         finally:
             own.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         assert clients.remote(ANY_PORT, expect=True)
+
+    def test_ipv6_forwarding_off_breaks_the_ipv6_binding_only(
+        self, proxied: tuple[Ipv6Dockerd, Clients, Any]
+    ) -> None:
+        own, clients, web = proxied
+        own.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
+        try:
+            assert not clients.remote6(IPV6_PORT, expect=False)
+            assert clients.remote(ANY_PORT, expect=True)
+            assert verdicts(own, web) == both("ok", "ok", ipv6="broken:ip_forward")
+        finally:
+            own.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        assert clients.remote6(IPV6_PORT, expect=True)
 
     def test_a_docker_user_drop_breaks_it_at_forward(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
@@ -335,7 +363,7 @@ class TestUserlandProxyOn:
         try:
             assert not clients.remote(ANY_PORT, expect=False)
             assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
-            assert verdicts(own, web) == both("broken:forward", "ok")
+            assert verdicts(own, web) == both("broken:forward", "ok", ipv6="ok")
         finally:
             own.run("iptables", "-D", *drop)
 
