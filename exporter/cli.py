@@ -11,9 +11,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType, MappingProxyType
+from typing import Any
 
 from exporter import __version__, logsetup
-from exporter.collectors import CollectorDef, Flag, all_collectors
+from exporter.collectors import CollectorDef, all_collectors
+from exporter.options import Option
 from exporter.readers.docker_api import resolve_docker_host
 from exporter.recording import snapshot_json
 from exporter.report import render_report
@@ -33,16 +35,17 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """A collector flag's parser, its ValueError shown to the user as argparse's own."""
+def _checked(option: Option[Any]) -> Callable[[str], object]:
+    """A collector flag's parser and check, their ValueError shown to the user as argparse's
+    own: "argument --collector.layers.top-k: must not be negative, not -1"."""
 
     def checked(text: str) -> object:
         try:
-            return parse(text)
+            return option.from_text(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    checked.__name__ = getattr(parse, "__name__", "value")
+    checked.__name__ = getattr(option.parse, "__name__", "value")
     return checked
 
 
@@ -136,13 +139,13 @@ def build_parser(
             help=f"sampling interval for {c.name} (default: {default})",
         )
     for c in collectors:
-        for flag in c.flags:
+        for option in c.options:
             add(
-                f"--collector.{c.name}.{flag.name}",
-                dest=_option_dest(c, flag),
-                type=_checked(flag.parse),
-                default=flag.default,
-                help=flag.help,
+                f"--collector.{c.name}.{option.name}",
+                dest=_option_dest(c, option),
+                type=_checked(option),
+                default=option.default,
+                help=option.help,
             )
     add(
         "--metrics.max-series-per-family",
@@ -193,16 +196,16 @@ def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) 
         max_series_per_family=args.max_series,
         options=MappingProxyType(
             {
-                f"{c.name}.{flag.name}": getattr(args, _option_dest(c, flag))
+                option: getattr(args, _option_dest(c, option))
                 for c in collectors
-                for flag in c.flags
+                for option in c.options
             }
         ),
     )
 
 
-def _option_dest(collector: CollectorDef, flag: Flag) -> str:
-    return f"option_{collector.name}_{flag.name}".replace("-", "_")
+def _option_dest(collector: CollectorDef, option: Option[Any]) -> str:
+    return f"option_{collector.name}_{option.name}".replace("-", "_")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,12 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
+from exporter.options import Option
 from exporter.readers.docker_api import DEFAULT_DOCKER_HOST
-
-# Each collector flag's default, by "<collector>.<flag>": registered by the collectors.
-OPTION_DEFAULTS: dict[str, object] = {}
 
 DEFAULT_PORT = 9747
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
@@ -43,7 +41,7 @@ def _no_intervals() -> Mapping[str, float]:
     return MappingProxyType({})
 
 
-def _no_options() -> Mapping[str, object]:
+def _no_options() -> Mapping[Option[Any], object]:
     return MappingProxyType({})
 
 
@@ -65,21 +63,21 @@ class Settings:
     log_level: str = "info"
     log_format: str = "logfmt"
     max_series_per_family: int = 10000  # 0: no cap
-    # The collectors' own flags, by "<collector>.<flag>" (collectors.Flag); unset ones take
-    # their flag's default.
-    options: Mapping[str, object] = field(default_factory=_no_options)
+    # The collectors' own flags (exporter.options.Option) given a value; the others take
+    # their option's default.
+    options: Mapping[Option[Any], object] = field(default_factory=_no_options)
 
-    def option(self, key: str, kind: type[T]) -> T:
-        """A collector's own flag, "<collector>.<flag>": its value, else its default."""
-        if key not in self.options and key not in OPTION_DEFAULTS:
-            # The defaults are registered with the collectors, imported on first use.
-            from exporter.collectors import all_collectors  # noqa: PLC0415
+    def __post_init__(self) -> None:
+        # cli.py has parsed and checked its values; this catches Settings built by hand.
+        for option, value in self.options.items():
+            kind = type(option.default)
+            if not isinstance(value, kind) and not (kind is float and type(value) is int):
+                raise TypeError(f"option {option.name}: expected {kind.__name__}, got {value!r}")
+            option.check(value)
 
-            all_collectors()
-        value = self.options.get(key, OPTION_DEFAULTS.get(key))
-        if not isinstance(value, kind):
-            raise TypeError(f"option {key}: expected {kind.__name__}, got {value!r}")
-        return value
+    def __getitem__(self, option: Option[T]) -> T:
+        """A collector's own flag: its value, else its default."""
+        return cast(T, self.options.get(option, option.default))
 
     def interval(self, collector: str) -> float:
         return self.collector_intervals.get(collector, self.sample_interval)

@@ -5,7 +5,8 @@ A collector package holds everything of its collector:
     judge.py    pure joins and verdicts over those facts
     metrics.py  NAME, its metric families (declared once) and the writer: Snapshot -> series
     report.py   its sections of `docker-host-exporter inspect`
-    source.py   its source (I/O through the readers and the tick), and its own flags
+    source.py   its source (I/O through the readers and the tick)
+    options.py  its own flags, if any (exporter.options.Option), read as settings[OPTION]
     __init__.py COLLECTOR: the definition below
 CONTRIBUTING.md walks through adding one.
 """
@@ -16,10 +17,11 @@ import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter.metrics import FamilyWriter
-from exporter.settings import OPTION_DEFAULTS, Settings
+from exporter.options import Option
+from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 from exporter.tick import Tick
 
@@ -34,17 +36,6 @@ class Source(Protocol):
 
 
 @dataclass(frozen=True)
-class Flag:
-    """A collector's own flag, `--collector.<collector>.<name>`; its value is
-    `settings.option("<collector>.<name>", type)`."""
-
-    name: str
-    parse: Callable[[str], object]  # raises ValueError with a message for the user
-    default: object
-    help: str
-
-
-@dataclass(frozen=True)
 class CollectorDef:
     name: str
     description: str
@@ -54,7 +45,7 @@ class CollectorDef:
     # changed, whichever collectors' they were: no cache keys here.
     writer: Callable[[Settings], FamilyWriter]
     report: Callable[[Snapshot], list[str]]
-    flags: tuple[Flag, ...] = ()
+    options: tuple[Option[Any], ...] = ()  # its own flags, --collector.<name>.<option>
     default_interval: float | None = None  # None: --sample.interval
     enabled_by_default: bool = True
 
@@ -84,8 +75,6 @@ def all_collectors() -> tuple[CollectorDef, ...]:
     for package in PACKAGES:
         collector = importlib.import_module(f"{__name__}.{package}").COLLECTOR
         assert isinstance(collector, CollectorDef), package
-        for flag in collector.flags:
-            OPTION_DEFAULTS[f"{collector.name}.{flag.name}"] = flag.default
         found.append(collector)
     return tuple(found)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from exporter.collectors.containers.options import LABELS
 from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import (
@@ -321,9 +322,7 @@ def test_only_allowlisted_docker_labels_are_exported(containers: Containers) -> 
         "labelled",
         labels={"team": hostile, "com.example.tier": "web", "secret": "hunter2-do-not-export"},
     )
-    allowed = Settings(
-        collectors=("containers",), options={"containers.labels": ("team", "com.example.tier")}
-    )
+    allowed = Settings(collectors=("containers",), options={LABELS: ("team", "com.example.tier")})
     snapshot, samples = sample_once(allowed)
     (series,) = select(samples, "docker_host_container_labels", container=c.name)
     assert series.labels == {

@@ -14,6 +14,7 @@ import pytest
 
 from exporter.collectors.layers.facts import LayersFacts
 from exporter.collectors.layers.judge import layer_views
+from exporter.collectors.layers.options import TOP_K
 from exporter.collectors.layers.source import LayersSource
 from exporter.settings import Settings
 from exporter.tick import Host
@@ -138,6 +139,6 @@ def test_read_write_layer_of_a_writing_container(containers: Containers) -> None
 
 
 def test_top_k_limits_per_layer_series(images: dict[str, Any]) -> None:
-    _, samples = sample_once(Settings(collectors=("layers",), options={"layers.top-k": 2}))
+    _, samples = sample_once(Settings(collectors=("layers",), options={TOP_K: 2}))
     assert len(select(samples, "docker_host_layer_size_bytes")) == 2
     assert value(samples, "docker_host_layers") > 2

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.readers.proc_net import BoundSocket, bound_sockets
 from exporter.settings import Settings
 from tests.conftest import Containers
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 COLLECTORS = ("nat", "network", "daemon", "ports")
 # Every publishing container read in one sample (other tests' containers publish too).
-ALL_READ = {"ports.listener-budget": 10.0}
+ALL_READ = {LISTENER_BUDGET: 10.0}
 HTTPD = "exec httpd -f -p 80"
 # busybox's nc has no UDP mode here; its DHCP server binds UDP 67 and sends nothing unasked.
 UDHCPD = (
@@ -202,6 +203,7 @@ def test_the_exporter_sends_nothing_and_changes_nothing(
 SAMPLE = """
 import sys, time
 from exporter.collectors import all_collectors
+from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.metrics import render
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -209,7 +211,7 @@ from exporter.tick import Host
 settings = Settings(
     collectors=("nat", "network", "daemon", "ports"),
     docker_host=sys.argv[1],
-    options={"ports.listener-budget": float(sys.argv[2])},
+    options={LISTENER_BUDGET: float(sys.argv[2])},
 )
 defs = [c for c in all_collectors() if c.name in settings.collectors]
 sources = {c.name: c.source(settings) for c in defs}

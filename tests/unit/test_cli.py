@@ -6,6 +6,10 @@ import pytest
 
 from exporter.cli import build_parser, settings_from
 from exporter.collectors import all_collectors
+from exporter.collectors.conntrack.options import MAX_ENTRIES
+from exporter.collectors.containers.options import LABELS
+from exporter.collectors.layers.options import TOP_K
+from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.readers.docker_api import DEFAULT_DOCKER_HOST, resolve_docker_host
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, label_name, parse_duration
 from exporter.web import parse_listen_address
@@ -44,15 +48,57 @@ def test_layers_has_a_slow_interval_of_its_own() -> None:
     assert parse().interval("layers") == 120
     assert parse("--sample.interval=5s").interval("layers") == 120
     assert parse("--collector.layers.interval=10m").interval("layers") == 600
-    assert parse("--collector.layers.top-k=7").option("layers.top-k", int) == 7
+    assert parse("--collector.layers.top-k=7")[TOP_K] == 7
 
 
 def test_conntrack_has_a_slow_interval_and_a_cap() -> None:
     assert parse().interval("conntrack") == 60
-    assert parse().option("conntrack.max-entries", int) == 250000
-    assert parse("--collector.conntrack.max-entries=10").option("conntrack.max-entries", int) == 10
+    assert parse()[MAX_ENTRIES] == 250000
+    assert parse("--collector.conntrack.max-entries=10")[MAX_ENTRIES] == 10
     with pytest.raises(SystemExit):
         parse("--collector.conntrack.max-entries=0")
+
+
+@pytest.mark.parametrize(
+    ("flag", "complaint"),
+    [
+        ("--collector.layers.top-k=-1", "must not be negative, not -1"),
+        ("--collector.layers.top-k=many", "not a whole number: 'many'"),
+        ("--collector.conntrack.max-entries=0", "must be at least 1, not 0"),
+        ("--collector.ports.listener-budget=0s", "duration must be positive"),
+    ],
+)
+def test_a_collectors_bad_option_is_a_usage_error_naming_the_flag(
+    flag: str, complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse(flag)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag.split('=', maxsplit=1)[0]}:" in err
+    assert complaint in err
+
+
+def test_options_are_typed_keys_with_their_own_defaults() -> None:
+    # No registry: a Settings built by hand, no collector imported for it, has the defaults.
+    assert Settings()[TOP_K] == 50
+    assert Settings()[LISTENER_BUDGET] == 0.006
+    assert parse("--collector.ports.listener-budget=20ms")[LISTENER_BUDGET] == 0.02
+    # Every collector's option is on the command line, under its collector's name.
+    flags = {f"--collector.{c.name}.{o.name}" for c in all_collectors() for o in c.options}
+    assert flags == {
+        "--collector.containers.labels",
+        "--collector.layers.top-k",
+        "--collector.conntrack.max-entries",
+        "--collector.ports.listener-budget",
+    }
+
+
+def test_settings_built_by_hand_are_checked_too() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        Settings(options={TOP_K: -1})
+    with pytest.raises(TypeError, match="top-k: expected int"):
+        Settings(options={TOP_K: "7"})
 
 
 def test_bad_duration_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,10 +143,10 @@ def test_bad_listen_addresses(address: str) -> None:
 
 
 def test_no_docker_label_is_exported_unless_allowlisted() -> None:
-    assert parse().option("containers.labels", tuple) == ()
+    assert parse()[LABELS] == ()
     given = parse("--collector.containers.labels=team, com.example.tier,team")
-    assert given.option("containers.labels", tuple) == ("team", "com.example.tier")
-    assert [label_name(k) for k in given.option("containers.labels", tuple)] == [
+    assert given[LABELS] == ("team", "com.example.tier")
+    assert [label_name(k) for k in given[LABELS]] == [
         "label_team",
         "label_com_example_tier",
     ]

@@ -17,7 +17,6 @@ from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
 NAME = "conntrack"
-MAX_ENTRIES_OPTION = "conntrack.max-entries"
 
 AVAILABLE = declare(
     "conntrack_available",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from exporter.collectors import Source
 from exporter.collectors.conntrack.facts import HOST, ConntrackDump, ConntrackFacts, DumpRow
-from exporter.collectors.conntrack.metrics import MAX_ENTRIES_OPTION, NAME
+from exporter.collectors.conntrack.metrics import NAME
+from exporter.collectors.conntrack.options import MAX_ENTRIES
 from exporter.logonce import ChangeLog
 from exporter.readers.capabilities import lacking
 from exporter.readers.ctnetlink import (
@@ -192,6 +193,6 @@ def build(settings: Settings) -> Source:
     return ConntrackSource(
         settings.procfs,
         timeout=settings.timeout(NAME),
-        max_entries=settings.option(MAX_ENTRIES_OPTION, int),
+        max_entries=settings[MAX_ENTRIES],
         engine_wait=settings.call_timeout(NAME),
     )

@@ -3,6 +3,7 @@ the exporter's own container."""
 
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import metrics, report, source
+from exporter.collectors.containers.options import LABELS
 from exporter.readers.docker_api import EngineFacts
 
 COLLECTOR = CollectorDef(
@@ -12,5 +13,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=metrics.writer,
     report=report.sections,
-    flags=source.FLAGS,
+    options=(LABELS,),
 )

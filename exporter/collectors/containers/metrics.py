@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from exporter.collectors.containers.judge import CONTAINERS, containers_by_state
+from exporter.collectors.containers.options import LABELS
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.readers.docker_api import EngineFacts
 from exporter.readers.own_container import own_container_id
@@ -12,7 +13,6 @@ from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
 
 NAME = CONTAINERS
-LABELS_OPTION = "containers.labels"
 
 CONTAINER_INFO = declare(
     "container_info",
@@ -65,7 +65,7 @@ ENGINE_COMPONENT_INFO = declare(
 def writer(settings: Settings) -> FamilyWriter:
     """The writer for --collector.containers.labels, knowing the exporter's own container
     (found once: a process does not change container)."""
-    return make_writer(settings.option(LABELS_OPTION, tuple), own_container_id())
+    return make_writer(settings[LABELS], own_container_id())
 
 
 def make_writer(label_keys: tuple[str, ...], own_id: str | None = None) -> FamilyWriter:

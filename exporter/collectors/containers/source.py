@@ -1,11 +1,11 @@
-"""The containers collector's source and flags: the tick's container list, which the host's
+"""The containers collector's source: the tick's container list, which the host's
 shared inventory takes again only when dockerd's event log shows a change."""
 
 from __future__ import annotations
 
-from exporter.collectors import Flag, Source
+from exporter.collectors import Source
 from exporter.readers.docker_api import EngineFacts
-from exporter.settings import Settings, parse_label_allowlist
+from exporter.settings import Settings
 from exporter.tick import Tick
 
 
@@ -19,14 +19,3 @@ class ContainerList:
 
 def build(_settings: Settings) -> Source:
     return ContainerList()
-
-
-FLAGS = (
-    Flag(
-        "labels",
-        parse_label_allowlist,
-        (),
-        "Docker label keys to export, comma-separated, as label_<key> on "
-        "docker_host_container_labels; no label is exported unless named here (default: none)",
-    ),
-)

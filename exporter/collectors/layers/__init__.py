@@ -2,9 +2,10 @@
 the engine's `docker system df -v` counts them), which layers are shared by which images, bytes
 saved by sharing, and each container's read/write layer. Runs on a slow interval of its own."""
 
-from exporter.collectors import CollectorDef, Flag
+from exporter.collectors import CollectorDef
 from exporter.collectors.layers import metrics, report, source
 from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.options import TOP_K
 
 COLLECTOR = CollectorDef(
     name=metrics.NAME,
@@ -14,13 +15,6 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=metrics.writer,
     report=report.sections,
-    flags=(
-        Flag(
-            "top-k",
-            int,
-            50,
-            "per-layer series only for the K layers that save the most bytes (default: 50)",
-        ),
-    ),
+    options=(TOP_K,),
     default_interval=120.0,  # /system/df walks every layer and container on disk
 )

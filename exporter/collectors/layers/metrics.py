@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from exporter.collectors.layers.facts import LayersFacts
 from exporter.collectors.layers.judge import layer_views, sharing_totals
+from exporter.collectors.layers.options import TOP_K
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
 
 NAME = "layers"
-TOP_K_OPTION = "layers.top-k"
 
 IMAGE_INFO = declare(
     "image_info",
@@ -112,7 +112,7 @@ VIRTUAL = declare(
 
 
 def writer(settings: Settings) -> FamilyWriter:
-    return make_writer(settings.option(TOP_K_OPTION, int))
+    return make_writer(settings[TOP_K])
 
 
 def make_writer(top_k: int) -> FamilyWriter:

@@ -4,10 +4,10 @@ the per-port hairpin MASQUERADE: paths.py says which, by binding), joined from t
 network and daemon collectors' facts and its own reading of each publishing container's
 sockets (/proc/PID/net) and of the docker-proxy processes."""
 
-from exporter.collectors import CollectorDef, Flag, settings_free
+from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.ports import metrics, report, source
 from exporter.collectors.ports.facts import PortsFacts
-from exporter.settings import parse_duration
+from exporter.collectors.ports.options import LISTENER_BUDGET
 
 COLLECTOR = CollectorDef(
     name=metrics.NAME,
@@ -16,15 +16,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
-    flags=(
-        Flag(
-            "listener-budget",
-            parse_duration,
-            0.006,
-            "CPU time a run spends at most reading containers' /proc/PID/net for listeners "
-            "(each read of tcp or tcp6 walks the kernel's whole TCP hash, ~1.7 ms with 262144 "
-            "buckets): containers never read come first, then those read longest ago; the "
-            "rest keep their last reading (default: 6ms)",
-        ),
-    ),
+    options=(LISTENER_BUDGET,),
 )

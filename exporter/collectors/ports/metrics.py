@@ -13,7 +13,6 @@ from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
 NAME = "ports"
-LISTENER_BUDGET_OPTION = "ports.listener-budget"
 PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_port")
 
 PORT_OK = declare(

@@ -14,7 +14,8 @@ from exporter.collectors import Source
 from exporter.collectors.confirm import read_twice
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
-from exporter.collectors.ports.metrics import LISTENER_BUDGET_OPTION, NAME
+from exporter.collectors.ports.metrics import NAME
+from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.logonce import ChangeLog
 from exporter.readers.daemon_config import parse_flags
 from exporter.readers.docker_api import (
@@ -333,5 +334,5 @@ def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...])
 def build(settings: Settings) -> Source:
     return PortsSource(
         timeout=settings.timeout(NAME),
-        listener_budget=settings.option(LISTENER_BUDGET_OPTION, float),
+        listener_budget=settings[LISTENER_BUDGET],
     )
