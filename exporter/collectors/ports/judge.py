@@ -496,15 +496,21 @@ def _routes(
     return paths.on_path(binding, proxy_on), frozenset(), ""
 
 
-def _placed(hop: Hop, on: frozenset[str], either: frozenset[str], why: str) -> Hop:
+# Each hop off every path, made once (most ports have one or more).
+_OFF = {name: Hop(name, NOT_JUDGED, paths.off_path_reason(name)) for name in HOPS}
+
+
+def _placed(
+    hop: Hop | None, name: str, on: frozenset[str], either: frozenset[str], why: str
+) -> Hop:
     """A hop as its place on the paths has it: off every path not judged; on a path under one
     userland-proxy setting only, while dockerd's is unknown, never broken."""
-    if hop.name not in on:
-        if hop.state == NOT_JUDGED and hop.reason:
+    if hop is None or name not in on:
+        if hop is not None and hop.state == NOT_JUDGED and hop.reason:
             return hop
-        if why and hop.name in ("dnat", "forward", "ip_forward"):
-            return Hop(hop.name, NOT_JUDGED, why)
-        return Hop(hop.name, NOT_JUDGED, paths.off_path_reason(hop.name))
+        if why and name in ("dnat", "forward", "ip_forward"):
+            return Hop(name, NOT_JUDGED, why)
+        return _OFF[name]
     if hop.name in either and hop.state == BROKEN:
         return Hop(
             hop.name,
@@ -570,8 +576,12 @@ def port_verdicts(
                 hairpin,
             )  # in HOPS order
             hops = tuple(
-                _placed(hop or Hop(name, NOT_JUDGED), on, either, why)
-                for name, hop in zip(HOPS, judged, strict=True)
+                [
+                    hop
+                    if hop is not None and name in on and name not in either
+                    else _placed(hop, name, on, either, why)
+                    for name, hop in zip(HOPS, judged, strict=True)
+                ]
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
     return tuple(verdicts)
