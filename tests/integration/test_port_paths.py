@@ -396,18 +396,24 @@ class TestUserlandProxyOn:
             own.run("bridge", "link", "set", "dev", veth, "state", "3")
         assert clients.remote(ANY_PORT, expect=True)
 
-    def test_a_dead_docker_proxy_breaks_the_loopback_binding(
+    def test_a_dead_docker_proxy_breaks_the_host_s_loopback_connections(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
     ) -> None:
         own, clients, web = proxied
         kill_proxy(own, "127.0.0.1", LOOPBACK_PORT)
+        kill_proxy(own, "0.0.0.0", ANY_PORT)
         try:
             assert not clients.host("127.0.0.1", LOOPBACK_PORT, expect=False)
+            # The 0.0.0.0 binding: the host's connections to 127.0.0.1 were docker-proxy's,
+            # another machine's are DNAT'ed and still connect.
+            assert not clients.host("127.0.0.1", ANY_PORT, expect=False)
             assert clients.remote(ANY_PORT, expect=True)
-            assert verdicts(own, web) == both("ok", "broken:proxy")
+            expected = both("ok", "broken:proxy") | {"0.0.0.0": "broken:proxy"}
+            assert verdicts(own, web) == expected
         finally:
             restart(web)
         assert clients.host("127.0.0.1", LOOPBACK_PORT, expect=True)
+        assert clients.host("127.0.0.1", ANY_PORT, expect=True)
 
     def test_no_listener_breaks_every_binding(
         self, proxied: tuple[Ipv6Dockerd, Clients, Any]
