@@ -473,14 +473,21 @@ def _hairpin_hop(  # noqa: PLR0911 (one return per verdict)
     return Hop(name, BROKEN, f"no {rule}: the container cannot reach its own port")
 
 
+_NO_DNAT = (
+    "no DNAT: docker-proxy may serve it instead, through filter INPUT, which is not judged "
+    "(clients then show as the proxy's address)"
+)
+
+
 def _routes(
     binding: str, proxy_on: bool | None, dnat: Hop, proxy_runs: bool
 ) -> tuple[frozenset[str], frozenset[str], str]:
     """The hops on the binding's paths (paths.PATHS), those on a path only under one
     userland-proxy setting when dockerd's is unknown, and why a hop is off the path when it is
-    not the general reason. A binding Docker wrote no DNAT for, and one whose DNAT is missing
-    while docker-proxy serves it (userland-proxy on: its packets reach docker-proxy instead),
-    take docker-proxy's path."""
+    not the general reason. A binding Docker wrote no DNAT for takes docker-proxy's path; so
+    does one whose DNAT is missing while its docker-proxy runs (userland-proxy on: its packets
+    reach docker-proxy instead), through filter INPUT, which is not read: its dnat hop stays
+    on the path, unknown (the caller makes it so)."""
     if dnat.state == NOT_JUDGED:
         return frozenset(paths.PROXIED), frozenset(), dnat.reason
     if (
@@ -489,7 +496,7 @@ def _routes(
         and proxy_runs
         and "dnat" in paths.on_path(binding, True)
     ):
-        return frozenset(paths.PROXIED), frozenset(), "no DNAT: docker-proxy serves it instead"
+        return frozenset((*paths.PROXIED, "dnat")), frozenset(), _NO_DNAT
     if proxy_on is None:
         on, off = paths.on_path(binding, True), paths.on_path(binding, False)
         return on | off, on ^ off, ""
@@ -551,6 +558,8 @@ def port_verdicts(
                 proxy = Hop("proxy", UNKNOWN, f"userland-proxy is off and {dnat.reason}")
             binding = paths.scope(address_text)
             on, either, why = _routes(binding, proxy_on, dnat, runs)
+            if why == _NO_DNAT:
+                dnat = Hop("dnat", UNKNOWN, _NO_DNAT)
             unproven = paths.UNPROVEN.get((binding, proxy_on)) if proxy_on is not None else None
             if unproven and dnat.state == OK:
                 dnat = Hop("dnat", UNKNOWN, unproven)
