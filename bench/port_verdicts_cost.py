@@ -15,7 +15,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import forward_key, port_path_suspects
 from exporter.collectors.network.facts import NetworkFacts
@@ -40,7 +39,7 @@ def _rule(action: str, **fields: object) -> NatRule:
     return NatRule("nftables", "nat", "DOCKER", action, packets=0, bytes=0, **values)  # type: ignore[arg-type]
 
 
-def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts, DaemonConfigFacts]:
+def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts]:
     containers, rules, paths, proxies, listeners, netns = [], [], [], [], [], []
     bridge = Link(3, "docker0", "bridge", None, None, None, "up", None, False, None)
     links = [bridge]
@@ -75,12 +74,9 @@ def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts, DaemonConfigFacts
         forwarding=ForwardingSwitches(1, 0, None, None),
         forward_paths=tuple(paths),
     )
-    ports = PortsFacts(tuple(containers), (BRIDGE,), tuple(listeners), tuple(proxies), None)
+    ports = PortsFacts(tuple(containers), (BRIDGE,), tuple(listeners), tuple(proxies), True)
     net = NetworkFacts(tuple(links), tuple(netns), (), 0)
-    daemon = DaemonConfigFacts(
-        10, 0.0, (), "/etc/docker/daemon.json", False, False, None, None, (), None, (), None
-    )
-    return ports, nat, net, daemon
+    return ports, nat, net
 
 
 def cpu_ms(run: Callable[[], object], runs: int) -> float:
@@ -99,10 +95,10 @@ def main() -> None:
     args = parser.parse_args()
     print("containers  bindings  port_verdicts_ms  port_path_suspects_ms")
     for n in args.containers:
-        ports, nat, net, daemon = facts(n)
-        verdicts = port_verdicts(ports, nat, net, daemon)
+        ports, nat, net = facts(n)
+        verdicts = port_verdicts(ports, nat, net)
         assert all(v.verdict == "ok" for v in verdicts), [v for v in verdicts if v.verdict != "ok"]
-        judge = cpu_ms(functools.partial(port_verdicts, ports, nat, net, daemon), args.runs)
+        judge = cpu_ms(functools.partial(port_verdicts, ports, nat, net), args.runs)
         suspects = cpu_ms(functools.partial(port_path_suspects, nat), args.runs)
         print(f"{n:>10}  {len(verdicts):>8}  {judge:>16.2f}  {suspects:>21.2f}")
 

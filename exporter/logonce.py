@@ -24,6 +24,3 @@ class ChangeLog:
         elif before is not None:
             self._log.info(ended, extra=extra)
         self._now[key] = reason
-
-    def active(self, key: str) -> bool:
-        return self._now.get(key) is not None

@@ -210,18 +210,13 @@ class Renderer:
             for name, count in families.dropped.items():
                 dropped[name] = dropped.get(name, 0) + count
             foreign.extend(families.foreign)
+        # The cap is Families.add's alone: a family is declared by one collector and written by
+        # its writer only (tests/unit/test_registration.py), so no family here holds more.
         parts: list[str] = []
-        for name, (fmt, chunks) in merged.items():
+        for fmt, chunks in merged.values():
             parts.append(fmt.header)
-            taken = 0
             for lines in chunks:
-                room = len(lines)
-                if self._max_series is not None and name != _SERIES_DROPPED_NAME:
-                    room = max(0, min(room, self._max_series - taken))
-                    if room < len(lines):
-                        dropped[name] = dropped.get(name, 0) + len(lines) - room
-                parts.extend(lines[:room] if room < len(lines) else lines)
-                taken += room
+                parts.extend(lines)
         if dropped:
             tail = Families()
             for name, count in sorted(dropped.items()):

@@ -21,10 +21,6 @@ class CollectorState:
     facts: object | None = None
     error: str | None = None
 
-    @property
-    def ever_succeeded(self) -> bool:
-        return self.last_success_time is not None
-
 
 def _empty() -> Mapping[str, CollectorState]:
     return MappingProxyType({})

@@ -1,17 +1,19 @@
 """What collectors share: the host's readers, owned in one place, and per scheduler tick the
 readings every collector of that tick may use.
 
-Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan
-and one container list serve all of them: each is taken at most once per tick, by whichever
-collector asks first, failures included (every collector then reports the same reason). A
-reading of an earlier tick is never passed off as new. A collector that must look again within
-its run (a confirming second reading) asks `host` for a fresh one.
+Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan,
+one container list and one reading of the dockerd serving --docker.host serve all of them: each
+is taken at most once per tick, by whichever collector asks first, failures included (every
+collector then reports the same reason). A reading of an earlier tick is never passed off as
+new. A collector that must look again within its run (a confirming second reading) asks `host`
+for a fresh one.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from exporter.readers.docker_api import (
     DEFAULT_DOCKER_HOST,
@@ -20,17 +22,28 @@ from exporter.readers.docker_api import (
     EngineFacts,
     timed_out,
 )
+from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
 from exporter.readers.inventory import DockerInventory
-from exporter.readers.procfs import ProcessScan, ProcfsError, ProcfsReader
+from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
 
 class Host:
     """The readers of one host that collectors share, and their caches; closed by its owner
     (the sampler), never by a collector."""
 
-    def __init__(self, procfs: ProcfsReader, inventory: DockerInventory) -> None:
+    def __init__(
+        self,
+        procfs: ProcfsReader,
+        inventory: DockerInventory,
+        docker_host: str = DEFAULT_DOCKER_HOST,
+    ) -> None:
         self.procfs = procfs
         self.inventory = inventory
+        self.docker_host = docker_host
+        # The dockerd found serving docker_host last time, as (its stat then, it, argv):
+        # while the same process lives (one stat read), no /proc scan is needed to find it.
+        self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
+        self._dockerd_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -44,7 +57,27 @@ class Host:
         return cls(
             ProcfsReader(procfs),
             DockerInventory(DockerReader(docker_host, inventory_timeout, label_keys)),
+            docker_host,
         )
+
+    def find_dockerd(self, scan: Callable[[], ProcessScan]) -> Dockerd | None:
+        """The dockerd serving docker_host, read now; scan is asked only when the dockerd
+        found last time is gone."""
+        with self._dockerd_lock:
+            if self._dockerd is not None and not self.procfs.same_process(self._dockerd[0]):
+                self._dockerd = None
+            if self._dockerd is not None:
+                _, daemon, argv = self._dockerd
+            else:
+                found = serving(self.procfs, scan(), self.docker_host)
+                if found is None:
+                    return None
+                daemon, stat, argv = found
+                if stat is not None and serves_by_flags(argv, self.docker_host):
+                    # Kept while it lives; the only dockerd, taken for want of a flag naming
+                    # the socket, is looked for again (another may start and name it).
+                    self._dockerd = (stat, daemon, argv)
+        return read_dockerd(self.procfs.root, daemon, argv)
 
     def tick(self, at: float | None = None) -> Tick:
         return Tick(self, time.monotonic() if at is None else at)
@@ -66,6 +99,9 @@ class Tick:
         self._engine: EngineFacts | str | None = None
         # When the tick's container list was last known to be current (see engine()).
         self.engine_as_of: float | None = None
+        self._dockerd_lock = threading.Lock()
+        self._dockerd: Dockerd | str | None = None
+        self._dockerd_read = False
 
     def proc_scan(self) -> ProcessScan:
         """The tick's pass over the process table."""
@@ -78,6 +114,20 @@ class Tick:
             if isinstance(self._scan, str):
                 raise ProcfsError(self._scan)
             return self._scan
+
+    def dockerd(self) -> Dockerd | None:
+        """The tick's reading of the dockerd serving --docker.host (its flags, its daemon.json);
+        None when no dockerd serves it. Raises ProcfsError when /proc could not be scanned."""
+        with self._dockerd_lock:
+            if not self._dockerd_read:
+                try:
+                    self._dockerd = self.host.find_dockerd(self.proc_scan)
+                except ProcfsError as exc:
+                    self._dockerd = str(exc)
+                self._dockerd_read = True
+            if isinstance(self._dockerd, str):
+                raise ProcfsError(self._dockerd)
+            return self._dockerd
 
     def engine(self, wait: float | None = None) -> EngineFacts:
         """The tick's container and network lists (listed again only when dockerd's event log

@@ -4,7 +4,7 @@
 Nothing here reads the host: a scrape costs a lock-free read of bytes rendered when the last
 sample finished, so scrape latency does not grow with the host and extra scrapers cost nothing.
 The topology page is rendered by the first request after a snapshot and then served as bytes
-the same way (exporter/topology.py).
+the same way (exporter/topology/page.py).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def cached(change: list[str]) -> dict[str, Any]:
 def judged(docker_host: str, ports: list[str]) -> dict[str, Any]:
     """ports: "family,address,port,protocol,bridge" each."""
     host = Host.open(docker_host=docker_host)
-    source = NatSource("/proc", timeout=20.0, docker_host=docker_host)
+    source = NatSource("/proc", timeout=20.0)  # the host's dockerd: docker_host's
     try:
         facts = source.read(host.tick())
     finally:

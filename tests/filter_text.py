@@ -134,3 +134,53 @@ def parse_ruleset(
             positions[chain] = positions.get(chain, 0) + 1
             rules.append(parse_rule(line, backend, family, positions[chain], set(chains)))
     return tuple(chains.values()), tuple(rules)
+
+
+def docker20_filter(
+    bridges: tuple[str, ...] = ("docker0",),
+    accepts: tuple[tuple[str, str, str, int], ...] = (),
+    user: tuple[str, ...] = (),
+    policies: tuple[str, ...] = ("INPUT", "FORWARD", "OUTPUT"),
+) -> str:
+    """Docker 20.10's filter table as `iptables -S` prints it: its chains, each bridge's four
+    FORWARD rules and two isolation rules, one DOCKER accept per published port (container
+    address, bridge, protocol, port) and DOCKER-USER's rules before its RETURN. The one copy
+    of this layout the tests write out (with `restore_text` for iptables-restore's format)."""
+    lines = [f"-P {chain} {'DROP' if chain == 'FORWARD' else 'ACCEPT'}" for chain in policies]
+    lines += [f"-N {c}" for c in ("DOCKER", *(f"DOCKER-ISOLATION-STAGE-{n}" for n in (1, 2)))]
+    lines += [
+        "-N DOCKER-USER",
+        "-A FORWARD -j DOCKER-USER",
+        "-A FORWARD -j DOCKER-ISOLATION-STAGE-1",
+    ]
+    for b in bridges:
+        lines += [
+            f"-A FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            f"-A FORWARD -o {b} -j DOCKER",
+            f"-A FORWARD -i {b} ! -o {b} -j ACCEPT",
+            f"-A FORWARD -i {b} -o {b} -j ACCEPT",
+        ]
+    lines += [
+        f"-A DOCKER -d {address} ! -i {b} -o {b} -p {proto} -m {proto} --dport {port} -j ACCEPT"
+        for address, b, proto, port in accepts
+    ]
+    stage1 = "-A DOCKER-ISOLATION-STAGE-1"
+    lines += [f"{stage1} -i {b} ! -o {b} -j DOCKER-ISOLATION-STAGE-2" for b in bridges]
+    lines += [f"{stage1} -j RETURN"]
+    lines += [f"-A DOCKER-ISOLATION-STAGE-2 -o {b} -j DROP" for b in bridges]
+    lines += ["-A DOCKER-ISOLATION-STAGE-2 -j RETURN", *user, "-A DOCKER-USER -j RETURN"]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def restore_text(text: str) -> str:
+    """`iptables -S` lines as an iptables-restore *filter section (policies and chains first,
+    as iptables-save prints them)."""
+    heads, rules = [], []
+    for line in text.strip().splitlines():
+        if line.startswith("-P "):
+            heads.append(f":{line.split()[1]} {line.split()[2]} [0:0]")
+        elif line.startswith("-N "):
+            heads.append(f":{line.split()[1]} - [0:0]")
+        else:
+            rules.append(line)
+    return "\n".join(["*filter", *heads, *rules, "COMMIT"]) + "\n"

@@ -1,14 +1,14 @@
 """The collectors: one package each, registered below with one line.
 
 A collector package holds everything of its collector:
-    facts.py    the frozen dataclasses its source returns (what one run observed)
+    facts.py    NAME, and the frozen dataclasses its source returns (what one run observed)
     judge.py    pure joins and verdicts over those facts
-    metrics.py  NAME, its metric families (declared once) and the writer: Snapshot -> series
+    metrics.py  its metric families (declared once) and the writer: Snapshot -> series
     report.py   its sections of `docker-host-exporter inspect`
     source.py   its source (I/O through the readers and the tick)
     options.py  its own flags, if any (exporter.options.Option), read as settings[OPTION]
     __init__.py COLLECTOR: the definition below
-CONTRIBUTING.md walks through adding one.
+docs/adding-a-collector.md walks through adding one.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ F = TypeVar("F")
 K = TypeVar("K")
 
 
+def confirm_wait(confirm_after: float, timeout: float) -> float:
+    """How long a source waits before its confirming second reading: confirm_after, but within
+    a quarter of the run's timeout, so that both readings and the judging fit in the run."""
+    return min(confirm_after, timeout / 4)
+
+
 def read_twice(
     first: F,
     suspects: Callable[[F], tuple[K, ...]],

@@ -103,6 +103,9 @@ class EngineFacts:
     components: tuple[EngineComponent, ...]
     api_version: str
     networks: tuple[DockerNetwork, ...] = ()
+    # The container the exporter itself runs in (readers/own_container.py), if any: set by the
+    # containers collector's source, which reads it once, so that its writer reads no file.
+    own_container_id: str | None = None
 
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"

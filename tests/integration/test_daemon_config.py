@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from exporter.collectors import all_collectors
+from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.ports.facts import PortsFacts
 from exporter.recording import snapshot_json
 from exporter.report import render_report
 from exporter.settings import Settings
+from exporter.tick import Host
 from tests.helpers import Sample, sample_once, select, value
 from tests.own_dockerd import OwnDockerd, own_dockerd
 
@@ -134,3 +137,28 @@ def test_unreadable_file_is_invalid_not_a_crash(baseline: OwnDockerd) -> None:
         assert not select(samples, "docker_host_daemon_config_drift")
     finally:
         baseline.config.rmdir()
+
+
+def test_one_reading_of_the_dockerd_serving_docker_host(baseline: OwnDockerd) -> None:
+    """Two dockerds run (the host's and this test's): each --docker.host gets its own, its
+    flags and its --config-file, for daemon, nat and ports alike."""
+    baseline.write({"insecure-registries": ["a.example:5000"], "userland-proxy": False})
+    own_host, host = Host.open(docker_host=baseline.host), Host.open()
+    try:
+        tick = own_host.tick()
+        own = tick.dockerd()
+        assert own is not None and own.pid == baseline.process.pid
+        assert tick.dockerd() is own
+        assert (own.config_path, own.config_path_explicit) == (str(baseline.config), True)
+        assert own.boolean("iptables", default=True) == (False, "flag")
+        assert own.boolean("userland-proxy", default=True) == (False, "daemon.json")
+        hosts = host.tick().dockerd()
+        assert hosts is not None and hosts.pid != own.pid
+    finally:
+        own_host.close()
+        host.close()
+    snapshot, _ = sample_once(Settings(collectors=("ports", "nat"), docker_host=baseline.host))
+    ports = snapshot.current("ports", PortsFacts)
+    nat = snapshot.current("nat", NatFacts)
+    assert ports is not None and ports.userland_proxy is False
+    assert nat is not None and (nat.docker_iptables, nat.docker_iptables_from) == (False, "flag")

@@ -19,40 +19,17 @@ import pytest
 
 from exporter.readers.netfilter import FilterRule
 from tests.conftest import unavailable
-from tests.filter_text import parse_ruleset
+from tests.filter_text import docker20_filter, parse_ruleset, restore_text
 
 pytestmark = pytest.mark.integration
 
-DOCKER20 = """*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-ISOLATION-STAGE-1 - [0:0]
-:DOCKER-ISOLATION-STAGE-2 - [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -i docker0 ! -o docker0 -j ACCEPT
--A FORWARD -i docker0 -o docker0 -j ACCEPT
--A FORWARD -o br-2793a125ca48 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o br-2793a125ca48 -j DOCKER
--A FORWARD -i br-2793a125ca48 ! -o br-2793a125ca48 -j ACCEPT
--A FORWARD -i br-2793a125ca48 -o br-2793a125ca48 -j ACCEPT
--A DOCKER -d {A2} ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER -d {A3} ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -i br-2793a125ca48 ! -o br-2793a125ca48 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -o br-2793a125ca48 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -j RETURN
--A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP
--A DOCKER-USER -j RETURN
-COMMIT
-"""
+DOCKER20 = restore_text(
+    docker20_filter(
+        ("docker0", "br-2793a125ca48"),
+        (("{A2}", "docker0", "tcp", 80), ("{A3}", "docker0", "udp", 53)),
+        user=("-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP",),
+    )
+)
 
 DOCKER28 = """*filter
 :INPUT ACCEPT [0:0]

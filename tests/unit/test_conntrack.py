@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.collectors.conntrack.facts import HOST, ConntrackDump, ConntrackFacts, DumpRow
+from exporter.collectors.conntrack.facts import HOST, NAME, ConntrackDump, ConntrackFacts, DumpRow
 from exporter.collectors.conntrack.judge import attribute, top_containers, usage_ratio
-from exporter.collectors.conntrack.metrics import NAME, write
+from exporter.collectors.conntrack.metrics import write
 from exporter.collectors.conntrack.report import conntrack_sections
 from exporter.collectors.conntrack.source import ConntrackSource
-from exporter.collectors.containers.judge import CONTAINERS
+from exporter.collectors.containers.facts import NAME as CONTAINERS
 from exporter.metrics import Families
 from exporter.readers.ctnetlink import AF_INET, ConntrackTable, DumpCounts, DumpInterrupted
 from exporter.readers.docker_api import ContainerRecord, EngineFacts

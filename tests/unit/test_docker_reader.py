@@ -5,12 +5,24 @@ from __future__ import annotations
 import gc
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from exporter.readers.docker_api import DockerReader, DockerUnavailable, container_record
+from exporter.collectors.containers.metrics import make_writer
+from exporter.metrics import render
+from exporter.readers.docker_api import (
+    DockerReader,
+    DockerUnavailable,
+    EngineFacts,
+    container_record,
+)
+from exporter.snapshot import CollectorState, Snapshot
+from tests.helpers import parse, select
 from tests.sockets import HangingDocker
+
+EXPORTER_INFO = "docker_host_exporter_container_info"
 
 
 def test_missing_socket(tmp_path: Path) -> None:
@@ -66,3 +78,20 @@ def test_failed_connects_leave_no_socket_open_until_a_garbage_collection(tmp_pat
         assert len(os.listdir("/proc/self/fd")) == open_fds
     finally:
         gc.enable()
+
+
+def test_the_containers_writer_marks_the_exporters_own_container_from_the_facts_alone() -> None:
+    """The source reads which container the exporter runs in; the writer only reads facts."""
+    ours, other = (
+        container_record({"Id": "a" * 64, "Names": ["/dhe"]}),
+        container_record({"Id": "b" * 64, "Names": ["/web"]}),
+    )
+    engine = EngineFacts((ours, other), (), "1.41", own_container_id="a" * 64)
+
+    def exported(facts: EngineFacts) -> list[dict[str, str]]:
+        snapshot = Snapshot().with_state(CollectorState("containers", True, 0.01, 1.0, facts))
+        found = select(parse(render(snapshot, [make_writer(())])), EXPORTER_INFO)
+        return [dict(s.labels) for s in found]
+
+    assert exported(engine) == [{"container": "dhe", "container_id": "a" * 12}]
+    assert exported(replace(engine, own_container_id=None)) == []

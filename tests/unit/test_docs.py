@@ -105,3 +105,54 @@ def test_the_code_map_is_the_tree() -> None:
         and p.parent.parent != collectors  # a collector's facts.py, judge.py, ...
     }
     assert tree - mapped == set(), "add these to the README's code map"
+
+
+# A measured cost: "37 ms", "~1.7 ms", "13 MB" (not a flag value such as `6ms`).
+_FIGURE = re.compile(r"(?<![`\w.])~?\d[\d,.]*\s?(?:ms|µs|us|MB)\b(?!`)")
+_DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+_COMMAND = re.compile(r"`(python -m bench\.|make )")
+
+
+def _blocks(text: str) -> list[str]:
+    """A markdown file's paragraphs, list items, table rows and headings, code left out."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        starts = line.lstrip().startswith("- ") or re.match(r"\d+\. ", line)
+        if not line.strip() or line.startswith(("|", "#")) or starts:
+            if current:
+                blocks.append(" ".join(current))
+                current = []
+            if line.startswith(("|", "#")):
+                blocks.append(line)
+                continue
+        if line.strip():
+            current.append(line.strip())
+    if current:
+        blocks.append(" ".join(current))
+    return blocks
+
+
+def test_every_performance_figure_names_its_benchmark_and_date() -> None:
+    """Outside docs/benchmarks.md (where the figures are measured, each section dated), a cost
+    in ms, µs or MB comes with the command that measured it and the date: the README once said
+    37 ms per sample where the whole process measured more than twice that."""
+    docs = [README, ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+    unsourced = [
+        f"{path.name}: {block[:120]}"
+        for path in docs
+        if path.name != "benchmarks.md"
+        for block in _blocks(path.read_text())
+        if _FIGURE.search(block) and not (_COMMAND.search(block) and _DATE.search(block))
+    ]
+    assert unsourced == []
+    dated = re.findall(
+        r"^## .*, (20\d\d-\d\d-\d\d)$", (ROOT / "docs" / "benchmarks.md").read_text(), re.M
+    )
+    assert len(dated) >= 7

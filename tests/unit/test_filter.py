@@ -29,7 +29,7 @@ from exporter.readers.docker_api import ContainerRecord, DockerNetwork, Publishe
 from exporter.readers.netfilter import FilterChain, FilterRule, FirewallBackend
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.snapshot import CollectorState, Snapshot
-from tests.filter_text import parse_ruleset
+from tests.filter_text import docker20_filter, parse_ruleset
 from tests.helpers import parse, select, value
 from tests.unit.test_fuzz_exposition import WRITERS
 
@@ -45,33 +45,7 @@ WEB = ContainerRecord(
 )  # fmt: skip
 
 # Docker 20.10's filter table with one published port, as `iptables -S` prints it here.
-CLASSIC = """
--P INPUT ACCEPT
--P FORWARD DROP
--P OUTPUT ACCEPT
--N DOCKER
--N DOCKER-ISOLATION-STAGE-1
--N DOCKER-ISOLATION-STAGE-2
--N DOCKER-USER
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -i docker0 ! -o docker0 -j ACCEPT
--A FORWARD -i docker0 -o docker0 -j ACCEPT
--A FORWARD -o br-user -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o br-user -j DOCKER
--A FORWARD -i br-user ! -o br-user -j ACCEPT
--A FORWARD -i br-user -o br-user -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -i br-user ! -o br-user -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -o br-user -j DROP
--A DOCKER-ISOLATION-STAGE-2 -j RETURN
--A DOCKER-USER -j RETURN
-"""
+CLASSIC = docker20_filter(("docker0", "br-user"), (("172.17.0.2/32", "docker0", "tcp", 80),))
 
 # Docker 28's (moby v28.5.2 TestIptabler golden, with DOCKER-USER and a second bridge).
 DOCKER28 = """

@@ -31,7 +31,6 @@ from exporter.readers.docker_api import (
 from exporter.readers.layers import ContainerLayer, ImageFacts, LayerFacts
 from exporter.readers.netfilter import (
     FirewallBackend,
-    NatRule,
     _interface,
 )
 from exporter.recording import snapshot_from_json
@@ -40,6 +39,7 @@ from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
 from tests.conftest import FIXTURES
 from tests.helpers import Sample, parse
+from tests.nat_rules import masquerade
 
 NASTY = [
     '"',
@@ -173,10 +173,7 @@ def nat_and_layers(
     interfaces decoded by the nf_tables reader's own decoder from arbitrary bytes."""
     network_name, bridge, container, chain, tag = (strings() for _ in range(5))
     out_interface = _interface(raw())
-    rule = NatRule(
-        "nftables", "nat", chain, "masquerade", "10.9.0.0/16", None, None, False,
-        out_interface, True, None, None, None, None, 3, 300,
-    )  # fmt: skip
+    rule = masquerade("10.9.0.0/16", out_interface, chain=chain, packets=3, bytes=300)
     network = DockerNetwork("f" * 64, network_name, "bridge", bridge, ("10.8.0.0/16",), False, True)
     web = ContainerRecord(
         "e" * 64, container, tag, "sha256:1", "running", "bridge", 1.0,

@@ -31,6 +31,7 @@ from exporter.readers.netfilter import (
     decode_nat_target,
 )
 from exporter.readers.nfnetlink import NFPROTO_IPV6
+from tests.nat_rules import masquerade
 
 
 def ip(text: str) -> bytes:
@@ -70,25 +71,7 @@ def test_prefixes_interfaces_and_legacy_addresses() -> None:
 
 
 def rule(**changes: object) -> NatRule:
-    base: dict[str, object] = dict(
-        backend="nftables",
-        table="nat",
-        chain="POSTROUTING",
-        action="masquerade",
-        source="172.17.0.0/16",
-        destination=None,
-        in_interface=None,
-        in_negated=False,
-        out_interface="docker0",
-        out_negated=True,
-        protocol=None,
-        dport=None,
-        to_address=None,
-        to_port=None,
-        packets=0,
-        bytes=0,
-    )
-    return NatRule(**{**base, **changes})  # type: ignore[arg-type]
+    return replace(masquerade(), **changes)  # type: ignore[arg-type]
 
 
 NFT = FirewallBackend("nftables", True, None, 3, ("nat/DOCKER",))

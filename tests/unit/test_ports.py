@@ -42,8 +42,10 @@ from exporter.readers.proc_net import (
     parse_bound_sockets,
     parse_proxy_argv,
 )
-from tests.filter_text import parse_ruleset
+from tests.filter_text import docker20_filter, parse_ruleset
 from tests.fuzzing import FUZZ
+from tests.nat_rules import dnat as nat_dnat
+from tests.nat_rules import masquerade
 
 TCP_HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
@@ -218,65 +220,15 @@ LEGACY = FirewallBackend("legacy", True, None, 0, ())
 
 
 def dnat(port: PublishedPort) -> NatRule:
-    return NatRule(
-        backend="nftables",
-        table="nat",
-        chain="DOCKER",
-        action="dnat",
-        source=None,
-        destination=None,
-        in_interface="docker0",
-        in_negated=True,
-        out_interface=None,
-        out_negated=False,
-        protocol=port.protocol,
-        dport=port.host_port,
-        to_address="172.17.0.2",
-        to_port=port.container_port,
-        packets=0,
-        bytes=0,
-    )
+    return nat_dnat(port.host_port, port.protocol, to_port=port.container_port)
 
 
-MASQUERADE = NatRule(
-    backend="nftables",
-    table="nat",
-    chain="POSTROUTING",
-    action="masquerade",
-    source="172.17.0.0/16",
-    destination=None,
-    in_interface=None,
-    in_negated=False,
-    out_interface="docker0",
-    out_negated=True,
-    protocol=None,
-    dport=None,
-    to_address=None,
-    to_port=None,
-    packets=0,
-    bytes=0,
-)
+MASQUERADE = masquerade()
 # Docker 20.10's filter table for WEB's ports, as `iptables -S` prints it.
-FILTER = """
--P FORWARD DROP
--N DOCKER
--N DOCKER-ISOLATION-STAGE-1
--N DOCKER-ISOLATION-STAGE-2
--N DOCKER-USER
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -i docker0 ! -o docker0 -j ACCEPT
--A FORWARD -i docker0 -o docker0 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -j RETURN
--A DOCKER-USER -j RETURN
-"""
+FILTER = docker20_filter(
+    accepts=(("172.17.0.2/32", "docker0", "tcp", 80), ("172.17.0.2/32", "docker0", "udp", 53)),
+    policies=("FORWARD",),
+)
 
 
 def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
@@ -342,7 +294,7 @@ PORTS = PortsFacts(
     networks=(BRIDGE,),
     listeners=(ContainerListeners(WEB_ID, 100, LISTENING),),
     proxies=PROXIES,
-    proxy_flag=None,
+    userland_proxy=True,
 )
 
 
@@ -350,9 +302,8 @@ def verdicts(
     ports: PortsFacts = PORTS,
     nat: NatFacts | None = NAT,
     net: NetworkFacts | None = NET,
-    daemon: DaemonConfigFacts | None = DAEMON,
 ) -> dict[PublishedPort, PortVerdict]:
-    return {v.port: v for v in port_verdicts(ports, nat, net, daemon)}
+    return {v.port: v for v in port_verdicts(ports, nat, net)}
 
 
 def reason(v: PortVerdict) -> str:
@@ -474,7 +425,7 @@ def test_a_missing_dnat_is_the_first_broken_hop_unless_docker_proxy_serves_it() 
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     confirmed = replace(quiet, earlier_suspects=suspect_keys(quiet))
     # userland-proxy off: nothing else takes the packets.
-    found = verdicts(replace(confirmed, proxy_flag=False, proxies=()), nat=nat)
+    found = verdicts(replace(confirmed, userland_proxy=False, proxies=()), nat=nat)
     assert first(found[TCP80]) == (BROKEN, "dnat")  # first on the path, listener after it
     assert first(found[UDP53]) == (BROKEN, "listener")
     # userland-proxy on: without its DNAT the packets reach docker-proxy, through filter INPUT,
@@ -490,7 +441,7 @@ def test_a_missing_dnat_is_the_first_broken_hop_unless_docker_proxy_serves_it() 
     both = replace(confirmed, proxies=PROXIES[1:], earlier_suspects=suspect_keys(confirmed))
     assert first(verdicts(both, nat=nat)[TCP80]) == (BROKEN, "dnat")
     # Missing in one nat reading only: not judged broken by nat, so not here either.
-    off = replace(PORTS, proxy_flag=False, proxies=())
+    off = replace(PORTS, userland_proxy=False, proxies=())
     assert verdicts(off, nat=replace(nat, earlier_missing=()))[TCP80].verdict == UNKNOWN
 
 
@@ -542,13 +493,13 @@ def test_a_loopback_binding_with_userland_proxy_on_is_docker_proxy_s() -> None:
     # Its docker-proxy gone: broken there.
     gone = replace(ports, proxies=())
     gone = replace(
-        gone, proxy_flag=True, earlier_suspects=suspect_keys(replace(gone, proxy_flag=True))
+        gone, userland_proxy=True, earlier_suspects=suspect_keys(replace(gone, userland_proxy=True))
     )
     assert first(verdicts(gone, nat=nat)[LOOPBACK]) == (BROKEN, "proxy")
 
 
 def test_a_loopback_binding_with_userland_proxy_off_is_dnated_in_output() -> None:
-    ports = replace(PORTS, containers=(LOOPBACK_WEB,), proxies=(), proxy_flag=False)
+    ports = replace(PORTS, containers=(LOOPBACK_WEB,), proxies=(), userland_proxy=False)
     hairpin = replace(dnat(LOOPBACK), in_interface=None, in_negated=False)
     found = verdicts(ports, nat=loopback_nat(MASQUERADE, hairpin))[LOOPBACK]
     assert found.verdict == OK
@@ -573,7 +524,7 @@ def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
     """userland-proxy off: a container reaching its own port through the host's address is
     DNAT'ed back to itself, and needs `-s C -d C -p tcp --dport 80 -j MASQUERADE`."""
     hairpin = [replace(dnat(p), in_interface=None, in_negated=False) for p in (TCP80, UDP53)]
-    off = replace(PORTS, proxies=(), proxy_flag=False)
+    off = replace(PORTS, proxies=(), userland_proxy=False)
     whole = replace(
         NAT, rules=(MASQUERADE, *hairpin, per_port_masquerade(), per_port_masquerade(port=53))
     )
@@ -594,13 +545,13 @@ def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
     on = verdicts(nat=second_reading(replace(NAT, rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)))))
     assert {h.name: h.state for h in on[TCP80].hops}["hairpin_masquerade"] == NOT_JUDGED
     # dockerd's setting unknown: on a path under one setting only, so never broken.
-    unknown = verdicts(replace(off, proxy_flag=None), nat=second_reading(gone), daemon=None)
+    unknown = verdicts(replace(off, userland_proxy=None), nat=second_reading(gone))
     assert {h.name: h.state for h in unknown[TCP80].hops}["hairpin_masquerade"] == UNKNOWN
 
 
 def test_ipv6_bindings_served_by_nothing_known_are_never_ok() -> None:
     # No IPv6 NAT here: docker-proxy alone serves the [::] binding; with it off, nothing does.
-    off = verdicts(replace(PORTS, proxy_flag=False, proxies=()))
+    off = verdicts(replace(PORTS, userland_proxy=False, proxies=()))
     assert off[TCP80].verdict == OK
     assert first(off[TCP80_V6]) == (UNKNOWN, "proxy")
     assert "userland-proxy is off and" in reason(off[TCP80_V6])
@@ -658,31 +609,27 @@ def test_the_userland_proxy() -> None:
     # One port's proxy gone while the others run: a suspect, read again.
     one_gone = replace(PORTS, proxies=PROXIES[1:])
     assert suspect_keys(one_gone) == (proxy_key(TCP80),)
-    # No docker-proxy at all: userland-proxy off, as far as the source can tell, so no second
-    # reading, unless dockerd's flag turns proxies on.
-    none = replace(PORTS, proxies=())
+    # No docker-proxy at all and dockerd's setting unknown: off as far as the source can tell,
+    # so no second reading; with the setting on (flag, daemon.json or default), a suspect.
+    none = replace(PORTS, proxies=(), userland_proxy=None)
     assert suspect_keys(none) == ()
-    keys = suspect_keys(replace(none, proxy_flag=True))
+    keys = suspect_keys(replace(none, userland_proxy=True))
     assert proxy_key(TCP80) in keys and proxy_key(TCP80_V6) in keys
-    assert first(verdicts(none)[TCP80]) == (UNKNOWN, "proxy")
-    found = verdicts(replace(none, earlier_suspects=keys))
+    assert first(verdicts(replace(none, userland_proxy=True))[TCP80]) == (UNKNOWN, "proxy")
+    found = verdicts(replace(none, earlier_suspects=keys, userland_proxy=True))
     assert first(found[TCP80]) == (BROKEN, "proxy")
-    # Off by flag, or by the config file when the flag is not given: not judged.
-    assert verdicts(replace(none, earlier_suspects=keys, proxy_flag=False))[TCP80].verdict == OK
-    off_in_file = replace(DAEMON, file_present=True, file_values=(("userland-proxy", "false"),))
-    assert verdicts(replace(none, earlier_suspects=keys), daemon=off_in_file)[TCP80].verdict == OK
-    # The flag wins over the file; without either reading the setting is unknown.
-    on = replace(none, earlier_suspects=keys, proxy_flag=True)
-    assert first(verdicts(on, daemon=off_in_file)[TCP80]) == (BROKEN, "proxy")
-    assert first(verdicts(daemon=None)[TCP80]) == (UNKNOWN, "proxy")
-    assert verdicts(replace(PORTS, proxy_flag=True), daemon=None)[TCP80].verdict == OK
+    # Off: not judged. Unknown: unknown, never ok.
+    off = replace(none, earlier_suspects=keys, userland_proxy=False)
+    assert verdicts(off)[TCP80].verdict == OK
+    assert first(verdicts(replace(PORTS, userland_proxy=None))[TCP80]) == (UNKNOWN, "proxy")
+    assert verdicts(PORTS)[TCP80].verdict == OK
 
 
 def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
-    assert port_verdicts(replace(PORTS, containers=None), NAT, NET, DAEMON) == ()
+    assert port_verdicts(replace(PORTS, containers=None), NAT, NET) == ()
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     text = ports_table(
-        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET, DAEMON)
+        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET)
     )
     assert text.splitlines()[1].split() == [
         "PORT",

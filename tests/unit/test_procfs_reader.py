@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collectors.daemon.source import DaemonConfigSource
 from exporter.collectors.processes.facts import ProcessFacts
 from exporter.collectors.processes.source import ProcessTable
 from exporter.readers.docker_api import DockerReader
@@ -279,27 +278,64 @@ def test_a_failed_scan_is_the_same_failure_for_the_whole_tick(tmp_path: Path) ->
     assert str(one.value) == str(other.value)
 
 
-def test_the_daemon_reader_finds_dockerd_again_after_a_restart(proc: FakeProc) -> None:
+def test_the_tick_finds_the_dockerd_serving_docker_host_again_after_a_restart(
+    proc: FakeProc,
+) -> None:
     socket = "unix:///run/dhe-test.sock"
     argv = f"/usr/sbin/dockerd\0-H\0{socket}\0"
     proc.process(55, "dockerd", 1, start=550, cmdline=argv)
-    reader = DaemonConfigSource(socket, timeout=1)
-    host = Host(ProcfsReader(proc.root), DockerInventory(DockerReader(socket, 1.0)))
-    found = reader._daemon(host.tick(1.0))
+    host = Host(ProcfsReader(proc.root), DockerInventory(DockerReader(socket, 1.0)), socket)
+    found = host.tick(1.0).dockerd()
     assert found is not None
-    assert (found[0].pid, found[1]) == (55, ("/usr/sbin/dockerd", "-H", socket))
+    assert (found.pid, found.argv) == (55, ("/usr/sbin/dockerd", "-H", socket))
     # Restarted under another pid: the old one is gone.
     shutil.rmtree(proc.root / "55")
     proc.process(56, "dockerd", 1, start=900, cmdline=argv)
-    found = reader._daemon(host.tick(2.0))
+    found = host.tick(2.0).dockerd()
     assert found is not None
-    assert found[0].pid == 56
+    assert found.pid == 56
     # The same pid reused by a new dockerd: told apart by its start time.
     shutil.rmtree(proc.root / "56")
     proc.process(56, "dockerd", 1, start=950, cmdline=argv)
-    found = reader._daemon(host.tick(3.0))
+    found = host.tick(3.0).dockerd()
     assert found is not None
-    assert found[0].start_time == BOOT + 950 / os.sysconf("SC_CLK_TCK")
+    assert found.process.start_time == BOOT + 950 / os.sysconf("SC_CLK_TCK")
+
+
+def test_one_reading_of_dockerd_per_tick_the_one_serving_docker_host(proc: FakeProc) -> None:
+    ours, theirs = "unix:///run/dhe-ours.sock", "unix:///run/dhe-theirs.sock"
+    # Three dockerds (the fixture's on the default socket): the one serving --docker.host is
+    # read, with its own daemon.json (read through its own root), not another's.
+    for pid, sock, iptables, proxy in ((160, theirs, "true", "true"), (161, ours, "F", "")):
+        flags = f"--iptables={iptables}\0" + (f"--userland-proxy={proxy}\0" if proxy else "")
+        d = proc.process(pid, "dockerd", 1, cmdline=f"dockerd\0-H\0{sock}\0{flags}")
+        (d / "root" / "etc" / "docker").mkdir(parents=True)
+        (d / "root" / "etc" / "docker" / "daemon.json").write_text(
+            '{"userland-proxy": false, "ip6tables": true}' if pid == 161 else "{}"
+        )
+    host = Host(ProcfsReader(proc.root), DockerInventory(DockerReader(ours, 1.0)), ours)
+    tick = host.tick(1.0)
+    dockerd = tick.dockerd()
+    assert dockerd is not None and dockerd.pid == 161
+    assert tick.dockerd() is dockerd  # daemon, nat and ports share it
+    assert dockerd.boolean("iptables", default=True) == (False, "flag")  # Go's "F"
+    assert dockerd.boolean("userland-proxy", default=True) == (False, "daemon.json")
+    assert dockerd.boolean("ip6tables", default=False) == (True, "daemon.json")
+    assert dockerd.text("firewall-backend", default="iptables") == ("iptables", "default")
+    # A socket no dockerd names on its command line: neither is taken for it.
+    elsewhere = Host(ProcfsReader(proc.root), host.inventory, "unix:///run/dhe-none.sock")
+    assert elsewhere.tick(1.0).dockerd() is None
+    # The only dockerd serves it, whatever it names (hosts may be set in daemon.json alone).
+    shutil.rmtree(proc.root / "160")
+    shutil.rmtree(proc.root / "50")  # the fixture's dockerd, on the default socket
+    only = elsewhere.tick(2.0).dockerd()
+    assert only is not None and only.pid == 161
+
+
+def test_a_failed_scan_fails_the_ticks_dockerd_reading_too(tmp_path: Path) -> None:
+    host = Host(ProcfsReader(tmp_path), DockerInventory(DockerReader("unix:///nowhere", 1.0)))
+    with pytest.raises(ProcfsError):
+        host.tick(1.0).dockerd()
 
 
 def test_an_exited_shim_waiting_to_be_reaped_is_no_shim(proc: FakeProc) -> None:

@@ -37,6 +37,7 @@ from exporter.web import landing_page, make_server, serve_in_background
 from exporter.webconfig import BasicAuth, WebConfig
 from tests.conftest import FIXTURES
 from tests.helpers import free_port, get
+from tests.nat_rules import dnat, masquerade
 
 SVG = "{http://www.w3.org/2000/svg}"
 NOW = 1795826950.0
@@ -160,20 +161,6 @@ HOSTILE = "<script>alert(1)</script>\"'&\n\x00\u202e" + "x" * 5000
 def container(cid: str, name: str, image: str = "img", **changes: object) -> ContainerRecord:
     record = ContainerRecord(cid, name, image, "sha256:1", "running", "default", 0.0)
     return replace(record, addresses=("172.17.0.2",), **changes)  # type: ignore[arg-type]
-
-
-def masquerade(subnet: str = "172.17.0.0/16") -> NatRule:
-    return NatRule(
-        "nftables", "nat", "POSTROUTING", "masquerade", subnet, None, None, False,
-        "docker0", True, None, None, None, None, 0, 0,
-    )  # fmt: skip
-
-
-def dnat(port: int) -> NatRule:
-    return NatRule(
-        "nftables", "nat", "DOCKER", "dnat", None, None, "docker0", True, None, False,
-        "tcp", port, "172.17.0.2", 80, 0, 0,
-    )  # fmt: skip
 
 
 def host(

@@ -3,11 +3,11 @@ what that costs, and which containers hold its entries. Runs on a slow interval 
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.conntrack import metrics, report, source
-from exporter.collectors.conntrack.facts import ConntrackFacts
+from exporter.collectors.conntrack.facts import NAME, ConntrackFacts
 from exporter.collectors.conntrack.options import MAX_ENTRIES
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="the connection-tracking table's fill level and counters, and the containers "
     "holding its entries (one ctnetlink dump; its own slow interval)",
     facts=ConntrackFacts,

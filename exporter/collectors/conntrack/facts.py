@@ -11,6 +11,9 @@ from exporter.readers.ctnetlink import ConntrackTable
 HOST = "/host"
 
 
+NAME = "conntrack"  # the collector's name: --collector.conntrack, its series' collector label
+
+
 @dataclass(frozen=True)
 class DumpRow:
     """Entries with the same family, owners, protocol and TCP state. An owner is a container's

@@ -9,14 +9,12 @@ TCP states for every container would be 2.5x the series for mostly zeros: with 2
 
 from __future__ import annotations
 
-from exporter.collectors.conntrack.facts import ConntrackFacts
+from exporter.collectors.conntrack.facts import NAME, ConntrackFacts
 from exporter.collectors.conntrack.judge import PROTOCOLS, UNATTRIBUTED, attribute
 from exporter.collectors.containers.judge import inventory
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "conntrack"
 
 AVAILABLE = declare(
     "conntrack_available",

@@ -3,9 +3,8 @@ containers holding the most entries."""
 
 from __future__ import annotations
 
-from exporter.collectors.conntrack.facts import ConntrackFacts
+from exporter.collectors.conntrack.facts import NAME, ConntrackFacts
 from exporter.collectors.conntrack.judge import PROTOCOLS, attribute, top_containers, usage_ratio
-from exporter.collectors.conntrack.metrics import NAME
 from exporter.report import table
 from exporter.snapshot import Snapshot
 

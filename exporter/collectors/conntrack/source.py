@@ -10,18 +10,17 @@ import socket
 from pathlib import Path
 
 from exporter.collectors import Source
-from exporter.collectors.conntrack.facts import HOST, ConntrackDump, ConntrackFacts, DumpRow
-from exporter.collectors.conntrack.metrics import NAME
+from exporter.collectors.conntrack.facts import HOST, NAME, ConntrackDump, ConntrackFacts, DumpRow
 from exporter.collectors.conntrack.options import MAX_ENTRIES
 from exporter.logonce import ChangeLog
 from exporter.readers.capabilities import lacking
 from exporter.readers.ctnetlink import (
-    AF_INET,
     AF_UNSPEC,
     ConntrackSocket,
     ConntrackTable,
     DumpCounts,
     DumpInterrupted,
+    dump_families,
     family_name,
     read_table,
 )
@@ -106,7 +105,7 @@ class ConntrackSource:
             input="docker",
         )
         ipv6 = any(len(a) == 16 and o != HOST for a, o in owners.items())
-        dump, error, missing = self._dump(AF_UNSPEC if ipv6 else AF_INET, owners, table)
+        dump, error, missing = self._dump(dump_families(ipv6), owners, table)
         return ConntrackFacts(
             table=table,
             dump=dump,

@@ -3,11 +3,12 @@ the exporter's own container."""
 
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import metrics, report, source
+from exporter.collectors.containers.facts import NAME
 from exporter.collectors.containers.options import LABELS
 from exporter.readers.docker_api import EngineFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="containers in every state from the Docker Engine API (listed on change)",
     facts=EngineFacts,
     source=source.build,

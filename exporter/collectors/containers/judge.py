@@ -6,11 +6,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exporter.collectors.containers.facts import NAME
 from exporter.readers.docker_api import CONTAINER_STATES, EngineFacts
 from exporter.snapshot import Snapshot
-
-# The collector's name (metrics.py imports this module: the name is written here too).
-CONTAINERS = "containers"
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Inventory:
 def inventory(snapshot: Snapshot) -> Inventory | None:
     """The last good container list, for other collectors' joins (names, networks): kept
     through a failed run, since a name does not go stale the way a verdict does."""
-    engine = snapshot.last_good(CONTAINERS, EngineFacts)
+    engine = snapshot.last_good(NAME, EngineFacts)
     return Inventory(engine) if engine is not None else None
 
 

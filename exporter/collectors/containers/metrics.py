@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from exporter.collectors.containers.judge import CONTAINERS, containers_by_state
+from exporter.collectors.containers.facts import NAME
+from exporter.collectors.containers.judge import containers_by_state
 from exporter.collectors.containers.options import LABELS
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.readers.docker_api import EngineFacts
-from exporter.readers.own_container import own_container_id
 from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
-
-NAME = CONTAINERS
 
 CONTAINER_INFO = declare(
     "container_info",
@@ -63,12 +61,11 @@ ENGINE_COMPONENT_INFO = declare(
 
 
 def writer(settings: Settings) -> FamilyWriter:
-    """The writer for --collector.containers.labels, knowing the exporter's own container
-    (found once: a process does not change container)."""
-    return make_writer(settings[LABELS], own_container_id())
+    """The writer for --collector.containers.labels."""
+    return make_writer(settings[LABELS])
 
 
-def make_writer(label_keys: tuple[str, ...], own_id: str | None = None) -> FamilyWriter:
+def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
     labels_spec = replace(CONTAINER_LABELS, labels=("container", *map(label_name, label_keys)))
 
     def write(snapshot: Snapshot, out: Families) -> None:
@@ -77,7 +74,7 @@ def make_writer(label_keys: tuple[str, ...], own_id: str | None = None) -> Famil
             return
         write_engine(engine, out)
         for c in engine.containers:
-            if c.id == own_id:
+            if c.id == engine.own_container_id:
                 out.add(EXPORTER_CONTAINER, 1, c.name, c.short_id)
         if label_keys:
             for c in engine.containers:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.collectors.containers.metrics import NAME
+from exporter.collectors.containers.facts import NAME
 from exporter.readers.docker_api import EngineFacts
 from exporter.report import table, when
 from exporter.snapshot import Snapshot

@@ -4,10 +4,10 @@ not apply."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.daemon import metrics, report, source
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="daemon.json against the running dockerd: drift, flag conflicts, reloads",
     facts=DaemonConfigFacts,
     source=source.build,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+NAME = "daemon"  # the collector's name: --collector.daemon, its series' collector label
+
 
 @dataclass(frozen=True)
 class DaemonConfigFacts:

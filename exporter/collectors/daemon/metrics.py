@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.collectors.daemon.judge import config_file_valid, config_verdicts, last_load_time
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "daemon"
 
 DAEMON_INFO = declare(
     "daemon_info",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.collectors.daemon.judge import config_file_valid, config_verdicts
-from exporter.collectors.daemon.metrics import NAME
 from exporter.report import short, table, when
 from exporter.snapshot import Snapshot
 

@@ -13,26 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from exporter.collectors import Source
-from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.daemon.metrics import NAME
+from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
 from exporter.logonce import ChangeLog
 from exporter.readers.daemon_config import (
-    DEFAULT_CONFIG_FILE,
     INFO_MAX_AGE,
     KNOWN_KEYS,
     SECRET_KEYS,
-    daemon_hosts,
-    parse_config,
     parse_flags,
-    read_config_file,
     redact,
     reloaded_values,
-    root_readable,
     running_subset,
     systemd_unit,
 )
 from exporter.readers.docker_api import DockerReader, DockerUnavailable
-from exporter.readers.procfs import DaemonProcess, ProcStat
+from exporter.readers.procfs import DaemonProcess
 from exporter.settings import Settings
 from exporter.tick import Tick
 
@@ -42,39 +36,12 @@ log = logging.getLogger(__name__)
 class DaemonConfigSource:
     def __init__(self, docker_host: str, timeout: float) -> None:
         self.docker_host = docker_host
-        # The dockerd found last time, as (its stat then, argv): checked with one stat read.
-        self._known: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self._cached_info: tuple[object, float, dict[str, Any]] | None = None
         self._log = ChangeLog(log)
         self.docker = DockerReader(docker_host, timeout=timeout)
 
     def close(self) -> None:
         self.docker.close()
-
-    def _daemon(self, tick: Tick) -> tuple[DaemonProcess, tuple[str, ...]] | None:
-        """The dockerd serving --docker.host (several may run: rootless, tests)."""
-        procfs = tick.host.procfs
-        if self._known is not None:
-            before, daemon, argv = self._known
-            if procfs.same_process(before):
-                return daemon, argv  # the same dockerd: same pid, same start
-            self._known = None
-        scan = tick.proc_scan()
-        candidates = []
-        for daemon in scan.daemons:
-            if daemon.name != "dockerd":
-                continue
-            argv = procfs.cmdline(daemon.pid)
-            flags, _ = parse_flags(argv)
-            if self.docker_host in daemon_hosts(flags, None):
-                # Serves our socket by its flags: the same process will as long as it lives.
-                stat = next((s for s in scan.table if s.pid == daemon.pid), None)
-                if stat is not None:
-                    self._known = (stat, daemon, argv)
-                return daemon, argv
-            candidates.append((daemon, argv))
-        # Hosts set only in daemon.json: fall back to the one dockerd when there is one.
-        return candidates[0] if len(candidates) == 1 else None
 
     def _warn_root_refused(self, pid: int, refused: bool) -> None:
         self._log.update(
@@ -133,43 +100,37 @@ class DaemonConfigSource:
         return info
 
     def _read(self, tick: Tick) -> DaemonConfigFacts:
-        found = self._daemon(tick)
+        found = tick.dockerd()  # the dockerd serving --docker.host, read once per tick
         info: dict[str, Any] | None = None
         reloads: list[dict[str, Any]] = []
         docker_error: str | None = None
         try:
             if found is not None:
-                reloads = self.docker.reload_events(since=found[0].start_time, until=time.time())
-            info = self._info(found[0] if found else None, reloads)
+                reloads = self.docker.reload_events(
+                    since=found.process.start_time, until=time.time()
+                )
+            info = self._info(found.process if found else None, reloads)
         except DockerUnavailable as exc:
             docker_error = str(exc)
             self._cached_info = None
         if found is None:
             subset = json.dumps(running_subset(info), sort_keys=True) if info else None
             return DaemonConfigFacts.unknown(docker_error or "no dockerd process found", subset)
-        daemon, argv = found
-        flags, config_file = parse_flags(argv)
-        path = config_file or DEFAULT_CONFIG_FILE
-        root = Path(f"{tick.host.procfs.root}/{daemon.pid}/root")
-        raw: bytes | None = None
-        mtime: float | None = None
-        file_error: str | None = None
-        root_refused = not root_readable(root)
-        self._warn_root_refused(daemon.pid, refused=root_refused)
+        daemon, config = found.process, found.config
+        self._warn_root_refused(daemon.pid, refused=found.root_refused)
         unit = exec_start = environment_file = ""
-        if not root_refused:
-            raw, mtime, file_error = read_config_file(root, path)
+        if not found.root_refused:
+            root = Path(f"{tick.host.procfs.root}/{daemon.pid}/root")
             unit, exec_start, environment_file = systemd_unit(root)
-        config, parse_error = parse_config(raw) if raw is not None else (None, None)
         return DaemonConfigFacts(
             pid=daemon.pid,
             start_time=daemon.start_time,
-            flag_keys=tuple(sorted(flags)),
-            config_path=path,
-            config_path_explicit=config_file is not None,
-            file_present=raw is not None,
-            file_error=file_error or parse_error,
-            file_mtime=mtime,
+            flag_keys=tuple(sorted(found.flags)),
+            config_path=found.config_path,
+            config_path_explicit=found.config_path_explicit,
+            file_present=found.file_present,
+            file_error=found.file_error,
+            file_mtime=found.file_mtime,
             file_values=tuple(
                 sorted(
                     (
@@ -196,7 +157,7 @@ class DaemonConfigSource:
             unit_flag_keys=tuple(sorted(parse_flags(tuple(shlex.split(exec_start)))[0]))
             if exec_start
             else (),
-            root_refused=root_refused,
+            root_refused=found.root_refused,
         )
 
 

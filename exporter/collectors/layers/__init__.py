@@ -4,11 +4,11 @@ saved by sharing, and each container's read/write layer. Runs on a slow interval
 
 from exporter.collectors import CollectorDef
 from exporter.collectors.layers import metrics, report, source
-from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.facts import NAME, LayersFacts
 from exporter.collectors.layers.options import TOP_K
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="layers shared between images, unique bytes per image, read/write layers "
     "(from /system/df; its own slow interval)",
     facts=LayersFacts,

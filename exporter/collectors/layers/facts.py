@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from exporter.readers.layers import ContainerLayer, ImageFacts, LayerFacts
 
+NAME = "layers"  # the collector's name: --collector.layers, its series' collector label
+
 
 @dataclass(frozen=True)
 class LayersFacts:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.facts import NAME, LayersFacts
 from exporter.collectors.layers.judge import layer_views, sharing_totals
 from exporter.collectors.layers.options import TOP_K
 from exporter.metrics import Families, FamilyWriter, declare
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
-
-NAME = "layers"
 
 IMAGE_INFO = declare(
     "image_info",

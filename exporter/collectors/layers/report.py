@@ -3,9 +3,8 @@ read/write layers."""
 
 from __future__ import annotations
 
-from exporter.collectors.layers.facts import LayersFacts
+from exporter.collectors.layers.facts import NAME, LayersFacts
 from exporter.collectors.layers.judge import layer_views, sharing_totals
-from exporter.collectors.layers.metrics import NAME
 from exporter.report import bytes_text, table
 from exporter.snapshot import Snapshot
 

@@ -4,8 +4,7 @@ history, once per image: layers are immutable)."""
 from __future__ import annotations
 
 from exporter.collectors import Source
-from exporter.collectors.layers.facts import LayersFacts
-from exporter.collectors.layers.metrics import NAME
+from exporter.collectors.layers.facts import NAME, LayersFacts
 from exporter.readers.docker_api import DockerUnavailable
 from exporter.readers.layers import ContainerLayer, ImageFacts, LayerFacts, LayersReader
 from exporter.settings import Settings

@@ -3,10 +3,10 @@ Docker uses, and the rules Docker's networks and published ports need but lack."
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.nat import metrics, report, source
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="MASQUERADE and DNAT rules in both firewall backends, and the ones Docker lacks",
     facts=NatFacts,
     source=source.build,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork
 from exporter.readers.netfilter import FilterChain, FilterRule, FirewallBackend, NatRule
 
+NAME = "nat"  # the collector's name: --collector.nat, its series' collector label
+
 
 @dataclass(frozen=True)
 class NatExpectations:

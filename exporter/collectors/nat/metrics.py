@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
     IPV6,
@@ -25,8 +25,6 @@ from exporter.metrics import Families, declare
 from exporter.readers.netfilter import NatRule
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "nat"
 
 BACKEND_INFO = declare(
     "nat_backend_info",

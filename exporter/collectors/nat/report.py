@@ -3,7 +3,7 @@ the ones Docker needs but lacks."""
 
 from __future__ import annotations
 
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.nat.facts import NAME, NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
     IPV6,
@@ -23,7 +23,6 @@ from exporter.collectors.nat.judge import (
     rules_split_across_backends,
     undecoded_filter_rules,
 )
-from exporter.collectors.nat.metrics import NAME
 from exporter.readers.netfilter import NatRule
 from exporter.report import table
 from exporter.snapshot import Snapshot

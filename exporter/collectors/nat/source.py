@@ -10,25 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
+from exporter.collectors.confirm import confirm_wait, read_twice
+from exporter.collectors.nat.facts import NAME, ForwardingSwitches, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import (
     forward_paths,
     port_path_suspects,
     unmet_expectations,
     unmet_filter_rules,
 )
-from exporter.collectors.nat.metrics import NAME
 from exporter.logonce import ChangeLog
-from exporter.readers.daemon_config import (
-    DEFAULT_CONFIG_FILE,
-    daemon_hosts,
-    parse_config,
-    parse_flags,
-    read_config_file,
-)
 from exporter.readers.docker_api import (
-    DEFAULT_DOCKER_HOST,
     RUNNING_STATES,
     DockerUnavailable,
     EngineFacts,
@@ -66,42 +57,16 @@ def unmet(nat: NatFacts) -> tuple[str, ...]:
     return unmet_expectations(nat) + unmet_filter_rules(nat) + port_path_suspects(nat)
 
 
-# Go's strconv.ParseBool, as dockerd reads --iptables=<value>.
-_FALSE = ("0", "f", "F", "false", "FALSE", "False")
-
-
-def docker_iptables(tick: Tick, docker_host: str) -> tuple[bool | None, str]:
-    """Whether the dockerd serving docker_host manages iptables, and what says so: its
+def docker_iptables(tick: Tick) -> tuple[bool | None, str]:
+    """Whether the dockerd serving --docker.host manages iptables, and what says so: its
     --iptables flag, its daemon.json's "iptables", or the default (on). (None, "") when no
     dockerd or its file could be read. A firewall reload can leave Docker no chain at all:
     then only this tells a flushed firewall from a dockerd that manages none."""
     try:
-        scan = tick.proc_scan()
+        dockerd = tick.dockerd()
     except ProcfsError:
         return None, ""
-    procfs = tick.host.procfs
-    found = []
-    for daemon in scan.daemons:
-        if daemon.name == "dockerd" and (argv := procfs.cmdline(daemon.pid)):
-            flags, config_file = parse_flags(argv)
-            found.append((daemon.pid, flags, config_file))
-    serving = [f for f in found if docker_host in daemon_hosts(f[1], None)]
-    if not serving and len(found) == 1:
-        serving = found  # hosts set only in daemon.json
-    if not serving:
-        return None, ""
-    pid, flags, config_file = serving[0]
-    if "iptables" in flags:
-        return flags["iptables"][-1] not in _FALSE, "flag"
-    raw, _, error = read_config_file(
-        Path(f"{procfs.root}/{pid}/root"), config_file or DEFAULT_CONFIG_FILE
-    )
-    if error:
-        return None, ""
-    config, _ = parse_config(raw) if raw is not None else (None, None)
-    if config is not None and isinstance(config.get("iptables"), bool):
-        return bool(config["iptables"]), "daemon.json"
-    return True, "default"
+    return dockerd.boolean("iptables", default=True) if dockerd is not None else (None, "")
 
 
 class NatSource:
@@ -111,14 +76,12 @@ class NatSource:
         timeout: float,
         confirm_after: float = 1.0,
         engine_wait: float | None = None,
-        docker_host: str = DEFAULT_DOCKER_HOST,
     ) -> None:
         self.procfs = procfs
-        self.docker_host = docker_host
         self.engine_wait = engine_wait
         # A network or a published port is set up in steps; look again before calling a rule
         # missing, within a quarter of the run's timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
         self._log = ChangeLog(log)
         self._timeout = timeout
         self._nft: NftSocket | None = None
@@ -192,7 +155,7 @@ class NatSource:
             backends.append(backend)
             rules.extend(found)
             filters.append(filter_tables)
-        managed, said_by = docker_iptables(tick, self.docker_host)
+        managed, said_by = docker_iptables(tick)
         if not any(b.readable or b.missing_capabilities for b in backends):
             # Nothing readable, and not for want of a privilege (that is reported, not failed).
             raise FirewallUnreadable("; ".join(b.error or "" for b in backends))
@@ -218,5 +181,4 @@ def build(settings: Settings) -> Source:
         # The rules are read whether or not the Engine API answers in time: half the run for
         # the container list, the rest for the rules and a confirming second reading.
         engine_wait=settings.call_timeout(NAME),
-        docker_host=settings.docker_host,
     )

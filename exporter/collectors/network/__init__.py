@@ -4,10 +4,10 @@ it, and orphaned veths of Docker's."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.network import metrics, report, source
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="veth pairs, bridges and their ports, per-veth traffic, orphaned veths",
     facts=NetworkFacts,
     source=source.build,

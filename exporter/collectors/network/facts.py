@@ -20,6 +20,9 @@ __all__ = [
 ]
 
 
+NAME = "network"  # the collector's name: --collector.network, its series' collector label
+
+
 @dataclass(frozen=True)
 class NetworkFacts(NetworkReading):
     """One run: its last reading, and what looked orphaned in the reading before it."""

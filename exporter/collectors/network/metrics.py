@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkFacts
 from exporter.collectors.network.judge import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
@@ -22,8 +22,6 @@ from exporter.metrics import Families, declare
 from exporter.readers.netlink import PORT_STATES
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "network"
 
 VETH_INFO = declare(
     "veth_info",

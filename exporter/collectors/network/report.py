@@ -4,7 +4,7 @@ show`, orphaned veths, and the veths of other owners."""
 from __future__ import annotations
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkFacts
 from exporter.collectors.network.judge import (
     VETH_DOCKER_SANDBOX,
     VETH_FOREIGN,
@@ -14,7 +14,6 @@ from exporter.collectors.network.judge import (
     netns_sharers,
     veth_views,
 )
-from exporter.collectors.network.metrics import NAME
 from exporter.report import table
 from exporter.snapshot import Snapshot
 

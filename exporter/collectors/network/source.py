@@ -4,10 +4,9 @@ veths, and, when any veth looks orphaned, a second reading a moment later to con
 from __future__ import annotations
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.confirm import confirm_wait, read_twice
+from exporter.collectors.network.facts import NAME, NetworkFacts
 from exporter.collectors.network.judge import orphan_suspects
-from exporter.collectors.network.metrics import NAME
 from exporter.readers.network import NetworkReader
 from exporter.settings import Settings
 from exporter.tick import Tick
@@ -18,7 +17,7 @@ class NetworkSource:
         self.reader = NetworkReader(timeout)
         # Long enough for libnetwork to finish building or tearing down a pair, short enough
         # to leave most of the run's timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
 
     def read(self, tick: Tick) -> NetworkFacts:
         procfs = tick.host.procfs

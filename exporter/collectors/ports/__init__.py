@@ -6,11 +6,11 @@ sockets (/proc/PID/net) and of the docker-proxy processes."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.ports import metrics, report, source
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.options import LISTENER_BUDGET
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="one verdict per published port, and the first hop on its path that broke",
     facts=PortsFacts,
     source=source.build,

@@ -1,8 +1,7 @@
 """What the ports collector observed for the published ports of running containers: what
 listens inside each container's network namespace, the userland proxies running, dockerd's
-userland-proxy flag, and the host's forwarding sysctls. The rest of a port's paths (DNAT,
-FORWARD, veth, bridge port, the per-port MASQUERADE) is other collectors' facts, joined in
-judge.py."""
+userland-proxy setting. The rest of a port's paths (DNAT, FORWARD, veth, bridge port, the
+per-port MASQUERADE) is other collectors' facts, joined in judge.py."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ from dataclasses import dataclass
 
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork
 from exporter.readers.proc_net import BoundSocket, ProxyProcess
+
+NAME = "ports"  # the collector's name: --collector.ports, its series' collector label
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class PortsFacts:
     networks: tuple[DockerNetwork, ...]
     listeners: tuple[ContainerListeners, ...]
     proxies: tuple[ProxyProcess, ...]
-    # --userland-proxy as dockerd's command line gives it (None: not given there; then its
-    # config file decides, as the daemon collector reads it, and else the default, on).
-    proxy_flag: bool | None
+    # --userland-proxy as the dockerd serving --docker.host resolves it: its flag, else its
+    # daemon.json, else on (the default); None when that could not be told.
+    userland_proxy: bool | None
     # Keys (judge.suspect_keys) that looked broken in a first reading a moment before this one:
     # only those may be reported broken.
     earlier_suspects: tuple[str, ...] = ()

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
@@ -146,7 +144,9 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
     found: list[str] = []
     if ports.containers is None:
         return ()
-    proxies_run = ports.proxy_flag is True or (ports.proxy_flag is None and bool(ports.proxies))
+    proxies_run = ports.userland_proxy is True or (
+        ports.userland_proxy is None and bool(ports.proxies)
+    )
     served = proxied(ports.proxies)
     listeners = {c.container_id: c for c in ports.listeners}
     for container in ports.containers:
@@ -420,22 +420,6 @@ def _listener_hop(
     return Hop("listener", BROKEN, f"nothing {kind} on {where}")
 
 
-def userland_proxy(ports: PortsFacts, daemon: DaemonConfigFacts | None) -> bool | None:
-    """dockerd's userland-proxy: its flag, else its config file, else on (the default);
-    None when neither the flag nor the file could be read."""
-    if ports.proxy_flag is not None:
-        return ports.proxy_flag
-    if daemon is None or daemon.pid is None or daemon.file_error is not None:
-        return None
-    value = dict(daemon.file_values).get("userland-proxy")
-    if value is None:
-        return True
-    try:
-        return bool(json.loads(value))
-    except ValueError:
-        return None
-
-
 def _proxy_hop(port: PublishedPort, ports: PortsFacts, proxy_on: bool | None, runs: bool) -> Hop:
     if proxy_on is None:
         return Hop("proxy", UNKNOWN, "dockerd's userland-proxy setting is unknown")
@@ -532,13 +516,12 @@ def port_verdicts(
     ports: PortsFacts,
     nat: NatFacts | None,
     net: NetworkFacts | None,
-    daemon: DaemonConfigFacts | None,
 ) -> tuple[PortVerdict, ...]:
     """Every published port of every running container, each hop on its paths judged."""
     if ports.containers is None:
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
-    proxy_on = userland_proxy(ports, daemon)
+    proxy_on = ports.userland_proxy
     view = _NatView.of(nat)
     links = _LinkView.of(net)
     served = proxied(ports.proxies)

@@ -3,16 +3,14 @@ from this collector's facts and the nat, network and daemon collectors'."""
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.judge import BROKEN, OK, UNKNOWN, port_verdicts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
-NAME = "ports"
 PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_port")
 
 PORT_OK = declare(
@@ -59,7 +57,6 @@ def write(snapshot: Snapshot, out: Families) -> None:
         ports,
         snapshot.current("nat", NatFacts),
         snapshot.current("network", NetworkFacts),
-        snapshot.last_good("daemon", DaemonConfigFacts),
     )
     for v in verdicts:
         labels = (

@@ -3,12 +3,10 @@ that broke (or could not be judged), with the reason."""
 
 from __future__ import annotations
 
-from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.ports.facts import PortsFacts
+from exporter.collectors.ports.facts import NAME, PortsFacts
 from exporter.collectors.ports.judge import PortVerdict, port_verdicts
-from exporter.collectors.ports.metrics import NAME
 from exporter.report import table
 from exporter.snapshot import Snapshot
 
@@ -21,7 +19,6 @@ def sections(snapshot: Snapshot) -> list[str]:
         ports,
         snapshot.current("nat", NatFacts),
         snapshot.current("network", NetworkFacts),
-        snapshot.last_good("daemon", DaemonConfigFacts),
     )
     return [ports_table(verdicts, ports.containers is None)]
 

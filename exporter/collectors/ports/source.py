@@ -1,8 +1,9 @@
 """The ports collector's source: for the running containers that publish ports (the tick's
 container list), the sockets taking new traffic in each one's network namespace (through its
 PID 1's /proc/PID/net, nothing entered), the docker-proxy processes of the tick's /proc scan,
-and dockerd's --userland-proxy flag; when something looks broken, a
-second reading a moment later, of the suspects only, to confirm it."""
+and the --userland-proxy setting of the dockerd serving --docker.host (the tick's reading);
+when something looks broken, a second reading a moment later, of the suspects only, to confirm
+it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ import time
 from dataclasses import dataclass, replace
 
 from exporter.collectors import Source
-from exporter.collectors.confirm import read_twice
-from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.confirm import confirm_wait, read_twice
+from exporter.collectors.ports.facts import NAME, ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
-from exporter.collectors.ports.metrics import NAME
 from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.logonce import ChangeLog
-from exporter.readers.daemon_config import parse_flags
 from exporter.readers.docker_api import (
     RUNNING_STATES,
     ContainerRecord,
@@ -32,7 +31,13 @@ from exporter.readers.proc_net import (
     bound_sockets,
     parse_proxy_argv,
 )
-from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, ProcessScan, ProcfsReader, ProcStat
+from exporter.readers.procfs import (
+    DOCKER_RUNTIME_NAMESPACE,
+    ProcessScan,
+    ProcfsError,
+    ProcfsReader,
+    ProcStat,
+)
 from exporter.settings import Settings
 from exporter.tick import Tick
 
@@ -57,7 +62,7 @@ class PortsSource:
     ) -> None:
         # A port is set up in steps (dockerd starts docker-proxy, the application its
         # listener); look again before calling one broken, within a quarter of the timeout.
-        self.confirm_after = min(confirm_after, timeout / 4)
+        self.confirm_after = confirm_wait(confirm_after, timeout)
         self.engine_wait = timeout / 2
         # CPU seconds a run spends reading /proc/PID/net at most (confirming reads aside).
         self.listener_budget = listener_budget
@@ -173,7 +178,7 @@ class PortsSource:
             networks=networks,
             listeners=listeners,
             proxies=self._proxies(procfs, scan),
-            proxy_flag=self._proxy_flag(procfs, scan),
+            userland_proxy=_userland_proxy(tick),
         )
 
     def _command(self, procfs: ProcfsReader, process: ProcStat) -> tuple[str, ...]:
@@ -205,22 +210,6 @@ class PortsSource:
             self._proxies_found = tuple(sorted(set(found)))
         self._proxy_of = live  # a process's argv never changes: decoded once
         return self._proxies_found
-
-    def _proxy_flag(self, procfs: ProcfsReader, scan: ProcessScan) -> bool | None:
-        """--userland-proxy as the dockerd on the host gives it; None if not given (or more
-        than one dockerd disagrees: then the config file and default decide nothing either)."""
-        values = set()
-        for daemon in scan.daemons:
-            if daemon.name != "dockerd":
-                continue
-            stat = next((p for p in scan.table if p.pid == daemon.pid), None)
-            if stat is None:
-                continue
-            flags, _ = parse_flags(self._command(procfs, stat))
-            given = flags.get("userland-proxy")
-            if given:
-                values.add(given[-1].lower() not in ("false", "0", "f"))
-        return values.pop() if len(values) == 1 else None
 
     def _listeners(
         self,
@@ -316,6 +305,16 @@ class PortsSource:
         return ContainerListeners(
             container.id, pid1.pid, tuple(sorted(set(sockets))), start_ticks=pid1.start_ticks
         )
+
+
+def _userland_proxy(tick: Tick) -> bool | None:
+    """--userland-proxy as the dockerd serving --docker.host resolves it (its flag, else its
+    daemon.json, else on); None when that cannot be told."""
+    try:
+        dockerd = tick.dockerd()
+    except ProcfsError:
+        return None
+    return dockerd.boolean("userland-proxy", default=True)[0] if dockerd is not None else None
 
 
 def _identity(read: ContainerListeners) -> tuple[str, int, int]:

@@ -3,10 +3,10 @@ the containerd shim that holds it, orphaned shims, and the dockerd and container
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.processes import metrics, report, source
-from exporter.collectors.processes.facts import ProcessFacts
+from exporter.collectors.processes.facts import NAME, ProcessFacts
 
 COLLECTOR = CollectorDef(
-    name=metrics.NAME,
+    name=NAME,
     description="PID 1, namespaces, process and zombie counts, shims, daemons, from /proc",
     facts=ProcessFacts,
     source=source.build,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from exporter.readers.procfs import DaemonProcess, NamespaceLink
 
+NAME = "processes"  # the collector's name: --collector.processes, its series' collector label
+
 
 @dataclass(frozen=True)
 class ShimFacts:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.processes.facts import ProcessFacts
+from exporter.collectors.processes.facts import NAME, ProcessFacts
 from exporter.collectors.processes.judge import container_processes, shim_verdicts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
-
-NAME = "processes"
 
 PID1_INFO = declare(
     "container_pid1_info",

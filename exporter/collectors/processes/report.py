@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from exporter.collectors.containers.facts import NAME as CONTAINERS
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.containers.metrics import NAME as CONTAINERS
-from exporter.collectors.processes.facts import ProcessFacts
+from exporter.collectors.processes.facts import NAME, ProcessFacts
 from exporter.collectors.processes.judge import container_processes, shim_verdicts
-from exporter.collectors.processes.metrics import NAME
 from exporter.readers.docker_api import EngineFacts
 from exporter.readers.procfs import NAMESPACE_KINDS, NamespaceLink
 from exporter.report import table, when

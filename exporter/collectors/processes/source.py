@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 
 from exporter.collectors import Source
-from exporter.collectors.containers.judge import CONTAINERS
-from exporter.collectors.processes.facts import ProcessFacts, ShimFacts
-from exporter.collectors.processes.metrics import NAME
+from exporter.collectors.containers.facts import NAME as CONTAINERS
+from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import DockerUnavailable
 from exporter.readers.procfs import (

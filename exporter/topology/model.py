@@ -1,35 +1,16 @@
-"""The host's plumbing as a picture: /topology and `inspect --format svg`.
-
-Snapshot -> Topology (frozen dataclasses: what to draw, joined by the collectors' own judges)
--> SVG. One band per bridge, left to right: containers -> their interfaces -> host veths ->
-the bridge -> the Docker network -> its way off the host (MASQUERADE per subnet, DNAT per
-published port); then the containers with no veth (host, none, other drivers), veths on no
-bridge, and shims with no container. What is broken is red, with its reason in the box and
-on hover.
-
-Pure: nothing here reads the host. Every string from the Engine API or the kernel (names,
-images, paths) is untrusted: it is cleaned of characters XML cannot hold and escaped where it
-is written, never trusted as markup. The page is rendered once per snapshot (TopologyPage)
-and served as bytes, with a Content-Security-Policy that allows only its own inline style and
-script.
-"""
+"""The topology's model: what to draw (frozen dataclasses), built from a snapshot by the
+collectors' own judges and joins, and the plain-text notes on collectors it is not fresh from.
+Pure: nothing here reads the host."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import ipaddress
-import itertools
-import re
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter import __version__
-from exporter.collectors.containers.judge import CONTAINERS, Inventory, display_name
-from exporter.collectors.daemon.facts import DaemonConfigFacts
+from exporter.collectors.containers.facts import NAME as CONTAINERS
+from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     ExpectedDnat,
@@ -52,7 +33,6 @@ from exporter.collectors.ports.facts import PortsFacts
 from exporter.collectors.ports.judge import PortVerdict, port_verdicts
 from exporter.collectors.processes.facts import ProcessFacts
 from exporter.collectors.processes.judge import shared_with_host, shim_verdicts
-from exporter.metrics import Exposition
 from exporter.readers.docker_api import DockerNetwork, EngineFacts
 from exporter.readers.netns import (
     OWNER_DOCKER_SANDBOX,
@@ -64,24 +44,12 @@ from exporter.readers.netns import (
 from exporter.snapshot import CollectorState, Snapshot
 
 # The collectors the picture is drawn from (their names, as registered).
-NETWORK, PROCESSES, NAT, PORTS, DAEMON = "network", "processes", "nat", "ports", "daemon"
+NETWORK, PROCESSES, NAT, PORTS = "network", "processes", "nat", "ports"
 DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, PORTS)
 
 # Namespaces whose sharing with the host is worth a second look (cgroup and user are shared
 # by every container on a host without cgroup or user namespaces: not worth colouring).
 _NOTABLE_SHARED = ("net", "pid", "ipc", "uts", "mnt")
-
-# Columns: container, its interface, host veth, bridge, network, way out.
-_COL_X = (8, 246, 424, 628, 816, 1052)
-_COL_W = (220, 160, 172, 170, 200, 310)
-_BUS_X = (612, 1034)  # the bridge's bus (veths -> bridge), the network's (-> exits)
-_WIDTH = _COL_X[5] + _COL_W[5] + 8
-_LINE = 14  # px per text line
-_PAD = 6
-_GAP = 8  # between rows
-_MID = _PAD + 9  # where connectors meet a box: the middle of its first line
-_CHAR_PX = 6.3  # an 11px sans-serif character, wide enough for most
-
 
 # ---------------------------------------------------------------------------------------------
 # The model
@@ -163,11 +131,7 @@ def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     procs = snapshot.last_good(PROCESSES, ProcessFacts)
     nat = snapshot.last_good(NAT, NatFacts)
     ports = snapshot.last_good(PORTS, PortsFacts)
-    verdicts = (
-        port_verdicts(ports, nat, net, snapshot.last_good(DAEMON, DaemonConfigFacts))
-        if ports is not None
-        else ()
-    )
+    verdicts = port_verdicts(ports, nat, net) if ports is not None else ()
     bands = _Builder(engine, net, procs, nat, verdicts).bands()
     states = [snapshot.collectors.get(n) for n in DRAWN_FROM]
     notes = tuple(
@@ -634,274 +598,7 @@ def _s(parts: Iterable[str]) -> str:
     return " ".join(p for p in parts if p).lower()
 
 
-# ---------------------------------------------------------------------------------------------
-# Text that is safe in XML and HTML
-
-
-# Characters XML 1.0 cannot hold even as references, and the bidirectional controls that could
-# make a name read as another.
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
-)
-
-
-def clean(text: str) -> str:
-    """Untrusted text as something a person can read: line breaks shown as ⏎, other control
-    characters (and lone surrogates) as �."""
-    return _UNSAFE.sub(
-        "\ufffd", text.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", " ")
-    )
-
-
-def esc(text: str) -> str:
-    """For text and attribute values alike (quotes escaped too)."""
-    return html.escape(clean(text), quote=True)
-
-
-def _fit(text: str, width: float) -> str:
-    chars = max(4, int((width - 2 * _PAD) / _CHAR_PX))
-    text = clean(text)
-    return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
-# ---------------------------------------------------------------------------------------------
-# Model -> SVG
-
-
-def _box_height(box: Box) -> int:
-    extra = 1 if box.broken else 0
-    return (len(box.lines) + extra) * _LINE + 2 * _PAD
-
-
-def _row_height(row: Row) -> int:
-    return max((_box_height(c) for c in row.cells if c is not None), default=_LINE) + _GAP
-
-
-def _box_svg(box: Box, column: int, y: int) -> str:
-    x, w = _COL_X[column], _COL_W[column]
-    h = _box_height(box)
-    classes = ["box", box.kind]
-    if box.broken:
-        classes.append("broken")
-    elif box.warn:
-        classes.append("warn")
-    if box.dashed:
-        classes.append("dashed")
-    tip = "\n".join(clean(line) for line in box.lines)
-    if box.broken:
-        tip += "\nBROKEN: " + clean(box.broken)
-    elif box.warn:
-        tip += "\nNOTE: " + clean(box.warn)
-    parts = [
-        f'<g class="{" ".join(classes)}"><title>{html.escape(tip, quote=True)}</title>',
-        f'<rect x="{x}" y="{y}" width="{w}" height="{h - 1}" rx="4"/>',
-    ]
-    for i, line in enumerate(box.lines):
-        cls = "t" if i == 0 else "d"
-        parts.append(
-            f'<text class="{cls}" x="{x + _PAD}" y="{y + _PAD + 10 + i * _LINE}">'
-            f"{html.escape(_fit(line, w), quote=True)}</text>"
-        )
-    if box.broken:
-        parts.append(
-            f'<text class="why" x="{x + _PAD}" y="{y + _PAD + 10 + len(box.lines) * _LINE}">'
-            f"{html.escape(_fit('✗ ' + box.broken, w), quote=True)}</text>"
-        )
-    parts.append("</g>")
-    return "".join(parts)
-
-
-def _link(x1: int, x2: int, y: int, cls: str = "edge") -> str:
-    return f'<line class="{cls}" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}"/>'
-
-
-def _row_svg(row: Row, y: int, first_column: int) -> str:
-    joins = ' data-b="1"' if row.to_bus or first_column == 5 else ""
-    parts = [
-        f'<g class="row" data-h="{_row_height(row)}" data-s="{esc(row.search)}"{joins} '
-        f'transform="translate(0,{y})">'
-    ]
-    cells = [(first_column + i, c) for i, c in enumerate(row.cells) if c is not None]
-    for (col, _), (next_col, nxt) in itertools.pairwise(cells):
-        parts.append(
-            _link(
-                _COL_X[col] + _COL_W[col],
-                _COL_X[next_col],
-                _MID,
-                "edge dashed" if nxt.dashed else "edge",
-            )
-        )
-    for col, cell in cells:
-        parts.append(_box_svg(cell, col, 0))
-    if row.to_bus and cells:
-        col, cell = cells[-1]
-        parts.append(
-            _link(
-                _COL_X[col] + _COL_W[col], _BUS_X[0], _MID, "edge broken" if cell.broken else "edge"
-            )
-        )
-    if first_column == 5:
-        parts.append(_link(_BUS_X[1], _COL_X[5], _MID))
-    parts.append("</g>")
-    return "".join(parts)
-
-
-def band_svg(band: Band) -> tuple[str, int]:
-    """One band as an <svg> element, and its height. Rows are stacked by translate(0, y) and
-    carry their height (data-h), so the page's search can hide rows and stack the rest again."""
-    body: list[str] = []
-    y = 0
-    last_mid = None
-    for row in band.rows:
-        body.append(_row_svg(row, y, 0))
-        if row.to_bus:
-            last_mid = y + _MID
-        y += _row_height(row)
-    rows_h = y
-    hub_h = 0
-    if band.hub:
-        bridge, network = (*band.hub, None, None)[:2]
-        if bridge is not None:
-            hub_h = max(hub_h, _box_height(bridge))
-        if network is not None:
-            hub_h = max(hub_h, _box_height(network))
-    y = 0
-    exits = []
-    for row in band.exits:
-        exits.append(_row_svg(row, y, 5))
-        y += _row_height(row)
-    exits_h = y
-    height = max(rows_h, hub_h + _GAP, exits_h, _LINE + _GAP)
-    hub: list[str] = []
-    if band.hub:
-        bridge, network = (*band.hub, None, None)[:2]
-        if last_mid is not None:
-            hub.append(
-                f'<line class="bus" data-bus="rows" x1="{_BUS_X[0]}" y1="{_MID}" '
-                f'x2="{_BUS_X[0]}" y2="{last_mid}"/>'
-            )
-            hub.append(
-                _link(_BUS_X[0], _COL_X[3], _MID).replace("<line ", '<line data-stub="rows" ')
-            )
-        if bridge is not None:
-            hub.append(_box_svg(bridge, 3, 0))
-        if network is not None:
-            hub.append(_link(_COL_X[3] + _COL_W[3], _COL_X[4], _MID))
-            hub.append(_box_svg(network, 4, 0))
-        if band.exits:
-            exits_last = exits_h - _row_height(band.exits[-1]) + _MID
-            hub.append(
-                f'<line class="bus" data-bus="exits" x1="{_BUS_X[1]}" y1="{_MID}" '
-                f'x2="{_BUS_X[1]}" y2="{exits_last}"/>'
-            )
-            stub = _link(_COL_X[4] + _COL_W[4], _BUS_X[1], _MID)
-            hub.append(stub.replace("<line ", '<line data-stub="exits" '))
-    svg = (
-        f'<svg class="band" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" '
-        f'height="{height}" viewBox="0 0 {_WIDTH} {height}" data-hub="{hub_h + _GAP}">'
-        + "".join(hub)
-        + f'<g class="rows">{"".join(body)}</g>'
-        + f'<g class="exits">{"".join(exits)}</g>'
-        + "</svg>"
-    )
-    return svg, height
-
-
-_COLUMN_TITLES = ("containers", "interfaces", "host veths", "bridges", "Docker networks", "way out")
-
-# One stylesheet for the page and the standalone SVG: classes only, no style attributes (the
-# page's Content-Security-Policy allows this one stylesheet by its hash, and nothing else).
-STYLE = """
-svg text{font:11px sans-serif;fill:#1d2733}
-svg text.t{font-weight:bold}
-svg text.why{fill:#b00020;font-weight:bold}
-svg .box rect{fill:#f4f7fb;stroke:#7d8fa3;stroke-width:1}
-svg .container rect{fill:#e8f0fe}
-svg .iface rect{fill:#eef7ee}
-svg .veth rect{fill:#fdf6e3}
-svg .bridge rect{fill:#efe8fb}
-svg .network rect{fill:#e6f4f6}
-svg .exit rect{fill:#f1f1f1}
-svg .note rect{fill:#fafafa}
-svg .dashed rect{stroke-dasharray:4 3}
-svg .warn rect{stroke:#b26a00;stroke-width:2;fill:#fff4e0}
-svg .broken rect{stroke:#b00020;stroke-width:2;fill:#fde8ea}
-svg line.edge{stroke:#7d8fa3;stroke-width:1.2}
-svg line.edge.dashed{stroke-dasharray:4 3}
-svg line.edge.broken{stroke:#b00020;stroke-dasharray:5 3}
-svg line.bus{stroke:#5a6b7d;stroke-width:2}
-svg text.band-title{font-size:14px;font-weight:bold}
-svg text.column{fill:#5a6b7d;font-size:11px;font-style:italic}
-"""
-
-_PAGE_STYLE = (
-    STYLE
-    + """
-body{font:14px sans-serif;margin:16px;color:#1d2733}
-header p{margin:4px 0}
-.failed{background:#fde8ea;border:2px solid #b00020;padding:6px 10px;margin:6px 0}
-.problems li{color:#b00020}
-details{border-top:1px solid #c9d3de;padding:6px 0}
-details>summary{cursor:pointer;font-weight:bold}
-summary .sub{font-weight:normal;color:#5a6b7d}
-summary .bad{color:#b00020}
-.scroll{overflow-x:auto}
-#search{font-size:14px;padding:3px 6px;width:22em}
-[hidden]{display:none !important}
-"""
-)
-
-# Search: hide the rows that do not match and stack the rest again; open the bands that match.
-_SCRIPT = """
-(function(){
-var q=document.getElementById('search'),bands=document.querySelectorAll('details.band');
-function has(text,terms){for(var i=0;i<terms.length;i++){if(text.indexOf(terms[i])>=0)return true;}
- return false;}
-function stack(svg,sel,terms){var g=svg.querySelector(sel),y=0,last=null,n=0;
- if(!g)return [0,null,0];
- for(var r=g.firstChild;r;r=r.nextSibling){
-  var ok=!terms.length||has(r.getAttribute('data-s'),terms);
-  if(ok){r.removeAttribute('display');r.setAttribute('transform','translate(0,'+y+')');
-   if(r.hasAttribute('data-b'))last=y;
-   y+=+r.getAttribute('data-h');n++;}else{r.setAttribute('display','none');}}
- return [y,last,n];}
-function bus(svg,name,last){var b=svg.querySelector('line[data-bus="'+name+'"]'),
- s=svg.querySelector('line[data-stub="'+name+'"]');if(!b)return;
- if(last===null){b.setAttribute('display','none');if(s)s.setAttribute('display','none');}
- else{b.removeAttribute('display');if(s)s.removeAttribute('display');b.setAttribute('y2',last+15);}}
-function run(){var terms=q.value.toLowerCase().split(/\\s+/).filter(Boolean);
- for(var i=0;i<bands.length;i++){var d=bands[i],svg=d.querySelector('svg.band');
-  var whole=terms.length&&has(d.querySelector('summary').textContent.toLowerCase(),terms);
-  var key=whole?[]:terms,a=stack(svg,'g.rows',key),b=stack(svg,'g.exits',key);
-  bus(svg,'rows',a[1]);bus(svg,'exits',b[1]);
-  var h=Math.max(a[0],b[0],+svg.getAttribute('data-hub'),22);svg.setAttribute('height',h);
-  svg.setAttribute('viewBox','0 0 '+svg.getAttribute('width')+' '+h);
-  var hit=!terms.length||whole||a[2]+b[2]>0;d.hidden=!hit;if(terms.length&&hit)d.open=true;}}
-q.addEventListener('input',run);
-document.getElementById('open').addEventListener('click',function(){
- for(var i=0;i<bands.length;i++)bands[i].open=true;});
-document.getElementById('close').addEventListener('click',function(){
- for(var i=0;i<bands.length;i++)bands[i].open=false;});
-var h=decodeURIComponent(location.hash.slice(1));if(h.indexOf('q=')===0){q.value=h.slice(2);run();}
-})();
-"""
-
-
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-# Only the page's own stylesheet and script, by hash: no other script, style, font, image or
-# connection, so a name that slipped through as markup would still run nothing.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; "
-    f"style-src {_sha256(_PAGE_STYLE)}; "
-    f"script-src {_sha256(_SCRIPT)}; "
-    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-def _when(timestamp: float | None) -> str:
+def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
@@ -924,168 +621,10 @@ def collector_warnings(topology: Topology) -> list[str]:
             out.append(f"collector {note.name} is disabled: what it reads is not drawn")
         elif not note.success:
             age = (
-                f"drawn from its last good data, {_when(note.last_success_time)} "
+                f"drawn from its last good data, {when(note.last_success_time)} "
                 f"({_age(topology.rendered_at - note.last_success_time)} old)"
                 if note.last_success_time is not None
                 else "it has never answered: nothing of it is drawn"
             )
             out.append(f"collector {note.name} failed: {note.error or 'unknown error'}; {age}")
     return out
-
-
-def _open_by_default(topology: Topology, band: Band) -> bool:
-    if topology.containers <= 60:
-        return True
-    return band.broken > 0 or len(band.rows) <= 30
-
-
-def render_page(topology: Topology, telemetry_path: str = "/metrics") -> bytes:
-    """The /topology page: a small HTML page around one server-side SVG per band."""
-    warnings = "".join(f'<p class="failed">{esc(w)}</p>' for w in collector_warnings(topology))
-    problems = "".join(
-        f"<li>{esc(p.band)}: <b>{esc(p.what)}</b>: {esc(p.reason)}</li>"
-        for p in topology.problems[:200]
-    )
-    if len(topology.problems) > 200:
-        problems += f"<li>… and {len(topology.problems) - 200} more</li>"
-    head = (
-        f'<svg class="columns" xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="18">'
-        + "".join(
-            f'<text class="column" x="{_COL_X[c]}" y="13">{t}</text>'
-            for c, t in enumerate(_COLUMN_TITLES)
-        )
-        + "</svg>"
-    )
-    bands = []
-    for i, band in enumerate(topology.bands):
-        svg, _ = band_svg(band)
-        bad = f' <span class="bad">{band.broken} broken</span>' if band.broken else ""
-        rows = sum(1 for r in band.rows)
-        is_open = " open" if _open_by_default(topology, band) else ""
-        bands.append(
-            f'<details class="band" id="band-{i}"{is_open}>'
-            f'<summary>{esc(band.title)} <span class="sub">{esc(band.subtitle)}; '
-            f"{rows} rows</span>{bad}</summary>"
-            f'<div class="scroll">{svg}</div></details>'
-        )
-    path = esc(telemetry_path)
-    stopped = f", {topology.not_running} not running (not drawn)" if topology.not_running else ""
-    broken = f"<h2>Broken ({len(topology.problems)})</h2>"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Topology of {esc(topology.host)}: Docker Host Exporter</title>
-<link rel="icon" href="data:,">
-<style>{_PAGE_STYLE}</style></head>
-<body>
-<header>
-<h1>Topology of {esc(topology.host)}</h1>
-<p>Snapshot of {esc(_when(topology.taken_at))} (page rendered {esc(_when(topology.rendered_at))}),
-{topology.containers} running containers{stopped}.
-Drawn from the exporter's latest sample: this page never reads the host.
-<a href="{path}">Metrics</a> · <a href="/">Home</a></p>
-{warnings}
-<p>Left to right: containers (image, host PID of PID 1, namespaces shared with the host) →
-their interfaces → host veths (bridge port state) → bridges → Docker networks → the way off
-the host (MASQUERADE per subnet, DNAT per published port). <b class="why">Red</b>: broken,
-with the reason (hover for the full text); amber: shares a namespace with the host; dashed:
-a shared namespace, or no veth.</p>
-<p><input id="search" type="search" aria-label="search"
- placeholder="search: names, veths, addresses, ports (any of several words)">
-<button id="open" type="button">expand all</button>
-<button id="close" type="button">collapse all</button></p>
-</header>
-<section>{broken}<ul class="problems">{problems or "<li>nothing</li>"}</ul></section>
-<div class="scroll">{head}</div>
-{"".join(bands) or "<p>Nothing sampled yet.</p>"}
-<footer><p>docker-host-exporter {esc(__version__)}</p></footer>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-    return page.encode()
-
-
-def render_svg(topology: Topology) -> str:
-    """The same picture as one standalone SVG document (`inspect --format svg`)."""
-    parts: list[str] = []
-    y = 8
-    header = [f"Topology of {topology.host} at {_when(topology.taken_at)}"]
-    header += collector_warnings(topology)
-    for line in header:
-        cls = "band-title" if line is header[0] else "why"
-        parts.append(f'<text class="{cls}" x="8" y="{y + 14}">{esc(line)}</text>')
-        y += 20
-    for col, title in enumerate(_COLUMN_TITLES):
-        parts.append(f'<text class="column" x="{_COL_X[col]}" y="{y + 12}">{title}</text>')
-    y += 20
-    for band in topology.bands:
-        bad = f" ({band.broken} broken)" if band.broken else ""
-        parts.append(
-            f'<text class="band-title" x="8" y="{y + 16}">'
-            f"{esc(band.title)}: {esc(band.subtitle)}{esc(bad)}</text>"
-        )
-        y += 24
-        svg, height = band_svg(band)
-        parts.append(svg.replace("<svg ", f'<svg x="0" y="{y}" ', 1))
-        y += height + 12
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{y}" '
-        f'viewBox="0 0 {_WIDTH} {y}"><style>{STYLE}</style>'
-        f'<rect width="{_WIDTH}" height="{y}" fill="#ffffff"/>' + "".join(parts) + "</svg>\n"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Served once per snapshot
-
-
-class TopologyPage:
-    """The page of the latest snapshot. Rendered by the first request after a snapshot is
-    published (under a lock: concurrent requests wait for that one rendering), then every
-    request serves the same bytes until the next snapshot: a page view costs what a scrape
-    costs, and never reads the host."""
-
-    def __init__(
-        self,
-        snapshot: Callable[[], Snapshot],
-        host: str,
-        telemetry_path: str = "/metrics",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._snapshot = snapshot
-        self._host = host
-        self._telemetry_path = telemetry_path
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._cached: tuple[Snapshot, Exposition] | None = None
-
-    def current(self) -> Exposition:
-        snapshot = self._snapshot()
-        cached = self._cached
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        with self._lock:
-            cached = self._cached
-            if cached is not None and cached[0] is snapshot:
-                return cached[1]
-            page = Exposition(
-                render_page(build(snapshot, self._host, self._clock()), self._telemetry_path)
-            )
-            self._cached = (snapshot, page)
-            return page
-
-
-def topology_svg(snapshot: Snapshot, host: str, now: float | None = None) -> str:
-    return render_svg(build(snapshot, host, time.time() if now is None else now))
-
-
-__all__: Sequence[str] = (
-    "CONTENT_SECURITY_POLICY",
-    "Topology",
-    "TopologyPage",
-    "build",
-    "render_page",
-    "render_svg",
-    "topology_svg",
-)
