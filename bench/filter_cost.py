@@ -1,8 +1,8 @@
-"""The filter side of the nat collector at N published ports, without N containers: Docker
+"""The firewall collector at N published ports, without N containers: Docker
 20.10's filter and nat rules for N containers publishing 80/tcp, loaded with iptables-nft into
-a network namespace of the benchmark's own, read there the way the nat source reads them
-(NAT alone, and NAT with the filter rules from the same dumps), then judged: the missing-rule
-check every reading runs, the metric families, and every port's forward verdict.
+a network namespace of the benchmark's own, read there the way the tick's firewall reading reads
+them (NAT alone, and NAT with the filter rules from the same dumps), then judged: the
+missing-rule check every reading runs, the metric families, and every port's forward verdict.
 
     python -m bench.filter_cost --ports 0 50 250
 
@@ -22,12 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.judge import filter_index, forward_verdict, unmet_filter_rules
+from exporter.collectors.firewall.metrics import write as write_filter
 from exporter.collectors.nat.facts import NatExpectations, NatFacts
-from exporter.collectors.nat.judge import forward_verdict, unmet_filter_rules
-from exporter.collectors.nat.metrics import write, write_filter
+from exporter.collectors.nat.metrics import write
 from exporter.metrics import Families, render
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FilterCache, read_nftables, read_nftables_with_filter
+from exporter.readers.filter_rules import FilterCache
+from exporter.readers.nat_rules import read_nftables
+from exporter.readers.netfilter import read_nftables_with_filter
 from exporter.readers.nfnetlink import NftSocket
 from exporter.snapshot import CollectorState, Snapshot
 
@@ -115,19 +119,23 @@ def measure(ports: int, runs: int) -> dict[str, Any]:
     cache = FilterCache()
     backend, nat_rules, tables = read_nftables_with_filter(sock)
     legacy = replace(backend, name="legacy", nat_rules=0, docker_chains=())
-    facts = NatFacts(
-        backends=(backend, legacy), rules=tuple(nat_rules), expectations=expectations(ports),
+    nat = NatFacts(
+        backends=(backend, legacy), rules=tuple(nat_rules), expectations=expectations(ports)
+    )
+    facts = FirewallFacts(
+        backends=(backend, legacy), expectations=expectations(ports),
         filter_chains=tables.chains, filter_rules=tables.rules,
     )  # fmt: skip
     facts = replace(facts, earlier_missing=unmet_filter_rules(facts))
-    snapshot = Snapshot().with_state(CollectorState("nat", True, 0.01, 1.0, facts))
+    snapshot = Snapshot().with_state(CollectorState("nat", True, 0.01, 1.0, nat))
+    fw_snapshot = Snapshot().with_state(CollectorState("firewall", True, 0.01, 1.0, facts))
     targets = [(address(i), 80) for i in range(ports)]
 
     def verdicts() -> None:
-        # A new reading's facts each time: nothing cached from the last render.
-        fresh = replace(facts)  # a new reading: no memo
+        # One index of the reading, built by the judging pass, as the ports writer does.
+        ix = filter_index(facts)
         for a, p in targets:
-            forward_verdict(fresh, "ipv4", a, p, "tcp", BRIDGE)
+            forward_verdict(ix, "ipv4", a, p, "tcp", BRIDGE)
 
     result = {
         "ports": ports,
@@ -139,11 +147,11 @@ def measure(ports: int, runs: int) -> dict[str, Any]:
         "unmet_filter_rules_ms": cpu_ms(lambda: unmet_filter_rules(replace(facts)), runs),
         "render_nat_families_ms": cpu_ms(
             lambda: render(
-                snapshot.with_state(CollectorState("nat", True, 0.01, 1.0, replace(facts))), [write]
+                snapshot.with_state(CollectorState("nat", True, 0.01, 1.0, replace(nat))), [write]
             ),
             runs,
         ),
-        "filter_families_ms": cpu_ms(lambda: write_filter(replace(facts), Families()), runs),
+        "filter_families_ms": cpu_ms(lambda: write_filter(fw_snapshot, Families()), runs),
         "forward_verdicts_ms": cpu_ms(verdicts, runs),
     }
     sock.close()

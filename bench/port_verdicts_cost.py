@@ -1,8 +1,10 @@
 """The port verdicts' CPU at N published containers, on constructed facts (no host, no root):
 each container publishes 80/tcp on 0.0.0.0 and :: (2N bindings, as Docker 20.10 publishes
 `-p P:80`), with its DNAT, forward path, veth, listener and docker-proxy whole, userland-proxy
-on. Times the judge every render runs (ports.judge.port_verdicts) and the check nat's source runs
-on every reading (nat.judge.port_path_suspects), median thread CPU of --runs.
+on, Docker 20.10's filter table (as tests/filter_text.py writes it). Times the judge every
+render runs (ports.judge.port_verdicts) and the checks nat's and firewall's sources run on every
+reading (nat.judge.unmet_or_hairpin, firewall.judge.port_path_suspects), median thread CPU of
+--runs.
 
     python -m bench.port_verdicts_cost --containers 250
 """
@@ -15,16 +17,20 @@ import statistics
 import time
 from collections.abc import Callable
 
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import forward_key, port_path_suspects
+from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
+from exporter.collectors.firewall.judge import port_path_suspects
+from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.judge import unmet_or_hairpin
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import port_verdicts
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.nat_rules import NatRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import Link
 from exporter.readers.network import ContainerNetns
 from exporter.readers.proc_net import BoundSocket, ProxyProcess
+from tests.filter_text import docker20_filter, parse_ruleset
 
 ANY = ("0.0.0.0", "::")  # noqa: S104 (addresses published on, never bound here)
 BRIDGE = DockerNetwork("n" * 64, "bridge", "bridge", "docker0", ("172.17.0.0/16",), False, True)
@@ -39,8 +45,8 @@ def _rule(action: str, **fields: object) -> NatRule:
     return NatRule("nftables", "nat", "DOCKER", action, packets=0, bytes=0, **values)  # type: ignore[arg-type]
 
 
-def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts]:
-    containers, rules, paths, proxies, listeners, netns = [], [], [], [], [], []
+def facts(n: int) -> tuple[PortsFacts, NatFacts, FirewallFacts, NetworkFacts]:
+    containers, rules, accepts, proxies, listeners, netns = [], [], [], [], [], []
     bridge = Link(3, "docker0", "bridge", None, None, None, "up", None, False, None)
     links = [bridge]
     rules.append(
@@ -58,7 +64,7 @@ def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts]:
             _rule("dnat", in_interface="docker0", in_negated=True, protocol="tcp",
                   dport=20000 + i, to_address=address, to_port=80)
         )  # fmt: skip
-        paths.append((forward_key("ipv4", address, "tcp", 80), "ok", "accepted"))
+        accepts.append((f"{address}/32", "docker0", "tcp", 80))
         proxies += [ProxyProcess("tcp", p.host_ip, p.host_port, address, 80) for p in bindings]
         listeners.append(ContainerListeners(cid, 1000 + i, (BoundSocket("tcp", "::", 80),)))
         links.append(Link(100 + i, f"veth{i}", "veth", 3, 2, i, "up", "forwarding", None, None))
@@ -67,16 +73,20 @@ def facts(n: int) -> tuple[PortsFacts, NatFacts, NetworkFacts]:
         FirewallBackend("nftables", True, None, len(rules), ("nat/DOCKER", "filter/DOCKER")),
         FirewallBackend("legacy", True, None, 0, ()),
     )
-    nat = NatFacts(
+    expect = NatExpectations(networks=(BRIDGE,), containers=tuple(containers))
+    nat = NatFacts(backends=backends, rules=tuple(rules), expectations=expect)
+    # Docker 20.10's filter table, as the tests write it out (tests/filter_text.py).
+    chains, filter_rules = parse_ruleset(docker20_filter(accepts=tuple(accepts)))
+    fw = FirewallFacts(
         backends=backends,
-        rules=tuple(rules),
-        expectations=NatExpectations(networks=(BRIDGE,), containers=tuple(containers)),
+        expectations=expect,
+        filter_chains=chains,
+        filter_rules=filter_rules,
         forwarding=ForwardingSwitches(1, 0, None, None),
-        forward_paths=tuple(paths),
     )
     ports = PortsFacts(tuple(containers), (BRIDGE,), tuple(listeners), tuple(proxies), True)
     net = NetworkFacts(tuple(links), tuple(netns), (), 0)
-    return ports, nat, net
+    return ports, nat, fw, net
 
 
 def cpu_ms(run: Callable[[], object], runs: int) -> float:
@@ -93,14 +103,17 @@ def main() -> None:
     parser.add_argument("--containers", type=int, nargs="+", default=[250])
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    print("containers  bindings  port_verdicts_ms  port_path_suspects_ms")
+    print(
+        "containers  bindings  port_verdicts_ms  nat_unmet_or_hairpin_ms  fw_port_path_suspects_ms"
+    )
     for n in args.containers:
-        ports, nat, net = facts(n)
-        verdicts = port_verdicts(ports, nat, net)
+        ports, nat, fw, net = facts(n)
+        verdicts = port_verdicts(ports, nat, fw, net)
         assert all(v.verdict == "ok" for v in verdicts), [v for v in verdicts if v.verdict != "ok"]
-        judge = cpu_ms(functools.partial(port_verdicts, ports, nat, net), args.runs)
-        suspects = cpu_ms(functools.partial(port_path_suspects, nat), args.runs)
-        print(f"{n:>10}  {len(verdicts):>8}  {judge:>16.2f}  {suspects:>21.2f}")
+        judge = cpu_ms(functools.partial(port_verdicts, ports, nat, fw, net), args.runs)
+        suspects = cpu_ms(functools.partial(unmet_or_hairpin, nat), args.runs)
+        forward = cpu_ms(functools.partial(port_path_suspects, fw), args.runs)
+        print(f"{n:>10}  {len(verdicts):>8}  {judge:>16.2f}  {suspects:>23.2f}  {forward:>24.2f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.processes.facts import ProcessFacts, ShimFacts
 from exporter.metrics import Exposition
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, EngineFacts, PublishedPort
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.nat_rules import NatRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import Link
 from exporter.readers.network import ContainerNetns, PeerLink
 from exporter.readers.procfs import NamespaceLink

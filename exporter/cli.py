@@ -143,6 +143,7 @@ def build_parser(
             add(
                 f"--collector.{c.name}.{option.name}",
                 dest=_option_dest(c, option),
+                metavar=option.name.upper().replace("-", "_"),  # TOP_K, not OPTION_LAYERS_TOP_K
                 type=_checked(option),
                 default=option.default,
                 help=option.help,

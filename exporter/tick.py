@@ -2,11 +2,11 @@
 readings every collector of that tick may use.
 
 Collectors dispatched at the same tick look at the host at the same moment, so one /proc scan,
-one container list and one reading of the dockerd serving --docker.host serve all of them: each
-is taken at most once per tick, by whichever collector asks first, failures included (every
-collector then reports the same reason). A reading of an earlier tick is never passed off as
-new. A collector that must look again within its run (a confirming second reading) asks `host`
-for a fresh one.
+one container list, one reading of the dockerd serving --docker.host and one reading of the
+firewall (both backends' nat and filter rules) serve all of them: each is taken at most once per
+tick, by whichever collector asks first, failures included (every collector then reports the
+same reason). A reading of an earlier tick is never passed off as new. A collector that must
+look again within its run (a confirming second reading) asks `host` for a fresh one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from exporter.readers.docker_api import (
 )
 from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
 from exporter.readers.inventory import DockerInventory
+from exporter.readers.netfilter import NetfilterReader, NetfilterReading
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
 
@@ -36,6 +37,7 @@ class Host:
         procfs: ProcfsReader,
         inventory: DockerInventory,
         docker_host: str = DEFAULT_DOCKER_HOST,
+        netfilter: NetfilterReader | None = None,
     ) -> None:
         self.procfs = procfs
         self.inventory = inventory
@@ -44,6 +46,8 @@ class Host:
         # while the same process lives (one stat read), no /proc scan is needed to find it.
         self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self._dockerd_lock = threading.Lock()
+        # /proc/sys/net and /proc/net/ip_tables_names are read from the same procfs.
+        self.netfilter = netfilter or NetfilterReader(procfs.root)
 
     @classmethod
     def open(
@@ -84,6 +88,7 @@ class Host:
 
     def close(self) -> None:
         self.inventory.close()
+        self.netfilter.close()
         self.procfs.close()
 
 
@@ -99,6 +104,8 @@ class Tick:
         self._engine: EngineFacts | str | None = None
         # When the tick's container list was last known to be current (see engine()).
         self.engine_as_of: float | None = None
+        self._netfilter_lock = threading.Lock()
+        self._netfilter: NetfilterReading | None = None
         self._dockerd_lock = threading.Lock()
         self._dockerd: Dockerd | str | None = None
         self._dockerd_read = False
@@ -114,6 +121,20 @@ class Tick:
             if isinstance(self._scan, str):
                 raise ProcfsError(self._scan)
             return self._scan
+
+    def netfilter(self) -> NetfilterReading:
+        """The tick's reading of both firewall backends (the nat and firewall collectors')."""
+        with self._netfilter_lock:
+            if self._netfilter is None:
+                self._netfilter = self.host.netfilter.read()
+            return self._netfilter
+
+    def netfilter_again(self) -> NetfilterReading:
+        """The firewall as it is now, for a confirming second look later in a run; what it
+        finds is the tick's reading from then on."""
+        with self._netfilter_lock:
+            self._netfilter = self.host.netfilter.read()
+            return self._netfilter
 
     def dockerd(self) -> Dockerd | None:
         """The tick's reading of the dockerd serving --docker.host (its flags, its daemon.json);

@@ -172,7 +172,7 @@ def overview(s: Settings) -> Board:
             BAD_FROM_1,
         ),
         (
-            per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat"),
+            per_host("sum by (instance) (docker_host_filter_rule_missing)", "firewall"),
             "filter rules missing",
             "none",
             None,
@@ -706,7 +706,9 @@ def nat(s: Settings) -> Board:
                 keyed(
                     'label_replace(docker_host_published_port_broken, "verdict", "broken", "", "")'
                     ' or label_replace(docker_host_published_port_unknown, "verdict", "unknown",'
-                    ' "", "")',
+                    ' "", "")'
+                    ' or label_replace(docker_host_published_port_restricted, "verdict",'
+                    ' "restricted", "", "")',
                     *published,
                     by=("hop", "verdict"),
                 )
@@ -730,7 +732,8 @@ def nat(s: Settings) -> Board:
         "paths is whole (DNAT, FORWARD, IP forwarding, veth, bridge port, a listener in the "
         "container, docker-proxy, the per-port hairpin MASQUERADE: those its address and "
         "userland-proxy put on a path), and when not, the first broken one (or the first that "
-        "could not be judged: unknown, never counted as broken). "
+        "could not be judged: unknown, never counted as broken; or restricted: whole, but a "
+        "filter rule drops some sources' connections). "
         "`docker-host-exporter inspect` gives the reason.",
         height=8,
     )
@@ -873,8 +876,8 @@ def firewall(b: Board) -> None:
             Query('max by (instance) (docker_host_ip_forward{family="ipv6"})'),
             Query("max by (instance) (docker_host_br_netfilter_loaded)"),
             Query("max by (instance) (docker_host_docker_firewall_managed)"),
-            Query(per_host("sum by (instance) (docker_host_filter_rule_missing)", "nat")),
-            Query(per_host("sum by (instance) (docker_host_firewall_rules_undecoded)", "nat")),
+            Query(per_host("sum by (instance) (docker_host_filter_rule_missing)", "firewall")),
+            Query(per_host("sum by (instance) (docker_host_firewall_rules_undecoded)", "firewall")),
         ],
         [
             INSTANCE,

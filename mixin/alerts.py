@@ -466,8 +466,9 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "hairpin_masquerade). `docker-host-exporter inspect` says why in its PUBLISHED PORTS "
             "table.",
             port_held,
-            # A port's verdict joins the ports collector's reading with nat's and network's.
-            Blind(("ports", "nat", "network")),
+            # A port's verdict joins the ports collector's reading with nat's, firewall's and
+            # network's.
+            Blind(("ports", "nat", "firewall", "network")),
         ),
         Alert(
             "DockerHostPublishedPortNotListening",
@@ -484,9 +485,10 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "(or only on another address): the network path is whole, the application is not "
             "serving. Often a misconfigured application (wrong port, bound to 127.0.0.1).",
             listen_held,
-            Blind(("ports", "nat", "network")),
+            Blind(("ports", "nat", "firewall", "network")),
         ),
-        *filter_alerts(q, hold, nat),
+        # The filter rules are the firewall collector's, judged from the same reading as nat's.
+        *filter_alerts(q, hold, Blind(("firewall",), nat_family=True)),
         Alert(
             "DockerHostNatRulesSplitAcrossBackends",
             "docker-host-network",

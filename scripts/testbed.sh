@@ -11,6 +11,7 @@ set -euo pipefail
 PACKAGES=(
     docker.io containerd      # the engine; ctr for a container behind dockerd's back
     iptables nftables         # iptables(-legacy) -S, nft for Docker 29's own tables
+    ipset                     # Docker 28.0.0's docker-ext-bridges-v4 set, for its FORWARD rules
     busybox-static            # the test images' root filesystem
     prometheus                # promtool and the end-to-end Prometheus
     iproute2 bridge-utils     # ip link/netns for veths and orphans; brctl show

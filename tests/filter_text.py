@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from exporter.readers.netfilter import CT_STATES, FilterChain, FilterRule
+from exporter.readers.filter_rules import CT_STATES, FilterChain, FilterRule
 
 _VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return"}
 _STATE_ORDER = [name for _, name in CT_STATES]
@@ -54,11 +54,16 @@ def parse_rule(  # noqa: PLR0912 (one branch per option)
                    f"{key}_negated"] = negate  # fmt: skip
             i += 2
         elif word == "-m":
-            if value not in ("conntrack", "tcp", "udp", "comment", "state"):
+            if value not in ("conntrack", "tcp", "udp", "comment", "state", "set"):
                 undecoded.append(f"match {value}")
             i += 2
         elif word == "--comment":
             i += 2
+        elif word == "--match-set":  # --match-set <name> src|dst (one dimension)
+            fields["match_set"] = value
+            fields["match_set_src"] = words[i + 2] == "src"
+            fields["match_set_negated"] = negate
+            i += 3
         elif word in ("--ctstate", "--state"):
             if negate:
                 undecoded.append("negated state")

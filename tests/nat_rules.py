@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from exporter.readers.netfilter import NatRule
+from exporter.readers.nat_rules import NatRule
 
 _MASQUERADE = NatRule(
     backend="nftables",

@@ -189,9 +189,16 @@ class Ipv6Dockerd:
     def path(self) -> str:
         return f"{self.directory}/bin:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
 
+    def sample(self, *collectors: str) -> list[Sample]:
+        """One sample of these collectors in the dockerd's network namespace."""
+        exposition = self.run(
+            sys.executable, "-m", "tests.own_dockerd", "sample", self.host, *collectors
+        )
+        return parse(exposition)
+
     def sample_nat(self) -> list[Sample]:
-        """One sample of the nat collector, run in the dockerd's network namespace (where its
-        rules are), against its Engine API."""
+        """One sample of the nat and firewall collectors, run in the dockerd's network namespace
+        (where its rules are), against its Engine API."""
         exposition = self.run(sys.executable, "-m", "tests.own_dockerd", "sample-nat", self.host)
         return parse(exposition)
 
@@ -331,12 +338,13 @@ def _host_ip6_nat_chains() -> list[str]:
     return sorted(line for line in found.stdout.splitlines() if line.startswith("-N"))
 
 
-def _sample_nat(docker_host: str) -> bytes:
+def _sample_nat(docker_host: str, collectors: tuple[str, ...] = ("nat", "firewall")) -> bytes:
     from exporter.collectors import all_collectors  # noqa: PLC0415
     from exporter.sampler import Sampler  # noqa: PLC0415
 
-    settings = Settings(collectors=("nat",), docker_host=docker_host)
-    defs = [c for c in all_collectors() if c.name == "nat"]
+    # Both collectors of the firewall reading: one tick, one reading shared.
+    settings = Settings(collectors=collectors, docker_host=docker_host)
+    defs = [c for c in all_collectors() if c.name in settings.collectors]
     sampler = Sampler(((c, c.source(settings)) for c in defs), settings)
     sampler.sample_once()
     text: bytes = sampler.store.exposition.text
@@ -345,3 +353,5 @@ def _sample_nat(docker_host: str) -> bytes:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["sample-nat"]:
     sys.stdout.buffer.write(_sample_nat(sys.argv[2]))
+elif __name__ == "__main__" and sys.argv[1:2] == ["sample"]:  # sample <host> <collector>...
+    sys.stdout.buffer.write(_sample_nat(sys.argv[2], tuple(sys.argv[3:])))

@@ -55,6 +55,7 @@ PACKAGE_OF: dict[str, str] = {
     "mktemp": "coreutils",
     "mount": "mount",
     "nft": "nftables",
+    "ipset": "ipset",
     "nsenter": "util-linux",
     "openssl": "openssl",
     "podman": "podman",

@@ -56,6 +56,7 @@ PACKAGES = (
     "processes",
     "network",
     "nat",
+    "firewall",
     "daemon",
     "layers",
     "conntrack",

@@ -20,6 +20,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,3 +303,37 @@ def destination_port(match: Extension) -> int | None:
     else:
         return None
     return None if (low, high) == (0, 0xFFFF) else low
+
+
+# ipset's getsockopt (linux/netfilter/ipset/ip_set.h): a set match names its set by index;
+# iptables prints the name by asking the kernel, and so does this.
+SO_IP_SET = 83
+IP_SET_OP_VERSION = 0x100
+IP_SET_OP_GET_BYINDEX = 7
+IPSET_MAXNAMELEN = 32
+
+
+def ipset_names(indices: Iterable[int]) -> dict[int, str]:
+    """The names of the ipsets with these indices, in the reading process's network namespace
+    (a set gone meanwhile, or no ipset support, is left out). Needs CAP_NET_RAW (the socket)
+    and CAP_NET_ADMIN."""
+    wanted = sorted(set(indices))
+    if not wanted:
+        return {}
+    libc = _libc()
+    found: dict[int, str] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
+        version = ctypes.create_string_buffer(struct.pack("=II", IP_SET_OP_VERSION, 0), 8)
+        _getsockopt(libc, sock.fileno(), IPPROTO_IP, SO_IP_SET, version)
+        protocol = struct.unpack("=II", version.raw)[1]
+        for index in wanted:
+            request = struct.pack("=IIH30x", IP_SET_OP_GET_BYINDEX, protocol, index)
+            answer = ctypes.create_string_buffer(request, len(request))
+            try:
+                _getsockopt(libc, sock.fileno(), IPPROTO_IP, SO_IP_SET, answer)
+            except IptablesError:
+                continue
+            name = _cstring(answer.raw[8 : 8 + IPSET_MAXNAMELEN])
+            if name:
+                found[index] = name
+    return found

@@ -194,6 +194,8 @@ _EXPRESSION_DATA: dict[str, Schema] = {
             5: ("NFTA_LOOKUP_FLAGS", _be32),
         }
     ),
+    # fib's destination register only: what it looks up is not decoded (its writes are).
+    "fib": Schema({1: ("NFTA_FIB_DREG", _REG)}),
     "reject": Schema({}),
     "log": Schema({}),
     "nat": Schema(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from exporter.collectors.containers.facts import NAME as CONTAINERS
 from exporter.collectors.containers.judge import Inventory, display_name
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     ExpectedDnat,
@@ -45,7 +46,8 @@ from exporter.snapshot import CollectorState, Snapshot
 
 # The collectors the picture is drawn from (their names, as registered).
 NETWORK, PROCESSES, NAT, PORTS = "network", "processes", "nat", "ports"
-DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, PORTS)
+FIREWALL = "firewall"
+DRAWN_FROM = (CONTAINERS, PROCESSES, NETWORK, NAT, FIREWALL, PORTS)
 
 # Namespaces whose sharing with the host is worth a second look (cgroup and user are shared
 # by every container on a host without cgroup or user namespaces: not worth colouring).
@@ -131,7 +133,11 @@ def build(snapshot: Snapshot, host: str, now: float) -> Topology:
     procs = snapshot.last_good(PROCESSES, ProcessFacts)
     nat = snapshot.last_good(NAT, NatFacts)
     ports = snapshot.last_good(PORTS, PortsFacts)
-    verdicts = port_verdicts(ports, nat, net) if ports is not None else ()
+    verdicts = (
+        port_verdicts(ports, nat, snapshot.last_good(FIREWALL, FirewallFacts), net)
+        if ports is not None
+        else ()
+    )
     bands = _Builder(engine, net, procs, nat, verdicts).bands()
     states = [snapshot.collectors.get(n) for n in DRAWN_FROM]
     notes = tuple(
@@ -571,6 +577,9 @@ class _Builder:
         why = f"{first.name}: {first.reason}" if first.reason else first.name
         if worst.verdict == "broken":
             return (f"port: broken at {first.name}",), f"port broken at {why}"
+        if worst.verdict == "restricted":
+            cut = ", ".join(c.sources for c in first.cuts)
+            return (f"port: restricted ({cut})",), None
         return (f"port: unknown ({first.name})",), None
 
     def orphaned_shims(self) -> list[Row]:

@@ -209,7 +209,7 @@ def test_without_the_engine_entries_are_unattributed_and_it_says_so(root: None) 
 def test_without_cap_net_admin_the_dump_is_refused_and_the_table_still_read(root: None) -> None:
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is part of the test bed"
-    others = ("containers", "processes", "network", "nat", "daemon", "layers")
+    others = ("containers", "processes", "network", "nat", "firewall", "daemon", "layers")
     with exporter_process(
         "--collector.conntrack.interval=1s",
         *(f"--no-collector.{name}" for name in others),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from exporter.collectors import all_collectors
-from exporter.collectors.nat.facts import NatFacts
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.ports.facts import PortsFacts
 from exporter.recording import snapshot_json
 from exporter.report import render_report
@@ -141,7 +141,7 @@ def test_unreadable_file_is_invalid_not_a_crash(baseline: OwnDockerd) -> None:
 
 def test_one_reading_of_the_dockerd_serving_docker_host(baseline: OwnDockerd) -> None:
     """Two dockerds run (the host's and this test's): each --docker.host gets its own, its
-    flags and its --config-file, for daemon, nat and ports alike."""
+    flags and its --config-file, for daemon, firewall and ports alike."""
     baseline.write({"insecure-registries": ["a.example:5000"], "userland-proxy": False})
     own_host, host = Host.open(docker_host=baseline.host), Host.open()
     try:
@@ -157,8 +157,9 @@ def test_one_reading_of_the_dockerd_serving_docker_host(baseline: OwnDockerd) ->
     finally:
         own_host.close()
         host.close()
-    snapshot, _ = sample_once(Settings(collectors=("ports", "nat"), docker_host=baseline.host))
+    settings = Settings(collectors=("ports", "firewall"), docker_host=baseline.host)
+    snapshot, _ = sample_once(settings)
     ports = snapshot.current("ports", PortsFacts)
-    nat = snapshot.current("nat", NatFacts)
+    fw = snapshot.current("firewall", FirewallFacts)
     assert ports is not None and ports.userland_proxy is False
-    assert nat is not None and (nat.docker_iptables, nat.docker_iptables_from) == (False, "flag")
+    assert fw is not None and (fw.docker_iptables, fw.docker_iptables_from) == (False, "flag")

@@ -83,7 +83,8 @@ def test_every_panel_of_every_dashboard_draws_data(host_set_up: OwnDockerd) -> N
     except PicturesError as missing:
         unavailable(str(missing))
     others = [
-        f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
+        f"--no-collector.{c}"
+        for c in ("containers", "processes", "network", "nat", "firewall", "layers")
     ]
     with (
         # conntrack's own interval is a minute: short here, for the connection made below.

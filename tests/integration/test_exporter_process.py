@@ -255,6 +255,7 @@ def test_inspect_prints_tables_and_fails_only_when_nothing_is_readable(
             # what can fail here.
             "--no-collector.network",
             "--no-collector.nat",
+            "--no-collector.firewall",
             "--no-collector.conntrack",
         ],
         capture_output=True,

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.integration
 INTERVAL = 1.0
 TIMEOUT = 0.8 * INTERVAL  # --sample.timeout is capped at 80% of the interval
 BASE_ARGS = (f"--sample.interval={INTERVAL:g}s", "--no-collector.layers")
-COLLECTORS = ("containers", "processes", "network", "nat", "daemon")
+COLLECTORS = ("containers", "processes", "network", "nat", "firewall", "daemon")
 # Every scrape renders bytes made in advance: a fault must never show up here.
 SCRAPE_BOUND = 0.5
 # What a fault may add for a while (a connection stuck in a hung call, a pool refilled).
@@ -522,7 +522,8 @@ COSTS = {
         privilege_missing=frozenset({("daemon", "CAP_SYS_PTRACE")}),
         daemon_file=False,
     ),
-    # Neither firewall backend: the nat collector says so (readable 0), it does not fail;
+    # Neither firewall backend: the nat and firewall collectors say so (readable 0), neither
+    # fails;
     # nor the conntrack dump (the table's level, from procfs, stays).
     "root-CAP_NET_ADMIN": Cost(
         ("--bounding-set=-net_admin", "--inh-caps=-net_admin"),
@@ -530,6 +531,7 @@ COSTS = {
             {
                 ("network", "CAP_NET_ADMIN"),
                 ("nat", "CAP_NET_ADMIN"),
+                ("firewall", "CAP_NET_ADMIN"),
                 ("conntrack", "CAP_NET_ADMIN"),
             }
         ),
@@ -540,7 +542,7 @@ COSTS = {
     # libiptc opens a raw socket before it asks for the table.
     "root-CAP_NET_RAW": Cost(
         ("--bounding-set=-net_raw", "--inh-caps=-net_raw"),
-        privilege_missing=frozenset({("nat", "CAP_NET_RAW")}),
+        privilege_missing=frozenset({("nat", "CAP_NET_RAW"), ("firewall", "CAP_NET_RAW")}),
         backends={"nftables": 1, "legacy": 0},
     ),
     # Root keeps CAP_DAC_OVERRIDE: nothing is lost.
@@ -577,6 +579,8 @@ COSTS = {
                 ("daemon", "CAP_SYS_PTRACE"),
                 ("nat", "CAP_NET_ADMIN"),
                 ("nat", "CAP_DAC_READ_SEARCH"),  # /proc/net/ip_tables_names is root's, 0440
+                ("firewall", "CAP_NET_ADMIN"),
+                ("firewall", "CAP_DAC_READ_SEARCH"),
                 ("conntrack", "CAP_NET_ADMIN"),
             }
         ),

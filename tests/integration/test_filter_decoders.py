@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from exporter.readers.netfilter import FilterRule
-from tests.conftest import unavailable
+from exporter.readers.filter_rules import FilterRule
+from tests.conftest import FIXTURES, unavailable
 from tests.filter_text import docker20_filter, parse_ruleset, restore_text
 
 pytestmark = pytest.mark.integration
@@ -85,6 +85,21 @@ HOSTILE = """*filter
 -A MINE -j RETURN
 COMMIT
 """
+# Docker 28.0.0's layout (its FORWARD matches Docker's bridges through an ipset), our own
+# scene: tests/fixtures/filter/docker-28.0.0-ipset.rules says where the layout comes from.
+DOCKER2800 = (FIXTURES / "filter" / "docker-28.0.0-ipset.rules").read_text()
+DOCKER_SETS = {"ipv4": "docker-ext-bridges-v4", "ipv6": "docker-ext-bridges-v6"}
+
+
+def docker_sets(netns: str) -> None:
+    """The ipsets Docker 28.0.0 keeps of its bridges' subnets, in the namespace (iptables
+    refuses a rule naming a set that does not exist)."""
+    if not shutil.which("ipset"):
+        unavailable("ipset not installed")
+    inside(netns, "ipset", "create", DOCKER_SETS["ipv4"], "hash:net", "family", "inet")
+    inside(netns, "ipset", "create", DOCKER_SETS["ipv6"], "hash:net", "family", "inet6")
+
+
 ADDRESSES = {
     "ipv4": {"A2": "172.17.0.2/32", "A3": "172.17.0.3/32", "NET": "10.0.0.0/8",
              "ODD": "10.1.2.0/23"},
@@ -147,12 +162,16 @@ def comparable(rule: FilterRule) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 @pytest.mark.parametrize("backend", ["nftables", "legacy"])
-@pytest.mark.parametrize("ruleset", ["docker20", "docker28", "hostile"])
+@pytest.mark.parametrize("ruleset", ["docker20", "docker28", "docker2800", "hostile"])
 def test_filter_rules_decode_as_iptables_prints_them(
     netns: str, family: str, backend: str, ruleset: str
 ) -> None:
-    text = {"docker20": DOCKER20, "docker28": DOCKER28, "hostile": HOSTILE}[ruleset]
-    text = text.format(**ADDRESSES[family])
+    text = {"docker20": DOCKER20, "docker28": DOCKER28, "docker2800": DOCKER2800}.get(
+        ruleset, HOSTILE
+    )
+    if ruleset == "docker2800":
+        docker_sets(netns)
+    text = text.format(**ADDRESSES[family], SET=DOCKER_SETS[family])
     inside(netns, tool(family, backend, "-restore"), stdin=text)
     printed = inside(netns, tool(family, backend), "-S")
     chains, expected = parse_ruleset(printed, backend, family)
@@ -302,6 +321,139 @@ def test_filter_rules_are_decoded_again_only_when_the_ruleset_changes(netns: str
     assert found == {"reused": True, "rules": [20, 21], "third_is_fresh": True}
 
 
+@pytest.mark.parametrize(
+    "match", ["ct mark 0x1", "fib saddr . iif oif missing", "ct status dnat", "meta mark 7"]
+)
+def test_a_rule_not_understood_after_the_ports_address_is_unknown_never_ok(
+    netns: str, match: str
+) -> None:
+    """issue 22: `ip daddr <container> ct mark 0x1 drop`, loaded by nft into Docker 20.10's
+    DOCKER-USER, read ok: the ct load's register was taken for the address it replaced."""
+    from exporter.collectors.firewall.judge import forward_verdict  # noqa: PLC0415
+
+    if not shutil.which("nft"):
+        unavailable("nft not installed (nftables)")
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    before = forward_verdict(_facts_from(ours(netns)), "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert before.state == "ok"
+    inside(netns, "nft", f"insert rule ip filter DOCKER-USER ip daddr 172.17.0.3 {match} drop")
+    facts = _facts_from(ours(netns))
+    (rule,) = [r for r in facts.filter_rules if r.chain == "DOCKER-USER" and r.position == 1]
+    assert rule.destination == "172.17.0.3/32" and rule.undecoded
+    verdict = forward_verdict(facts, "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert verdict.state == "unknown"
+    assert "DOCKER-USER rule 1 could match and was not understood" in verdict.reason
+    # Another container's port: the address it names rules the packet out, understood or not.
+    inside(netns, "nft", "insert rule ip filter DOCKER-USER ip daddr 172.17.0.9 ct mark 0x1 drop")
+    verdict = forward_verdict(_facts_from(ours(netns)), "ipv4", "172.17.0.3", 53, "udp", "docker0")
+    assert verdict.state == "unknown"
+    assert "DOCKER-USER rule 2 could match" in verdict.reason  # not rule 1, for .9
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+@pytest.mark.parametrize("backend", ["nftables", "legacy"])
+def test_docker_2800s_ipset_layout_complete_is_judged_complete(
+    netns: str, family: str, backend: str
+) -> None:
+    """issue 22: on Docker 28.0.0's rules every network's established and jump-to-DOCKER rule
+    read missing, and the ports unknown. Its scene complete: nothing missing, both ports ok;
+    the set's jump deleted: missing for both networks, both ports broken."""
+    from exporter.collectors.firewall.judge import (  # noqa: PLC0415
+        IPSET_LAYOUT,
+        filter_layout,
+        filter_verdicts,
+        forward_verdict,
+        unmet_filter_rules,
+    )
+
+    docker_sets(netns)
+    scene = SCENE_2800[family]
+    text = DOCKER2800.format(SET=DOCKER_SETS[family], A2=scene["A2"], A3=scene["A3"])
+    inside(netns, tool(family, backend, "-restore"), stdin=text)
+    found = ours(netns)
+    assert {r["match_set"] for r in found["rules"] if r["match_set"]} == {DOCKER_SETS[family]}
+    facts = _scene_2800_facts(found, family)
+    assert filter_layout(facts, family) == IPSET_LAYOUT
+    expected = [(e.network, e.rule) for e, _ in filter_verdicts(facts) if e.family == family]
+    assert ("bridge", "established") in expected and ("user", "jump_docker") in expected
+    # Only this family's rules were loaded: the other one's all read missing.
+    assert [k for k in unmet_filter_rules(facts) if k.startswith(f"filter/{family}/")] == []
+    for address, bridge in ((scene["A2"], "docker0"), (scene["A3"], "br-user")):
+        verdict = forward_verdict(facts, family, address.split("/")[0], 80, "tcp", bridge)
+        assert (verdict.state, verdict.reason) == ("ok", "accepted; DOCKER holds the port's ACCEPT")
+
+    jump = f"FORWARD -m set --match-set {DOCKER_SETS[family]} dst -j DOCKER"
+    inside(netns, tool(family, backend), "-D", *jump.split())
+    facts = _scene_2800_facts(ours(netns), family)
+    unmet = {k for k in unmet_filter_rules(facts) if k.startswith(f"filter/{family}/")}
+    assert unmet == {f"filter/{family}/{n}//jump_docker" for n in ("bridge", "user")}
+    verdict = forward_verdict(facts, family, scene["A2"].split("/")[0], 80, "tcp", "docker0")
+    assert verdict.state == "broken"
+
+
+SCENE_2800 = {
+    "ipv4": {"A2": "172.17.0.2/32", "A3": "172.18.0.3/32"},
+    "ipv6": {"A2": "fd00:d4e::2/128", "A3": "fd00:d4e:1::3/128"},
+}
+
+
+def _scene_2800_facts(found: dict[str, Any], family: str) -> Any:
+    """The decoded rules with what Docker 28.0.0's scene expects: docker0 and br-user, one
+    container on each publishing tcp/80 (on :: too), both families NATed."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from exporter.collectors.nat.facts import NatExpectations  # noqa: PLC0415
+    from exporter.readers.docker_api import (  # noqa: PLC0415
+        ContainerRecord,
+        DockerNetwork,
+        PublishedPort,
+    )
+
+    networks = (
+        DockerNetwork("n1", "bridge", "bridge", "docker0",
+                      ("172.17.0.0/16", "fd00:d4e::/64"), False, True, enable_ipv6=True),
+        DockerNetwork("n2", "user", "bridge", "br-user",
+                      ("172.18.0.0/16", "fd00:d4e:1::/64"), False, True, enable_ipv6=True),
+    )  # fmt: skip
+    ports = (PublishedPort("tcp", "0.0.0.0", 8080, 80), PublishedPort("tcp", "::", 8080, 80))
+    containers = tuple(
+        ContainerRecord(
+            f"{n}" * 64,
+            f"web{n}",
+            "img",
+            "sha256:x",
+            "running",
+            "default",
+            0.0,
+            ports=ports,
+            addresses=(v4,),
+            ipv6_addresses=(v6,),
+        )
+        for n, v4, v6 in ((2, "172.17.0.2", "fd00:d4e::2"), (3, "172.18.0.3", "fd00:d4e:1::3"))
+    )
+    facts = _facts_from(found)
+    backend = replace(facts.backends[0], docker_chains_ipv6=("nat/DOCKER",))
+    return replace(
+        facts,
+        backends=(backend,),
+        expectations=NatExpectations(networks, containers, "28.0.0"),
+        docker_iptables=True,
+        docker_iptables_from="flag",
+    )
+
+
+def test_nat_and_firewall_share_one_reading_per_tick(netns: str) -> None:
+    """Whichever of the two collectors runs first reads both backends; the other reuses that
+    reading: one reading per tick, each collector's facts from it."""
+    inside(netns, "iptables-nft-restore", stdin=DOCKER20.format(**ADDRESSES["ipv4"]))
+    inside(netns, "iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16",
+           "!", "-o", "docker0", "-j", "MASQUERADE")  # fmt: skip
+    found = json.loads(inside(netns, sys.executable, "-m", "tests.filter_probe", "shared"))
+    assert found["reads"] == [1, 2]
+    each = {"same_backends": True, "nat_rules": 1, "filter_rules": 20}
+    assert found["found"] == [each, each]
+
+
 # A firewall manager's own inet table (as firewalld keeps one) filters forwarded packets of
 # both families after Docker's iptables rules.
 INET = """table inet dhfw {{
@@ -316,12 +468,12 @@ INET = """table inet dhfw {{
 
 
 def _facts_from(found: dict[str, Any]) -> Any:
-    from exporter.collectors.nat.facts import NatFacts  # noqa: PLC0415
-    from exporter.readers.netfilter import FilterChain, FirewallBackend  # noqa: PLC0415
+    from exporter.collectors.firewall.facts import FirewallFacts  # noqa: PLC0415
+    from exporter.readers.filter_rules import FilterChain  # noqa: PLC0415
+    from exporter.readers.netfilter_base import FirewallBackend  # noqa: PLC0415
 
-    return NatFacts(
+    return FirewallFacts(
         backends=(FirewallBackend("nftables", True, None, 0, ("filter/DOCKER",)),),
-        rules=(),
         expectations=None,
         filter_chains=tuple(FilterChain(**c) for c in found["chains"]),
         filter_rules=tuple(
@@ -348,7 +500,7 @@ def _facts_from(found: dict[str, Any]) -> Any:
 def test_an_inet_table_on_the_forward_hook_is_walked_too(
     netns: str, extra: str, state: str, reason: str
 ) -> None:
-    from exporter.collectors.nat.judge import forward_verdict  # noqa: PLC0415
+    from exporter.collectors.firewall.judge import forward_verdict  # noqa: PLC0415
 
     if not shutil.which("nft"):
         unavailable("nft not installed (nftables)")

@@ -4,7 +4,7 @@ namespace of its own (tests/own_dockerd.py: iptables and ip6tables on), in both 
 backends, whose rules the tests break the ways hosts break them: a per-port ACCEPT deleted, a
 DROP in DOCKER-USER, the filter table flushed as a firewall reload flushes it (then dockerd
 restarted to write its rules again). The exporter runs in that namespace
-(tests/filter_probe.py, the nat collector's own source); iptables prints what is there."""
+(tests/filter_probe.py, the firewall collector's own source); iptables prints what is there."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors.nat.facts import NatFacts
-from exporter.collectors.nat.report import filter_sections
+from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.report import filter_sections
 from exporter.settings import Settings
 from tests.conftest import unavailable
 from tests.helpers import sample_once, select, value, wait_for
@@ -50,8 +50,8 @@ def host_web(engine: Any) -> Iterator[Any]:
 def test_the_host_dockerds_filter_rules_are_complete(host_web: Any) -> None:
     web = host_web
     address = web.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-    _, samples = sample_once(Settings(collectors=("nat",)))
-    assert value(samples, "docker_host_collector_success", collector="nat") == 1
+    _, samples = sample_once(Settings(collectors=("firewall",)))
+    assert value(samples, "docker_host_collector_success", collector="firewall") == 1
     assert value(samples, "docker_host_filter_judged", family="ipv4") == 1
     missing = select(samples, "docker_host_filter_rule_missing", family="ipv4")
     assert [s.labels for s in missing if s.value] == []
@@ -102,7 +102,7 @@ def addresses(web: Any) -> tuple[str, str]:
 
 
 def judged(dockerd: Ipv6Dockerd, bridge: str, web: Any) -> dict[str, Any]:
-    """One reading of the nat collector in the dockerd's namespace, with the forward verdicts
+    """One reading of the firewall collector in the dockerd's namespace, with the forward verdicts
     of the container's port in both families."""
     v4, v6 = addresses(web)
     ports = [f"ipv4,{v4},80,tcp,{bridge}", f"ipv6,{v6},80,tcp,{bridge}"]
@@ -232,13 +232,127 @@ def test_a_dockerd_that_manages_no_firewall_is_not_judged_and_says_so(engine: An
     """tests/own_dockerd.py's plain dockerd runs with --iptables=false, beside the host's: the
     host's chains are there, but not this dockerd's business."""
     with own_dockerd() as dockerd:
-        snapshot, samples = sample_once(Settings(collectors=("nat",), docker_host=dockerd.host))
-        assert value(samples, "docker_host_collector_success", collector="nat") == 1
+        snapshot, samples = sample_once(
+            Settings(collectors=("firewall",), docker_host=dockerd.host)
+        )
+        assert value(samples, "docker_host_collector_success", collector="firewall") == 1
         assert value(samples, "docker_host_docker_firewall_managed", said_by="flag") == 0
         assert value(samples, "docker_host_filter_judged", family="ipv4") == 0
         assert select(samples, "docker_host_filter_rule_missing") == []
-        facts = snapshot.current("nat", NatFacts)
+        facts = snapshot.current("firewall", FirewallFacts)
         assert facts is not None
         text = "\n".join(filter_sections(facts))
         assert "Docker manages NO firewall (its --iptables flag): nothing judged" in text
         assert "MISSING FILTER RULES\n(not judged)" in text
+
+
+# -- a port restricted to some sources, with real traffic -------------------------------------
+
+RESTRICTED_PORT = 18481
+CLIENTS = {"allowed": ("10.77.1.1", "10.77.1.2"), "dropped": ("10.77.2.1", "10.77.2.2")}
+CONNECT = """
+import socket, sys
+for _ in range(3):  # a bounded number of tries, each with a timeout
+    try:
+        with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            print("answered" if s.recv(64).startswith(b"HTTP/") else "no answer")
+            break
+    except OSError:
+        continue
+else:
+    print("dropped")
+"""
+
+
+@pytest.fixture
+def clients(own: tuple[Ipv6Dockerd, str, Any]) -> Iterator[dict[str, str]]:
+    """Two client namespaces of the test's own, each on a veth into the dockerd's namespace
+    (its address there is the port's host address for that client): name -> namespace."""
+    dockerd = own[0]
+    made: dict[str, str] = {}
+    try:
+        for n, (name, (gateway, address)) in enumerate(CLIENTS.items()):
+            netns = f"dhfc-{uuid.uuid4().hex[:6]}"
+            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
+            made[name] = netns
+            link = f"dhfc{n}"
+            for args in (
+                ["-n", dockerd.netns, "link", "add", link, "type", "veth", "peer",
+                 "name", "eth0", "netns", netns],
+                ["-n", dockerd.netns, "addr", "add", f"{gateway}/24", "dev", link],
+                ["-n", dockerd.netns, "link", "set", link, "up"],
+                ["-n", netns, "addr", "add", f"{address}/24", "dev", "eth0"],
+                ["-n", netns, "link", "set", "eth0", "up"],
+                ["-n", netns, "link", "set", "lo", "up"],
+                ["-n", netns, "route", "add", "default", "via", gateway],
+            ):  # fmt: skip
+                subprocess.run(["ip", *args], check=True, timeout=30)
+        yield made
+    finally:
+        for netns in made.values():  # takes its end of the veth, and so the other
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+
+
+def connect(netns: str, address: str) -> str:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", CONNECT, address,
+         str(RESTRICTED_PORT)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_a_port_cut_for_one_source_is_restricted_naming_it_and_traffic_agrees(
+    own: tuple[Ipv6Dockerd, str, Any], clients: dict[str, str]
+) -> None:
+    """issue 22: a DOCKER-USER DROP restricted to one client's address left the port ok. Two
+    clients in namespaces of their own reach the port through the dockerd's namespace: the one
+    the rule names is dropped, the other answered, and the verdict says restricted, naming the
+    rule and the dropped source."""
+    dockerd, _, _ = own
+    client = dockerd.client()
+    server = client.containers.run(
+        "dhe-test/busybox:latest", ["httpd", "-f", "-p", "80"], name="fwrestricted",
+        detach=True, network="dhfnet", ports={"80/tcp": RESTRICTED_PORT},
+    )  # fmt: skip
+    try:
+        server.reload()
+        address = server.attrs["NetworkSettings"]["Networks"]["dhfnet"]["IPAddress"]
+        allowed, dropped = CLIENTS["allowed"], CLIENTS["dropped"]
+        wait_for(lambda: connect(clients["allowed"], allowed[0]) == "answered", timeout=60)
+        assert connect(clients["dropped"], dropped[0]) == "answered"  # before the rule
+        rule = ["DOCKER-USER", "-s", f"{dropped[1]}/32", "-d", f"{address}/32", "-p", "tcp",
+                "-m", "tcp", "--dport", "80", "-j", "DROP"]  # fmt: skip
+        dockerd.run("iptables", "-I", *rule)
+        try:
+            assert connect(clients["dropped"], dropped[0]) == "dropped"
+            assert connect(clients["allowed"], allowed[0]) == "answered"
+            samples = dockerd.sample("nat", "firewall", "network", "daemon", "ports")
+            labels = {"container": "fwrestricted", "host_port": str(RESTRICTED_PORT)}
+            cut = select(samples, "docker_host_published_port_restricted", **labels)
+            assert [
+                (s.labels["host_address"], s.labels["hop"], s.labels["sources"]) for s in cut
+            ] == [("0.0.0.0", "forward", f"from {dropped[1]}/32")]
+            assert cut[0].labels["rule"].endswith("filter/DOCKER-USER rule 1")
+            assert value(samples, "docker_host_published_port_ok", host_address="0.0.0.0",
+                         **labels) == 0  # fmt: skip
+            # The IPv4 binding's path is whole but for the rule (the IPv6 one is another path).
+            assert not select(
+                samples, "docker_host_published_port_broken", host_address="0.0.0.0", **labels
+            )
+            table = dockerd.run(
+                sys.executable, "-m", "exporter", "inspect", "--docker.host", dockerd.host
+            )
+            row = next(line for line in table.splitlines()
+                       if f"0.0.0.0:{RESTRICTED_PORT}->80/tcp" in line)  # fmt: skip
+            assert "RESTRICTED" in row and f"from {dropped[1]}/32" in row
+        finally:
+            dockerd.run("iptables", "-D", *rule)
+        assert connect(clients["dropped"], dropped[0]) == "answered"
+        samples = dockerd.sample("nat", "firewall", "network", "daemon", "ports")
+        assert not select(
+            samples, "docker_host_published_port_restricted", container="fwrestricted"
+        )
+    finally:
+        server.remove(force=True)
+        client.close()

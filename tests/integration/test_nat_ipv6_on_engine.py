@@ -217,7 +217,7 @@ def _read_in_netns(dockerd: Ipv6Dockerd, backend: str) -> dict[str, Any]:
     script = (
         "import json, sys\n"
         "from exporter.factcodec import encode\n"
-        "from exporter.readers.netfilter import read_legacy, read_nftables\n"
+        "from exporter.readers.nat_rules import read_legacy, read_nftables\n"
         "from exporter.readers.nfnetlink import NftSocket\n"
         "if sys.argv[1] == 'legacy':\n"
         "    backend, rules = read_legacy('/proc')\n"

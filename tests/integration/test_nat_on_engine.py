@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.readers.netfilter import (
+from exporter.readers.nat_rules import (
     NatRule,
     _rule,
     decode_expressions,

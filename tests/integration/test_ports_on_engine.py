@@ -26,7 +26,7 @@ from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
 pytestmark = pytest.mark.integration
 
-COLLECTORS = ("nat", "network", "daemon", "ports")
+COLLECTORS = ("nat", "firewall", "network", "daemon", "ports")
 # Every publishing container read in one sample (other tests' containers publish too).
 ALL_READ = {LISTENER_BUDGET: 10.0}
 HTTPD = "exec httpd -f -p 80"
@@ -209,7 +209,7 @@ from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
 from exporter.tick import Host
 settings = Settings(
-    collectors=("nat", "network", "daemon", "ports"),
+    collectors=("nat", "firewall", "network", "daemon", "ports"),
     docker_host=sys.argv[1],
     options={LISTENER_BUDGET: float(sys.argv[2])},
 )

@@ -343,7 +343,8 @@ def test_dashboards_have_data_and_alerts_fire(
     host_set_up: OwnDockerd, containers: Containers, engine: Any
 ) -> None:
     others = [
-        f"--no-collector.{c}" for c in ("containers", "processes", "network", "nat", "layers")
+        f"--no-collector.{c}"
+        for c in ("containers", "processes", "network", "nat", "firewall", "layers")
     ]
     with (
         exporter_process("--sample.interval=1s") as (host_exporter, _),

@@ -23,7 +23,8 @@ def parse(*argv: str) -> Settings:
 def test_defaults_enable_every_collector() -> None:
     settings = parse()
     assert settings.collectors == (
-        "containers", "processes", "network", "nat", "daemon", "layers", "conntrack", "ports"
+        "containers", "processes", "network", "nat", "firewall", "daemon", "layers", "conntrack",
+        "ports",
     )  # fmt: skip
     assert settings.listen_address == DEFAULT_LISTEN_ADDRESS
     assert 9100 <= int(DEFAULT_LISTEN_ADDRESS.lstrip(":")) <= 9999
@@ -37,7 +38,7 @@ def test_collector_flags_and_intervals() -> None:
         "--path.procfs=/host/proc",
     )
     assert settings.collectors == (
-        "processes", "network", "nat", "daemon", "layers", "conntrack", "ports"
+        "processes", "network", "nat", "firewall", "daemon", "layers", "conntrack", "ports"
     )  # fmt: skip
     assert settings.interval("processes") == 60
     assert settings.interval("other") == 30

@@ -5,17 +5,20 @@ whether a published port's first packet gets through (forward_verdict)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from exporter.collectors import facts_types
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import (
+from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
+from exporter.collectors.firewall.judge import (
     CLASSIC_LAYOUT,
     FORWARD_LAYOUT,
+    IPSET_LAYOUT,
     NFTABLES_LAYOUT,
     FilterVerdict,
     docker_user_rules,
+    filter_index,
     filter_layout,
     filter_verdicts,
     forward_policies,
@@ -23,12 +26,15 @@ from exporter.collectors.nat.judge import (
     undecoded_filter_rules,
     unmet_filter_rules,
 )
-from exporter.collectors.nat.report import filter_sections
+from exporter.collectors.firewall.report import filter_sections
+from exporter.collectors.nat.facts import NatExpectations
 from exporter.metrics import render
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FilterChain, FilterRule, FirewallBackend
+from exporter.readers.filter_rules import FilterChain, FilterRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.snapshot import CollectorState, Snapshot
+from tests.conftest import FIXTURES
 from tests.filter_text import docker20_filter, parse_ruleset
 from tests.helpers import parse, select, value
 from tests.unit.test_fuzz_exposition import WRITERS
@@ -78,20 +84,27 @@ DOCKER28 = """
 """
 
 
+# Docker 28.0.0's layout, our own scene (tests/fixtures/filter/docker-28.0.0-ipset.rules).
+DOCKER2800 = (
+    (FIXTURES / "filter" / "docker-28.0.0-ipset.rules")
+    .read_text()
+    .format(SET="docker-ext-bridges-v4", A2="172.17.0.2/32", A3="172.18.0.3/32")
+)
+
+
 def facts(
     text: str = CLASSIC,
     earlier: tuple[str, ...] = (),
     backends: tuple[FirewallBackend, ...] = (NFT, LEGACY),
     extra: tuple[FilterRule, ...] = (),
     version: str = "20.10.24",
-) -> NatFacts:
+) -> FirewallFacts:
     chains, rules = parse_ruleset(text)
     expect = NatExpectations(
         networks=(BRIDGE, USER, INTERNAL), containers=(WEB,), engine_version=version
     )
-    return NatFacts(
+    return FirewallFacts(
         backends=backends,
-        rules=(),
         expectations=expect,
         earlier_missing=earlier,
         filter_chains=chains,
@@ -103,6 +116,9 @@ def with_lines(text: str, *lines: str, first: bool = True) -> str:
     """The rule set with lines inserted at the top of their chain (first) or appended."""
     out = text.splitlines()
     for line in lines:
+        if line.startswith("-N "):
+            out.insert(0, line)  # a chain of its own, before any rule names it
+            continue
         chain = line.split()[1]
         at = next(
             (i for i, x in enumerate(out) if x.startswith(f"-A {chain} ")),
@@ -120,12 +136,12 @@ def without(text: str, line: str) -> str:
     return "\n".join(lines)
 
 
-def confirmed(nat: NatFacts) -> NatFacts:
+def confirmed(nat: FirewallFacts) -> FirewallFacts:
     """The facts as a second reading gives them: what the first found missing, confirmed."""
     return replace(nat, earlier_missing=unmet_filter_rules(nat))
 
 
-def missing(nat: NatFacts) -> set[tuple[str, str, str, str]]:
+def missing(nat: FirewallFacts) -> set[tuple[str, str, str, str]]:
     return {
         (e.family, e.network, e.container, e.rule)
         for e, gone in filter_verdicts(confirmed(nat))
@@ -133,16 +149,25 @@ def missing(nat: NatFacts) -> set[tuple[str, str, str, str]]:
     }
 
 
-def port(nat: NatFacts, address: str = "172.17.0.2", bridge: str = "docker0") -> tuple[str, str]:
-    verdict = forward_verdict(nat, "ipv4", address, 80, "tcp", bridge)
+def port(
+    fw: FirewallFacts, address: str = "172.17.0.2", bridge: str = "docker0"
+) -> tuple[str, str]:
+    verdict = forward_verdict(fw, "ipv4", address, 80, "tcp", bridge)
     return verdict.state, verdict.reason
 
 
 @pytest.mark.parametrize(
-    ("text", "layout"), [(CLASSIC, CLASSIC_LAYOUT), (DOCKER28, FORWARD_LAYOUT)]
+    ("text", "layout", "version"),
+    [
+        (CLASSIC, CLASSIC_LAYOUT, "20.10.24"),
+        (DOCKER28, FORWARD_LAYOUT, "28.5.2"),
+        (DOCKER2800, IPSET_LAYOUT, "28.0.0"),
+    ],
 )
-def test_complete_rules_nothing_missing_and_the_port_passes(text: str, layout: str) -> None:
-    nat = facts(text)
+def test_complete_rules_nothing_missing_and_the_port_passes(
+    text: str, layout: str, version: str
+) -> None:
+    nat = facts(text, version=version)
     assert filter_layout(nat, "ipv4") == layout
     assert unmet_filter_rules(nat) == ()
     assert missing(nat) == set()
@@ -197,18 +222,76 @@ def test_an_earlier_drop_that_matches_the_port_shadows_it(line: str, reason: str
         "-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP",  # another port
         "-A DOCKER-USER -p udp -m udp --dport 80 -j DROP",  # another protocol
         "-A DOCKER-USER -d 172.17.0.3/32 -j DROP",  # another container
-        "-A DOCKER-USER -s 10.0.0.0/8 -j DROP",  # some sources only
-        "-A DOCKER-USER -i eth1 -j DROP",  # some ways in only
         "-A DOCKER-USER -o br-user -j DROP",  # another bridge
         "-A DOCKER-USER -m conntrack --ctstate INVALID -j DROP",  # not a new connection
         "-A DOCKER-USER -i docker0 -j DROP",  # from the container's own bridge
     ],
 )
-def test_a_drop_that_cannot_match_the_port_or_only_some_of_it_leaves_it_ok(line: str) -> None:
+def test_a_drop_that_cannot_match_the_port_leaves_it_ok(line: str) -> None:
     assert port(facts(with_lines(CLASSIC, line))) == (
         "ok",
         "accepted; DOCKER holds the port's ACCEPT",
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "sources"),
+    [
+        # issue 22: a client's connections dropped, the usual shape of a block list
+        (["-A DOCKER-USER -s 10.77.2.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP"],
+         "from 10.77.2.2/32"),
+        # Docker's documented allowlist: only 10/8 may come in by eth0
+        (["-A DOCKER-USER -i eth0 ! -s 10.0.0.0/8 -j DROP"], "not from 10.0.0.0/8, in by eth0"),
+        (["-A DOCKER-USER -i eth1 -j REJECT"], "in by eth1"),
+        (["-A DOCKER-USER -m set --match-set blocked src -j DROP"], "from set blocked"),
+        # a jump, for some sources, to a chain that drops them
+        (["-N BLOCK", "-A DOCKER-USER -s 192.0.2.0/24 -j BLOCK", "-A BLOCK -j DROP"],
+         "from 192.0.2.0/24"),
+    ],
+)  # fmt: skip
+def test_a_drop_of_some_sources_restricts_the_port_naming_them(
+    lines: list[str], sources: str
+) -> None:
+    nat = facts(with_lines(CLASSIC, *lines))
+    verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
+    assert verdict.state == "restricted"
+    (cut,) = verdict.cuts
+    assert (cut.rule, cut.sources) == ("nftables filter/DOCKER-USER rule 1", sources)
+    assert verdict.reason.startswith(
+        f"accepted, but nftables filter/DOCKER-USER rule 1 drops its connections {sources}: "
+    )
+    # Another container's port, another bridge's: the rule names neither.
+    assert port(nat, "172.17.0.3")[0] in ("ok", "broken")
+    if "-d 172.17.0.2/32" in lines[0]:
+        assert port(facts(with_lines(CLASSIC, *lines)), "172.18.0.3", "br-user")[0] != "restricted"
+
+
+def test_an_allowlist_of_returns_before_a_drop_restricts_the_port_to_them() -> None:
+    """A RETURN for the allowed sources, then a DROP of the rest: the port is open to those
+    sources only, restricted, not broken (the DROP alone would shadow it)."""
+    lines = ("-A DOCKER-USER -s 10.0.0.0/8 -j RETURN", "-A DOCKER-USER -j DROP")
+    nat = facts(with_lines(CLASSIC, *reversed(lines)))  # each goes to the top of its chain
+    verdict = forward_verdict(nat, "ipv4", "172.17.0.2", 80, "tcp", "docker0")
+    assert verdict.state == "restricted"
+    (cut,) = verdict.cuts
+    assert (cut.rule, cut.sources) == (
+        "nftables filter/DOCKER-USER rule 2",
+        "all but from 10.0.0.0/8 (rule 1)",
+    )
+    # Without the exception the DROP shadows the port for everyone.
+    assert port(facts(with_lines(CLASSIC, lines[1])))[0] == "broken"
+
+
+def test_docker_isolation_between_its_networks_restricts_no_port() -> None:
+    """Every layout drops traffic from another Docker network's bridge (its isolation
+    chains): that cuts no client of a published port off."""
+    for text, version in ((CLASSIC, "20.10.24"), (DOCKER28, "28.5.2"), (DOCKER2800, "28.0.0")):
+        assert port(facts(text, version=version))[0] == "ok"
+
+
+def test_an_undecoded_rule_wins_over_a_restriction() -> None:
+    lines = ("-A DOCKER-USER -s 10.0.0.9/32 -j DROP", "-A DOCKER-USER -m limit --limit 1/s -j DROP")
+    assert port(facts(with_lines(CLASSIC, *lines)))[0] == "unknown"
 
 
 def test_a_return_before_the_drop_lets_the_port_through() -> None:
@@ -226,6 +309,45 @@ def test_the_port_unreachable_from_forward_ends_in_the_policy() -> None:
     nat28 = facts(without(DOCKER28, "-A DOCKER-BRIDGE -o docker0 -j DOCKER"))
     assert port(nat28)[0] == "ok"
     assert missing(nat28) == {("ipv4", "bridge", "", "jump_docker")}
+
+
+def test_docker_2800s_ipset_rules_are_judged_as_its_layout() -> None:
+    """issue 22: Docker 28.0.0's FORWARD matches its bridges through docker-ext-bridges-v4:
+    every network's established and jump rules read missing, the port unknown, before."""
+    established = (
+        "-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -m conntrack --ctstate "
+        "RELATED,ESTABLISHED -j ACCEPT"
+    )
+    jump = "-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -j DOCKER"
+    gone = facts(without(DOCKER2800, jump), version="28.0.0")
+    assert missing(gone) == {
+        ("ipv4", "bridge", "", "jump_docker"),
+        ("ipv4", "user", "", "jump_docker"),
+    }
+    assert port(gone) == ("broken", "nftables ip filter: not accepted, FORWARD policy DROP")
+    gone = facts(without(DOCKER2800, established), version="28.0.0")
+    assert missing(gone) == {
+        ("ipv4", "bridge", "", "established"),
+        ("ipv4", "user", "", "established"),
+    }
+    assert port(gone)[0] == "ok"  # a new connection does not need it
+    # The layout is told by its rules, and with none left by the engine's version.
+    flushed = facts("-P FORWARD DROP", version="28.0.0")
+    assert filter_layout(flushed, "ipv4") == IPSET_LAYOUT
+    assert ("ipv4", "bridge", "", "jump_docker") in missing(flushed)
+    # A DROP in DOCKER-USER still shadows the port; another set on the destination is one
+    # whose members are not read: unknown; a set of sources drops some clients only.
+    line = "-A DOCKER-USER -p tcp -m tcp --dport 80 -j DROP"
+    assert port(facts(with_lines(DOCKER2800, line), version="28.0.0"))[0] == "broken"
+    other = "-A DOCKER-USER -m set --match-set blocked dst -j DROP"
+    verdict = port(facts(with_lines(DOCKER2800, other), version="28.0.0"))
+    assert verdict == (
+        "unknown",
+        "nftables filter/DOCKER-USER rule 1 could match and was not understood "
+        "(the members of set blocked)",
+    )
+    negated = "-A DOCKER-USER -m set ! --match-set docker-ext-bridges-v4 dst -j DROP"
+    assert port(facts(with_lines(DOCKER2800, negated), version="28.0.0"))[0] == "ok"
 
 
 def test_docker28_drops_an_unpublished_port_in_its_own_chain() -> None:
@@ -297,7 +419,7 @@ def _nft_rule(chain: str, position: int, **fields: object) -> FilterRule:
     )  # fmt: skip
 
 
-def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> NatFacts:
+def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> FirewallFacts:
     """Docker 29's nftables backend (moby's TestNftabler golden), for docker0 and br-user."""
     chains = [
         FilterChain("nftables", "ipv4", "docker-bridges", "filter-FORWARD", "forward", 0, "accept"),
@@ -341,9 +463,8 @@ def docker29(port_accept: bool = True, extra: tuple[FilterRule, ...] = ()) -> Na
             _nft_rule(f"filter-forward-out__{bridge}", 2, verdict="accept"),
         ]  # fmt: skip
     native = FirewallBackend("nftables", True, None, 3, ("docker-bridges/filter-FORWARD",))
-    return NatFacts(
+    return FirewallFacts(
         backends=(native, LEGACY),
-        rules=(),
         expectations=NatExpectations(networks=(BRIDGE, USER), containers=(WEB,)),
         filter_chains=tuple(chains),
         filter_rules=(*extra, *rules),
@@ -379,8 +500,8 @@ def test_ipv6_is_judged_where_docker_manages_ip6tables() -> None:
     text6 = CLASSIC.replace("172.17.0.2/32", "fd00:d4e::2/128")
     chains6, rules6 = parse_ruleset(text6, family="ipv6")
     backend = replace(NFT, docker_chains_ipv6=("nat/DOCKER", "filter/DOCKER"))
-    nat = NatFacts(
-        backends=(backend, LEGACY), rules=(),
+    nat = FirewallFacts(
+        backends=(backend, LEGACY),
         expectations=NatExpectations(networks=(v6, USER), containers=(web,)),
         filter_chains=chains4 + chains6, filter_rules=rules4 + rules6,
     )  # fmt: skip
@@ -395,8 +516,8 @@ def test_ipv6_is_judged_where_docker_manages_ip6tables() -> None:
     )
 
 
-def _snapshot(nat: NatFacts) -> Snapshot:
-    return Snapshot().with_state(CollectorState("nat", True, 0.01, 1.0, nat))
+def _snapshot(nat: FirewallFacts) -> Snapshot:
+    return Snapshot().with_state(CollectorState("firewall", True, 0.01, 1.0, nat))
 
 
 def test_the_filter_families_and_inspect_say_what_was_judged() -> None:
@@ -444,7 +565,7 @@ def test_the_filter_families_and_inspect_say_what_was_judged() -> None:
 def test_filter_facts_survive_a_recording() -> None:
     nat = docker29()
     again = snapshot_from_json(snapshot_json(_snapshot(nat)), facts_types())
-    assert again.current("nat", NatFacts) == nat
+    assert again.current("firewall", FirewallFacts) == nat
 
 
 def test_ipv6_is_unknown_where_docker_manages_no_ip6tables() -> None:
@@ -456,3 +577,31 @@ def test_a_network_no_longer_isolated_is_missing_its_drop() -> None:
     nat = facts(without(CLASSIC, "-A DOCKER-ISOLATION-STAGE-2 -o br-user -j DROP"))
     assert missing(nat) == {("ipv4", "user", "", "isolation_drop")}
     assert port(nat)[0] == "ok"  # nothing published breaks
+
+
+def test_the_nat_and_firewall_judges_keep_no_state() -> None:
+    """issue 23: no module global assigned at run time (the old `_last_index`), no memo kept
+    in a judge object (`_FilterIndex.memo`), no verdict stored in facts (`forward_paths`)."""
+    import ast  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+
+    from exporter.collectors.firewall import judge as firewall_judge  # noqa: PLC0415
+    from exporter.collectors.nat import judge as nat_judge  # noqa: PLC0415
+    from exporter.collectors.nat.facts import NatFacts  # noqa: PLC0415
+
+    for module in (firewall_judge, nat_judge):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Global, ast.Nonlocal))]
+        mutable = [
+            n.targets[0].id  # type: ignore[attr-defined]
+            for n in tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.value, (ast.Dict, ast.List, ast.Set))
+            and not n.targets[0].id.isupper()  # type: ignore[attr-defined]
+        ]  # fmt: skip
+        assert mutable == [], module.__name__
+    index = filter_index(facts())
+    assert dataclasses.is_dataclass(index) and index.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    fields = {f.name for f in dataclasses.fields(FirewallFacts)} | {
+        f.name for f in dataclasses.fields(NatFacts)
+    }
+    assert not fields & {"forward_paths", "verdicts", "memo"}

@@ -29,10 +29,7 @@ from exporter.readers.docker_api import (
     engine_components,
 )
 from exporter.readers.layers import ContainerLayer, ImageFacts, LayerFacts
-from exporter.readers.netfilter import (
-    FirewallBackend,
-    _interface,
-)
+from exporter.readers.netfilter_base import FirewallBackend, interface_name
 from exporter.recording import snapshot_from_json
 from exporter.selfmetrics import write_self_metrics
 from exporter.settings import Settings
@@ -172,7 +169,7 @@ def nat_and_layers(
     """NAT rules, Docker's expectations and image layers named with hostile strings; the rules'
     interfaces decoded by the nf_tables reader's own decoder from arbitrary bytes."""
     network_name, bridge, container, chain, tag = (strings() for _ in range(5))
-    out_interface = _interface(raw())
+    out_interface = interface_name(raw())
     rule = masquerade("10.9.0.0/16", out_interface, chain=chain, packets=3, bytes=300)
     network = DockerNetwork("f" * 64, network_name, "bridge", bridge, ("10.8.0.0/16",), False, True)
     web = ContainerRecord(

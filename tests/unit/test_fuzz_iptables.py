@@ -12,9 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from exporter.readers import iptables
-from exporter.readers.netfilter import (
-    decode_nat_target,
-)
+from exporter.readers.nat_rules import decode_nat_target
 from exporter.readers.nfnetlink import NFPROTO_IPV6
 from tests.fuzzing import FUZZ, ipt_extension, mutated
 

@@ -12,10 +12,7 @@ from typing import Any
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from exporter.readers.netfilter import (
-    _rule,
-    decode_expressions,
-)
+from exporter.readers.nat_rules import _rule, decode_expressions
 from exporter.readers.netlink import (
     NetlinkError,
 )
@@ -140,13 +137,16 @@ SHAPES = [
 ]
 
 
-# Expressions that say nothing the decoder reads, as iptables-nft and Docker write them.
+# Expressions that say nothing the decoder reads, as iptables-nft and Docker write them: they
+# write no register the rule's compares read (fib writes register 3).
 INERT = [
     expression("lookup", nla(1, b"set\0"), nla(2, be32(1))),
     expression("match", nla(1, b"addrtype\0"), nla(2, be32(1)), nla(3, b"\0" * 4)),
     expression("fib", nla(1, be32(3)), nla(2, be32(3))),
-    expression("xt", nla(1, b"?\0")),
 ]
+# An expression of no known kind may write any register: between a load and its compare it
+# leaves the field unknown (None), never the value of another field.
+UNKNOWN = expression("xt", nla(1, b"?\0"))
 
 
 @FUZZ
@@ -165,6 +165,20 @@ def test_docker_rules_decode_with_unrelated_expressions_between(
     decoded = decode_expressions(msg.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
     for key, value in expected.items():
         assert getattr(decoded, key) == value, key
+
+
+@FUZZ
+@given(shape=st.sampled_from(SHAPES), at=st.integers(0, 20))
+def test_an_unknown_expression_leaves_fields_unknown_never_wrong(
+    shape: tuple[list[bytes], dict[str, object]], at: int
+) -> None:
+    expressions, expected = shape
+    mixed = list(expressions)
+    mixed.insert(at, UNKNOWN)
+    (msg,) = nft_parse(rule_message(mixed))
+    decoded = decode_expressions(msg.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
+    for key, value in expected.items():
+        assert getattr(decoded, key) in (value, None, False), key
 
 
 REGISTERS = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 8, 9, 22]), u32).map(be32)

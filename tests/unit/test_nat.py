@@ -23,13 +23,8 @@ from exporter.readers.docker_api import (
     container_record,
     docker_network,
 )
-from exporter.readers.netfilter import (
-    FirewallBackend,
-    NatRule,
-    _interface,
-    _prefix,
-    decode_nat_target,
-)
+from exporter.readers.nat_rules import NatRule, decode_nat_target
+from exporter.readers.netfilter_base import FirewallBackend, address_prefix, interface_name
 from exporter.readers.nfnetlink import NFPROTO_IPV6
 from tests.nat_rules import masquerade
 
@@ -57,11 +52,11 @@ def test_dnat_target_revision_0_and_2() -> None:
 
 
 def test_prefixes_interfaces_and_legacy_addresses() -> None:
-    assert _prefix(b"\xac\x11", None) == "172.17.0.0/16"  # iptables-nft compares 2 bytes
-    assert _prefix(b"\xac\x10\x10\x00", b"\xff\xff\xf0\x00") == "172.16.16.0/20"
-    assert _prefix(ip("172.17.0.2"), None) == "172.17.0.2/32"
-    assert _interface(b"docker0\0") == "docker0"
-    assert _interface(b"br-") == "br-+"  # `-o br-+`: a prefix match
+    assert address_prefix(b"\xac\x11", None) == "172.17.0.0/16"  # iptables-nft compares 2 bytes
+    assert address_prefix(b"\xac\x10\x10\x00", b"\xff\xff\xf0\x00") == "172.16.16.0/20"
+    assert address_prefix(ip("172.17.0.2"), None) == "172.17.0.2/32"
+    assert interface_name(b"docker0\0") == "docker0"
+    assert interface_name(b"br-") == "br-+"  # `-o br-+`: a prefix match
     # ip_tables: address and mask; names with the NUL masked are exact, without it prefixes.
     assert iptables._prefix(ip("172.17.0.0"), ip("255.255.0.0")) == "172.17.0.0/16"
     assert iptables._prefix(ip("0.0.0.0"), ip("0.0.0.0")) is None
@@ -254,9 +249,9 @@ def test_ipv6_decoding() -> None:
     rev1 = struct.pack("=I", 3) + v6 * 2 + struct.pack(">HH", 80, 80)
     assert decode_nat_target("DNAT", 1, rev1, NFPROTO_IPV6) == ("fd00:98::5", 80)
     assert decode_nat_target("DNAT", 0, b"\0" * 40, NFPROTO_IPV6) == (None, None)
-    assert _prefix(b"\xfd\x00\x0d\x4f\0\0\0\0", None, 16) == "fd00:d4f::/64"
-    assert _prefix(v6, None, 16) == "fd00:98::5/128"
-    assert _prefix(v6 + b"\0", None, 16) is None
+    assert address_prefix(b"\xfd\x00\x0d\x4f\0\0\0\0", None, 16) == "fd00:d4f::/64"
+    assert address_prefix(v6, None, 16) == "fd00:98::5/128"
+    assert address_prefix(v6 + b"\0", None, 16) is None
     mask = b"\xff" * 6 + b"\xf0" + b"\0" * 9
     assert iptables._prefix(v6, mask) == "fd00:98::/52"
     assert iptables._prefix(v6, b"\0" * 16) is None

@@ -12,8 +12,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
-from exporter.collectors.nat.facts import ForwardingSwitches, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import forward_paths, port_path_suspects
+from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
+from exporter.collectors.firewall.judge import port_path_suspects
+from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.judge import hairpin_suspects, unmet_or_hairpin
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports import paths
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
@@ -21,6 +23,7 @@ from exporter.collectors.ports.judge import (
     BROKEN,
     NOT_JUDGED,
     OK,
+    RESTRICTED,
     UNKNOWN,
     PortVerdict,
     listener_key,
@@ -30,7 +33,8 @@ from exporter.collectors.ports.judge import (
 )
 from exporter.collectors.ports.report import ports_table
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.nat_rules import NatRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import Link
 from exporter.readers.network import ContainerNetns
 from exporter.readers.proc_net import (
@@ -231,26 +235,30 @@ FILTER = docker20_filter(
 )
 
 
-def nat_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> NatFacts:
-    """nat's facts as its source gives them: with the forward paths it worked out."""
+EXPECT = NatExpectations(networks=(BRIDGE,), containers=(WEB,))
+
+
+def fw_facts(filter_text: str = FILTER, ipv4_forward: int = 1) -> FirewallFacts:
+    """The firewall collector's facts as its source gives them (of the same reading as NAT)."""
     chains, rules = parse_ruleset(filter_text)
-    facts = NatFacts(
+    return FirewallFacts(
         backends=(NFT, LEGACY),
-        rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)),
-        expectations=NatExpectations(networks=(BRIDGE,), containers=(WEB,)),
+        expectations=EXPECT,
         filter_chains=chains,
         filter_rules=rules,
         forwarding=ForwardingSwitches(ipv4_forward, 0, 1, None),
     )
-    return replace(facts, forward_paths=forward_paths(facts))
 
 
-def second_reading(nat: NatFacts) -> NatFacts:
-    """nat's facts as its confirming second reading gives them."""
-    return replace(nat, earlier_missing=port_path_suspects(nat))
+def second_reading(fw: FirewallFacts) -> FirewallFacts:
+    """The firewall's facts as its confirming second reading gives them."""
+    return replace(fw, earlier_missing=port_path_suspects(fw))
 
 
-NAT = nat_facts()
+NAT = NatFacts(
+    backends=(NFT, LEGACY), rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)), expectations=EXPECT
+)
+FW = fw_facts()
 
 
 def link(index: int, name: str, kind: str, **fields: object) -> Link:
@@ -302,8 +310,9 @@ def verdicts(
     ports: PortsFacts = PORTS,
     nat: NatFacts | None = NAT,
     net: NetworkFacts | None = NET,
+    fw: FirewallFacts | None = FW,
 ) -> dict[PublishedPort, PortVerdict]:
-    return {v.port: v for v in port_verdicts(ports, nat, net)}
+    return {v.port: v for v in port_verdicts(ports, nat, fw, net)}
 
 
 def reason(v: PortVerdict) -> str:
@@ -341,7 +350,7 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
     v6 = {h.name: h.state for h in found[TCP80_V6].hops}
     assert v6["dnat"] == v6["ip_forward"] == NOT_JUDGED
     assert suspect_keys(PORTS) == ()
-    assert port_path_suspects(NAT) == ()
+    assert port_path_suspects(FW) == ()
 
 
 def test_nothing_listening_is_broken_at_the_listener_only_once_confirmed() -> None:
@@ -384,22 +393,22 @@ def test_unreadable_sockets_give_unknown_never_broken() -> None:
 
 
 def test_ip_forward_off_breaks_every_forwarded_port() -> None:
-    off = nat_facts(ipv4_forward=0)
+    off = fw_facts(ipv4_forward=0)
     assert port_path_suspects(off) == ("forwarding/ipv4",)
-    assert first(verdicts(nat=off)[TCP80]) == (UNKNOWN, "ip_forward")  # one reading only
-    found = verdicts(nat=second_reading(off))
+    assert first(verdicts(fw=off)[TCP80]) == (UNKNOWN, "ip_forward")  # one reading only
+    found = verdicts(fw=second_reading(off))
     assert first(found[TCP80]) == (BROKEN, "ip_forward")
     assert first(found[UDP53]) == (BROKEN, "ip_forward")
     assert found[TCP80_V6].verdict == OK  # docker-proxy serves it: no forwarding
-    unread = replace(NAT, forwarding=None)
-    assert first(verdicts(nat=unread)[TCP80]) == (UNKNOWN, "ip_forward")
+    unread = replace(FW, forwarding=None)
+    assert first(verdicts(fw=unread)[TCP80]) == (UNKNOWN, "ip_forward")
 
 
 def test_a_missing_port_accept_breaks_it_at_the_forward_hop() -> None:
     accept = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    gone = nat_facts(FILTER.replace(accept + "\n", ""))
-    assert first(verdicts(nat=gone)[TCP80]) == (UNKNOWN, "forward")
-    found = verdicts(nat=second_reading(gone))
+    gone = fw_facts(FILTER.replace(accept + "\n", ""))
+    assert first(verdicts(fw=gone)[TCP80]) == (UNKNOWN, "forward")
+    found = verdicts(fw=second_reading(gone))
     assert first(found[TCP80]) == (BROKEN, "forward")
     assert "no ACCEPT in DOCKER for 172.17.0.2 tcp/80" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
@@ -410,10 +419,35 @@ def test_a_docker_user_drop_shadows_the_port() -> None:
         "-A DOCKER-USER -j RETURN",
         "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
     )
-    found = verdicts(nat=second_reading(nat_facts(drop)))
+    found = verdicts(fw=second_reading(fw_facts(drop)))
     assert first(found[TCP80]) == (BROKEN, "forward")
     assert "DOCKER-USER" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
+
+
+def test_a_drop_of_some_sources_makes_the_port_restricted_not_ok() -> None:
+    """issue 22: `-s <client> -d <container> -p tcp --dport 80 -j DROP` in DOCKER-USER left the
+    port ok, with no hint that some clients are cut off."""
+    drop = FILTER.replace(
+        "-A DOCKER-USER -j RETURN",
+        "-A DOCKER-USER -s 10.77.2.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP\n"
+        "-A DOCKER-USER -j RETURN",
+    )
+    found = verdicts(fw=fw_facts(drop))  # not a suspect: nothing to confirm
+    assert found[TCP80].verdict == RESTRICTED
+    hop = found[TCP80].first
+    assert hop is not None and hop.name == "forward"
+    assert [(c.rule, c.sources) for c in hop.cuts] == [
+        ("nftables filter/DOCKER-USER rule 1", "from 10.77.2.2/32")
+    ]
+    assert found[UDP53].verdict == OK
+    # Broken or unknown elsewhere on the path wins over restricted.
+    quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
+    broken = verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), fw=fw_facts(drop))
+    assert first(broken[TCP80]) == (BROKEN, "listener")
+    text = ports_table(tuple(verdicts(fw=fw_facts(drop)).values()))
+    row = next(line for line in text.splitlines() if "0.0.0.0:8080->80/tcp" in line)
+    assert "RESTRICTED" in row and "from 10.77.2.2/32" in row
 
 
 def test_a_missing_dnat_is_the_first_broken_hop_unless_docker_proxy_serves_it() -> None:
@@ -462,12 +496,17 @@ LOOPBACK_WEB = replace(WEB, ports=(LOOPBACK,))
 LOOPBACK_PROXY = ProxyProcess("tcp", "127.0.0.1", 8081, "172.17.0.2", 80)
 
 
-def loopback_nat(*rules: NatRule, filter_text: str = FILTER) -> NatFacts:
-    nat = nat_facts(filter_text)
-    expect = NatExpectations(networks=(BRIDGE,), containers=(LOOPBACK_WEB,))
-    nat = replace(nat, rules=rules, expectations=expect, forward_paths=())
-    nat = replace(nat, forward_paths=forward_paths(nat))
-    return replace(nat, earlier_missing=(f"dnat/ipv4/{WEB_ID}/tcp/8081", *port_path_suspects(nat)))
+LOOPBACK_EXPECT = NatExpectations(networks=(BRIDGE,), containers=(LOOPBACK_WEB,))
+
+
+def loopback_nat(*rules: NatRule) -> NatFacts:
+    """nat's facts for LOOPBACK_WEB, its DNAT confirmed missing when not among the rules."""
+    nat = replace(NAT, rules=rules, expectations=LOOPBACK_EXPECT)
+    return replace(nat, earlier_missing=(f"dnat/ipv4/{WEB_ID}/tcp/8081",))
+
+
+def loopback_fw(filter_text: str = FILTER) -> FirewallFacts:
+    return second_reading(replace(fw_facts(filter_text), expectations=LOOPBACK_EXPECT))
 
 
 def test_a_loopback_binding_with_userland_proxy_on_is_docker_proxy_s() -> None:
@@ -475,8 +514,8 @@ def test_a_loopback_binding_with_userland_proxy_on_is_docker_proxy_s() -> None:
     # Its DNAT and its FORWARD accept gone: neither is on its path (nat OUTPUT skips
     # 127.0.0.0/8), the port still works.
     accept = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    nat = loopback_nat(MASQUERADE, filter_text=FILTER.replace(accept + "\n", ""))
-    found = verdicts(ports, nat=nat)[LOOPBACK]
+    nat, fw = loopback_nat(MASQUERADE), loopback_fw(FILTER.replace(accept + "\n", ""))
+    found = verdicts(ports, nat=nat, fw=fw)[LOOPBACK]
     assert found.verdict == OK
     states = {h.name: h.state for h in found.hops}
     assert states == {
@@ -495,17 +534,18 @@ def test_a_loopback_binding_with_userland_proxy_on_is_docker_proxy_s() -> None:
     gone = replace(
         gone, userland_proxy=True, earlier_suspects=suspect_keys(replace(gone, userland_proxy=True))
     )
-    assert first(verdicts(gone, nat=nat)[LOOPBACK]) == (BROKEN, "proxy")
+    assert first(verdicts(gone, nat=nat, fw=fw)[LOOPBACK]) == (BROKEN, "proxy")
 
 
 def test_a_loopback_binding_with_userland_proxy_off_is_dnated_in_output() -> None:
     ports = replace(PORTS, containers=(LOOPBACK_WEB,), proxies=(), userland_proxy=False)
     hairpin = replace(dnat(LOOPBACK), in_interface=None, in_negated=False)
-    found = verdicts(ports, nat=loopback_nat(MASQUERADE, hairpin))[LOOPBACK]
+    found = verdicts(ports, nat=loopback_nat(MASQUERADE, hairpin), fw=loopback_fw())[LOOPBACK]
     assert found.verdict == OK
     states = {h.name: h.state for h in found.hops}
     assert (states["dnat"], states["forward"], states["ip_forward"]) == (OK, NOT_JUDGED, NOT_JUDGED)
-    assert first(verdicts(ports, nat=loopback_nat(MASQUERADE))[LOOPBACK]) == (BROKEN, "dnat")
+    gone = verdicts(ports, nat=loopback_nat(MASQUERADE), fw=loopback_fw())[LOOPBACK]
+    assert first(gone) == (BROKEN, "dnat")
 
 
 def per_port_masquerade(address: str = "172.17.0.2", port: int = 80) -> NatRule:
@@ -520,6 +560,11 @@ def per_port_masquerade(address: str = "172.17.0.2", port: int = 80) -> NatRule:
     )
 
 
+def nat_second_reading(nat: NatFacts) -> NatFacts:
+    """nat's facts as its confirming second reading gives them."""
+    return replace(nat, earlier_missing=unmet_or_hairpin(nat))
+
+
 def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
     """userland-proxy off: a container reaching its own port through the host's address is
     DNAT'ed back to itself, and needs `-s C -d C -p tcp --dport 80 -j MASQUERADE`."""
@@ -529,23 +574,23 @@ def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
         NAT, rules=(MASQUERADE, *hairpin, per_port_masquerade(), per_port_masquerade(port=53))
     )
     whole = replace(whole, rules=(*whole.rules[:-1], replace(whole.rules[-1], protocol="udp")))
-    assert port_path_suspects(whole) == ()
+    assert hairpin_suspects(whole) == ()
     found = verdicts(off, nat=whole)
     assert {h.name: h.state for h in found[TCP80].hops}["hairpin_masquerade"] == OK
     assert found[TCP80].verdict == found[UDP53].verdict == OK
     gone = replace(whole, rules=(MASQUERADE, *hairpin, whole.rules[-1]))
-    assert port_path_suspects(gone) == ("hairpin/ipv4/172.17.0.2/tcp/80",)
+    assert hairpin_suspects(gone) == ("hairpin/ipv4/172.17.0.2/tcp/80",)
     assert first(verdicts(off, nat=gone)[TCP80]) == (UNKNOWN, "hairpin_masquerade")
-    found = verdicts(off, nat=second_reading(gone))
+    found = verdicts(off, nat=nat_second_reading(gone))
     assert first(found[TCP80]) == (BROKEN, "hairpin_masquerade")
     assert "-s 172.17.0.2 -d 172.17.0.2 -p tcp --dport 80 -j MASQUERADE" in reason(found[TCP80])
     assert found[UDP53].verdict == OK
     # userland-proxy on: the DNAT skips the bridge's packets, docker-proxy takes them; the
     # rule 20.10 still writes is off every path.
-    on = verdicts(nat=second_reading(replace(NAT, rules=(MASQUERADE, dnat(TCP80), dnat(UDP53)))))
+    on = verdicts(nat=nat_second_reading(NAT))
     assert {h.name: h.state for h in on[TCP80].hops}["hairpin_masquerade"] == NOT_JUDGED
     # dockerd's setting unknown: on a path under one setting only, so never broken.
-    unknown = verdicts(replace(off, userland_proxy=None), nat=second_reading(gone))
+    unknown = verdicts(replace(off, userland_proxy=None), nat=nat_second_reading(gone))
     assert {h.name: h.state for h in unknown[TCP80].hops}["hairpin_masquerade"] == UNKNOWN
 
 
@@ -578,12 +623,10 @@ def test_the_paths_are_documented() -> None:
 
 
 def test_no_firewall_managed_means_docker_proxy_serves_everything() -> None:
-    nat = replace(
-        nat_facts("-P FORWARD DROP", ipv4_forward=0),
-        backends=(FirewallBackend("nftables", True, None, 0, ()), LEGACY),
-        rules=(),
-    )
-    found = verdicts(nat=second_reading(nat))
+    backends = (FirewallBackend("nftables", True, None, 0, ()), LEGACY)
+    nat = replace(NAT, backends=backends, rules=())
+    fw = replace(fw_facts("-P FORWARD DROP", ipv4_forward=0), backends=backends)
+    found = verdicts(nat=nat, fw=second_reading(fw))
     assert all(v.verdict == OK for v in found.values())
     assert {h.name: h.state for h in found[TCP80].hops}["dnat"] == NOT_JUDGED
 
@@ -626,10 +669,10 @@ def test_the_userland_proxy() -> None:
 
 
 def test_an_unreadable_engine_judges_nothing_and_the_table() -> None:
-    assert port_verdicts(replace(PORTS, containers=None), NAT, NET) == ()
+    assert port_verdicts(replace(PORTS, containers=None), NAT, FW, NET) == ()
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
     text = ports_table(
-        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, NET)
+        port_verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), NAT, FW, NET)
     )
     assert text.splitlines()[1].split() == [
         "PORT",
@@ -654,7 +697,7 @@ def test_a_rule_the_decoder_did_not_understand_makes_the_forward_hop_unknown() -
         "-A DOCKER-USER -j RETURN",
         "-A DOCKER-USER -p tcp -m limit --limit 5/s -j DROP\n-A DOCKER-USER -j RETURN",
     )
-    found = verdicts(nat=second_reading(nat_facts(limited)))
+    found = verdicts(fw=second_reading(fw_facts(limited)))
     assert first(found[TCP80]) == (UNKNOWN, "forward")
     assert "not understood" in reason(found[TCP80])
 
@@ -685,14 +728,10 @@ def test_a_process_gone_or_replaced_mid_read_gives_an_error_not_an_empty_reading
     assert read.error is not None and read.error.startswith("undecodable")
 
 
-def test_facts_without_forward_paths_are_judged_the_same() -> None:
-    """A recording from before nat kept its forward paths: the forward hop is worked out."""
-    drop = FILTER.replace(
-        "-A DOCKER-USER -j RETURN",
-        "-A DOCKER-USER -p tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN",
-    )
-    for nat in (NAT, second_reading(nat_facts(drop))):
-        assert nat.forward_paths
-        kept = verdicts(nat=nat)
-        redone = verdicts(nat=replace(nat, forward_paths=()))
-        assert {p: v.hops for p, v in kept.items()} == {p: v.hops for p, v in redone.items()}
+def test_the_forward_hop_needs_the_firewall_collectors_reading() -> None:
+    """The forward hop and IP forwarding are the firewall collector's: without its reading
+    they are unknown, never guessed from nat's."""
+    found = verdicts(fw=None)[TCP80]
+    assert first(found) == (UNKNOWN, "forward")
+    assert "firewall collector" in reason(found)
+    assert {h.name: h.state for h in found.hops}["ip_forward"] == UNKNOWN

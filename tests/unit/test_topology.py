@@ -20,7 +20,8 @@ from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.metrics import Exposition
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, EngineFacts, PublishedPort
-from exporter.readers.netfilter import FirewallBackend, NatRule
+from exporter.readers.nat_rules import NatRule
+from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import Link
 from exporter.readers.network import ContainerNetns, PeerLink
 from exporter.recording import snapshot_from_json
@@ -208,6 +209,44 @@ def test_missing_masquerade_and_dnat_are_red() -> None:
     }  # fmt: skip
     # Seen missing once only (no earlier reading agrees): not yet a verdict, not red.
     assert build(host((web,), rules=()), "h", NOW).problems == ()
+
+
+def test_a_restricted_port_names_the_sources_it_cuts() -> None:
+    """issue 22: a port cut for some sources shows as restricted in its DNAT box, not ok."""
+    from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches  # noqa: PLC0415
+    from exporter.collectors.ports.facts import ContainerListeners, PortsFacts  # noqa: PLC0415
+    from exporter.readers.proc_net import BoundSocket  # noqa: PLC0415
+    from tests.filter_text import docker20_filter, parse_ruleset  # noqa: PLC0415
+
+    web = container(CID, "web", ports=(PublishedPort("tcp", "0.0.0.0", 8080, 80),))
+    snapshot = host((web,), rules=(masquerade(), dnat(8080)))
+    chains, rules = parse_ruleset(
+        docker20_filter(
+            accepts=(("172.17.0.2/32", "docker0", "tcp", 80),),
+            user=("-A DOCKER-USER -s 10.77.2.2/32 -j DROP",),
+        )
+    )
+    fw = FirewallFacts(
+        backends=(FirewallBackend("nftables", True, None, 2, ("nat/DOCKER", "filter/DOCKER")),),
+        expectations=NatExpectations((BRIDGE,), (web,)),
+        filter_chains=chains,
+        filter_rules=rules,
+        forwarding=ForwardingSwitches(1, 0, None, None),
+        docker_iptables=True,
+        docker_iptables_from="default",
+    )
+    ports = PortsFacts(
+        containers=(web,),
+        networks=(BRIDGE,),
+        listeners=(ContainerListeners(CID, 100, (BoundSocket("tcp", "0.0.0.0", 80),)),),
+        proxies=(),
+        userland_proxy=False,
+    )
+    for name, facts in (("firewall", fw), ("ports", ports)):
+        snapshot = snapshot.with_state(CollectorState(name, True, 0.01, NOW - 5, facts))
+    drawn = render_svg(build(snapshot, "h", NOW))
+    assert "port: restricted (from 10.77.2.2/32)" in drawn
+    assert re.search(r'class="box [^"]*broken', drawn) is None
 
 
 def test_hostile_names_render_as_text_never_markup() -> None:

@@ -1,5 +1,6 @@
 """nat: MASQUERADE and DNAT rules from both firewall backends (IPv4 and IPv6), which backend
-Docker uses, and the rules Docker's networks and published ports need but lack."""
+Docker uses, and the nat rules Docker's networks and published ports need but lack (the filter
+rules are the firewall collector's, from the same reading)."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.nat import metrics, report, source

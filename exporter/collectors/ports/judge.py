@@ -1,16 +1,17 @@
 """One verdict per published port, hop by hop along the paths its connections really take
 (paths.py: which hops each kind of binding crosses with userland-proxy on or off), joining what
-the collectors know: the DNAT and the per-port hairpin MASQUERADE (nat), the FORWARD accept
-(nat's filter rules), IP forwarding, the container's veth and bridge port (network), a
-listener inside the container and dockerd's userland proxy (ports). Pure: recorded and
-constructed facts drive it.
+the collectors know: the DNAT and the per-port hairpin MASQUERADE (nat), the FORWARD accept and
+IP forwarding (firewall), the container's veth and bridge port (network), a listener inside the
+container and dockerd's userland proxy (ports). Pure: recorded and constructed facts drive it.
 
-A hop is ok, broken, unknown (what it needs could not be read: never a guessed "broken") or
-not judged (it is on no path of the binding: a loopback binding served by docker-proxy has no
-DNAT on its path; the network's MASQUERADE is on no inbound path at all; Docker manages no
-firewall; the userland proxy is off). A port is broken at its first broken hop, in HOPS order;
-else unknown if any hop is; else ok. A hop is broken only when two readings a moment apart
-agree: nat confirms its rules, this collector's source its own hops (suspect_keys)."""
+A hop is ok, restricted (whole, but a rule drops some sources' connections: the forward hop),
+broken, unknown (what it needs could not be read: never a guessed "broken") or not judged (it is
+on no path of the binding: a loopback binding served by docker-proxy has no DNAT on its path;
+the network's MASQUERADE is on no inbound path at all; Docker manages no firewall; the userland
+proxy is off). A port is broken at its first broken hop, in HOPS order; else unknown if any hop
+is; else restricted if any hop is; else ok. A hop is broken only when two readings a moment
+apart agree: nat and firewall confirm their rules, this collector's source its own hops
+(suspect_keys)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.collectors.firewall.facts import FirewallFacts
+from exporter.collectors.firewall.judge import (
+    Cut,
+    FilterIndex,
+    filter_index,
+    forward_key,
+    forward_verdict,
+    forwarding_key,
+    forwarding_on,
+)
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.judge import (
     IPV4,
@@ -26,10 +37,6 @@ from exporter.collectors.nat.judge import (
     ExpectedDnat,
     HairpinIndex,
     docker_firewall,
-    forward_key,
-    forward_verdict,
-    forwarding_key,
-    forwarding_on,
     hairpin_key,
     judged_families,
     nat_verdicts,
@@ -43,15 +50,18 @@ from exporter.readers.netlink import Link
 from exporter.readers.proc_net import TCP, BoundSocket, ProxyProcess
 
 OK, BROKEN, UNKNOWN, NOT_JUDGED = "ok", "broken", "unknown", "not_judged"
-VERDICTS = (OK, BROKEN, UNKNOWN)
+# Whole, but some sources' connections are dropped on the way (a DOCKER-USER allowlist).
+RESTRICTED = "restricted"
+VERDICTS = (OK, RESTRICTED, BROKEN, UNKNOWN)
 _ANY = ("0.0.0.0", "::")  # noqa: S104 (addresses read, not bound)
 
 
 @dataclass(frozen=True)
 class Hop:
     name: str
-    state: str  # OK, BROKEN, UNKNOWN or NOT_JUDGED
+    state: str  # OK, RESTRICTED, BROKEN, UNKNOWN or NOT_JUDGED
     reason: str = ""
+    cuts: tuple[Cut, ...] = ()  # RESTRICTED: the rules that drop some sources, and which
 
 
 @dataclass(frozen=True)
@@ -72,12 +82,13 @@ class PortVerdict:
     @property
     def verdict(self) -> str:
         states = {h.state for h in self.hops}
-        return BROKEN if BROKEN in states else UNKNOWN if UNKNOWN in states else OK
+        return next((s for s in (BROKEN, UNKNOWN, RESTRICTED) if s in states), OK)
 
     @property
     def first(self) -> Hop | None:
-        """The first broken hop; for an unknown verdict the first unknown one."""
-        wanted = {BROKEN: BROKEN, UNKNOWN: UNKNOWN}.get(self.verdict)
+        """The first broken hop; for an unknown (restricted) verdict the first unknown
+        (restricted) one."""
+        wanted = {BROKEN: BROKEN, UNKNOWN: UNKNOWN, RESTRICTED: RESTRICTED}.get(self.verdict)
         return next((h for h in self.hops if h.state == wanted), None)
 
     @property
@@ -174,24 +185,26 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class _NatView:
     """nat's verdicts worked out once for all ports: DNATs by (container id, family, protocol,
-    host port). (The network's MASQUERADE is on no inbound path: not looked at.)"""
+    host port), the hairpin DNATs and MASQUERADEs. (The network's MASQUERADE is on no inbound
+    path: not looked at.)"""
 
     nat: NatFacts
     dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
-    forward_paths: dict[str, tuple[str, str]]  # forward_key -> (state, reason), as nat read it
+    # The firewall collector's reading, indexed once for every port's forward hop; None: none.
+    filters: FilterIndex | None
     no_firewall: bool  # Docker manages no firewall here
     judged: dict[str, bool]  # whether nat judges DNATs of each family
     hairpin: HairpinIndex
 
     @classmethod
-    def of(cls, nat: NatFacts | None) -> _NatView | None:
+    def of(cls, nat: NatFacts | None, fw: FirewallFacts | None) -> _NatView | None:
         if nat is None:
             return None
         _, dnats = nat_verdicts(nat)
         return cls(
             nat,
             {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
-            {key: (state, reason) for key, state, reason in nat.forward_paths},
+            filter_index(fw) if fw is not None else None,
             docker_firewall(nat.backends) == ("none",),
             judged_families(nat),
             HairpinIndex.of(nat.rules),
@@ -226,19 +239,14 @@ def _dnat_hop(  # noqa: PLR0911 (one return per verdict)
     return Hop("dnat", UNKNOWN, "not among the nat collector's expected rules yet")
 
 
-def _dnat_applies(hops: Iterable[Hop]) -> bool:
-    """Traffic is forwarded (DNAT, then FORWARD) unless docker-proxy serves the binding."""
-    return not any(h.name == "dnat" and h.state == NOT_JUDGED for h in hops)
-
-
-def _forwarding_hop(family: str, nat: NatFacts | None) -> Hop:
+def _forwarding_hop(family: str, fw: FirewallFacts | None) -> Hop:
     name = "net.ipv4.ip_forward" if family == IPV4 else "net.ipv6.conf.all.forwarding"
-    on = forwarding_on(nat, family) if nat is not None else None
+    on = forwarding_on(fw, family) if fw is not None else None
     if on is None:
         return Hop("ip_forward", UNKNOWN, f"{name} unread")
     if on:
         return Hop("ip_forward", OK)
-    if nat is None or forwarding_key(family) not in nat.earlier_missing:
+    if fw is None or forwarding_key(family) not in fw.earlier_missing:
         return Hop("ip_forward", UNKNOWN, f"{name} = 0 in one reading only")
     return Hop("ip_forward", BROKEN, f"{name} = 0")
 
@@ -250,26 +258,23 @@ def _forward_hop(
     network: DockerNetwork | None,
     view: _NatView | None,
 ) -> Hop:
-    """The filter rules on the forward path (nat's forward_verdict, as the nat source worked it
-    out for its reading): the port's ACCEPT there, and no DROP or REJECT in DOCKER-USER or
-    FORWARD before it."""
-    if view is None:
-        return Hop("forward", UNKNOWN, "the nat collector has no current reading")
+    """The filter rules on the forward path (firewall's forward_verdict): the port's ACCEPT
+    there, and no DROP or REJECT in DOCKER-USER or FORWARD before it."""
+    if view is None or view.filters is None:
+        which = "nat" if view is None else "firewall"
+        return Hop("forward", UNKNOWN, f"the {which} collector has no current reading")
     if address is None or network is None:
         return Hop("forward", UNKNOWN, "no container address on a bridge network")
     key = forward_key(family, address, port.protocol, port.container_port)
-    found = view.forward_paths.get(key)
-    if found is None:  # facts recorded before nat kept its forward paths
-        v = forward_verdict(
-            view.nat, family, address, port.container_port, port.protocol, network.bridge
-        )
-        found = (v.state, v.reason)
-    state, reason = found
-    if state == "ok":
-        return Hop("forward", OK)
+    v = forward_verdict(
+        view.filters, family, address, port.container_port, port.protocol, network.bridge
+    )
+    state, reason = v.state, v.reason
+    if state in (OK, RESTRICTED):  # a restriction is the operator's rule: nothing to confirm
+        return Hop("forward", state, reason if state == RESTRICTED else "", v.cuts)
     if state != "broken":
         return Hop("forward", UNKNOWN, reason)
-    if key not in view.nat.earlier_missing:
+    if key not in view.filters.facts.earlier_missing:
         return Hop("forward", UNKNOWN, f"{reason}, in one reading only")
     return Hop("forward", BROKEN, reason)
 
@@ -515,6 +520,7 @@ def _placed(
 def port_verdicts(
     ports: PortsFacts,
     nat: NatFacts | None,
+    fw: FirewallFacts | None,
     net: NetworkFacts | None,
 ) -> tuple[PortVerdict, ...]:
     """Every published port of every running container, each hop on its paths judged."""
@@ -522,7 +528,7 @@ def port_verdicts(
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
     proxy_on = ports.userland_proxy
-    view = _NatView.of(nat)
+    view = _NatView.of(nat, fw) if ports.containers else None
     links = _LinkView.of(net)
     served = proxied(ports.proxies)
     verdicts = []
@@ -556,7 +562,7 @@ def port_verdicts(
                 if "hairpin_masquerade" in on:
                     hairpin = _hairpin_hop(family, port, address, view)
             if "ip_forward" in on:
-                forwarding = _forwarding_hop(family, nat)
+                forwarding = _forwarding_hop(family, fw)
             judged = (
                 dnat,
                 forward,

@@ -1,12 +1,13 @@
 """The ports collector's metric families and writer: one verdict per published port, joined
-from this collector's facts and the nat, network and daemon collectors'."""
+from this collector's facts and the nat, firewall, network and daemon collectors'."""
 
 from __future__ import annotations
 
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import NAME, PortsFacts
-from exporter.collectors.ports.judge import BROKEN, OK, UNKNOWN, port_verdicts
+from exporter.collectors.ports.judge import BROKEN, OK, RESTRICTED, UNKNOWN, port_verdicts
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -21,7 +22,7 @@ PORT_OK = declare(
     "and IP forwarding for forwarded traffic, the container's veth up and its bridge port "
     "forwarding, a listener inside the container, docker-proxy when userland-proxy is on, the "
     "per-port hairpin MASQUERADE when it is off; 0 when one is broken (published_port_broken "
-    "says which) or unknown (published_port_unknown).",
+    "says which), unknown (published_port_unknown) or restricted (published_port_restricted).",
     PORT_LABELS,
     collector=NAME,
 )
@@ -45,6 +46,17 @@ PORT_UNKNOWN = declare(
     (*PORT_LABELS, "hop"),
     collector=NAME,
 )
+PORT_RESTRICTED = declare(
+    "published_port_restricted",
+    "gauge",
+    "1, present only while no hop is broken or unknown but the port's forward path drops some "
+    "sources' new connections (a DOCKER-USER or other filter rule before its ACCEPT matching "
+    "source addresses, an input interface, a source set: an allowlist or a block list), one "
+    "series per such rule: rule is where it is (backend table/chain rule N), sources which "
+    "connections it drops (from 10.0.0.9/32; not from 10.0.0.0/8, in by eth0).",
+    (*PORT_LABELS, "hop", "rule", "sources"),
+    collector=NAME,
+)
 
 
 def write(snapshot: Snapshot, out: Families) -> None:
@@ -56,6 +68,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     verdicts = port_verdicts(
         ports,
         snapshot.current("nat", NatFacts),
+        snapshot.current("firewall", FirewallFacts),
         snapshot.current("network", NetworkFacts),
     )
     for v in verdicts:
@@ -72,3 +85,6 @@ def write(snapshot: Snapshot, out: Families) -> None:
             out.add(PORT_BROKEN, 1, *labels, first.name)
         elif first is not None and v.verdict == UNKNOWN:
             out.add(PORT_UNKNOWN, 1, *labels, first.name)
+        elif first is not None and v.verdict == RESTRICTED:
+            for cut in first.cuts:
+                out.add(PORT_RESTRICTED, 1, *labels, first.name, cut.rule, cut.sources)

@@ -3,6 +3,7 @@ that broke (or could not be judged), with the reason."""
 
 from __future__ import annotations
 
+from exporter.collectors.firewall.facts import FirewallFacts
 from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.ports.facts import NAME, PortsFacts
@@ -18,6 +19,7 @@ def sections(snapshot: Snapshot) -> list[str]:
     verdicts = port_verdicts(
         ports,
         snapshot.current("nat", NatFacts),
+        snapshot.current("firewall", FirewallFacts),
         snapshot.current("network", NetworkFacts),
     )
     return [ports_table(verdicts, ports.containers is None)]
