@@ -39,11 +39,14 @@ lint: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q
 
+# Two workers (pytest-xdist): the tests under tests/integration run one after another on one of
+# them (they share the host's dockerd and kernel, see tests/conftest.py), the rest beside them.
+TEST_WORKERS ?= 2
 test: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -rfEs
+	$(BIN)/pytest -rfEs -n $(TEST_WORKERS) --dist loadgroup
 
 # The README's pictures: the dashboards drawn by Grafana's panel components in headless
 # Chromium from a real Prometheus (docs/pictures.md), and the /topology page by the browser test.
@@ -67,5 +70,6 @@ dashboards: $(BIN)/.installed
 
 # Every alert's promtool scenarios (generated) and the hand-written cases.
 rule-tests: $(BIN)/.installed
+	rm -rf $(CURDIR)/.rule-tests
 	$(BIN)/python -m mixin.alerts --check --tests-out $(CURDIR)/.rule-tests
-	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/generated.test.yml
+	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/*.test.yml

@@ -14,6 +14,7 @@ PACKAGES=(
     ipset                     # Docker 28.0.0's docker-ext-bridges-v4 set, for its FORWARD rules
     busybox-static            # the test images' root filesystem
     prometheus                # promtool and the end-to-end Prometheus
+    prometheus-alertmanager   # the storm-control end-to-end test; amtool checks its config
     iproute2 bridge-utils     # ip link/netns for veths and orphans; brctl show
     conntrack                 # conntrack tables, per network namespace
     podman                    # namespaces and veths that are not Docker's

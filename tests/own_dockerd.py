@@ -22,6 +22,7 @@ from typing import Any
 import docker
 
 from exporter.settings import Settings
+from tests.engine_client import timed_client
 from tests.helpers import Sample, parse, sample_once, wait_for
 
 # A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge.
@@ -172,7 +173,7 @@ class Ipv6Dockerd:
         return f"unix://{self.directory}/docker.sock"
 
     def client(self) -> Any:
-        return docker.DockerClient(base_url=self.host, version="auto")
+        return timed_client(self.host)
 
     def run(self, *command: str) -> str:
         """A command in the dockerd's network namespace (iptables as dockerd ran it)."""
@@ -213,11 +214,15 @@ def _engine_major(binary: str = "dockerd") -> int:
 
 @contextlib.contextmanager
 def ipv6_dockerd(
-    firewall: str = "nft", image: str = "dhe-test/busybox:latest", flags: tuple[str, ...] = ()
+    firewall: str = "nft",
+    image: str = "dhe-test/busybox:latest",
+    extra_config: dict[str, Any] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[Ipv6Dockerd]:
     """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
-    links them to the -legacy binaries, as a host that chose iptables-legacy would have. flags:
-    more of dockerd's flags (--userland-proxy=false)."""
+    links them to the -legacy binaries, as a host that chose iptables-legacy would have.
+    extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports).
+    flags: more of dockerd's flags (--userland-proxy=false)."""
     directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
     netns = directory.name
     (directory / "bin").mkdir()
@@ -235,6 +240,7 @@ def ipv6_dockerd(
     }
     if _engine_major() < 27:  # ip6tables was experimental until Docker 27
         config["experimental"] = True
+    config.update(extra_config or {})
     (directory / "daemon.json").write_text(json.dumps(config))
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()
@@ -274,7 +280,7 @@ def ipv6_dockerd(
         process = _start_in_netns(directory, command)
         made = Ipv6Dockerd(directory, netns, firewall, process, command)
         _wait_answers(made)
-        host_engine = docker.from_env()
+        host_engine = timed_client()
         own = made.client()
         try:
             own.images.load(b"".join(host_engine.images.get(image).save(named=True)))
@@ -323,7 +329,7 @@ def _remove_containers(directory: Path) -> None:
     """Force-remove the dockerd's containers first: stopping dockerd would wait out each
     container's stop timeout (busybox's sleep ignores SIGTERM as PID 1)."""
     with contextlib.suppress(Exception):
-        client = docker.DockerClient(base_url=f"unix://{directory}/docker.sock", version="auto")
+        client = timed_client(f"unix://{directory}/docker.sock")
         try:
             for container in client.containers.list(all=True):
                 container.remove(force=True)

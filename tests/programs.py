@@ -60,6 +60,8 @@ PACKAGE_OF: dict[str, str] = {
     "openssl": "openssl",
     "podman": "podman",
     "prometheus": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
     "promtool": "prometheus",
     "rm": "coreutils",
