@@ -587,7 +587,8 @@ def alerts(s: AlertSettings) -> list[Alert]:
             "{{ $labels.protocol }} port {{ $labels.host_port }} on {{ $labels.host_address }} "
             "(to {{ $labels.container_port }}), and the first hop on its path that is broken is "
             "{{ $labels.hop }} (dnat, forward, ip_forward, veth, bridge_port, proxy or "
-            "masquerade). `docker-host-exporter inspect` says why in its PUBLISHED PORTS table.",
+            "hairpin_masquerade). `docker-host-exporter inspect` says why in its PUBLISHED PORTS "
+            "table.",
             ports,
         ),
         Alert(

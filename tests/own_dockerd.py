@@ -217,10 +217,12 @@ def ipv6_dockerd(
     firewall: str = "nft",
     image: str = "dhe-test/busybox:latest",
     extra_config: dict[str, Any] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[Ipv6Dockerd]:
     """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
     links them to the -legacy binaries, as a host that chose iptables-legacy would have.
-    extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports)."""
+    extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports).
+    flags: more of dockerd's flags (--userland-proxy=false)."""
     directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
     netns = directory.name
     (directory / "bin").mkdir()
@@ -248,6 +250,15 @@ def ipv6_dockerd(
     made: Ipv6Dockerd | None = None
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
+        # Forwarding off, as on a fresh host: dockerd switches it on and sets the FORWARD
+        # policy to DROP, as it does there (a new namespace may inherit forwarding on, and
+        # then dockerd leaves the policy ACCEPT).
+        for sysctl in ("net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"):
+            subprocess.run(
+                ["nsenter", f"--net=/run/netns/{netns}", "sysctl", "-qw", sysctl],
+                check=True,
+                timeout=30,
+            )
         subprocess.run(
             ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
         )
@@ -264,6 +275,7 @@ def ipv6_dockerd(
             f"unix://{directory}/docker.sock",
             f"--bridge={V6_BRIDGE}",
             "--storage-driver=vfs",
+            *flags,
         )
         process = _start_in_netns(directory, command)
         made = Ipv6Dockerd(directory, netns, firewall, process, command)
