@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run inspect test lint unit pictures as-root alerts rule-tests dashboards
+.PHONY: run inspect test lint unit pictures as-root alerts rule-tests dashboards image dist
 
 # The test bed installs packages and starts dockerd: say so before building anything.
 as-root:
@@ -39,11 +39,14 @@ lint: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q
 
+# Two workers (pytest-xdist): the tests under tests/integration run one after another on one of
+# them (they share the host's dockerd and kernel, see tests/conftest.py), the rest beside them.
+TEST_WORKERS ?= 2
 test: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -rfEs
+	$(BIN)/pytest -rfEs -n $(TEST_WORKERS) --dist loadgroup
 
 # The README's pictures: the dashboards drawn by Grafana's panel components in headless
 # Chromium from a real Prometheus (docs/pictures.md), and the /topology page by the browser test.
@@ -67,5 +70,24 @@ dashboards: $(BIN)/.installed
 
 # Every alert's promtool scenarios (generated) and the hand-written cases.
 rule-tests: $(BIN)/.installed
+	rm -rf $(CURDIR)/.rule-tests
 	$(BIN)/python -m mixin.alerts --check --tests-out $(CURDIR)/.rule-tests
-	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/generated.test.yml
+	cd tests/rules && promtool test rules alerts.test.yml $(CURDIR)/.rule-tests/*.test.yml
+
+# The release's pieces, labelled with the version (written once, in exporter/__init__.py), the
+# commit and the source address (pyproject.toml's). BASE_IMAGE=dhe-test/debian:bookworm where no
+# registry is reachable (scripts/base-image.sh makes it).
+VERSION  = $(shell $(PYTHON) -c 'import exporter; print(exporter.__version__)')
+REVISION = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE   = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["urls"]["Source"])')
+BASE_IMAGE ?=
+image:
+	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		--build-arg SOURCE=$(SOURCE) -t docker-host-exporter:$(VERSION) .
+
+# sdist and wheel in dist/, checked as PyPI would check them.
+dist: $(BIN)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*

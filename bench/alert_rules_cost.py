@@ -8,7 +8,7 @@ Prometheus (Debian's, `promtool tsdb create-blocks-from openmetrics`), which the
 generated rules every 15 s; the numbers are its own `prometheus_rule_group_last_duration_seconds`.
 No root, no engine.
 
-    python -m bench.alert_rules_cost [--containers 250] [--hosts 4] [--hold 1h]
+    python -m bench.alert_rules_cost [--containers 250] [--hosts 4] [--hold 1h] [--rules F]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,10 @@ STEP = 15
 GROUP_DURATION = re.compile(
     r'prometheus_rule_group_last_duration_seconds\{rule_group="[^"]*;([^"]+)"\} (\S+)'
 )
-COLLECTORS = ("containers", "processes", "network", "nat", "daemon", "layers", "conntrack")
+COLLECTORS = (
+    "containers", "processes", "network", "nat", "firewall", "ports", "daemon", "layers",
+    "conntrack",
+)  # fmt: skip
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
@@ -105,6 +109,22 @@ def families(host: str, containers: int) -> Iterator[tuple[str, str, list[dict[s
     yield "docker_host_conntrack_entries", "gauge", [base]
     yield "docker_host_conntrack_entries_limit", "gauge", [base]
     yield "docker_host_conntrack_stat_insert_failed", "counter", [base]
+    yield (
+        "docker_host_filter_rule_missing",
+        "gauge",
+        [{**p, "network": "net0", "rule": "port_accept:tcp/80"} for p in ports]
+        + [{**base, "family": "ipv4", "network": f"net{i}", "container": "", "rule": "established"}
+           for i in range(6)],
+    )  # fmt: skip
+    yield "docker_host_filter_judged", "gauge", [{**base, "family": f} for f in ("ipv4", "ipv6")]
+    yield "docker_host_ip_forward", "gauge", [{**base, "family": f} for f in ("ipv4", "ipv6")]
+    yield (
+        "docker_host_bridge_info",
+        "gauge",
+        [{**base, "bridge": f"br-{i}", "network": f"net{i}", "network_id": f"{i:012x}",
+          "driver": "bridge", "subnet": f"172.{20 + i}.0.0/16", "stp": "disabled"}
+         for i in range(6)],
+    )  # fmt: skip
     yield "docker_host_conntrack_stat_drop", "counter", [base]
 
 
@@ -122,6 +142,9 @@ def value(name: str) -> str:
         "docker_host_nat_backend_readable",
         "docker_host_daemon_processes",
         "docker_host_daemon_config_file_valid",
+        "docker_host_filter_judged",
+        "docker_host_ip_forward",
+        "docker_host_bridge_info",
     )
     return "1" if name in healthy_one else "0"
 
@@ -152,8 +175,7 @@ def plain_rules(s: AlertSettings) -> str:
     groups = rule_groups(s)
     live = {a.name: a.live for a in alerts(s)}
     for group in groups["groups"]:
-        for r in group["rules"]:
-            r["expr"] = live[r["alert"]]
+        group["rules"] = [{**r, "expr": live[r["alert"]]} for r in group["rules"] if "alert" in r]
     return yaml.safe_dump(groups)
 
 
@@ -162,7 +184,21 @@ def scrape(url: str) -> str:
         return str(answer.read().decode())
 
 
-def main() -> None:
+def samples_read(base: str, rules: Path) -> dict[str, int]:
+    """The samples each group's expressions read in one evaluation (Prometheus's query stats,
+    totalQueryableSamples): what the rules cost, whatever the load on the machine."""
+    found: dict[str, int] = {}
+    for group in yaml.safe_load(rules.read_text())["groups"]:
+        total = 0
+        for r in group["rules"]:
+            query = urllib.parse.urlencode({"query": r["expr"], "stats": "all"})
+            answer = json.loads(scrape(f"{base}/api/v1/query?{query}"))
+            total += int(answer["data"]["stats"]["samples"]["totalQueryableSamples"])
+        found[group["name"]] = total
+    return found
+
+
+def main() -> None:  # noqa: PLR0915 - set up, run, report
     parser = argparse.ArgumentParser()
     parser.add_argument("--containers", type=int, default=250)
     parser.add_argument("--hosts", type=int, default=4)
@@ -170,6 +206,12 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=6)
     parser.add_argument(
         "--plain", action="store_true", help="the rules without the look-through, for comparison"
+    )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        help="evaluate this rules file instead of the generated one (another commit's, e.g. "
+        "git show main:deploy/prometheus/alerts.yml > before.yml)",
     )
     args = parser.parse_args()
     prometheus = shutil.which("prometheus")
@@ -188,7 +230,10 @@ def main() -> None:
         (work / "in.om").unlink()
         rules = work / "alerts.yml"
         settings = AlertSettings(blind_hold=args.hold)
-        rules.write_text(plain_rules(settings) if args.plain else render_rules(settings))
+        if args.rules is not None:
+            rules.write_text(args.rules.read_text())
+        else:
+            rules.write_text(plain_rules(settings) if args.plain else render_rules(settings))
         (work / "prometheus.yml").write_text(
             yaml.safe_dump(
                 {"global": {"evaluation_interval": f"{STEP}s"}, "rule_files": [str(rules)]}
@@ -202,6 +247,7 @@ def main() -> None:
         )  # fmt: skip
         try:
             durations: list[float] = []
+            by_group: dict[str, list[float]] = {}
             deadline = time.monotonic() + STEP * (args.evaluations + 4)
             seen: set[str] = set()
             while time.monotonic() < deadline and len(durations) < args.evaluations:
@@ -213,10 +259,14 @@ def main() -> None:
                 found = re.findall(GROUP_DURATION, text)
                 total = sum(float(v) for _, v in found)
                 stamp = ",".join(v for _, v in found)
-                if found and total > 0 and stamp not in seen:
+                # Every group evaluated at least once (a group not yet run reports 0).
+                if found and all(float(v) > 0 for _, v in found) and stamp not in seen:
                     seen.add(stamp)
                     durations.append(total)
+                    for name, v in found:
+                        by_group.setdefault(name, []).append(float(v))
             firing = json.loads(scrape(f"http://127.0.0.1:{port}/api/v1/alerts"))["data"]
+            read = samples_read(f"http://127.0.0.1:{port}", rules)
         finally:
             process.terminate()
             process.wait(30)
@@ -234,6 +284,11 @@ def main() -> None:
                     else None,
                     "all_groups_seconds_max": durations[-1] if durations else None,
                     "alerts_active": len(firing["alerts"]),
+                    "rules": str(args.rules) if args.rules else "generated",
+                    "samples_read_per_evaluation": read,
+                    "group_seconds_median": {
+                        name: sorted(v)[len(v) // 2] for name, v in sorted(by_group.items())
+                    },
                 },
                 indent=2,
             )

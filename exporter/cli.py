@@ -19,6 +19,7 @@ from exporter.options import Option
 from exporter.readers.docker_api import resolve_docker_host
 from exporter.recording import snapshot_json
 from exporter.report import render_report
+from exporter.revision import revision
 from exporter.sampler import Sampler
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, parse_duration
 from exporter.topology import TopologyPage, topology_svg
@@ -170,8 +171,22 @@ def build_parser(
         default="logfmt",
         help="log format (default: %(default)s)",
     )
-    add("--version", action="version", version=f"docker-host-exporter {__version__}")
+    add("--version", action=_VersionAction, nargs=0, help="print the version and exit")
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """argparse's own "version" action wraps the line at the terminal's width."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        sys.stdout.write(version_line() + "\n")
+        parser.exit()
+
+
+def version_line() -> str:
+    """What --version prints: the version, and the commit it was built from."""
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    return f"docker-host-exporter {__version__} (revision {revision()}, python {python})"
 
 
 def settings_from(args: argparse.Namespace, collectors: Sequence[CollectorDef]) -> Settings:
@@ -284,6 +299,7 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
             "address": settings.listen_address,
             "collectors": ",".join(c.name for c in enabled),
             "version": __version__,
+            "revision": revision(),
         },
     )
     stopping.wait()

@@ -25,6 +25,7 @@ from exporter.readers.docker_api import (
 from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
 from exporter.readers.inventory import DockerInventory
 from exporter.readers.netfilter import NetfilterReader, NetfilterReading
+from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
 
@@ -48,6 +49,16 @@ class Host:
         self._dockerd_lock = threading.Lock()
         # /proc/sys/net and /proc/net/ip_tables_names are read from the same procfs.
         self.netfilter = netfilter or NetfilterReader(procfs.root)
+        # Started without --pid=host and without the host's /proc, every verdict from /proc
+        # would be about the exporter's own container: found once, refused at every scan.
+        own = procfs_in_own_container(procfs.root)
+        self.procfs_refused = (
+            None
+            if own is None
+            else f"{procfs.root} shows the processes of the exporter's own container {own[:12]}, "
+            "not the host's: run it in the host's PID namespace (--pid=host), or mount the "
+            "host's /proc and name it (-v /proc:/host/proc:ro --path.procfs=/host/proc)"
+        )
 
     @classmethod
     def open(
@@ -113,6 +124,8 @@ class Tick:
     def proc_scan(self) -> ProcessScan:
         """The tick's pass over the process table."""
         with self._scan_lock:
+            if self._scan is None and self.host.procfs_refused is not None:
+                self._scan = self.host.procfs_refused
             if self._scan is None:
                 try:
                     self._scan = self.host.procfs.scan()

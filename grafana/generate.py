@@ -729,10 +729,11 @@ def nat(s: Settings) -> Board:
         descending=False,
         join_on="row",
         lead="One row per published port of a running container: whether every hop of its "
-        "path is whole (DNAT, FORWARD, IP forwarding, veth, bridge port, a listener in the "
-        "container, docker-proxy, MASQUERADE), and when not, the first broken one (or the "
-        "first that could not be judged: unknown, never counted as broken; or restricted: "
-        "whole, but a filter rule drops some sources' connections). "
+        "paths is whole (DNAT, FORWARD, IP forwarding, veth, bridge port, a listener in the "
+        "container, docker-proxy, the per-port hairpin MASQUERADE: those its address and "
+        "userland-proxy put on a path), and when not, the first broken one (or the first that "
+        "could not be judged: unknown, never counted as broken; or restricted: whole, but a "
+        "filter rule drops some sources' connections). "
         "`docker-host-exporter inspect` gives the reason.",
         height=8,
     )

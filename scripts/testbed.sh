@@ -14,6 +14,7 @@ PACKAGES=(
     ipset                     # Docker 28.0.0's docker-ext-bridges sets (its recorded replay too)
     busybox-static            # the test images' root filesystem
     prometheus                # promtool and the end-to-end Prometheus
+    prometheus-alertmanager   # the storm-control end-to-end test; amtool checks its config
     iproute2 bridge-utils     # ip link/netns for veths and orphans; brctl show
     conntrack                 # conntrack tables, per network namespace
     podman                    # namespaces and veths that are not Docker's
@@ -25,6 +26,10 @@ PACKAGES=(
     ethtool net-tools         # bench/veth.sh, the blog post's script the benchmark times
     chromium chromium-driver  # the /topology page in a real browser (Selenium drives it)
     nodejs                    # node and npm: grafana/pictures/build.sh bundles the pictures' page
+    systemd                   # systemd-analyze verify/security on deploy/systemd's unit (not as init)
+    pipx                      # the unit's install steps (pipx install .)
+    git                       # the release test builds from a clean clone
+    strace                    # the systemd unit's seccomp filter, checked against a trace
 )
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd-testbed.log}
 BASE_IMAGE=dhe-test/busybox:latest

@@ -14,12 +14,64 @@ from typing import Any
 import docker
 import pytest
 
+from tests.engine_client import timed_client
 from tests.podman import podman_ready
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_IMAGE = "dhe-test/busybox:latest"
 TEST_LABEL = "dhe-test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# `make test` runs pytest-xdist with --dist loadgroup (docs/testing.md). Every test under
+# tests/integration is in one group, HOST_GROUP, so those tests run one after another on one
+# worker, in file order, as without xdist: they share the host's dockerd, kernel, bridges
+# (docker0, dhd-br0) and firewall, and many judge the whole host, so two at once would disturb
+# each other. The rest (tests/unit: no root, no engine, nothing of the host) is spread over the
+# workers beside them, and so is an integration module marked `host_free` (it runs a tool on
+# files, say, and neither reads nor changes anything of the host). Where a test lives decides:
+# one that needs root, an engine, a kernel object or a process of its own goes in
+# tests/integration and is in the host group without further ado.
+HOST_GROUP = "host"
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def xdist_group_of(path: Path, host_free: bool) -> str | None:
+    """A test's xdist group: HOST_GROUP under tests/integration unless marked host_free."""
+    return HOST_GROUP if INTEGRATION in path.parents and not host_free else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "host_free: an integration test that reads and changes nothing of the host's (no engine,"
+        " no kernel object, no exporter on the host): it may run beside the host group",
+    )
+
+
+def _host_group(item: pytest.Item) -> bool:
+    host_free = item.get_closest_marker("host_free") is not None
+    return xdist_group_of(item.path, host_free) == HOST_GROUP
+
+
+# tryfirst: an xdist worker turns the mark into the node id's `@host` suffix, which is what the
+# scheduler groups by, in a hook of its own that would otherwise run before this one.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _host_group(item):
+            item.add_marker(pytest.mark.xdist_group(HOST_GROUP))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker under --dist loadgroup: stop before running anything if a host test
+    is not in the group (the tests would run on both workers at once)."""
+    config = session.config
+    if not hasattr(config, "workerinput") or config.getoption("dist", None) != "loadgroup":
+        return
+    loose = [i.nodeid for i in session.items if _host_group(i) and "@" not in i.nodeid]
+    if loose:
+        raise pytest.UsageError(f"host tests outside the xdist group {HOST_GROUP}: {loose[:3]}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,9 +114,10 @@ def podman_engine(root: None) -> None:
 
 @pytest.fixture(scope="session")
 def engine(root: None) -> Iterator[Any]:
-    """A real Docker engine with the test bed's images (scripts/testbed.sh)."""
+    """A real Docker engine with the test bed's images (scripts/testbed.sh), through a client
+    whose every call has a deadline (tests/engine_client.py)."""
     try:
-        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto")
+        client = timed_client()
         client.images.get(BASE_IMAGE)
     except Exception as exc:
         unavailable(f"no Docker engine with {BASE_IMAGE}: {exc} (run scripts/testbed.sh)")
@@ -72,6 +125,19 @@ def engine(root: None) -> Iterator[Any]:
     for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
         container.remove(force=True)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def exporter_image_tag(engine: Any) -> Iterator[str]:
+    """The exporter's image built from this checkout once for the session (the slowest set-up in
+    the suite; the tests that run it change nothing in it), under a tag of the session's own:
+    another checkout's session may build the shared tag meanwhile."""
+    from tests import exporter_image  # noqa: PLC0415 (engine tests only)
+
+    tag = exporter_image.build(f"dhe-test/exporter:session-{uuid.uuid4().hex[:6]}")
+    yield tag
+    with contextlib.suppress(docker.errors.DockerException):
+        engine.images.remove(tag, force=True)
 
 
 class Containers:

@@ -7,14 +7,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
+
+from exporter import __version__
+from exporter.revision import checkout_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "dhe-test/debian:bookworm"
 IMAGE = "dhe-test/exporter:test"
 WHEELHOUSE = ROOT / "deploy" / "docker" / "wheelhouse"
+# Where the project is published, as `make image` reads it: pyproject.toml's one place.
+SOURCE = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
 CAPABILITIES = ["SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW"]
+
+
+def labels() -> dict[str, str]:
+    """The build arguments `make image` passes: the version, the commit, the source address."""
+    return {
+        "VERSION": __version__,
+        "REVISION": checkout_revision(ROOT) or "unknown",
+        "SOURCE": SOURCE,
+    }
 
 
 def build(tag: str = IMAGE) -> str:
@@ -49,6 +64,11 @@ def build(tag: str = IMAGE) -> str:
             f"BASE_IMAGE={BASE}",
             "--build-arg",
             "PIP_NO_INDEX=1",
+            *(
+                arg
+                for name, value in labels().items()
+                for arg in ("--build-arg", f"{name}={value}")
+            ),
             "-t",
             tag,
             str(ROOT),

@@ -22,6 +22,7 @@ from typing import Any
 import docker
 
 from exporter.settings import Settings
+from tests.engine_client import timed_client
 from tests.helpers import Sample, parse, sample_once, wait_for
 
 # A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge.
@@ -172,7 +173,7 @@ class Ipv6Dockerd:
         return f"unix://{self.directory}/docker.sock"
 
     def client(self) -> Any:
-        return docker.DockerClient(base_url=self.host, version="auto")
+        return timed_client(self.host)
 
     def run(self, *command: str) -> str:
         """A command in the dockerd's network namespace (iptables as dockerd ran it)."""
@@ -213,10 +214,15 @@ def _engine_major(binary: str = "dockerd") -> int:
 
 @contextlib.contextmanager
 def ipv6_dockerd(
-    firewall: str = "nft", image: str = "dhe-test/busybox:latest"
+    firewall: str = "nft",
+    image: str = "dhe-test/busybox:latest",
+    extra_config: dict[str, Any] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[Ipv6Dockerd]:
     """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
-    links them to the -legacy binaries, as a host that chose iptables-legacy would have."""
+    links them to the -legacy binaries, as a host that chose iptables-legacy would have.
+    extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports).
+    flags: more of dockerd's flags (--userland-proxy=false)."""
     directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
     netns = directory.name
     (directory / "bin").mkdir()
@@ -234,6 +240,7 @@ def ipv6_dockerd(
     }
     if _engine_major() < 27:  # ip6tables was experimental until Docker 27
         config["experimental"] = True
+    config.update(extra_config or {})
     (directory / "daemon.json").write_text(json.dumps(config))
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()
@@ -243,6 +250,15 @@ def ipv6_dockerd(
     made: Ipv6Dockerd | None = None
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
+        # Forwarding off, as on a fresh host: dockerd switches it on and sets the FORWARD
+        # policy to DROP, as it does there (a new namespace may inherit forwarding on, and
+        # then dockerd leaves the policy ACCEPT).
+        for sysctl in ("net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"):
+            subprocess.run(
+                ["nsenter", f"--net=/run/netns/{netns}", "sysctl", "-qw", sysctl],
+                check=True,
+                timeout=30,
+            )
         subprocess.run(
             ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
         )
@@ -259,11 +275,12 @@ def ipv6_dockerd(
             f"unix://{directory}/docker.sock",
             f"--bridge={V6_BRIDGE}",
             "--storage-driver=vfs",
+            *flags,
         )
         process = _start_in_netns(directory, command)
         made = Ipv6Dockerd(directory, netns, firewall, process, command)
         _wait_answers(made)
-        host_engine = docker.from_env()
+        host_engine = timed_client()
         own = made.client()
         try:
             own.images.load(b"".join(host_engine.images.get(image).save(named=True)))
@@ -312,7 +329,7 @@ def _remove_containers(directory: Path) -> None:
     """Force-remove the dockerd's containers first: stopping dockerd would wait out each
     container's stop timeout (busybox's sleep ignores SIGTERM as PID 1)."""
     with contextlib.suppress(Exception):
-        client = docker.DockerClient(base_url=f"unix://{directory}/docker.sock", version="auto")
+        client = timed_client(f"unix://{directory}/docker.sock")
         try:
             for container in client.containers.list(all=True):
                 container.remove(force=True)

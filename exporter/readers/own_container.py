@@ -51,3 +51,13 @@ def own_container_id(self_dir: str | Path = "/proc/self") -> str | None:
         if found:
             return found
     return None
+
+
+def procfs_in_own_container(procfs: str | Path, self_dir: str | Path = "/proc/self") -> str | None:
+    """The exporter's own container id when `procfs` shows that container's processes instead
+    of the host's (started without --pid=host and without the host's /proc mounted): its PID 1
+    is then in the container we are in. None when it is another's view, or we are in none."""
+    own = own_container_id(self_dir)
+    if own is None:
+        return None
+    return own if own_container_id(Path(procfs) / "1") == own else None

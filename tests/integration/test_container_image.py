@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def image(engine: Any) -> str:
-    return exporter_image.build()
+def image(exporter_image_tag: str) -> str:
+    return exporter_image_tag
 
 
 def shared_namespace_alerts(promtool: str, samples: list[Any], container: Any) -> int:

@@ -56,7 +56,11 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(targets: list[str], rules: Path | None = None) -> Iterator[Prometheus]:
+def prometheus(
+    targets: list[str],
+    rules: Path | None = None,
+    scrape_configs: list[dict[str, Any]] | None = None,
+) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is part of the test bed"
     workdir = Path(tempfile.mkdtemp(prefix="dhe-prom-"))
@@ -64,7 +68,8 @@ def prometheus(targets: list[str], rules: Path | None = None) -> Iterator[Promet
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules or ROOT / "deploy" / "prometheus" / "alerts.yml")],
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+        "scrape_configs": scrape_configs
+        or [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("wb")
@@ -548,9 +553,11 @@ def test_alerts_hold_while_their_collector_fails_or_loses_a_privilege(
 
 
 @pytest.fixture(scope="module")
-def own_image(engine: Any) -> str:
-    # A tag of our own: other tests may build the shared tag from another checkout meanwhile.
-    return exporter_image.build(f"dhe-test/exporter:e2e-{uuid.uuid4().hex[:6]}")
+def own_image(engine: Any, exporter_image_tag: str) -> str:
+    # The session's build under a second tag of this test's own, which the test removes.
+    tag = f"e2e-{uuid.uuid4().hex[:6]}"
+    engine.images.get(exporter_image_tag).tag("dhe-test/exporter", tag)
+    return f"dhe-test/exporter:{tag}"
 
 
 def test_no_host_namespace_alert_for_the_exporters_own_container(

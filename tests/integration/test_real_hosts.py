@@ -22,6 +22,7 @@ from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import Sample, sample_once, select, value, wait_for
 from tests.host_objects import ip, veth_into
 from tests.podman import podman_container
+from tests.swarm import swarm_lock, swarm_state
 
 pytestmark = pytest.mark.integration
 
@@ -62,19 +63,24 @@ def docker_cli(*args: str, timeout: float = 120) -> str:
 
 @pytest.fixture
 def swarm(engine: Any) -> Iterator[Any]:
-    """A single-node swarm on the test bed's engine, left however the test ends."""
-    if engine.info().get("Swarm", {}).get("LocalNodeState") == "active":
-        pytest.fail("the test bed's engine is already in a swarm: leave it first")
-    docker_cli("swarm", "init", "--advertise-addr", "127.0.0.1")
-    try:
-        yield engine
-    finally:
-        with contextlib.suppress(Exception):  # the test may have left the swarm itself
-            for service in engine.services.list(filters={"label": "dhe-test"}):
-                service.remove()
-        subprocess.run(
-            ["docker", "swarm", "leave", "--force"], check=False, capture_output=True, timeout=120
-        )
+    """A single-node swarm on the test bed's engine, left however the test ends (the test
+    leaves it itself: so it must be the one that made it)."""
+    with swarm_lock():
+        if swarm_state(engine) == "active":
+            pytest.fail("the test bed's engine is already in a swarm: leave it first")
+        docker_cli("swarm", "init", "--advertise-addr", "127.0.0.1")
+        try:
+            yield engine
+        finally:
+            with contextlib.suppress(Exception):  # the test may have left the swarm itself
+                for service in engine.services.list(filters={"label": "dhe-test"}):
+                    service.remove()
+            subprocess.run(
+                ["docker", "swarm", "leave", "--force"],
+                check=False,
+                capture_output=True,
+                timeout=120,
+            )
 
 
 def test_swarm_node_has_no_orphan_and_no_missing_rule(swarm: Any) -> None:

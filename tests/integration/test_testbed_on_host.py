@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import unavailable
 from tests.programs import BASE, PACKAGE_OF, packages_of_testbed, scan
 
-pytestmark = pytest.mark.integration
+# dpkg's database, read only: runs beside the host group (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.host_free]
 
 BIN_DIRS = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
 

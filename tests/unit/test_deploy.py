@@ -9,6 +9,9 @@ from typing import Any
 
 import yaml
 
+from mixin import scrape
+from mixin.alerts import AlertSettings, alerts
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CAPABILITIES = {"SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW"}
@@ -45,3 +48,59 @@ def test_prometheusrule_is_the_alert_rules() -> None:
     (monitor,) = documents(DEPLOY / "kubernetes" / "podmonitor.yaml")
     assert monitor["kind"] == "PodMonitor"
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+# -- the shipped scrape configurations and Alertmanager configuration -------------------------
+
+
+def test_the_podmonitor_keeps_the_exporters_labels_and_one_instance_per_node() -> None:
+    """Through the operator's relabelling: instance is the node, the exporter's `container`
+    and `namespace` win (honorLabels), and nothing that changes on a rollout is left."""
+    config = scrape.shipped()["podmonitor"]
+    assert config["honor_labels"] is True
+    before = scrape.target_labels(scrape.pod("node-1", "dhe-7xk2p", "10.0.0.7:9747"), config)
+    after = scrape.target_labels(scrape.pod("node-1", "dhe-q9m4t", "10.0.0.9:9747"), config)
+    assert before == after == {"job": "docker-host-exporter", "instance": "node-1"}
+    series = scrape.scraped(before, {"container": "web", "namespace": "pid"}, honor=True)
+    assert series["container"] == "web" and series["namespace"] == "pid"
+    # What the shipped PodMonitor of before this fix did: the exporter's pod named every series.
+    old = {**config, "honor_labels": False, "relabel_configs": config["relabel_configs"][:-1]}
+    broken = scrape.target_labels(scrape.pod("node-1", "dhe-7xk2p"), old)
+    assert broken is not None and broken["pod"] == "dhe-7xk2p"
+    assert scrape.scraped(broken, {"container": "web"}, honor=False)["container"] == "exporter"
+    # Another app's pod is not scraped.
+    other = {**scrape.pod("node-1", "x"), "__meta_kubernetes_pod_label_app_kubernetes_io_name": "x"}
+    assert scrape.target_labels(other, config) is None
+
+
+def test_static_and_file_configs_name_the_host_without_its_port() -> None:
+    configs = scrape.shipped()
+    assert set(configs) == {"docker-host-exporter", "docker-host-exporter-files", "podmonitor"}
+    for name in ("docker-host-exporter", "docker-host-exporter-files"):
+        labels = scrape.target_labels(scrape.discovered(name, "docker-host-1"), configs[name])
+        assert labels is not None and labels["instance"] == "docker-host-1", name
+        assert labels["job"] == "docker-host-exporter" and configs[name]["honor_labels"], name
+    targets = yaml.safe_load((DEPLOY / "prometheus" / "targets.yml").read_text())
+    assert all(t["targets"] for t in targets)
+
+
+def test_the_alertmanager_config_inhibits_under_host_wide_causes() -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    names = {a.name for a in alerts(AlertSettings())}
+    assert config["route"]["group_by"] == ["cluster", "instance", "alertname"]
+    sources = set()
+    for rule in config["inhibit_rules"]:
+        assert rule["equal"] == ["cluster", "instance"]
+        (source,) = rule["source_matchers"]
+        sources.add(source.split('"')[1])
+        for matcher in rule["target_matchers"]:
+            for name in matcher.split('"')[1].split("|"):
+                assert name in names, name
+    assert sources <= names
+    assert {
+        "DockerHostFirewallRulesGone",
+        "DockerHostIPForwardingOff",
+        "DockerHostDaemonDown",
+        "DockerHostExporterDown",
+        "DockerHostVerdictUnknown",
+    } == sources

@@ -378,7 +378,15 @@ def test_firewall_reload_flush_makes_every_network_rule_missing() -> None:
             assert ("ipv4", network, "", rule) in gone
     assert ("ipv4", "", "", "jump_docker_user") in gone
     assert ("ipv4", "bridge", "web", "port_accept:tcp/80") in gone
-    assert port(nat)[0] == "broken"
+    # ... but under FORWARD policy ACCEPT the port's packets are forwarded all the same.
+    assert port(nat) == (
+        "ok",
+        "no ACCEPT in DOCKER for 172.17.0.2 tcp/80, but the forward path accepts it",
+    )
+    assert port(facts("-P FORWARD DROP\n")) == (
+        "broken",
+        "no ACCEPT in DOCKER for 172.17.0.2 tcp/80",
+    )
     # An engine of 28 or later is expected to write its DOCKER-FORWARD layout back.
     nat28 = facts("-P FORWARD ACCEPT\n", version="28.5.2")
     assert filter_layout(nat28, "ipv4") == FORWARD_LAYOUT

@@ -15,11 +15,12 @@ from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.firewall.facts import FirewallFacts, ForwardingSwitches
 from exporter.collectors.firewall.judge import port_path_suspects
 from exporter.collectors.nat.facts import NatExpectations, NatFacts
+from exporter.collectors.nat.judge import hairpin_suspects, unmet_or_hairpin
 from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.ports import paths
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import (
     BROKEN,
-    HOPS,
     NOT_JUDGED,
     OK,
     RESTRICTED,
@@ -331,7 +332,7 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
         TCP80_V6: (OK, None),
         UDP53: (OK, None),
     }
-    assert tuple(h.name for h in found[TCP80].hops) == HOPS
+    assert tuple(h.name for h in found[TCP80].hops) == paths.HOPS
     states = {h.name: h.state for h in found[TCP80].hops}
     assert states == {
         "dnat": OK,
@@ -341,7 +342,8 @@ def test_a_whole_path_is_ok_and_every_hop_is_judged() -> None:
         "bridge_port": OK,
         "listener": OK,
         "proxy": OK,
-        "masquerade": OK,
+        # userland-proxy on (the default): containers reach the port through docker-proxy.
+        "hairpin_masquerade": NOT_JUDGED,
     }
     # No ip6tables NAT here: docker-proxy serves the IPv6 binding, nothing is forwarded, so
     # IPv6 forwarding being off breaks nothing.
@@ -448,28 +450,176 @@ def test_a_drop_of_some_sources_makes_the_port_restricted_not_ok() -> None:
     assert "RESTRICTED" in row and "from 10.77.2.2/32" in row
 
 
-def test_a_missing_dnat_is_the_first_broken_hop() -> None:
+def test_a_missing_dnat_is_the_first_broken_hop_unless_docker_proxy_serves_it() -> None:
     nat = replace(
         NAT,
         rules=(MASQUERADE, dnat(UDP53)),
         earlier_missing=(f"dnat/ipv4/{WEB_ID}/tcp/8080",),
     )
     quiet = replace(PORTS, listeners=(ContainerListeners(WEB_ID, 100, ()),))
-    found = verdicts(replace(quiet, earlier_suspects=suspect_keys(quiet)), nat=nat)
+    confirmed = replace(quiet, earlier_suspects=suspect_keys(quiet))
+    # userland-proxy off: nothing else takes the packets.
+    found = verdicts(replace(confirmed, userland_proxy=False, proxies=()), nat=nat)
     assert first(found[TCP80]) == (BROKEN, "dnat")  # first on the path, listener after it
     assert first(found[UDP53]) == (BROKEN, "listener")
+    # userland-proxy on: without its DNAT the packets reach docker-proxy, through filter INPUT,
+    # which is not read: forwarding is off its path, the DNAT unknown, never broken.
+    served = verdicts(confirmed, nat=nat)[TCP80]
+    assert first(served) == (BROKEN, "listener")
+    states = {h.name: (h.state, h.reason) for h in served.hops}
+    assert states["dnat"][0] == UNKNOWN
+    assert states["dnat"][1].startswith("no DNAT: docker-proxy may serve it instead")
+    assert states["forward"][0] == states["ip_forward"][0] == NOT_JUDGED
+    assert first(verdicts(nat=nat)[TCP80]) == (UNKNOWN, "dnat")
+    # ... but with its docker-proxy gone too, broken at the DNAT.
+    both = replace(confirmed, proxies=PROXIES[1:], earlier_suspects=suspect_keys(confirmed))
+    assert first(verdicts(both, nat=nat)[TCP80]) == (BROKEN, "dnat")
     # Missing in one nat reading only: not judged broken by nat, so not here either.
-    assert verdicts(nat=replace(nat, earlier_missing=()))[TCP80].verdict == OK
+    off = replace(PORTS, userland_proxy=False, proxies=())
+    assert verdicts(off, nat=replace(nat, earlier_missing=()))[TCP80].verdict == UNKNOWN
 
 
-def test_missing_masquerade_and_unreadable_nat() -> None:
+def test_the_network_masquerade_is_on_no_inbound_path() -> None:
+    """Replies to an inbound connection are un-NATed by its conntrack entry: a network without
+    its MASQUERADE still serves its published ports (nat reports the rule missing)."""
     nat = replace(
         NAT, rules=(dnat(TCP80), dnat(UDP53)), earlier_missing=("masquerade/bridge/172.17.0.0/16",)
     )
-    assert first(verdicts(nat=nat)[TCP80]) == (BROKEN, "masquerade")
+    assert all(v.verdict == OK for v in verdicts(nat=nat).values())
     unreadable = replace(NAT, backends=(replace(NFT, readable=False), LEGACY))
     assert first(verdicts(nat=unreadable)[TCP80]) == (UNKNOWN, "dnat")
     assert first(verdicts(nat=None)[TCP80]) == (UNKNOWN, "dnat")
+
+
+LOOPBACK = PublishedPort("tcp", "127.0.0.1", 8081, 80)
+LOOPBACK_WEB = replace(WEB, ports=(LOOPBACK,))
+LOOPBACK_PROXY = ProxyProcess("tcp", "127.0.0.1", 8081, "172.17.0.2", 80)
+
+
+LOOPBACK_EXPECT = NatExpectations(networks=(BRIDGE,), containers=(LOOPBACK_WEB,))
+
+
+def loopback_nat(*rules: NatRule) -> NatFacts:
+    """nat's facts for LOOPBACK_WEB, its DNAT confirmed missing when not among the rules."""
+    nat = replace(NAT, rules=rules, expectations=LOOPBACK_EXPECT)
+    return replace(nat, earlier_missing=(f"dnat/ipv4/{WEB_ID}/tcp/8081",))
+
+
+def loopback_fw(filter_text: str = FILTER) -> FirewallFacts:
+    return second_reading(replace(fw_facts(filter_text), expectations=LOOPBACK_EXPECT))
+
+
+def test_a_loopback_binding_with_userland_proxy_on_is_docker_proxy_s() -> None:
+    ports = replace(PORTS, containers=(LOOPBACK_WEB,), proxies=(LOOPBACK_PROXY,))
+    # Its DNAT and its FORWARD accept gone: neither is on its path (nat OUTPUT skips
+    # 127.0.0.0/8), the port still works.
+    accept = "-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    nat, fw = loopback_nat(MASQUERADE), loopback_fw(FILTER.replace(accept + "\n", ""))
+    found = verdicts(ports, nat=nat, fw=fw)[LOOPBACK]
+    assert found.verdict == OK
+    states = {h.name: h.state for h in found.hops}
+    assert states == {
+        "dnat": NOT_JUDGED,
+        "forward": NOT_JUDGED,
+        "ip_forward": NOT_JUDGED,
+        "veth": OK,
+        "bridge_port": OK,
+        "listener": OK,
+        "proxy": OK,
+        "hairpin_masquerade": NOT_JUDGED,
+    }
+    assert "off the path" in {h.name: h.reason for h in found.hops}["dnat"]
+    # Its docker-proxy gone: broken there.
+    gone = replace(ports, proxies=())
+    gone = replace(
+        gone, userland_proxy=True, earlier_suspects=suspect_keys(replace(gone, userland_proxy=True))
+    )
+    assert first(verdicts(gone, nat=nat, fw=fw)[LOOPBACK]) == (BROKEN, "proxy")
+
+
+def test_a_loopback_binding_with_userland_proxy_off_is_dnated_in_output() -> None:
+    ports = replace(PORTS, containers=(LOOPBACK_WEB,), proxies=(), userland_proxy=False)
+    hairpin = replace(dnat(LOOPBACK), in_interface=None, in_negated=False)
+    found = verdicts(ports, nat=loopback_nat(MASQUERADE, hairpin), fw=loopback_fw())[LOOPBACK]
+    assert found.verdict == OK
+    states = {h.name: h.state for h in found.hops}
+    assert (states["dnat"], states["forward"], states["ip_forward"]) == (OK, NOT_JUDGED, NOT_JUDGED)
+    gone = verdicts(ports, nat=loopback_nat(MASQUERADE), fw=loopback_fw())[LOOPBACK]
+    assert first(gone) == (BROKEN, "dnat")
+
+
+def per_port_masquerade(address: str = "172.17.0.2", port: int = 80) -> NatRule:
+    return replace(
+        MASQUERADE,
+        source=f"{address}/32",
+        destination=f"{address}/32",
+        out_interface=None,
+        out_negated=False,
+        protocol="tcp",
+        dport=port,
+    )
+
+
+def nat_second_reading(nat: NatFacts) -> NatFacts:
+    """nat's facts as its confirming second reading gives them."""
+    return replace(nat, earlier_missing=unmet_or_hairpin(nat))
+
+
+def test_hairpin_mode_needs_the_per_port_masquerade() -> None:
+    """userland-proxy off: a container reaching its own port through the host's address is
+    DNAT'ed back to itself, and needs `-s C -d C -p tcp --dport 80 -j MASQUERADE`."""
+    hairpin = [replace(dnat(p), in_interface=None, in_negated=False) for p in (TCP80, UDP53)]
+    off = replace(PORTS, proxies=(), userland_proxy=False)
+    whole = replace(
+        NAT, rules=(MASQUERADE, *hairpin, per_port_masquerade(), per_port_masquerade(port=53))
+    )
+    whole = replace(whole, rules=(*whole.rules[:-1], replace(whole.rules[-1], protocol="udp")))
+    assert hairpin_suspects(whole) == ()
+    found = verdicts(off, nat=whole)
+    assert {h.name: h.state for h in found[TCP80].hops}["hairpin_masquerade"] == OK
+    assert found[TCP80].verdict == found[UDP53].verdict == OK
+    gone = replace(whole, rules=(MASQUERADE, *hairpin, whole.rules[-1]))
+    assert hairpin_suspects(gone) == ("hairpin/ipv4/172.17.0.2/tcp/80",)
+    assert first(verdicts(off, nat=gone)[TCP80]) == (UNKNOWN, "hairpin_masquerade")
+    found = verdicts(off, nat=nat_second_reading(gone))
+    assert first(found[TCP80]) == (BROKEN, "hairpin_masquerade")
+    assert "-s 172.17.0.2 -d 172.17.0.2 -p tcp --dport 80 -j MASQUERADE" in reason(found[TCP80])
+    assert found[UDP53].verdict == OK
+    # userland-proxy on: the DNAT skips the bridge's packets, docker-proxy takes them; the
+    # rule 20.10 still writes is off every path.
+    on = verdicts(nat=nat_second_reading(NAT))
+    assert {h.name: h.state for h in on[TCP80].hops}["hairpin_masquerade"] == NOT_JUDGED
+    # dockerd's setting unknown: on a path under one setting only, so never broken.
+    unknown = verdicts(replace(off, userland_proxy=None), nat=nat_second_reading(gone))
+    assert {h.name: h.state for h in unknown[TCP80].hops}["hairpin_masquerade"] == UNKNOWN
+
+
+def test_ipv6_bindings_served_by_nothing_known_are_never_ok() -> None:
+    # No IPv6 NAT here: docker-proxy alone serves the [::] binding; with it off, nothing does.
+    off = verdicts(replace(PORTS, userland_proxy=False, proxies=()))
+    assert off[TCP80].verdict == OK
+    assert first(off[TCP80_V6]) == (UNKNOWN, "proxy")
+    assert "userland-proxy is off and" in reason(off[TCP80_V6])
+    # ::1 with the proxy on is docker-proxy's, as 127.0.0.1 is.
+    v6_loopback = PublishedPort("tcp", "::1", 8082, 80)
+    web = replace(WEB, ports=(v6_loopback,))
+    proxy = ProxyProcess("tcp", "::1", 8082, "172.17.0.2", 80)
+    ports = replace(PORTS, containers=(web,), proxies=(proxy,))
+    assert verdicts(ports)[v6_loopback].verdict == OK
+    assert paths.scope("::1") == paths.LOOPBACK6
+    assert (paths.LOOPBACK6, False) in paths.UNPROVEN
+
+
+def test_the_paths_are_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "port-paths.md").read_text()
+    assert paths.table() in doc, "run python -m exporter.collectors.ports.paths into the doc"
+    for (binding, proxy_on), routes in paths.PATHS.items():
+        assert binding in paths.SCOPES and isinstance(proxy_on, bool)
+        for route in routes:
+            assert set(route.hops) <= set(paths.HOPS)
+    assert paths.scope("0.0.0.0") == paths.scope("::") == paths.ANY
+    assert paths.scope("127.0.0.1") == paths.LOOPBACK
+    assert paths.scope("192.0.2.1") == paths.ADDRESS
 
 
 def test_no_firewall_managed_means_docker_proxy_serves_everything() -> None:

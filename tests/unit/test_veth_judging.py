@@ -4,6 +4,7 @@ whether a veth is Docker's to judge at all. No root, no interfaces of this host.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from exporter.collectors.containers.judge import Inventory
 from exporter.collectors.network.facts import NetworkFacts
@@ -15,6 +16,7 @@ from exporter.readers.network import ContainerNetns, PeerLink
 from exporter.readers.own_container import (
     container_id_from_cgroup,
     container_id_from_mountinfo,
+    procfs_in_own_container,
 )
 
 CID = "c" * 64
@@ -238,3 +240,27 @@ def test_own_container_from_mountinfo_or_cgroup() -> None:
     assert container_id_from_cgroup(f"0::/system.slice/docker-{CID}.scope\n") == CID
     assert container_id_from_cgroup("0::/\n") is None
     assert container_id_from_cgroup("0::/user.slice/user-0.slice/session-1.scope\n") is None
+
+
+def test_a_procfs_showing_the_exporters_own_container_is_told_apart(tmp_path: Path) -> None:
+    """Started without --pid=host and without the host's /proc, PID 1 of the procfs is in the
+    exporter's own container; the host's /proc (mounted anywhere) or no container at all is
+    not refused."""
+    mounted = (
+        f"139 96 254:0 /var/lib/docker/containers/{CID}/hostname /etc/hostname rw,relatime "
+        "- ext4 /dev/vda rw\n"
+    )
+
+    def proc(name: str, mountinfo: str, cgroup: str) -> Path:
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "mountinfo").write_text(mountinfo)
+        (tmp_path / name / "cgroup").write_text(cgroup)
+        return tmp_path / name
+
+    me = proc("self", MOUNTINFO + mounted, "0::/\n")
+    proc("own/1", MOUNTINFO + mounted, "0::/\n")
+    proc("host/1", MOUNTINFO, "0::/init.scope\n")
+    proc("bare/self", MOUNTINFO, "0::/user.slice\n")
+    assert procfs_in_own_container(tmp_path / "own", me) == CID
+    assert procfs_in_own_container(tmp_path / "host", me) is None
+    assert procfs_in_own_container(tmp_path / "host", tmp_path / "bare" / "self") is None

@@ -1028,7 +1028,7 @@ def _through_bases(ix: FilterIndex, packet: _Packet) -> FilterVerdict | None:
     return _restricted(cuts, "accepted") if cuts else None
 
 
-def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
+def forward_verdict(  # noqa: PLR0911, PLR0917 (a return per verdict; the port verdicts call it so)
     judged: FirewallFacts | FilterIndex,
     family: str,
     container_address: str,
@@ -1061,10 +1061,19 @@ def forward_verdict(  # noqa: PLR0917 (the signature the port verdicts call)
     nft = view.layout == NFTABLES_LAYOUT
     accept_chain = f"filter-forward-in__{bridge}" if nft else "DOCKER"
     target = PublishedTarget("", "", bridge, container_address, protocol, container_port, family)
-    if not _has_port_accept(ix, family, accept_chain, target):
-        address_port = f"{container_address} {protocol}/{container_port}"
-        return FilterVerdict("broken", f"no ACCEPT in {accept_chain} for {address_port}")
     verdict = _through_bases(ix, packet)
+    if not _has_port_accept(ix, family, accept_chain, target):
+        # Without its ACCEPT the packet falls through: to Docker 28's per-bridge DROP, or to the
+        # FORWARD policy: DROP as Docker sets it when it switched forwarding on itself, but
+        # ACCEPT on a host that had forwarding on already, where the port still works. Only a
+        # walk that understood every rule it met and accepts says so (an undecoded rule gives
+        # no verdict here: broken, as the missing rule always read).
+        missing = f"no ACCEPT in {accept_chain} for {container_address} {protocol}/{container_port}"
+        if verdict is None:
+            return FilterVerdict("ok", f"{missing}, but the forward path accepts it")
+        if verdict.state == "restricted":
+            return verdict
+        return FilterVerdict("broken", missing)
     if verdict is not None:
         return verdict
     return FilterVerdict("ok", f"accepted; {accept_chain} holds the port's ACCEPT")

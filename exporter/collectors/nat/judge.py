@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from exporter.collectors.nat.facts import NatExpectations, NatFacts
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork
@@ -258,3 +259,78 @@ def nat_verdicts(
         tuple((e, e.key in confirmed and not has_masquerade(e, nat.rules)) for e in masquerades),
         tuple((e, e.key in confirmed and not has_dnat(e, nat.rules)) for e in dnats),
     )
+
+
+# -- the per-port MASQUERADE of hairpin mode (userland-proxy off) ------------------------------
+#
+# With userland-proxy off Docker writes each port's DNAT without `! -i <bridge>` (so a container
+# reaching the host's address is DNAT'ed too) and `-s C -d C -p tcp --dport P -j MASQUERADE`,
+# without which a container reaching its own published port sees its own address as the source.
+# (20.10 writes that MASQUERADE in both modes; 28 and 29 only in hairpin mode.)
+
+
+def hairpin_key(family: str, address: str, protocol: str, container_port: int) -> str:
+    return f"hairpin/{family}/{address}/{protocol}/{container_port}"
+
+
+@lru_cache(maxsize=4096)
+def _single_host(prefix: str | None) -> str | None:
+    """The address of a one-address prefix ("172.17.0.2/32"), parsed once per process."""
+    if prefix is None:
+        return None
+    try:
+        net = ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return None
+    return str(net.network_address) if net.num_addresses == 1 else None
+
+
+def hairpin_dnat(r: NatRule) -> bool:
+    """A DNAT that also takes packets coming in from the bridge: hairpin mode's."""
+    return r.action == "dnat" and not (r.in_negated and r.in_interface)
+
+
+@dataclass(frozen=True)
+class HairpinIndex:
+    """One pass over the nat rules: each DNAT's mode by (family, protocol, host port, container
+    address, container port), True when written in hairpin mode, and the per-port MASQUERADEs
+    by (family, container address, protocol, container port)."""
+
+    dnats: dict[tuple[str, str, int, str, int], bool]
+    masquerades: frozenset[tuple[str, str, str, int]]
+
+    @classmethod
+    def of(cls, rules: Iterable[NatRule]) -> HairpinIndex:
+        dnats: dict[tuple[str, str, int, str, int], bool] = {}
+        masquerades = set()
+        for r in rules:
+            if r.action == "dnat" and r.protocol and r.dport and r.to_port and r.to_address:
+                key = (r.family, r.protocol, r.dport, r.to_address, r.to_port)
+                dnats[key] = dnats.get(key, False) or hairpin_dnat(r)
+            elif r.action == "masquerade" and r.protocol and r.dport:
+                source = _single_host(r.source)
+                if source is not None and source == _single_host(r.destination):
+                    masquerades.add((r.family, source, r.protocol, r.dport))
+        return cls(dnats, frozenset(masquerades))
+
+
+def unmet_or_hairpin(nat: NatFacts) -> tuple[str, ...]:
+    """What nat's source reads again before calling it missing or broken: its unmet
+    expectations, and the hairpin DNATs without their per-port MASQUERADE (the port verdicts')."""
+    return unmet_expectations(nat) + hairpin_suspects(nat)
+
+
+def hairpin_suspects(nat: NatFacts) -> tuple[str, ...]:
+    """Keys of the expected DNATs written in hairpin mode whose per-port MASQUERADE is absent."""
+    index = HairpinIndex.of(nat.rules)
+    if not any(index.dnats.values()):
+        return ()
+    found = []
+    for e in _expected(nat)[1]:
+        for address in e.addresses:
+            key = (e.family, e.protocol, e.host_port, address, e.container_port)
+            if index.dnats.get(key) and (
+                (e.family, address, e.protocol, e.container_port) not in index.masquerades
+            ):
+                found.append(hairpin_key(e.family, address, e.protocol, e.container_port))
+    return tuple(dict.fromkeys(found))

@@ -12,7 +12,7 @@ from dataclasses import replace
 from exporter.collectors import Source
 from exporter.collectors.confirm import confirm_wait, read_twice
 from exporter.collectors.nat.facts import NAME, NatExpectations, NatFacts
-from exporter.collectors.nat.judge import unmet_expectations
+from exporter.collectors.nat.judge import unmet_or_hairpin
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
 from exporter.readers.netfilter import NetfilterReading
@@ -97,7 +97,7 @@ class NatSource:
     def read(self, tick: Tick) -> NatFacts:
         return read_twice(
             self._read(tick.engine, tick.netfilter),
-            unmet_expectations,
+            unmet_or_hairpin,
             # A second look at the containers too: one removed meanwhile took its rule with it.
             lambda: self._read(tick.engine_again, tick.netfilter_again),
             lambda second, missing: replace(second, earlier_missing=missing),

@@ -1,5 +1,6 @@
-"""ports: one verdict per published port, hop by hop (DNAT, FORWARD, IP forwarding, veth,
-bridge port, a listener in the container, docker-proxy, MASQUERADE), joined from the nat,
+"""ports: one verdict per published port, hop by hop along the paths its connections really
+take (DNAT, FORWARD, IP forwarding, veth, bridge port, a listener in the container, docker-proxy,
+the per-port hairpin MASQUERADE: paths.py says which, by binding), joined from the nat,
 network and daemon collectors' facts and its own reading of each publishing container's
 sockets (/proc/PID/net) and of the docker-proxy processes."""
 

@@ -1,7 +1,7 @@
 """What the ports collector observed for the published ports of running containers: what
 listens inside each container's network namespace, the userland proxies running, dockerd's
-userland-proxy setting. The rest of a port's path (DNAT,
-FORWARD, veth, bridge port, MASQUERADE) is other collectors' facts, joined in judge.py."""
+userland-proxy setting. The rest of a port's paths (DNAT, FORWARD, veth, bridge port, the
+per-port MASQUERADE) is other collectors' facts, joined in judge.py."""
 
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
-"""One verdict per published port, hop by hop along the path a connection takes, joining what
-the collectors know: the DNAT and MASQUERADE rules (nat), the FORWARD accept and IP forwarding
-(firewall), the container's veth and bridge port (network), a listener inside the container
-and dockerd's userland proxy (ports). Pure: recorded and constructed facts drive it.
+"""One verdict per published port, hop by hop along the paths its connections really take
+(paths.py: which hops each kind of binding crosses with userland-proxy on or off), joining what
+the collectors know: the DNAT and the per-port hairpin MASQUERADE (nat), the FORWARD accept and
+IP forwarding (firewall), the container's veth and bridge port (network), a listener inside the
+container and dockerd's userland proxy (ports). Pure: recorded and constructed facts drive it.
 
 A hop is ok, restricted (whole, but a rule drops some sources' connections: the forward hop),
-broken, unknown (what it needs could not be read: never a guessed "broken") or not judged (it
-does not apply: a binding served by docker-proxy has no DNAT; Docker manages no firewall; the
-userland proxy is off). A port is broken at its first broken hop, in HOPS order; else unknown
-if any hop is; else restricted if any hop is; else ok. A hop is broken only when two readings
-a moment apart agree: nat and firewall confirm their rules, this collector's source its own
-hops (suspect_keys)."""
+broken, unknown (what it needs could not be read: never a guessed "broken") or not judged (it is
+on no path of the binding: a loopback binding served by docker-proxy has no DNAT on its path;
+the network's MASQUERADE is on no inbound path at all; Docker manages no firewall; the userland
+proxy is off). A port is broken at its first broken hop, in HOPS order; else unknown if any hop
+is; else restricted if any hop is; else ok. A hop is broken only when two readings a moment
+apart agree: nat and firewall confirm their rules, this collector's source its own hops
+(suspect_keys)."""
 
 from __future__ import annotations
 
@@ -33,21 +35,20 @@ from exporter.collectors.nat.judge import (
     IPV4,
     IPV6,
     ExpectedDnat,
-    ExpectedMasquerade,
+    HairpinIndex,
     docker_firewall,
+    hairpin_key,
     judged_families,
     nat_verdicts,
 )
 from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.ports import paths
 from exporter.collectors.ports.facts import ContainerListeners, PortsFacts
+from exporter.collectors.ports.paths import HOPS
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, PublishedPort
 from exporter.readers.netlink import Link
 from exporter.readers.proc_net import TCP, BoundSocket, ProxyProcess
 
-# The hops, in the order a connection from outside meets them (the userland proxy, for
-# connections from the host itself, and MASQUERADE, for the container's own outgoing
-# traffic, last).
-HOPS = ("dnat", "forward", "ip_forward", "veth", "bridge_port", "listener", "proxy", "masquerade")
 OK, BROKEN, UNKNOWN, NOT_JUDGED = "ok", "broken", "unknown", "not_judged"
 # Whole, but some sources' connections are dropped on the way (a DOCKER-USER allowlist).
 RESTRICTED = "restricted"
@@ -184,31 +185,29 @@ def suspect_keys(ports: PortsFacts) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class _NatView:
     """nat's verdicts worked out once for all ports: DNATs by (container id, family, protocol,
-    host port), MASQUERADEs by network."""
+    host port), the hairpin DNATs and MASQUERADEs. (The network's MASQUERADE is on no inbound
+    path: not looked at.)"""
 
     nat: NatFacts
     dnats: dict[tuple[str, str, str, int], tuple[ExpectedDnat, bool]]
-    masquerades: dict[str, list[tuple[ExpectedMasquerade, bool]]]
     # The firewall collector's reading, indexed once for every port's forward hop; None: none.
     filters: FilterIndex | None
     no_firewall: bool  # Docker manages no firewall here
     judged: dict[str, bool]  # whether nat judges DNATs of each family
+    hairpin: HairpinIndex
 
     @classmethod
     def of(cls, nat: NatFacts | None, fw: FirewallFacts | None) -> _NatView | None:
         if nat is None:
             return None
-        masquerades, dnats = nat_verdicts(nat)
-        by_network: dict[str, list[tuple[ExpectedMasquerade, bool]]] = {}
-        for m, missing in masquerades:
-            by_network.setdefault(m.network, []).append((m, missing))
+        _, dnats = nat_verdicts(nat)
         return cls(
             nat,
             {(d.container_id, d.family, d.protocol, d.host_port): (d, gone) for d, gone in dnats},
-            by_network,
             filter_index(fw) if fw is not None else None,
             docker_firewall(nat.backends) == ("none",),
             judged_families(nat),
+            HairpinIndex.of(nat.rules),
         )
 
 
@@ -238,11 +237,6 @@ def _dnat_hop(  # noqa: PLR0911 (one return per verdict)
     if family == IPV6:
         return Hop("dnat", NOT_JUDGED, "no IPv6 address to DNAT to: docker-proxy serves it")
     return Hop("dnat", UNKNOWN, "not among the nat collector's expected rules yet")
-
-
-def _dnat_applies(hops: Iterable[Hop]) -> bool:
-    """Traffic is forwarded (DNAT, then FORWARD) unless docker-proxy serves the binding."""
-    return not any(h.name == "dnat" and h.state == NOT_JUDGED for h in hops)
 
 
 def _forwarding_hop(family: str, fw: FirewallFacts | None) -> Hop:
@@ -431,38 +425,96 @@ def _listener_hop(
     return Hop("listener", BROKEN, f"nothing {kind} on {where}")
 
 
-def _proxy_hop(
-    port: PublishedPort,
-    ports: PortsFacts,
-    proxy_on: bool | None,
-    served: frozenset[tuple[str, str, int, int]],
-) -> Hop:
+def _proxy_hop(port: PublishedPort, ports: PortsFacts, proxy_on: bool | None, runs: bool) -> Hop:
     if proxy_on is None:
         return Hop("proxy", UNKNOWN, "dockerd's userland-proxy setting is unknown")
     if not proxy_on:
         return Hop("proxy", NOT_JUDGED, "userland-proxy is off")
-    if has_proxy(served, port):
+    if runs:
         return Hop("proxy", OK)
     if proxy_key(port) not in ports.earlier_suspects:
         return Hop("proxy", UNKNOWN, "no docker-proxy in one reading only")
     return Hop("proxy", BROKEN, "no docker-proxy process for it")
 
 
-def _masquerade_hop(network: DockerNetwork | None, view: _NatView | None) -> Hop:
+def _hairpin_hop(  # noqa: PLR0911 (one return per verdict)
+    family: str, port: PublishedPort, address: str | None, view: _NatView | None
+) -> Hop:
+    """The per-port MASQUERADE a container reaching its own published port through the host's
+    address needs in hairpin mode (userland-proxy off). A DNAT that skips the bridge's packets
+    (`! -i <bridge>`) sends them to docker-proxy instead: then it is off the path."""
+    name = "hairpin_masquerade"
     if view is None:
-        return Hop("masquerade", UNKNOWN, "the nat collector has no current reading")
-    if network is None:
-        return Hop("masquerade", NOT_JUDGED, "no bridge network holds the container's address")
-    mine = view.masquerades.get(network.name, [])
-    if not mine:
-        if view.no_firewall or not network.ip_masquerade:
-            return Hop("masquerade", NOT_JUDGED, "no MASQUERADE expected")
-        return Hop("masquerade", UNKNOWN, "the nat rules could not be judged")
-    gone = [m for m, missing in mine if missing]
-    if gone:
-        subnets = ", ".join(m.subnet for m in gone)
-        return Hop("masquerade", BROKEN, f"no MASQUERADE for {network.name} ({subnets})")
-    return Hop("masquerade", OK)
+        return Hop(name, UNKNOWN, "the nat collector has no current reading")
+    if not view.judged[family]:
+        return Hop(name, UNKNOWN, "the nat rules could not be judged")
+    if address is None:
+        return Hop(name, UNKNOWN, "no container address on a bridge network")
+    protocol, target = port.protocol, port.container_port
+    mode = view.hairpin.dnats.get((family, protocol, port.host_port, address, target))
+    if mode is False:
+        return Hop(name, NOT_JUDGED, "off the path: the DNAT skips the bridge's packets")
+    if (family, address, protocol, target) in view.hairpin.masquerades:
+        return Hop(name, OK)
+    rule = f"-s {address} -d {address} -p {protocol} --dport {target} -j MASQUERADE"
+    if hairpin_key(family, address, protocol, target) not in view.nat.earlier_missing:
+        return Hop(name, UNKNOWN, f"no {rule}, in one reading only")
+    return Hop(name, BROKEN, f"no {rule}: the container cannot reach its own port")
+
+
+_NO_DNAT = (
+    "no DNAT: docker-proxy may serve it instead, through filter INPUT, which is not judged "
+    "(clients then show as the proxy's address)"
+)
+
+
+def _routes(
+    binding: str, proxy_on: bool | None, dnat: Hop, proxy_runs: bool
+) -> tuple[frozenset[str], frozenset[str], str]:
+    """The hops on the binding's paths (paths.PATHS), those on a path only under one
+    userland-proxy setting when dockerd's is unknown, and why a hop is off the path when it is
+    not the general reason. A binding Docker wrote no DNAT for takes docker-proxy's path; so
+    does one whose DNAT is missing while its docker-proxy runs (userland-proxy on: its packets
+    reach docker-proxy instead), through filter INPUT, which is not read: its dnat hop stays
+    on the path, unknown (the caller makes it so)."""
+    if dnat.state == NOT_JUDGED:
+        return frozenset(paths.PROXIED), frozenset(), dnat.reason
+    if (
+        proxy_on is not False
+        and dnat.state == BROKEN
+        and proxy_runs
+        and "dnat" in paths.on_path(binding, True)
+    ):
+        return frozenset((*paths.PROXIED, "dnat")), frozenset(), _NO_DNAT
+    if proxy_on is None:
+        on, off = paths.on_path(binding, True), paths.on_path(binding, False)
+        return on | off, on ^ off, ""
+    return paths.on_path(binding, proxy_on), frozenset(), ""
+
+
+# Each hop off every path, made once (most ports have one or more).
+_OFF = {name: Hop(name, NOT_JUDGED, paths.off_path_reason(name)) for name in HOPS}
+
+
+def _placed(
+    hop: Hop | None, name: str, on: frozenset[str], either: frozenset[str], why: str
+) -> Hop:
+    """A hop as its place on the paths has it: off every path not judged; on a path under one
+    userland-proxy setting only, while dockerd's is unknown, never broken."""
+    if hop is None or name not in on:
+        if hop is not None and hop.state == NOT_JUDGED and hop.reason:
+            return hop
+        if why and name in ("dnat", "forward", "ip_forward"):
+            return Hop(name, NOT_JUDGED, why)
+        return _OFF[name]
+    if hop.name in either and hop.state == BROKEN:
+        return Hop(
+            hop.name,
+            UNKNOWN,
+            f"{hop.reason}; on the path only under one userland-proxy setting, and dockerd's "
+            "is unknown",
+        )
+    return hop
 
 
 def port_verdicts(
@@ -471,10 +523,11 @@ def port_verdicts(
     fw: FirewallFacts | None,
     net: NetworkFacts | None,
 ) -> tuple[PortVerdict, ...]:
-    """Every published port of every running container, with each hop judged."""
+    """Every published port of every running container, each hop on its paths judged."""
     if ports.containers is None:
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
+    proxy_on = ports.userland_proxy
     view = _NatView.of(nat, fw) if ports.containers else None
     links = _LinkView.of(net)
     served = proxied(ports.proxies)
@@ -482,27 +535,51 @@ def port_verdicts(
     for container in sorted(ports.containers, key=lambda c: c.name):
         network = network_of(container, ports.networks)
         veth, bridge_port = _link_hops(container, network, links)
-        masquerade = _masquerade_hop(network, view)
+        addresses: dict[str, str | None] = {}  # by family, looked up once per container
         for port in container.ports:
-            family = IPV6 if ":" in host_address(port) else IPV4
+            address_text = host_address(port)
+            family = IPV6 if ":" in address_text else IPV4
             dnat = _dnat_hop(container, port, view)
-            if _dnat_applies((dnat,)):
-                address = _address_on(container, network, family)
-                forward = _forward_hop(family, port, address, network, view)
+            runs = has_proxy(served, port)
+            proxy = _proxy_hop(port, ports, proxy_on, runs)
+            if dnat.state == NOT_JUDGED and proxy_on is False:
+                # docker-proxy's path alone, and no docker-proxy: nothing known serves it.
+                proxy = Hop("proxy", UNKNOWN, f"userland-proxy is off and {dnat.reason}")
+            binding = paths.scope(address_text)
+            on, either, why = _routes(binding, proxy_on, dnat, runs)
+            if why == _NO_DNAT:
+                dnat = Hop("dnat", UNKNOWN, _NO_DNAT)
+            unproven = paths.UNPROVEN.get((binding, proxy_on)) if proxy_on is not None else None
+            if unproven and dnat.state == OK:
+                dnat = Hop("dnat", UNKNOWN, unproven)
+            forward = forwarding = hairpin = None
+            if "forward" in on or "hairpin_masquerade" in on:
+                if family not in addresses:
+                    addresses[family] = _address_on(container, network, family)
+                address = addresses[family]
+                if "forward" in on:
+                    forward = _forward_hop(family, port, address, network, view)
+                if "hairpin_masquerade" in on:
+                    hairpin = _hairpin_hop(family, port, address, view)
+            if "ip_forward" in on:
                 forwarding = _forwarding_hop(family, fw)
-            else:
-                reason = "not forwarded: docker-proxy serves it"
-                forward = Hop("forward", NOT_JUDGED, reason)
-                forwarding = Hop("ip_forward", NOT_JUDGED, reason)
-            hops = (
+            judged = (
                 dnat,
                 forward,
                 forwarding,
                 veth,
                 bridge_port,
                 _listener_hop(container, port, listeners.get(container.id), ports),
-                _proxy_hop(port, ports, ports.userland_proxy, served),
-                masquerade,
+                proxy,
+                hairpin,
+            )  # in HOPS order
+            hops = tuple(
+                [
+                    hop
+                    if hop is not None and name in on and name not in either
+                    else _placed(hop, name, on, either, why)
+                    for name, hop in zip(HOPS, judged, strict=True)
+                ]
             )
             verdicts.append(PortVerdict(container.name, container.id, port, hops))
     return tuple(verdicts)

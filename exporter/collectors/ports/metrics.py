@@ -17,11 +17,12 @@ PORT_LABELS = ("container", "host_address", "host_port", "protocol", "container_
 PORT_OK = declare(
     "published_port_ok",
     "gauge",
-    "1 when every hop of a running container's published port that can be judged is whole "
-    "(DNAT, FORWARD accept, IP forwarding, the container's veth up and its bridge port "
+    "1 when every hop on the paths a running container's published port's connections take "
+    "(docs/port-paths.md: by its address and userland-proxy) is whole: DNAT, FORWARD accept "
+    "and IP forwarding for forwarded traffic, the container's veth up and its bridge port "
     "forwarding, a listener inside the container, docker-proxy when userland-proxy is on, the "
-    "network's MASQUERADE); 0 when one is broken (published_port_broken says which), unknown "
-    "(published_port_unknown) or restricted (published_port_restricted).",
+    "per-port hairpin MASQUERADE when it is off; 0 when one is broken (published_port_broken "
+    "says which), unknown (published_port_unknown) or restricted (published_port_restricted).",
     PORT_LABELS,
     collector=NAME,
 )
@@ -30,8 +31,9 @@ PORT_BROKEN = declare(
     "gauge",
     "1, present only while the port is broken, labeled with the first broken hop on its path: "
     "dnat, forward, ip_forward, veth, bridge_port, listener (nothing listens on the container "
-    "port inside the container), proxy (no docker-proxy) or masquerade. Broken in two readings "
-    "a moment apart.",
+    "port inside the container), proxy (no docker-proxy) or hairpin_masquerade (userland-proxy "
+    "off: no -s C -d C --dport P MASQUERADE, a container cannot reach its own port). Broken in "
+    "two readings a moment apart.",
     (*PORT_LABELS, "hop"),
     collector=NAME,
 )
