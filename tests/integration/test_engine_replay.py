@@ -47,11 +47,10 @@ pytestmark = pytest.mark.integration
 RECORDINGS = [Recording(p) for p in recorded_engines()]
 FIREWALL_HOPS = ("dnat", "forward", "ip_forward", "masquerade")
 LOOPBACK = "local 127.0.0.1:18081/tcp"  # served by docker-proxy, off the forward path
-PORTPATH_PROXY = "issue 22: 127.0.0.1 bindings served by docker-proxy (portpath)"
+PORTPATH_PROXY = "issue 22: a deleted 127.0.0.1 DNAT reads unknown:dnat; docker-proxy serves it"
 FIREWALL_IPSET = "issue 22: Docker 28.0.0's ipset FORWARD layout read as missing (firewall)"
 # Recordings whose forward-path verdicts are wrong until a fix another branch makes lands.
 FORWARD_DEFECTS: dict[str, str] = {}  # 28.0.0's ipset layout: fixed by firewall, merged
-PORTPATH_MASQUERADE = "issue 22: no network-MASQUERADE hop on inbound paths (portpath)"
 PORT = 19747
 
 
@@ -559,7 +558,6 @@ def test_a_docker_user_drop_breaks_the_forwarded_tcp_ports(
         }
 
 
-@pytest.mark.xfail(strict=True, reason=PORTPATH_PROXY)
 def test_a_docker_user_drop_leaves_the_loopback_binding_whole(recording: Recording) -> None:
     with replayed(recording, DOCKER_USER_DROP) as samples:
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
@@ -576,7 +574,6 @@ def test_ip_forward_off_breaks_every_forwarded_ipv4_port(
         }
 
 
-@pytest.mark.xfail(strict=True, reason=PORTPATH_PROXY)
 def test_ip_forward_off_leaves_the_loopback_binding_whole(recording: Recording) -> None:
     with replayed(recording, Fault(sysctls={"net.ipv4.ip_forward": "0"})) as samples:
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
@@ -603,7 +600,6 @@ def test_a_deleted_loopback_dnat_leaves_the_binding_whole(recording: Recording) 
         assert firewall_side(port_verdicts(samples)[LOOPBACK]) == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason=PORTPATH_MASQUERADE)
 def test_a_deleted_masquerade_leaves_inbound_ports_whole(recording: Recording) -> None:
     with replayed(recording, _masquerade(recording)) as samples:
         verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
