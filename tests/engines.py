@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Sample, parse, wait_for
+from tests.helpers import Sample, parse, stop, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"
 # Query parameters that name a moment, not an answer: /events is filtered by them on replay.
@@ -292,12 +292,7 @@ def exporter_in_netns(name: str, docker_host: str, *flags: str) -> Iterator[Expo
         try:
             yield Exporter(name, f"http://127.0.0.1:{port}/metrics", process, log)
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @dataclass

@@ -44,6 +44,19 @@ def select(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
     ]
 
 
+def port_verdict(samples: list[Sample], ok: Sample) -> str:
+    """One published port's verdict from its docker_host_published_port_ok sample: ok, or
+    broken:<hop> / unknown:<hop> from the sample beside it with the same labels."""
+    if ok.value == 1:
+        return "ok"
+    same = dict(ok.labels)
+    broken = select(samples, "docker_host_published_port_broken", **same)
+    if broken:
+        return f"broken:{broken[0].labels['hop']}"
+    unknown = select(samples, "docker_host_published_port_unknown", **same)
+    return f"unknown:{unknown[0].labels['hop']}" if unknown else "?"
+
+
 def value(samples: list[Sample], name: str, **labels: str) -> float:
     found = select(samples, name, **labels)
     assert len(found) == 1, f"expected one {name}{labels}, found {found}"
@@ -107,12 +120,7 @@ def exporter_process(
         yield base, proc
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, grace=10)
 
 
 def _answers(url: str) -> bool:
@@ -121,3 +129,13 @@ def _answers(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -23,7 +23,7 @@ import docker
 
 from exporter.settings import Settings
 from tests.engine_client import timed_client
-from tests.helpers import Sample, parse, sample_once, wait_for
+from tests.helpers import Sample, parse, sample_once, stop, wait_for
 
 # A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge.
 BRIDGE = "dhd-br0"
@@ -129,15 +129,6 @@ def own_dockerd() -> Iterator[OwnDockerd]:
             subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
         shutil.rmtree(directory, ignore_errors=True)
     assert host_bridge.exists() == had_host_bridge, "the test dockerd touched the host's docker0"
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # -- an IPv6 dockerd that manages iptables and ip6tables, in a network namespace of its own --

@@ -35,7 +35,7 @@ from tests.engines import (
     in_netns,
     netns,
 )
-from tests.helpers import wait_for
+from tests.helpers import stop, wait_for
 
 IMAGE = "dhe-test/busybox:latest"
 HTTPD = "exec httpd -f -p 80"
@@ -178,12 +178,7 @@ def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Itera
                 for c in client.containers.list(all=True):
                     c.remove(force=True)
                 client.close()
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, grace=60)
             subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
             shutil.rmtree(directory, ignore_errors=True)
 

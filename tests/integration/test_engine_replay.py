@@ -40,7 +40,7 @@ from tests.engines import (
     nft_loadable,
     recorded_engines,
 )
-from tests.helpers import Sample, parse, select
+from tests.helpers import Sample, parse, port_verdict, select
 
 pytestmark = pytest.mark.integration
 
@@ -237,19 +237,7 @@ def port_verdicts(samples: list[Sample]) -> dict[str, str]:
             f"{s.labels['container']} {s.labels['host_address']}:{s.labels['host_port']}/"
             + (s.labels["protocol"])
         )
-        if s.value == 1:
-            found[key] = "ok"
-            continue
-        same = {k: s.labels[k] for k in s.labels}
-        broken = select(samples, "docker_host_published_port_broken", **same)
-        unknown = select(samples, "docker_host_published_port_unknown", **same)
-        found[key] = (
-            f"broken:{broken[0].labels['hop']}"
-            if broken
-            else f"unknown:{unknown[0].labels['hop']}"
-            if unknown
-            else "?"
-        )
+        found[key] = port_verdict(samples, s)
     return found
 
 

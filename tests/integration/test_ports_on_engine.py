@@ -21,7 +21,7 @@ from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.readers.proc_net import BoundSocket, bound_sockets
 from exporter.settings import Settings
 from tests.conftest import Containers
-from tests.helpers import Sample, parse, sample_once, select, wait_for
+from tests.helpers import Sample, parse, port_verdict, sample_once, select, wait_for
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
 pytestmark = pytest.mark.integration
@@ -74,20 +74,7 @@ def verdict_of(samples: list[Sample], container: str, **labels: str) -> dict[str
     """host_address -> "ok", or the first broken (or unknown) hop."""
     found = {}
     for s in select(samples, "docker_host_published_port_ok", container=container, **labels):
-        address = s.labels["host_address"]
-        if s.value == 1:
-            found[address] = "ok"
-            continue
-        key = {k: s.labels[k] for k in s.labels}
-        broken = select(samples, "docker_host_published_port_broken", **key)
-        unknown = select(samples, "docker_host_published_port_unknown", **key)
-        found[address] = (
-            f"broken:{broken[0].labels['hop']}"
-            if broken
-            else f"unknown:{unknown[0].labels['hop']}"
-            if unknown
-            else "?"
-        )
+        found[s.labels["host_address"]] = port_verdict(samples, s)
     return found
 
 
