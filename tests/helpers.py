@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,3 +141,18 @@ def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def kill_children(pid1: int, comm: str) -> None:
+    """Kill PID 1's children of that name, from the host (no exec)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == pid1 and name == comm:
+            os.kill(int(entry.name), signal.SIGKILL)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Sample, select, wait_for
+from tests.helpers import Sample, kill_children, select, wait_for
 from tests.integration.test_ports_on_engine import Driver, pid_of, ss_sockets, verdict_of
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
@@ -219,16 +219,7 @@ def kill_proxy(own: Ipv6Dockerd, host_ip: str, host_port: int) -> None:
 
 def kill_listener(container: Any) -> None:
     pid1 = pid_of(container)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid1 and name == "httpd":
-            os.kill(int(entry.name), signal.SIGKILL)
+    kill_children(pid1, "httpd")
     wait_for(lambda: 80 not in {s.port for s in ss_sockets(pid1)}, timeout=30)
 
 

@@ -7,7 +7,6 @@ DOCKER-USER DROP. And that the exporter changed nothing and sent nothing while i
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,15 @@ from exporter.collectors.ports.options import LISTENER_BUDGET
 from exporter.readers.proc_net import BoundSocket, bound_sockets
 from exporter.settings import Settings
 from tests.conftest import Containers
-from tests.helpers import Sample, parse, port_verdict, sample_once, select, wait_for
+from tests.helpers import (
+    Sample,
+    kill_children,
+    parse,
+    port_verdict,
+    sample_once,
+    select,
+    wait_for,
+)
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
 pytestmark = pytest.mark.integration
@@ -351,21 +358,6 @@ def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None
     assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
 
 
-def _kill_children(pid1: int, comm: str) -> None:
-    """Kill PID 1's children of that name, from the host (no exec)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == pid1 and name == comm:
-            os.kill(int(entry.name), signal.SIGKILL)
-
-
 def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd) -> None:
     client = own.client()
     made = [
@@ -390,7 +382,7 @@ def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd) -> None:
                 {"0.0.0.0": "ok"}
             ] * 2
             for c in made:
-                _kill_children(pid_of(c), "httpd")
+                kill_children(pid_of(c), "httpd")
             samples = driver.sample()
             second = [verdict_of(samples, n, host_address="0.0.0.0") for n in names]
             # One read again (nothing listens any more), the other kept its last reading.
