@@ -56,21 +56,11 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(
-    targets: list[str],
-    rules: Path | None = None,
-    scrape_configs: list[dict[str, Any]] | None = None,
-) -> Iterator[Prometheus]:
+def serve_prometheus(config: dict[str, Any], workdir: Path) -> Iterator[Prometheus]:
+    """Debian's Prometheus on a loopback port with this configuration, its data in workdir."""
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is part of the test bed"
-    workdir = Path(tempfile.mkdtemp(prefix="dhe-prom-"))
     port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules or ROOT / "deploy" / "prometheus" / "alerts.yml")],
-        "scrape_configs": scrape_configs
-        or [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
-    }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("wb")
     process = subprocess.Popen(
@@ -90,6 +80,25 @@ def prometheus(
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextlib.contextmanager
+def prometheus(
+    targets: list[str],
+    rules: Path | None = None,
+    scrape_configs: list[dict[str, Any]] | None = None,
+) -> Iterator[Prometheus]:
+    workdir = Path(tempfile.mkdtemp(prefix="dhe-prom-"))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules or ROOT / "deploy" / "prometheus" / "alerts.yml")],
+        "scrape_configs": scrape_configs
+        or [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+    }
+    try:
+        with serve_prometheus(config, workdir) as server:
+            yield server
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 

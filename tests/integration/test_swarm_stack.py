@@ -23,7 +23,7 @@ from exporter.settings import Settings
 from tests import exporter_image
 from tests.helpers import free_port, get, parse, sample_once, select, wait_for
 from tests.host_objects import orphan_veths
-from tests.integration.test_prometheus_e2e import Prometheus, _ready, quick_rules
+from tests.integration.test_prometheus_e2e import Prometheus, quick_rules, serve_prometheus
 from tests.swarm import single_node_swarm
 
 pytestmark = pytest.mark.integration
@@ -69,28 +69,8 @@ def swarm_prometheus(directory: Path, port: int) -> Iterator[Prometheus]:
     (job,) = config["scrape_configs"]
     (sd,) = job["dockerswarm_sd_configs"]
     sd.update(port=port, refresh_interval="1s")
-    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-    binary = shutil.which("prometheus")
-    assert binary, "Debian's prometheus package is part of the test bed"
-    web = free_port()
-    log = (directory / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={directory / 'prometheus.yml'}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        server = Prometheus(f"http://127.0.0.1:{web}")
-        wait_for(lambda: _ready(server.base), timeout=60, interval=0.5)
+    with serve_prometheus(config, directory) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def task_containers(engine: Any, stack: str, running: bool) -> list[dict[str, Any]]:
