@@ -128,7 +128,7 @@ def netns_section(sizes: list[int], runs: int, procs: bool) -> list[NetnsPoint]:
                 break
             have = size
             time.sleep(0.5)
-            facts = network.read(host.tick())
+            facts = network.sample(host.tick())[0]
             net_wall, net_cpu = timed(lambda: network.read(host.tick()), runs)
             proc_wall, proc_cpu = timed(lambda: processes.read(host.tick()), runs)
             point = NetnsPoint(

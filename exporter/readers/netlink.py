@@ -57,9 +57,23 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 # linux/rtnetlink.h
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_GETADDR = 22
+RTM_NEWNSID = 88
+RTM_DELNSID = 89
 RTM_GETNSID = 90
+RTM_NEWSTATS = 92
+RTM_GETSTATS = 94
+# rtnetlink multicast groups (enum rtnetlink_groups): what the change feed subscribes to.
+RTNLGRP_LINK = 1
+RTNLGRP_NSID = 28
+# linux/netlink.h socket option (level SOL_NETLINK) joining a group by number.
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+# if_link.h: IFLA_STATS_LINK_64, the attribute RTM_GETSTATS answers with (and its filter bit).
+IFLA_STATS_LINK_64 = 1
 # linux/if_link.h: the IFLA_* attributes of an ifinfomsg, and those nested in them.
 IFLA = {
     "IFLA_IFNAME": 3,
@@ -104,6 +118,7 @@ _NLA = struct.Struct("=HH")  # nlattr: length, type
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg
 _RTGEN = struct.Struct("=Bxxx")  # rtgenmsg, padded
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg
+_IFSTATS = struct.Struct("=BxxxII")  # if_stats_msg: family, pads, ifindex, filter_mask
 _COUNTERS = (
     "rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
     "rx_dropped", "tx_dropped", "rx_errors", "tx_errors",
@@ -178,6 +193,13 @@ def _text(data: bytes, span: tuple[int, int] | None) -> str:
     return data[span[0] : span[1]].split(b"\0", 1)[0].decode(errors="replace") if span else ""
 
 
+def _counters(data: bytes, span: tuple[int, int]) -> LinkCounters:
+    """The counters exported, from a struct rtnl_link_stats64."""
+    start = _sized(span, _STATS64.size)
+    values = dict(zip(_STATS64_READ, _STATS64.unpack_from(data, start), strict=True))
+    return LinkCounters(*(values[name] for name in _COUNTERS))
+
+
 def parse_link(data: bytes) -> Link:
     """One RTM_NEWLINK message (header included). Raises NetlinkError if it is malformed."""
     if len(data) < _HEADER.size + _IFINFO.size:
@@ -200,9 +222,7 @@ def parse_link(data: bytes) -> Link:
             stp_enabled = None if stp is None else stp != 0
     counters: LinkCounters | None = None
     if stats_span := top.get(IFLA["IFLA_STATS64"]):
-        start = _sized(stats_span, _STATS64.size)
-        values = dict(zip(_STATS64_READ, _STATS64.unpack_from(data, start), strict=True))
-        counters = LinkCounters(*(values[name] for name in _COUNTERS))
+        counters = _counters(data, stats_span)
     operstate_span = top.get(IFLA["IFLA_OPERSTATE"])
     operstate = _code(data, operstate_span, OPERSTATES) if operstate_span else "unknown"
     peer_index = _i32(data, top.get(IFLA["IFLA_LINK"]))
@@ -353,6 +373,21 @@ class RtnlSocket(NetlinkSocket):
             names.append(_text(answer, _find(answer, start, IFLA["IFLA_IFNAME"])))
         return names
 
+    def link_stats(self) -> dict[int, LinkCounters]:
+        """Every link's counters by ifindex: one RTM_GETSTATS dump asking IFLA_STATS_LINK_64
+        only, a fraction of a link dump's bytes and parsing (the names, kinds and masters that
+        do not move with traffic are read by dump_links, on change)."""
+        body = _IFSTATS.pack(socket.AF_UNSPEC, 0, 1 << (IFLA_STATS_LINK_64 - 1))
+        found: dict[int, LinkCounters] = {}
+        for message in self.dump(RTM_GETSTATS, body):
+            if len(message) < _HEADER.size + _IFSTATS.size:
+                raise _malformed(f"RTM_NEWSTATS of {len(message)} bytes")
+            _, index, _ = _IFSTATS.unpack_from(message, _HEADER.size)
+            span = _find(message, _HEADER.size + _IFSTATS.size, IFLA_STATS_LINK_64)
+            if span is not None:
+                found[index] = _counters(message, span)
+        return found
+
     def addresses(self) -> list[bytes]:
         """This namespace's own IPv4 and IPv6 addresses, packed (4 or 16 bytes): one
         RTM_GETADDR dump. Needs no privilege."""
@@ -385,3 +420,59 @@ class RtnlSocket(NetlinkSocket):
             nsid = _i32(answer, span)
             nsids.append(None if nsid is None or nsid < 0 else nsid)
         return nsids
+
+
+@dataclass(frozen=True)
+class LinkChanges:
+    """What the link change feed said since it was last drained."""
+
+    messages: int  # link and namespace-id notifications
+    lost: bool  # the socket overflowed (ENOBUFS): some were dropped, nothing can be trusted
+    nsids: frozenset[int]  # namespace ids assigned or released
+
+
+class LinkEvents:
+    """rtnetlink's multicast notifications of links (RTNLGRP_LINK: created, deleted, or any
+    attribute changed: master, operstate, peer, name) and of namespace ids (RTNLGRP_NSID), on a
+    socket of their own, drained without blocking. Open it BEFORE the dump it keeps current: a
+    change made between the two is then seen twice, never missed."""
+
+    def __init__(self, rcvbuf: int = 1 << 20) -> None:
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self._sock.bind((0, 0))
+            for group in (RTNLGRP_LINK, RTNLGRP_NSID):
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def drain(self) -> LinkChanges:
+        """Everything queued since the last drain. Raises NetlinkError on a malformed message."""
+        messages, lost, nsids = 0, False, set[int]()
+        while True:
+            try:
+                data = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                lost = True  # reported once; what is queued after it is still read
+                continue
+            for kind, _, _, message in _split(data):
+                if kind in (RTM_NEWLINK, RTM_DELLINK):
+                    messages += 1
+                elif kind in (RTM_NEWNSID, RTM_DELNSID):
+                    messages += 1
+                    span = _find(message, _HEADER.size + _RTGEN.size, NETNSA["NETNSA_NSID"])
+                    if (nsid := _i32(message, span)) is not None and nsid >= 0:
+                        nsids.add(nsid)
+        return LinkChanges(messages, lost, frozenset(nsids))

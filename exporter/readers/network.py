@@ -1,16 +1,28 @@
 """Network reader: the host's links from one netlink dump, each running container's network
 namespace from /proc, the far end of every veth, and who holds the namespaces no container
-explains, all read without entering any namespace."""
+explains, all read without entering any namespace.
+
+Change-driven: rtnetlink notifies every change of a host link and every namespace id given or
+released (netlink.LinkEvents), so the links are dumped again only after a notification; veth
+peers are looked up only for veths that are new or whose peer changed, and namespace owners
+only when the set of namespaces no container explains changed. Moving a veth's peer into a
+container notifies the moved end (RTM_DELLINK) and the id (RTM_NEWNSID), never the end left on
+the host, so any notification means a whole dump, not an update of the link it names. What no
+notification tells (a peer renamed inside its namespace, a process joining a namespace no
+container explains) waits for the periodic full re-read (resync_interval).
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.logonce import ChangeLog
-from exporter.readers.netlink import Link, NetlinkError, RtnlSocket
+from exporter.readers.netlink import Link, LinkCounters, LinkEvents, NetlinkError, RtnlSocket
 from exporter.readers.netns import OWNER_UNKNOWN, NamespaceOwner, OwnerReader
 from exporter.readers.procfs import (
     DOCKER_RUNTIME_NAMESPACE,
@@ -57,64 +69,185 @@ class NetworkReading:
     namespace_owners: tuple[NamespaceOwner, ...] = ()
 
 
+@dataclass(frozen=True)
+class NetworkCounters:
+    """The host veths' counters, read every run: traffic moves them, so they are kept apart from
+    the reading verdicts are judged on."""
+
+    links: tuple[tuple[int, LinkCounters], ...]  # (ifindex, counters) of each host veth
+
+    def by_index(self) -> dict[int, LinkCounters]:
+        return dict(self.links)
+
+
+# Why a reading read everything again (exporter.changes reasons), None when it followed changes.
+REREAD_START = "start"
+REREAD_RESYNC = "resync"
+REREAD_LOST = "lost_events"
+REREAD_ERROR = "error"
+
 log = logging.getLogger(__name__)
 
 _REFUSED = (errno.EPERM, errno.EACCES)
 
 
 class NetworkReader:
-    def __init__(self, timeout: float = 5.0) -> None:
+    """Readings that follow the host's link changes (see the module's docstring).
+
+    resync_interval: seconds between full re-reads whatever the notifications said (None:
+    never). Each full re-read leaves its reason in `reread` (REREAD_*), and the loss of
+    notifications that caused one in `lost`, for the caller to count; `dumps` and
+    `peer_lookups` count the work done, for tests and benchmarks.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        resync_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        events_rcvbuf: int = 1 << 20,
+    ) -> None:
         self.timeout = timeout
+        self.resync_interval = resync_interval
+        self._clock = clock
+        self._events_rcvbuf = events_rcvbuf
         self._socket: RtnlSocket | None = None
+        self._events: LinkEvents | None = None
         self._log = ChangeLog(log)
         # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
         self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
         self._owners: OwnerReader | None = None
+        self._links: tuple[Link, ...] | None = None  # the last dump, while no event says more
+        self._full_at = 0.0  # when the last full re-read began
+        self._failed = False  # the last reading raised: the next one reads everything
+        # (veth ifindex, peer ifindex, peer nsid) -> its peer's name, as found.
+        self._peer_names: dict[tuple[int, int, int], str] = {}
+        # (unexplained nsids, container namespaces' inodes) -> their owners, as found.
+        self._owners_of: tuple[frozenset[int], frozenset[int], tuple[NamespaceOwner, ...]] | None
+        self._owners_of = None
+        self._last: NetworkReading | None = None
+        self.reread: str | None = None
+        self.lost = False
+        self.dumps = 0
+        self.peer_lookups = 0
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        for each in (self._socket, self._events):
+            if each is not None:
+                each.close()
+        self._socket = self._events = None
 
-    def read(self, procfs: ProcfsReader, scan: ProcessScan) -> NetworkReading:
+    def read(self, procfs: ProcfsReader, scan: ProcessScan, fresh: bool = False) -> NetworkReading:
         """The links as they are now, then the containers in `scan` (taken after the dump: a
-        veth seen in the dump belongs to a container whose processes exist by then)."""
+        veth seen in the dump belongs to a container whose processes exist by then). The very
+        same reading as last time when nothing changed. fresh: read everything again (a
+        confirming reading), without counting it as a full re-read."""
+        try:
+            reading = self._read(procfs, scan, fresh)
+        except (OSError, NetlinkError):
+            # A socket left mid-answer by an error is not reused; the next reading starts over.
+            self.close()
+            self._failed = True
+            raise
+        self._failed = False
+        if reading == self._last:
+            return self._last
+        self._last = reading
+        return reading
+
+    def counters(self) -> NetworkCounters:
+        """The counters of the host veths of the last reading, as they are now."""
+        if self._socket is None or self._links is None:
+            raise RuntimeError("NetworkReader.counters() before a reading")
+        try:
+            stats = self._socket.link_stats()
+        except (OSError, NetlinkError):
+            self.close()
+            self._failed = True
+            raise
+        return NetworkCounters(
+            tuple(
+                (link.index, stats[link.index])
+                for link in self._links
+                if link.kind == "veth" and link.index in stats
+            )
+        )
+
+    def _changed(self, fresh: bool) -> bool:
+        """Whether the links must be dumped again; sets `reread` and `lost`."""
+        self.reread, self.lost = None, False
+        messages = 0
+        if self._events is None or self._links is None:
+            # Subscribed before the dump, so that nothing made between the two is missed.
+            self.close()
+            self._events = LinkEvents(self._events_rcvbuf)
+            self.reread = REREAD_ERROR if self._failed else REREAD_START
+        else:
+            changes = self._events.drain()
+            messages = changes.messages
+            if changes.lost:
+                self.reread, self.lost = REREAD_LOST, True
+            elif (
+                self.resync_interval is not None
+                and self._clock() - self._full_at >= self.resync_interval
+            ):
+                self.reread = REREAD_RESYNC
+            if changes.nsids:
+                # An id released may go to another namespace: nothing found under it holds.
+                self._peer_names = {
+                    key: name
+                    for key, name in self._peer_names.items()
+                    if key[2] not in changes.nsids
+                }
+                self._owners_of = None
+        if self.reread is not None or fresh:
+            self._peer_names.clear()
+            self._owners_of = None
+        if self.reread is not None:
+            self._full_at = self._clock()
+        return bool(messages or fresh or self.reread)
+
+    def _read(self, procfs: ProcfsReader, scan: ProcessScan, fresh: bool) -> NetworkReading:
+        changed = self._changed(fresh)
         if self._socket is None:
             self._socket = RtnlSocket(self.timeout)
-        try:
-            return self._read(self._socket, procfs, scan)
-        except (OSError, NetlinkError):
-            # A socket left mid-answer by an error is not reused.
-            self.close()
-            raise
-
-    def _read(self, sock: RtnlSocket, procfs: ProcfsReader, scan: ProcessScan) -> NetworkReading:
-        links = sock.dump_links()
+        if changed or self._links is None:
+            # Without counters: they come apart, from counters(), every run.
+            self._links = tuple(self._socket.dump_links(stats=False))
+            self.dumps += 1
+        sock, links = self._socket, self._links
         host_net = {n.kind: n.inode for n in procfs.host_namespaces()}.get("net")
         netns, unreadable = self._container_netns(sock, procfs, scan, host_net)
         peers = self._peers(
             sock,
             [
-                (link.peer_index, link.peer_nsid)
+                (link.index, link.peer_index, link.peer_nsid)
                 for link in links
                 if link.kind == "veth" and link.peer_nsid is not None and link.peer_index
             ],
         )
         self._warn_on_refusals(unreadable > 0, any(p.refused for p in peers))
         # Namespaces behind veths that no container's process is in: Docker's sandboxes,
-        # other runtimes' pods, leftovers. Asked only when there are any.
-        wanted = {
+        # other runtimes' pods, leftovers. Asked only when there are any, and again only when
+        # they, or the containers' namespaces, changed.
+        wanted = frozenset(
             link.peer_nsid for link in links if link.kind == "veth" and link.peer_nsid is not None
-        } - {n.nsid for n in netns}
+        ) - {n.nsid for n in netns}
         owners: tuple[NamespaceOwner, ...] = ()
         if wanted:
-            known = {n.inode for n in netns} | ({host_net} if host_net is not None else set())
-            if self._owners is None or self._owners.procfs is not procfs:
-                self._owners = OwnerReader(procfs)
-            owners = self._owners.resolve(sock, wanted, scan, known)
+            known = frozenset(
+                {n.inode for n in netns} | ({host_net} if host_net is not None else set())
+            )
+            if self._owners_of is not None and self._owners_of[:2] == (wanted, known):
+                owners = self._owners_of[2]
+            else:
+                if self._owners is None or self._owners.procfs is not procfs:
+                    self._owners = OwnerReader(procfs)
+                owners = self._owners.resolve(sock, set(wanted), scan, set(known))
+                self._owners_of = (wanted, known, owners)
         self._warn_on_unknown_owners(owners)
         return NetworkReading(
-            links=tuple(links),
+            links=links,
             container_netns=tuple(netns),
             peers=tuple(peers),
             unreadable_netns=unreadable,
@@ -189,19 +322,34 @@ class NetworkReader:
             ContainerNetns(container_id=container_id, pid=pid, inode=inode, nsid=nsid),
         )
 
-    @staticmethod
-    def _peers(sock: RtnlSocket, wanted: list[tuple[int, int]]) -> list[PeerLink]:
-        try:
-            names = sock.link_names(wanted)
-        except NetlinkError as exc:
-            if exc.errno not in _REFUSED:
-                raise
-            return [
-                PeerLink(nsid=nsid, index=index, name=None, refused=True) for index, nsid in wanted
-            ]
+    def _peers(self, sock: RtnlSocket, veths: list[tuple[int, int, int]]) -> list[PeerLink]:
+        """The far end of each (veth ifindex, peer ifindex, peer nsid): looked up in its
+        namespace only when not found before under the same three numbers (a peer gone, or a
+        refused lookup, is asked again)."""
+        wanted = [key for key in veths if key not in self._peer_names]
+        found: dict[tuple[int, int, int], str | None] = {}
+        refused = False
+        if wanted:
+            self.peer_lookups += len(wanted)
+            try:
+                names = sock.link_names([(index, nsid) for _, index, nsid in wanted])
+            except NetlinkError as exc:
+                if exc.errno not in _REFUSED:
+                    raise
+                refused = True
+            else:
+                found = dict(zip(wanted, names, strict=True))
+        if refused:
+            return [PeerLink(nsid, index, None, refused=True) for _, index, nsid in veths]
+        # Only the veths there are now: a gone one's numbers are forgotten.
+        self._peer_names = {
+            key: name
+            for key in veths
+            if (name := self._peer_names.get(key) or found.get(key)) is not None
+        }
         return [
-            PeerLink(nsid=nsid, index=index, name=name)
-            for (index, nsid), name in zip(wanted, names, strict=True)
+            PeerLink(nsid=nsid, index=index, name=self._peer_names.get((veth, index, nsid)))
+            for veth, index, nsid in veths
         ]
 
     def _warn_on_unknown_owners(self, owners: tuple[NamespaceOwner, ...]) -> None:

@@ -247,7 +247,7 @@ def test_owners_are_read_without_a_mount_table_once_known(engine: Any) -> None:
     with cni_pod() as pod:
         reader, host = NetworkSource(timeout=10.0), Host.open()
         try:
-            first = reader.read(host.tick())
+            first = reader.sample(host.tick())[0]
             owners = reader.reader._owners
             assert owners is not None
             reads: list[str] = []
@@ -258,7 +258,7 @@ def test_owners_are_read_without_a_mount_table_once_known(engine: Any) -> None:
                 return real(*args)
 
             owners._mount_candidates = counting  # type: ignore[method-assign,assignment]
-            second = reader.read(host.tick())
+            second = reader.sample(host.tick())[0]
         finally:
             reader.close()
             host.close()

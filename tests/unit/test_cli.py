@@ -91,6 +91,7 @@ def test_options_are_typed_keys_with_their_own_defaults() -> None:
         "--collector.containers.labels",
         "--collector.layers.top-k",
         "--collector.conntrack.max-entries",
+        "--collector.network.resync-interval",
         "--collector.ports.listener-budget",
     }
 

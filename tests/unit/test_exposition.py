@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, all_collectors, facts_types
-from exporter.collectors.network.facts import NetworkFacts
+from exporter.collectors.network.facts import LinkCounters, NetworkCounters, NetworkFacts
 from exporter.collectors.processes.facts import ProcessFacts
 from exporter.metrics import Families, MetricSpec, Renderer, Writer, render
 from exporter.readers.docker_api import EngineFacts
@@ -224,27 +225,46 @@ def test_without_netns_access_nothing_is_called_orphaned_for_lack_of_a_container
 def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> None:
     runs: list[str] = []
 
-    def counted(definition: CollectorDef) -> Writer:
-        inner = definition.writer(Settings())
-
+    def counted(name: str, inner: Writer) -> Writer:
         def write(snapshot: Snapshot, out: Families) -> None:
-            runs.append(definition.name)
-            inner(snapshot, out)
+            runs.append(name)
+            inner.write(snapshot, out)
 
         return Writer(write)
 
+    def named(definition: CollectorDef) -> Iterator[Writer]:
+        # A collector's counter writer (its second) is told apart as "<name>:counters".
+        for i, writer in enumerate(definition.writers(Settings())):
+            yield counted(definition.name + (":counters" if i else ""), writer)
+
     renderer = Renderer(
-        [*(counted(c) for c in all_collectors()), Writer(write_self_metrics, cached=False)]
+        [*(w for c in all_collectors() for w in named(c)), Writer(write_self_metrics, cached=False)]
     )
     first = recorded()
     assert renderer.render(first) == render(first, WRITERS)
-    assert sorted(runs) == sorted(c.name for c in all_collectors())
+    assert sorted(runs) == sorted([*(c.name for c in all_collectors()), "network:counters"])
 
     # A network run: only the network's families are written again.
     runs.clear()
     second = with_network(first, unreadable_netns=3)
     assert renderer.render(second) == render(second, WRITERS)
-    assert runs == ["network"]
+    assert runs == ["network", "network:counters"]
+
+    # A network run in which only the veths' counters moved (the same facts object): only
+    # the writer of the traffic families runs, and its numbers are the new ones.
+    runs.clear()
+    net = second.collectors["network"]
+    facts = net.facts
+    assert isinstance(facts, NetworkFacts)
+    moved = NetworkCounters(
+        tuple((link.index, LinkCounters(*(7,) * 8)) for link in facts.links if link.kind == "veth")
+    )
+    counted_only = second.with_state(dataclasses.replace(net, counters=moved))
+    assert renderer.render(counted_only) == render(counted_only, WRITERS)
+    assert runs == ["network:counters"]
+    traffic = select(parse(renderer.render(counted_only)), "docker_host_veth_receive_bytes_total")
+    assert traffic and {s.value for s in traffic} == {7}
+    second = counted_only
 
     # A container list run that found what the last one did: nothing is written again.
     runs.clear()
@@ -259,7 +279,7 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     fewer = dataclasses.replace(engine, containers=engine.containers[1:])
     fourth = third.with_state(dataclasses.replace(containers, facts=fewer))
     assert renderer.render(fourth) == render(fourth, WRITERS)
-    assert sorted(runs) == ["containers", "network", "processes"]
+    assert sorted(runs) == ["containers", "network", "network:counters", "processes"]
 
     # A processes run that could not judge a shim this time (no list current as of after it
     # started): only the processes writer reads those facts.

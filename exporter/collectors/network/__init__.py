@@ -5,6 +5,7 @@ it, and orphaned veths of Docker's."""
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.network import metrics, report, source
 from exporter.collectors.network.facts import NAME, NetworkFacts
+from exporter.collectors.network.options import RESYNC_INTERVAL
 
 COLLECTOR = CollectorDef(
     name=NAME,
@@ -13,4 +14,6 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
+    options=(RESYNC_INTERVAL,),
+    counter_writer=settings_free(metrics.write_counters),
 )

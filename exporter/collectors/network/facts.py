@@ -8,13 +8,14 @@ from dataclasses import dataclass, fields
 
 from exporter.readers.netlink import Link, LinkCounters
 from exporter.readers.netns import NamespaceOwner
-from exporter.readers.network import ContainerNetns, NetworkReading, PeerLink
+from exporter.readers.network import ContainerNetns, NetworkCounters, NetworkReading, PeerLink
 
 __all__ = [
     "ContainerNetns",
     "Link",
     "LinkCounters",
     "NamespaceOwner",
+    "NetworkCounters",
     "NetworkFacts",
     "PeerLink",
 ]

@@ -308,6 +308,19 @@ def bridge_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[Bridge
     )
 
 
+def veth_containers(net: NetworkFacts, inventory: Inventory | None) -> dict[int, str]:
+    """ifindex -> container name of every host veth whose peer is in a container's namespace:
+    VethView.container without judging anything, for the writer of the veths' counters."""
+    names = inventory.names if inventory else {}
+    owners = netns_owners(net, inventory)
+    held = {o.nsid: o.owner.container_id for o in owners if o.nsid is not None}
+    return {
+        link.index: display_name(held[link.peer_nsid], names)
+        for link in net.links
+        if link.kind == "veth" and link.peer_nsid is not None and link.peer_nsid in held
+    }
+
+
 def netns_sharers(net: NetworkFacts, inventory: Inventory | None) -> tuple[tuple[str, str], ...]:
     """(sharer, owner) container names for every `--network=container:X` pair."""
     names = inventory.names if inventory else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.network.facts import NAME, NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkCounters, NetworkFacts
 from exporter.collectors.network.judge import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
@@ -16,6 +16,7 @@ from exporter.collectors.network.judge import (
     VethView,
     bridge_views,
     netns_sharers,
+    veth_containers,
     veth_views,
 )
 from exporter.metrics import Families, declare
@@ -129,6 +130,7 @@ NETNS_UNREADABLE = declare(
 
 
 def write(snapshot: Snapshot, out: Families) -> None:
+    """The verdict families: re-run only when the facts (or the container list) changed."""
     net = snapshot.current(NAME, NetworkFacts)
     if net is None:
         return
@@ -157,11 +159,27 @@ def write_veths(veths: Iterable[VethView], out: Families) -> None:
                 VETH_INFO, 1, name, veth.container, veth.container_interface or "", bridge, network
             )
         out.add(VETH_NAMESPACE, 1, name, bridge, veth.owner_kind, veth.owner)
-        if veth.link.counters is not None:
-            for field, spec in TRAFFIC.items():
-                out.add(spec, getattr(veth.link.counters, field), name, veth.container or "")
     for key, count in status.items():
         out.add(VETHS, count, key)
+
+
+def write_counters(snapshot: Snapshot, out: Families) -> None:
+    """The veths' traffic, from the counters read every run; a recording made before counters
+    were kept apart carries them in its links."""
+    net = snapshot.current(NAME, NetworkFacts)
+    if net is None:
+        return
+    read = snapshot.counters(NAME, NetworkCounters)
+    counters = read.by_index() if read is not None else {}
+    containers = veth_containers(net, inventory(snapshot))
+    for link in net.links:
+        if link.kind != "veth":
+            continue
+        counted = counters.get(link.index, link.counters)
+        if counted is not None:
+            container = containers.get(link.index, "")
+            for field, spec in TRAFFIC.items():
+                out.add(spec, getattr(counted, field), link.name, container)
 
 
 def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:

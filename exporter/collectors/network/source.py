@@ -1,41 +1,84 @@
 """The network collector's source: a reading of the host's links and the namespaces behind its
-veths, and, when any veth looks orphaned, a second reading a moment later to confirm it."""
+veths that follows rtnetlink's notifications (the very same facts while nothing changed), and,
+when any veth looks orphaned, a fresh second reading a moment later to confirm it. The veths'
+counters are read every run and returned apart (Sampled), so traffic re-runs only their writer."""
 
 from __future__ import annotations
 
+from typing import cast
+
+from exporter.changes import RereadReason
 from exporter.collectors import Source
 from exporter.collectors.confirm import confirm_wait, read_twice
 from exporter.collectors.network.facts import NAME, NetworkFacts
 from exporter.collectors.network.judge import orphan_suspects
-from exporter.readers.network import NetworkReader
+from exporter.collectors.network.options import RESYNC_INTERVAL
+from exporter.readers.docker_api import EngineFacts
+from exporter.readers.network import NetworkCounters, NetworkReader, NetworkReading
 from exporter.settings import Settings
+from exporter.snapshot import Sampled
 from exporter.tick import Tick
 
 
 class NetworkSource:
-    def __init__(self, timeout: float, confirm_after: float = 1.0) -> None:
-        self.reader = NetworkReader(timeout)
+    def __init__(
+        self,
+        timeout: float,
+        confirm_after: float = 1.0,
+        resync_interval: float | None = RESYNC_INTERVAL.default,
+    ) -> None:
+        self.reader = NetworkReader(timeout, resync_interval)
         # Long enough for libnetwork to finish building or tearing down a pair, short enough
         # to leave most of the run's timeout.
         self.confirm_after = confirm_wait(confirm_after, timeout)
+        # The last first reading, the engine's answer it was judged with, and the facts made of
+        # them: while neither changed, neither are the suspects nor the facts.
+        self._first: tuple[NetworkReading, EngineFacts | None, NetworkFacts] | None = None
+        self._facts: NetworkFacts | None = None
 
-    def read(self, tick: Tick) -> NetworkFacts:
+    def read(self, tick: Tick) -> Sampled:
+        return Sampled(*self.sample(tick))
+
+    def sample(self, tick: Tick) -> tuple[NetworkFacts, NetworkCounters]:
+        """read(), typed: the facts and the veths' counters."""
         procfs = tick.host.procfs
         # The tick's /proc scan will do for a first look; the second takes a scan of its own.
-        first = NetworkFacts.of(self.reader.read(procfs, tick.proc_scan()))
-        return read_twice(
-            first,
-            # The Engine API's last answer, without a call: which bridges and networks are
-            # Docker's, to decide what to look at again. The verdicts use a fresh one.
-            lambda facts: orphan_suspects(facts, tick.last_engine()),
-            lambda: NetworkFacts.of(self.reader.read(procfs, procfs.scan())),
-            lambda second, suspects: NetworkFacts.of(second, earlier_suspects=suspects),
-            self.confirm_after,
-        )
+        reading = self.reader.read(procfs, tick.proc_scan())
+        self._count(tick)
+        # The Engine API's last answer, without a call: which bridges and networks are
+        # Docker's, to decide what to look at again. The verdicts use a fresh one.
+        engine = tick.last_engine()
+        if self._first is not None and self._first[:2] == (reading, engine):
+            facts = self._first[2]  # nothing suspected last time either
+        else:
+            first = NetworkFacts.of(reading)
+            facts = read_twice(
+                first,
+                lambda facts: orphan_suspects(facts, engine),
+                lambda: NetworkFacts.of(self._again(tick)),
+                lambda second, suspects: NetworkFacts.of(second, earlier_suspects=suspects),
+                self.confirm_after,
+            )
+            # Suspects are looked at again on every run until they are gone.
+            self._first = (reading, engine, facts) if facts is first else None
+        if facts == self._facts:
+            facts = self._facts  # the same object: the renderer skips the verdict writer
+        self._facts = facts
+        return facts, self.reader.counters()
+
+    def _again(self, tick: Tick) -> NetworkReading:
+        procfs = tick.host.procfs
+        return self.reader.read(procfs, procfs.scan(), fresh=True)
+
+    def _count(self, tick: Tick) -> None:
+        if self.reader.lost:
+            tick.host.changes.lost(NAME)
+        if self.reader.reread is not None:
+            tick.host.changes.reread(NAME, cast(RereadReason, self.reader.reread))
 
     def close(self) -> None:
         self.reader.close()
 
 
 def build(settings: Settings) -> Source:
-    return NetworkSource(timeout=settings.timeout(NAME))
+    return NetworkSource(timeout=settings.timeout(NAME), resync_interval=settings[RESYNC_INTERVAL])
