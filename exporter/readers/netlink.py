@@ -200,8 +200,9 @@ def _counters(data: bytes, span: tuple[int, int]) -> LinkCounters:
     return LinkCounters(*(values[name] for name in _COUNTERS))
 
 
-def parse_link(data: bytes) -> Link:
-    """One RTM_NEWLINK message (header included). Raises NetlinkError if it is malformed."""
+def parse_link(data: bytes, counters: bool = True) -> Link:
+    """One RTM_NEWLINK message (header included). Raises NetlinkError if it is malformed.
+    counters=False: IFLA_STATS64 is not read (Link.counters is None)."""
     if len(data) < _HEADER.size + _IFINFO.size:
         raise _malformed(f"RTM_NEWLINK of {len(data)} bytes")
     _, _, index, _, _ = _IFINFO.unpack_from(data, _HEADER.size)
@@ -220,9 +221,9 @@ def parse_link(data: bytes) -> Link:
         if kind == "bridge" and (bridge := info.get(IFLA_INFO["IFLA_INFO_DATA"])):
             stp = _u32(data, _attrs(data, *bridge).get(IFLA_BR["IFLA_BR_STP_STATE"]))
             stp_enabled = None if stp is None else stp != 0
-    counters: LinkCounters | None = None
-    if stats_span := top.get(IFLA["IFLA_STATS64"]):
-        counters = _counters(data, stats_span)
+    counted: LinkCounters | None = None
+    if counters and (stats_span := top.get(IFLA["IFLA_STATS64"])):
+        counted = _counters(data, stats_span)
     operstate_span = top.get(IFLA["IFLA_OPERSTATE"])
     operstate = _code(data, operstate_span, OPERSTATES) if operstate_span else "unknown"
     peer_index = _i32(data, top.get(IFLA["IFLA_LINK"]))
@@ -237,7 +238,7 @@ def parse_link(data: bytes) -> Link:
         operstate=operstate,
         port_state=port_state,
         stp_enabled=stp_enabled,
-        counters=counters,
+        counters=counted,
     )
 
 
@@ -348,7 +349,8 @@ class RtnlSocket(NetlinkSocket):
         if target_nsid is not None:
             body += _attr(IFLA["IFLA_IF_NETNSID"], struct.pack("=i", target_nsid))
         seq = self._send(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, body)
-        return [parse_link(m) for m in self._replies(seq)]
+        # Some kernels send IFLA_STATS64 whatever the mask says (6.18 does): not read then.
+        return [parse_link(m, counters=stats) for m in self._replies(seq)]
 
     def link_names(self, peers: Sequence[tuple[int, int]]) -> list[str | None]:
         """Names of links given as (ifindex, nsid): each looked up in the namespace the host

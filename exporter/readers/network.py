@@ -115,7 +115,9 @@ class NetworkReader:
         self._events: LinkEvents | None = None
         self._log = ChangeLog(log)
         # (pid, start time, comm) -> (netns inode, nsid), for the processes seen last read.
-        self._netns: dict[tuple[int, int, str], tuple[int, int]] = {}
+        # An id not given yet is kept too: the host gives ids with a notification (RTM_NEWNSID),
+        # after which those are asked again.
+        self._netns: dict[tuple[int, int, str], tuple[int, int | None]] = {}
         self._owners: OwnerReader | None = None
         self._links: tuple[Link, ...] | None = None  # the last dump, while no event says more
         self._full_at = 0.0  # when the last full re-read began
@@ -193,6 +195,8 @@ class NetworkReader:
             ):
                 self.reread = REREAD_RESYNC
             if changes.nsids:
+                # An id given may be one a namespace kept without an id was waiting for.
+                self._netns = {k: v for k, v in self._netns.items() if v[1] is not None}
                 # An id released may go to another namespace: nothing found under it holds.
                 self._peer_names = {
                     key: name
@@ -261,11 +265,12 @@ class NetworkReader:
 
         A process's network namespace, and the id the host gives it, stay as they are while it
         lives (short of it calling setns itself, and then exec: see ProcfsReader.namespaces_of),
-        so both are kept by (pid, start time, comm) once known.
+        so both are kept by (pid, start time, comm) once known; the lack of an id only until
+        the host notifies an id given (LinkEvents).
         """
         opened: list[tuple[str, ProcStat, int]] = []
         found: dict[tuple[str, int], ContainerNetns] = {}
-        known: dict[tuple[int, int, str], tuple[int, int]] = {}
+        known: dict[tuple[int, int, str], tuple[int, int | None]] = {}
         unreadable = 0
         try:
             for shim, command in scan.shims:
@@ -304,8 +309,7 @@ class NetworkReader:
             # A pid reused between the scan and the open would name another namespace.
             if inode != host_net and procfs.same_process(process):
                 self._found(found, container_id, process.pid, inode, nsid)
-                if nsid is not None:  # an id not given yet may be given later
-                    known[(process.pid, process.start_ticks, process.comm)] = (inode, nsid)
+                known[(process.pid, process.start_ticks, process.comm)] = (inode, nsid)
         self._netns = known  # only the processes seen now
         return sorted(found.values(), key=lambda n: (n.container_id, n.inode)), unreadable
 
