@@ -18,6 +18,7 @@ import statistics
 import time
 
 from exporter.collectors import by_name
+from exporter.collectors.network.facts import NetworkFacts
 from exporter.metrics import Renderer
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Sampled, Snapshot
@@ -71,6 +72,7 @@ def main() -> None:
         network.close()
         containers.close()
         host.close()
+    assert isinstance(facts, NetworkFacts)
     links = len(facts.links)
     veths = sum(1 for link in facts.links if link.kind == "veth")
     dumps = getattr(reader, "dumps", None)
