@@ -242,6 +242,31 @@ def parse_link(data: bytes, counters: bool = True) -> Link:
     )
 
 
+def parse_stats(data: bytes) -> tuple[int, LinkCounters | None]:
+    """One RTM_NEWSTATS message: (ifindex, its IFLA_STATS_LINK_64 counters, None if absent).
+    Raises NetlinkError if it is malformed."""
+    if len(data) < _HEADER.size + _IFSTATS.size:
+        raise _malformed(f"RTM_NEWSTATS of {len(data)} bytes")
+    _, index, _ = _IFSTATS.unpack_from(data, _HEADER.size)
+    span = _find(data, _HEADER.size + _IFSTATS.size, IFLA_STATS_LINK_64)
+    return index, _counters(data, span) if span is not None else None
+
+
+def link_changes(datagram: bytes, nsids: set[int]) -> int:
+    """How many link and namespace-id notifications one datagram of the change feed holds;
+    the ids given or released are added to `nsids`. Raises NetlinkError if it is malformed."""
+    messages = 0
+    for kind, _, _, message in _split(datagram):
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            messages += 1
+        elif kind in (RTM_NEWNSID, RTM_DELNSID):
+            messages += 1
+            span = _find(message, _HEADER.size + _RTGEN.size, NETNSA["NETNSA_NSID"])
+            if (nsid := _i32(message, span)) is not None and nsid >= 0:
+                nsids.add(nsid)
+    return messages
+
+
 def _attr(kind: int, payload: bytes) -> bytes:
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + b"\0" * ((-length) % 4)
@@ -382,12 +407,9 @@ class RtnlSocket(NetlinkSocket):
         body = _IFSTATS.pack(socket.AF_UNSPEC, 0, 1 << (IFLA_STATS_LINK_64 - 1))
         found: dict[int, LinkCounters] = {}
         for message in self.dump(RTM_GETSTATS, body):
-            if len(message) < _HEADER.size + _IFSTATS.size:
-                raise _malformed(f"RTM_NEWSTATS of {len(message)} bytes")
-            _, index, _ = _IFSTATS.unpack_from(message, _HEADER.size)
-            span = _find(message, _HEADER.size + _IFSTATS.size, IFLA_STATS_LINK_64)
-            if span is not None:
-                found[index] = _counters(message, span)
+            index, counters = parse_stats(message)
+            if counters is not None:
+                found[index] = counters
         return found
 
     def addresses(self) -> list[bytes]:
@@ -469,12 +491,5 @@ class LinkEvents:
                     raise
                 lost = True  # reported once; what is queued after it is still read
                 continue
-            for kind, _, _, message in _split(data):
-                if kind in (RTM_NEWLINK, RTM_DELLINK):
-                    messages += 1
-                elif kind in (RTM_NEWNSID, RTM_DELNSID):
-                    messages += 1
-                    span = _find(message, _HEADER.size + _RTGEN.size, NETNSA["NETNSA_NSID"])
-                    if (nsid := _i32(message, span)) is not None and nsid >= 0:
-                        nsids.add(nsid)
+            messages += link_changes(data, nsids)
         return LinkChanges(messages, lost, frozenset(nsids))

@@ -126,3 +126,21 @@ def test_ctnetlink_numbers() -> None:
     # TCP states by number; pyroute2 still calls 9 LISTEN, which the kernel renamed SYN_SENT2.
     theirs_states = {n: name.lower() for n, name in ct.TCP_CONNTRACK_TO_NAME.items() if n < 9}
     assert dict(list(enumerate(ctnetlink.TCP_STATES))[1:9]) == theirs_states
+
+
+def test_change_feed_and_stats_numbers() -> None:
+    """What the network reader's change feed subscribes to and its counters dump asks."""
+    from pyroute2 import netlink as nl  # noqa: PLC0415
+    from pyroute2.netlink import rtnl  # noqa: PLC0415
+    from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg  # noqa: PLC0415
+
+    assert (netlink.SOL_NETLINK, netlink.NETLINK_ADD_MEMBERSHIP) == (
+        nl.SOL_NETLINK,
+        nl.NETLINK_ADD_MEMBERSHIP,
+    )
+    assert (netlink.RTNLGRP_LINK, netlink.RTNLGRP_NSID) == (rtnl.RTNLGRP_LINK, rtnl.RTNLGRP_NSID)
+    ours = (netlink.RTM_NEWLINK, netlink.RTM_DELLINK, netlink.RTM_NEWNSID, netlink.RTM_DELNSID)
+    assert ours == (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK, rtnl.RTM_NEWNSID, rtnl.RTM_DELNSID)
+    assert (netlink.RTM_NEWSTATS, netlink.RTM_GETSTATS) == (rtnl.RTM_NEWSTATS, rtnl.RTM_GETSTATS)
+    assert names(ifstatsmsg.nla_map)[netlink.IFLA_STATS_LINK_64] == "IFLA_STATS_LINK_64"
+    assert "".join(kind for _, kind in ifstatsmsg.fields) == "BBHII"  # if_stats_msg
