@@ -77,6 +77,13 @@ def main() -> None:
     veths = sum(1 for link in facts.links if link.kind == "veth")
     dumps = getattr(reader, "dumps", None)
     print(f"links {links} veths {veths} runs {args.runs} full re-reads {rereads} dumps {dumps}")
+    report(reads, renders, quiet_reads, quiet_renders)
+    dump_costs()
+
+
+def report(
+    reads: list[float], renders: list[float], quiet_reads: list[float], quiet_renders: list[float]
+) -> None:
     for what, values in (
         ("read", reads),
         ("render", renders),
@@ -89,6 +96,27 @@ def main() -> None:
             f"{what}: {len(values)} runs, CPU ms/run mean {statistics.fmean(values):6.2f} "
             f"p50 {statistics.median(values):6.2f} max {max(values):6.2f}"
         )
+
+
+def dump_costs(runs: int = 20) -> None:
+    """A link dump (what a run that follows a change costs) against the counters dump (what
+    every run costs), CPU in this thread. Only on a tree that has the counters dump."""
+    from exporter.readers.netlink import RtnlSocket  # noqa: PLC0415
+
+    sock = RtnlSocket()
+    try:
+        if not hasattr(sock, "link_stats"):
+            return
+        for name, call in (
+            ("link dump, no counters", lambda: sock.dump_links(stats=False)),
+            ("RTM_GETSTATS counters dump", sock.link_stats),
+        ):
+            t0 = time.thread_time()
+            for _ in range(runs):
+                call()
+            print(f"{name}: CPU ms/call {(time.thread_time() - t0) / runs * 1000:6.2f}")
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ class NetworkReader:
     def read(self, procfs: ProcfsReader, scan: ProcessScan, fresh: bool = False) -> NetworkReading:
         """The links as they are now, then the containers in `scan` (taken after the dump: a
         veth seen in the dump belongs to a container whose processes exist by then). The very
-        same reading as last time when nothing changed. fresh: read everything again (a
-        confirming reading), without counting it as a full re-read."""
+        same reading as last time when nothing changed. fresh: dump the links and ask the
+        namespaces' owners again whatever the notifications said (a confirming reading), not
+        counted as a full re-read."""
         try:
             reading = self._read(procfs, scan, fresh)
         except (OSError, NetlinkError):
@@ -204,11 +205,14 @@ class NetworkReader:
                     if key[2] not in changes.nsids
                 }
                 self._owners_of = None
-        if self.reread is not None or fresh:
-            self._peer_names.clear()
-            self._owners_of = None
         if self.reread is not None:
+            self._peer_names.clear()
             self._full_at = self._clock()
+        if self.reread is not None or fresh:
+            # A confirming reading dumps the links and asks the owners again; a peer's name
+            # found under the same (veth, peer ifindex, peer nsid) stands: a peer deleted takes
+            # its veth with it, one moved changes the nsid, and a gone one is never kept.
+            self._owners_of = None
         return bool(messages or fresh or self.reread)
 
     def _read(self, procfs: ProcfsReader, scan: ProcessScan, fresh: bool) -> NetworkReading:
