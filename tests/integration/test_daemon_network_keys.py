@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 import pytest
@@ -42,7 +42,7 @@ POOLS = [{"base": "10.214.0.0/16", "size": 24}]
 class NetnsDockerd:
     directory: Path
     netns: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None = None  # dockerd, once started
 
     @property
     def host(self) -> str:
@@ -52,29 +52,12 @@ class NetnsDockerd:
     def config(self) -> Path:
         return self.directory / "daemon.json"
 
-    def command(self) -> list[str]:
-        return [
-            "nsenter",
-            f"--net=/run/netns/{self.netns}",
-            "dockerd",
-            f"--config-file={self.config}",
-            f"--data-root={self.directory}/root",
-            f"--exec-root={self.directory}/exec",
-            f"--pidfile={self.directory}/docker.pid",
-            "-H",
-            self.host,
-            f"--bridge={BRIDGE}",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--storage-driver=vfs",
-        ]
-
     def start(self) -> None:
         log = (self.directory / "dockerd.log").open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        process = self.process = start_dockerd(self.directory, self.netns, log)
 
         def answers() -> bool:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise AssertionError((self.directory / "dockerd.log").read_text()[-2000:])
             try:
                 docker.APIClient(base_url=self.host, version="auto").close()
@@ -85,6 +68,7 @@ class NetnsDockerd:
         wait_for(answers, timeout=60, interval=0.2)
 
     def restart(self) -> None:
+        assert self.process is not None
         stop(self.process)
         self.start()
 
@@ -95,6 +79,7 @@ class NetnsDockerd:
         os.utime(self.config, (when, when))
 
     def reload(self) -> None:
+        assert self.process is not None
         self.process.send_signal(signal.SIGHUP)
         client = docker.APIClient(base_url=self.host, version="auto")
         try:
@@ -141,6 +126,29 @@ class NetnsDockerd:
         return samples, report
 
 
+def start_dockerd(directory: Path, netns: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    # nsenter, not `ip netns exec`: that one remounts /sys, and dockerd then finds no cgroups.
+    return subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "dockerd",
+            f"--config-file={directory}/daemon.json",
+            f"--data-root={directory}/root",
+            f"--exec-root={directory}/exec",
+            f"--pidfile={directory}/docker.pid",
+            "-H",
+            f"unix://{directory}/docker.sock",
+            f"--bridge={BRIDGE}",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--storage-driver=vfs",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @contextlib.contextmanager
 def netns_dockerd(config: dict[str, Any]) -> Iterator[NetnsDockerd]:
     # Short paths: containerd's socket under --exec-root must fit a sockaddr_un.
@@ -156,7 +164,7 @@ def netns_dockerd(config: dict[str, Any]) -> Iterator[NetnsDockerd]:
             ["link", "set", BRIDGE, "up"],
         ):
             subprocess.run(["ip", "-n", netns, *command], check=True, timeout=30)
-        made = NetnsDockerd(directory, netns, subprocess.Popen(["true"]))
+        made = NetnsDockerd(directory, netns)
         made.write(config, mtime=time.time() - 60)
         made.start()
         yield made
@@ -169,7 +177,8 @@ def netns_dockerd(config: dict[str, Any]) -> Iterator[NetnsDockerd]:
                         container.remove(force=True)
                 finally:
                     client.close()
-            stop(made.process)
+            if made.process is not None:
+                stop(made.process)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
         unmount_under(directory)
         shutil.rmtree(directory, ignore_errors=True)
