@@ -19,7 +19,7 @@ from exporter.collectors.daemon.judge import (
     unknown_to,
 )
 from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
-from exporter.readers.docker_api import DockerNetwork, docker_network
+from exporter.readers.docker_api import DockerNetwork, created_time, docker_network
 from tests.engines import Recording, api_key, recorded_engines
 
 RECORDINGS = [Recording(p) for p in recorded_engines()]
@@ -411,3 +411,53 @@ def test_the_key_table_is_each_recorded_engines_own_word(recording: Recording) -
     version = engine_version(recording.version)
     ours = {k for k in said["known"] + said["unknown"] if unknown_to(k, version) is not None}
     assert ours - {"proxies"} == set(said["unknown"]) - {"proxies"}
+
+
+def test_the_network_fields_the_keys_are_judged_by() -> None:
+    """IPRange, the MTU option and Created as the Engine API writes them (Go's RFC 3339, nine
+    fractional digits); anything else is left out rather than guessed."""
+    network = docker_network(
+        {
+            "Id": "b" * 64, "Name": "bridge", "Driver": "bridge",
+            "Created": "2026-12-06T12:19:26.853654067Z",
+            "Options": {"com.docker.network.driver.mtu": "1400"},
+            "IPAM": {"Config": [
+                {"Subnet": "10.213.0.0/24", "IPRange": "10.213.0.0/25", "Gateway": "10.213.0.1"},
+                {"Subnet": "fd00:d4e::/64", "IPRange": "not a range"},
+            ]},
+        }
+    )  # fmt: skip
+    assert (network.ip_ranges, network.mtu) == (("10.213.0.0/25",), "1400")
+    assert network.created == pytest.approx(1796559566.853654067)
+    assert created_time("2026-12-06T13:19:26.5+01:00") == pytest.approx(1796559566.5)
+    for bad in ("0001-01-01T00:00:00Z", "2026-13-06T12:19:26Z", "yesterday", 1796559566, None):
+        assert created_time(bad) is None
+    bare = docker_network({"Id": "c" * 64, "Name": "n", "Driver": "bridge"})
+    assert (bare.ip_ranges, bare.mtu, bare.created) == ((), "", None)
+
+
+_TEXT = st.one_of(st.none(), st.integers(), st.text(max_size=30), st.sampled_from((
+    "10.214.0.0/16", "172.18.0.0/16", "192.168.16.0/20", "10.214.3.0/24", "fd00::/56",
+)))  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pools=st.one_of(
+        _TEXT,
+        st.lists(st.dictionaries(st.sampled_from(("base", "size")), st.one_of(_TEXT)), max_size=3),
+    ),
+    subnets=st.lists(
+        st.tuples(st.sampled_from(("172.18.0.0/16", "10.214.3.0/24", "192.168.77.0/24")),
+                  st.one_of(st.none(), st.floats(0, 300))),
+        max_size=4,
+    ),
+)  # fmt: skip
+def test_address_pools_never_in_sync_without_a_witness(pools: Any, subnets: Any) -> None:
+    """Whatever the file holds: no crash, and in sync only with a network dockerd allocated
+    after its start (100) from the file's pools."""
+    networks = [_user(f"n{i}", (s,), created) for i, (s, created) in enumerate(subnets)]
+    (found,) = config_verdicts(facts({"default-address-pools": pools}), networks)
+    if found.verdict == "in_sync":
+        assert any(c is not None and c >= 100 and s == "10.214.3.0/24" for s, c in subnets)
+    assert found.verdict in ("in_sync", "restart", "not_comparable")
