@@ -12,13 +12,14 @@ from typing import Any
 
 from exporter.collectors.firewall.judge import filter_verdicts, forward_verdict, unmet_filter_rules
 from exporter.collectors.firewall.source import FirewallSource
+from exporter.collectors.nat.facts import NatFacts
 from exporter.collectors.nat.source import NatSource
 from exporter.readers.docker_api import DockerReader
-from exporter.readers.filter_rules import FilterCache
 from exporter.readers.inventory import DockerInventory
 from exporter.readers.netfilter import (
     NetfilterReader,
     NetfilterReading,
+    NftCache,
     read_legacy_with_filter,
     read_nftables_with_filter,
 )
@@ -30,10 +31,10 @@ from exporter.tick import Host
 def decoded() -> dict[str, Any]:
     sock = NftSocket()
     try:
-        _, _, nft = read_nftables_with_filter(sock)
+        nft = read_nftables_with_filter(sock).filter
     finally:
         sock.close()
-    _, _, legacy = read_legacy_with_filter("/proc")
+    legacy = read_legacy_with_filter("/proc").filter
     return {
         "chains": [dataclasses.asdict(c) for c in nft.chains + legacy.chains],
         "rules": [dataclasses.asdict(r) for r in nft.rules + legacy.rules],
@@ -41,15 +42,15 @@ def decoded() -> dict[str, Any]:
 
 
 def cached(change: list[str]) -> dict[str, Any]:
-    """Three readings through one FilterCache: the second (nothing changed) must be the first's
+    """Three readings through one NftCache: the second (nothing changed) must be the first's
     tables, the third after running `change` (a rule added) a new decoding that has it."""
     sock = NftSocket()
-    cache = FilterCache()
+    cache = NftCache()
     try:
-        first = read_nftables_with_filter(sock, cache)[2]
-        second = read_nftables_with_filter(sock, cache)[2]
+        first = read_nftables_with_filter(sock, cache).filter
+        second = read_nftables_with_filter(sock, cache).filter
         subprocess.run(change, check=True, timeout=60)
-        third = read_nftables_with_filter(sock, cache)[2]
+        third = read_nftables_with_filter(sock, cache).filter
     finally:
         sock.close()
     return {
@@ -109,7 +110,8 @@ def shared() -> dict[str, Any]:
     try:
         for at in (1.0, 2.0):
             tick = host.tick(at)
-            nat_facts, fw_facts = nat.read(tick), fw.read(tick)
+            nat_facts, fw_facts = nat.read(tick).facts, fw.read(tick)
+            assert isinstance(nat_facts, NatFacts)
             reads.append(reader.reads)
             found.append(
                 {

@@ -232,7 +232,27 @@ RULE = Schema(
     {
         1: ("NFTA_RULE_TABLE", _string),
         2: ("NFTA_RULE_CHAIN", _string),
+        3: ("NFTA_RULE_HANDLE", _be64),
         4: ("NFTA_RULE_EXPRESSIONS", _list_of(_expression)),
+    }
+)
+_COUNTER = _EXPRESSION_DATA["counter"]
+
+
+def _counter_of(data: bytes) -> Attrs | None:
+    """A counter expression's packets and bytes; None for any other expression, not parsed."""
+    head = _EXPRESSION_HEAD.parse(data)
+    raw = head.get("NFTA_EXPR_DATA")
+    return _COUNTER.parse(raw) if head.get("NFTA_EXPR_NAME") == "counter" and raw else None
+
+
+# A rule's place and its counters only: what a reading of an unchanged ruleset needs.
+RULE_COUNTERS = Schema(
+    {
+        1: ("NFTA_RULE_TABLE", _string),
+        2: ("NFTA_RULE_CHAIN", _string),
+        3: ("NFTA_RULE_HANDLE", _be64),
+        4: ("NFTA_RULE_COUNTERS", _list_of(_counter_of)),
     }
 )
 
@@ -279,6 +299,14 @@ class NftSocket(NetlinkSocket):
 
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
         return list(self._dump(NFT_MSG_GETRULE, RULE, family))
+
+    def rule_counters(self, family: int, table: str) -> list[NftMessage]:
+        """One table's rules, parsed no further than their place (table, chain, handle) and
+        their counter expressions. The kernel dumps only that table (NFTA_RULE_TABLE); an
+        older one that dumps all is filtered by the caller on NFTA_RULE_TABLE."""
+        body = _NFGENMSG.pack(family, 0, 0) + _string_attr(1, table)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        return [parse_message(m, RULE_COUNTERS) for m in self.dump(kind, body)]
 
     def generation(self) -> int | None:
         """The ruleset's generation id (NFTA_GEN_ID), which every change bumps."""

@@ -14,7 +14,7 @@ from exporter.collectors.nat.judge import (
     rules_split_across_backends,
 )
 from exporter.metrics import Families, declare
-from exporter.readers.nat_rules import NatRule
+from exporter.readers.nat_rules import NatCounters, NatRule
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
@@ -123,19 +123,21 @@ DNAT_MISSING = declare(
 )
 
 
-def _aggregate(
-    rules: Iterable[NatRule], key: tuple[str, ...]
-) -> dict[tuple[str, ...], tuple[int, int, int]]:
-    """Rules with equal labels folded into one series: (count, packets, bytes)."""
-    folded: Counter[tuple[str, ...]] = Counter()
-    packets: Counter[tuple[str, ...]] = Counter()
-    byte_counts: Counter[tuple[str, ...]] = Counter()
-    for rule in rules:
+def _fold(rules: Iterable[NatRule], key: tuple[str, ...]) -> dict[tuple[str, ...], int]:
+    """Rules with equal labels folded into one series: how many."""
+    return Counter(_labels(rule, key) for rule in rules)
+
+
+def _fold_counters(
+    rules: Iterable[tuple[NatRule, int, int]], key: tuple[str, ...]
+) -> dict[tuple[str, ...], tuple[int, int]]:
+    """(rule, packets, bytes) with equal labels folded into one series: their sums."""
+    folded: dict[tuple[str, ...], tuple[int, int]] = {}
+    for rule, packets, byte_count in rules:
         labels = _labels(rule, key)
-        folded[labels] += 1
-        packets[labels] += rule.packets
-        byte_counts[labels] += rule.bytes
-    return {k: (folded[k], packets[k], byte_counts[k]) for k in folded}
+        before = folded.get(labels, (0, 0))
+        folded[labels] = (before[0] + packets, before[1] + byte_count)
+    return folded
 
 
 def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
@@ -172,15 +174,11 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(JUDGED, int(judged), family)
 
     masquerades = [r for r in nat.rules if r.action == "masquerade"]
-    for labels, (count, packets, byte_count) in _aggregate(masquerades, MASQ_LABELS).items():
+    for labels, count in _fold(masquerades, MASQ_LABELS).items():
         out.add(MASQ_RULES, count, *labels)
-        out.add(MASQ_PACKETS, packets, *labels)
-        out.add(MASQ_BYTES, byte_count, *labels)
     dnats = [r for r in nat.rules if r.action == "dnat"]
-    for labels, (count, packets, byte_count) in _aggregate(dnats, DNAT_LABELS).items():
+    for labels, count in _fold(dnats, DNAT_LABELS).items():
         out.add(DNAT_RULES, count, *labels)
-        out.add(DNAT_PACKETS, packets, *labels)
-        out.add(DNAT_BYTES, byte_count, *labels)
 
     masquerade_verdicts, dnat_verdicts = nat_verdicts(nat)
     for m, missing in masquerade_verdicts:
@@ -195,3 +193,20 @@ def write(snapshot: Snapshot, out: Families) -> None:
             str(d.container_port),
             d.family,
         )
+
+
+def write_counters(snapshot: Snapshot, out: Families) -> None:
+    """What the MASQUERADE and DNAT rules matched: the families traffic moves, re-run when the
+    counters moved while `write` (and every verdict) waits for the rules to change."""
+    nat = snapshot.current(NAME, NatFacts)
+    counters = snapshot.counters(NAME, NatCounters)
+    if nat is None or counters is None or len(counters.packets) != len(nat.rules):
+        return  # counters of another reading than these rules': none rather than wrong ones
+    counted = list(zip(nat.rules, counters.packets, counters.bytes, strict=True))
+    families = (("masquerade", MASQ_LABELS, MASQ_PACKETS, MASQ_BYTES),
+                ("dnat", DNAT_LABELS, DNAT_PACKETS, DNAT_BYTES))  # fmt: skip
+    for action, key, packets_family, bytes_family in families:
+        folded = _fold_counters((c for c in counted if c[0].action == action), key)
+        for labels, (packets, byte_count) in folded.items():
+            out.add(packets_family, packets, *labels)
+            out.add(bytes_family, byte_count, *labels)
