@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -128,18 +129,6 @@ def _fold(rules: Iterable[NatRule], key: tuple[str, ...]) -> dict[tuple[str, ...
     return Counter(_labels(rule, key) for rule in rules)
 
 
-def _fold_counters(
-    rules: Iterable[tuple[NatRule, int, int]], key: tuple[str, ...]
-) -> dict[tuple[str, ...], tuple[int, int]]:
-    """(rule, packets, bytes) with equal labels folded into one series: their sums."""
-    folded: dict[tuple[str, ...], tuple[int, int]] = {}
-    for rule, packets, byte_count in rules:
-        labels = _labels(rule, key)
-        before = folded.get(labels, (0, 0))
-        folded[labels] = (before[0] + packets, before[1] + byte_count)
-    return folded
-
-
 def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
     values = {
         "backend": rule.backend,
@@ -202,11 +191,32 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
     counters = snapshot.counters(NAME, NatCounters)
     if nat is None or counters is None or len(counters.packets) != len(nat.rules):
         return  # counters of another reading than these rules': none rather than wrong ones
-    counted = list(zip(nat.rules, counters.packets, counters.bytes, strict=True))
-    families = (("masquerade", MASQ_LABELS, MASQ_PACKETS, MASQ_BYTES),
-                ("dnat", DNAT_LABELS, DNAT_PACKETS, DNAT_BYTES))  # fmt: skip
-    for action, key, packets_family, bytes_family in families:
-        folded = _fold_counters((c for c in counted if c[0].action == action), key)
+    folded: dict[tuple[str, ...], list[int]] = {}
+    series = _counted_series(nat.rules)
+    for labels, packets, byte_count in zip(series, counters.packets, counters.bytes, strict=True):
+        if labels is None:
+            continue
+        if (sums := folded.get(labels)) is None:
+            folded[labels] = [packets, byte_count]
+        else:
+            sums[0] += packets
+            sums[1] += byte_count
+    for action, packets_family, bytes_family in _COUNTER_FAMILIES:  # in a fixed order
         for labels, (packets, byte_count) in folded.items():
-            out.add(packets_family, packets, *labels)
-            out.add(bytes_family, byte_count, *labels)
+            if labels[0] == action:
+                out.add(packets_family, packets, *labels[1:])
+                out.add(bytes_family, byte_count, *labels[1:])
+
+
+_COUNTER_FAMILIES = (("masquerade", MASQ_PACKETS, MASQ_BYTES), ("dnat", DNAT_PACKETS, DNAT_BYTES))
+
+
+@functools.lru_cache(maxsize=4)
+def _counted_series(rules: tuple[NatRule, ...]) -> tuple[tuple[str, ...] | None, ...]:
+    """Each rule's counter series, (action, *labels); None for none. Worked out once per rule
+    set: the counters move every run, the rules seldom (the very same tuple then)."""
+    keys = {"masquerade": MASQ_LABELS, "dnat": DNAT_LABELS}
+    return tuple(
+        (rule.action, *_labels(rule, keys[rule.action])) if rule.action in keys else None
+        for rule in rules
+    )
