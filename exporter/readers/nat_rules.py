@@ -366,31 +366,22 @@ def nft_counts(sock: NftSocket, keys: list[RuleKey]) -> Counts | None:
     """The counters of the rules at these keys, read again without decoding a rule: one dump
     per (family, table) they are in, parsed no further than each rule's counter. None when a
     rule is no longer there (the ruleset changed meanwhile: read it all again)."""
-    found: dict[RuleKey, tuple[int, int]] = {}
+    found: dict[tuple[Any, ...], tuple[int, int]] = {}
     for family, table in dict.fromkeys((k[0], k[1]) for k in keys):
-        for message in sock.rule_counters(family, table):
-            attrs = message.attrs
-            if attrs.get_attr("NFTA_RULE_TABLE") != table:
+        for rule in sock.rule_counts(family, table):
+            if rule.table != table:
                 continue  # a kernel that dumps every table
-            counters = [c for c in attrs.get_attr("NFTA_RULE_COUNTERS") or [] if c is not None]
-            chain, handle = attrs.get_attr("NFTA_RULE_CHAIN"), attrs.get_attr("NFTA_RULE_HANDLE")
-            found[(family, table, chain, handle)] = _counted(counters[-1] if counters else None)
+            counted = rule.counted or (0, 0)
+            found[(family, table, rule.chain, rule.handle)] = (
+                _count(counted[0]),
+                _count(counted[1]),
+            )
     counts: Counts = []
     for key in keys:
         if key not in found:
             return None
         counts.append(found[key])
     return counts
-
-
-def _counted(counter: Any) -> tuple[int, int]:
-    """(packets, bytes) of a counter expression (the last of a rule's, as _counter keeps)."""
-    if counter is None:
-        return 0, 0
-    packets, byte_count = (
-        counter.get_attr(a) for a in ("NFTA_COUNTER_PACKETS", "NFTA_COUNTER_BYTES")
-    )
-    return _count(packets), _count(byte_count)
 
 
 def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:

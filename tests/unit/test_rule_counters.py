@@ -9,14 +9,20 @@ import struct
 from collections import Counter
 from dataclasses import replace
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exporter.collectors import by_name
 from exporter.collectors.nat.facts import NatFacts
 from exporter.metrics import Families, Renderer, Writer, render
 from exporter.readers.iptables import TableBlob
-from exporter.readers.nat_rules import NatCounters
+from exporter.readers.nat_rules import NatCounters, _count, decode_expressions
 from exporter.readers.netfilter_base import LegacyCache
+from exporter.readers.netlink import NetlinkError
+from exporter.readers.nfnetlink import RULE, parse_message, parse_rule_count
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
+from tests.fuzzing import FUZZ, HEADER, message, mutated, nla
 from tests.helpers import parse, select
 from tests.nat_rules import dnat
 from tests.unit.test_fuzz_iptables import (
@@ -24,6 +30,16 @@ from tests.unit.test_fuzz_iptables import (
     DNAT_ENTRY,
     MASQUERADE6_ENTRY,
     MASQUERADE_ENTRY,
+)
+from tests.unit.test_fuzz_nftables import (
+    DNAT,
+    MASQUERADE,
+    NATIVE_DNAT,
+    NFT_RULE,
+    be64,
+    expression,
+    hostile_expressions,
+    rule_message,
 )
 from tests.unit.test_ports import DAEMON, FW, NAT, NET, PORTS
 
@@ -150,3 +166,56 @@ def test_a_legacy_table_is_decoded_again_only_when_its_rules_changed() -> None:
     assert cache.made("nat", moved, decode) == 1
     assert cache.made("nat", replace(table, blob=DNAT_ENTRY), decode) == 2
     assert cache.made("filter", table, decode) == 3  # each table its own
+
+
+def counter(packets: int, byte_count: int) -> bytes:
+    return expression("counter", nla(1, be64(byte_count)), nla(2, be64(packets)))
+
+
+def with_handle(data: bytes, handle: int) -> bytes:
+    """The rule message with an NFTA_RULE_HANDLE, as the kernel dumps one."""
+    return message(NFT_RULE, data[HEADER.size :] + nla(3, be64(handle)))
+
+
+def fully(data: bytes) -> tuple[object, ...] | None:
+    """What the full parse and the nat decoder make of a rule message's place and counter."""
+    try:
+        (rule,) = [parse_message(data, RULE)]
+    except NetlinkError:
+        return None
+    decoded = decode_expressions(rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
+    place = [rule.attrs.get_attr(f"NFTA_RULE_{a}") for a in ("TABLE", "CHAIN", "HANDLE")]
+    return (*place, decoded.packets, decoded.bytes)
+
+
+@FUZZ
+@given(
+    data=st.one_of(
+        st.binary(max_size=80),
+        mutated(
+            st.sampled_from(
+                [
+                    with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7),
+                    with_handle(rule_message([counter(1, 2), *DNAT, counter(5, 300)]), 9),
+                    rule_message(NATIVE_DNAT),
+                ]
+            ),
+            start=HEADER.size + 4,
+        ),
+        hostile_expressions.map(lambda e: with_handle(rule_message([*e, counter(2, 4)]), 3)),
+    )
+)
+def test_a_rule_read_for_its_counter_only_agrees_with_the_full_decoding(data: bytes) -> None:
+    """Where the full parse reads a rule message, the counter-only parse of an unchanged
+    ruleset's reading finds the same place and counter; a hostile message is refused, never
+    a crash."""
+    try:
+        quick = parse_rule_count(data)
+    except NetlinkError:
+        assert fully(data) is None
+        return
+    expected = fully(data)
+    if expected is not None:
+        packets, byte_count = quick.counted or (0, 0)
+        found = (quick.table, quick.chain, quick.handle, _count(packets), _count(byte_count))
+        assert found == expected
