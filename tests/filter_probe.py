@@ -10,7 +10,8 @@ import json
 import socket
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from exporter.collectors import by_name
 from exporter.collectors.firewall.judge import filter_verdicts, forward_verdict, unmet_filter_rules
@@ -20,6 +21,7 @@ from exporter.collectors.nat.source import NatSource
 from exporter.metrics import Families, Renderer, Writer, render
 from exporter.readers.docker_api import DockerReader
 from exporter.readers.inventory import DockerInventory
+from exporter.readers.iptables import TableBlob
 from exporter.readers.nat_rules import NatCounters
 from exporter.readers.netfilter import (
     NetfilterReader,
@@ -28,11 +30,14 @@ from exporter.readers.netfilter import (
     read_legacy_with_filter,
     read_nftables_with_filter,
 )
+from exporter.readers.netfilter_base import LegacyCache
 from exporter.readers.nfnetlink import NftMessage, NftSocket
 from exporter.readers.procfs import ProcfsReader
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
 from exporter.tick import Host
+
+T = TypeVar("T")
 
 
 def decoded() -> dict[str, Any]:
@@ -150,6 +155,19 @@ class _CountingSocket(NftSocket):
         return super().chains(family)
 
 
+class _CountingLegacyCache(LegacyCache):
+    """Counts the legacy tables decoded."""
+
+    decoded = 0
+
+    def made(self, name: str, table: TableBlob, make: Callable[[TableBlob], T]) -> T:
+        def counting(blob: TableBlob) -> T:
+            self.decoded += 1
+            return make(blob)
+
+        return super().made(name, table, counting)
+
+
 def counted(address: str, port: int, change: list[str]) -> dict[str, Any]:
     """Three samples of the nat and firewall sources through one reader: the second after
     traffic through the DNAT rule of `port` (its counters moved, nothing else), the third after
@@ -157,6 +175,7 @@ def counted(address: str, port: int, change: list[str]) -> dict[str, Any]:
     exporter renders, and from scratch."""
     reader = NetfilterReader("/proc")
     sock = reader._nft = _CountingSocket()  # the reader's own socket, watched
+    legacy = reader._legacy = _CountingLegacyCache()
     host = Host(
         ProcfsReader("/proc"),
         DockerInventory(DockerReader("unix:///nowhere", 1.0)),
@@ -186,7 +205,7 @@ def counted(address: str, port: int, change: list[str]) -> dict[str, Any]:
             tick = host.tick()
             sampled, fw_facts = nat.read(tick), fw.read(tick)
             samples.append((sampled, fw_facts))
-            decoded.append(sock.chain_dumps)
+            decoded.append((sock.chain_dumps, legacy.decoded))
             for name, facts, counters in (
                 ("nat", sampled.facts, sampled.counters),
                 ("firewall", fw_facts, None),

@@ -1,8 +1,9 @@
 """Issue 24: the nat rules' counters apart from the rules. In a network namespace of the test's
-own, Docker 20.10's rules (iptables-nft) and a DNAT per published port: traffic through one
-DNAT rule moves that rule's counters only, and the nat and firewall sources hand back their
-very last facts (so no verdict writer runs again); a rule inserted gives new facts, equal to
-a reading from scratch. The renders through one Renderer equal renders from scratch."""
+own, Docker 20.10's rules (iptables-nft, or iptables-legacy) and a DNAT per published port:
+traffic through one DNAT rule moves that rule's counters only, and the nat and firewall sources
+hand back their very last facts (so no verdict writer runs again); a rule inserted gives new
+facts, equal to a reading from scratch. The renders through one Renderer equal renders from
+scratch."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ COMMIT
 
 @pytest.fixture
 def netns(root: None) -> Iterator[str]:
-    for program in ("nsenter", "iptables-nft-restore"):
+    for program in ("nsenter", "iptables-nft-restore", "iptables-legacy-restore"):
         if not shutil.which(program):
             unavailable(f"{program} not installed")
     name = f"dhe-co-{uuid.uuid4().hex[:8]}"
@@ -60,22 +61,30 @@ def inside(netns: str, *command: str, stdin: str | None = None) -> str:
     ).stdout
 
 
-def test_traffic_moves_counters_only_and_a_rule_inserted_changes_the_facts(netns: str) -> None:
+# (backend, the rules decoded at each of the three samples: nf_tables chain dumps, ip_tables
+# tables decoded): decoded at the first and after the rule inserted, not after the traffic.
+BACKENDS = [("nft", [[1, 0], [1, 0], [2, 0]]), ("legacy", [[1, 2], [1, 2], [1, 3]])]
+
+
+@pytest.mark.parametrize(("backend", "decoded"), BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_traffic_moves_counters_only_and_a_rule_inserted_changes_the_facts(
+    netns: str, backend: str, decoded: list[list[int]]
+) -> None:
     inside(netns, "ip", "link", "set", "lo", "up")
     inside(netns, "ip", "address", "add", f"{LOCAL}/32", "dev", "lo")
     accepts = (("172.17.0.2/32", "docker0", "udp", 53), ("172.17.0.3/32", "docker0", "udp", 53))
-    inside(netns, "iptables-nft-restore", stdin=restore_text(docker20_filter(accepts=accepts)))
-    inside(netns, "iptables-nft-restore", "--noflush", stdin=NAT)
-    change = ["iptables-nft", "-t", "nat", "-A", "DOCKER", "!", "-i", "docker0", "-p", "udp",
-              "--dport", "20003", "-j", "DNAT", "--to-destination", "172.17.0.4:53"]  # fmt: skip
+    restore = f"iptables-{backend}-restore"
+    inside(netns, restore, stdin=restore_text(docker20_filter(accepts=accepts)))
+    inside(netns, restore, "--noflush", stdin=NAT)
+    change = [f"iptables-{backend}", "-t", "nat", "-A", "DOCKER", "!", "-i", "docker0",
+              "-p", "udp", "--dport", "20003", "-j", "DNAT",
+              "--to-destination", "172.17.0.4:53"]  # fmt: skip
     probe = (sys.executable, "-m", "tests.filter_probe", "counted", LOCAL, "20001", *change)
     found = json.loads(inside(netns, *probe))
     # Traffic through 20001's DNAT: its counters moved, and nothing else did.
     assert found["moved"] == [20001]
     assert found["same_nat_facts"] and found["same_firewall_facts"]
-    # The rules decoded at the first reading and after the change; in between the ruleset
-    # generation stood, and only the nat table's counters were dumped.
-    assert found["rules_decoded"] == [1, 1, 2]
+    assert found["rules_decoded"] == decoded
     # A rule inserted: new facts, the same as a reading from scratch, counters and all.
     assert found["third_is_fresh"]
     assert found["third_rules"] == [0, 20001, 20002, 20003]
