@@ -299,15 +299,10 @@ _NEXT_OFFSET = struct.Struct("=H")
 _NEXT_OFFSET_AT = {"ipv4": 90, "ipv6": 142}
 
 
-def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
-    """The table's chains and rules, of ip_tables (family "ipv4") or ip6_tables ("ipv6").
-    Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN."""
-    return read_table_blob(name, family).chains()
-
-
 def read_table_blob(name: str = "nat", family: str = "ipv4") -> TableBlob:
-    """The table as the kernel holds it, not yet parsed. struct ip6t_getinfo and
-    ip6t_get_entries have the same layout as their ipt_ twins."""
+    """The table of ip_tables (family "ipv4") or ip6_tables ("ipv6") as the kernel holds it,
+    not yet parsed (TableBlob.chains). Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN.
+    struct ip6t_getinfo and ip6t_get_entries have the same layout as their ipt_ twins."""
     libc = _libc()
     if family == "ipv6":
         domain, level, get_info, get_entries = (

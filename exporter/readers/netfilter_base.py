@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from exporter.readers.capabilities import lacking
-from exporter.readers.iptables import Chain, TableBlob, read_table_blob
+from exporter.readers.iptables import TableBlob, read_table_blob
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6
 
 
@@ -100,10 +100,6 @@ def legacy_tables(procfs: str | Path, names: str = "ip_tables_names") -> set[str
             f"iptables-legacy: {exc.filename}: permission denied",
             lacking("CAP_DAC_READ_SEARCH"),
         ) from exc
-
-
-def legacy_table(name: str, family: str) -> list[Chain]:
-    return legacy_table_blob(name, family).chains()
 
 
 def legacy_table_blob(name: str, family: str) -> TableBlob:
