@@ -244,8 +244,8 @@ class RuleCount:
     """A rule's place and what its counter expression (the last, if several) counted; None
     without one."""
 
-    table: str
-    chain: str
+    table: str | None  # None: not in the message
+    chain: str | None
     handle: int | bytes | None
     counted: tuple[int | bytes, int | bytes] | None  # (packets, bytes)
 
@@ -266,7 +266,8 @@ def parse_rule_count(message: bytes) -> RuleCount:
     counter is parsed (every run of an unchanged ruleset reads only this)."""
     if len(message) < _HEADER_SIZE + _NFGENMSG.size:
         raise _malformed(f"nf_tables message of {len(message)} bytes")
-    table = chain = ""
+    table: str | None = None
+    chain: str | None = None
     handle: int | bytes | None = None
     counted: tuple[int | bytes, int | bytes] | None = None
     for kind, start, end in _attrs(message, _HEADER_SIZE + _NFGENMSG.size, len(message)):
