@@ -42,7 +42,7 @@ def _rule(action: str, **fields: object) -> NatRule:
     )
     values.update(to_address=None, to_port=None, in_negated=False, out_negated=False)
     values.update(fields)
-    return NatRule("nftables", "nat", "DOCKER", action, packets=0, bytes=0, **values)  # type: ignore[arg-type]
+    return NatRule("nftables", "nat", "DOCKER", action, **values)  # type: ignore[arg-type]
 
 
 def facts(n: int) -> tuple[PortsFacts, NatFacts, FirewallFacts, NetworkFacts]:

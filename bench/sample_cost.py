@@ -26,7 +26,7 @@ from exporter.collectors import all_collectors
 from exporter.metrics import render
 from exporter.selfmetrics import write_self_metrics
 from exporter.settings import Settings
-from exporter.snapshot import CollectorState, Snapshot
+from exporter.snapshot import CollectorState, Sampled, Snapshot
 from exporter.tick import Host
 
 
@@ -128,13 +128,18 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
             wall0, cpu0 = time.perf_counter(), time.thread_time()
             # One tick per sample, as the sampler dispatches them: collectors of a tick share
             # one /proc scan (taken by whichever reads first) and one container list.
-            facts = sources[c.name].read(tick)
+            read = sources[c.name].read(tick)
             cpus[c.name].append((time.thread_time() - cpu0) * 1000)
             walls[c.name].append((time.perf_counter() - wall0) * 1000)
             dockerd_ms[c.name] += cpu_ms_of(dockerd) - d0
             containerd_ms[c.name] += cpu_ms_of(containerd) - c0
+            facts, counters = (
+                (read.facts, read.counters) if isinstance(read, Sampled) else (read, None)
+            )
             snapshot = snapshot.with_state(
-                CollectorState(c.name, True, walls[c.name][-1] / 1000, time.time(), facts)
+                CollectorState(
+                    c.name, True, walls[c.name][-1] / 1000, time.time(), facts, counters=counters
+                )
             )
         r0 = time.perf_counter()
         text = render(snapshot, writers)

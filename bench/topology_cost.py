@@ -82,7 +82,7 @@ def host_of(n: int) -> Snapshot:
         for p in ports:
             rules.append(
                 NatRule("nftables", "nat", "DOCKER", "dnat", None, None, None, False, None,
-                        False, "tcp", p.host_port, address, 80, 0, 0)
+                        False, "tcp", p.host_port, address, 80)
             )  # fmt: skip
     for i in range(3):  # orphans on docker0
         links.append(Link(9000 + i, f"vorph{i}", "veth", 100, 2, None, "down", "disabled",
@@ -90,7 +90,7 @@ def host_of(n: int) -> Snapshot:
     for other in networks[1:]:  # docker0's MASQUERADE is missing
         rules.append(
             NatRule("nftables", "nat", "POSTROUTING", "masquerade", other.subnets[0], None, None,
-                    False, other.bridge, True, None, None, None, None, 0, 0)
+                    False, other.bridge, True, None, None, None, None)
         )  # fmt: skip
     engine = EngineFacts(tuple(records), (), "1.41", tuple(networks))
     network = NetworkFacts(

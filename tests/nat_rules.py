@@ -23,8 +23,6 @@ _MASQUERADE = NatRule(
     dport=None,
     to_address=None,
     to_port=None,
-    packets=0,
-    bytes=0,
 )
 
 

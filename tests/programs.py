@@ -137,6 +137,24 @@ ACCOUNTED: dict[tuple[str, str], str] = {
         "wrappers built by the callers from shutil.which('setpriv') and shutil.which('unshare'), "
         "which the scan finds"
     ),
+    ("bench/rule_counters_cost.py", "*enter"): (
+        "nsenter (util-linux) into the benchmark's namespace, running ip (iproute2), sysctl "
+        "(procps), iptables-nft-restore (iptables) and sys.executable"
+    ),
+    ("tests/filter_probe.py", "sys.argv[4:]"): (
+        "the change its test passes: iptables-nft or iptables-legacy, package iptables"
+    ),
+    ("tests/integration/test_rule_counters.py", "program"): (
+        "nsenter (util-linux), iptables-nft-restore and iptables-legacy-restore (iptables), "
+        "looked up"
+    ),
+    ("tests/integration/test_rule_counters.py", "restore"): (
+        "iptables-nft-restore or iptables-legacy-restore, package iptables"
+    ),
+    ("tests/integration/test_rule_counters.py", "command"): (
+        "inside(): nsenter (util-linux) running ip (iproute2), iptables-{nft,legacy}[-restore] "
+        "(iptables) and sys.executable"
+    ),
 }
 
 

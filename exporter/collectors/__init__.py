@@ -53,6 +53,7 @@ class CollectorDef:
     # Its writer of the families that come from its counters (Snapshot.counters), if it keeps
     # counters apart from facts: re-run when counters move, while `writer` waits for facts.
     counter_writer: Callable[[Settings], FamilyWriter] | None = None
+    counters: type | None = None  # what its source's counters are (Sampled.counters)
 
     def writers(self, settings: Settings) -> tuple[Writer, ...]:
         """Its writers for the renderer, the facts' first."""
@@ -108,3 +109,9 @@ def by_name() -> dict[str, CollectorDef]:
 def facts_types() -> dict[str, type]:
     """Each collector's facts type, by name: what a recording's facts decode to."""
     return {c.name: c.facts for c in all_collectors()}
+
+
+def counters_types() -> dict[str, type]:
+    """The counters' type of each collector that keeps counters apart: what a recording's
+    counters decode to."""
+    return {c.name: c.counters for c in all_collectors() if c.counters is not None}

@@ -567,16 +567,6 @@ def nft_filter(
     )
 
 
-@dataclass
-class FilterCache:
-    """The filter tables last decoded, and the nf_tables ruleset generation they were read at:
-    the kernel bumps it with every change (rules, chains, set elements), so while it stands
-    the filter rules are the same and are not decoded again (their counters are not kept)."""
-
-    generation: int | None = None
-    tables: FilterTables | None = None
-
-
 def _legacy_filter_rule(
     chain: str, position: int, entry: Entry, family: str, jumps: dict[int, str]
 ) -> FilterRule:

@@ -253,10 +253,56 @@ def _getsockopt(
         raise IptablesError(code, os.strerror(code))
 
 
-def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
-    """The table's chains and rules, of ip_tables (family "ipv4") or ip6_tables ("ipv6").
-    Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN. struct ip6t_getinfo and
-    ip6t_get_entries have the same layout as their ipt_ twins."""
+@dataclass(frozen=True)
+class TableBlob:
+    """A table as IPT_SO_GET_ENTRIES gives it: its entries' blob, counters and all, and where
+    its built-in chains start."""
+
+    family: str
+    valid_hooks: int
+    hook_entry: tuple[int, ...]
+    blob: bytes
+
+    def chains(self) -> list[Chain]:
+        return chains(parse_entries(self.blob, self.family), self.hook_entry, self.valid_hooks)
+
+    def rules_key(self) -> bytes:
+        """The table without its counters: the same while no rule or chain changed, however
+        much traffic the rules count (every entry's pcnt and bcnt zeroed)."""
+        layout = _ENTRY6 if self.family == "ipv6" else _ENTRY
+        at = layout.size - _COUNTERS.size  # the counters end an entry's fixed part
+        next_at = _NEXT_OFFSET_AT[self.family]
+        masked = bytearray(self.blob)
+        offset = 0
+        while offset + layout.size <= len(masked):
+            masked[offset + at : offset + layout.size] = _NO_COUNTERS
+            step = _NEXT_OFFSET.unpack_from(masked, offset + next_at)[0]
+            if step < layout.size:
+                break  # malformed: parse_entries says so when it is decoded
+            offset += step
+        return struct.pack("=I5I", self.valid_hooks, *self.hook_entry) + bytes(masked)
+
+    def counters(self, offset: int) -> tuple[int, int]:
+        """(packets, bytes) of the entry at this offset."""
+        layout = _ENTRY6 if self.family == "ipv6" else _ENTRY
+        found: tuple[int, int] = _COUNTERS.unpack_from(
+            self.blob, offset + layout.size - _COUNTERS.size
+        )
+        return found
+
+
+# struct xt_counters (pcnt, bcnt) ends ipt_entry and ip6t_entry; next_offset (u16) is at 90
+# in ipt_entry (after nfcache and target_offset), at 142 in ip6t_entry.
+_COUNTERS = struct.Struct("=QQ")
+_NO_COUNTERS = bytes(_COUNTERS.size)
+_NEXT_OFFSET = struct.Struct("=H")
+_NEXT_OFFSET_AT = {"ipv4": 90, "ipv6": 142}
+
+
+def read_table_blob(name: str = "nat", family: str = "ipv4") -> TableBlob:
+    """The table of ip_tables (family "ipv4") or ip6_tables ("ipv6") as the kernel holds it,
+    not yet parsed (TableBlob.chains). Needs CAP_NET_RAW (the socket) and CAP_NET_ADMIN.
+    struct ip6t_getinfo and ip6t_get_entries have the same layout as their ipt_ twins."""
     libc = _libc()
     if family == "ipv6":
         domain, level, get_info, get_entries = (
@@ -276,7 +322,7 @@ def read_table(name: str = "nat", family: str = "ipv4") -> list[Chain]:
         answer = ctypes.create_string_buffer(request, len(request))
         _getsockopt(libc, sock.fileno(), level, get_entries, answer)
     blob = answer.raw[_GET_ENTRIES_HEADER : _GET_ENTRIES_HEADER + size]
-    return chains(parse_entries(blob, family), tuple(hook_entry), valid_hooks)
+    return TableBlob(family, valid_hooks, tuple(hook_entry), blob)
 
 
 # A standard target's verdict: negative is -NF_xxx - 1 (NF_DROP 0, NF_ACCEPT 1, XT_RETURN

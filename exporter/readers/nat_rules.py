@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.readers.capabilities import lacking
-from exporter.readers.iptables import Chain, Entry, destination_port
+from exporter.readers.iptables import Entry, TableBlob, destination_port
 from exporter.readers.netfilter_base import (
     ADDRESS_OFFSETS,
     DOCKER_CHAIN_PREFIX,
@@ -35,13 +35,14 @@ from exporter.readers.netfilter_base import (
     PROTOCOLS,
     FirewallBackend,
     FirewallUnreadable,
+    LegacyCache,
     address_prefix,
     attr,
     blob_bytes,
     data_value,
     forget_unknown_write,
     interface_name,
-    legacy_table,
+    legacy_table_blob,
     legacy_tables,
     register_write,
 )
@@ -71,9 +72,21 @@ class NatRule:
     dport: int | None
     to_address: str | None  # dnat only
     to_port: int | None
-    packets: int
-    bytes: int
     family: str = "ipv4"
+
+
+@dataclass(frozen=True)
+class NatCounters:
+    """What a reading's nat rules have matched, kept apart from the rules: traffic moves these
+    every run, and must not make the rules (and every verdict judged on them) look changed.
+    packets[i] and bytes[i] are the i-th rule's, of the reading's rules in their order."""
+
+    packets: tuple[int, ...] = ()
+    bytes: tuple[int, ...] = ()
+
+
+# A rule's counters as one backend reads them: (packets, bytes), in its rules' order.
+Counts = list[tuple[int, int]]
 
 
 # iptables-nft's tables other than nat: they hold no MASQUERADE or DNAT, so their rules are not
@@ -295,10 +308,20 @@ def read_nftables(sock: NftSocket) -> tuple[FirewallBackend, list[NatRule]]:
         raise FirewallUnreadable(
             f"nf_tables: {exc.strerror or exc}", lacking("CAP_NET_ADMIN") if refused else ()
         ) from exc
-    return nft_nat(chains, rules)
+    backend, found = nft_nat(chains, rules)[:2]
+    return backend, found
 
 
-def nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list[NatRule]]:
+# Where an nf_tables rule is, for as long as the ruleset generation stands: family, table,
+# chain, handle (unique in its table).
+RuleKey = tuple[int, str, str, int]
+
+
+def nft_nat(
+    chains: list[Any], rules: list[Any]
+) -> tuple[FirewallBackend, list[NatRule], Counts, list[RuleKey]]:
+    """The nat backend and its MASQUERADE and DNAT rules, their counters and where each rule
+    is (to read only the counters again while the generation stands: nft_counts)."""
     docker_chains: dict[int, list[str]] = {NFPROTO_IPV4: [], NFPROTO_IPV6: []}
     for c in chains:
         table = c.attrs.get_attr("NFTA_CHAIN_TABLE")
@@ -308,6 +331,8 @@ def nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list[
         ):
             docker_chains[c.family].append(f"{table}/{name}")
     found: list[NatRule] = []
+    counts: Counts = []
+    keys: list[RuleKey] = []
     nat_rules = {NFPROTO_IPV4: 0, NFPROTO_IPV6: 0}
     for rule in rules:
         if rule.family not in nat_rules:  # ip/ip6, and iptables-nft's/ip6tables-nft's tables
@@ -322,6 +347,9 @@ def nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list[
         nat_rules[rule.family] += table == "nat"
         if decoded.action:
             found.append(_rule("nftables", table, chain, decoded))
+            counts.append((decoded.packets, decoded.bytes))
+            handle = rule.attrs.get_attr("NFTA_RULE_HANDLE")
+            keys.append((rule.family, table, chain, handle if isinstance(handle, int) else -1))
     backend = FirewallBackend(
         "nftables",
         True,
@@ -331,7 +359,29 @@ def nft_nat(chains: list[Any], rules: list[Any]) -> tuple[FirewallBackend, list[
         nat_rules_ipv6=nat_rules[NFPROTO_IPV6],
         docker_chains_ipv6=tuple(sorted(docker_chains[NFPROTO_IPV6])),
     )
-    return backend, found
+    return backend, found, counts, keys
+
+
+def nft_counts(sock: NftSocket, keys: list[RuleKey]) -> Counts | None:
+    """The counters of the rules at these keys, read again without decoding a rule: one dump
+    per (family, table) they are in, parsed no further than each rule's counter. None when a
+    rule is no longer there (the ruleset changed meanwhile: read it all again)."""
+    found: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for family, table in dict.fromkeys((k[0], k[1]) for k in keys):
+        for rule in sock.rule_counts(family, table):
+            if rule.table != table:
+                continue  # a kernel that dumps every table
+            counted = rule.counted or (0, 0)
+            found[(family, table, rule.chain, rule.handle)] = (
+                _count(counted[0]),
+                _count(counted[1]),
+            )
+    counts: Counts = []
+    for key in keys:
+        if key not in found:
+            return None
+        counts.append(found[key])
+    return counts
 
 
 def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
@@ -351,8 +401,6 @@ def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
         dport=d.dport,
         to_address=d.to_address,
         to_port=d.to_port,
-        packets=d.packets,
-        bytes=d.bytes,
         family=FAMILIES[d.family],
     )
 
@@ -360,47 +408,65 @@ def _rule(backend: str, table: str, chain: str, d: _Decoded) -> NatRule:
 # -- ip_tables (legacy) ---------------------------------------------------------------------
 
 
-def _legacy_nat(family: str) -> list[Chain]:
-    return legacy_table("nat", family)
+@dataclass(frozen=True)
+class _LegacyNat:
+    """What one legacy nat table says: its MASQUERADE and DNAT rules and where each sits in
+    the table (for its counters), how many rules it has, Docker's chains in it."""
+
+    rules: tuple[NatRule, ...]
+    offsets: tuple[int, ...]
+    rule_count: int
+    docker_chains: tuple[str, ...]
+
+
+def _legacy_nat(table: TableBlob) -> _LegacyNat:
+    chains = table.chains()
+    entries = [
+        (chain.name, entry)
+        for chain in chains
+        for entry in chain.rules
+        if entry.target.name in ("MASQUERADE", "DNAT")
+    ]
+    return _LegacyNat(
+        rules=tuple(_legacy_rule(name, entry, table.family) for name, entry in entries),
+        offsets=tuple(entry.offset for _, entry in entries),
+        rule_count=sum(len(c.rules) for c in chains),
+        docker_chains=tuple(
+            sorted(f"nat/{c.name}" for c in chains if c.name.startswith(DOCKER_CHAIN_PREFIX))
+        ),
+    )
 
 
 def read_legacy(procfs: str | Path) -> tuple[FirewallBackend, list[NatRule]]:
     """ip_tables' and ip6_tables' nat tables, each only when the kernel already has it."""
-    tables: dict[str, list[Chain]] = {}
-    if "nat" in legacy_tables(procfs):
-        tables["ipv4"] = _legacy_nat("ipv4")
-    if "nat" in legacy_tables(procfs, "ip6_tables_names"):
-        tables["ipv6"] = _legacy_nat("ipv6")
-    found = [
-        _legacy_rule(chain.name, entry, family)
-        for family, table in tables.items()
-        for chain in table
-        for entry in chain.rules
-        if entry.target.name in ("MASQUERADE", "DNAT")
-    ]
+    backend, found, _ = read_legacy_counted(procfs, LegacyCache())
+    return backend, found
 
-    def docker_chains(family: str) -> tuple[str, ...]:
-        return tuple(
-            sorted(
-                f"nat/{c.name}"
-                for c in tables.get(family, [])
-                if c.name.startswith(DOCKER_CHAIN_PREFIX)
-            )
-        )
 
-    def rule_count(family: str) -> int:
-        return sum(len(c.rules) for c in tables.get(family, []))
-
+def read_legacy_counted(
+    procfs: str | Path, cache: LegacyCache
+) -> tuple[FirewallBackend, list[NatRule], Counts]:
+    """read_legacy, with each rule's counters; a table is decoded again only when its rules
+    changed (cache), its counters read from where its rules sit."""
+    tables: dict[str, tuple[_LegacyNat, TableBlob]] = {}
+    for family, names in (("ipv4", "ip_tables_names"), ("ipv6", "ip6_tables_names")):
+        if "nat" in legacy_tables(procfs, names):
+            blob = legacy_table_blob("nat", family)
+            tables[family] = (cache.made("nat", blob, _legacy_nat), blob)
+    found = [rule for made, _ in tables.values() for rule in made.rules]
+    counts = [blob.counters(at) for made, blob in tables.values() for at in made.offsets]
+    none = _LegacyNat((), (), 0, ())
+    ipv4, ipv6 = (tables[f][0] if f in tables else none for f in ("ipv4", "ipv6"))
     backend = FirewallBackend(
         "legacy",
         True,
         None,
-        rule_count("ipv4"),
-        docker_chains("ipv4"),
-        nat_rules_ipv6=rule_count("ipv6"),
-        docker_chains_ipv6=docker_chains("ipv6"),
+        ipv4.rule_count,
+        ipv4.docker_chains,
+        nat_rules_ipv6=ipv6.rule_count,
+        docker_chains_ipv6=ipv6.docker_chains,
     )
-    return backend, found
+    return backend, found, counts
 
 
 def _legacy_rule(chain: str, entry: Entry, family: str = "ipv4") -> NatRule:
@@ -431,7 +497,5 @@ def _legacy_rule(chain: str, entry: Entry, family: str = "ipv4") -> NatRule:
         ),
         to_address=to_address,
         to_port=to_port,
-        packets=entry.packets,
-        bytes=entry.bytes,
         family=family,
     )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from exporter.readers.capabilities import lacking
-from exporter.readers.iptables import Chain, read_table
+from exporter.readers.iptables import TableBlob, read_table_blob
 from exporter.readers.nfnetlink import NFPROTO_IPV4, NFPROTO_IPV6
 
 
@@ -101,9 +102,9 @@ def legacy_tables(procfs: str | Path, names: str = "ip_tables_names") -> set[str
         ) from exc
 
 
-def legacy_table(name: str, family: str) -> list[Chain]:
+def legacy_table_blob(name: str, family: str) -> TableBlob:
     try:
-        return read_table(name, family)
+        return read_table_blob(name, family)
     except OSError as exc:
         # The raw socket needs CAP_NET_RAW, the table CAP_NET_ADMIN.
         refused = exc.errno in (errno.EPERM, errno.EACCES)
@@ -112,6 +113,28 @@ def legacy_table(name: str, family: str) -> list[Chain]:
             f"{tool}: {exc.strerror or exc}",
             lacking("CAP_NET_RAW", "CAP_NET_ADMIN") if refused else (),
         ) from exc
+
+
+T = TypeVar("T")
+
+
+class LegacyCache:
+    """What was made of each legacy table at its last change, and the table then minus its
+    counters: ip_tables says nothing of a change (no generation, no event), and its counters
+    change with every packet, so each reading compares the table with its counters zeroed
+    (a memcmp), and decodes it again only when a rule or chain changed."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str], tuple[bytes, object]] = {}
+
+    def made(self, name: str, table: TableBlob, make: Callable[[TableBlob], T]) -> T:
+        key, rules = (name, table.family), table.rules_key()
+        found = self._made.get(key)
+        if found is not None and found[0] == rules:
+            return cast(T, found[1])
+        value = make(table)
+        self._made[key] = (rules, value)
+        return value
 
 
 # -- nf_tables' register file -------------------------------------------------------------------

@@ -232,9 +232,73 @@ RULE = Schema(
     {
         1: ("NFTA_RULE_TABLE", _string),
         2: ("NFTA_RULE_CHAIN", _string),
+        3: ("NFTA_RULE_HANDLE", _be64),
         4: ("NFTA_RULE_EXPRESSIONS", _list_of(_expression)),
     }
 )
+_COUNTER_NAME = b"counter"
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """A rule's place and what its counter expression (the last, if several) counted; None
+    without one."""
+
+    table: str | None  # None: not in the message
+    chain: str | None
+    handle: int | bytes | None
+    counted: tuple[int | bytes, int | bytes] | None  # (packets, bytes)
+
+
+def _attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each attribute in data[start:end]."""
+    offset = start
+    while offset + 4 <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < 4 or offset + length > end:
+            raise _malformed(f"attribute of length {length}")
+        yield kind & NLA_TYPE_MASK, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def parse_rule_count(message: bytes) -> RuleCount:
+    """One rule message read no further than its place and its counter: no expression but a
+    counter is parsed (every run of an unchanged ruleset reads only this)."""
+    if len(message) < _HEADER_SIZE + _NFGENMSG.size:
+        raise _malformed(f"nf_tables message of {len(message)} bytes")
+    table: str | None = None
+    chain: str | None = None
+    handle: int | bytes | None = None
+    counted: tuple[int | bytes, int | bytes] | None = None
+    for kind, start, end in _attrs(message, _HEADER_SIZE + _NFGENMSG.size, len(message)):
+        if kind == 1:
+            table = _string(message[start:end])
+        elif kind == 2:
+            chain = _string(message[start:end])
+        elif kind == 3:
+            handle = _be64(message[start:end])
+        elif kind == 4:  # NFTA_RULE_EXPRESSIONS: NFTA_LIST_ELEMs of name and data
+            for element, first, last in _attrs(message, start, end):
+                if element == 1 and (found := _counter(message, first, last)) is not None:
+                    counted = found
+    return RuleCount(table, chain, handle, counted)
+
+
+def _counter(message: bytes, start: int, end: int) -> tuple[int | bytes, int | bytes] | None:
+    name = data = None
+    for kind, first, last in _attrs(message, start, end):
+        if kind == 1:
+            name = message[first:last]
+        elif kind == 2:
+            data = (first, last)
+    if name is None or name.split(b"\0", 1)[0] != _COUNTER_NAME:
+        return None
+    found: dict[int, int | bytes] = {1: 0, 2: 0}  # NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS
+    for kind, first, last in _attrs(message, *data) if data is not None else ():
+        if kind in found:
+            found[kind] = _be64(message[first:last])
+    return found[2], found[1]
+
 
 GENERATION = Schema({1: ("NFTA_GEN_ID", _be32)})
 _SET_ELEMENT = Schema(
@@ -279,6 +343,14 @@ class NftSocket(NetlinkSocket):
 
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
         return list(self._dump(NFT_MSG_GETRULE, RULE, family))
+
+    def rule_counts(self, family: int, table: str) -> list[RuleCount]:
+        """One table's rules, parsed no further than their place (table, chain, handle) and
+        their counter. The kernel dumps only that table (NFTA_RULE_TABLE); an older one that
+        dumps all is filtered by the caller on the table."""
+        body = _NFGENMSG.pack(family, 0, 0) + _string_attr(1, table)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        return [parse_rule_count(m) for m in self.dump(kind, body)]
 
     def generation(self) -> int | None:
         """The ruleset's generation id (NFTA_GEN_ID), which every change bumps."""

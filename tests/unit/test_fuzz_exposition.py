@@ -29,6 +29,7 @@ from exporter.readers.docker_api import (
     engine_components,
 )
 from exporter.readers.layers import ContainerLayer, ImageFacts, LayerFacts
+from exporter.readers.nat_rules import NatCounters
 from exporter.readers.netfilter_base import FirewallBackend, interface_name
 from exporter.recording import snapshot_from_json
 from exporter.selfmetrics import write_self_metrics
@@ -170,7 +171,7 @@ def nat_and_layers(
     interfaces decoded by the nf_tables reader's own decoder from arbitrary bytes."""
     network_name, bridge, container, chain, tag = (strings() for _ in range(5))
     out_interface = interface_name(raw())
-    rule = masquerade("10.9.0.0/16", out_interface, chain=chain, packets=3, bytes=300)
+    rule = masquerade("10.9.0.0/16", out_interface, chain=chain)
     network = DockerNetwork("f" * 64, network_name, "bridge", bridge, ("10.8.0.0/16",), False, True)
     web = ContainerRecord(
         "e" * 64, container, tag, "sha256:1", "running", "bridge", 1.0,
@@ -190,7 +191,7 @@ def nat_and_layers(
     )
     snapshot = (
         Snapshot()
-        .with_state(CollectorState("nat", True, 0.01, 1.0, nat))
+        .with_state(CollectorState("nat", True, 0.01, 1.0, nat, counters=NatCounters((3,), (300,))))
         .with_state(CollectorState("layers", True, 0.01, 1.0, layers))
     )
     return snapshot, dict(
@@ -212,6 +213,7 @@ def test_hostile_nat_and_layer_names_round_trip(strings: list[str], raw: bytes) 
     found = parse(render(snapshot, WRITERS))
     masq = one(found, "docker_host_nat_masquerade_rules")
     assert (masq["chain"], masq["out_interface"]) == (given_["chain"], given_["out_interface"])
+    assert one(found, "docker_host_nat_masquerade_bytes_total") == masq
     missing = one(found, "docker_host_nat_masquerade_missing")
     assert (missing["network"], missing["bridge"]) == (given_["network"], given_["bridge"])
     assert one(found, "docker_host_nat_dnat_missing")["container"] == given_["container"]

@@ -343,4 +343,4 @@ def decodes_or_skips(data: bytes) -> None:
             assert port is None or 0 <= port <= 0xFFFF
         for name in (rule.in_interface, rule.out_interface, rule.protocol):
             assert name is None or isinstance(name, str)
-        assert rule.packets >= 0 and rule.bytes >= 0
+        assert decoded.packets >= 0 and decoded.bytes >= 0

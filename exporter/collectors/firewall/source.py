@@ -64,19 +64,28 @@ class FirewallSource:
         # missing, within a quarter of the run's timeout.
         self.confirm_after = confirm_wait(confirm_after, timeout)
         self._log = ChangeLog(log)
+        # The last facts in which nothing looked missing or blocked: a reading equal to them
+        # is judged the same, so it is not judged again, and they are returned as they are
+        # (the very object: the writers behind them, the ports', are skipped).
+        self._unsuspected: FirewallFacts | None = None
 
     def close(self) -> None:
         """Nothing of its own: the firewall reader is the host's (tick.py)."""
 
     def read(self, tick: Tick) -> FirewallFacts:
-        return read_twice(
-            self._read(tick.engine, tick.netfilter, tick),
+        first = self._read(tick.engine, tick.netfilter, tick)
+        if first == self._unsuspected:
+            return self._unsuspected
+        facts = read_twice(
+            first,
             unmet,
             # A second look at the containers too: one removed meanwhile took its rule with it.
             lambda: self._read(tick.engine_again, tick.netfilter_again, tick),
             lambda second, missing: replace(second, earlier_missing=missing),
             self.confirm_after,
         )
+        self._unsuspected = facts if facts is first else None
+        return facts
 
     def _read(
         self,

@@ -5,6 +5,7 @@ rules are the firewall collector's, from the same reading)."""
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.nat import metrics, report, source
 from exporter.collectors.nat.facts import NAME, NatFacts
+from exporter.readers.nat_rules import NatCounters
 
 COLLECTOR = CollectorDef(
     name=NAME,
@@ -13,4 +14,7 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
+    # Rule counters apart: traffic re-runs this writer only, never the verdicts (or ports').
+    counter_writer=settings_free(metrics.write_counters),
+    counters=NatCounters,
 )

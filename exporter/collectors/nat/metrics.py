@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -14,7 +15,7 @@ from exporter.collectors.nat.judge import (
     rules_split_across_backends,
 )
 from exporter.metrics import Families, declare
-from exporter.readers.nat_rules import NatRule
+from exporter.readers.nat_rules import NatCounters, NatRule
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
@@ -123,19 +124,9 @@ DNAT_MISSING = declare(
 )
 
 
-def _aggregate(
-    rules: Iterable[NatRule], key: tuple[str, ...]
-) -> dict[tuple[str, ...], tuple[int, int, int]]:
-    """Rules with equal labels folded into one series: (count, packets, bytes)."""
-    folded: Counter[tuple[str, ...]] = Counter()
-    packets: Counter[tuple[str, ...]] = Counter()
-    byte_counts: Counter[tuple[str, ...]] = Counter()
-    for rule in rules:
-        labels = _labels(rule, key)
-        folded[labels] += 1
-        packets[labels] += rule.packets
-        byte_counts[labels] += rule.bytes
-    return {k: (folded[k], packets[k], byte_counts[k]) for k in folded}
+def _fold(rules: Iterable[NatRule], key: tuple[str, ...]) -> dict[tuple[str, ...], int]:
+    """Rules with equal labels folded into one series: how many."""
+    return Counter(_labels(rule, key) for rule in rules)
 
 
 def _labels(rule: NatRule, key: tuple[str, ...]) -> tuple[str, ...]:
@@ -172,15 +163,11 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(JUDGED, int(judged), family)
 
     masquerades = [r for r in nat.rules if r.action == "masquerade"]
-    for labels, (count, packets, byte_count) in _aggregate(masquerades, MASQ_LABELS).items():
+    for labels, count in _fold(masquerades, MASQ_LABELS).items():
         out.add(MASQ_RULES, count, *labels)
-        out.add(MASQ_PACKETS, packets, *labels)
-        out.add(MASQ_BYTES, byte_count, *labels)
     dnats = [r for r in nat.rules if r.action == "dnat"]
-    for labels, (count, packets, byte_count) in _aggregate(dnats, DNAT_LABELS).items():
+    for labels, count in _fold(dnats, DNAT_LABELS).items():
         out.add(DNAT_RULES, count, *labels)
-        out.add(DNAT_PACKETS, packets, *labels)
-        out.add(DNAT_BYTES, byte_count, *labels)
 
     masquerade_verdicts, dnat_verdicts = nat_verdicts(nat)
     for m, missing in masquerade_verdicts:
@@ -195,3 +182,41 @@ def write(snapshot: Snapshot, out: Families) -> None:
             str(d.container_port),
             d.family,
         )
+
+
+def write_counters(snapshot: Snapshot, out: Families) -> None:
+    """What the MASQUERADE and DNAT rules matched: the families traffic moves, re-run when the
+    counters moved while `write` (and every verdict) waits for the rules to change."""
+    nat = snapshot.current(NAME, NatFacts)
+    counters = snapshot.counters(NAME, NatCounters)
+    if nat is None or counters is None or len(counters.packets) != len(nat.rules):
+        return  # counters of another reading than these rules': none rather than wrong ones
+    folded: dict[tuple[str, ...], list[int]] = {}
+    series = _counted_series(nat.rules)
+    for labels, packets, byte_count in zip(series, counters.packets, counters.bytes, strict=True):
+        if labels is None:
+            continue
+        if (sums := folded.get(labels)) is None:
+            folded[labels] = [packets, byte_count]
+        else:
+            sums[0] += packets
+            sums[1] += byte_count
+    for action, packets_family, bytes_family in _COUNTER_FAMILIES:  # in a fixed order
+        for labels, (packets, byte_count) in folded.items():
+            if labels[0] == action:
+                out.add(packets_family, packets, *labels[1:])
+                out.add(bytes_family, byte_count, *labels[1:])
+
+
+_COUNTER_FAMILIES = (("masquerade", MASQ_PACKETS, MASQ_BYTES), ("dnat", DNAT_PACKETS, DNAT_BYTES))
+
+
+@functools.lru_cache(maxsize=4)
+def _counted_series(rules: tuple[NatRule, ...]) -> tuple[tuple[str, ...] | None, ...]:
+    """Each rule's counter series, (action, *labels); None for none. Worked out once per rule
+    set: the counters move every run, the rules seldom (the very same tuple then)."""
+    keys = {"masquerade": MASQ_LABELS, "dnat": DNAT_LABELS}
+    return tuple(
+        (rule.action, *_labels(rule, keys[rule.action])) if rule.action in keys else None
+        for rule in rules
+    )

@@ -11,17 +11,18 @@ from exporter.collectors.nat.judge import (
     nat_verdicts,
     rules_split_across_backends,
 )
-from exporter.readers.nat_rules import NatRule
+from exporter.readers.nat_rules import NatCounters, NatRule
 from exporter.report import table
 from exporter.snapshot import Snapshot
 
 
 def sections(snapshot: Snapshot) -> list[str]:
     nat = snapshot.current(NAME, NatFacts)
-    return nat_sections(nat) if nat is not None else []
+    return nat_sections(nat, snapshot.counters(NAME, NatCounters)) if nat is not None else []
 
 
-def nat_sections(nat: NatFacts) -> list[str]:
+def nat_sections(nat: NatFacts, counters: NatCounters | None = None) -> list[str]:
+    """counters: the rules' (of the same reading), or None: shown as "-"."""
     backends = ", ".join(
         f"{b.name}: {b.nat_rules} nat rules, {b.nat_rules_ipv6} IPv6"
         if b.readable
@@ -33,6 +34,11 @@ def nat_sections(nat: NatFacts) -> list[str]:
         if rules_split_across_backends(nat.backends)
         else ""
     )
+    counted: list[tuple[int | str, int | str]] = (
+        list(zip(counters.packets, counters.bytes, strict=True))
+        if counters is not None and len(counters.packets) == len(nat.rules)
+        else [("-", "-")] * len(nat.rules)
+    )
     rules = table(
         header,
         ("BACKEND", "CHAIN", "RULE", "PACKETS", "BYTES"),
@@ -41,10 +47,10 @@ def nat_sections(nat: NatFacts) -> list[str]:
                 r.backend + (" (ipv6)" if r.family == "ipv6" else ""),
                 f"{r.table}/{r.chain}",
                 iptables_text(r),
-                r.packets,
-                r.bytes,
+                packets,
+                byte_count,
             )
-            for r in nat.rules
+            for r, (packets, byte_count) in zip(nat.rules, counted, strict=True)
         ),
     )
     masquerades, dnats = nat_verdicts(nat)

@@ -15,9 +15,11 @@ from exporter.collectors.nat.facts import NAME, NatExpectations, NatFacts
 from exporter.collectors.nat.judge import unmet_or_hairpin
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import RUNNING_STATES, DockerUnavailable, EngineFacts
+from exporter.readers.nat_rules import NatCounters
 from exporter.readers.netfilter import NetfilterReading
 from exporter.readers.netfilter_base import FirewallUnreadable
 from exporter.settings import Settings
+from exporter.snapshot import Sampled
 from exporter.tick import Tick
 
 log = logging.getLogger(__name__)
@@ -90,32 +92,42 @@ class NatSource:
         # missing, within a quarter of the run's timeout.
         self.confirm_after = confirm_wait(confirm_after, timeout)
         self._log = ChangeLog(log)
+        # The last facts in which nothing looked missing: a reading equal to them is judged
+        # the same, so it is not judged again, and they are returned as they are (the very
+        # object: the writers behind them are skipped).
+        self._unsuspected: NatFacts | None = None
 
     def close(self) -> None:
         """Nothing of its own: the firewall reader is the host's (tick.py)."""
 
-    def read(self, tick: Tick) -> NatFacts:
-        return read_twice(
-            self._read(tick.engine, tick.netfilter),
-            unmet_or_hairpin,
+    def read(self, tick: Tick) -> Sampled:
+        first = self._read(tick.engine, tick.netfilter)
+        if first[0] == self._unsuspected:
+            return Sampled(self._unsuspected, first[1])
+        facts, counters = read_twice(
+            first,
+            lambda reading: unmet_or_hairpin(reading[0]),
             # A second look at the containers too: one removed meanwhile took its rule with it.
             lambda: self._read(tick.engine_again, tick.netfilter_again),
-            lambda second, missing: replace(second, earlier_missing=missing),
+            lambda second, missing: (replace(second[0], earlier_missing=missing), second[1]),
             self.confirm_after,
         )
+        self._unsuspected = facts if facts is first[0] else None
+        return Sampled(facts, counters)
 
     def _read(
         self,
         engine: Callable[[float | None], EngineFacts],
         netfilter: Callable[[], NetfilterReading],
-    ) -> NatFacts:
+    ) -> tuple[NatFacts, NatCounters]:
         # The Engine API first: a rule Docker adds after this is not yet expected.
         expectations = read_expectations(engine, self.engine_wait, self._log, NAME)
         reading = netfilter()
         check_backends(reading, self._log, NAME)
-        return NatFacts(
+        facts = NatFacts(
             backends=reading.backends, rules=reading.nat_rules, expectations=expectations
         )
+        return facts, reading.nat_counters
 
 
 def build(settings: Settings) -> Source:
