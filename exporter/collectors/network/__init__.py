@@ -4,7 +4,7 @@ it, and orphaned veths of Docker's."""
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.network import metrics, report, source
-from exporter.collectors.network.facts import NAME, NetworkFacts
+from exporter.collectors.network.facts import NAME, NetworkCounters, NetworkFacts
 from exporter.collectors.network.options import RESYNC_INTERVAL
 
 COLLECTOR = CollectorDef(
@@ -15,5 +15,7 @@ COLLECTOR = CollectorDef(
     writer=settings_free(metrics.write),
     report=report.sections,
     options=(RESYNC_INTERVAL,),
+    # Veth counters apart: traffic re-runs this writer only, never the verdicts.
     counter_writer=settings_free(metrics.write_counters),
+    counters=NetworkCounters,
 )
