@@ -353,3 +353,23 @@ def test_full_rereads_and_lost_events_are_counted_by_collector_and_reason() -> N
     assert 'docker_host_full_rereads_total{collector="network",reason="start"} 1.0' in text
     assert 'docker_host_change_events_lost_total{collector="network"} 1.0' in text
     assert changes.rereads("network", "lost_events") == 2 and changes.lost_count("network") == 1
+
+
+def test_a_recording_replays_the_veths_counters_typed() -> None:
+    """The network's counters (Sampled) are recorded beside its facts and replay as
+    NetworkCounters: the traffic families render from a recording as from the host."""
+    snapshot = recorded()
+    net = snapshot.collectors["network"]
+    assert isinstance(net.facts, NetworkFacts)
+    counters = NetworkCounters(
+        tuple(
+            (link.index, LinkCounters(*range(link.index, link.index + 8)))
+            for link in net.facts.links
+            if link.kind == "veth"
+        )
+    )
+    counted = snapshot.with_state(dataclasses.replace(net, counters=counters))
+    again = snapshot_from_json(snapshot_json(counted), facts_types())
+    assert again == counted
+    assert again.counters("network", NetworkCounters) == counters
+    assert render(again, WRITERS) == render(counted, WRITERS) != render(snapshot, WRITERS)
