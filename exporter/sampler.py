@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers.options import LABELS
+from exporter.collectors.containers.options import LABELS, RESYNC_INTERVAL
 from exporter.logonce import ChangeLog
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
@@ -184,6 +184,7 @@ class Sampler:
             settings.docker_host,
             settings.call_timeout("containers"),
             settings[LABELS],
+            settings[RESYNC_INTERVAL],
         )
         self.store = store or SnapshotStore(
             [Writer(d.writer(settings)) for d, _ in pairs], settings.max_series_per_family or None

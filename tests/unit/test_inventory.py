@@ -1,4 +1,5 @@
-"""When the shared container inventory lists again: its rules, with a stand-in Engine API
+"""When the shared container inventory lists again while it follows no event stream (dockerd
+down, or the stream not answered): its rules, with a stand-in Engine API
 (the real one, through a recording proxy, is in tests/integration/test_containers_on_engine.py)."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def asks(tick: Tick, engine: Engine, again: bool = False) -> bool:
 
 
 def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory:
-    return DockerInventory(engine, clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
+    return DockerInventory(engine, clock=lambda: now[0], max_age=300, follow=False)  # type: ignore[arg-type]
 
 
 def host(inv: DockerInventory, procfs: Path) -> Host:
