@@ -54,7 +54,7 @@ _DROPINS = "etc/systemd/system/docker.service.d"
 class _Kept:
     """A reading and what it was read under: the same of all of them, the same facts."""
 
-    dockerd: Dockerd
+    dockerd: Dockerd | None
     stream: tuple[int, int]  # the event stream's (epoch, daemon events)
     units: object
     at: float
@@ -85,6 +85,7 @@ class DaemonConfigSource:
         self.resync = resync
         self._kept: _Kept | None = None
         self._last: DaemonConfigFacts | None = None
+        self._api_failed = False  # the last reading's Engine API calls failed
         self._cached_info: tuple[object, float, dict[str, Any]] | None = None
         self._log = ChangeLog(log)
         self.docker = DockerReader(docker_host, timeout=timeout)
@@ -126,7 +127,9 @@ class DaemonConfigSource:
         self._log_problem(facts)
         self._last = facts
         self._kept = None
-        if found is not None and stream is not None and facts.docker_error is None:
+        if stream is not None and not self._api_failed:
+            # No dockerd found to serve --docker.host (several run, none named by its flags) is
+            # kept too: it stays so until the stream breaks or the interval passes.
             self._kept = _Kept(found, (stream.epoch, stream.daemon), units, now, facts)
         return facts
 
@@ -137,7 +140,7 @@ class DaemonConfigSource:
         if self._last is None:
             return "start"
         if kept is None:
-            return "error" if self._last.docker_error is not None else None
+            return "error" if self._api_failed else None
         if now - kept.at > self.resync:
             return "resync"
         if stream is None or stream.epoch != kept.stream[0]:
@@ -198,6 +201,7 @@ class DaemonConfigSource:
         except DockerUnavailable as exc:
             docker_error = str(exc)
             self._cached_info = None
+        self._api_failed = docker_error is not None
         if found is None:
             subset = json.dumps(running_subset(info), sort_keys=True) if info else None
             return DaemonConfigFacts.unknown(docker_error or "no dockerd process found", subset)
