@@ -36,14 +36,6 @@ from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
 
-def count_reread(collector: str, reason: str) -> None:
-    """Until the shared counting families land (exporter/changes.py)."""
-
-
-def count_lost(collector: str) -> None:
-    """Until the shared counting families land (exporter/changes.py)."""
-
-
 class Host:
     """The readers of one host that collectors share, and their caches; closed by its owner
     (the sampler), never by a collector."""
@@ -90,16 +82,20 @@ class Host:
         resync_interval: float = MAX_AGE,
     ) -> Host:
         """This host's readers: /proc at `procfs`, the Engine API at `docker_host`."""
-        return cls(
+        host = cls(
             ProcfsReader(procfs),
             DockerInventory(
                 DockerReader(docker_host, inventory_timeout, label_keys),
                 max_age=resync_interval,
-                reread=lambda reason: count_reread("containers", reason),
-                lost=lambda: count_lost("containers"),
             ),
             docker_host,
         )
+        # The lists are the containers collector's facts: its re-reads and lost events.
+        host.inventory.count(
+            lambda reason: host.changes.reread("containers", reason),
+            lambda: host.changes.lost("containers"),
+        )
+        return host
 
     def find_dockerd(self, scan: Callable[[], ProcessScan]) -> Dockerd | None:
         """The dockerd serving docker_host, read now; scan is asked only when the dockerd

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from exporter.readers.docker_api import (
     DockerReader,
@@ -51,10 +52,14 @@ _RETRY_MIN, _RETRY_MAX = 0.5, 10.0
 
 # Why a list was taken anew (docker_host_full_rereads_total's reasons); a list after an event
 # is change-driven, not a full re-read, and is not counted.
-START, RESYNC, LOST, ERROR = "start", "resync", "lost_events", "error"
+Reason = Literal["start", "resync", "lost_events", "error"]
+START: Reason = "start"
+RESYNC: Reason = "resync"
+LOST: Reason = "lost_events"
+ERROR: Reason = "error"
 
 
-def _ignore(_reason: str) -> None:
+def _ignore(_reason: Reason) -> None:
     pass
 
 
@@ -84,7 +89,7 @@ class DockerInventory:
         max_age: float = MAX_AGE,
         *,
         follow: bool = True,
-        reread: Callable[[str], None] = _ignore,
+        reread: Callable[[Reason], None] = _ignore,
         lost: Callable[[], None] = lambda: None,
     ) -> None:
         """follow: follow dockerd's event stream (else ask the event log every run).
@@ -119,6 +124,10 @@ class DockerInventory:
             # Waiting for a hung dockerd's answer headers, it ends at the reader's timeout.
             thread.join(timeout=self.reader.timeout + 1.0)
         self.reader.close()
+
+    def count(self, reread: Callable[[Reason], None], lost: Callable[[], None]) -> None:
+        """Where full lists (by reason) and broken streams are counted."""
+        self.reread, self.lost = reread, lost
 
     def last(self) -> EngineFacts | None:
         """The last list taken, without asking dockerd anything: for a first look that only
@@ -192,7 +201,9 @@ class DockerInventory:
         self._checked = (facts, listed_at)
         return facts
 
-    def _reason(self, last: _Listing | None, stream: StreamState | None, now: float) -> str | None:
+    def _reason(
+        self, last: _Listing | None, stream: StreamState | None, now: float
+    ) -> Reason | None:
         """Why the lists are taken again, if it is a full re-read (not an event's doing)."""
         if last is None:
             return ERROR if self._failed else START

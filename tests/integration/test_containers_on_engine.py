@@ -316,6 +316,15 @@ def test_containers_are_listed_again_only_when_docker_says_something_changed(
             c.remove(force=True)
             wait_for(lambda: not exported("docker_host_container_info", container=c.name))
             assert asked("/info") == 1
+            # One full list and one full reading of dockerd's configuration, at start; the
+            # stream was never cut.
+            rereads = {
+                (s.labels["collector"], s.labels["reason"]): s.value
+                for s in exported("docker_host_full_rereads_total")
+                if s.labels["collector"] in {"containers", "daemon"}
+            }
+            assert rereads == {("containers", "start"): 1, ("daemon", "start"): 1}
+            assert not exported("docker_host_change_events_lost_total", collector="containers")
     finally:
         proxy.close()
 

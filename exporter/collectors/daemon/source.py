@@ -34,10 +34,10 @@ from exporter.readers.daemon_config import (
 )
 from exporter.readers.docker_api import DockerReader, DockerUnavailable
 from exporter.readers.dockerd import Dockerd
-from exporter.readers.inventory import StreamState
+from exporter.readers.inventory import Reason, StreamState
 from exporter.readers.procfs import DaemonProcess
 from exporter.settings import Settings
-from exporter.tick import Tick, count_reread
+from exporter.tick import Tick
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class DaemonConfigSource:
             return kept.facts
         reason = self._reason(kept, stream, now)
         if reason is not None:
-            count_reread(NAME, reason)
+            tick.host.changes.reread(NAME, reason)
         facts = self._read(tick, found)
         self._log_problem(facts)
         self._last = facts
@@ -133,7 +133,7 @@ class DaemonConfigSource:
             self._kept = _Kept(found, (stream.epoch, stream.daemon), units, now, facts)
         return facts
 
-    def _reason(self, kept: _Kept | None, stream: StreamState | None, now: float) -> str | None:
+    def _reason(self, kept: _Kept | None, stream: StreamState | None, now: float) -> Reason | None:
         """Why dockerd's configuration is read again, if for a full re-read's reason
         (docker_host_full_rereads_total): not for a change seen, nor while no stream is
         followed (then every run reads, as it always did)."""
