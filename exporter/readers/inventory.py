@@ -49,6 +49,7 @@ _UNLISTED = frozenset({"top", "resize", "attach", "detach", "archive-path", "ext
 _FIRST_WAIT = 0.5
 # Between attempts to follow the stream again while dockerd does not answer it.
 _RETRY_MIN, _RETRY_MAX = 0.5, 10.0
+_LIVED = 60.0
 
 # Why a list was taken anew (docker_host_full_rereads_total's reasons); a list after an event
 # is change-driven, not a full re-read, and is not counted.
@@ -243,7 +244,7 @@ class DockerInventory:
                 self._stop.wait(retry)
                 retry = min(retry * 2, _RETRY_MAX)
                 continue
-            retry = _RETRY_MIN
+            followed_at = time.monotonic()
             with self._state_lock:
                 self._feed = feed
                 self._epochs += 1
@@ -262,8 +263,16 @@ class DockerInventory:
                     self._feed = None
                     self._state = None
                 feed.close()
-            if not self._stop.is_set():
-                self.lost()
+            if self._stop.is_set():
+                return
+            self.lost()
+            # A stream that keeps ending at once (a proxy that cuts it) is followed again ever
+            # less often, not in a loop; one that lived a while, at once.
+            if time.monotonic() - followed_at > _LIVED:
+                retry = _RETRY_MIN
+            else:
+                self._stop.wait(retry)
+                retry = min(retry * 2, _RETRY_MAX)
 
     def _saw(self, line: bytes | None) -> None:
         lists, daemon = _kinds(line)
