@@ -50,6 +50,7 @@ _FIRST_WAIT = 0.5
 # Between attempts to follow the stream again while dockerd does not answer it.
 _RETRY_MIN, _RETRY_MAX = 0.5, 10.0
 _LIVED = 60.0
+_CLOSE_WAIT = 2.0
 
 # Why a list was taken anew (docker_host_full_rereads_total's reasons); a list after an event
 # is change-driven, not a full re-read, and is not counted.
@@ -122,8 +123,9 @@ class DockerInventory:
         if feed is not None:
             feed.interrupt()
         if thread is not None:
-            # Waiting for a hung dockerd's answer headers, it ends at the reader's timeout.
-            thread.join(timeout=self.reader.timeout + 1.0)
+            # Interrupted, it ends at once. Waiting for a hung dockerd's answer headers, it ends
+            # by itself at the reader's timeout: shutting down does not wait for that.
+            thread.join(timeout=_CLOSE_WAIT)
         self.reader.close()
 
     def count(self, reread: Callable[[Reason], None], lost: Callable[[], None]) -> None:
