@@ -365,6 +365,10 @@ class DockerReader:
                 client.close()
             _release(exc)
             raise DockerUnavailable(describe(exc, self.base_url)) from exc
+        except Exception:  # a transport whose socket is not where it is looked for (ssh)
+            if client is not None:
+                client.close()
+            raise
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("info")
