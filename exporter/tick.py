@@ -23,8 +23,14 @@ from exporter.readers.docker_api import (
     EngineFacts,
     timed_out,
 )
-from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
-from exporter.readers.inventory import DockerInventory
+from exporter.readers.dockerd import (
+    Dockerd,
+    config_file_key,
+    read_dockerd,
+    serves_by_flags,
+    serving,
+)
+from exporter.readers.inventory import MAX_AGE, DockerInventory
 from exporter.readers.netfilter import NetfilterReader, NetfilterReading
 from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
@@ -50,6 +56,9 @@ class Host:
         # while the same process lives (one stat read), no /proc scan is needed to find it.
         self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self._dockerd_lock = threading.Lock()
+        # The last reading of it, and what its configuration file's stat was then: while the
+        # process and the file stay, the very same reading (its consumers compare by identity).
+        self._dockerd_read: tuple[DaemonProcess, tuple[str, ...], object, Dockerd] | None = None
         # /proc/sys/net and /proc/net/ip_tables_names are read from the same procfs.
         self.netfilter = netfilter or NetfilterReader(procfs.root)
         # Started without --pid=host and without the host's /proc, every verdict from /proc
@@ -70,13 +79,23 @@ class Host:
         docker_host: str = DEFAULT_DOCKER_HOST,
         inventory_timeout: float = 5.0,
         label_keys: tuple[str, ...] = (),
+        resync_interval: float = MAX_AGE,
     ) -> Host:
         """This host's readers: /proc at `procfs`, the Engine API at `docker_host`."""
-        return cls(
+        host = cls(
             ProcfsReader(procfs),
-            DockerInventory(DockerReader(docker_host, inventory_timeout, label_keys)),
+            DockerInventory(
+                DockerReader(docker_host, inventory_timeout, label_keys),
+                max_age=resync_interval,
+            ),
             docker_host,
         )
+        # The lists are the containers collector's facts: its re-reads and lost events.
+        host.inventory.count(
+            lambda reason: host.changes.reread("containers", reason),
+            lambda: host.changes.lost("containers"),
+        )
+        return host
 
     def find_dockerd(self, scan: Callable[[], ProcessScan]) -> Dockerd | None:
         """The dockerd serving docker_host, read now; scan is asked only when the dockerd
@@ -95,7 +114,13 @@ class Host:
                     # Kept while it lives; the only dockerd, taken for want of a flag naming
                     # the socket, is looked for again (another may start and name it).
                     self._dockerd = (stat, daemon, argv)
-        return read_dockerd(self.procfs.root, daemon, argv)
+            key = config_file_key(self.procfs.root, daemon, argv)
+            kept = self._dockerd_read
+            if kept is not None and kept[:3] == (daemon, argv, key):
+                return kept[3]
+            found_now = read_dockerd(self.procfs.root, daemon, argv)
+            self._dockerd_read = (daemon, argv, key, found_now)
+            return found_now
 
     def tick(self, at: float | None = None) -> Tick:
         return Tick(self, time.monotonic() if at is None else at)

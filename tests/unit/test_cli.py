@@ -89,6 +89,8 @@ def test_options_are_typed_keys_with_their_own_defaults() -> None:
     flags = {f"--collector.{c.name}.{o.name}" for c in all_collectors() for o in c.options}
     assert flags == {
         "--collector.containers.labels",
+        "--collector.containers.resync-interval",
+        "--collector.daemon.resync-interval",
         "--collector.layers.top-k",
         "--collector.conntrack.max-entries",
         "--collector.ports.listener-budget",
