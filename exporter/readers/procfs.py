@@ -4,6 +4,12 @@ Everything is read under an injectable procfs root (`--path.procfs`), so a recor
 tests and a containerised exporter reads the host's /proc mounted elsewhere. PIDs vanish between
 listing and reading and are reused: a process that disappears mid-read is skipped, and a process
 is only trusted when its start time is the same before and after its namespaces were read.
+
+The process table is kept between samples. Where the kernel's proc connector can be subscribed to
+(exporter.readers.proc_events), a scan re-reads /proc/PID/stat only of the processes it says
+forked, exec'd, were renamed or exited, of the exited ones' children (reparented without an
+event of their own), and of the zombies known (reaped without one); otherwise, after lost events,
+and every resync_interval as a safety net, it lists /proc and reads every process again.
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from exporter.readers.proc_events import Changes, ProcEvents, ProcEventsUnavailable
 
 # comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
 # and both "docker-containerd" and "docker-containerd-shim" (Docker < 18.09) as "docker-containe".
@@ -127,6 +136,10 @@ class ShimCommand:
 
 @dataclass(frozen=True)
 class ProcessScan:
+    """The process table as of one scan. A process's state is as of its last read: exact for
+    "Z" (exit and reaping are followed), not for running/sleeping. A scan that found nothing
+    changed is the very same object as the one before."""
+
     clock: Clock
     table: list[ProcStat]
     children: Mapping[int, list[ProcStat]]
@@ -246,8 +259,22 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
+# Seconds between full scans while the proc connector is followed (the processes collector's
+# --collector.processes.resync-interval sets it).
+DEFAULT_RESYNC_INTERVAL = 300.0
+
+
+def _ignore(*_args: object) -> None:
+    pass
+
+
 class ProcfsReader:
-    def __init__(self, procfs: str | Path = "/proc") -> None:
+    def __init__(
+        self,
+        procfs: str | Path = "/proc",
+        follow_events: bool = True,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(procfs)
         # Collectors run in threads of their own: the caches are kept under this.
         self._lock = threading.Lock()
@@ -263,6 +290,19 @@ class ProcfsReader:
         # that do so (nsenter, unshare, runc's init) then exec another program, which changes
         # comm: cached by (pid, start time, comm) once read whole and verified.
         self._namespaces: dict[tuple[int, int, str], tuple[NamespaceLink, ...]] = {}
+        # The table between scans, and what follows its changes.
+        self.resync_interval = DEFAULT_RESYNC_INTERVAL
+        self.on_reread: Callable[[str], None] = _ignore  # reason: start, resync, lost_events, error
+        self.on_lost: Callable[[], None] = _ignore
+        self._follow = follow_events
+        self._now = now
+        self._events: ProcEvents | None = None
+        self._procs: dict[int, ProcStat] = {}
+        self._zombies: set[int] = set()
+        self._last: ProcessScan | None = None
+        self._last_full = 0.0
+        # /proc/PID/stat reads by scans so far: what following the events saves, counted.
+        self.stats_reads = 0
 
     # -- single-file reads; None means the process is gone ---------------------------------
 
@@ -352,19 +392,108 @@ class ProcfsReader:
         return table
 
     def close(self) -> None:
-        """Nothing is held open between samples."""
+        """The proc connector's socket is the only thing held between samples."""
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
 
     # -- one sample -------------------------------------------------------------------------
 
     def scan(self) -> ProcessScan:
-        """One pass over the process table: who is whose child, and the shims and daemons.
-        Collectors of one tick share one (exporter.tick)."""
+        """The process table now: who is whose child, and the shims and daemons. Collectors of
+        one tick share one (exporter.tick)."""
         with self._lock:
             return self._scan()
 
+    @property
+    def follows_events(self) -> bool:
+        return self._events is not None
+
     def _scan(self) -> ProcessScan:
         clock = self.clock()
-        table = self.process_table()
+        reason = self._full_scan_reason()
+        changes = None
+        if reason is None and self._events is not None:
+            try:
+                changes = self._events.drain()
+            except OSError as exc:
+                log.warning("proc connector failed, scanning /proc in full: %s", exc.strerror)
+                self._events.close()
+                self._events = None
+                reason = "error"
+            else:
+                if changes.lost:
+                    self.on_lost()
+                    reason = "lost_events"
+        if changes is None:  # a full scan: the first, the safety net, or no events to follow
+            procs = {stat.pid: stat for stat in self.process_table()}
+            self.stats_reads += len(procs)
+            if reason is not None:
+                self.on_reread(reason)
+            self._last_full = self._now()
+        else:
+            procs = self._apply(changes)
+        last = self._last
+        if (
+            last is not None
+            and clock == last.clock
+            and (procs is self._procs or procs == self._procs)
+        ):
+            return last  # the same object: every cache keyed on it holds
+        self._procs = procs
+        self._zombies = {pid for pid, stat in procs.items() if stat.state == "Z"}
+        self._last = self._build(clock, sorted(procs.values(), key=lambda s: s.pid))
+        return self._last
+
+    def _full_scan_reason(self) -> str | None:
+        """Why this scan reads everything (None: it follows the events); "" for a full scan not
+        counted as a re-read (no events to follow here, as already said)."""
+        if self._last is None:
+            self._subscribe()
+            return "start"
+        if self._events is None:
+            return ""
+        if self._now() - self._last_full >= self.resync_interval:
+            return "resync"
+        return None
+
+    def _subscribe(self) -> None:
+        if not self._follow:
+            return
+        try:
+            # Events name pids as the initial PID namespace sees them: only of use when this
+            # procfs shows the namespace the exporter lives in (checked by the kernel too).
+            if os.readlink(self._prefix + "self") != str(os.getpid()):
+                raise ProcEventsUnavailable(f"{self.root} is not the exporter's own procfs")
+            self._events = ProcEvents.open()
+        except (ProcEventsUnavailable, OSError) as exc:
+            log.info("scanning all of %s every time: %s", self.root, exc)
+
+    def _apply(self, changes: Changes) -> dict[int, ProcStat]:
+        """The table with the changed processes read again; the same dict when none changed."""
+        dirty = changes.touched | changes.exited | self._zombies
+        last = self._last
+        if last is not None:
+            for pid in changes.exited:  # its children are reparented when its last thread exits
+                dirty.update(child.pid for child in last.children.get(pid, ()))
+        if not dirty:
+            return self._procs
+        procs = dict(self._procs)
+        for pid in dirty:
+            stat = self.stat(pid)
+            if stat is None:
+                procs.pop(pid, None)
+            else:
+                procs[pid] = stat
+        self.stats_reads += len(dirty)
+        for pid in changes.execed:  # a new program: argv and namespaces read again
+            for cache in (self._argv, self._namespaces):
+                for key in [k for k in cache if k[0] == pid]:
+                    del cache[key]
+        return procs
+
+    def _build(self, clock: Clock, table: list[ProcStat]) -> ProcessScan:
         children: dict[int, list[ProcStat]] = {}
         for stat in table:
             children.setdefault(stat.ppid, []).append(stat)
