@@ -146,12 +146,19 @@ class Writer:
     cached: bool = True
 
 
-def _inputs(snapshot: Snapshot, names: tuple[str, ...]) -> tuple[object, ...]:
-    """What a writer that read these collectors' facts depends on. A run's state is new every
-    time, but its facts are often equal to the last ones (an unchanged container list is the
-    very same object): compared by value."""
-    states = (snapshot.collectors.get(name) for name in names)
-    return tuple((s.success, s.facts) if s is not None else None for s in states)
+def _inputs(snapshot: Snapshot, reads: tuple[tuple[str, bool], ...]) -> tuple[object, ...]:
+    """What a writer that read these collectors' facts (or counters) depends on. A run's state
+    is new every time, but its facts are often equal to the last ones (an unchanged container
+    list is the very same object): compared by value. Counters are compared only for writers
+    that read them."""
+    found: list[object] = []
+    for name, counters in reads:
+        state = snapshot.collectors.get(name)
+        if state is None:
+            found.append(None)
+        else:
+            found.append((state.success, state.counters if counters else state.facts))
+    return tuple(found)
 
 
 class Exposition:
@@ -178,7 +185,9 @@ class Renderer:
     def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
         self._writers = tuple(writers)
         self._max_series = max_series
-        self._cache: dict[int, tuple[tuple[str, ...], tuple[object, ...], Families]] = {}
+        self._cache: dict[
+            int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], Families]
+        ] = {}
 
     def _families(self, index: int, writer: Writer, snapshot: Snapshot) -> Families:
         """A writer's families: the last ones while the facts it read last time are unchanged
@@ -189,14 +198,14 @@ class Renderer:
             return families
         cached = self._cache.get(index)
         if cached is not None:
-            names, inputs, families = cached
-            if _inputs(snapshot, names) == inputs:
+            reads, inputs, families = cached
+            if _inputs(snapshot, reads) == inputs:
                 return families
         watched = snapshot.watched()
         families = Families(self._max_series)
         writer.write(watched, families)
-        names = tuple(sorted(watched.reads or ()))
-        self._cache[index] = (names, _inputs(snapshot, names), families)
+        reads = tuple(sorted(watched.reads or ()))
+        self._cache[index] = (reads, _inputs(snapshot, reads), families)
         return families
 
     def render(self, snapshot: Snapshot) -> bytes:

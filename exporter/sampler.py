@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, Source
 from exporter.collectors.containers.options import LABELS
 from exporter.logonce import ChangeLog
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
-from exporter.snapshot import CollectorState, Snapshot
+from exporter.snapshot import CollectorState, Sampled, Snapshot
 from exporter.tick import Host, Tick
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,17 @@ log = logging.getLogger(__name__)
 class SnapshotStore:
     """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
 
-    def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
+    def __init__(
+        self,
+        writers: Sequence[Writer],
+        max_series: int | None = None,
+        changes: ChangeCounters | None = None,
+    ) -> None:
         self._renderer = Renderer(
             (
                 *writers,
                 Writer(write_self_metrics, cached=False),
+                *([Writer(changes.write, cached=False)] if changes is not None else []),
                 Writer(write_process_metrics, cached=False),
             ),
             max_series,
@@ -68,6 +75,7 @@ class SnapshotStore:
                     last_success_time=previous.last_success_time,
                     facts=previous.facts,
                     error=state.error,
+                    counters=previous.counters,
                 )
             snapshot = self._snapshot.with_state(state)
             exposition = Exposition(self._renderer.render(snapshot))
@@ -142,9 +150,14 @@ class _Worker:
             began = self.clock()
             started = time.perf_counter()
             facts: object | None = None
+            counters: object | None = None
             error: str | None = None
             try:
-                facts = self.source.read(tick)  # collectors of one tick share its readings
+                read = self.source.read(tick)  # collectors of one tick share its readings
+                if isinstance(read, Sampled):
+                    facts, counters = read.facts, read.counters
+                else:
+                    facts = read
             except Exception as exc:  # a collector's failure must never reach the others
                 error = str(exc) or type(exc).__name__
                 log.debug("collector %s raised", self.name, exc_info=True)
@@ -162,6 +175,7 @@ class _Worker:
                     last_success_time=began if error is None else None,
                     facts=facts,
                     error=error,
+                    counters=counters,
                 )
             )
 
@@ -186,7 +200,9 @@ class Sampler:
             settings[LABELS],
         )
         self.store = store or SnapshotStore(
-            [Writer(d.writer(settings)) for d, _ in pairs], settings.max_series_per_family or None
+            [w for d, _ in pairs for w in d.writers(settings)],
+            settings.max_series_per_family or None,
+            self.host.changes,
         )
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)

@@ -137,7 +137,7 @@ def test_a_hung_source_times_out_blocks_nothing_and_is_not_redispatched(
     steady, hung = Steady(), Hanging()
     settings = Settings(sample_interval=0.1, sample_timeout=0.05)
     defs = [definition("steady"), definition("hung")]
-    store = RecordingStore([Writer(d.writer(settings)) for d in defs])
+    store = RecordingStore([w for d in defs for w in d.writers(settings)])
     sampler = Sampler(zip(defs, (steady, hung), strict=True), settings, store)
     sampler.start()
     started.append(sampler)
