@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from exporter.readers.proc_events import Changes, ProcEvents, ProcEventsUnavailable
 
@@ -264,6 +265,10 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
 DEFAULT_RESYNC_INTERVAL = 300.0
 
 
+# Why a scan read every process (exporter.changes' reasons).
+FullScanReason = Literal["start", "resync", "lost_events", "error"]
+
+
 def _ignore(*_args: object) -> None:
     pass
 
@@ -292,7 +297,7 @@ class ProcfsReader:
         self._namespaces: dict[tuple[int, int, str], tuple[NamespaceLink, ...]] = {}
         # The table between scans, and what follows its changes.
         self.resync_interval = DEFAULT_RESYNC_INTERVAL
-        self.on_reread: Callable[[str], None] = _ignore  # reason: start, resync, lost_events, error
+        self.on_reread: Callable[[FullScanReason], None] = _ignore
         self.on_lost: Callable[[], None] = _ignore
         self._follow = follow_events
         self._now = now
@@ -413,7 +418,7 @@ class ProcfsReader:
     def _scan(self) -> ProcessScan:
         clock = self.clock()
         reason = self._full_scan_reason()
-        changes = None
+        changes: Changes | None = None
         if reason is None and self._events is not None:
             try:
                 changes = self._events.drain()
@@ -446,14 +451,15 @@ class ProcfsReader:
         self._last = self._build(clock, sorted(procs.values(), key=lambda s: s.pid))
         return self._last
 
-    def _full_scan_reason(self) -> str | None:
-        """Why this scan reads everything (None: it follows the events); "" for a full scan not
-        counted as a re-read (no events to follow here, as already said)."""
+    def _full_scan_reason(self) -> FullScanReason | None:
+        """Why this scan reads everything; None when it follows the events, or when there are
+        none to follow (every scan is a full one then, as logged once: not counted)."""
         if self._last is None:
-            self._subscribe()
+            if self._events is None:
+                self._subscribe()
             return "start"
         if self._events is None:
-            return ""
+            return None
         if self._now() - self._last_full >= self.resync_interval:
             return "resync"
         return None
@@ -461,14 +467,24 @@ class ProcfsReader:
     def _subscribe(self) -> None:
         if not self._follow:
             return
+        # Events name pids as the initial PID namespace sees them: only of use when this procfs
+        # shows the namespace the exporter lives in (the kernel checks the rest).
         try:
-            # Events name pids as the initial PID namespace sees them: only of use when this
-            # procfs shows the namespace the exporter lives in (checked by the kernel too).
-            if os.readlink(self._prefix + "self") != str(os.getpid()):
-                raise ProcEventsUnavailable(f"{self.root} is not the exporter's own procfs")
+            own = os.readlink(self._prefix + "self") == str(os.getpid())
+        except OSError:
+            own = False
+        if not own:
+            log.debug("%s is not the exporter's own procfs: every scan reads it all", self.root)
+            return
+        try:
             self._events = ProcEvents.open()
-        except (ProcEventsUnavailable, OSError) as exc:
-            log.info("scanning all of %s every time: %s", self.root, exc)
+        except ProcEventsUnavailable as exc:
+            log.warning("every /proc scan reads every process: %s", exc)
+
+    def follow(self, events: ProcEvents) -> None:
+        """Follows this feed of process events from the next scan on (tests give one)."""
+        with self._lock:
+            self._events = events
 
     def _apply(self, changes: Changes) -> dict[int, ProcStat]:
         """The table with the changed processes read again; the same dict when none changed."""
