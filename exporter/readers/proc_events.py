@@ -163,28 +163,38 @@ class ProcEvents:
             raise
         except OSError as exc:
             sock.close()
-            raise ProcEventsUnavailable(f"proc connector refused: {exc.strerror}") from exc
+            raise ProcEventsUnavailable(
+                f"proc connector refused: {exc.strerror} (needs CAP_NET_ADMIN in the initial "
+                "user namespace)"
+            ) from exc
         return cls(sock)
 
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def drain(self) -> Changes:
-        """Every event waiting, folded; lost is set when the socket overflowed since last time."""
-        changes = Changes()
+    def datagrams(self) -> Iterator[bytes | None]:
+        """The datagrams waiting, as received; None where the socket overflowed (ENOBUFS)."""
         while True:
             try:
-                data = self._sock.recv(65536)
+                yield self._sock.recv(65536)
             except BlockingIOError:
-                return changes
+                return
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                changes.lost = True  # reported once; what is queued after it is read on
+                yield None  # reported once; what is queued after it is read on
+
+    def drain(self) -> Changes:
+        """Every event waiting, folded; lost is set when the socket overflowed since last time."""
+        changes = Changes()
+        for data in self.datagrams():
+            if data is None:
+                changes.lost = True
                 continue
             for event in parse_events(data):
                 if event.what != PROC_EVENT_NONE:
                     apply(changes, event)
+        return changes
 
     def close(self) -> None:
         # The kernel also forgets a closed socket's subscription (Linux >= 6.6): best effort.

@@ -440,8 +440,12 @@ class ProcfsReader:
         else:
             procs = self._apply(changes)
         last = self._last
+        # An exec under the same name changes argv alone: a shim's or daemon's command line is
+        # read again only in a new scan.
+        execed = changes is not None and not changes.execed.isdisjoint(procs)
         if (
             last is not None
+            and not execed
             and clock == last.clock
             and (procs is self._procs or procs == self._procs)
         ):
