@@ -430,7 +430,7 @@ class ProcfsReader:
             else:
                 if changes.lost:
                     self.on_lost()
-                    reason = "lost_events"
+                    reason, changes = "lost_events", None
         if changes is None:  # a full scan: the first, the safety net, or no events to follow
             procs = {stat.pid: stat for stat in self.process_table()}
             self.stats_reads += len(procs)
