@@ -47,6 +47,9 @@ _CN_MSG = struct.Struct("=IIIIHH")
 _PROC_EVENT = struct.Struct("=IIQ")  # what, cpu, timestamp_ns; event_data follows at 16
 _PIDS = struct.Struct("=iiii")  # the first four pids of fork/exit's event_data
 _HEADER = _NLMSGHDR.size + _CN_MSG.size
+# The one message a datagram holds, read at once up to the event's first four pids: the kernel
+# sends each event alone, and a busy host sends hundreds a second.
+_MESSAGE = struct.Struct("=IHHII" + "IIIIHH" + "IIQ" + "iiii")
 
 # Room for the events between two samples: on a host starting containers each message takes
 # ~1 KiB of buffer (the skb's own size counts), so the default ~208 KiB holds ~200 events. Asked
@@ -107,10 +110,10 @@ def _parse_cn(data: bytes, start: int, end: int) -> Iterator[ProcEvent]:
         return
     idx, val, seq, ack, size, _flags = _CN_MSG.unpack_from(data, start)
     body = start + _CN_MSG.size
-    if (idx, val) != (CN_IDX_PROC, CN_VAL_PROC) or body + min(size, 32) > end or size < 24:
+    if (idx, val) != (CN_IDX_PROC, CN_VAL_PROC) or size < 24 or body + 24 > end:
         return
     what, _cpu, _ts = _PROC_EVENT.unpack_from(data, body)
-    a, b, c, d = _PIDS.unpack_from(data, body + 16) if size >= 32 else (0, 0, 0, 0)
+    a, b, c, d = _PIDS.unpack_from(data, body + 16) if size >= 32 and body + 32 <= end else (0,) * 4
     if what == PROC_EVENT_NONE:
         yield ProcEvent(what, seq, ack, 0, 0, err=struct.unpack_from("=I", data, body + 16)[0])
     elif what == PROC_EVENT_FORK:  # parent_pid, parent_tgid, child_pid, child_tgid
@@ -123,18 +126,23 @@ def apply(changes: Changes, event: ProcEvent) -> None:
     """Folds one event into what changed. Threads matter only through their process: a new
     thread changes nothing /proc/PID/stat shows, but any exit can end the thread group (the last
     thread's exit is the group's death, and reparents the group's children)."""
+    _fold(changes, event.what, event.pid, event.tgid)
+
+
+def _fold(changes: Changes, what: int, pid: int, tgid: int) -> None:
+    """apply() on the fields alone (pid: fork's child, else the thread)."""
     changes.events += 1
-    if event.what == PROC_EVENT_FORK:
-        if event.pid == event.tgid:
-            changes.touched.add(event.tgid)
-    elif event.what == PROC_EVENT_EXEC:
-        changes.touched.add(event.tgid)
-        changes.execed.add(event.tgid)
-    elif event.what == PROC_EVENT_COMM:
-        if event.pid == event.tgid:  # a thread's own name is not the process's comm
-            changes.touched.add(event.tgid)
-    elif event.what == PROC_EVENT_EXIT:
-        changes.exited.add(event.tgid)
+    if what == PROC_EVENT_FORK:
+        if pid == tgid:
+            changes.touched.add(tgid)
+    elif what == PROC_EVENT_EXEC:
+        changes.touched.add(tgid)
+        changes.execed.add(tgid)
+    elif what == PROC_EVENT_COMM:
+        if pid == tgid:  # a thread's own name is not the process's comm
+            changes.touched.add(tgid)
+    elif what == PROC_EVENT_EXIT:
+        changes.exited.add(tgid)
 
 
 class ProcEvents:
@@ -190,10 +198,18 @@ class ProcEvents:
         for data in self.datagrams():
             if data is None:
                 changes.lost = True
-                continue
-            for event in parse_events(data):
-                if event.what != PROC_EVENT_NONE:
-                    apply(changes, event)
+            elif len(data) == _MESSAGE.size + 8:  # one message: apply() inlined, unpacked once
+                fields = _MESSAGE.unpack_from(data)
+                if fields[5] != CN_IDX_PROC or fields[6] != CN_VAL_PROC:
+                    continue
+                if fields[11] == PROC_EVENT_FORK:  # parent pid and tgid, child pid and tgid
+                    _fold(changes, PROC_EVENT_FORK, fields[16], fields[17])
+                else:  # pid and tgid first
+                    _fold(changes, fields[11], fields[14], fields[15])
+            else:
+                for event in parse_events(data):
+                    if event.what != PROC_EVENT_NONE:
+                        apply(changes, event)
         return changes
 
     def close(self) -> None:

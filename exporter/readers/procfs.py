@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -146,6 +146,9 @@ class ProcessScan:
     children: Mapping[int, list[ProcStat]]
     shims: list[tuple[ProcStat, ShimCommand]]
     daemons: list[DaemonProcess]
+    # The table by pid, never changed once made: a process re-read is a new ProcStat, so what
+    # changed between two scans is what is not the same object in both.
+    by_pid: Mapping[int, ProcStat] = field(default_factory=dict)
 
 
 def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
@@ -287,9 +290,10 @@ class ProcfsReader:
         self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
         # What does not change for a process, keyed by its identity: its NSpid for (pid, start
-        # time), and its argv for (pid, start time, comm), since an exec between fork and our
-        # read changes argv and comm together. Pruned to the live processes at every scan.
-        self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        # time), and what its argv says it is (a daemon's name, a shim's command) for (pid, start
+        # time, comm), since an exec between fork and our read changes argv and comm together
+        # (an exec event drops it too). Pruned to the live processes when the table changes.
+        self._commands: dict[tuple[int, int, str], tuple[str | None, ShimCommand | None]] = {}
         self._nspid: dict[tuple[int, int], tuple[int, ...]] = {}
         # A process's namespaces change only if it calls setns or unshare itself, and the tools
         # that do so (nsenter, unshare, runc's init) then exec another program, which changes
@@ -433,12 +437,13 @@ class ProcfsReader:
                     reason, changes = "lost_events", None
         if changes is None:  # a full scan: the first, the safety net, or no events to follow
             procs = {stat.pid: stat for stat in self.process_table()}
+            zombies = {pid for pid, stat in procs.items() if stat.state == "Z"}
             self.stats_reads += len(procs)
             if reason is not None:
                 self.on_reread(reason)
             self._last_full = self._now()
         else:
-            procs = self._apply(changes)
+            procs, zombies = self._apply(changes)
         last = self._last
         # An exec under the same name changes argv alone: a shim's or daemon's command line is
         # read again only in a new scan.
@@ -450,9 +455,8 @@ class ProcfsReader:
             and (procs is self._procs or procs == self._procs)
         ):
             return last  # the same object: every cache keyed on it holds
-        self._procs = procs
-        self._zombies = {pid for pid, stat in procs.items() if stat.state == "Z"}
-        self._last = self._build(clock, sorted(procs.values(), key=lambda s: s.pid))
+        self._procs, self._zombies = procs, zombies
+        self._last = self._build(clock, procs)
         return self._last
 
     def _full_scan_reason(self) -> FullScanReason | None:
@@ -490,38 +494,46 @@ class ProcfsReader:
         with self._lock:
             self._events = events
 
-    def _apply(self, changes: Changes) -> dict[int, ProcStat]:
-        """The table with the changed processes read again; the same dict when none changed."""
+    def _apply(self, changes: Changes) -> tuple[dict[int, ProcStat], set[int]]:
+        """The table with the changed processes read again, and its zombies; the same dict when
+        none changed."""
         dirty = changes.touched | changes.exited | self._zombies
         last = self._last
         if last is not None:
             for pid in changes.exited:  # its children are reparented when its last thread exits
                 dirty.update(child.pid for child in last.children.get(pid, ()))
         if not dirty:
-            return self._procs
-        procs = dict(self._procs)
+            return self._procs, self._zombies
+        procs, zombies = dict(self._procs), set(self._zombies)
         for pid in dirty:
             stat = self.stat(pid)
             if stat is None:
                 procs.pop(pid, None)
+                zombies.discard(pid)
             else:
                 procs[pid] = stat
+                if stat.state == "Z":
+                    zombies.add(pid)
+                else:
+                    zombies.discard(pid)
         self.stats_reads += len(dirty)
-        for pid in changes.execed:  # a new program: argv and namespaces read again
-            for cache in (self._argv, self._namespaces):
-                for key in [k for k in cache if k[0] == pid]:
+        # A new program: what its argv says and its namespaces are read again.
+        for cache in (self._commands, self._namespaces):
+            if stale := [key for key in cache if key[0] in changes.execed]:
+                for key in stale:
                     del cache[key]
-        return procs
+        return procs, zombies
 
-    def _build(self, clock: Clock, table: list[ProcStat]) -> ProcessScan:
+    def _build(self, clock: Clock, procs: dict[int, ProcStat]) -> ProcessScan:
+        table = [procs[pid] for pid in sorted(procs)]
         children: dict[int, list[ProcStat]] = {}
         for stat in table:
             children.setdefault(stat.ppid, []).append(stat)
         live = {(stat.pid, stat.start_ticks) for stat in table}
         for gone in self._nspid.keys() - live:
             del self._nspid[gone]
-        for key in [k for k in self._argv if k[:2] not in live]:
-            del self._argv[key]
+        for key in [k for k in self._commands if k[:2] not in live]:
+            del self._commands[key]
         for key in [k for k in self._namespaces if k[:2] not in live]:
             del self._namespaces[key]
         shims: list[tuple[ProcStat, ShimCommand]] = []
@@ -531,16 +543,19 @@ class ProcfsReader:
                 continue  # exited, not yet reaped: no shim or daemon any more, whatever argv said
             if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
                 identity = (stat.pid, stat.start_ticks, stat.comm)
-                argv = self._argv.get(identity)
-                if argv is None:
+                known = self._commands.get(identity)
+                if known is None:
                     argv = self.cmdline(stat.pid)
+                    name = daemon_name(argv)
+                    known = (name, None if name is not None else parse_shim_cmdline(argv))
                     if argv:  # empty for a zombie, or a process gone mid-read
-                        self._argv[identity] = argv
-                if (name := daemon_name(argv)) is not None:
+                        self._commands[identity] = known
+                name, command = known
+                if name is not None:
                     daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
-                elif (command := parse_shim_cmdline(argv)) is not None:
+                elif command is not None:
                     shims.append((stat, command))
-        return ProcessScan(clock, table, children, shims, daemons)
+        return ProcessScan(clock, table, children, shims, daemons, procs)
 
     def pid1(self, scan: ProcessScan, shim: ProcStat) -> ProcStat | None:
         direct = scan.children.get(shim.pid, [])
