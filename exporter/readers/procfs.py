@@ -138,8 +138,9 @@ class ShimCommand:
 @dataclass(frozen=True)
 class ProcessScan:
     """The process table as of one scan. A process's state is as of its last read: exact for
-    "Z" (exit and reaping are followed), not for running/sleeping. A scan that found nothing
-    changed is the very same object as the one before."""
+    "Z" (exit and reaping are followed), not for running/sleeping; kernel workers' names
+    ("kworker/0:1-events", renamed after their work with no event) are as of their last read.
+    A scan that found nothing changed is the very same object as the one before."""
 
     clock: Clock
     table: list[ProcStat]
