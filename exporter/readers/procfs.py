@@ -437,7 +437,12 @@ class ProcfsReader:
                     self.on_lost()
                     reason, changes = "lost_events", None
         if changes is None:  # a full scan: the first, the safety net, or no events to follow
-            procs = {stat.pid: stat for stat in self.process_table()}
+            known = self._procs
+            # A process read the same as before stays the same object (see ProcessScan.by_pid).
+            procs = {}
+            for stat in self.process_table():
+                was = known.get(stat.pid)
+                procs[stat.pid] = was if was is not None and was == stat else stat
             zombies = {pid for pid, stat in procs.items() if stat.state == "Z"}
             self.stats_reads += len(procs)
             if reason is not None:
@@ -446,14 +451,10 @@ class ProcfsReader:
         else:
             procs, zombies = self._apply(changes)
         last = self._last
-        # An exec under the same name changes argv alone: a shim's or daemon's command line is
-        # read again only in a new scan.
-        execed = changes is not None and not changes.execed.isdisjoint(procs)
         if (
             last is not None
-            and not execed
             and clock == last.clock
-            and (procs is self._procs or procs == self._procs)
+            and (procs is self._procs or (changes is None and procs == self._procs))
         ):
             return last  # the same object: every cache keyed on it holds
         self._procs, self._zombies = procs, zombies
@@ -503,11 +504,24 @@ class ProcfsReader:
         if last is not None:
             for pid in changes.exited:  # its children are reparented when its last thread exits
                 dirty.update(child.pid for child in last.children.get(pid, ()))
-        if not dirty:
+        read = {pid: self.stat(pid) for pid in dirty}
+        self.stats_reads += len(dirty)
+        # A new program: what its argv says and its namespaces are read again, and it is new
+        # even under the same name. Otherwise only what reads differently is new: a zombie
+        # still there, a thread's exit, leave the table the same object.
+        for cache in (self._commands, self._namespaces):
+            if stale := [key for key in cache if key[0] in changes.execed]:
+                for key in stale:
+                    del cache[key]
+        new = {
+            pid: stat
+            for pid, stat in read.items()
+            if pid in changes.execed or self._procs.get(pid) != stat
+        }
+        if not new:
             return self._procs, self._zombies
         procs, zombies = dict(self._procs), set(self._zombies)
-        for pid in dirty:
-            stat = self.stat(pid)
+        for pid, stat in new.items():
             if stat is None:
                 procs.pop(pid, None)
                 zombies.discard(pid)
@@ -517,12 +531,6 @@ class ProcfsReader:
                     zombies.add(pid)
                 else:
                     zombies.discard(pid)
-        self.stats_reads += len(dirty)
-        # A new program: what its argv says and its namespaces are read again.
-        for cache in (self._commands, self._namespaces):
-            if stale := [key for key in cache if key[0] in changes.execed]:
-                for key in stale:
-                    del cache[key]
         return procs, zombies
 
     def _build(self, clock: Clock, procs: dict[int, ProcStat]) -> ProcessScan:
