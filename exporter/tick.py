@@ -35,6 +35,8 @@ from exporter.readers.netfilter import NetfilterReader, NetfilterReading
 from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
 
+PROCFS_COLLECTOR = "processes"  # exporter.collectors.processes' NAME, not imported: no cycle
+
 
 class Host:
     """The readers of one host that collectors share, and their caches; closed by its owner
@@ -52,6 +54,9 @@ class Host:
         self.docker_host = docker_host
         # Full re-reads of change-driven collectors and lost events, for the exporter's health.
         self.changes = ChangeCounters()
+        # The /proc scan every collector shares is counted under the processes collector's name.
+        procfs.on_reread = lambda reason: self.changes.reread(PROCFS_COLLECTOR, reason)
+        procfs.on_lost = lambda: self.changes.lost(PROCFS_COLLECTOR)
         # The dockerd found serving docker_host last time, as (its stat then, it, argv):
         # while the same process lives (one stat read), no /proc scan is needed to find it.
         self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
@@ -150,7 +155,8 @@ class Tick:
         self._dockerd_read = False
 
     def proc_scan(self) -> ProcessScan:
-        """The tick's pass over the process table."""
+        """The tick's pass over the process table: the last tick's very object when the kernel's
+        process events and the zombies' check say nothing changed (see ProcfsReader)."""
         with self._scan_lock:
             if self._scan is None and self.host.procfs_refused is not None:
                 self._scan = self.host.procfs_refused
