@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, Source
-from exporter.collectors.containers.options import LABELS
+from exporter.collectors.containers.options import LABELS, RESYNC_INTERVAL
 from exporter.logonce import ChangeLog
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
@@ -248,6 +248,7 @@ class Sampler:
             settings.docker_host,
             settings.call_timeout("containers"),
             settings[LABELS],
+            settings[RESYNC_INTERVAL],
         )
         self.store = store or SnapshotStore(
             [w for d, _ in pairs for w in d.writers(settings)],

@@ -23,11 +23,19 @@ from exporter.readers.docker_api import (
     EngineFacts,
     timed_out,
 )
-from exporter.readers.dockerd import Dockerd, read_dockerd, serves_by_flags, serving
-from exporter.readers.inventory import DockerInventory
+from exporter.readers.dockerd import (
+    Dockerd,
+    config_file_key,
+    read_dockerd,
+    serves_by_flags,
+    serving,
+)
+from exporter.readers.inventory import MAX_AGE, DockerInventory
 from exporter.readers.netfilter import NetfilterReader, NetfilterReading
 from exporter.readers.own_container import procfs_in_own_container
 from exporter.readers.procfs import DaemonProcess, ProcessScan, ProcfsError, ProcfsReader, ProcStat
+
+PROCFS_COLLECTOR = "processes"  # exporter.collectors.processes' NAME, not imported: no cycle
 
 
 class Host:
@@ -46,10 +54,16 @@ class Host:
         self.docker_host = docker_host
         # Full re-reads of change-driven collectors and lost events, for the exporter's health.
         self.changes = ChangeCounters()
+        # The /proc scan every collector shares is counted under the processes collector's name.
+        procfs.on_reread = lambda reason: self.changes.reread(PROCFS_COLLECTOR, reason)
+        procfs.on_lost = lambda: self.changes.lost(PROCFS_COLLECTOR)
         # The dockerd found serving docker_host last time, as (its stat then, it, argv):
         # while the same process lives (one stat read), no /proc scan is needed to find it.
         self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None
         self._dockerd_lock = threading.Lock()
+        # The last reading of it, and what its configuration file's stat was then: while the
+        # process and the file stay, the very same reading (its consumers compare by identity).
+        self._dockerd_read: tuple[DaemonProcess, tuple[str, ...], object, Dockerd] | None = None
         # /proc/sys/net and /proc/net/ip_tables_names are read from the same procfs.
         self.netfilter = netfilter or NetfilterReader(procfs.root)
         # Started without --pid=host and without the host's /proc, every verdict from /proc
@@ -70,13 +84,23 @@ class Host:
         docker_host: str = DEFAULT_DOCKER_HOST,
         inventory_timeout: float = 5.0,
         label_keys: tuple[str, ...] = (),
+        resync_interval: float = MAX_AGE,
     ) -> Host:
         """This host's readers: /proc at `procfs`, the Engine API at `docker_host`."""
-        return cls(
+        host = cls(
             ProcfsReader(procfs),
-            DockerInventory(DockerReader(docker_host, inventory_timeout, label_keys)),
+            DockerInventory(
+                DockerReader(docker_host, inventory_timeout, label_keys),
+                max_age=resync_interval,
+            ),
             docker_host,
         )
+        # The lists are the containers collector's facts: its re-reads and lost events.
+        host.inventory.count(
+            lambda reason: host.changes.reread("containers", reason),
+            lambda: host.changes.lost("containers"),
+        )
+        return host
 
     def find_dockerd(self, scan: Callable[[], ProcessScan]) -> Dockerd | None:
         """The dockerd serving docker_host, read now; scan is asked only when the dockerd
@@ -95,7 +119,13 @@ class Host:
                     # Kept while it lives; the only dockerd, taken for want of a flag naming
                     # the socket, is looked for again (another may start and name it).
                     self._dockerd = (stat, daemon, argv)
-        return read_dockerd(self.procfs.root, daemon, argv)
+            key = config_file_key(self.procfs.root, daemon, argv)
+            kept = self._dockerd_read
+            if kept is not None and kept[:3] == (daemon, argv, key):
+                return kept[3]
+            found_now = read_dockerd(self.procfs.root, daemon, argv)
+            self._dockerd_read = (daemon, argv, key, found_now)
+            return found_now
 
     def tick(self, at: float | None = None) -> Tick:
         return Tick(self, time.monotonic() if at is None else at)
@@ -125,7 +155,8 @@ class Tick:
         self._dockerd_read = False
 
     def proc_scan(self) -> ProcessScan:
-        """The tick's pass over the process table."""
+        """The tick's pass over the process table: the last tick's very object when the kernel's
+        process events and the zombies' check say nothing changed (see ProcfsReader)."""
         with self._scan_lock:
             if self._scan is None and self.host.procfs_refused is not None:
                 self._scan = self.host.procfs_refused

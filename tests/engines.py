@@ -132,6 +132,7 @@ class ReplayedEngine:
                 self.answers[key] = answer
         self.unanswered: list[str] = []
         self.methods: set[str] = set()
+        self.closing = threading.Event()
         replay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,6 +153,12 @@ class ReplayedEngine:
             def do_GET(self) -> None:
                 replay.methods.add("GET")
                 key = api_key(self.path)
+                if key == "/_ping":  # dockerd's liveness answer: always the same, not recorded
+                    self._send(200, b"OK", "text/plain; charset=utf-8")
+                    return
+                if key.split("?")[0] == "/events" and "until=" not in self.path:
+                    self._follow()
+                    return
                 if key.split("?")[0] == "/events":
                     since, until = _moments(self.path)
                     body = "".join(
@@ -171,6 +178,20 @@ class ReplayedEngine:
                     answer["body"].encode(),
                     answer.get("content_type") or "application/json",
                 )
+
+            def _follow(self) -> None:
+                """A followed event stream, as dockerd holds it open: the recorded events are
+                all in the past, so none comes; it ends when the replay does."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Api-Version", str(replay.api_version))
+                self.end_headers()
+                self.wfile.flush()
+                replay.closing.wait()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(b"0\r\n\r\n")
+                self.close_connection = True
 
             def do_HEAD(self) -> None:
                 self.do_GET()
@@ -194,6 +215,7 @@ class ReplayedEngine:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
         with contextlib.suppress(FileNotFoundError):

@@ -6,14 +6,16 @@ daemon's cost stays flat as containers grow (PID 1 and namespaces come from /pro
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
 import os
 import re
+import socket
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,6 +337,39 @@ class DockerReader:
         """Any read-only call of the SDK's low-level client, by name (GET endpoints only)."""
         return self._call(fn_name, **kwargs)
 
+    def ping(self) -> None:
+        """GET /_ping on the kept-alive connection, under the timeout: that dockerd answers at
+        all (a hung one fails the call as a list would)."""
+        self._call("ping")
+
+    def follow_events(self, filters: dict[str, list[str]]) -> EventFeed:
+        """GET /events from now on, held open: its answer headers within the timeout, then its
+        lines for as long as dockerd sends them. On a client of its own, so that the shared
+        one's lock is never held by a stream that may block for hours."""
+        client: Any = None
+        try:
+            client = self._connect()
+            response = client._get(
+                client._url("/events"),
+                params={"filters": json.dumps(filters)},
+                stream=True,
+                timeout=self.timeout,
+            )
+            raw = client._get_raw_response_socket(response)  # raises on an error status
+            sock = getattr(raw, "_sock", raw)  # a unix socket's comes wrapped in a SocketIO
+            # The next event may be hours away: wait for it with no timeout; interrupt() wakes it.
+            sock.settimeout(None)
+            return EventFeed(client, response, sock, self.base_url)
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            if client is not None:
+                client.close()
+            _release(exc)
+            raise DockerUnavailable(describe(exc, self.base_url)) from exc
+        except Exception:  # a transport whose socket is not where it is looked for (ssh)
+            if client is not None:
+                client.close()
+            raise
+
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("info")
         return result
@@ -372,6 +407,56 @@ class DockerReader:
         # until in the past or now: a future "until" would block until then.
         events = self.events(since, until, filters={"type": ["daemon"], "event": ["reload"]})
         return [e for e in events if e.get("Action") == "reload"]
+
+
+# dockerd's events are a few hundred bytes (a container's labels included); a longer line is not
+# kept whole (the Engine API's text is not trusted): it counts as "something changed".
+MAX_EVENT_LINE = 64 * 1024
+
+
+class EventFeed:
+    """One open GET /events: its lines as dockerd sends them, closable from another thread."""
+
+    def __init__(self, client: Any, response: Any, sock: Any, base_url: str) -> None:
+        self.base_url = base_url
+        self._client = client
+        self._response = response
+        self._sock = sock
+
+    def lines(self) -> Iterator[bytes | None]:
+        """Each line as it comes (None for one longer than MAX_EVENT_LINE); ends when dockerd
+        closes the stream. Raises DockerUnavailable when it breaks."""
+        pending = b""
+        dropping = False
+        try:
+            for chunk in self._response.iter_content(chunk_size=None):
+                pending += chunk
+                while (end := pending.find(b"\n")) >= 0:
+                    line, pending = pending[:end], pending[end + 1 :]
+                    if dropping:
+                        dropping = False  # the end of the overlong line, already reported
+                    elif line.strip():
+                        yield line
+                if len(pending) > MAX_EVENT_LINE:
+                    if not dropping:
+                        yield None
+                    pending, dropping = b"", True
+        except Exception as exc:  # urllib3's and requests' errors alike: the stream is gone
+            _release(exc)
+            broken = f"docker at {self.base_url}: event stream broken"
+            raise DockerUnavailable(broken) from exc
+
+    def interrupt(self) -> None:
+        """Wakes the thread blocked reading the stream, from any other thread: it sees the
+        stream end (shutdown, not close: a socket closed under a reading thread leaves that
+        thread waiting)."""
+        with contextlib.suppress(OSError):  # already closed by dockerd
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """By the thread that read it, once done."""
+        self._response.close()
+        self._client.close()
 
 
 def _by_name(record: ContainerRecord) -> tuple[str, str]:

@@ -116,6 +116,20 @@ def serving(
     return others[0] if len(others) == 1 else None
 
 
+def config_file_key(
+    procfs_root: str | Path, daemon: DaemonProcess, argv: tuple[str, ...]
+) -> object:
+    """What tells whether dockerd's configuration file may have changed since a reading, from
+    one stat through its root: (inode, size, mtime in ns), or why it could not be had. Taken
+    before the file is read, so that a change during the read shows next time."""
+    path = parse_flags(argv)[1] or DEFAULT_CONFIG_FILE
+    try:
+        st = Path(f"{procfs_root}/{daemon.pid}/root/{path.lstrip('/')}").stat()
+    except OSError as exc:
+        return ("unreadable", exc.errno)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def read_dockerd(procfs_root: str | Path, daemon: DaemonProcess, argv: tuple[str, ...]) -> Dockerd:
     """Its flags, and its configuration file as its own root shows it."""
     flags, config_file = parse_flags(argv)

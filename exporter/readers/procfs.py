@@ -4,6 +4,12 @@ Everything is read under an injectable procfs root (`--path.procfs`), so a recor
 tests and a containerised exporter reads the host's /proc mounted elsewhere. PIDs vanish between
 listing and reading and are reused: a process that disappears mid-read is skipped, and a process
 is only trusted when its start time is the same before and after its namespaces were read.
+
+The process table is kept between samples. Where the kernel's proc connector can be subscribed to
+(exporter.readers.proc_events), a scan re-reads /proc/PID/stat only of the processes it says
+forked, exec'd, were renamed or exited, of the exited ones' children (reparented without an
+event of their own), and of the zombies known (reaped without one); otherwise, after lost events,
+and every resync_interval as a safety net, it lists /proc and reads every process again.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from exporter.readers.proc_events import Changes, ProcEvents, ProcEventsUnavailable
 
 # comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
 # and both "docker-containerd" and "docker-containerd-shim" (Docker < 18.09) as "docker-containe".
@@ -127,11 +137,19 @@ class ShimCommand:
 
 @dataclass(frozen=True)
 class ProcessScan:
+    """The process table as of one scan. A process's state is as of its last read: exact for
+    "Z" (exit and reaping are followed), not for running/sleeping; kernel workers' names
+    ("kworker/0:1-events", renamed after their work with no event) are as of their last read.
+    A scan that found nothing changed is the very same object as the one before."""
+
     clock: Clock
     table: list[ProcStat]
     children: Mapping[int, list[ProcStat]]
     shims: list[tuple[ProcStat, ShimCommand]]
     daemons: list[DaemonProcess]
+    # The table by pid, never changed once made: a process re-read is a new ProcStat, so what
+    # changed between two scans is what is not the same object in both.
+    by_pid: Mapping[int, ProcStat] = field(default_factory=dict)
 
 
 def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
@@ -246,8 +264,26 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
+# Seconds between full scans while the proc connector is followed (the processes collector's
+# --collector.processes.resync-interval sets it).
+DEFAULT_RESYNC_INTERVAL = 300.0
+
+
+# Why a scan read every process (exporter.changes' reasons).
+FullScanReason = Literal["start", "resync", "lost_events", "error"]
+
+
+def _ignore(*_args: object) -> None:
+    pass
+
+
 class ProcfsReader:
-    def __init__(self, procfs: str | Path = "/proc") -> None:
+    def __init__(
+        self,
+        procfs: str | Path = "/proc",
+        follow_events: bool = True,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(procfs)
         # Collectors run in threads of their own: the caches are kept under this.
         self._lock = threading.Lock()
@@ -255,14 +291,28 @@ class ProcfsReader:
         self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
         # What does not change for a process, keyed by its identity: its NSpid for (pid, start
-        # time), and its argv for (pid, start time, comm), since an exec between fork and our
-        # read changes argv and comm together. Pruned to the live processes at every scan.
-        self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
+        # time), and what its argv says it is (a daemon's name, a shim's command) for (pid, start
+        # time, comm), since an exec between fork and our read changes argv and comm together
+        # (an exec event drops it too). Pruned to the live processes when the table changes.
+        self._commands: dict[tuple[int, int, str], tuple[str | None, ShimCommand | None]] = {}
         self._nspid: dict[tuple[int, int], tuple[int, ...]] = {}
         # A process's namespaces change only if it calls setns or unshare itself, and the tools
         # that do so (nsenter, unshare, runc's init) then exec another program, which changes
         # comm: cached by (pid, start time, comm) once read whole and verified.
         self._namespaces: dict[tuple[int, int, str], tuple[NamespaceLink, ...]] = {}
+        # The table between scans, and what follows its changes.
+        self.resync_interval = DEFAULT_RESYNC_INTERVAL
+        self.on_reread: Callable[[FullScanReason], None] = _ignore
+        self.on_lost: Callable[[], None] = _ignore
+        self._follow = follow_events
+        self._now = now
+        self._events: ProcEvents | None = None
+        self._procs: dict[int, ProcStat] = {}
+        self._zombies: set[int] = set()
+        self._last: ProcessScan | None = None
+        self._last_full = 0.0
+        # /proc/PID/stat reads by scans so far: what following the events saves, counted.
+        self.stats_reads = 0
 
     # -- single-file reads; None means the process is gone ---------------------------------
 
@@ -352,27 +402,147 @@ class ProcfsReader:
         return table
 
     def close(self) -> None:
-        """Nothing is held open between samples."""
+        """The proc connector's socket is the only thing held between samples."""
+        with self._lock:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
 
     # -- one sample -------------------------------------------------------------------------
 
     def scan(self) -> ProcessScan:
-        """One pass over the process table: who is whose child, and the shims and daemons.
-        Collectors of one tick share one (exporter.tick)."""
+        """The process table now: who is whose child, and the shims and daemons. Collectors of
+        one tick share one (exporter.tick)."""
         with self._lock:
             return self._scan()
 
+    @property
+    def follows_events(self) -> bool:
+        return self._events is not None
+
     def _scan(self) -> ProcessScan:
         clock = self.clock()
-        table = self.process_table()
+        reason = self._full_scan_reason()
+        changes: Changes | None = None
+        if reason is None and self._events is not None:
+            try:
+                changes = self._events.drain()
+            except OSError as exc:
+                log.warning("proc connector failed, scanning /proc in full: %s", exc.strerror)
+                self._events.close()
+                self._events = None
+                reason = "error"
+            else:
+                if changes.lost:
+                    self.on_lost()
+                    reason, changes = "lost_events", None
+        if changes is None:  # a full scan: the first, the safety net, or no events to follow
+            known = self._procs
+            # A process read the same as before stays the same object (see ProcessScan.by_pid).
+            procs = {}
+            for stat in self.process_table():
+                was = known.get(stat.pid)
+                procs[stat.pid] = was if was is not None and was == stat else stat
+            zombies = {pid for pid, stat in procs.items() if stat.state == "Z"}
+            self.stats_reads += len(procs)
+            if reason is not None:
+                self.on_reread(reason)
+            self._last_full = self._now()
+        else:
+            procs, zombies = self._apply(changes)
+        last = self._last
+        if (
+            last is not None
+            and clock == last.clock
+            and (procs is self._procs or (changes is None and procs == self._procs))
+        ):
+            return last  # the same object: every cache keyed on it holds
+        self._procs, self._zombies = procs, zombies
+        self._last = self._build(clock, procs)
+        return self._last
+
+    def _full_scan_reason(self) -> FullScanReason | None:
+        """Why this scan reads everything; None when it follows the events, or when there are
+        none to follow (every scan is a full one then, as logged once: not counted)."""
+        if self._last is None:
+            if self._events is None:
+                self._subscribe()
+            return "start"
+        if self._events is None:
+            return None
+        if self._now() - self._last_full >= self.resync_interval:
+            return "resync"
+        return None
+
+    def _subscribe(self) -> None:
+        if not self._follow:
+            return
+        # Events name pids as the initial PID namespace sees them: only of use when this procfs
+        # shows the namespace the exporter lives in (the kernel checks the rest).
+        try:
+            own = os.readlink(self._prefix + "self") == str(os.getpid())
+        except OSError:
+            own = False
+        if not own:
+            log.debug("%s is not the exporter's own procfs: every scan reads it all", self.root)
+            return
+        try:
+            self._events = ProcEvents.open()
+        except ProcEventsUnavailable as exc:
+            log.warning("every /proc scan reads every process: %s", exc)
+
+    def follow(self, events: ProcEvents) -> None:
+        """Follows this feed of process events from the next scan on (tests give one)."""
+        with self._lock:
+            self._events = events
+
+    def _apply(self, changes: Changes) -> tuple[dict[int, ProcStat], set[int]]:
+        """The table with the changed processes read again, and its zombies; the same dict when
+        none changed."""
+        dirty = changes.touched | changes.exited | self._zombies
+        last = self._last
+        if last is not None:
+            for pid in changes.exited:  # its children are reparented when its last thread exits
+                dirty.update(child.pid for child in last.children.get(pid, ()))
+        read = {pid: self.stat(pid) for pid in dirty}
+        self.stats_reads += len(dirty)
+        # A new program: what its argv says and its namespaces are read again, and it is new
+        # even under the same name. Otherwise only what reads differently is new: a zombie
+        # still there, a thread's exit, leave the table the same object.
+        for cache in (self._commands, self._namespaces):
+            if stale := [key for key in cache if key[0] in changes.execed]:
+                for key in stale:
+                    del cache[key]
+        new = {
+            pid: stat
+            for pid, stat in read.items()
+            if pid in changes.execed or self._procs.get(pid) != stat
+        }
+        if not new:
+            return self._procs, self._zombies
+        procs, zombies = dict(self._procs), set(self._zombies)
+        for pid, stat in new.items():
+            if stat is None:
+                procs.pop(pid, None)
+                zombies.discard(pid)
+            else:
+                procs[pid] = stat
+                if stat.state == "Z":
+                    zombies.add(pid)
+                else:
+                    zombies.discard(pid)
+        return procs, zombies
+
+    def _build(self, clock: Clock, procs: dict[int, ProcStat]) -> ProcessScan:
+        table = [procs[pid] for pid in sorted(procs)]
         children: dict[int, list[ProcStat]] = {}
         for stat in table:
             children.setdefault(stat.ppid, []).append(stat)
         live = {(stat.pid, stat.start_ticks) for stat in table}
         for gone in self._nspid.keys() - live:
             del self._nspid[gone]
-        for key in [k for k in self._argv if k[:2] not in live]:
-            del self._argv[key]
+        for key in [k for k in self._commands if k[:2] not in live]:
+            del self._commands[key]
         for key in [k for k in self._namespaces if k[:2] not in live]:
             del self._namespaces[key]
         shims: list[tuple[ProcStat, ShimCommand]] = []
@@ -382,16 +552,19 @@ class ProcfsReader:
                 continue  # exited, not yet reaped: no shim or daemon any more, whatever argv said
             if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
                 identity = (stat.pid, stat.start_ticks, stat.comm)
-                argv = self._argv.get(identity)
-                if argv is None:
+                known = self._commands.get(identity)
+                if known is None:
                     argv = self.cmdline(stat.pid)
+                    name = daemon_name(argv)
+                    known = (name, None if name is not None else parse_shim_cmdline(argv))
                     if argv:  # empty for a zombie, or a process gone mid-read
-                        self._argv[identity] = argv
-                if (name := daemon_name(argv)) is not None:
+                        self._commands[identity] = known
+                name, command = known
+                if name is not None:
                     daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
-                elif (command := parse_shim_cmdline(argv)) is not None:
+                elif command is not None:
                     shims.append((stat, command))
-        return ProcessScan(clock, table, children, shims, daemons)
+        return ProcessScan(clock, table, children, shims, daemons, procs)
 
     def pid1(self, scan: ProcessScan, shim: ProcStat) -> ProcStat | None:
         direct = scan.children.get(shim.pid, [])

@@ -10,6 +10,7 @@ from exporter.collectors.conntrack.options import MAX_ENTRIES
 from exporter.collectors.containers.options import LABELS
 from exporter.collectors.layers.options import TOP_K
 from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.processes.options import RESYNC_INTERVAL
 from exporter.readers.docker_api import DEFAULT_DOCKER_HOST, resolve_docker_host
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, label_name, parse_duration
 from exporter.web import parse_listen_address
@@ -67,6 +68,7 @@ def test_conntrack_has_a_slow_interval_and_a_cap() -> None:
         ("--collector.layers.top-k=many", "not a whole number: 'many'"),
         ("--collector.conntrack.max-entries=0", "must be at least 1, not 0"),
         ("--collector.ports.listener-budget=0s", "duration must be positive"),
+        ("--collector.processes.resync-interval=soon", "not a duration"),
     ],
 )
 def test_a_collectors_bad_option_is_a_usage_error_naming_the_flag(
@@ -89,11 +91,15 @@ def test_options_are_typed_keys_with_their_own_defaults() -> None:
     flags = {f"--collector.{c.name}.{o.name}" for c in all_collectors() for o in c.options}
     assert flags == {
         "--collector.containers.labels",
+        "--collector.containers.resync-interval",
+        "--collector.daemon.resync-interval",
         "--collector.layers.top-k",
         "--collector.conntrack.max-entries",
         "--collector.network.resync-interval",
         "--collector.ports.listener-budget",
+        "--collector.processes.resync-interval",
     }
+    assert parse("--collector.processes.resync-interval=2m")[RESYNC_INTERVAL] == 120.0
 
 
 def test_settings_built_by_hand_are_checked_too() -> None:

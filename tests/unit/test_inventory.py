@@ -1,4 +1,5 @@
-"""When the shared container inventory lists again: its rules, with a stand-in Engine API
+"""When the shared container inventory lists again while it follows no event stream (dockerd
+down, or the stream not answered): its rules, with a stand-in Engine API
 (the real one, through a recording proxy, is in tests/integration/test_containers_on_engine.py)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.readers.docker_api import DockerUnavailable, EngineFacts
-from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory
+from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory, _kinds
 from exporter.readers.procfs import ProcfsReader
 from exporter.tick import Host, Tick
 
@@ -54,7 +55,7 @@ def asks(tick: Tick, engine: Engine, again: bool = False) -> bool:
 
 
 def inventory(engine: Engine, now: list[float], procfs: Path) -> DockerInventory:
-    return DockerInventory(engine, clock=lambda: now[0], max_age=300)  # type: ignore[arg-type]
+    return DockerInventory(engine, clock=lambda: now[0], max_age=300, follow=False)  # type: ignore[arg-type]
 
 
 def host(inv: DockerInventory, procfs: Path) -> Host:
@@ -146,3 +147,25 @@ def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> No
     now[0] = 1002
     assert asks(tick, engine, again=True)
     assert tick.engine() is not first  # and the tick's answer is the newer one
+
+
+@pytest.mark.parametrize(
+    ("line", "kinds"),
+    [
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "a"}}', (1, 0)),
+        (b'{"Type": "network", "Action": "connect"}', (1, 0)),
+        (b'{"Type": "daemon", "Action": "reload"}', (0, 1)),
+        # Execs and health checks come every few seconds on some hosts; no list shows them.
+        (b'{"Type": "container", "Action": "exec_start: sh -c true"}', (0, 0)),
+        (b'{"Type": "container", "Action": "health_status: healthy"}', (0, 0)),
+        (b'{"Type": "image", "Action": "pull"}', (0, 0)),
+        # Text that cannot be read says nothing for sure: both may have changed.
+        (b'{"Type": "contai', (1, 1)),
+        (b"[1, 2]", (1, 1)),
+        (b"\xff\xfe", (1, 1)),
+        (None, (1, 1)),  # a line too long to keep
+        (b'{"Type": "container", "Action": 7}', (1, 0)),
+    ],
+)
+def test_what_an_event_line_says_changed(line: bytes | None, kinds: tuple[int, int]) -> None:
+    assert _kinds(line) == kinds

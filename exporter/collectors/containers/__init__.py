@@ -4,7 +4,7 @@ the exporter's own container."""
 from exporter.collectors import CollectorDef
 from exporter.collectors.containers import metrics, report, source
 from exporter.collectors.containers.facts import NAME
-from exporter.collectors.containers.options import LABELS
+from exporter.collectors.containers.options import LABELS, RESYNC_INTERVAL
 from exporter.readers.docker_api import EngineFacts
 
 COLLECTOR = CollectorDef(
@@ -14,5 +14,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=metrics.writer,
     report=report.sections,
-    options=(LABELS,),
+    options=(LABELS, RESYNC_INTERVAL),
 )

@@ -5,6 +5,7 @@ not apply."""
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.daemon import metrics, report, source
 from exporter.collectors.daemon.facts import NAME, DaemonConfigFacts
+from exporter.collectors.daemon.options import RESYNC_INTERVAL
 
 COLLECTOR = CollectorDef(
     name=NAME,
@@ -13,4 +14,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
+    options=(RESYNC_INTERVAL,),
 )

@@ -4,6 +4,7 @@ the containerd shim that holds it, orphaned shims, and the dockerd and container
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.processes import metrics, report, source
 from exporter.collectors.processes.facts import NAME, ProcessFacts
+from exporter.collectors.processes.options import RESYNC_INTERVAL
 
 COLLECTOR = CollectorDef(
     name=NAME,
@@ -12,4 +13,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
+    options=(RESYNC_INTERVAL,),
 )

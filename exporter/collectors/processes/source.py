@@ -4,13 +4,16 @@ container (its PID 1 and namespaces), and each shim held against the tick's cont
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from exporter.collectors import Source
 from exporter.collectors.containers.facts import NAME as CONTAINERS
 from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
+from exporter.collectors.processes.options import RESYNC_INTERVAL
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import DockerUnavailable
 from exporter.readers.procfs import (
+    DEFAULT_RESYNC_INTERVAL,
     NamespaceLink,
     ProcessScan,
     ProcfsReader,
@@ -25,34 +28,94 @@ log = logging.getLogger(__name__)
 
 
 class ProcessTable:
-    def __init__(self, engine_wait: float, judge_shims: bool = True) -> None:
+    def __init__(
+        self,
+        engine_wait: float,
+        judge_shims: bool = True,
+        resync_interval: float = DEFAULT_RESYNC_INTERVAL,
+    ) -> None:
         # /proc is read whether or not the Engine API answers: at most this long for it.
         self.engine_wait = engine_wait
         # Shims are held against Docker's container list only while the containers collector
         # runs: without it, this collector reads /proc alone and asks the Engine API nothing.
         self.judge_shims = judge_shims
+        self.resync_interval = resync_interval
         self._log = ChangeLog(log)
+        # The shims as of the scan they were built from (listed left None): a scan that found
+        # nothing changed is the same object, and so are these.
+        self._scan: ProcessScan | None = None
+        self._shims: tuple[ShimFacts, ...] = ()
+        self._facts: ProcessFacts | None = None
+        self._by_shim: dict[tuple[int, int, str], ShimFacts] = {}
+        # (shim as built, it with `listed` set) by (container id, listed): kept while it is the
+        # same shim, so an unchanged answer is an unchanged object.
+        self._answered: dict[tuple[str, bool], tuple[ShimFacts, ShimFacts]] = {}
 
     def read(self, tick: Tick) -> ProcessFacts:
         procfs = tick.host.procfs
+        # The host's reader follows the kernel's process events for every collector: this
+        # collector's flag sets how often it reads everything again all the same.
+        procfs.resync_interval = self.resync_interval
         scan = tick.proc_scan()
         listing = self._listing(tick) if self.judge_shims else None
-        shims = [self._shim(procfs, scan, stat, command, listing) for stat, command in scan.shims]
         host_namespaces = procfs.host_namespaces()
-        refused = sorted({kind for shim in shims for kind in shim.unreadable_namespaces})
-        self._log.update(
-            "refused",
-            ",".join(refused) or None,
-            "cannot read containers' namespaces: needs CAP_SYS_PTRACE (and root)",
-            "containers' namespaces are readable again",
-            procfs=str(procfs.root),
-        )
-        return ProcessFacts(
+        if scan is not self._scan:
+            # Only the shims with a process that changed below them are built again.
+            dirty = _dirty_shims(self._scan, scan)
+            by_shim = {}
+            for stat, command in scan.shims:
+                key = (stat.pid, stat.start_ticks, command.container_id)
+                kept = self._by_shim.get(key)
+                if kept is None or dirty is None or stat.pid in dirty:
+                    kept = self._shim(procfs, scan, stat, command)
+                by_shim[key] = kept
+            self._by_shim = by_shim
+            built = list(by_shim.values())
+            self._shims = tuple(sorted(built, key=lambda s: s.container_id))
+            self._scan = scan
+            live = {shim.container_id for shim in built}
+            self._answered = {k: v for k, v in self._answered.items() if k[0] in live}
+            refused = sorted({kind for shim in built for kind in shim.unreadable_namespaces})
+            self._log.update(
+                "refused",
+                ",".join(refused) or None,
+                "cannot read containers' namespaces: needs CAP_SYS_PTRACE (and root)",
+                "containers' namespaces are readable again",
+                procfs=str(procfs.root),
+            )
+        shims = tuple(self._listed(shim, listing) for shim in self._shims)
+        daemons = tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid)))
+        last = self._facts
+        if (
+            last is not None
+            and last.shims == shims  # the same objects when nothing changed: compared by `is`
+            and last.host_namespaces == host_namespaces
+            and last.daemons == daemons
+            and last.processes_scanned == len(scan.table)
+        ):
+            return last  # the same object: the renderer skips the writer
+        self._facts = ProcessFacts(
             host_namespaces=host_namespaces,
-            shims=tuple(sorted(shims, key=lambda s: s.container_id)),
-            daemons=tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid))),
+            shims=shims,
+            daemons=daemons,
             processes_scanned=len(scan.table),
         )
+        return self._facts
+
+    def _listed(self, shim: ShimFacts, listing: tuple[frozenset[str], float] | None) -> ShimFacts:
+        """The shim held against Docker's container list. A list current only as of before the
+        shim started cannot say its container is gone: the two readings sample different
+        moments. The same object as last time for the same answer."""
+        listed = None
+        if listing is not None and shim.shim_start_time < listing[1]:
+            listed = shim.container_id in listing[0]
+        if listed is None:
+            return shim
+        kept = self._answered.get((shim.container_id, listed))
+        if kept is None or kept[0] is not shim:
+            kept = (shim, replace(shim, listed=listed))
+            self._answered[(shim.container_id, listed)] = kept
+        return kept[1]
 
     def _listing(self, tick: Tick) -> tuple[frozenset[str], float] | None:
         """The container ids Docker lists, and the moment that list was known to be current:
@@ -71,11 +134,7 @@ class ProcessTable:
 
     @staticmethod
     def _shim(
-        procfs: ProcfsReader,
-        scan: ProcessScan,
-        shim: ProcStat,
-        command: ShimCommand,
-        listing: tuple[frozenset[str], float] | None,
+        procfs: ProcfsReader, scan: ProcessScan, shim: ProcStat, command: ShimCommand
     ) -> ShimFacts:
         tree = descendants(shim.pid, scan.children)
         pid1 = procfs.pid1(scan, shim)
@@ -89,15 +148,9 @@ class ProcessTable:
                 pid1 = None
             else:
                 namespaces, refused = read
-        started = scan.clock.to_unix(shim.start_ticks)
-        # A list current only as of before the shim started cannot say its container is gone:
-        # the two readings sample different moments.
-        listed = None
-        if listing is not None and started < listing[1]:
-            listed = command.container_id in listing[0]
         return ShimFacts(
             shim_pid=shim.pid,
-            shim_start_time=started,
+            shim_start_time=scan.clock.to_unix(shim.start_ticks),
             container_id=command.container_id,
             runtime_namespace=command.runtime_namespace,
             pid1=pid1.pid if pid1 else None,
@@ -106,14 +159,43 @@ class ProcessTable:
             unreadable_namespaces=refused,
             processes=len(tree),
             zombies=sum(1 for p in tree if p.state == "Z"),
-            listed=listed,
         )
 
     def close(self) -> None:
         """The procfs reader is the host's: its owner closes it."""
 
 
+def _dirty_shims(old: ProcessScan | None, new: ProcessScan) -> set[int] | None:
+    """The shims (by pid) with a process below them, or themselves, that changed between two
+    scans: a process re-read is a new object. None: every shim (no scan before, another clock)."""
+    if old is None or old.clock != new.clock:
+        return None
+    changed = [pid for pid, stat in new.by_pid.items() if old.by_pid.get(pid) is not stat]
+    changed += [pid for pid in old.by_pid if pid not in new.by_pid]
+    shims = {stat.pid for stat, _ in new.shims}
+    dirty: set[int] = set()
+    for pid in changed:
+        # Up the tree as it is and as it was: a process leaving a container counts too.
+        for table in (new.by_pid, old.by_pid):
+            stat = table.get(pid)
+            for _ in range(_MAX_DEPTH):
+                if stat is None:
+                    break
+                if stat.pid in shims:
+                    dirty.add(stat.pid)
+                    break
+                stat = table.get(stat.ppid)
+    return dirty
+
+
+# Deeper process trees than this below a shim are not met; the bound stops a loop in a table
+# read across a pid's reuse.
+_MAX_DEPTH = 256
+
+
 def build(settings: Settings) -> Source:
     return ProcessTable(
-        engine_wait=settings.call_timeout(NAME), judge_shims=CONTAINERS in settings.collectors
+        engine_wait=settings.call_timeout(NAME),
+        judge_shims=CONTAINERS in settings.collectors,
+        resync_interval=settings[RESYNC_INTERVAL],
     )

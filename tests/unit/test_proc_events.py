@@ -1,0 +1,243 @@
+"""The proc connector's events, as recorded from the real kernel (tests/record_proc_events.py),
+and the process table following them over a procfs tree built in a temporary directory: every
+scan reads only what the events say changed, and ends equal to a scan from scratch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.collectors.processes.source import ProcessTable
+from exporter.readers.docker_api import DockerReader
+from exporter.readers.inventory import DockerInventory
+from exporter.readers.proc_events import (
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    Changes,
+    ProcEvents,
+    apply,
+    parse_events,
+)
+from exporter.readers.procfs import ProcessScan, ProcfsReader
+from exporter.tick import Host
+from tests.unit.test_procfs_reader import SHIM_V2, FakeProc, container_ns
+
+SCENE = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "proc_events" / "scene.json").read_text()
+)
+ME, SHELL, CHILD = SCENE["recorder"], SCENE["shell"], SCENE["child"]
+
+
+def recorded(phase: str) -> list[bytes]:
+    return [bytes.fromhex(text) for text in SCENE["phases"][phase]]
+
+
+def folded(phase: str) -> Changes:
+    changes = Changes()
+    for data in recorded(phase):
+        for event in parse_events(data):
+            apply(changes, event)
+    return changes
+
+
+def event(what: int, pid: int) -> bytes:
+    """One exec or exit message as the kernel frames it (a process's own, pid = tgid)."""
+    body = struct.pack("=IIQii16x", what, 0, 0, pid, pid)
+    cn = struct.pack("=IIIIHH", 1, 1, 0, 0, len(body), 0)
+    return struct.pack("=IHHII", 16 + len(cn) + len(body), 3, 0, 0, 0) + cn + body
+
+
+def test_recorded_events_say_which_processes_changed() -> None:
+    spawn = folded("spawn")
+    # The shell forked and exec'd sh then sleep; its child forked and exec'd sleep.
+    assert (spawn.touched, spawn.execed, spawn.exited) == ({SHELL, CHILD}, {SHELL, CHILD}, set())
+    assert folded("zombie").exited == {CHILD}
+    assert folded("exit").exited == {SHELL}
+    # The recorder renamed itself: its comm, so its stat, changed.
+    comm = folded("comm")
+    assert (comm.touched, comm.exited) == ({ME}, set())
+    # A thread was born, renamed itself and ended: no process's stat changed, but a thread's
+    # exit may be its group's end, so its process is looked at again.
+    thread = folded("thread")
+    assert (thread.touched, thread.execed, thread.exited) == (set(), set(), {ME})
+    assert not any(phase.lost for phase in (spawn, comm, thread))
+
+
+def test_truncated_and_foreign_messages_are_no_events() -> None:
+    (exit_message,) = recorded("exit")
+    assert [e.tgid for e in parse_events(exit_message)] == [SHELL]
+    assert list(parse_events(exit_message[:-8])) == []  # shorter than its header says
+    foreign = exit_message[:16] + struct.pack("=I", 7) + exit_message[20:]  # another cn idx
+    assert list(parse_events(foreign)) == []
+    assert list(parse_events(b"")) == []
+
+
+class Feed:
+    """Recorded datagrams handed to the reader's ProcEvents through a datagram socket pair."""
+
+    def __init__(self) -> None:
+        self._out, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        theirs.setblocking(False)
+        self.events = ProcEvents(theirs)
+
+    def send(self, *datagrams: bytes) -> None:
+        for data in datagrams:
+            self._out.send(data)
+
+    def close(self) -> None:
+        self._out.close()
+        self.events.close()
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> FakeProc:
+    fake = FakeProc(tmp_path)
+    fake.process(1, "systemd", 0, cmdline="/sbin/init\0")
+    fake.process(2, "kthreadd", 0)
+    return fake
+
+
+@pytest.fixture
+def feed() -> Iterator[Feed]:
+    fed = Feed()
+    yield fed
+    fed.close()
+
+
+def _key(scan: ProcessScan) -> list[tuple[int, int, str, str, int]]:
+    return [(s.pid, s.ppid, s.comm, s.state, s.start_ticks) for s in scan.table]
+
+
+def restat(proc: FakeProc, pid: int, comm: str, ppid: int, *, start: int, state: str = "S") -> None:
+    rest = " ".join(["0"] * 17)
+    (proc.root / str(pid) / "stat").write_text(
+        f"{pid} ({comm}) {state} {ppid} {rest} {start} 0 0\n"
+    )
+
+
+def gone(proc: FakeProc, pid: int) -> None:
+    shutil.rmtree(proc.root / str(pid))
+
+
+def from_scratch(proc: FakeProc) -> ProcessScan:
+    return ProcfsReader(proc.root, follow_events=False).scan()
+
+
+def test_the_table_follows_the_recorded_events_reading_only_what_changed(
+    proc: FakeProc, feed: Feed
+) -> None:
+    recorder = proc.process(ME, "python3", 1, start=1000)
+    reader = ProcfsReader(proc.root, follow_events=False)
+    reader.follow(feed.events)
+    reasons: list[str] = []
+    reader.on_reread = reasons.append
+    first = reader.scan()
+    assert reasons == ["start"]
+
+    def reads() -> int:
+        before = reader.stats_reads
+        scan = reader.scan()
+        assert _key(scan) == _key(from_scratch(proc))
+        return reader.stats_reads - before
+
+    assert reads() == 0 and reader.scan() is first  # nothing happened: nothing read
+    feed.send(*recorded("thread"))
+    assert reads() == 1 and reader.scan() is first  # the recorder again, unchanged
+    (recorder / "stat").write_text((recorder / "stat").read_text().replace("python3", "dhe-pr"))
+    feed.send(*recorded("comm"))
+    assert reads() == 1
+    assert reader.scan().table[-1].comm == "dhe-pr"
+
+    proc.process(SHELL, "sleep", ME, start=2000)
+    proc.process(CHILD, "sleep", SHELL, start=2001)
+    feed.send(*recorded("spawn"))
+    assert reads() == 2
+    assert [c.pid for c in reader.scan().children[SHELL]] == [CHILD]
+
+    restat(proc, CHILD, "sleep", SHELL, start=2001, state="Z")  # exited, never reaped
+    feed.send(*recorded("zombie"))
+    assert reads() == 1
+    zombie_scan = reader.scan()
+    assert reads() == 1  # nothing says a zombie was reaped: it is looked at every scan
+    assert reader.scan() is zombie_scan
+
+    # The shell killed and reaped, its zombie child reparented to init and reaped there: one
+    # event, the shell's exit.
+    gone(proc, SHELL)
+    gone(proc, CHILD)
+    feed.send(*recorded("exit"))
+    assert reads() == 2
+    assert {SHELL, CHILD} & {s.pid for s in reader.scan().table} == set()
+    assert reasons == ["start"]
+
+
+def test_an_exited_processs_children_are_read_again(proc: FakeProc, feed: Feed) -> None:
+    proc.process(SHELL, "sh", 1, start=2000)
+    proc.process(CHILD, "sleep", SHELL, start=2001)
+    reader = ProcfsReader(proc.root, follow_events=False)
+    reader.follow(feed.events)
+    reader.scan()
+    # The shell is gone and reaped, its child reparented to init: one event, the shell's exit.
+    gone(proc, SHELL)
+    restat(proc, CHILD, "sleep", 1, start=2001)
+    feed.send(*recorded("exit"))
+    scan = reader.scan()
+    assert _key(scan) == _key(from_scratch(proc))
+    assert [c.pid for c in scan.children[1]][-1] == CHILD
+
+
+def test_a_full_scan_every_resync_interval(proc: FakeProc, feed: Feed) -> None:
+    now = [0.0]
+    reader = ProcfsReader(proc.root, follow_events=False, now=lambda: now[0])
+    reader.follow(feed.events)
+    reasons: list[str] = []
+    reader.on_reread = reasons.append
+    first = reader.scan()
+    now[0] = reader.resync_interval - 1
+    assert reader.scan() is first and reasons == ["start"]
+    now[0] = reader.resync_interval
+    assert reader.scan() is first  # read in full, found unchanged: the same object
+    # What no event said (a missed one) is found by the safety net.
+    proc.process(4242, "sleep", 1, start=4242)
+    assert 4242 not in {s.pid for s in reader.scan().table}
+    now[0] = 2 * reader.resync_interval
+    assert 4242 in {s.pid for s in reader.scan().table}
+    assert reasons == ["start", "resync", "resync"]
+
+
+def test_an_exec_reads_argv_again_even_under_the_same_name(proc: FakeProc, feed: Feed) -> None:
+    shim = proc.process(SHELL, "containerd-shim", 1, start=2000, cmdline=SHIM_V2.format(id="a"))
+    proc.process(CHILD, "sleep", SHELL, start=2001, nspid=(1,), ns=container_ns(4026532000))
+    reader = ProcfsReader(proc.root, follow_events=False)
+    reader.follow(feed.events)
+    assert [c.container_id for _, c in reader.scan().shims] == ["a"]
+    (shim / "cmdline").write_text(SHIM_V2.format(id="b"))
+    feed.send(event(PROC_EVENT_EXEC, SHELL))
+    assert [c.container_id for _, c in reader.scan().shims] == ["b"]
+
+
+def test_the_processes_facts_are_the_same_object_until_something_changes(
+    proc: FakeProc, feed: Feed
+) -> None:
+    proc.process(SHELL, "containerd-shim", 1, start=2000, cmdline=SHIM_V2.format(id="c" * 64))
+    proc.process(CHILD, "sleep", SHELL, start=2001, nspid=(1,), ns=container_ns(4026532000))
+    proc.process(CHILD + 1, "sh", CHILD, start=2002, nspid=(2,), ns=container_ns(4026532000))
+    reader = ProcfsReader(proc.root, follow_events=False)
+    reader.follow(feed.events)
+    host = Host(reader, DockerInventory(DockerReader("unix:///nowhere", 0.1)))
+    source = ProcessTable(0.1, judge_shims=False)
+    first = source.read(host.tick(1.0))
+    assert source.read(host.tick(2.0)) is first
+    restat(proc, CHILD + 1, "sh", CHILD, start=2002, state="Z")
+    feed.send(event(PROC_EVENT_EXIT, CHILD + 1))
+    changed = source.read(host.tick(3.0))
+    assert changed is not first
+    assert (changed.shims[0].processes, changed.shims[0].zombies) == (2, 1)
+    assert source.read(host.tick(4.0)) is changed
+    assert host.changes.rereads("processes", "start") == 1
