@@ -127,6 +127,10 @@ class NetworkReader:
         # (unexplained nsids, container namespaces' inodes) -> their owners, as found.
         self._owners_of: tuple[frozenset[int], frozenset[int], tuple[NamespaceOwner, ...]] | None
         self._owners_of = None
+        # The scan the containers' namespaces were last found in, and what was found: a scan
+        # that found nothing changed is the very same object (ProcfsReader follows process
+        # events), and then so are the namespaces, until an id is given.
+        self._netns_of: tuple[ProcessScan, list[ContainerNetns], int] | None = None
         self._last: NetworkReading | None = None
         self.reread: str | None = None
         self.lost = False
@@ -198,6 +202,7 @@ class NetworkReader:
             if changes.nsids:
                 # An id given may be one a namespace kept without an id was waiting for.
                 self._netns = {k: v for k, v in self._netns.items() if v[1] is not None}
+                self._netns_of = None
                 # An id released may go to another namespace: nothing found under it holds.
                 self._peer_names = {
                     key: name
@@ -207,6 +212,7 @@ class NetworkReader:
                 self._owners_of = None
         if self.reread is not None:
             self._peer_names.clear()
+            self._netns_of = None
             self._full_at = self._clock()
         if self.reread is not None or fresh:
             # A confirming reading dumps the links and asks the owners again; a peer's name
@@ -225,7 +231,11 @@ class NetworkReader:
             self.dumps += 1
         sock, links = self._socket, self._links
         host_net = {n.kind: n.inode for n in procfs.host_namespaces()}.get("net")
-        netns, unreadable = self._container_netns(sock, procfs, scan, host_net)
+        if self._netns_of is not None and self._netns_of[0] is scan:
+            netns, unreadable = self._netns_of[1:]
+        else:
+            netns, unreadable = self._container_netns(sock, procfs, scan, host_net)
+            self._netns_of = (scan, netns, unreadable)
         peers = self._peers(
             sock,
             [
