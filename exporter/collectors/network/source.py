@@ -31,8 +31,8 @@ class NetworkSource:
         # Long enough for libnetwork to finish building or tearing down a pair, short enough
         # to leave most of the run's timeout.
         self.confirm_after = confirm_wait(confirm_after, timeout)
-        # The last first reading, the engine's answer it was judged with, and the facts made of
-        # them: while neither changed, neither are the suspects nor the facts.
+        # The last reading the facts were made of, the engine's answer they were judged with,
+        # and those facts: while neither changed, neither do the suspects nor the facts.
         self._first: tuple[NetworkReading, EngineFacts | None, NetworkFacts] | None = None
         self._facts: NetworkFacts | None = None
 
@@ -49,18 +49,24 @@ class NetworkSource:
         # Docker's, to decide what to look at again. The verdicts use a fresh one.
         engine = tick.last_engine()
         if self._first is not None and self._first[:2] == (reading, engine):
-            facts = self._first[2]  # nothing suspected last time either
+            # Nothing changed since the reading the last facts were judged on (the confirming
+            # one, when there were suspects): they stand, orphans confirmed twice included.
+            facts = self._first[2]
         else:
-            first = NetworkFacts.of(reading)
+            last = [reading]  # the reading the facts end up made of
+
+            def again() -> NetworkFacts:
+                last.append(self._again(tick))
+                return NetworkFacts.of(last[-1])
+
             facts = read_twice(
-                first,
+                NetworkFacts.of(reading),
                 lambda facts: orphan_suspects(facts, engine),
-                lambda: NetworkFacts.of(self._again(tick)),
+                again,
                 lambda second, suspects: NetworkFacts.of(second, earlier_suspects=suspects),
                 self.confirm_after,
             )
-            # Suspects are looked at again on every run until they are gone.
-            self._first = (reading, engine, facts) if facts is first else None
+            self._first = (last[-1], engine, facts)
         if facts == self._facts:
             facts = self._facts  # the same object: the renderer skips the verdict writer
         self._facts = facts
