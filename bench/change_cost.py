@@ -125,11 +125,22 @@ sys.stdout.buffer.write(text if isinstance(text, bytes) else text.encode())
 """
 
 
+# The from-scratch sample's own interval: its timeout (80 % of the interval, at most
+# --sample.timeout's 10 s) must not cut a run short on a busy machine; nothing it exposes
+# depends on the interval.
+FRESH_INTERVAL = ["--sample.interval", "60s"]
+
+
 def fresh_render(python: str, flags: Sequence[str]) -> bytes:
     done = subprocess.run(
-        [python, "-c", FRESH, *flags], capture_output=True, check=True, timeout=120
+        [python, "-c", FRESH, *flags, *FRESH_INTERVAL], capture_output=True, check=True, timeout=120
     )
     return done.stdout
+
+
+def failed(text: bytes) -> list[str]:
+    """Collectors whose last run failed or timed out (their series may be missing)."""
+    return sorted(c for c, v in samples_of(text, "docker_host_collector_success").items() if not v)
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,8 @@ class Check:
     series_identical: bool
     attempts: int
     compared_lines: int
+    failed_long: list[str] = field(default_factory=list)  # collectors failed, last attempt
+    failed_fresh: list[str] = field(default_factory=list)
     # family -> lines only in the long-running exposition / only in the fresh one (last attempt)
     differing: dict[str, list[int]] = field(default_factory=dict)
     example: list[str] = field(default_factory=list)
@@ -150,10 +163,14 @@ def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> 
     differing: dict[str, list[int]] = {}
     example: list[str] = []
     fresh: list[bytes] = []
+    failures: tuple[list[str], list[str]] = ([], [])
     for attempt in range(1, attempts + 1):
         before = stable_lines(get(port))
-        fresh = stable_lines(fresh_render(python, flags))
-        after = stable_lines(get(port))
+        fresh_text = fresh_render(python, flags)
+        fresh = stable_lines(fresh_text)
+        after_text = get(port)
+        after = stable_lines(after_text)
+        failures = (failed(after_text), failed(fresh_text))
         if fresh in (before, after):
             return Check(True, True, attempt, len(fresh))
         series_equal = any(set(fresh) == set(x) for x in (before, after))
@@ -169,7 +186,7 @@ def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> 
             "fresh: " + x.decode() for x in sorted(only_fresh)[:3]
         ]
         time.sleep(2)
-    return Check(False, False, attempts, len(fresh), differing, example)
+    return Check(False, False, attempts, len(fresh), *failures, differing, example)
 
 
 class Churn:
@@ -396,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"   {scene} {tree} #{run}: {r.cpu_ms_per_sample} ms/sample, "
                         f"RSS {r.rss_mb_end} MB, {r.series} series, identical "
                         f"{r.check.byte_identical} (series {r.check.series_identical}"
-                        f"{', ' + json.dumps(r.check.differing) if r.check.differing else ''})",
+                        f"{', ' + json.dumps(r.check.differing) if r.check.differing else ''})"
+                        f" failed long {r.check.failed_long} fresh {r.check.failed_fresh}",
                         flush=True,
                     )
     finally:
