@@ -149,6 +149,10 @@ class Check:
     series_identical: bool
     attempts: int
     compared_lines: int
+    # The comparison restricted to the lines that name a benchmark container (dhe-bench-*):
+    # on a shared machine others' containers and dockerds come and go under the comparison.
+    bench_lines_identical: bool = True
+    bench_lines: int = 0
     failed_long: list[str] = field(default_factory=list)  # collectors failed, last attempt
     failed_fresh: list[str] = field(default_factory=list)
     # family -> lines only in the long-running exposition / only in the fresh one (last attempt)
@@ -164,6 +168,8 @@ def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> 
     example: list[str] = []
     fresh: list[bytes] = []
     failures: tuple[list[str], list[str]] = ([], [])
+    ours: list[bytes] = []
+    ours_equal = False
     for attempt in range(1, attempts + 1):
         before = stable_lines(get(port))
         fresh_text = fresh_render(python, flags)
@@ -171,11 +177,13 @@ def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> 
         after_text = get(port)
         after = stable_lines(after_text)
         failures = (failed(after_text), failed(fresh_text))
+        ours = bench_only(fresh)
+        ours_equal = ours in (bench_only(before), bench_only(after))
         if fresh in (before, after):
-            return Check(True, True, attempt, len(fresh))
+            return Check(True, True, attempt, len(fresh), ours_equal, len(ours))
         series_equal = any(set(fresh) == set(x) for x in (before, after))
         if series_equal:  # same series, another order: report that, do not retry
-            return Check(False, True, attempt, len(fresh))
+            return Check(False, True, attempt, len(fresh), ours_equal, len(ours))
         only_long, only_fresh = set(after) - set(fresh), set(fresh) - set(after)
         differing = {}
         for line in only_long:
@@ -186,7 +194,13 @@ def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> 
             "fresh: " + x.decode() for x in sorted(only_fresh)[:3]
         ]
         time.sleep(2)
-    return Check(False, False, attempts, len(fresh), *failures, differing, example)
+    return Check(
+        False, False, attempts, len(fresh), ours_equal, len(ours), *failures, differing, example
+    )
+
+
+def bench_only(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if b'"dhe-bench-' in line]
 
 
 class Churn:
@@ -324,6 +338,7 @@ def summarize(runs: list[Run], trees: list[str]) -> dict[str, dict[str, Any]]:
                 "runs": len(mine),
                 "exposition_identical": sum(r.check.byte_identical for r in mine),
                 "series_identical": sum(r.check.series_identical for r in mine),
+                "bench_lines_identical": sum(r.check.bench_lines_identical for r in mine),
             }
     return out
 
@@ -361,13 +376,24 @@ def print_tables(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) ->
             f"{s['rss_mb_end_median']:.1f}",
             str(s["series"]),
             f"{s['exposition_identical']}/{s['runs']} ({s['series_identical']}/{s['runs']})",
+            f"{s['bench_lines_identical']}/{s['runs']}",
         ]
         for scene, per_tree in summary.items()
         for tree, s in per_tree.items()
     ]
     table(
         "whole process per sample (median of alternated runs; ms, MB)",
-        ["scene", "tree", "CPU", "min-max", "runs", "RSS", "series", "identical (series)"],
+        [
+            "scene",
+            "tree",
+            "CPU",
+            "min-max",
+            "runs",
+            "RSS",
+            "series",
+            "identical (series)",
+            "dhe-bench lines identical",
+        ],
         rows,
     )
     table("ratios", ["what", "ratio"], [[k, f"{v:.3f}"] for k, v in ratio.items()])
@@ -412,7 +438,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     print(
                         f"   {scene} {tree} #{run}: {r.cpu_ms_per_sample} ms/sample, "
                         f"RSS {r.rss_mb_end} MB, {r.series} series, identical "
-                        f"{r.check.byte_identical} (series {r.check.series_identical}"
+                        f"{r.check.byte_identical} (series {r.check.series_identical}, "
+                        f"dhe-bench lines {r.check.bench_lines_identical} "
+                        f"of {r.check.bench_lines}"
                         f"{', ' + json.dumps(r.check.differing) if r.check.differing else ''})"
                         f" failed long {r.check.failed_long} fresh {r.check.failed_fresh}",
                         flush=True,
