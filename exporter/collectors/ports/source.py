@@ -3,19 +3,20 @@ container list), the sockets taking new traffic in each one's network namespace 
 PID 1's /proc/PID/net, nothing entered), the docker-proxy processes of the tick's /proc scan,
 and the --userland-proxy setting of the dockerd serving --docker.host (the tick's reading);
 when something looks broken, a second reading a moment later, of the suspects only, to confirm
-it."""
+it. A container's listeners are read again when a change is likely, else on a cadence
+(cadence.py); the others keep their last reading."""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 
 from exporter.collectors import Source
 from exporter.collectors.confirm import confirm_wait, read_twice
+from exporter.collectors.ports import cadence
 from exporter.collectors.ports.facts import NAME, ContainerListeners, PortsFacts
 from exporter.collectors.ports.judge import listener_key, suspect_keys
-from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.ports.options import LISTENER_REFRESH
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import (
     RUNNING_STATES,
@@ -44,6 +45,8 @@ from exporter.tick import Tick
 log = logging.getLogger(__name__)
 
 _PROXY_COMM = "docker-proxy"
+# A process of a container, as the source tells a change: pid, start time, comm, a zombie.
+_Process = tuple[int, int, str, bool]
 
 
 @dataclass(frozen=True)
@@ -52,20 +55,28 @@ class _Kept:
 
     listeners: ContainerListeners
     confirmed: frozenset[str]  # its listener keys missing in both readings of that run
-    at: float  # monotonic time of the reading: the oldest are read again first
+    run: int  # the source's run that read it: the stalest are read again first
     ipv6_first: frozenset[str]  # protocols whose wanted ports were found in the IPv6 file
 
 
 class PortsSource:
     def __init__(
-        self, timeout: float, listener_budget: float = 0.006, confirm_after: float = 1.0
+        self,
+        timeout: float,
+        refresh_runs: int = 16,
+        confirm_after: float = 1.0,
+        watch_rules: bool = True,
     ) -> None:
         # A port is set up in steps (dockerd starts docker-proxy, the application its
         # listener); look again before calling one broken, within a quarter of the timeout.
         self.confirm_after = confirm_wait(confirm_after, timeout)
         self.engine_wait = timeout / 2
-        # CPU seconds a run spends reading /proc/PID/net at most (confirming reads aside).
-        self.listener_budget = listener_budget
+        # Every container's listeners are read at least once in this many runs.
+        self.refresh_runs = refresh_runs
+        # Whether the tick's firewall reading tells which containers' rules changed: only when
+        # nat or firewall read it at the same ticks anyway (a reading of its own costs more
+        # than it saves).
+        self.watch_rules = watch_rules
         self._log = ChangeLog(log)
         # docker-proxy and dockerd command lines by (pid, start time, comm): they never change.
         self._argv: dict[tuple[int, int, str], tuple[str, ...]] = {}
@@ -73,9 +84,12 @@ class PortsSource:
         self._proxies_found: tuple[ProxyProcess, ...] = ()  # what those processes serve
         # Listener readings by the container's PID 1 (container id, pid, start time).
         self._kept: dict[tuple[str, int, int], _Kept] = {}
-        self._ran = False  # a run has completed: from then on the budget applies
-        self._read_at: dict[str, float] = {}  # when each container was read, this run
-        self._read_cost = 0.0  # CPU seconds the last container's read took
+        self._run = 0  # runs begun (a confirming second look is part of its run)
+        self._read_run: dict[str, int] = {}  # the containers read this run
+        # What each container looked like at the last run, to tell a change: its processes
+        # (its shim's descendants), its record and its docker-proxies.
+        self._seen: dict[str, tuple[frozenset[_Process], object]] = {}
+        self._rules: frozenset[cadence.RuleKey] | None = None  # of the last firewall reading
 
     def close(self) -> None:
         """Nothing is held open between runs."""
@@ -92,14 +106,13 @@ class PortsSource:
             self.confirm_after,
         )
         facts = self._with_kept(fresh)
-        self._ran = self._ran or fresh.containers is not None
+        self._run += 1
         return facts
 
     def _with_kept(self, fresh: PortsFacts) -> PortsFacts:
         """The readings of this run kept, and the facts with every publishing container's last
         reading: the listener keys each one's own run confirmed missing are carried with it."""
-        now = time.monotonic()
-        read_at, self._read_at = self._read_at, {}
+        read_run, self._read_run = self._read_run, {}
         confirmed = set(fresh.earlier_suspects)
         by_id = {c.id: c for c in fresh.containers or ()}
         for read in fresh.listeners:
@@ -110,7 +123,7 @@ class PortsSource:
             self._kept[_identity(read)] = _Kept(
                 read,
                 frozenset(keys & confirmed),
-                read_at.get(read.container_id, now),
+                read_run.get(read.container_id, self._run),
                 frozenset(
                     p.protocol
                     for p in container.ports
@@ -127,7 +140,7 @@ class PortsSource:
         latest: dict[str, tuple[tuple[str, int, int], _Kept]] = {}
         for identity, k in self._kept.items():
             if identity[0] in ids and (
-                identity[0] not in latest or latest[identity[0]][1].at <= k.at
+                identity[0] not in latest or latest[identity[0]][1].run <= k.run
             ):
                 latest[identity[0]] = (identity, k)
         self._kept = dict(latest.values())
@@ -170,14 +183,17 @@ class PortsSource:
         )
         live = {(p.pid, p.start_ticks, p.comm) for p in scan.table}
         self._argv = {k: v for k, v in self._argv.items() if k in live}
+        proxies = self._proxies(procfs, scan)
         listeners = (
-            self._listeners(procfs, scan, containers, suspects) if containers is not None else ()
+            self._listeners(tick, procfs, scan, containers, proxies=proxies, suspects=suspects)
+            if containers is not None
+            else ()
         )
         return PortsFacts(
             containers=containers,
             networks=networks,
             listeners=listeners,
-            proxies=self._proxies(procfs, scan),
+            proxies=proxies,
             userland_proxy=_userland_proxy(tick),
         )
 
@@ -213,19 +229,25 @@ class PortsSource:
 
     def _listeners(
         self,
+        tick: Tick,
         procfs: ProcfsReader,
         scan: ProcessScan,
         containers: tuple[ContainerRecord, ...],
+        *,
+        proxies: tuple[ProxyProcess, ...],
         suspects: tuple[str, ...] | None,
     ) -> tuple[ContainerListeners, ...]:
-        """A first pass reads the containers never read, then those read longest ago, until
-        the run's CPU budget is spent (each read of tcp or tcp6 walks the kernel's whole TCP
-        hash); a second pass only the suspects."""
-        pid1s = {
-            command.container_id: pid1
+        """A first pass reads the containers where a change is likely and those the cadence
+        makes due (cadence.due); a second pass only the suspects."""
+        shims = {
+            command.container_id: shim
             for shim, command in scan.shims
             if command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
-            and (pid1 := procfs.pid1(scan, shim)) is not None
+        }
+        pid1s = {
+            container_id: pid1
+            for container_id, shim in shims.items()
+            if (pid1 := procfs.pid1(scan, shim)) is not None
         }
         if suspects is not None:
             wanted = set(suspects)
@@ -233,19 +255,17 @@ class PortsSource:
                 c for c in containers if any(listener_key(c.id, p) in wanted for p in c.ports)
             ]
         else:
-            chosen = sorted(containers, key=lambda c: self._last_read(c.id, pid1s.get(c.id)))
+            changed = self._changed(tick, scan, containers, shims, proxies)
+            due = cadence.due(
+                {c.id: self._last_read(c.id, pid1s.get(c.id)) for c in containers},
+                self._run,
+                self.refresh_runs,
+                changed,
+            )
+            chosen = [c for c in containers if c.id in due]
         found: list[ContainerListeners] = []
         refused = False
-        started = time.thread_time()
-        # The first run reads every container (`inspect` is one run; a new exporter would
-        # otherwise know nothing for many runs); later ones keep to the budget.
-        budgeted = suspects is None and self._ran
         for container in chosen:
-            # Stop before a read that would overrun the budget (a read costs about what the
-            # last one did), but read one container every run whatever it costs.
-            spent = time.thread_time() - started
-            if budgeted and found and spent + self._read_cost > self.listener_budget:
-                break
             pid1 = pid1s.get(container.id)
             if pid1 is None:
                 found.append(
@@ -253,12 +273,10 @@ class PortsSource:
                 )
                 continue
             kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
-            self._read_at[container.id] = time.monotonic()
-            before = time.thread_time()
+            self._read_run[container.id] = self._run
             read = self._container_listeners(
                 procfs, container, pid1, kept.ipv6_first if kept else frozenset()
             )
-            self._read_cost = time.thread_time() - before
             refused = refused or read.refused
             found.append(read)
         self._log.update(
@@ -269,12 +287,41 @@ class PortsSource:
         )
         return tuple(found)
 
-    def _last_read(self, container_id: str, pid1: ProcStat | None) -> float:
-        """When the container was read last; never: before everything."""
+    def _changed(
+        self,
+        tick: Tick,
+        scan: ProcessScan,
+        containers: tuple[ContainerRecord, ...],
+        shims: dict[str, ProcStat],
+        proxies: tuple[ProxyProcess, ...],
+    ) -> frozenset[str]:
+        """The containers whose processes, record or docker-proxies changed since the last
+        run, or whose DNAT or forward rules did."""
+        seen: dict[str, tuple[frozenset[_Process], object]] = {}
+        changed = set()
+        for container in containers:
+            shim = shims.get(container.id)
+            now = (
+                _descendants(scan, shim.pid) if shim is not None else frozenset(),
+                (container, cadence.proxies_of(container, proxies)),
+            )
+            seen[container.id] = now
+            if self._seen.get(container.id) != now:
+                changed.add(container.id)
+        self._seen = seen
+        if self.watch_rules:
+            rules = cadence.rule_keys(tick.netfilter())
+            if self._rules is not None:
+                changed |= cadence.touched(containers, self._rules, rules)
+            self._rules = rules
+        return frozenset(changed)
+
+    def _last_read(self, container_id: str, pid1: ProcStat | None) -> int | None:
+        """The run that read the container last; None: never (or not its PID 1 of now)."""
         if pid1 is None:
-            return float("-inf")
+            return None
         kept = self._kept.get((container_id, pid1.pid, pid1.start_ticks))
-        return kept.at if kept is not None else float("-inf")
+        return kept.run if kept is not None else None
 
     @staticmethod
     def _container_listeners(
@@ -317,6 +364,19 @@ def _userland_proxy(tick: Tick) -> bool | None:
     return dockerd.boolean("userland-proxy", default=True)[0] if dockerd is not None else None
 
 
+def _descendants(scan: ProcessScan, pid: int) -> frozenset[_Process]:
+    """The processes under pid (a container's shim: its PID 1 and what `docker exec` started)
+    by (pid, start time, comm, exited): an exec in place changes comm, a restart the start
+    time, and a process killed under a PID 1 that does not reap stays, a zombie."""
+    found = []
+    stack = [pid]
+    while stack:
+        for child in scan.children.get(stack.pop(), ()):
+            found.append((child.pid, child.start_ticks, child.comm, child.state == "Z"))
+            stack.append(child.pid)
+    return frozenset(found)
+
+
 def _identity(read: ContainerListeners) -> tuple[str, int, int]:
     return (read.container_id, read.pid, read.start_ticks)
 
@@ -331,7 +391,12 @@ def _confirmed(first: PortsFacts, second: PortsFacts, suspects: tuple[str, ...])
 
 
 def build(settings: Settings) -> Source:
+    interval = settings.interval(NAME)
     return PortsSource(
         timeout=settings.timeout(NAME),
-        listener_budget=settings[LISTENER_BUDGET],
+        refresh_runs=cadence.refresh_runs(settings[LISTENER_REFRESH], interval),
+        watch_rules=any(
+            c in settings.collectors and settings.interval(c) == interval
+            for c in ("nat", "firewall")
+        ),
     )
