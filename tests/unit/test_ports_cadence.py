@@ -4,6 +4,8 @@ containers a firewall change names."""
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import replace
 
 from hypothesis import given
@@ -19,7 +21,7 @@ from exporter.collectors.ports.cadence import (
 from exporter.readers.docker_api import ContainerRecord, PublishedPort
 from exporter.readers.filter_rules import FilterTables
 from exporter.readers.netfilter import NetfilterReading
-from exporter.readers.proc_net import ProxyProcess
+from exporter.readers.proc_net import ProxyProcess, bound_socket_inodes, held_sockets
 from tests.filter_text import docker20_filter, parse_ruleset
 from tests.nat_rules import dnat, masquerade
 
@@ -155,3 +157,18 @@ def test_a_containers_proxies_are_those_that_forward_to_it() -> None:
     mine = ProxyProcess("tcp", "0.0.0.0", 8080, "172.17.0.2", 80)
     other = ProxyProcess("tcp", "0.0.0.0", 5432, "172.17.0.3", 5432)
     assert proxies_of(WEB, (mine, other)) == {mine}
+
+
+def test_a_listener_is_told_still_open_from_its_holders_descriptors() -> None:
+    """The inode /proc/PID/net gives a listener is found among its process's /proc/PID/fd
+    links while the socket is open, and no longer once it is closed (this process's own)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        found = bound_socket_inodes("/proc", os.getpid(), "tcp", [port])
+        inodes = {inode for s, inode in found if s.port == port}
+        assert len(inodes) == 1 and 0 not in inodes
+        assert held_sockets("/proc", [os.getpid()], inodes) == inodes
+    assert held_sockets("/proc", [os.getpid()], inodes) == frozenset()
+    assert held_sockets("/proc", [2**22 + 1], inodes) == frozenset()  # no such process

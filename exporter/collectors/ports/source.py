@@ -29,7 +29,8 @@ from exporter.readers.proc_net import (
     ProcNetError,
     ProcNetUnreadable,
     ProxyProcess,
-    bound_sockets,
+    bound_socket_inodes,
+    held_sockets,
     parse_proxy_argv,
 )
 from exporter.readers.procfs import (
@@ -45,6 +46,10 @@ from exporter.tick import Tick
 log = logging.getLogger(__name__)
 
 _PROXY_COMM = "docker-proxy"
+# At most this many cadence turns in a row are answered by the listeners' sockets still being
+# held (proc_net.held_sockets) before /proc/PID/net is read again: a listener shut down while
+# its descriptor stays open (shutdown(2), no server does it) shows within HELD_TURNS refreshes.
+HELD_TURNS = 3
 # A process of a container, as the source tells a change: pid, start time, comm, a zombie.
 _Process = tuple[int, int, str, bool]
 
@@ -55,8 +60,13 @@ class _Kept:
 
     listeners: ContainerListeners
     confirmed: frozenset[str]  # its listener keys missing in both readings of that run
-    run: int  # the source's run that read it: the stalest are read again first
+    run: int  # the source's run that read it (or found it still held): the stalest first
     ipv6_first: frozenset[str]  # protocols whose wanted ports were found in the IPv6 file
+    # The inodes of the sockets on its wanted ports, when every wanted port had one (else
+    # empty: nothing to look for), and how many times in a row they were found still held
+    # instead of a reading.
+    inodes: frozenset[int] = frozenset()
+    held: int = 0
 
 
 class PortsSource:
@@ -86,6 +96,8 @@ class PortsSource:
         self._kept: dict[tuple[str, int, int], _Kept] = {}
         self._run = 0  # runs begun (a confirming second look is part of its run)
         self._read_run: dict[str, int] = {}  # the containers read this run
+        # This run's inodes found for each container read, and its held count after it.
+        self._inodes_run: dict[str, tuple[frozenset[int], int]] = {}
         # What each container looked like at the last run, to tell a change: its processes
         # (its shim's descendants), its record and its docker-proxies.
         self._seen: dict[str, tuple[frozenset[_Process], object]] = {}
@@ -113,6 +125,7 @@ class PortsSource:
         """The readings of this run kept, and the facts with every publishing container's last
         reading: the listener keys each one's own run confirmed missing are carried with it."""
         read_run, self._read_run = self._read_run, {}
+        inodes_run, self._inodes_run = self._inodes_run, {}
         confirmed = set(fresh.earlier_suspects)
         by_id = {c.id: c for c in fresh.containers or ()}
         for read in fresh.listeners:
@@ -132,6 +145,7 @@ class PortsSource:
                         for s in read.sockets
                     )
                 ),
+                *inodes_run.get(read.container_id, (frozenset(), 0)),
             )
         if fresh.containers is None:
             return fresh
@@ -249,6 +263,7 @@ class PortsSource:
             for container_id, shim in shims.items()
             if (pid1 := procfs.pid1(scan, shim)) is not None
         }
+        changed: frozenset[str] = frozenset()
         if suspects is not None:
             wanted = set(suspects)
             chosen = [
@@ -274,9 +289,19 @@ class PortsSource:
                 continue
             kept = self._kept.get((container.id, pid1.pid, pid1.start_ticks))
             self._read_run[container.id] = self._run
-            read = self._container_listeners(
+            if (
+                suspects is None
+                and kept is not None
+                and container.id not in changed
+                and self._still_held(procfs, kept, pid1, self._seen[container.id][0])
+            ):
+                self._inodes_run[container.id] = (kept.inodes, kept.held + 1)
+                found.append(kept.listeners)
+                continue
+            read, inodes = self._container_listeners(
                 procfs, container, pid1, kept.ipv6_first if kept else frozenset()
             )
+            self._inodes_run[container.id] = (inodes, 0)
             refused = refused or read.refused
             found.append(read)
         self._log.update(
@@ -316,6 +341,18 @@ class PortsSource:
             self._rules = rules
         return frozenset(changed)
 
+    @staticmethod
+    def _still_held(
+        procfs: ProcfsReader, kept: _Kept, pid1: ProcStat, processes: frozenset[_Process]
+    ) -> bool:
+        """The kept reading found every wanted port, and its sockets are still open in the
+        container's processes (PID 1 first), unchanged since: it stands without a reading, up
+        to HELD_TURNS times in a row."""
+        if not kept.inodes or kept.held >= HELD_TURNS or kept.confirmed:
+            return False
+        pids = [pid1.pid, *sorted(p[0] for p in processes if not p[3] and p[0] != pid1.pid)]
+        return held_sockets(str(procfs.root), pids, kept.inodes) == kept.inodes
+
     def _last_read(self, container_id: str, pid1: ProcStat | None) -> int | None:
         """The run that read the container last; None: never (or not its PID 1 of now)."""
         if pid1 is None:
@@ -329,29 +366,43 @@ class PortsSource:
         container: ContainerRecord,
         pid1: ProcStat,
         ipv6_first: frozenset[str],
-    ) -> ContainerListeners:
-        sockets: list[BoundSocket] = []
+    ) -> tuple[ContainerListeners, frozenset[int]]:
+        """The reading, and the inodes of its sockets on the wanted ports when every wanted
+        port has one (else none: then there is nothing to tell still held)."""
+        found: list[tuple[BoundSocket, int]] = []
         try:
             for protocol in sorted({p.protocol for p in container.ports}):
                 ports = [p.container_port for p in container.ports if p.protocol == protocol]
-                sockets.extend(
-                    bound_sockets(
+                found.extend(
+                    bound_socket_inodes(
                         str(procfs.root), pid1.pid, protocol, ports, protocol in ipv6_first
                     )
                 )
         except ProcNetUnreadable as exc:
             gone = "the container's PID 1 exited while read" if exc.gone else str(exc)
-            return ContainerListeners(container.id, pid1.pid, (), gone, refused=not exc.gone)
+            return ContainerListeners(
+                container.id, pid1.pid, (), gone, refused=not exc.gone
+            ), frozenset()
         except ProcNetError as exc:
-            return ContainerListeners(container.id, pid1.pid, (), f"undecodable: {exc}")
+            return ContainerListeners(
+                container.id, pid1.pid, (), f"undecodable: {exc}"
+            ), frozenset()
         # A PID reused since the scan would show another namespace's sockets.
         if not procfs.same_process(pid1):
             return ContainerListeners(
                 container.id, pid1.pid, (), "the container's PID 1 exited while read"
-            )
-        return ContainerListeners(
-            container.id, pid1.pid, tuple(sorted(set(sockets))), start_ticks=pid1.start_ticks
+            ), frozenset()
+        wanted = {(p.protocol, p.container_port) for p in container.ports}
+        on_wanted = [(s, inode) for s, inode in found if (s.protocol, s.port) in wanted]
+        inodes = frozenset(inode for _, inode in on_wanted if inode)
+        every = wanted <= {(s.protocol, s.port) for s, _ in on_wanted}
+        read = ContainerListeners(
+            container.id,
+            pid1.pid,
+            tuple(sorted({s for s, _ in found})),
+            start_ticks=pid1.start_ticks,
         )
+        return read, inodes if every else frozenset()
 
 
 def _userland_proxy(tick: Tick) -> bool | None:
