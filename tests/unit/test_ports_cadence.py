@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from exporter.collectors.ports.cadence import (
     due,
-    proxies_of,
+    proxied_containers,
     refresh_runs,
     rule_keys,
     touched,
@@ -153,10 +153,12 @@ def test_a_rule_change_names_the_containers_it_points_at() -> None:
     assert "web" in touched((WEB, DB), rule_keys(reading()), elsewhere)
 
 
-def test_a_containers_proxies_are_those_that_forward_to_it() -> None:
+def test_proxies_name_the_containers_they_forward_to() -> None:
     mine = ProxyProcess("tcp", "0.0.0.0", 8080, "172.17.0.2", 80)
     other = ProxyProcess("tcp", "0.0.0.0", 5432, "172.17.0.3", 5432)
-    assert proxies_of(WEB, (mine, other)) == {mine}
+    assert proxied_containers((WEB, DB), (mine,)) == {"web"}
+    assert proxied_containers((WEB, DB), (mine, other)) == {"web", "db"}
+    assert proxied_containers((WEB, DB), ()) == frozenset()
 
 
 def test_a_listener_is_told_still_open_from_its_holders_descriptors() -> None:

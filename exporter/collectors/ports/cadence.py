@@ -140,7 +140,11 @@ def touched(
     )
 
 
-def proxies_of(container: ContainerRecord, proxies: Iterable[ProxyProcess]) -> frozenset[object]:
-    """The docker-proxy processes that forward to the container."""
-    mine = {*container.addresses, *container.ipv6_addresses}
-    return frozenset(p for p in proxies if p.container_ip in mine)
+def proxied_containers(
+    containers: Iterable[ContainerRecord], proxies: Iterable[ProxyProcess]
+) -> frozenset[str]:
+    """The containers the docker-proxy processes forward to (by address)."""
+    addresses = {p.container_ip for p in proxies}
+    return frozenset(
+        c.id for c in containers if not addresses.isdisjoint((*c.addresses, *c.ipv6_addresses))
+    )

@@ -98,10 +98,12 @@ class PortsSource:
         self._read_run: dict[str, int] = {}  # the containers read this run
         # This run's inodes found for each container read, and its held count after it.
         self._inodes_run: dict[str, tuple[frozenset[int], int]] = {}
-        # What each container looked like at the last run, to tell a change: its processes
-        # (its shim's descendants), its record and its docker-proxies.
-        self._seen: dict[str, tuple[frozenset[_Process], object]] = {}
-        self._rules: frozenset[cadence.RuleKey] | None = None  # of the last firewall reading
+        # What the last run saw, to tell a change: each container's processes (its shim's
+        # descendants), the records, the docker-proxies, the rules (as read, and their keys).
+        self._processes: dict[str, frozenset[_Process]] = {}
+        self._containers: tuple[ContainerRecord, ...] = ()
+        self._proxies_seen: tuple[ProxyProcess, ...] = ()
+        self._rules: tuple[tuple[object, ...], frozenset[cadence.RuleKey]] | None = None
 
     def close(self) -> None:
         """Nothing is held open between runs."""
@@ -293,7 +295,7 @@ class PortsSource:
                 suspects is None
                 and kept is not None
                 and container.id not in changed
-                and self._still_held(procfs, kept, pid1, self._seen[container.id][0])
+                and self._still_held(procfs, kept, pid1, self._processes[container.id])
             ):
                 self._inodes_run[container.id] = (kept.inodes, kept.held + 1)
                 found.append(kept.listeners)
@@ -321,24 +323,37 @@ class PortsSource:
         proxies: tuple[ProxyProcess, ...],
     ) -> frozenset[str]:
         """The containers whose processes, record or docker-proxies changed since the last
-        run, or whose DNAT or forward rules did."""
-        seen: dict[str, tuple[frozenset[_Process], object]] = {}
-        changed = set()
+        run, or whose DNAT or forward rules did. What did not change costs little: the same
+        records, proxies and rules are the same objects run after run (a tuple compares its
+        items by identity first)."""
+        changed: set[str] = set()
+        if containers != self._containers:
+            before = {c.id: c for c in self._containers}
+            changed.update(c.id for c in containers if before.get(c.id) != c)
+            self._containers = containers
+        if proxies is not self._proxies_seen:
+            moved = set(proxies) ^ set(self._proxies_seen)
+            changed.update(cadence.proxied_containers(containers, moved))
+            self._proxies_seen = proxies
+        processes = {}
         for container in containers:
             shim = shims.get(container.id)
-            now = (
-                _descendants(scan, shim.pid) if shim is not None else frozenset(),
-                (container, cadence.proxies_of(container, proxies)),
-            )
-            seen[container.id] = now
-            if self._seen.get(container.id) != now:
+            now = _descendants(scan, shim.pid) if shim is not None else frozenset()
+            processes[container.id] = now
+            if self._processes.get(container.id) != now:
                 changed.add(container.id)
-        self._seen = seen
+        self._processes = processes
         if self.watch_rules:
-            rules = cadence.rule_keys(tick.netfilter())
-            if self._rules is not None:
-                changed |= cadence.touched(containers, self._rules, rules)
-            self._rules = rules
+            reading = tick.netfilter()
+            read = (reading.nat_rules, reading.filter.rules)
+            # The same tuples (a reader that keeps them while nothing changed): the same keys.
+            if self._rules is None or any(
+                a is not b for a, b in zip(read, self._rules[0], strict=True)
+            ):
+                rules = cadence.rule_keys(reading)
+                if self._rules is not None and rules != self._rules[1]:
+                    changed |= cadence.touched(containers, self._rules[1], rules)
+                self._rules = (read, rules)
         return frozenset(changed)
 
     @staticmethod
