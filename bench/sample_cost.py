@@ -104,7 +104,7 @@ def measure(n: int, samples: int, *, slow_samples: int | None = None) -> Result:
     settings = Settings(collectors=tuple(c.name for c in all_collectors()))
     defs = all_collectors()
     sources = {c.name: c.source(settings) for c in defs}
-    writers = [*(c.writer(Settings()) for c in defs), write_self_metrics]
+    writers = [*(c.write_all(Settings()) for c in defs), write_self_metrics]
     walls: dict[str, list[float]] = {c.name: [] for c in defs}
     cpus: dict[str, list[float]] = {c.name: [] for c in defs}
     dockerd_ms: dict[str, float] = dict.fromkeys(walls, 0.0)

@@ -146,12 +146,19 @@ class Writer:
     cached: bool = True
 
 
-def _inputs(snapshot: Snapshot, names: tuple[str, ...]) -> tuple[object, ...]:
-    """What a writer that read these collectors' facts depends on. A run's state is new every
-    time, but its facts are often equal to the last ones (an unchanged container list is the
-    very same object): compared by value."""
-    states = (snapshot.collectors.get(name) for name in names)
-    return tuple((s.success, s.facts) if s is not None else None for s in states)
+def _inputs(snapshot: Snapshot, reads: tuple[tuple[str, bool], ...]) -> tuple[object, ...]:
+    """What a writer that read these collectors' facts (or counters) depends on. A run's state
+    is new every time, but its facts are often equal to the last ones (an unchanged container
+    list is the very same object): compared by value. Counters are compared only for writers
+    that read them."""
+    found: list[object] = []
+    for name, counters in reads:
+        state = snapshot.collectors.get(name)
+        if state is None:
+            found.append(None)
+        else:
+            found.append((state.success, state.counters if counters else state.facts))
+    return tuple(found)
 
 
 class Exposition:
@@ -171,64 +178,78 @@ class Exposition:
             return self._gzipped
 
 
+@dataclass(frozen=True)
+class _Written:
+    """One writer's output, kept while its inputs are unchanged: its families' text as bytes
+    (each family is written by one writer only, tests/unit/test_registration.py, so a writer's
+    text is a run of whole families), what the cap dropped, and families declared elsewhere."""
+
+    text: bytes
+    dropped: dict[str, int]
+    foreign: list[Metric]
+
+    @classmethod
+    def of(cls, families: Families) -> _Written:
+        parts: list[str] = []
+        for fmt, lines in families.lines.values():
+            parts.append(fmt.header)
+            parts.extend(lines)
+        # A lone surrogate (a "\\ud800" escape in JSON) has no UTF-8: it becomes "?", not a crash.
+        return cls("".join(parts).encode(errors="replace"), families.dropped, families.foreign)
+
+
 class Renderer:
     """Renders snapshots to exposition bytes, writing again only the writers whose inputs
-    changed: a network run re-formats the network's thousands of series, not the layers'."""
+    changed: a network run re-formats the network's thousands of series, not the layers'. The
+    others' text is reused as bytes, so a render is a join of a dozen chunks."""
 
     def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
         self._writers = tuple(writers)
         self._max_series = max_series
-        self._cache: dict[int, tuple[tuple[str, ...], tuple[object, ...], Families]] = {}
+        self._cache: dict[
+            int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
+        ] = {}
 
-    def _families(self, index: int, writer: Writer, snapshot: Snapshot) -> Families:
-        """A writer's families: the last ones while the facts it read last time are unchanged
+    def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
+        """A writer's output: the last one while the facts it read last time are unchanged
         (by value), else written again, watching what it reads."""
         if not writer.cached:
             families = Families(self._max_series)
             writer.write(snapshot, families)
-            return families
+            return _Written.of(families)
         cached = self._cache.get(index)
         if cached is not None:
-            names, inputs, families = cached
-            if _inputs(snapshot, names) == inputs:
-                return families
+            reads, inputs, written = cached
+            if _inputs(snapshot, reads) == inputs:
+                return written
         watched = snapshot.watched()
         families = Families(self._max_series)
         writer.write(watched, families)
-        names = tuple(sorted(watched.reads or ()))
-        self._cache[index] = (names, _inputs(snapshot, names), families)
-        return families
+        written = _Written.of(families)
+        reads = tuple(sorted(watched.reads or ()))
+        self._cache[index] = (reads, _inputs(snapshot, reads), written)
+        return written
 
     def render(self, snapshot: Snapshot) -> bytes:
-        merged: dict[str, tuple[_Format, list[list[str]]]] = {}
+        chunks: list[bytes] = []
         dropped: dict[str, int] = {}
         foreign: list[Metric] = []
         for index, writer in enumerate(self._writers):
-            families = self._families(index, writer, snapshot)
-            for name, (fmt, lines) in families.lines.items():
-                merged.setdefault(name, (fmt, []))[1].append(lines)
-            for name, count in families.dropped.items():
+            written = self._written(index, writer, snapshot)
+            chunks.append(written.text)
+            for name, count in written.dropped.items():
                 dropped[name] = dropped.get(name, 0) + count
-            foreign.extend(families.foreign)
+            foreign.extend(written.foreign)
         # The cap is Families.add's alone: a family is declared by one collector and written by
         # its writer only (tests/unit/test_registration.py), so no family here holds more.
-        parts: list[str] = []
-        for fmt, chunks in merged.values():
-            parts.append(fmt.header)
-            for lines in chunks:
-                parts.extend(lines)
         if dropped:
             tail = Families()
             for name, count in sorted(dropped.items()):
                 tail.add(SERIES_DROPPED, count, name)
-            for fmt, lines in tail.lines.values():
-                parts.append(fmt.header)
-                parts.extend(lines)
-        # A lone surrogate (a "\\ud800" escape in JSON) has no UTF-8: it becomes "?", not a crash.
-        text = "".join(parts).encode(errors="replace")
+            chunks.append(_Written.of(tail).text)
         if foreign:
-            text += generate_latest(_Registry(foreign))
-        return text
+            chunks.append(generate_latest(_Registry(foreign)))
+        return b"".join(chunks)
 
 
 @dataclass(frozen=True)

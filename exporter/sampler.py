@@ -17,26 +17,40 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, Source
 from exporter.collectors.containers.options import LABELS
 from exporter.logonce import ChangeLog
 from exporter.metrics import Exposition, Renderer, Writer
 from exporter.selfmetrics import write_process_metrics, write_self_metrics
 from exporter.settings import Settings
-from exporter.snapshot import CollectorState, Snapshot
+from exporter.snapshot import CollectorState, Sampled, Snapshot
 from exporter.tick import Host, Tick
 
 log = logging.getLogger(__name__)
 
 
 class SnapshotStore:
-    """Holds the latest Snapshot and its rendered exposition; swaps both atomically."""
+    """Holds the latest Snapshot and its rendered exposition.
 
-    def __init__(self, writers: Sequence[Writer], max_series: int | None = None) -> None:
+    Collectors of one tick publish one after another within milliseconds; rendering after each
+    of them rendered the same exposition up to nine times a tick. A render thread renders once
+    shortly after publishes stop (coalesce seconds), so a scrape almost always finds the bytes
+    ready; one that comes sooner renders the newest snapshot itself, never serving older bytes.
+    """
+
+    def __init__(
+        self,
+        writers: Sequence[Writer],
+        max_series: int | None = None,
+        changes: ChangeCounters | None = None,
+        coalesce: float = 0.05,
+    ) -> None:
         self._renderer = Renderer(
             (
                 *writers,
                 Writer(write_self_metrics, cached=False),
+                *([Writer(changes.write, cached=False)] if changes is not None else []),
                 Writer(write_process_metrics, cached=False),
             ),
             max_series,
@@ -44,9 +58,15 @@ class SnapshotStore:
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
         self._exposition = Exposition(self._renderer.render(self._snapshot))
+        self._rendered = self._snapshot  # what _exposition was rendered from
+        self._render_lock = threading.Lock()  # one render at a time: the renderer's cache
         self._published = threading.Condition(self._lock)
         # A collector's failure is logged once per change of reason, and its recovery once.
         self._transitions = ChangeLog(log, logging.ERROR)
+        self._coalesce = coalesce
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._render_thread: threading.Thread | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -54,7 +74,40 @@ class SnapshotStore:
 
     @property
     def exposition(self) -> Exposition:
-        return self._exposition
+        """The newest snapshot's bytes: rendered now if the render thread has not yet."""
+        with self._lock:
+            if self._rendered is self._snapshot:
+                return self._exposition
+        return self._render()
+
+    def _render(self) -> Exposition:
+        with self._render_lock:
+            with self._lock:
+                snapshot = self._snapshot
+                if self._rendered is snapshot:
+                    return self._exposition
+            # Outside the state lock: publishing goes on while this renders. Renders take the
+            # newest snapshot one at a time, so what is stored only ever gets newer.
+            exposition = Exposition(self._renderer.render(snapshot))
+            with self._lock:
+                self._rendered, self._exposition = snapshot, exposition
+            return exposition
+
+    def _render_when_quiet(self) -> None:
+        while not self._closed.is_set():
+            self._dirty.wait()
+            # The rest of the tick's collectors are likely to publish within this: one render.
+            if self._closed.wait(self._coalesce):
+                return
+            self._dirty.clear()
+            self._render()
+
+    def close(self) -> None:
+        """Stops the render thread; the exposition is still rendered on demand."""
+        self._closed.set()
+        self._dirty.set()
+        if self._render_thread is not None:
+            self._render_thread.join(2.0)
 
     def publish(self, state: CollectorState) -> None:
         with self._lock:
@@ -68,10 +121,15 @@ class SnapshotStore:
                     last_success_time=previous.last_success_time,
                     facts=previous.facts,
                     error=state.error,
+                    counters=previous.counters,
                 )
-            snapshot = self._snapshot.with_state(state)
-            exposition = Exposition(self._renderer.render(snapshot))
-            self._snapshot, self._exposition = snapshot, exposition
+            self._snapshot = self._snapshot.with_state(state)
+            if self._render_thread is None and not self._closed.is_set():
+                self._render_thread = threading.Thread(
+                    target=self._render_when_quiet, name="render", daemon=True
+                )
+                self._render_thread.start()
+            self._dirty.set()
             # Logged under the lock so transitions of one collector are never reordered.
             self._transitions.update(
                 state.name,
@@ -142,9 +200,14 @@ class _Worker:
             began = self.clock()
             started = time.perf_counter()
             facts: object | None = None
+            counters: object | None = None
             error: str | None = None
             try:
-                facts = self.source.read(tick)  # collectors of one tick share its readings
+                read = self.source.read(tick)  # collectors of one tick share its readings
+                if isinstance(read, Sampled):
+                    facts, counters = read.facts, read.counters
+                else:
+                    facts = read
             except Exception as exc:  # a collector's failure must never reach the others
                 error = str(exc) or type(exc).__name__
                 log.debug("collector %s raised", self.name, exc_info=True)
@@ -162,6 +225,7 @@ class _Worker:
                     last_success_time=began if error is None else None,
                     facts=facts,
                     error=error,
+                    counters=counters,
                 )
             )
 
@@ -186,7 +250,9 @@ class Sampler:
             settings[LABELS],
         )
         self.store = store or SnapshotStore(
-            [Writer(d.writer(settings)) for d, _ in pairs], settings.max_series_per_family or None
+            [w for d, _ in pairs for w in d.writers(settings)],
+            settings.max_series_per_family or None,
+            self.host.changes,
         )
         self._workers = [
             _Worker(d, s, settings.interval(d.name), settings.timeout(d.name), self.store)
@@ -253,3 +319,4 @@ class Sampler:
                 worker.source.close()
         if not any(worker.thread.is_alive() for worker in self._workers):
             self.host.close()
+        self.store.close()

@@ -20,6 +20,18 @@ class CollectorState:
     # name while the Engine API is down); a failed collector's own series are not exported.
     facts: object | None = None
     error: str | None = None
+    # What the run counted (rule and link counters), kept apart from the facts verdicts are
+    # judged on: traffic moves counters every run, and must not make verdict writers run again.
+    counters: object | None = None
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """What a source returns when it counts as well as observes: writers that read only the
+    facts are not re-run when only the counters moved (metrics.Renderer)."""
+
+    facts: object
+    counters: object
 
 
 def _empty() -> Mapping[str, CollectorState]:
@@ -29,8 +41,9 @@ def _empty() -> Mapping[str, CollectorState]:
 @dataclass(frozen=True)
 class Snapshot:
     collectors: Mapping[str, CollectorState] = field(default_factory=_empty)
-    # On a watched view (watched()): the collectors whose facts were asked of it.
-    reads: set[str] | None = field(default=None, compare=False, repr=False)
+    # On a watched view (watched()): whose facts (name, False) and counters (name, True) were
+    # asked of it.
+    reads: set[tuple[str, bool]] | None = field(default=None, compare=False, repr=False)
 
     def with_state(self, state: CollectorState) -> Snapshot:
         return Snapshot(MappingProxyType({**self.collectors, state.name: state}))
@@ -43,16 +56,25 @@ class Snapshot:
     def current(self, name: str, kind: type[T]) -> T | None:
         """Facts of `name` if its latest run succeeded: what may be exported as fresh."""
         if self.reads is not None:
-            self.reads.add(name)
+            self.reads.add((name, False))
         state = self.collectors.get(name)
         if state is None or not state.success:
             return None
         return state.facts if isinstance(state.facts, kind) else None
 
+    def counters(self, name: str, kind: type[T]) -> T | None:
+        """Counters of `name` if its latest run succeeded."""
+        if self.reads is not None:
+            self.reads.add((name, True))
+        state = self.collectors.get(name)
+        if state is None or not state.success:
+            return None
+        return state.counters if isinstance(state.counters, kind) else None
+
     def last_good(self, name: str, kind: type[T]) -> T | None:
         """Facts of `name`'s last successful run, however old: for joins only."""
         if self.reads is not None:
-            self.reads.add(name)
+            self.reads.add((name, False))
         state = self.collectors.get(name)
         if state is None:
             return None

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from exporter.changes import ChangeCounters
 from exporter.readers.docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerReader,
@@ -43,6 +44,8 @@ class Host:
         self.procfs = procfs
         self.inventory = inventory
         self.docker_host = docker_host
+        # Full re-reads of change-driven collectors and lost events, for the exporter's health.
+        self.changes = ChangeCounters()
         # The dockerd found serving docker_host last time, as (its stat then, it, argv):
         # while the same process lives (one stat read), no /proc scan is needed to find it.
         self._dockerd: tuple[ProcStat, DaemonProcess, tuple[str, ...]] | None = None

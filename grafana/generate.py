@@ -410,6 +410,26 @@ def overview(s: Settings) -> Board:
         unit="s",
         width=12,
     )
+    b.timeseries(
+        "Full re-reads of change-driven collectors",
+        [
+            Query(
+                "sum by (instance, collector, reason) "
+                "(increase(docker_host_full_rereads_total[$__rate_interval]))",
+                "{{collector}} {{reason}} on {{instance}}",
+            ),
+            Query(
+                "sum by (instance, collector) "
+                "(increase(docker_host_change_events_lost_total[$__rate_interval]))",
+                "{{collector}} lost events on {{instance}}",
+            ),
+        ],
+        unit="short",
+        width=12,
+        lead="Collectors re-read only what the kernel or the engine says changed; everything "
+        "again at start, on their resync interval, and after lost events (a steady rise: the "
+        "host changes faster than the exporter follows, and every run is a full one).",
+    )
     host_stat(
         b,
         "Privileges missing",

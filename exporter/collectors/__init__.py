@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exporter.metrics import FamilyWriter
+from exporter.metrics import FamilyWriter, Writer
 from exporter.options import Option
 from exporter.settings import Settings
 from exporter.snapshot import Snapshot
@@ -28,8 +28,10 @@ from exporter.tick import Tick
 
 class Source(Protocol):
     def read(self, tick: Tick) -> object:
-        """One sample of the host: returns frozen facts or raises with a reason. Readings
-        every collector may use (a /proc scan, the container list) come from the tick."""
+        """One sample of the host: returns frozen facts (or snapshot.Sampled: facts and
+        counters apart) or raises with a reason. Readings every collector may use (a /proc
+        scan, the container list) come from the tick. When nothing changed, returning the very
+        same facts object as last time lets the renderer skip its writers at no cost."""
         ...
 
     def close(self) -> None: ...
@@ -48,6 +50,25 @@ class CollectorDef:
     options: tuple[Option[Any], ...] = ()  # its own flags, --collector.<name>.<option>
     default_interval: float | None = None  # None: --sample.interval
     enabled_by_default: bool = True
+    # Its writer of the families that come from its counters (Snapshot.counters), if it keeps
+    # counters apart from facts: re-run when counters move, while `writer` waits for facts.
+    counter_writer: Callable[[Settings], FamilyWriter] | None = None
+
+    def writers(self, settings: Settings) -> tuple[Writer, ...]:
+        """Its writers for the renderer, the facts' first."""
+        if self.counter_writer is None:
+            return (Writer(self.writer(settings)),)
+        return (Writer(self.writer(settings)), Writer(self.counter_writer(settings)))
+
+    def write_all(self, settings: Settings) -> FamilyWriter:
+        """One writer of all its families (a from-scratch render, `inspect`, tests)."""
+        writers = [w.write for w in self.writers(settings)]
+
+        def write(snapshot: Snapshot, out: Any) -> None:
+            for each in writers:
+                each(snapshot, out)
+
+        return write
 
 
 # The collectors, one line each, in the order their families are declared and reported.

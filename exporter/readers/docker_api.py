@@ -6,9 +6,11 @@ daemon's cost stays flat as containers grow (PID 1 and namespaces come from /pro
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import os
+import re
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -93,6 +95,11 @@ class DockerNetwork:
     ingress: bool = False
     # IPAM gateways, in canonical form; shown on the topology page, never judged.
     gateways: tuple[str, ...] = ()
+    # For the daemon collector's restart-only keys: IPAM IPRanges (fixed-cidr, fixed-cidr-v6 on
+    # the default bridge), the driver's MTU option ("" unset) and when the network was created.
+    ip_ranges: tuple[str, ...] = ()
+    mtu: str = ""
+    created: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,32 @@ def _subnets(entry: Mapping[str, Any]) -> tuple[str, ...]:
     return _ipam(entry, "Subnet", lambda text: str(ipaddress.ip_network(text, strict=False)))
 
 
+def _ip_ranges(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """IPAM IPRanges (the pool addresses are given from) in canonical form."""
+    return _ipam(entry, "IPRange", lambda text: str(ipaddress.ip_network(text, strict=False)))
+
+
+# RFC 3339 as Go writes it: up to nine fractional digits (more than datetime takes), Z or an
+# offset.
+_CREATED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def created_time(text: object) -> float | None:
+    """A network's Created as Unix time; None when absent or not RFC 3339 (the zero time an
+    engine writes for a network it never stored included)."""
+    match = _CREATED.match(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    seconds, fraction, zone = match.groups()
+    try:
+        moment = datetime.datetime.fromisoformat(seconds + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    if moment.year < 1971:
+        return None
+    return moment.timestamp() + (int(fraction.ljust(9, "0")) / 1e9 if fraction else 0.0)
+
+
 def _gateways(entry: Mapping[str, Any]) -> tuple[str, ...]:
     """IPAM gateways in canonical form; malformed ones are left out."""
     return _ipam(entry, "Gateway", lambda text: str(ipaddress.ip_address(text)))
@@ -197,6 +230,7 @@ def _ipam(entry: Mapping[str, Any], key: str, canonical: Callable[[str], str]) -
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 GATEWAY_MODE_IPV6_OPTION = "com.docker.network.bridge.gateway_mode_ipv6"
+MTU_OPTION = "com.docker.network.driver.mtu"
 
 
 def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
@@ -218,6 +252,9 @@ def docker_network(entry: Mapping[str, Any]) -> DockerNetwork:
         gateway_mode_ipv6=str(options.get(GATEWAY_MODE_IPV6_OPTION) or ""),
         ingress=entry.get("Ingress") is True,
         gateways=_gateways(entry),
+        ip_ranges=_ip_ranges(entry),
+        mtu=str(options.get(MTU_OPTION) or ""),
+        created=created_time(entry.get("Created")),
     )
 
 

@@ -31,7 +31,7 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "tests" / "rules" / "alerts.test.yml"
 DEPLOY = ROOT / "deploy"
 RECORDED = FIXTURES / "host-snapshot.json"
-WRITERS = (*(c.writer(Settings()) for c in all_collectors()), write_self_metrics)
+WRITERS = (*(c.write_all(Settings()) for c in all_collectors()), write_self_metrics)
 
 
 def recorded() -> Snapshot:

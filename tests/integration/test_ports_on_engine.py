@@ -209,7 +209,7 @@ settings = Settings(
 )
 defs = [c for c in all_collectors() if c.name in settings.collectors]
 sources = {c.name: c.source(settings) for c in defs}
-writers = [c.writer(settings) for c in defs]
+writers = [c.write_all(settings) for c in defs]
 host = Host.open(docker_host=settings.docker_host)
 snapshot = Snapshot()
 for _ in sys.stdin:  # a run of the same sources per line, as the sampler's

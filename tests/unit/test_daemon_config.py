@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from exporter.collectors.daemon.facts import DaemonConfigFacts
 from exporter.collectors.daemon.judge import (
+    KeyVerdict,
     config_file_valid,
     config_verdicts,
     engine_version,
     unknown_to,
 )
 from exporter.readers.daemon_config import parse_config, parse_flags, redact, running_subset
-from exporter.readers.docker_api import DockerNetwork, docker_network
+from exporter.readers.docker_api import DockerNetwork, created_time, docker_network
 from tests.engines import Recording, api_key, recorded_engines
 
 RECORDINGS = [Recording(p) for p in recorded_engines()]
@@ -46,7 +47,7 @@ def facts(file: dict[str, Any], flags: tuple[str, ...] = (), **changes: Any) -> 
         config_path_explicit=False,
         file_present=True,
         file_error=None,
-        file_mtime=50.0,
+        file_mtime=150.0,  # changed after dockerd started: a difference is a pending restart
         file_values=tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in file.items())),
         info=json.dumps(running_subset(INFO), sort_keys=True),
         reloads=(),
@@ -207,30 +208,134 @@ def test_keys_depend_on_the_running_engines_version() -> None:
     assert set(verdicts(unknown_version).values()) == {"not_comparable"}
 
 
-def _bridge(subnets: tuple[str, ...], gateways: tuple[str, ...]) -> DockerNetwork:
+def _bridge(subnets: tuple[str, ...], gateways: tuple[str, ...], **more: Any) -> DockerNetwork:
     return DockerNetwork(
-        "id", "bridge", "bridge", "docker0", subnets, False, True, True, "", False, gateways
-    )
+        "id", "bridge", "bridge", "docker0", subnets, False, True, True, "", False, gateways,
+        **more,
+    )  # fmt: skip
 
 
 def test_restart_only_network_keys_against_the_running_default_bridge() -> None:
-    bridge = _bridge(("172.20.0.0/16", "fd00:d4e::/64"), ("172.20.0.1", "fd00:d4e::1"))
-    file = {"bip": "172.20.0.1/16", "fixed-cidr-v6": "fd00:d4e::/64", "mtu": 1400}
+    bridge = _bridge(
+        ("172.20.0.0/16", "fd00:d4e::/64"),
+        ("172.20.0.1", "fd00:d4e::1"),
+        ip_ranges=("172.20.4.0/24", "fd00:d4e::/64"),
+        mtu="1400",
+    )
+    file = {
+        "bip": "172.20.0.1/16", "fixed-cidr": "172.20.4.0/24", "fixed-cidr-v6": "fd00:d4e::/64",
+        "mtu": 1400,
+    }  # fmt: skip
     found = {v.key: v for v in config_verdicts(facts(file), (bridge,))}
-    assert {k: v.verdict for k, v in found.items()} == {
-        "bip": "in_sync",
-        "fixed-cidr-v6": "in_sync",
-        "mtu": "not_comparable",  # not in what the collectors read
-    }
+    assert {k: v.verdict for k, v in found.items()} == dict.fromkeys(file, "in_sync")
     assert found["bip"].running_value == '"172.20.0.1/16"'
-    moved = {"bip": "10.66.0.1/24", "fixed-cidr-v6": "fd00:beef::/64"}
-    assert verdicts_with(moved, bridge) == {"bip": "restart", "fixed-cidr-v6": "restart"}
-    # A range inside the running subnet (with bip6 set) is not shown: not comparable.
-    assert verdicts_with({"fixed-cidr-v6": "fd00:d4e::/80"}, bridge) == {
-        "fixed-cidr-v6": "not_comparable"
+    assert found["fixed-cidr"].running_value == '["172.20.4.0/24"]'
+    assert found["mtu"].running_value == "1400"
+    moved = {
+        "bip": "10.66.0.1/24", "fixed-cidr": "172.20.0.0/25", "fixed-cidr-v6": "fd00:beef::/64",
+        "mtu": 9000,
+    }  # fmt: skip
+    assert verdicts_with(moved, bridge) == dict.fromkeys(moved, "restart")
+    # The file not newer than dockerd's start, yet the daemon runs otherwise: drift, which a
+    # restart alone may not mend (live-restore keeps the old default bridge).
+    started_with = {
+        v.key: v.verdict for v in config_verdicts(facts(moved, file_mtime=50.0), (bridge,))
     }
+    assert started_with == dict.fromkeys(moved, "drift")
+    assert verdicts(facts({"log-driver": "local"}, file_mtime=50.0)) == {"log-driver": "drift"}
+    # A reload-only key stays "reload" whatever the file's age: a SIGHUP applies it.
+    assert verdicts(facts({"debug": True}, file_mtime=50.0)) == {"debug": "reload"}
+    # No mtime: pending, not drift (which claims dockerd read this very file).
+    assert verdicts(facts({"log-driver": "local"}, file_mtime=None)) == {"log-driver": "restart"}
     # No network list (the nat collector not run): not comparable, never in sync.
-    assert verdicts(facts({"bip": "172.20.0.1/16"})) == {"bip": "not_comparable"}
+    assert verdicts(facts({"bip": "172.20.0.1/16", "mtu": 1500})) == {
+        "bip": "not_comparable",
+        "mtu": "not_comparable",
+    }
+
+
+def test_address_ranges_and_mtu_as_each_engine_shows_them() -> None:
+    # No IPRange: the daemon runs no fixed-cidr, it gives addresses from the whole subnet
+    # (20.10's IPv6 subnet is fixed-cidr-v6 itself, with no range).
+    plain = _bridge(("172.17.0.0/16", "fd00:d4e::/64"), ())
+    whole = {"fixed-cidr": "172.17.0.0/16", "fixed-cidr-v6": "fd00:d4e::/64"}
+    assert verdicts_with(whole, plain) == dict.fromkeys(whole, "in_sync")
+    ranged = {"fixed-cidr": "172.17.8.0/24", "fixed-cidr-v6": "fd00:d4e::/80"}
+    assert verdicts_with(ranged, plain) == dict.fromkeys(ranged, "restart")
+    # A family the bridge does not have, a value that is no CIDR, or of the other family:
+    # nothing to hold it against.
+    v4_only = _bridge(("172.17.0.0/16",), ())
+    for file in (
+        {"fixed-cidr-v6": "fd00:d4e::/64"},
+        {"fixed-cidr": "not a cidr"},
+        {"fixed-cidr": "fd00::/64"},
+    ):
+        assert set(verdicts_with(file, v4_only).values()) == {"not_comparable"}
+    # MTU: dockerd always sets the option (default 1500); without it, or with a value that is
+    # no number, the running MTU is unknown. 0 sets none: the kernel's 1500.
+    assert verdicts_with({"mtu": 1500}, v4_only) == {"mtu": "not_comparable"}
+    assert verdicts_with({"mtu": 1500}, _bridge((), (), mtu="junk")) == {"mtu": "not_comparable"}
+    assert verdicts_with({"mtu": "x"}, _bridge((), (), mtu="1500")) == {"mtu": "not_comparable"}
+    assert verdicts_with({"mtu": 0}, _bridge((), (), mtu="1500")) == {"mtu": "in_sync"}
+    assert verdicts_with({"mtu": 1500}, _bridge((), (), mtu="0")) == {"mtu": "in_sync"}
+
+
+def _user(name: str, subnets: tuple[str, ...], created: float | None) -> DockerNetwork:
+    return DockerNetwork(
+        "id-" + name, name, "bridge", "br-" + name, subnets, False, True, created=created
+    )
+
+
+POOLS = [{"base": "10.214.0.0/16", "size": 24}]
+
+
+def test_address_pools_against_the_networks_allocated_since_the_start() -> None:
+    """facts() has dockerd started at 100."""
+    default = _bridge(("172.17.0.0/16",), ("172.17.0.1",), created=100.5)
+
+    def pools(*networks: DockerNetwork, file: Any = POOLS, **changes: Any) -> KeyVerdict:
+        (found,) = config_verdicts(
+            facts({"default-address-pools": file}, **changes), (default, *networks)
+        )
+        return found
+
+    # Nothing allocated since the start (the default bridge is no witness): unknown.
+    assert pools().verdict == "not_comparable"
+    assert pools(_user("old", ("172.18.0.0/16",), 99.0)).verdict == "not_comparable"
+    # Cut from the file's pools (and not from dockerd's defaults): in sync.
+    found = pools(_user("a", ("10.214.3.0/24",), 120.0))
+    assert (found.verdict, found.running_value) == ("in_sync", '["10.214.3.0/24"]')
+    # Cut from dockerd's default pools: the daemon runs without the file's pools.
+    found = pools(_user("a", ("10.214.3.0/24",), 120.0), _user("b", ("172.18.0.0/16",), 130.0))
+    assert (found.verdict, found.running_value) == ("restart", '["172.18.0.0/16"]')
+    assert pools(_user("b", ("192.168.16.0/20",), 130.0), file_mtime=50.0).verdict == "drift"
+    # Explicit subnets (any other shape) say nothing: neither the file's size nor the defaults'.
+    for subnet in ("10.214.0.0/16", "192.168.77.0/24", "172.18.0.0/24", "10.99.0.0/24"):
+        assert pools(_user("x", (subnet,), 120.0)).verdict == "not_comparable", subnet
+    # A subnet both the file's pools and the defaults could have cut: unknown.
+    overlapping = [{"base": "172.16.0.0/12", "size": 16}]
+    assert pools(_user("x", ("172.18.0.0/16",), 120.0), file=overlapping).verdict == (
+        "not_comparable"
+    )
+    # A family the file sets no pool for, a network with no creation time, or of another
+    # driver: no witness.
+    assert pools(_user("v6", ("fd00:1::/64",), 120.0)).verdict == "not_comparable"
+    assert pools(_user("x", ("172.18.0.0/16",), None)).verdict == "not_comparable"
+    overlay = DockerNetwork(
+        "o", "ov", "overlay", "", ("172.18.0.0/16",), False, False, created=120.0
+    )
+    assert pools(overlay).verdict == "not_comparable"
+    # IPv6 pools: judged against the file's alone (dockerd's own IPv6 pool is not known here).
+    v6 = [{"base": "fd00:d4e:100::/56", "size": 64}]
+    assert pools(_user("v6", ("fd00:d4e:100:3::/64",), 120.0), file=v6).verdict == "in_sync"
+    # Not dockerd's shape: no pools.
+    for bad in (
+        [],
+        {"base": "10.0.0.0/8"},
+        [{"base": "nope", "size": 24}],
+        [{"base": "10.0.0.0/8"}],
+    ):
+        assert pools(_user("a", ("10.214.3.0/24",), 120.0), file=bad).verdict == "not_comparable"
 
 
 def verdicts_with(file: dict[str, Any], bridge: DockerNetwork) -> dict[str, str]:
@@ -259,6 +364,45 @@ def test_each_recorded_engine_accepts_its_daemon_json(recording: Recording) -> N
 
 
 @pytest.mark.parametrize("recording", RECORDINGS, ids=[r.name for r in RECORDINGS])
+def test_each_recorded_engines_networks_judge_the_restart_only_keys(recording: Recording) -> None:
+    """The recorded daemon.json sets none of fixed-cidr, mtu, default-address-pools: they are
+    judged here as if it had, against the engine's own /networks (its default bridge's IPAM and
+    MTU option, its user networks' subnets and creation times). Its start time is not in the
+    recording; the default bridge's creation stands for it (dockerd makes it anew at start)."""
+    answers = {
+        api_key(a["path"]): json.loads(a["body"])
+        for a in recording.api()
+        if api_key(a["path"]) in ("/info", "/networks")
+    }
+    networks = [docker_network(n) for n in answers["/networks"]]
+    bridge = next(n for n in networks if n.name == "bridge")
+    assert bridge.mtu == "1500"
+    assert bridge.ip_ranges == ("fd00:d4e::/64",)  # fixed-cidr-v6; no fixed-cidr: no IPv4 range
+    info = json.dumps(running_subset(answers["/info"]), sort_keys=True)
+
+    def judged(file: dict[str, Any]) -> dict[str, str]:
+        started = bridge.created
+        assert started is not None
+        # The file written a minute after the start: a difference is a pending restart.
+        daemon = facts(file, info=info, start_time=started, file_mtime=started + 60)
+        return {v.key: v.verdict for v in config_verdicts(daemon, networks)}
+
+    as_running = {"mtu": 1500, "fixed-cidr": "172.17.0.0/16", "fixed-cidr-v6": "fd00:d4e::/64"}
+    assert judged(as_running) == dict.fromkeys(as_running, "in_sync")
+    changed = {"mtu": 1400, "fixed-cidr": "172.17.0.0/24", "fixed-cidr-v6": "fd00:d4e::/80"}
+    assert judged(changed) == dict.fromkeys(changed, "restart")
+    # dhe-user and dhe-internal (172.18.0.0/16, 172.19.0.0/16) were cut from dockerd's default
+    # pools after it started: pools the file would set are not the running ones.
+    assert judged({"default-address-pools": [{"base": "10.214.0.0/16", "size": 24}]}) == {
+        "default-address-pools": "restart"
+    }
+    # Pools that could have cut them as well as the defaults: unknown, not in sync.
+    assert judged({"default-address-pools": [{"base": "172.16.0.0/12", "size": 16}]}) == {
+        "default-address-pools": "not_comparable"
+    }
+
+
+@pytest.mark.parametrize("recording", RECORDINGS, ids=[r.name for r in RECORDINGS])
 def test_the_key_table_is_each_recorded_engines_own_word(recording: Recording) -> None:
     """Which keys the version knows, by our table, against the engine's `dockerd --validate`
     (scripts/record-engine.sh asked it for each key). `proxies` only holds an object, which
@@ -267,3 +411,53 @@ def test_the_key_table_is_each_recorded_engines_own_word(recording: Recording) -
     version = engine_version(recording.version)
     ours = {k for k in said["known"] + said["unknown"] if unknown_to(k, version) is not None}
     assert ours - {"proxies"} == set(said["unknown"]) - {"proxies"}
+
+
+def test_the_network_fields_the_keys_are_judged_by() -> None:
+    """IPRange, the MTU option and Created as the Engine API writes them (Go's RFC 3339, nine
+    fractional digits); anything else is left out rather than guessed."""
+    network = docker_network(
+        {
+            "Id": "b" * 64, "Name": "bridge", "Driver": "bridge",
+            "Created": "2026-12-06T12:19:26.853654067Z",
+            "Options": {"com.docker.network.driver.mtu": "1400"},
+            "IPAM": {"Config": [
+                {"Subnet": "10.213.0.0/24", "IPRange": "10.213.0.0/25", "Gateway": "10.213.0.1"},
+                {"Subnet": "fd00:d4e::/64", "IPRange": "not a range"},
+            ]},
+        }
+    )  # fmt: skip
+    assert (network.ip_ranges, network.mtu) == (("10.213.0.0/25",), "1400")
+    assert network.created == pytest.approx(1796559566.853654067)
+    assert created_time("2026-12-06T13:19:26.5+01:00") == pytest.approx(1796559566.5)
+    for bad in ("0001-01-01T00:00:00Z", "2026-13-06T12:19:26Z", "yesterday", 1796559566, None):
+        assert created_time(bad) is None
+    bare = docker_network({"Id": "c" * 64, "Name": "n", "Driver": "bridge"})
+    assert (bare.ip_ranges, bare.mtu, bare.created) == ((), "", None)
+
+
+_TEXT = st.one_of(st.none(), st.integers(), st.text(max_size=30), st.sampled_from((
+    "10.214.0.0/16", "172.18.0.0/16", "192.168.16.0/20", "10.214.3.0/24", "fd00::/56",
+)))  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pools=st.one_of(
+        _TEXT,
+        st.lists(st.dictionaries(st.sampled_from(("base", "size")), st.one_of(_TEXT)), max_size=3),
+    ),
+    subnets=st.lists(
+        st.tuples(st.sampled_from(("172.18.0.0/16", "10.214.3.0/24", "192.168.77.0/24")),
+                  st.one_of(st.none(), st.floats(0, 300))),
+        max_size=4,
+    ),
+)  # fmt: skip
+def test_address_pools_never_in_sync_without_a_witness(pools: Any, subnets: Any) -> None:
+    """Whatever the file holds: no crash, and in sync only with a network dockerd allocated
+    after its start (100) from the file's pools."""
+    networks = [_user(f"n{i}", (s,), created) for i, (s, created) in enumerate(subnets)]
+    (found,) = config_verdicts(facts({"default-address-pools": pools}), networks)
+    if found.verdict == "in_sync":
+        assert any(c is not None and c >= 100 and s == "10.214.3.0/24" for s, c in subnets)
+    assert found.verdict in ("in_sync", "restart", "not_comparable")

@@ -7,22 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, all_collectors, facts_types
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.collectors.processes.facts import ProcessFacts
-from exporter.metrics import Families, Renderer, Writer, render
+from exporter.metrics import Families, MetricSpec, Renderer, Writer, render
 from exporter.readers.docker_api import EngineFacts
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.report import render_report
 from exporter.selfmetrics import write_self_metrics
 from exporter.settings import Settings
-from exporter.snapshot import Snapshot
+from exporter.snapshot import CollectorState, Snapshot
 from tests.conftest import FIXTURES
 from tests.helpers import parse, select, value
 
 RECORDED = FIXTURES / "host-snapshot.json"
 GOLDEN = FIXTURES / "host-snapshot.prom"
-WRITERS = (*(c.writer(Settings()) for c in all_collectors()), write_self_metrics)
+WRITERS = (*(c.write_all(Settings()) for c in all_collectors()), write_self_metrics)
 
 
 def recorded() -> Snapshot:
@@ -280,3 +281,53 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     sixth = fifth.with_state(dataclasses.replace(failed, success=False, error="down"))
     assert renderer.render(sixth) == render(sixth, WRITERS)
     assert "containers" in runs
+
+
+def test_counters_that_moved_rerun_only_the_writers_that_read_counters() -> None:
+    """A collector's counters (Sampled) are kept apart from its facts: traffic that moves them
+    must not re-run the writers judged on the facts."""
+    runs: list[str] = []
+    # Not declare(): the catalogue is the exporter's, checked against the docs.
+    spec = MetricSpec("test_counted_rule", "counter", "A rule's packets.", ("rule",), "t")
+    verdict = MetricSpec("test_rule_ok", "gauge", "1 when the rule is right.", ("rule",), "t")
+
+    def write_verdicts(snapshot: Snapshot, out: Families) -> None:
+        runs.append("verdicts")
+        for rule in snapshot.current("t", tuple) or ():
+            out.add(verdict, 1, rule)
+
+    def write_counters(snapshot: Snapshot, out: Families) -> None:
+        runs.append("counters")
+        for rule, packets in sorted((snapshot.counters("t", dict) or {}).items()):
+            out.add(spec, packets, rule)
+
+    renderer = Renderer([Writer(write_verdicts), Writer(write_counters)])
+    facts = ("a", "b")
+
+    def state(counters: dict[str, int], rules: tuple[str, ...] = facts) -> Snapshot:
+        return Snapshot().with_state(
+            CollectorState("t", True, 0.1, 1.0, facts=rules, counters=counters)
+        )
+
+    renderer.render(state({"a": 1, "b": 2}))
+    assert runs == ["verdicts", "counters"]
+    moved = renderer.render(state({"a": 5, "b": 2}))
+    assert runs == ["verdicts", "counters", "counters"]
+    assert b'test_counted_rule_total{rule="a"} 5.0' in moved
+    renderer.render(state({"a": 5, "b": 2}, ("a",)))
+    assert runs == ["verdicts", "counters", "counters", "verdicts"]
+    fresh = render(state({"a": 5, "b": 2}, ("a",)), [write_verdicts, write_counters])
+    assert renderer.render(state({"a": 5, "b": 2}, ("a",))) == fresh
+
+
+def test_full_rereads_and_lost_events_are_counted_by_collector_and_reason() -> None:
+    changes = ChangeCounters()
+    changes.reread("network", "start")
+    changes.lost("network")
+    changes.reread("network", "lost_events")
+    changes.reread("network", "lost_events")
+    text = render(Snapshot(), [changes.write]).decode()
+    assert 'docker_host_full_rereads_total{collector="network",reason="lost_events"} 2.0' in text
+    assert 'docker_host_full_rereads_total{collector="network",reason="start"} 1.0' in text
+    assert 'docker_host_change_events_lost_total{collector="network"} 1.0' in text
+    assert changes.rereads("network", "lost_events") == 2 and changes.lost_count("network") == 1

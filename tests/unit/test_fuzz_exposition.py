@@ -70,7 +70,7 @@ hostile_text = st.one_of(
 )
 
 
-WRITERS = (*(c.writer(Settings()) for c in all_collectors()), write_self_metrics)
+WRITERS = (*(c.write_all(Settings()) for c in all_collectors()), write_self_metrics)
 
 
 def recorded() -> Snapshot:

@@ -90,7 +90,7 @@ def test_a_collectors_writer_writes_its_own_families_only() -> None:
     family is written by two writers."""
     snapshot = snapshot_from_json((FIXTURES / "host-snapshot.json").read_text(), facts_types())
     for c in all_collectors():
-        text = render(snapshot, [c.writer(Settings())]).decode()
+        text = render(snapshot, [c.write_all(Settings())]).decode()
         written = set(re.findall(r"^# TYPE (\w+) ", text, re.MULTILINE))
         by_exposed = {spec.exposed_name: spec for spec in CATALOGUE.values()}
         owners = {name: (by_exposed.get(name) or CATALOGUE[name]).collector for name in written}

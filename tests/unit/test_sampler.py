@@ -137,7 +137,7 @@ def test_a_hung_source_times_out_blocks_nothing_and_is_not_redispatched(
     steady, hung = Steady(), Hanging()
     settings = Settings(sample_interval=0.1, sample_timeout=0.05)
     defs = [definition("steady"), definition("hung")]
-    store = RecordingStore([Writer(d.writer(settings)) for d in defs])
+    store = RecordingStore([w for d in defs for w in d.writers(settings)])
     sampler = Sampler(zip(defs, (steady, hung), strict=True), settings, store)
     sampler.start()
     started.append(sampler)
@@ -182,3 +182,34 @@ def test_sample_once_reports_a_hung_source_as_timed_out() -> None:
     assert time.monotonic() - started_at < 5
     assert snapshot.collectors["ok"].success
     assert snapshot.collectors["hung"].error == "timed out after 0.1s"
+
+
+def test_a_burst_of_publishes_is_rendered_once_and_never_served_stale() -> None:
+    """Collectors of one tick publish within milliseconds of each other: one render for the
+    burst (the render thread waits for quiet), and a reader asking before it gets the newest
+    snapshot's bytes all the same."""
+    renders: list[int] = []
+
+    def write(snapshot: Snapshot, out: Families) -> None:
+        renders.append(len(snapshot.collectors))
+        for name in sorted(snapshot.collectors):
+            out.add(VALUE, 1, name)
+
+    store = SnapshotStore([Writer(write, cached=False)], coalesce=0.5)
+    try:
+        renders.clear()
+        for name in ("a", "b", "c"):
+            store.publish(CollectorState(name, True, 0.01, time.time(), facts=name))
+        # Asked before the render thread woke: rendered here, from all three.
+        assert value(parse(store.exposition.text), "docker_host_test_source_value", collector="c")
+        assert renders == [3]
+        assert store.wait(lambda s: True, 0)
+        time.sleep(1.0)  # the render thread wakes, finds the bytes current: no second render
+        assert renders == [3]
+        store.publish(CollectorState("d", True, 0.01, time.time(), facts="d"))
+        deadline = time.monotonic() + 10
+        while renders == [3] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert renders == [3, 4]  # rendered by the thread, with no reader asking
+    finally:
+        store.close()

@@ -50,10 +50,12 @@ class KeyVerdict:
     """One key of daemon.json against the running daemon.
 
     verdict: in_sync, reload (a SIGHUP applies it), reload_will_fail (a SIGHUP would apply it,
-    but dockerd refuses to reload the file as it is: reason says why), restart (only a restart
-    does), conflict (also a command-line flag: dockerd will refuse to start), unknown_key (the
-    running dockerd's version does not know it: it will refuse to start), or not_comparable (the
-    running daemon does not say).
+    but dockerd refuses to reload the file as it is: reason says why), restart (pending: the
+    file changed after dockerd started, only a restart applies it), drift (a restart-only key
+    the daemon runs otherwise although the file is not newer than its start), conflict (also a
+    command-line flag: dockerd will refuse to start), unknown_key (the running dockerd's version
+    does not know it: it will refuse to start), or not_comparable (the running daemon does not
+    say: unknown, never in sync).
     """
 
     key: str
@@ -173,46 +175,147 @@ def _gateway_cidr(family: int) -> Callable[[Any, DockerNetwork], Comparison]:
     return compare
 
 
-def _subnet(family: int) -> Callable[[Any, DockerNetwork], Comparison]:
-    """fixed-cidr-v6: the default bridge's IPv6 subnet (the range containers get addresses
-    from; without bip6 it is the subnet itself)."""
+def _families(texts: Sequence[str], family: int) -> list[Any]:
+    networks = (ipaddress.ip_network(t, strict=False) for t in texts)
+    return [n for n in networks if n.version == family]
+
+
+def _address_range(family: int) -> Callable[[Any, DockerNetwork], Comparison]:
+    """fixed-cidr / fixed-cidr-v6: the default bridge's IPAM IPRange of that family, which
+    dockerd sets from the key (20.10 through 29). Without one dockerd runs no such range: it
+    gives addresses from the whole subnet, which the key may also name."""
 
     def compare(value: Any, bridge: DockerNetwork) -> Comparison:
         try:
             wanted = ipaddress.ip_network(str(value), strict=False)
         except ValueError:
             return None
-        subnets = [
-            n
-            for n in (ipaddress.ip_network(s, strict=False) for s in bridge.subnets)
-            if n.version == family == wanted.version
-        ]
-        if not subnets:
+        if wanted.version != family:
             return None
-        if wanted not in subnets and any(wanted.subnet_of(n) for n in subnets):  # type: ignore[arg-type]
-            return None  # a range inside the subnet (bip6 set too): the range is not shown
-        return [str(n) for n in subnets], wanted in subnets
+        running = _families(bridge.ip_ranges, family) or _families(bridge.subnets, family)
+        if not running:
+            return None  # the family is not on the bridge: nothing to hold it against
+        return [str(n) for n in running], wanted in running
 
     return compare
 
 
+DEFAULT_MTU = 1500  # what dockerd runs with when mtu is not set (its config default)
+
+
+def _mtu(value: Any, bridge: DockerNetwork) -> Comparison:
+    """mtu: the default bridge's com.docker.network.driver.mtu, which dockerd (20.10 through
+    29) sets from the key at start, default 1500, and gives each container's veth. docker0's own
+    MTU is no witness: 20.10 never sets it, and a bridge takes its ports' smallest MTU."""
+    try:
+        wanted = int(value)
+        running = int(bridge.mtu)
+    except (TypeError, ValueError):
+        return None  # no option (or not a number): the running MTU is not shown
+    # 0: dockerd sets no MTU, so the kernel's default for a veth holds.
+    wanted, running = wanted or DEFAULT_MTU, running or DEFAULT_MTU
+    return running, wanted == running
+
+
 # Restart-only network keys the running default bridge shows (GET /networks, which the nat
-# collector reads). fixed-cidr (an IPAM range), mtu and default-address-pools are not in what
-# the collectors read: not comparable.
+# collector reads).
 _FROM_BRIDGE: dict[str, Callable[[Any, DockerNetwork], Comparison]] = {
     "bip": _gateway_cidr(4),
     "bip6": _gateway_cidr(6),
-    "fixed-cidr-v6": _subnet(6),
+    "fixed-cidr": _address_range(4),
+    "fixed-cidr-v6": _address_range(6),
+    "mtu": _mtu,
 }
+
+# dockerd's own local-scope pools (libnetwork's ipamutils, 20.10 through 29) when the file sets
+# none: 172.17.0.0/16 through 172.31.0.0/16 as /16 networks, 192.168.0.0/16 as /20 networks.
+DEFAULT_POOLS_V4 = (
+    (ipaddress.ip_network("172.17.0.0/16"), 16),
+    (ipaddress.ip_network("172.18.0.0/15"), 16),
+    (ipaddress.ip_network("172.20.0.0/14"), 16),
+    (ipaddress.ip_network("172.24.0.0/13"), 16),
+    (ipaddress.ip_network("192.168.0.0/16"), 20),
+)
+
+Pool = tuple[Any, int]  # (base network, the prefix length of each network cut from it)
+
+
+def _pools(value: Any) -> list[Pool] | None:
+    """default-address-pools as dockerd reads it: [{"base": CIDR, "size": n}, ...]."""
+    if not isinstance(value, list) or not value:
+        return None
+    pools = []
+    for pool in value:
+        if not isinstance(pool, dict) or not isinstance(pool.get("size"), int):
+            return None
+        try:
+            base = ipaddress.ip_network(str(pool.get("base")), strict=False)
+        except ValueError:
+            return None
+        pools.append((base, pool["size"]))
+    return pools
+
+
+def _cut_from(subnet: Any, pools: Sequence[Pool]) -> bool:
+    """Could the allocator have cut this subnet from one of the pools? Inside a base, and of
+    the pool's size."""
+    return any(
+        subnet.version == base.version and subnet.prefixlen == size and subnet.subnet_of(base)
+        for base, size in pools
+    )
+
+
+def address_pools(
+    value: Any, networks: Sequence[DockerNetwork], started: float | None
+) -> Comparison:
+    """default-address-pools against the networks dockerd allocated since it started (the
+    pools it runs with are in no answer of the Engine API). Whether a subnet was given at
+    `docker network create` the API does not say either, so a subnet counts as allocated only
+    by its shape: one the file's pools could have cut and dockerd's default pools could not
+    (agrees), or the reverse (disagrees: dockerd allocates from its defaults). Any other
+    subnet (explicit, or cut from pools of an older file) says nothing, nor do networks older
+    than the daemon (allocated by an earlier one), the default bridge (its subnet may be
+    docker0's old address) or a family the file sets no pool for. Nothing allocated: None."""
+    pools = _pools(value)
+    if pools is None or started is None:
+        return None
+    families = {base.version for base, _ in pools}
+    agree: set[str] = set()
+    disagree: set[str] = set()
+    for network in networks:
+        if network.driver != "bridge" or network.name == "bridge" or network.ingress:
+            continue
+        if network.created is None or network.created < started:
+            continue
+        for text in network.subnets:
+            subnet = ipaddress.ip_network(text, strict=False)
+            if subnet.version not in families:
+                continue
+            in_file = _cut_from(subnet, pools)
+            in_defaults = _cut_from(subnet, DEFAULT_POOLS_V4)
+            if in_file and not in_defaults:
+                agree.add(str(subnet))
+            elif in_defaults and not in_file:
+                disagree.add(str(subnet))
+    if disagree:
+        return sorted(disagree), False
+    if agree:
+        return sorted(agree), True
+    return None
 
 
 def _running_value(
     key: str,
     value: Any,
+    *,
     running: dict[str, Any],
     reloaded: dict[str, str] | None,
     bridge: DockerNetwork | None = None,
+    networks: Sequence[DockerNetwork] | None = None,
+    started: float | None = None,
 ) -> Comparison:
+    if key == "default-address-pools":
+        return address_pools(value, networks, started) if networks is not None else None
     if key in _FROM_INFO:
         return _FROM_INFO[key](value, running)
     if key in _FROM_BRIDGE:
@@ -246,7 +349,17 @@ def config_verdicts(
             verdicts.append(KeyVerdict(key, encoded, None, "conflict", applies_on))
             continue
         compared = (
-            _running_value(key, json.loads(encoded), running, reloaded, bridge) if running else None
+            _running_value(
+                key,
+                json.loads(encoded),
+                running=running,
+                reloaded=reloaded,
+                bridge=bridge,
+                networks=networks,
+                started=daemon.start_time,
+            )
+            if running
+            else None
         )
         if compared is None:
             verdicts.append(KeyVerdict(key, encoded, None, "not_comparable", applies_on))
@@ -257,11 +370,21 @@ def config_verdicts(
                 key,
                 encoded,
                 json.dumps(value, sort_keys=True),
-                "in_sync" if agrees else applies_on,
+                "in_sync" if agrees else _differs(daemon, applies_on),
                 applies_on,
             )
         )
     return _with_reload_blocked(tuple(verdicts))
+
+
+def _differs(daemon: DaemonConfigFacts, applies_on: str) -> str:
+    """A restart-only key the daemon runs otherwise: pending ("restart") when the file changed
+    after dockerd started, else "drift": dockerd started with this file (as far as its mtime
+    tells) and still runs otherwise (live-restore kept the old default bridge, an address
+    docker0 already had, ...), so a restart alone may not apply it."""
+    if applies_on != "restart" or daemon.file_mtime is None or daemon.start_time is None:
+        return applies_on
+    return "drift" if daemon.file_mtime <= daemon.start_time else "restart"
 
 
 def reload_blocker(verdicts: Sequence[KeyVerdict]) -> str | None:

@@ -71,10 +71,12 @@ LAST_RELOAD = declare(
 DRIFT = declare(
     "daemon_config_drift",
     "gauge",
-    "1 when a key the file sets differs from what the running daemon reports (bip, bip6 and "
-    "fixed-cidr-v6: the default bridge's running address and subnet). applies_on: reload (a "
-    "SIGHUP applies it, unless daemon_config_file_valid is 0: then the reload fails) or restart "
-    "(only a restart does).",
+    "1 when a key the file sets differs from what the running daemon reports (bip, bip6, "
+    "fixed-cidr, fixed-cidr-v6, mtu: the default bridge as running; default-address-pools: the "
+    "networks allocated since dockerd started); absent when the daemon does not show it. "
+    "applies_on: reload (a SIGHUP applies it, unless daemon_config_file_valid is 0: then the "
+    "reload fails) or restart (only a restart does; with daemon_config_changed_since_load 0, "
+    "dockerd started with this file and still runs otherwise, so a restart alone may not).",
     ("key", "applies_on"),
     collector=NAME,
 )
@@ -133,7 +135,8 @@ def write(snapshot: Snapshot, out: Families) -> None:
         for key in daemon.flag_keys:
             out.add(FLAG, 1, key)
         return  # the file was not read: no verdict on it, rather than a false one
-    # The default bridge as running (GET /networks, read by the nat collector) for bip & co.
+    # Docker's networks as running (GET /networks, read by the nat collector): the default
+    # bridge for bip & co, the networks allocated since the start for default-address-pools.
     nat = snapshot.last_good("nat", NatFacts)
     networks = nat.expectations.networks if nat and nat.expectations else None
     verdicts = config_verdicts(daemon, networks)

@@ -19,7 +19,8 @@ def sections(snapshot: Snapshot) -> list[str]:
 _VERDICT_TEXT = {
     "in_sync": "in sync",
     "reload": "reload needed (SIGHUP)",
-    "restart": "restart needed",
+    "restart": "restart needed (file changed since dockerd started)",
+    "drift": "DRIFT: dockerd started with this file and runs otherwise",
     "conflict": "CONFLICT: also a flag, dockerd will not start",
     "unknown_key": "UNKNOWN KEY: dockerd will not start",
     "not_comparable": "not comparable",
