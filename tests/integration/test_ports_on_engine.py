@@ -27,6 +27,7 @@ from tests.helpers import (
     port_verdict,
     sample_once,
     select,
+    value,
     wait_for,
 )
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
@@ -121,6 +122,8 @@ def test_listening_ports_are_ok_and_silent_ones_broken_at_the_listener_only(
         select(samples, "docker_host_published_port_ok", container=silent.name)
     )
     assert select(samples, "docker_host_published_port_unknown", container=serving.name) == []
+    # The first run read every publishing container: counted as the cadence's start.
+    assert value(samples, "docker_host_full_rereads_total", collector="ports", reason="start") == 1
 
 
 def _counters(interface: str) -> tuple[int, ...]:

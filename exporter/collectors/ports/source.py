@@ -95,6 +95,7 @@ class PortsSource:
         # Listener readings by the container's PID 1 (container id, pid, start time).
         self._kept: dict[tuple[str, int, int], _Kept] = {}
         self._run = 0  # runs begun (a confirming second look is part of its run)
+        self._started = False  # a run has read the container list (and so every container)
         self._read_run: dict[str, int] = {}  # the containers read this run
         # This run's inodes found for each container read, and its held count after it.
         self._inodes_run: dict[str, tuple[frozenset[int], int]] = {}
@@ -121,6 +122,10 @@ class PortsSource:
             self.confirm_after,
         )
         facts = self._with_kept(fresh)
+        if not self._started and fresh.containers is not None:
+            # The first run reads every container: the one full reading the cadence starts from.
+            tick.host.changes.reread(NAME, "start")
+            self._started = True
         self._run += 1
         # Nothing changed: the very same facts, so the renderer's identity check skips the
         # ports writer (500 verdicts at 250 ports) without comparing them.
