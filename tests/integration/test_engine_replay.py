@@ -186,7 +186,7 @@ def _exporter_samples(name: str, docker_host: str) -> list[Sample]:
             "exporter",  # the docker-host-exporter program
             f"--docker.host={docker_host}",
             f"--web.listen-address=127.0.0.1:{PORT}",
-            "--collector.ports.listener-budget=10",
+            "--collector.ports.listener-refresh=1ms",
             "--sample.interval=2s",
             # Only what the verdicts need: no layer sizes, conntrack or process counts.
             "--no-collector.layers",

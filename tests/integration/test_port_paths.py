@@ -153,13 +153,13 @@ def restart(container: Any) -> None:
 def verdicts(own: Ipv6Dockerd, container: Any) -> dict[str, str]:
     """host address -> ok, broken:<hop> or unknown:<hop>, from one sample (nat and ports read
     twice within it when something looks broken)."""
-    with Driver(own, budget=10.0) as driver:
+    with Driver(own, refresh=0.001) as driver:
         samples = driver.sample()
     return verdict_of(samples, container.name, protocol="tcp")
 
 
 def sample(own: Ipv6Dockerd) -> list[Sample]:
-    with Driver(own, budget=10.0) as driver:
+    with Driver(own, refresh=0.001) as driver:
         return driver.sample()
 
 
