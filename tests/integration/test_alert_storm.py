@@ -34,7 +34,9 @@ from tests.conftest import BASE_IMAGE
 from tests.helpers import wait_for
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): its dockerd, chains, Prometheus and Alertmanager are in a network
+# namespace of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = 250
