@@ -95,7 +95,7 @@ def test_xdist_schedules_the_host_group_as_one_unit() -> None:
     suffix that the workers add to the node id from the mark (a pytest that ignores it, as 9.2
     does with pytest-xdist 3.8, silently spreads the host tests over both workers)."""
     files = (
-        "tests/integration/test_webconfig.py",  # host
+        "tests/integration/test_engine_client.py",  # host
         "tests/integration/test_checkers.py",  # host_free
         "tests/unit/test_cli.py",
         "tests/integration/test_filter_decoders.py",  # isolated
