@@ -42,7 +42,9 @@ from tests.engines import (
 )
 from tests.helpers import Sample, parse, port_verdict, select
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): a network namespace and a PID namespace of its own, a replayed
+# engine on a socket of its own; nothing of the host's engine or firewall read.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 RECORDINGS = [Recording(p) for p in recorded_engines()]
 FIREWALL_HOPS = ("dnat", "forward", "ip_forward", "masquerade")

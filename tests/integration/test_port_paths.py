@@ -28,7 +28,9 @@ from tests.helpers import Sample, kill_children, select, wait_for
 from tests.integration.test_ports_on_engine import Driver, pid_of, ss_sockets, verdict_of
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): every dockerd, container, rule and client is in network
+# namespaces of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 # The dockerd's namespace and the client's, joined by a veth: addresses of the benchmarking
 # range, on links that exist only between these two namespaces.

@@ -310,6 +310,9 @@ def ipv4_verdicts(samples: list[Sample]) -> dict[str, str]:
     }
 
 
+# The tests on `own` are isolated (tests/conftest.py): its dockerd, rules and containers are in a
+# network namespace of its own; the host's containers' tests stay in the host group.
+@pytest.mark.isolated
 def test_own_engine_ports_are_ok(own: Ipv6Dockerd, web: Any) -> None:
     samples = own_sample(own)
     assert ipv4_verdicts(samples) == {"tcp": "ok", "udp": "ok"}, verdict_of(samples, "ports-web")
@@ -319,6 +322,7 @@ def test_own_engine_ports_are_ok(own: Ipv6Dockerd, web: Any) -> None:
     assert row.split()[1:3] == ["ports-web", "OK"]
 
 
+@pytest.mark.isolated
 def test_ip_forward_off_breaks_every_forwarded_port(own: Ipv6Dockerd, web: Any) -> None:
     own.run("sysctl", "-w", "net.ipv4.ip_forward=0")
     try:
@@ -336,6 +340,7 @@ def _port_accept(own: Ipv6Dockerd, web: Any) -> str:
     return next(r for r in rules if f"-d {address}/32" in r and "--dport 80" in r)
 
 
+@pytest.mark.isolated
 def test_a_deleted_port_accept_breaks_it_at_the_forward_hop(own: Ipv6Dockerd, web: Any) -> None:
     accept = _port_accept(own, web)
     own.run("iptables", *accept.replace("-A ", "-D ", 1).split())
@@ -349,6 +354,7 @@ def test_a_deleted_port_accept_breaks_it_at_the_forward_hop(own: Ipv6Dockerd, we
     assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
 
 
+@pytest.mark.isolated
 def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None:
     drop = ["DOCKER-USER", "-p", "tcp", "--dport", "80", "-j", "DROP"]
     own.run("iptables", "-I", *drop)
@@ -387,6 +393,7 @@ def _tcp_verdict(samples: list[Sample], container: Any) -> str:
     return verdict_of(samples, container.name, host_address="0.0.0.0")["0.0.0.0"]
 
 
+@pytest.mark.isolated
 def test_a_listener_closed_in_silence_is_reported_within_the_refresh(own: Ipv6Dockerd) -> None:
     """busybox nc closes its listening socket once it has taken a connection, and lives on:
     no process changes, so only the cadence reads the container again."""
@@ -443,6 +450,7 @@ def _processes(pid1: int) -> set[tuple[int, str]]:
     return found
 
 
+@pytest.mark.isolated
 def test_a_new_or_killed_process_reads_the_listeners_at_the_next_run(own: Ipv6Dockerd) -> None:
     """With a refresh no test outlives, a container is read again only for a change: a process
     started in it (through the Engine API's exec, as `docker exec` does), or one killed."""
