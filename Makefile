@@ -39,14 +39,16 @@ lint: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q
 
-# Two workers (pytest-xdist): the tests under tests/integration run one after another on one of
-# them (they share the host's dockerd and kernel, see tests/conftest.py), the rest beside them.
-TEST_WORKERS ?= 2
+# pytest-xdist: the host group's tests (sharing the host's dockerd and kernel, see
+# tests/conftest.py) run one after another on one worker, each isolated module's group and the
+# rest beside them. Three workers on two cores: the isolated groups wait on dockerds, samples and
+# Prometheus more than they compute. The slowest tests are listed at the end: where the time went.
+TEST_WORKERS ?= 3
 test: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -rfEs -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -rfEs -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The README's pictures: the dashboards drawn by Grafana's panel components in headless
 # Chromium from a real Prometheus (docs/pictures.md), and the /topology page by the browser test.

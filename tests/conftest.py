@@ -24,21 +24,28 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # `make test` runs pytest-xdist with --dist loadgroup (docs/testing.md). Every test under
-# tests/integration is in one group, HOST_GROUP, so those tests run one after another on one
-# worker, in file order, as without xdist: they share the host's dockerd, kernel, bridges
-# (docker0, dhd-br0) and firewall, and many judge the whole host, so two at once would disturb
-# each other. The rest (tests/unit: no root, no engine, nothing of the host) is spread over the
-# workers beside them, and so is an integration module marked `host_free` (it runs a tool on
-# files, say, and neither reads nor changes anything of the host). Where a test lives decides:
-# one that needs root, an engine, a kernel object or a process of its own goes in
-# tests/integration and is in the host group without further ado.
+# tests/integration is in an xdist group, so the tests of a group run one after another on one
+# worker, in file order, as without xdist. Most are in HOST_GROUP: they share the host's dockerd,
+# kernel, bridges and firewall, and many judge the whole host (no orphan, no missing rule), so two
+# at once would disturb each other. A test marked `isolated` touches only what it made itself
+# under a name of its own (a network namespace, a dockerd with its own bridge, directories and
+# socket) and reads nothing another group changes: it is in its module's own group, which runs
+# beside the host group and the other modules' (its module-scoped fixtures stay on one worker).
+# The rest (tests/unit: no root, no engine, nothing of the host) is spread over the workers, and
+# so is an integration test marked `host_free` (it runs a tool on files, say, and neither reads
+# nor changes anything of the host). Where a test lives decides by default: one that needs root,
+# an engine, a kernel object or a process of its own goes in tests/integration and is in the
+# host group without further ado.
 HOST_GROUP = "host"
 INTEGRATION = Path(__file__).parent / "integration"
 
 
-def xdist_group_of(path: Path, host_free: bool) -> str | None:
-    """A test's xdist group: HOST_GROUP under tests/integration unless marked host_free."""
-    return HOST_GROUP if INTEGRATION in path.parents and not host_free else None
+def xdist_group_of(path: Path, host_free: bool, isolated: bool = False) -> str | None:
+    """A test's xdist group under tests/integration: none if host_free, its module's own if
+    isolated, else HOST_GROUP; none outside tests/integration."""
+    if INTEGRATION not in path.parents or host_free:
+        return None
+    return f"own-{path.stem}" if isolated else HOST_GROUP
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,31 +54,52 @@ def pytest_configure(config: pytest.Config) -> None:
         "host_free: an integration test that reads and changes nothing of the host's (no engine,"
         " no kernel object, no exporter on the host): it may run beside the host group",
     )
+    config.addinivalue_line(
+        "markers",
+        "isolated: an integration test whose namespaces, dockerds, bridges and files are all its"
+        " own, uniquely named, and that reads nothing another group changes: it runs in its"
+        " module's own group beside the host group",
+    )
 
 
-def _host_group(item: pytest.Item) -> bool:
-    host_free = item.get_closest_marker("host_free") is not None
-    return xdist_group_of(item.path, host_free) == HOST_GROUP
+def _group(item: pytest.Item) -> str | None:
+    return xdist_group_of(
+        item.path,
+        item.get_closest_marker("host_free") is not None,
+        item.get_closest_marker("isolated") is not None,
+    )
 
 
-# tryfirst: an xdist worker turns the mark into the node id's `@host` suffix, which is what the
+# tryfirst: an xdist worker turns the mark into the node id's `@group` suffix, which is what the
 # scheduler groups by, in a hook of its own that would otherwise run before this one.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _host_group(item):
-            item.add_marker(pytest.mark.xdist_group(HOST_GROUP))
+        group = _group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """In an xdist worker under --dist loadgroup: stop before running anything if a host test
-    is not in the group (the tests would run on both workers at once)."""
+    """In an xdist worker under --dist loadgroup: stop before running anything if an integration
+    test is not in its group (the tests of a group would run on several workers at once)."""
     config = session.config
     if not hasattr(config, "workerinput") or config.getoption("dist", None) != "loadgroup":
         return
-    loose = [i.nodeid for i in session.items if _host_group(i) and "@" not in i.nodeid]
+    loose = [
+        i.nodeid for i in session.items if _group(i) and not i.nodeid.endswith(f"@{_group(i)}")
+    ]
     if loose:
-        raise pytest.UsageError(f"host tests outside the xdist group {HOST_GROUP}: {loose[:3]}")
+        raise pytest.UsageError(f"integration tests outside their xdist group: {loose[:3]}")
+
+
+_ran_host_group = False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _ran_host_group  # noqa: PLW0603 (this process's one fact: see the engine fixture)
+    if _group(item) == HOST_GROUP:
+        _ran_host_group = True
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -122,8 +150,12 @@ def engine(root: None) -> Iterator[Any]:
     except Exception as exc:
         unavailable(f"no Docker engine with {BASE_IMAGE}: {exc} (run scripts/testbed.sh)")
     yield client
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        container.remove(force=True)
+    # The sweep after the host group's tests only: a worker that ran only isolated groups made
+    # nothing labelled on the host's engine, and its session may end while the host group's
+    # worker still has containers running.
+    if _ran_host_group:
+        for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+            container.remove(force=True)
     client.close()
 
 

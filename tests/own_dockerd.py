@@ -25,8 +25,10 @@ from exporter.settings import Settings
 from tests.engine_client import timed_client
 from tests.helpers import Sample, parse, sample_once, stop, wait_for
 
-# A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge.
-BRIDGE = "dhd-br0"
+# A bridge of its own: with --bridge=none dockerd deletes docker0, the host engine's bridge. Its
+# name is the dockerd's directory's (dhd-XXXXXXXX, unique, within IFNAMSIZ), so two own dockerds,
+# in two xdist groups or two checkouts' sessions, can run at once.
+BRIDGE_PREFIX = "dhd-"
 
 
 @dataclass
@@ -34,6 +36,10 @@ class OwnDockerd:
     directory: Path
     config: Path
     process: subprocess.Popen[bytes]
+
+    @property
+    def bridge(self) -> str:
+        return self.directory.name
 
     @property
     def host(self) -> str:
@@ -74,6 +80,7 @@ class OwnDockerd:
 
 
 def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """dockerd on the directory's paths and bridge (named as the directory: see BRIDGE_PREFIX)."""
     log = (directory / "dockerd.log").open("wb")
     process = subprocess.Popen(
         [
@@ -84,7 +91,7 @@ def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Pope
             f"--pidfile={directory}/docker.pid",
             "-H",
             f"unix://{directory}/docker.sock",
-            f"--bridge={BRIDGE}",
+            f"--bridge={directory.name}",
             "--iptables=false",
             "--ip6tables=false",
             *flags,
@@ -110,11 +117,12 @@ def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Pope
 @contextlib.contextmanager
 def own_dockerd() -> Iterator[OwnDockerd]:
     # Short paths: containerd's socket under --exec-root must fit a sockaddr_un.
-    directory = Path(tempfile.mkdtemp(prefix="dhd-", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix=BRIDGE_PREFIX, dir="/tmp"))
+    bridge = directory.name
     config = directory / "conf" / "daemon.json"  # not /etc/docker: --config-file elsewhere
     config.parent.mkdir()
     config.write_text(json.dumps({"insecure-registries": ["a.example:5000"]}))
-    subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True, timeout=30)
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, timeout=30)
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()
     process = None
@@ -124,7 +132,7 @@ def own_dockerd() -> Iterator[OwnDockerd]:
     finally:
         if process is not None:
             stop(process)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         with contextlib.suppress(Exception):
             subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
         shutil.rmtree(directory, ignore_errors=True)

@@ -133,6 +133,9 @@ ACCOUNTED: dict[tuple[str, str], str] = {
         "git (package git), sys.executable, and the pip and docker-host-exporter of the fresh "
         "virtualenv the test makes"
     ),
+    ("bench/change_cost.py", "python"): (
+        "the python of a tree's own virtualenv (--tree NAME=PYTHON), no test bed program"
+    ),
     ("tests/helpers.py", "*wrapper"): (
         "wrappers built by the callers from shutil.which('setpriv') and shutil.which('unshare'), "
         "which the scan finds"

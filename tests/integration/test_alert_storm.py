@@ -1,5 +1,5 @@
 """Storm control end to end: a real Prometheus with the generated rules and a real Alertmanager
-(Debian's) with the shipped configuration, notifying a webhook receiver of the test's. 250
+(Debian's) with the shipped configuration, notifying a webhook receiver of the test's. 60
 containers publish a port each on a dockerd of the test's own, in its own network namespace;
 Docker's chains there are flushed (as a firewall reload would). Alertmanager must send a
 handful of notifications, each naming the cause (DockerHostFirewallRulesGone with the count),
@@ -34,10 +34,15 @@ from tests.conftest import BASE_IMAGE
 from tests.helpers import wait_for
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): its dockerd, chains, Prometheus and Alertmanager are in a network
+# namespace of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTAINERS = 250
+# 60 ports: past a flush, 60 DNAT, 60 filter and 60 port alerts would fire under the cause, far
+# above the handful of pages allowed, so the storm control is tested as at 250 (the count it ran
+# at before), for a quarter of the containers to start on a loaded 2-core machine.
+CONTAINERS = 60
 CAUSE = "DockerHostFirewallRulesGone"
 UNDER_IT = {
     "DockerHostDnatRuleMissing",
@@ -213,9 +218,9 @@ def publish(dockerd: Ipv6Dockerd, count: int) -> None:
         client.close()
 
 
-# 250 containers to start and remove on a loaded 2-core machine: minutes, not seconds.
+# Containers to start and remove on a loaded 2-core machine: minutes, not seconds.
 @pytest.mark.timeout(1800)
-def test_a_flushed_firewall_on_250_ports_sends_a_handful_of_pages_naming_the_cause() -> None:
+def test_a_flushed_firewall_on_many_ports_sends_a_handful_of_pages_naming_the_cause() -> None:
     # IPv4 only, no docker-proxy per port: what the scene needs, at the least cost.
     quiet = {"userland-proxy": False, "ipv6": False, "ip6tables": False}
     with ipv6_dockerd(extra_config=quiet) as dockerd:

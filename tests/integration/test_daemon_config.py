@@ -20,7 +20,10 @@ from exporter.tick import Host
 from tests.helpers import Sample, sample_once, select, value
 from tests.own_dockerd import OwnDockerd, own_dockerd
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): a dockerd of its own (own bridge, directories, socket, no
+# iptables); of the host's dockerd only its command line is read, which no test changes, and of
+# the host's firewall (the last test) nothing is asserted but what this dockerd's flags say.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 
 def drift(samples: list[Sample], key: str, **labels: str) -> float:

@@ -31,7 +31,7 @@ from tests.conftest import BASE_IMAGE
 from tests.engine_client import timed_client
 from tests.helpers import Sample, sample_once, select, stop, value, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 BRIDGE = "dhe-dr-br0"
 BRIDGE_ADDRESS = "10.213.0.1/24"  # in the namespace only: fixed-cidr must lie in the bridge's

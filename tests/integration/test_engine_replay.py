@@ -42,7 +42,9 @@ from tests.engines import (
 )
 from tests.helpers import Sample, parse, port_verdict, select
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): a network namespace and a PID namespace of its own, a replayed
+# engine on a socket of its own; nothing of the host's engine or firewall read.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 RECORDINGS = [Recording(p) for p in recorded_engines()]
 FIREWALL_HOPS = ("dnat", "forward", "ip_forward", "masquerade")
@@ -186,7 +188,7 @@ def _exporter_samples(name: str, docker_host: str) -> list[Sample]:
             "exporter",  # the docker-host-exporter program
             f"--docker.host={docker_host}",
             f"--web.listen-address=127.0.0.1:{PORT}",
-            "--collector.ports.listener-budget=10",
+            "--collector.ports.listener-refresh=1ms",
             "--sample.interval=2s",
             # Only what the verdicts need: no layer sizes, conntrack or process counts.
             "--no-collector.layers",

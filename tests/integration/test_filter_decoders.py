@@ -21,7 +21,8 @@ from exporter.readers.filter_rules import FilterRule
 from tests.conftest import FIXTURES, unavailable
 from tests.filter_text import docker20_filter, parse_ruleset, restore_text
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): rule sets loaded into a network namespace of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 DOCKER20 = restore_text(
     docker20_filter(

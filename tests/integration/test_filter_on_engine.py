@@ -121,6 +121,9 @@ def port_accept(bridge: str, address: str, family: str) -> list[str]:
     ]  # fmt: skip
 
 
+# The tests on `own` are isolated (tests/conftest.py): its dockerd, rules and clients are in
+# network namespaces of its own; the host's dockerd's tests stay in the host group.
+@pytest.mark.isolated
 def test_own_dockerds_rules_are_complete_in_both_families(
     own: tuple[Ipv6Dockerd, str, Any],
 ) -> None:
@@ -136,6 +139,7 @@ def test_own_dockerds_rules_are_complete_in_both_families(
     assert found["v6"]["state"] == "ok"
 
 
+@pytest.mark.isolated
 def test_deleted_port_accept_is_missing_and_breaks_the_port_until_restored(
     own: tuple[Ipv6Dockerd, str, Any],
 ) -> None:
@@ -159,6 +163,7 @@ def test_deleted_port_accept_is_missing_and_breaks_the_port_until_restored(
         assert found["v4"]["state"] == found["v6"]["state"] == "ok"
 
 
+@pytest.mark.isolated
 def test_a_drop_in_docker_user_shadows_the_port_until_removed(
     own: tuple[Ipv6Dockerd, str, Any],
 ) -> None:
@@ -188,6 +193,7 @@ def _rules_now(dockerd: Ipv6Dockerd) -> str:
     return "\n".join(found)
 
 
+@pytest.mark.isolated
 def test_the_exporter_changes_no_rule(own: tuple[Ipv6Dockerd, str, Any]) -> None:
     dockerd, bridge, web = own
     before = _rules_now(dockerd)
@@ -196,6 +202,7 @@ def test_the_exporter_changes_no_rule(own: tuple[Ipv6Dockerd, str, Any]) -> None
     assert _rules_now(dockerd) == before
 
 
+@pytest.mark.isolated
 def test_a_firewall_reload_that_flushes_the_filter_table_is_missing_for_every_network(
     own: tuple[Ipv6Dockerd, str, Any],
 ) -> None:
@@ -302,6 +309,7 @@ def connect(netns: str, address: str) -> str:
     ).stdout.strip()  # fmt: skip
 
 
+@pytest.mark.isolated
 def test_a_port_cut_for_one_source_is_restricted_naming_it_and_traffic_agrees(
     own: tuple[Ipv6Dockerd, str, Any], clients: dict[str, str]
 ) -> None:

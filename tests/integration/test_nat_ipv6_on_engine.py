@@ -84,6 +84,9 @@ def dnat6_rule(network: Any, web: Any) -> list[str]:
     ]  # fmt: skip
 
 
+# The tests on `v6` are isolated (tests/conftest.py): its dockerd, rules and containers are in a
+# network namespace of its own; the one reading the host's ip6tables stays in the host group.
+@pytest.mark.isolated
 def test_ipv6_rules_are_found_and_match_ip6tables(v6: tuple[Ipv6Dockerd, Any, Any]) -> None:
     dockerd, network, web = v6
     samples = dockerd.sample_nat()
@@ -133,6 +136,7 @@ def test_ipv6_rules_are_found_and_match_ip6tables(v6: tuple[Ipv6Dockerd, Any, An
     assert value(samples, "docker_host_nat_rules_split_across_backends") == 0
 
 
+@pytest.mark.isolated
 def test_deleted_ipv6_dnat_is_missing_for_that_port_only_until_restored(
     v6: tuple[Ipv6Dockerd, Any, Any],
 ) -> None:
@@ -157,6 +161,7 @@ def test_deleted_ipv6_dnat_is_missing_for_that_port_only_until_restored(
     assert value(samples, "docker_host_nat_dnat_missing", container="v6web", family="ipv6") == 0
 
 
+@pytest.mark.isolated
 def test_deleted_ipv6_masquerade_is_missing_until_restored(
     v6: tuple[Ipv6Dockerd, Any, Any],
 ) -> None:
@@ -240,6 +245,7 @@ def _comparable(answer: dict[str, Any]) -> set[tuple[Any, ...]]:
     }  # fmt: skip
 
 
+@pytest.mark.isolated
 def test_our_reading_agrees_with_the_backends_own_tools(v6: tuple[Ipv6Dockerd, Any, Any]) -> None:
     """nf_tables' ip6 family against `nft -j`; ip6_tables against `ip6tables-legacy -S` and
     python-iptables' Table6 (libip6tc)."""

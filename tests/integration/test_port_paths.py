@@ -28,7 +28,9 @@ from tests.helpers import Sample, kill_children, select, wait_for
 from tests.integration.test_ports_on_engine import Driver, pid_of, ss_sockets, verdict_of
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): every dockerd, container, rule and client is in network
+# namespaces of its own.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 # The dockerd's namespace and the client's, joined by a veth: addresses of the benchmarking
 # range, on links that exist only between these two namespaces.
@@ -153,13 +155,13 @@ def restart(container: Any) -> None:
 def verdicts(own: Ipv6Dockerd, container: Any) -> dict[str, str]:
     """host address -> ok, broken:<hop> or unknown:<hop>, from one sample (nat and ports read
     twice within it when something looks broken)."""
-    with Driver(own, budget=10.0) as driver:
+    with Driver(own, refresh=0.001) as driver:
         samples = driver.sample()
     return verdict_of(samples, container.name, protocol="tcp")
 
 
 def sample(own: Ipv6Dockerd) -> list[Sample]:
-    with Driver(own, budget=10.0) as driver:
+    with Driver(own, refresh=0.001) as driver:
         return driver.sample()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.ports.options import LISTENER_REFRESH
 from exporter.readers.proc_net import BoundSocket, bound_sockets
 from exporter.settings import Settings
 from tests.conftest import Containers
@@ -27,6 +27,7 @@ from tests.helpers import (
     port_verdict,
     sample_once,
     select,
+    value,
     wait_for,
 )
 from tests.own_dockerd import Ipv6Dockerd, ipv6_dockerd
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 COLLECTORS = ("nat", "firewall", "network", "daemon", "ports")
 # Every publishing container read in one sample (other tests' containers publish too).
-ALL_READ = {LISTENER_BUDGET: 10.0}
+ALL_READ = {LISTENER_REFRESH: 0.001}
 HTTPD = "exec httpd -f -p 80"
 # busybox's nc has no UDP mode here; its DHCP server binds UDP 67 and sends nothing unasked.
 UDHCPD = (
@@ -121,6 +122,8 @@ def test_listening_ports_are_ok_and_silent_ones_broken_at_the_listener_only(
         select(samples, "docker_host_published_port_ok", container=silent.name)
     )
     assert select(samples, "docker_host_published_port_unknown", container=serving.name) == []
+    # The first run read every publishing container: counted as the cadence's start.
+    assert value(samples, "docker_host_full_rereads_total", collector="ports", reason="start") == 1
 
 
 def _counters(interface: str) -> tuple[int, ...]:
@@ -197,7 +200,7 @@ def test_the_exporter_sends_nothing_and_changes_nothing(
 SAMPLE = """
 import sys, time
 from exporter.collectors import all_collectors
-from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.ports.options import LISTENER_REFRESH
 from exporter.metrics import render
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -205,7 +208,7 @@ from exporter.tick import Host
 settings = Settings(
     collectors=("nat", "firewall", "network", "daemon", "ports"),
     docker_host=sys.argv[1],
-    options={LISTENER_BUDGET: float(sys.argv[2])},
+    options={LISTENER_REFRESH: float(sys.argv[2])},
 )
 defs = [c for c in all_collectors() if c.name in settings.collectors]
 sources = {c.name: c.source(settings) for c in defs}
@@ -228,16 +231,17 @@ def own() -> Iterator[Ipv6Dockerd]:
         yield made
 
 
-def own_samples(made: Ipv6Dockerd, runs: int, budget: float = 10.0) -> list[list[Sample]]:
+def own_samples(made: Ipv6Dockerd, runs: int, refresh: float = 0.001) -> list[list[Sample]]:
     """Successive samples of one exporter (one set of sources) in the dockerd's namespace."""
-    with Driver(made, budget) as driver:
+    with Driver(made, refresh) as driver:
         return [driver.sample() for _ in range(runs)]
 
 
 class Driver:
-    """One exporter's sources in the dockerd's namespace, sampled on demand."""
+    """One exporter's sources in the dockerd's namespace, sampled on demand, at the default
+    15 s interval (a run per sample: `refresh` counts in runs of 15 s)."""
 
-    def __init__(self, made: Ipv6Dockerd, budget: float) -> None:
+    def __init__(self, made: Ipv6Dockerd, refresh: float) -> None:
         self.process = subprocess.Popen(
             [
                 "nsenter",
@@ -246,7 +250,7 @@ class Driver:
                 "-c",
                 SAMPLE,
                 made.host,
-                str(budget),
+                str(refresh),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -306,6 +310,9 @@ def ipv4_verdicts(samples: list[Sample]) -> dict[str, str]:
     }
 
 
+# The tests on `own` are isolated (tests/conftest.py): its dockerd, rules and containers are in a
+# network namespace of its own; the host's containers' tests stay in the host group.
+@pytest.mark.isolated
 def test_own_engine_ports_are_ok(own: Ipv6Dockerd, web: Any) -> None:
     samples = own_sample(own)
     assert ipv4_verdicts(samples) == {"tcp": "ok", "udp": "ok"}, verdict_of(samples, "ports-web")
@@ -315,6 +322,7 @@ def test_own_engine_ports_are_ok(own: Ipv6Dockerd, web: Any) -> None:
     assert row.split()[1:3] == ["ports-web", "OK"]
 
 
+@pytest.mark.isolated
 def test_ip_forward_off_breaks_every_forwarded_port(own: Ipv6Dockerd, web: Any) -> None:
     own.run("sysctl", "-w", "net.ipv4.ip_forward=0")
     try:
@@ -332,6 +340,7 @@ def _port_accept(own: Ipv6Dockerd, web: Any) -> str:
     return next(r for r in rules if f"-d {address}/32" in r and "--dport 80" in r)
 
 
+@pytest.mark.isolated
 def test_a_deleted_port_accept_breaks_it_at_the_forward_hop(own: Ipv6Dockerd, web: Any) -> None:
     accept = _port_accept(own, web)
     own.run("iptables", *accept.replace("-A ", "-D ", 1).split())
@@ -345,6 +354,7 @@ def test_a_deleted_port_accept_breaks_it_at_the_forward_hop(own: Ipv6Dockerd, we
     assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
 
 
+@pytest.mark.isolated
 def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None:
     drop = ["DOCKER-USER", "-p", "tcp", "--dport", "80", "-j", "DROP"]
     own.run("iptables", "-I", *drop)
@@ -358,42 +368,107 @@ def test_a_docker_user_drop_shadows_the_port(own: Ipv6Dockerd, web: Any) -> None
     assert ipv4_verdicts(own_sample(own)) == {"tcp": "ok", "udp": "ok"}
 
 
-def test_a_tight_budget_reads_the_containers_in_turn(own: Ipv6Dockerd) -> None:
+RUN = 15.0  # the Driver's interval: a refresh of k x RUN is k runs
+
+
+def _own_container(own: Ipv6Dockerd, name: str, command: str) -> Any:
     client = own.client()
-    made = [
-        client.containers.run(
-            "dhe-test/busybox:latest",
-            ["sh", "-c", "httpd -p 80; exec sleep 3600"],  # httpd as a daemon: PID 1's child
-            name=f"ports-turn-{i}",
-            detach=True,
-            ports={"80/tcp": 18091 + i},
-        )
-        for i in range(2)
-    ]
-    names = [c.name for c in made]
     try:
-        for c in made:
-            wait_for(lambda c=c: 80 in {s.port for s in ss_sockets(pid_of(c))}, timeout=30)
-        # A budget no read fits: after the first run (which reads every container), one
-        # container per run, the one read longest ago.
-        with Driver(own, budget=1e-9) as driver:
-            first = driver.sample()
-            assert [verdict_of(first, n, host_address="0.0.0.0") for n in names] == [
-                {"0.0.0.0": "ok"}
-            ] * 2
-            for c in made:
-                kill_children(pid_of(c), "httpd")
-            samples = driver.sample()
-            second = [verdict_of(samples, n, host_address="0.0.0.0") for n in names]
-            # One read again (nothing listens any more), the other kept its last reading.
-            assert sorted(v["0.0.0.0"] for v in second) == ["broken:listener", "ok"], second
-            samples = driver.sample()
-            third = [verdict_of(samples, n, host_address="0.0.0.0") for n in names]
-            assert third == [{"0.0.0.0": "broken:listener"}] * 2, third
+        return client.containers.run(
+            "dhe-test/busybox:latest",
+            ["sh", "-c", command],
+            name=f"dhe-li-{name}",
+            detach=True,
+            ports={"80/tcp": None},
+        )
     finally:
-        for c in made:
-            c.remove(force=True)
         client.close()
+
+
+def _listening(container: Any) -> bool:
+    return 80 in {s.port for s in ss_sockets(pid_of(container))}
+
+
+def _tcp_verdict(samples: list[Sample], container: Any) -> str:
+    return verdict_of(samples, container.name, host_address="0.0.0.0")["0.0.0.0"]
+
+
+@pytest.mark.isolated
+def test_a_listener_closed_in_silence_is_reported_within_the_refresh(own: Ipv6Dockerd) -> None:
+    """busybox nc closes its listening socket once it has taken a connection, and lives on:
+    no process changes, so only the cadence reads the container again."""
+    c = _own_container(own, "cadence", "sleep 3600 | nc -l -p 80")
+    client: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: _listening(c), timeout=30)
+        with Driver(own, refresh=3 * RUN) as driver:
+            assert _tcp_verdict(driver.sample(), c) == "ok"
+            c.reload()
+            address = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            # One connection, held open, from the dockerd's namespace to the container.
+            client = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{own.netns}", sys.executable, "-c", HOLD, address],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert client.stdout is not None and client.stdout.readline() == b"connected\n"
+            wait_for(lambda: not _listening(c), timeout=30)
+            processes = _processes(pid_of(c))
+            verdicts = [_tcp_verdict(driver.sample(), c) for _ in range(3)]
+            assert _processes(pid_of(c)) == processes  # nothing but the cadence to go by
+            # Read again within 3 runs, confirmed by that run's second look, and kept so.
+            assert verdicts[-1] == "broken:listener", verdicts
+            broken_from = verdicts.index("broken:listener")
+            assert set(verdicts[broken_from:]) == {"broken:listener"}, verdicts
+    finally:
+        if client is not None:
+            client.kill()
+            client.wait(30)
+        c.remove(force=True)
+
+
+HOLD = """
+import socket, sys
+held = socket.create_connection((sys.argv[1], 80), timeout=10)
+print("connected", flush=True)
+sys.stdin.read()
+"""
+
+
+def _processes(pid1: int) -> set[tuple[int, str]]:
+    """PID 1 and its children, by pid and start time (from the host's /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(entry.name) == pid1 or int(fields[1]) == pid1:
+                found.add((int(entry.name), fields[19]))
+    return found
+
+
+@pytest.mark.isolated
+def test_a_new_or_killed_process_reads_the_listeners_at_the_next_run(own: Ipv6Dockerd) -> None:
+    """With a refresh no test outlives, a container is read again only for a change: a process
+    started in it (through the Engine API's exec, as `docker exec` does), or one killed."""
+    c = _own_container(own, "exec", "exec sleep 3600")
+    try:
+        with Driver(own, refresh=1e6) as driver:
+            assert _tcp_verdict(driver.sample(), c) == "broken:listener"
+            assert _tcp_verdict(driver.sample(), c) == "broken:listener"
+            code, output = c.exec_run(["httpd", "-p", "80"])  # a daemon: outlives the exec
+            assert code == 0, output
+            wait_for(lambda: _listening(c), timeout=30)
+            assert _tcp_verdict(driver.sample(), c) == "ok"
+            assert _tcp_verdict(driver.sample(), c) == "ok"
+            kill_children(pid_of(c), "httpd")  # reparented to PID 1 when it went to background
+            wait_for(lambda: not _listening(c), timeout=30)
+            assert _tcp_verdict(driver.sample(), c) == "broken:listener"
+    finally:
+        c.remove(force=True)
 
 
 def test_listeners_are_read_without_any_privilege(containers: Containers) -> None:

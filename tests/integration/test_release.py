@@ -91,8 +91,9 @@ def test_wheel_in_a_fresh_venv_prints_version_and_commit(built: tuple[Path, str]
 
 
 @pytest.fixture(scope="module")
-def image(engine: Any) -> str:
-    return exporter_image.build()
+def image(exporter_image_tag: str) -> str:
+    """The session's one build of this checkout's image (tests/conftest.py)."""
+    return exporter_image_tag
 
 
 def test_image_is_small_labelled_and_names_its_commit(image: str, engine: Any) -> None:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import unavailable
 from tests.filter_text import docker20_filter, restore_text
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 LOCAL = "10.255.0.1"  # the namespace's own address: traffic to it passes nat OUTPUT
 NAT = """*nat

@@ -23,7 +23,9 @@ from mixin import scrape
 from tests.helpers import get, wait_for
 from tests.integration.test_prometheus_e2e import prometheus
 
-pytestmark = pytest.mark.integration
+# host_free (tests/conftest.py): Prometheus and a fixed exposition on loopback ports; nothing
+# of the host read.
+pytestmark = [pytest.mark.integration, pytest.mark.host_free]
 
 METRIC = {"container": "web", "namespace": "pid", "pod": "not-the-exporters"}
 EXPOSITION = (

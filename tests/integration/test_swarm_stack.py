@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from exporter.settings import Settings
-from tests import exporter_image
 from tests.helpers import free_port, get, parse, sample_once, select, wait_for
 from tests.host_objects import orphan_veths
 from tests.integration.test_prometheus_e2e import Prometheus, quick_rules, serve_prometheus
@@ -34,8 +33,9 @@ NETWORK = Settings(collectors=("containers", "network"))
 
 
 @pytest.fixture(scope="module")
-def image(engine: Any) -> str:
-    return exporter_image.build()
+def image(exporter_image_tag: str) -> str:
+    """The session's one build of this checkout's image (tests/conftest.py)."""
+    return exporter_image_tag
 
 
 def docker(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> str:

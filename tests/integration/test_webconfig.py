@@ -21,7 +21,9 @@ from exporter.webconfig import WebConfigError, load_web_config
 from tests.conftest import unavailable
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.integration
+# host_free (tests/conftest.py): the exporter's HTTP server on a loopback port, with a fixed
+# exposition; no collector, no root, nothing of the host read.
+pytestmark = [pytest.mark.integration, pytest.mark.host_free]
 
 
 def openssl(*args: str, cwd: Path) -> None:

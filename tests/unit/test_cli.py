@@ -9,7 +9,7 @@ from exporter.collectors import all_collectors
 from exporter.collectors.conntrack.options import MAX_ENTRIES
 from exporter.collectors.containers.options import LABELS
 from exporter.collectors.layers.options import TOP_K
-from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.ports.options import LISTENER_REFRESH
 from exporter.collectors.processes.options import RESYNC_INTERVAL
 from exporter.readers.docker_api import DEFAULT_DOCKER_HOST, resolve_docker_host
 from exporter.settings import DEFAULT_LISTEN_ADDRESS, Settings, label_name, parse_duration
@@ -67,7 +67,7 @@ def test_conntrack_has_a_slow_interval_and_a_cap() -> None:
         ("--collector.layers.top-k=-1", "must not be negative, not -1"),
         ("--collector.layers.top-k=many", "not a whole number: 'many'"),
         ("--collector.conntrack.max-entries=0", "must be at least 1, not 0"),
-        ("--collector.ports.listener-budget=0s", "duration must be positive"),
+        ("--collector.ports.listener-refresh=0s", "duration must be positive"),
         ("--collector.processes.resync-interval=soon", "not a duration"),
     ],
 )
@@ -85,8 +85,8 @@ def test_a_collectors_bad_option_is_a_usage_error_naming_the_flag(
 def test_options_are_typed_keys_with_their_own_defaults() -> None:
     # No registry: a Settings built by hand, no collector imported for it, has the defaults.
     assert Settings()[TOP_K] == 50
-    assert Settings()[LISTENER_BUDGET] == 0.006
-    assert parse("--collector.ports.listener-budget=20ms")[LISTENER_BUDGET] == 0.02
+    assert Settings()[LISTENER_REFRESH] == 240.0
+    assert parse("--collector.ports.listener-refresh=90s")[LISTENER_REFRESH] == 90.0
     # Every collector's option is on the command line, under its collector's name.
     flags = {f"--collector.{c.name}.{o.name}" for c in all_collectors() for o in c.options}
     assert flags == {
@@ -96,7 +96,7 @@ def test_options_are_typed_keys_with_their_own_defaults() -> None:
         "--collector.layers.top-k",
         "--collector.conntrack.max-entries",
         "--collector.network.resync-interval",
-        "--collector.ports.listener-budget",
+        "--collector.ports.listener-refresh",
         "--collector.processes.resync-interval",
     }
     assert parse("--collector.processes.resync-interval=2m")[RESYNC_INTERVAL] == 120.0

@@ -713,18 +713,18 @@ def test_a_process_gone_or_replaced_mid_read_gives_an_error_not_an_empty_reading
     (tmp_path / "42" / "stat").write_text(stat.format(start=1000))
     procfs = ProcfsReader(tmp_path)
     pid1 = ProcStat(42, "httpd", "S", 1, 1000)
-    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    read, _ = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
     assert read.error == "the container's PID 1 exited while read" and not read.refused
     net = tmp_path / "42" / "net"
     net.mkdir()
     for name in ("tcp", "tcp6", "udp", "udp6"):
         (net / name).write_text(TCP_HEADER + "\n")
     (tmp_path / "42" / "stat").write_text(stat.format(start=2000))  # pid reused since the scan
-    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    read, _ = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
     assert read.error == "the container's PID 1 exited while read" and read.sockets == ()
     (tmp_path / "42" / "stat").write_text(stat.format(start=1000))
     (net / "udp").write_text("garbage")
-    read = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
+    read, _ = PortsSource._container_listeners(procfs, WEB, pid1, frozenset())
     assert read.error is not None and read.error.startswith("undecodable")
 
 

@@ -7,7 +7,7 @@ sockets (/proc/PID/net) and of the docker-proxy processes."""
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.ports import metrics, report, source
 from exporter.collectors.ports.facts import NAME, PortsFacts
-from exporter.collectors.ports.options import LISTENER_BUDGET
+from exporter.collectors.ports.options import LISTENER_REFRESH
 
 COLLECTOR = CollectorDef(
     name=NAME,
@@ -16,5 +16,5 @@ COLLECTOR = CollectorDef(
     source=source.build,
     writer=settings_free(metrics.write),
     report=report.sections,
-    options=(LISTENER_BUDGET,),
+    options=(LISTENER_REFRESH,),
 )

@@ -1,0 +1,468 @@
+"""Issue 24's benchmark: what the whole exporter process costs per sample when little or nothing
+changes, for one or more trees, their runs alternated on the same machine.
+
+    sudo .venv/bin/python -m bench.change_cost \\
+        --tree main=/work/build/base/.venv/bin/python --tree branch=.venv/bin/python
+
+Each tree is a venv's python; its `docker-host-exporter` beside it is started as users run it
+(`--sample.interval 2s` on a loopback port) and its utime+stime read from /proc/PID/stat over
+--window seconds after --warmup. Scenes, each at 250 containers (label dhe-bench):
+  idle       250 idle containers (bench.common.ensure_containers, publish=False);
+  published  250 containers publishing 80/tcp, each served by busybox httpd (publish=True);
+  churn      the idle 250, while a loop of this script starts a container and removes it again
+             --churn times a minute (so --churn starts and --churn removals a minute).
+Runs alternate the trees (main, branch, main, branch...) so that both see the same machine.
+
+After each run's window (the churn stopped, then two intervals' settling) the long-running
+exporter's exposition is compared with a from-scratch render by the same tree in a process of
+its own (one Sampler.sample_once, the same flags): byte for byte, and as a set of series, with
+the families in VOLATILE left out (their values move between two readings of an unchanged host).
+
+Traffic: loopback HTTP to the exporters this script starts, the local Docker socket, /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from bench.common import IMAGE, LABEL, cpu_ms_of, ensure_containers, rss_mb
+from bench.scraping import LAST_SUCCESS, free_port, get, samples_of, series_of, start, stop
+from bench.tables import table
+
+SCENES = ("idle", "published", "churn")
+
+# Families left out of the comparison with a from-scratch render, and why: a second reading of
+# an unchanged host gives other values for them, whichever tree reads.
+VOLATILE_PREFIXES = (
+    # The exporter process's own CPU, RSS, fds and start time: two processes, two values.
+    "process_",
+)
+VOLATILE = frozenset(
+    {
+        # When and how long a collector ran.
+        "docker_host_collector_duration_seconds",
+        "docker_host_collector_last_success_timestamp_seconds",
+        # Kernel traffic counters: they move with any packet (our own scrapes are loopback, but
+        # the containers' veths and Docker's NAT rules see others' test traffic on this host).
+        "docker_host_veth_receive_bytes_total",
+        "docker_host_veth_receive_packets_total",
+        "docker_host_veth_receive_errors_total",
+        "docker_host_veth_receive_drops_total",
+        "docker_host_veth_transmit_bytes_total",
+        "docker_host_veth_transmit_packets_total",
+        "docker_host_veth_transmit_errors_total",
+        "docker_host_veth_transmit_drops_total",
+        "docker_host_nat_dnat_bytes_total",
+        "docker_host_nat_dnat_packets_total",
+        "docker_host_nat_masquerade_bytes_total",
+        "docker_host_nat_masquerade_packets_total",
+        "docker_host_conntrack_stat_drop_total",
+        "docker_host_conntrack_stat_early_drop_total",
+        "docker_host_conntrack_stat_insert_failed_total",
+        "docker_host_conntrack_stat_invalid_total",
+        "docker_host_conntrack_stat_search_restart_total",
+        # The conntrack table's occupancy: every connection (each scrape of ours) adds an entry
+        # for minutes, and the long-running exporter reads the table once a minute.
+        "docker_host_conntrack_entries",
+        "docker_host_conntrack_dump_entries",
+        "docker_host_conntrack_dump_skipped_entries",
+        "docker_host_conntrack_attributed",
+        "docker_host_conntrack_unattributed_entries",
+        "docker_host_container_conntrack_entries",
+        "docker_host_container_conntrack_tcp_entries",
+        # Every process on the host: the from-scratch render's own process is counted by the
+        # long-running exporter when it samples meanwhile, and so is anybody's process start.
+        # (Per-container process counts, docker_host_container_processes, are compared.)
+        "docker_host_procfs_processes",
+    }
+)
+
+
+def family_of(line: bytes) -> str:
+    """The family a line of the text format belongs to (a comment names it second)."""
+    if line.startswith(b"#"):
+        parts = line.split(b" ", 3)
+        return parts[2].decode() if len(parts) > 2 else ""
+    end = min((i for i in (line.find(b"{"), line.find(b" ")) if i >= 0), default=len(line))
+    return line[:end].decode()
+
+
+def volatile(family: str) -> bool:
+    return family in VOLATILE or family.startswith(VOLATILE_PREFIXES)
+
+
+def stable_lines(text: bytes) -> list[bytes]:
+    return [line for line in text.splitlines() if line and not volatile(family_of(line))]
+
+
+# One from-scratch sample by the tree's own code, with the flags the long-running one was given:
+# only interfaces both trees have (cli.build_parser, cli.settings_from, Sampler.sample_once).
+FRESH = """
+import sys
+from exporter import cli
+from exporter.collectors import all_collectors
+from exporter.sampler import Sampler
+collectors = all_collectors()
+settings = cli.settings_from(cli.build_parser(collectors).parse_args(sys.argv[1:]), collectors)
+enabled = [c for c in collectors if c.name in settings.collectors]
+sampler = Sampler(((c, c.source(settings)) for c in enabled), settings)
+sampler.sample_once()
+text = sampler.store.exposition.text
+sys.stdout.buffer.write(text if isinstance(text, bytes) else text.encode())
+"""
+
+
+# The from-scratch sample's own interval: its timeout (80 % of the interval, at most
+# --sample.timeout's 10 s) must not cut a run short on a busy machine; nothing it exposes
+# depends on the interval.
+FRESH_INTERVAL = ["--sample.interval", "60s"]
+
+
+def fresh_render(python: str, flags: Sequence[str]) -> bytes:
+    done = subprocess.run(
+        [python, "-c", FRESH, *flags, *FRESH_INTERVAL], capture_output=True, check=True, timeout=120
+    )
+    return done.stdout
+
+
+def failed(text: bytes) -> list[str]:
+    """Collectors whose last run failed or timed out (their series may be missing)."""
+    return sorted(c for c, v in samples_of(text, "docker_host_collector_success").items() if not v)
+
+
+@dataclass(frozen=True)
+class Check:
+    byte_identical: bool
+    series_identical: bool
+    attempts: int
+    compared_lines: int
+    # The comparison restricted to the lines that name a benchmark container (dhe-bench-*):
+    # on a shared machine others' containers and dockerds come and go under the comparison.
+    bench_lines_identical: bool = True
+    bench_lines: int = 0
+    failed_long: list[str] = field(default_factory=list)  # collectors failed, last attempt
+    failed_fresh: list[str] = field(default_factory=list)
+    # family -> lines only in the long-running exposition / only in the fresh one (last attempt)
+    differing: dict[str, list[int]] = field(default_factory=dict)
+    example: list[str] = field(default_factory=list)
+
+
+def compare(python: str, flags: Sequence[str], port: int, attempts: int = 3) -> Check:
+    """The long-running exposition before and after a from-scratch render against the render;
+    equal to either is equal (the host may have changed under one of them: others' tests run
+    beside). Retried up to `attempts` times; the last difference is kept."""
+    differing: dict[str, list[int]] = {}
+    example: list[str] = []
+    fresh: list[bytes] = []
+    failures: tuple[list[str], list[str]] = ([], [])
+    ours: list[bytes] = []
+    ours_equal = False
+    for attempt in range(1, attempts + 1):
+        before = stable_lines(get(port))
+        fresh_text = fresh_render(python, flags)
+        fresh = stable_lines(fresh_text)
+        after_text = get(port)
+        after = stable_lines(after_text)
+        failures = (failed(after_text), failed(fresh_text))
+        ours = bench_only(fresh)
+        ours_equal = ours in (bench_only(before), bench_only(after))
+        if fresh in (before, after):
+            return Check(True, True, attempt, len(fresh), ours_equal, len(ours))
+        series_equal = any(set(fresh) == set(x) for x in (before, after))
+        if series_equal:  # same series, another order: report that, do not retry
+            return Check(False, True, attempt, len(fresh), ours_equal, len(ours))
+        only_long, only_fresh = set(after) - set(fresh), set(fresh) - set(after)
+        differing = {}
+        for line in only_long:
+            differing.setdefault(family_of(line), [0, 0])[0] += 1
+        for line in only_fresh:
+            differing.setdefault(family_of(line), [0, 0])[1] += 1
+        example = ["long: " + x.decode() for x in sorted(only_long)[:3]] + [
+            "fresh: " + x.decode() for x in sorted(only_fresh)[:3]
+        ]
+        time.sleep(2)
+    return Check(
+        False, False, attempts, len(fresh), ours_equal, len(ours), *failures, differing, example
+    )
+
+
+def bench_only(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if b'"dhe-bench-' in line]
+
+
+class Churn:
+    """Starts a dhe-bench container and removes it again, `per_minute` times a minute, in a
+    thread of its own, until stopped; at most one extra container at a time."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.period = 60.0 / per_minute
+        self.stopping = threading.Event()
+        self.starts = 0
+        self.removals = 0
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        client = docker.from_env()
+        current: Any = None
+        i = 0
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                if current is None:
+                    current = client.containers.run(
+                        IMAGE,
+                        ["sleep", "360000"],
+                        detach=True,
+                        labels={LABEL: "1"},
+                        name=f"dhe-bench-churn-{i}-{os.getpid()}",
+                    )
+                    self.starts += 1
+                    i += 1
+                else:
+                    current.remove(force=True)
+                    current = None
+                    self.removals += 1
+            except docker.errors.DockerException as exc:
+                self.errors.append(str(exc)[:200])
+            # Half a period between a start and its removal: `per_minute` of each a minute.
+            next_at += self.period / 2
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+        if current is not None:
+            current.remove(force=True)
+            self.removals += 1
+
+    def __enter__(self) -> Churn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join(60)
+
+
+@dataclass(frozen=True)
+class Run:
+    scene: str
+    tree: str
+    run: int
+    cpu_ms_per_sample: float
+    samples: int
+    window_s: float
+    rss_mb_end: float
+    series: int
+    exposition_bytes: int
+    layers_ran_in_window: bool
+    churn_starts: int
+    churn_removals: int
+    check: Check
+
+
+def measure(scene: str, tree: str, python: str, run: int, args: argparse.Namespace) -> Run:
+    exporter = str(Path(python).with_name("docker-host-exporter"))
+    port = free_port()
+    flags = ["--sample.interval", f"{args.interval:g}s", "--log.level", "error"]
+    proc = start([exporter, "--web.listen-address", f"127.0.0.1:{port}", *flags], port)
+    try:
+        deadline = time.monotonic() + 180
+        while not {"containers", "network", "layers"} <= samples_of(get(port), LAST_SUCCESS).keys():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{tree}: not every collector sampled within 180 s")
+            time.sleep(0.5)
+        time.sleep(args.warmup)
+        with Churn(args.churn) if scene == "churn" else _Nothing() as churn:
+            before = samples_of(get(port), LAST_SUCCESS)
+            cpu0, t0 = cpu_ms_of(proc.pid), time.monotonic()
+            time.sleep(args.window)
+            cpu1, t1 = cpu_ms_of(proc.pid), time.monotonic()
+            after = samples_of(get(port), LAST_SUCCESS)
+        samples = max(1, round((t1 - t0) / args.interval))
+        time.sleep(2 * args.interval + 1)  # the churn's last change sampled, and confirmed
+        text = get(port)
+        check = compare(python, flags, port)
+        rss = rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return Run(
+        scene=scene,
+        tree=tree,
+        run=run,
+        cpu_ms_per_sample=round((cpu1 - cpu0) / samples, 2),
+        samples=samples,
+        window_s=round(t1 - t0, 2),
+        rss_mb_end=round(rss, 1),
+        series=series_of(text),
+        exposition_bytes=len(text),
+        layers_ran_in_window=before.get("layers") != after.get("layers"),
+        churn_starts=getattr(churn, "starts", 0),
+        churn_removals=getattr(churn, "removals", 0),
+        check=check,
+    )
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def summarize(runs: list[Run], trees: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for scene in SCENES:
+        for tree in trees:
+            mine = [r for r in runs if r.scene == scene and r.tree == tree]
+            if not mine:
+                continue
+            cpu = [r.cpu_ms_per_sample for r in mine]
+            out.setdefault(scene, {})[tree] = {
+                "cpu_ms_per_sample_median": round(statistics.median(cpu), 2),
+                "cpu_ms_per_sample_min": min(cpu),
+                "cpu_ms_per_sample_max": max(cpu),
+                "rss_mb_end_median": round(statistics.median(r.rss_mb_end for r in mine), 1),
+                "series": mine[-1].series,
+                "runs": len(mine),
+                "exposition_identical": sum(r.check.byte_identical for r in mine),
+                "series_identical": sum(r.check.series_identical for r in mine),
+                "bench_lines_identical": sum(r.check.bench_lines_identical for r in mine),
+            }
+    return out
+
+
+def ratios(summary: dict[str, dict[str, Any]], trees: list[str]) -> dict[str, float]:
+    """Each later tree's median over the first tree's (the targets: idle <= 0.40, published
+    <= 0.50), and each tree's churn over its idle (target <= 1.5)."""
+    out: dict[str, float] = {}
+    base = trees[0]
+    for scene, per_tree in summary.items():
+        for tree in trees[1:]:
+            if tree in per_tree and base in per_tree:
+                b = per_tree[base]["cpu_ms_per_sample_median"]
+                out[f"{scene}:{tree}/{base}"] = round(
+                    per_tree[tree]["cpu_ms_per_sample_median"] / b, 3
+                )
+    for tree in trees:
+        idle = summary.get("idle", {}).get(tree)
+        churn = summary.get("churn", {}).get(tree)
+        if idle and churn:
+            out[f"churn/idle:{tree}"] = round(
+                churn["cpu_ms_per_sample_median"] / idle["cpu_ms_per_sample_median"], 3
+            )
+    return out
+
+
+def print_tables(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) -> None:
+    rows = [
+        [
+            scene,
+            tree,
+            f"{s['cpu_ms_per_sample_median']:.1f}",
+            f"{s['cpu_ms_per_sample_min']:.1f}-{s['cpu_ms_per_sample_max']:.1f}",
+            str(s["runs"]),
+            f"{s['rss_mb_end_median']:.1f}",
+            str(s["series"]),
+            f"{s['exposition_identical']}/{s['runs']} ({s['series_identical']}/{s['runs']})",
+            f"{s['bench_lines_identical']}/{s['runs']}",
+        ]
+        for scene, per_tree in summary.items()
+        for tree, s in per_tree.items()
+    ]
+    table(
+        "whole process per sample (median of alternated runs; ms, MB)",
+        [
+            "scene",
+            "tree",
+            "CPU",
+            "min-max",
+            "runs",
+            "RSS",
+            "series",
+            "identical (series)",
+            "dhe-bench lines identical",
+        ],
+        rows,
+    )
+    table("ratios", ["what", "ratio"], [[k, f"{v:.3f}"] for k, v in ratio.items()])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add = parser.add_argument
+    add("--tree", action="append", default=[], help="NAME=PYTHON (a venv's python); repeat")
+    add("--scenes", nargs="*", choices=SCENES, default=list(SCENES))
+    add("--containers", type=int, default=250)
+    add("--runs", type=int, default=3, help="runs per tree and scene (default 3)")
+    add("--interval", type=float, default=2.0, help="--sample.interval, s (default 2)")
+    add("--warmup", type=float, default=10.0, help="s after every collector sampled once")
+    add("--window", type=float, default=40.0, help="s of CPU accounting per run")
+    add("--churn", type=int, default=10, help="container starts (and removals) a minute")
+    add("--json", type=Path, default=Path("bench/results-change.json"))
+    add("--teardown", action="store_true", help="remove the dhe-bench containers at the end")
+    args = parser.parse_args(argv)
+    if not args.tree:
+        args.tree = [f"this={Path(sys.executable)}"]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the exporter reads other processes' /proc")
+    trees = dict(t.split("=", 1) for t in args.tree)
+    client = docker.from_env()
+    runs: list[Run] = []
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    t_start = time.monotonic()
+    try:
+        for scene in args.scenes:
+            print(f"-- {scene}: ensuring {args.containers} containers", flush=True)
+            ensure_containers(client, args.containers, publish=scene == "published")
+            for run in range(args.runs):
+                for tree, python in trees.items():
+                    r = measure(scene, tree, python, run, args)
+                    runs.append(r)
+                    print(
+                        f"   {scene} {tree} #{run}: {r.cpu_ms_per_sample} ms/sample, "
+                        f"RSS {r.rss_mb_end} MB, {r.series} series, identical "
+                        f"{r.check.byte_identical} (series {r.check.series_identical}, "
+                        f"dhe-bench lines {r.check.bench_lines_identical} "
+                        f"of {r.check.bench_lines}"
+                        f"{', ' + json.dumps(r.check.differing) if r.check.differing else ''})"
+                        f" failed long {r.check.failed_long} fresh {r.check.failed_fresh}",
+                        flush=True,
+                    )
+    finally:
+        summary = summarize(runs, list(trees))
+        ratio = ratios(summary, list(trees))
+        print_tables(summary, ratio)
+        report = {
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "started": started,
+            "seconds": round(time.monotonic() - t_start, 1),
+            "volatile_families": sorted(VOLATILE) + [p + "*" for p in VOLATILE_PREFIXES],
+            "summary": summary,
+            "ratios": ratio,
+            "runs": [asdict(r) for r in runs],
+        }
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"JSON in {args.json}")
+        if args.teardown:
+            ensure_containers(client, 0)
+
+
+if __name__ == "__main__":
+    main()
