@@ -5,8 +5,9 @@ lost notifications (ENOBUFS) and the resync period mean a full re-read, counted.
 
 The reader runs in a thread that entered a network namespace of the test's own (dhe-ne-...h),
 which stands for the host: the links there change only when the test changes them, so the dumps
-and peer lookups it counts are exact while other tests change the real host's links. Each veth's
-far end is in another namespace of the test's (c, d), as a container's would be."""
+and peer lookups it counts are exact while other tests change the real host's links (isolated:
+all it asserts is in namespaces it made; the host's /proc and mount tables are only read).
+Each veth's far end is in another namespace of the test's (c, d), as a container's would be."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from exporter.readers.network import NetworkReader, NetworkReading
 from exporter.readers.procfs import ProcessScan, ProcfsReader
 from exporter.tick import Host
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
