@@ -72,6 +72,9 @@ RTNLGRP_NSID = 28
 # linux/netlink.h socket option (level SOL_NETLINK) joining a group by number.
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+# Also hear the namespaces this one gives an id to (the veths' far ends), each message with the
+# id as ancillary data of this type (needs CAP_NET_BROADCAST).
+NETLINK_LISTEN_ALL_NSID = 8
 # if_link.h: IFLA_STATS_LINK_64, the attribute RTM_GETSTATS answers with (and its filter bit).
 IFLA_STATS_LINK_64 = 1
 # linux/if_link.h: the IFLA_* attributes of an ifinfomsg, and those nested in them.
@@ -453,6 +456,9 @@ class LinkChanges:
     messages: int  # link and namespace-id notifications
     lost: bool  # the socket overflowed (ENOBUFS): some were dropped, nothing can be trusted
     nsids: frozenset[int]  # namespace ids assigned or released
+    # Namespaces (by the id this one gives them) where a link changed: a veth's far end
+    # renamed, moved out or in. Empty where NETLINK_LISTEN_ALL_NSID was refused.
+    peer_nsids: frozenset[int] = frozenset()
 
 
 class LinkEvents:
@@ -474,16 +480,23 @@ class LinkEvents:
         except OSError:
             self._sock.close()
             raise
+        # A veth's far end moved from one container's namespace to another's notifies those
+        # two namespaces, never this one: heard only from there.
+        try:
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1)
+            self.all_namespaces = True
+        except OSError:  # EPERM without CAP_NET_BROADCAST: the resync covers those changes
+            self.all_namespaces = False
 
     def close(self) -> None:
         self._sock.close()
 
     def drain(self) -> LinkChanges:
         """Everything queued since the last drain. Raises NetlinkError on a malformed message."""
-        messages, lost, nsids = 0, False, set[int]()
+        messages, lost, nsids, peers = 0, False, set[int](), set[int]()
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                data, ancillary, _, _ = self._sock.recvmsg(1 << 20, socket.CMSG_SPACE(4))
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -491,5 +504,11 @@ class LinkEvents:
                     raise
                 lost = True  # reported once; what is queued after it is still read
                 continue
-            messages += link_changes(data, nsids)
-        return LinkChanges(messages, lost, frozenset(nsids))
+            count = link_changes(data, nsids)
+            messages += count
+            for level, kind, value in ancillary:
+                # The id of the namespace the messages came from (-1: this one).
+                heard = (level, kind) == (SOL_NETLINK, NETLINK_LISTEN_ALL_NSID) and len(value) >= 4
+                if heard and count and (nsid := struct.unpack_from("=i", value)[0]) >= 0:
+                    peers.add(nsid)
+        return LinkChanges(messages, lost, frozenset(nsids), frozenset(peers))

@@ -7,9 +7,10 @@ released (netlink.LinkEvents), so the links are dumped again only after a notifi
 peers are looked up only for veths that are new or whose peer changed, and namespace owners
 only when the set of namespaces no container explains changed. Moving a veth's peer into a
 container notifies the moved end (RTM_DELLINK) and the id (RTM_NEWNSID), never the end left on
-the host, so any notification means a whole dump, not an update of the link it names. What no
-notification tells (a peer renamed inside its namespace, a process joining a namespace no
-container explains) waits for the periodic full re-read (resync_interval).
+the host, so any notification means a whole dump, not an update of the link it names; a far
+end moved between two containers' namespaces notifies only those, heard too
+(netlink.LinkEvents). What no notification tells (a process joining a namespace no container
+explains) waits for the periodic full re-read (resync_interval).
 """
 
 from __future__ import annotations
@@ -199,6 +200,14 @@ class NetworkReader:
                 and self._clock() - self._full_at >= self.resync_interval
             ):
                 self.reread = REREAD_RESYNC
+            if changes.peer_nsids:
+                # A link changed where veths lead (one renamed, moved in or out): their far
+                # ends there are looked up again.
+                self._peer_names = {
+                    key: name
+                    for key, name in self._peer_names.items()
+                    if key[2] not in changes.peer_nsids
+                }
             if changes.nsids:
                 # An id given may be one a namespace kept without an id was waiting for.
                 self._netns = {k: v for k, v in self._netns.items() if v[1] is not None}

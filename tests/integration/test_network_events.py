@@ -230,6 +230,19 @@ def test_a_namespace_id_given_is_notified(own_host: OwnHost) -> None:
         assert near.peer_nsid == 42
         assert [(p.nsid, p.name) for p in moved.peers] == [(42, "eth3")]
         assert moved == fresh(own_host, procfs)
+
+        # From d on to c: only d and c are notified, heard as namespaces h gives an id to.
+        ip("-n", own_host.d, "link", "set", "eth3", "netns", own_host.c)
+        again = own_host.run(lambda: reader.read(procfs, no_containers(procfs)))
+        near = next(x for x in again.links if x.name == name)
+        assert near.peer_nsid not in (None, 42)
+        assert again == fresh(own_host, procfs) and reader.reread is None
+
+        # Renamed inside c: looked up again.
+        ip("-n", own_host.c, "link", "set", "eth3", "name", "eth9")
+        renamed = own_host.run(lambda: reader.read(procfs, no_containers(procfs)))
+        assert [p.name for p in renamed.peers] == ["eth9"]
+        assert renamed == fresh(own_host, procfs) and reader.reread is None
     finally:
         own_host.run(events.close)
         own_host.run(reader.close)

@@ -12,5 +12,5 @@ RESYNC_INTERVAL = Option(
     check=positive,
     help="How often the links, veth peers and namespace owners are all read again whatever "
     "rtnetlink's notifications said: the safety net for what no notification tells, such as "
-    "a veth's peer renamed inside its container (default: 5m)",
+    "a process joining a namespace no container explains (default: 5m)",
 )
