@@ -134,10 +134,11 @@ def test_change_feed_and_stats_numbers() -> None:
     from pyroute2.netlink import rtnl  # noqa: PLC0415
     from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg  # noqa: PLC0415
 
-    assert (netlink.SOL_NETLINK, netlink.NETLINK_ADD_MEMBERSHIP) == (
-        nl.SOL_NETLINK,
-        nl.NETLINK_ADD_MEMBERSHIP,
-    )
+    assert (
+        netlink.SOL_NETLINK,
+        netlink.NETLINK_ADD_MEMBERSHIP,
+        netlink.NETLINK_LISTEN_ALL_NSID,
+    ) == (nl.SOL_NETLINK, nl.NETLINK_ADD_MEMBERSHIP, nl.NETLINK_LISTEN_ALL_NSID)
     assert (netlink.RTNLGRP_LINK, netlink.RTNLGRP_NSID) == (rtnl.RTNLGRP_LINK, rtnl.RTNLGRP_NSID)
     ours = (netlink.RTM_NEWLINK, netlink.RTM_DELLINK, netlink.RTM_NEWNSID, netlink.RTM_DELNSID)
     assert ours == (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK, rtnl.RTM_NEWNSID, rtnl.RTM_DELNSID)
