@@ -11,7 +11,7 @@ than the exporter follows, and every run is a full one.
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Literal, get_args
 
 from exporter.metrics import Families, declare
 from exporter.snapshot import Snapshot
@@ -47,6 +47,12 @@ class ChangeCounters:
 
     def reread(self, collector: str, reason: RereadReason) -> None:
         with self._lock:
+            if reason == "start":
+                # A change-driven collector's first run: every count it may have starts at 0,
+                # so that the first lost event is an increase Prometheus sees.
+                for each in get_args(RereadReason):
+                    self._rereads.setdefault((collector, each), 0)
+                self._lost.setdefault(collector, 0)
             key = (collector, reason)
             self._rereads[key] = self._rereads.get(key, 0) + 1
 

@@ -24,6 +24,15 @@ class CollectorState:
     # judged on: traffic moves counters every run, and must not make verdict writers run again.
     counters: object | None = None
 
+    @classmethod
+    def succeeded(
+        cls, name: str, read: object, duration_seconds: float = 0.0, at: float | None = None
+    ) -> CollectorState:
+        """A successful run's state from what its source returned: facts, or Sampled."""
+        if isinstance(read, Sampled):
+            return cls(name, True, duration_seconds, at, read.facts, counters=read.counters)
+        return cls(name, True, duration_seconds, at, read)
+
 
 @dataclass(frozen=True)
 class Sampled:

@@ -389,11 +389,15 @@ class ProcfsReader:
             raise ProcfsError(f"{self.root}/stat is missing: is --path.procfs a procfs?")
         return Clock(boot_time=parse_boot_time(text), ticks_per_second=self._ticks_per_second)
 
-    def process_table(self) -> list[ProcStat]:
+    def pids(self) -> list[str]:
+        """The process ids /proc lists now (a directory listing: no process file read)."""
         try:
-            entries = [e.name for e in os.scandir(self.root) if e.name.isdigit()]
+            return [e.name for e in os.scandir(self.root) if e.name.isdigit()]
         except OSError as exc:
             raise ProcfsError(f"cannot list {self.root}: {exc.strerror}") from exc
+
+    def process_table(self) -> list[ProcStat]:
+        entries = self.pids()
         table = []
         for name in entries:
             text = self._read_text(name + "/stat")
@@ -436,6 +440,12 @@ class ProcfsReader:
                 if changes.lost:
                     self.on_lost()
                     reason, changes = "lost_events", None
+                else:
+                    # Processes can appear or vanish with no event of ours: /proc remounted
+                    # without hidepid, a privilege gained or lost. The listing (~1 ms at 800
+                    # processes) is the truth of which exist; events say which of them changed.
+                    listed = {int(pid) for pid in self.pids()}
+                    changes.touched |= listed ^ self._procs.keys()
         if changes is None:  # a full scan: the first, the safety net, or no events to follow
             known = self._procs
             # A process read the same as before stays the same object (see ProcessScan.by_pid).

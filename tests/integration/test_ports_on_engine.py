@@ -218,8 +218,8 @@ snapshot = Snapshot()
 for _ in sys.stdin:  # a run of the same sources per line, as the sampler's
     tick = host.tick()
     for c in defs:
-        facts = sources[c.name].read(tick)
-        snapshot = snapshot.with_state(CollectorState(c.name, True, 0.0, time.time(), facts))
+        read = sources[c.name].read(tick)  # facts, or Sampled: facts and counters
+        snapshot = snapshot.with_state(CollectorState.succeeded(c.name, read, 0.0, time.time()))
     sys.stdout.buffer.write(render(snapshot, writers) + b"# EOF\\n")
     sys.stdout.flush()
 """

@@ -352,6 +352,8 @@ def test_full_rereads_and_lost_events_are_counted_by_collector_and_reason() -> N
     assert 'docker_host_full_rereads_total{collector="network",reason="lost_events"} 2.0' in text
     assert 'docker_host_full_rereads_total{collector="network",reason="start"} 1.0' in text
     assert 'docker_host_change_events_lost_total{collector="network"} 1.0' in text
+    # Counted from 0 once the collector started, so the first increase is seen.
+    assert 'docker_host_full_rereads_total{collector="network",reason="resync"} 0.0' in text
     assert changes.rereads("network", "lost_events") == 2 and changes.lost_count("network") == 1
 
 

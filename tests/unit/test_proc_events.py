@@ -203,11 +203,16 @@ def test_a_full_scan_every_resync_interval(proc: FakeProc, feed: Feed) -> None:
     assert reader.scan() is first and reasons == ["start"]
     now[0] = reader.resync_interval
     assert reader.scan() is first  # read in full, found unchanged: the same object
-    # What no event said (a missed one) is found by the safety net.
-    proc.process(4242, "sleep", 1, start=4242)
-    assert 4242 not in {s.pid for s in reader.scan().table}
+    # A process no event named (one that became visible: /proc remounted without hidepid) is
+    # found by the listing at the next scan.
+    stat = proc.process(4242, "sleep", 1, start=4242) / "stat"
+    assert "sleep" in {s.comm for s in reader.scan().table}
+    # What neither an event nor the listing says (a rename whose event was missed) is found by
+    # the safety net.
+    stat.write_text(stat.read_text().replace("(sleep)", "(renamed)"))
+    assert "renamed" not in {s.comm for s in reader.scan().table}
     now[0] = 2 * reader.resync_interval
-    assert 4242 in {s.pid for s in reader.scan().table}
+    assert "renamed" in {s.comm for s in reader.scan().table}
     assert reasons == ["start", "resync", "resync"]
 
 
