@@ -110,7 +110,11 @@ def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Pope
         except docker.errors.DockerException:
             return False
 
-    wait_for(answers, timeout=60, interval=0.2)
+    try:
+        wait_for(answers, timeout=60, interval=0.2)
+    except BaseException:
+        stop(process)  # a dockerd left running would be a second one for every later test
+        raise
     return process
 
 
