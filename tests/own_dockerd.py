@@ -129,13 +129,15 @@ def own_dockerd() -> Iterator[OwnDockerd]:
     subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, timeout=30)
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()
-    process = None
+    made = None
     try:
-        process = start_dockerd(directory, config, "--storage-driver=vfs")
-        yield OwnDockerd(directory, config, process)
+        made = OwnDockerd(
+            directory, config, start_dockerd(directory, config, "--storage-driver=vfs")
+        )
+        yield made
     finally:
-        if process is not None:
-            stop(process)
+        if made is not None:
+            stop(made.process)  # the one running now: a test may have restarted it
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         with contextlib.suppress(Exception):
             subprocess.run(["umount", "-R", str(directory)], capture_output=True, check=False)
