@@ -132,8 +132,13 @@ FRESH_INTERVAL = ["--sample.interval", "60s"]
 
 
 def fresh_render(python: str, flags: Sequence[str]) -> bytes:
+    # -I: the tree's own exporter package, never the one in the working directory (`-c` puts
+    # the working directory first on sys.path: main's from-scratch render was this tree's).
     done = subprocess.run(
-        [python, "-c", FRESH, *flags, *FRESH_INTERVAL], capture_output=True, check=True, timeout=120
+        [python, "-I", "-c", FRESH, *flags, *FRESH_INTERVAL],
+        capture_output=True,
+        check=True,
+        timeout=120,
     )
     return done.stdout
 
