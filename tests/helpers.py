@@ -143,16 +143,25 @@ def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float 
         process.wait()
 
 
-def kill_children(pid1: int, comm: str) -> None:
-    """Kill PID 1's children of that name, from the host (no exec)."""
+def host_processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every process in the host's /proc: its pid, its name, and the fields of its stat after
+    the name (state first: [1] is the parent, [19] the start time)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == pid1 and name == comm:
-            os.kill(int(entry.name), signal.SIGKILL)
+            continue  # gone since the listing
+        yield (
+            int(entry.name),
+            stat[stat.index("(") + 1 : stat.rindex(")")],
+            stat[stat.rindex(")") + 2 :].split(),
+        )
+
+
+def kill_children(pid1: int, comm: str) -> None:
+    """Kill PID 1's children of that name, from the host (no exec)."""
+    for pid, name, fields in host_processes():
+        if int(fields[1]) == pid1 and name == comm:
+            os.kill(pid, signal.SIGKILL)

@@ -22,6 +22,7 @@ from exporter.settings import Settings
 from tests.conftest import Containers
 from tests.helpers import (
     Sample,
+    host_processes,
     kill_children,
     parse,
     port_verdict,
@@ -437,17 +438,11 @@ sys.stdin.read()
 
 def _processes(pid1: int) -> set[tuple[int, str]]:
     """PID 1 and its children, by pid and start time (from the host's /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(entry.name) == pid1 or int(fields[1]) == pid1:
-                found.add((int(entry.name), fields[19]))
-    return found
+    return {
+        (pid, fields[19])
+        for pid, _, fields in host_processes()
+        if pid == pid1 or int(fields[1]) == pid1
+    }
 
 
 @pytest.mark.isolated

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import unavailable
+from tests.engines import in_netns
+from tests.engines import netns as own_netns
 from tests.filter_text import docker20_filter, restore_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.isolated]
@@ -42,23 +42,11 @@ def netns(root: None) -> Iterator[str]:
     for program in ("nsenter", "iptables-nft-restore", "iptables-legacy-restore"):
         if not shutil.which(program):
             unavailable(f"{program} not installed")
-    name = f"dhe-co-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
-    try:
+    with own_netns("dhe-co-") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
-def inside(netns: str, *command: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["nsenter", f"--net=/run/netns/{netns}", *command],
-        input=stdin,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+inside = in_netns
 
 
 # (backend, the rules decoded at each of the three samples: nf_tables chain dumps, ip_tables
