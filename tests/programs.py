@@ -154,10 +154,6 @@ ACCOUNTED: dict[tuple[str, str], str] = {
     ("tests/integration/test_rule_counters.py", "restore"): (
         "iptables-nft-restore or iptables-legacy-restore, package iptables"
     ),
-    ("tests/integration/test_rule_counters.py", "command"): (
-        "inside(): nsenter (util-linux) running ip (iproute2), iptables-{nft,legacy}[-restore] "
-        "(iptables) and sys.executable"
-    ),
 }
 
 
