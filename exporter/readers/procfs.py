@@ -570,6 +570,12 @@ class ProcfsReader:
                     if argv:  # empty for a zombie, or a process gone mid-read
                         self._commands[identity] = known
                 name, command = known
+                parent = procs.get(stat.ppid)
+                if name is not None and parent is not None and parent.comm == stat.comm:
+                    # Forked by the daemon, not yet exec'd (dockerd runs iptables and
+                    # docker-proxy, containerd its shims): its argv is still the daemon's.
+                    # Counted as a second daemon it made "the only dockerd" ambiguous.
+                    continue
                 if name is not None:
                     daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
                 elif command is not None:

@@ -234,10 +234,13 @@ def test_not_a_procfs_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> None:
-    # containerd has forked a child that has not exec'd the shim yet: it looks like containerd.
+    # containerd has forked a child that has not exec'd the shim yet: it looks like containerd,
+    # and is not a second one; nor is dockerd's child on its way to iptables.
     child = proc.process(100, "containerd", 60, start=700, cmdline="/usr/bin/containerd\0")
+    proc.process(101, "dockerd", 50, start=700, cmdline="/usr/sbin/dockerd\0-H\0fd://\0")
     reader = ProcfsReader(proc.root)
-    assert [d.name for d in read(reader).daemons] == ["containerd", "containerd", "dockerd"]
+    first = read(reader).daemons
+    assert [(d.name, d.pid) for d in first] == [("containerd", 60), ("dockerd", 50)]
     # Same pid, same start time: the exec changed comm and argv together.
     (child / "stat").write_text(
         (child / "stat").read_text().replace("(containerd)", "(containerd-shim)")

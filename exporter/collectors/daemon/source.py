@@ -199,8 +199,9 @@ class DaemonConfigSource:
                 )
             info = self._info(found.process if found else None, reloads)
         except DockerUnavailable as exc:
+            # The kept /info stays: its key (the dockerd, its reloads) says when it is stale,
+            # and a call that timed out on a busy host is no reason to ask dockerd for more.
             docker_error = str(exc)
-            self._cached_info = None
         self._api_failed = docker_error is not None
         if found is None:
             subset = json.dumps(running_subset(info), sort_keys=True) if info else None
