@@ -79,23 +79,33 @@ class OwnDockerd:
         return samples
 
 
+def dockerd_command(
+    directory: Path, config: Path, bridge: str, *flags: str, netns: str | None = None
+) -> tuple[str, ...]:
+    """A test's own dockerd: its roots, pid file and socket under the directory, its bridge;
+    in a network namespace of its own when netns is given (nsenter, not `ip netns exec`: that
+    one remounts /sys, and dockerd then finds no cgroups)."""
+    return (
+        *(("nsenter", f"--net=/run/netns/{netns}") if netns is not None else ()),
+        "dockerd",
+        f"--config-file={config}",
+        f"--data-root={directory}/root",
+        f"--exec-root={directory}/exec",
+        f"--pidfile={directory}/docker.pid",
+        "-H",
+        f"unix://{directory}/docker.sock",
+        f"--bridge={bridge}",
+        *flags,
+    )
+
+
 def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Popen[bytes]:
     """dockerd on the directory's paths and bridge (named as the directory: see BRIDGE_PREFIX)."""
     log = (directory / "dockerd.log").open("wb")
     process = subprocess.Popen(
-        [
-            "dockerd",
-            f"--config-file={config}",
-            f"--data-root={directory}/root",
-            f"--exec-root={directory}/exec",
-            f"--pidfile={directory}/docker.pid",
-            "-H",
-            f"unix://{directory}/docker.sock",
-            f"--bridge={directory.name}",
-            "--iptables=false",
-            "--ip6tables=false",
-            *flags,
-        ],
+        dockerd_command(
+            directory, config, directory.name, "--iptables=false", "--ip6tables=false", *flags
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -267,20 +277,13 @@ def ipv6_dockerd(
         subprocess.run(
             ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
         )
-        # nsenter, not `ip netns exec`: that one remounts /sys, and dockerd then finds no cgroups.
-        command = (
-            "nsenter",
-            f"--net=/run/netns/{netns}",
-            "dockerd",
-            f"--config-file={directory}/daemon.json",
-            f"--data-root={directory}/root",
-            f"--exec-root={directory}/exec",
-            f"--pidfile={directory}/docker.pid",
-            "-H",
-            f"unix://{directory}/docker.sock",
-            f"--bridge={V6_BRIDGE}",
+        command = dockerd_command(
+            directory,
+            directory / "daemon.json",
+            V6_BRIDGE,
             "--storage-driver=vfs",
             *flags,
+            netns=netns,
         )
         process = _start_in_netns(directory, command)
         made = Ipv6Dockerd(directory, netns, firewall, process, command)

@@ -30,6 +30,7 @@ from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE
 from tests.engine_client import timed_client
 from tests.helpers import Sample, sample_once, select, stop, value, wait_for
+from tests.own_dockerd import dockerd_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
@@ -127,23 +128,16 @@ class NetnsDockerd:
 
 
 def start_dockerd(directory: Path, netns: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    # nsenter, not `ip netns exec`: that one remounts /sys, and dockerd then finds no cgroups.
     return subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{netns}",
-            "dockerd",
-            f"--config-file={directory}/daemon.json",
-            f"--data-root={directory}/root",
-            f"--exec-root={directory}/exec",
-            f"--pidfile={directory}/docker.pid",
-            "-H",
-            f"unix://{directory}/docker.sock",
-            f"--bridge={BRIDGE}",
+        dockerd_command(
+            directory,
+            directory / "daemon.json",
+            BRIDGE,
             "--iptables=false",
             "--ip6tables=false",
             "--storage-driver=vfs",
-        ],
+            netns=netns,
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
