@@ -40,7 +40,7 @@ from tests.engines import (
     nft_loadable,
     recorded_engines,
 )
-from tests.helpers import Sample, parse, port_verdict, select
+from tests.helpers import Sample, parse, port_verdict, select, value
 
 # isolated (tests/conftest.py): a network namespace and a PID namespace of its own, a replayed
 # engine on a socket of its own; nothing of the host's engine or firewall read.
@@ -693,9 +693,21 @@ def _no_word_on(samples: list[Sample], port: str) -> list[Sample]:
 @pytest.mark.parametrize("recording", SWARM, ids=[r.name for r in SWARM])
 def test_the_swarm_scene_is_recorded_whole(recording: Recording) -> None:
     """On the live engine: docker_gwbridge judged like any bridge network (nothing missing), the
-    host-mode task's ports ok, and no verdict on the ingress port."""
+    ingress sandbox's veth on it read as Docker's sandbox and the ingress task's as paired (no
+    orphan), the host-mode task's ports ok, and no verdict on the ingress port."""
     live = recording.verdicts()
     assert missing(live) == {}
+    assert value(live, "docker_host_veths", status="orphaned") == 0
+    sandboxes = [
+        (s.labels["bridge"], s.labels["owner"])
+        for s in select(live, "docker_host_veth_peer_namespace_info")
+        if s.labels["owner_kind"] == "docker_sandbox"
+    ]
+    assert sandboxes == [("docker_gwbridge", "ingress_sbox")]
+    paired = select(live, "docker_host_veth_info", container=_swarm(recording)["task"])
+    assert {(s.labels["bridge"], s.labels["network"]) for s in paired} == {
+        ("docker_gwbridge", "docker_gwbridge")
+    }
     assert select(
         live, "docker_host_nat_masquerade_missing", network="docker_gwbridge", family="ipv4"
     )
