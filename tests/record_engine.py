@@ -3,7 +3,9 @@ BACKEND` (as root). The dockerd given (already built; nothing here builds one) r
 namespace of its own with its own data-root, exec-root, pidfile and socket, so the host's
 firewall, bridges and engine are untouched. On it the scene the engine tests use: the default
 bridge and a user network (IPv4 and IPv6), TCP and UDP ports published on 0.0.0.0, 127.0.0.1 and
-::, a namespace sharer, an internal network. Then what our readers read is written to
+::, a namespace sharer, an internal network, and swarm ingress: a single-node swarm advertised on
+the namespace's own address and a service publishing a TCP port through the routing mesh (the
+nftables backend refuses swarm: its refusal is recorded). Then what our readers read is written to
 tests/fixtures/engines/<version>-<backend>/: iptables-save, ip6tables-save, `nft -j list
 ruleset`, the sysctls, every Engine API answer the exporter asked (through a recording proxy),
 dockerd's command line and daemon.json, and the real exporter's exposition on the live engine."""
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +35,7 @@ from tests.engines import (
     UnixConnection,
     _UnixHTTPServer,
     exporter_in_netns,
+    get_in_netns,
     in_netns,
     netns,
 )
@@ -45,6 +49,12 @@ UDHCPD = (
     "exec udhcpd -f /tmp/u.conf"
 )
 BOTH = f"({UDHCPD}) & {HTTPD}"
+# The swarm scene: the namespace's own address, on its loopback (the engine's namespace has no
+# other link of its own; this kernel has no dummy links, and a veth pair would read as an orphan)
+# and the ingress-published port.
+SWARM_ADDRESS = "10.99.0.1"
+INGRESS_SERVICE, INGRESS_PORT = "ingress-web", 18100
+HOST_MODE_SERVICE, HOST_MODE_PORT = "host-web", 18101
 USER_V6 = "fd00:d4e:1::/64"
 DEFAULT_V6 = "fd00:d4e::/64"
 COLLECTORS = ("containers", "network", "nat", "ports", "daemon")
@@ -115,8 +125,10 @@ class RecordingProxy:
 
 
 @contextlib.contextmanager
-def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Iterator[dict[str, Any]]:
-    directory = Path(tempfile.mkdtemp(prefix="dhr-", dir="/tmp"))
+def engine(
+    dockerd: Path, proxy: Path, backend: str, runc: Path | None, prefix: str = "dhr"
+) -> Iterator[dict[str, Any]]:
+    directory = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
     (directory / "bin").mkdir()
     # dockerd finds docker-proxy on its PATH, as an installed engine does; so does the
     # containerd shim find runc (an engine newer than Debian's runc takes one of its own).
@@ -128,7 +140,7 @@ def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Itera
         config["firewall-backend"] = "nftables"
     (directory / "daemon.json").write_text(json.dumps(config, indent=2) + "\n")
     sock = directory / "docker.sock"
-    with netns("dhr") as name:
+    with netns(prefix) as name:
         if backend == "nftables":
             # With the nftables backend dockerd does not switch forwarding on (the host's
             # firewall is the admin's): it refuses to start until it is on.
@@ -151,7 +163,13 @@ def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Itera
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}"},
+            env={
+                **os.environ,
+                "PATH": f"{directory}/bin:{os.environ.get('PATH', '')}",
+                # A service's task runs the image the engine holds: no registry is asked for it
+                # (the namespace reaches nothing outside, and the image was made here).
+                "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1",
+            },
         )
         try:
 
@@ -172,9 +190,15 @@ def engine(dockerd: Path, proxy: Path, backend: str, runc: Path | None) -> Itera
                 "config": config,
                 "process": process,
             }
+        except BaseException:
+            # What the engine said is the first thing to read when a scene does not come up.
+            print((directory / "dockerd.log").read_text(errors="replace")[-6000:], file=sys.stderr)
+            raise
         finally:
             with contextlib.suppress(Exception):
                 client = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
+                with contextlib.suppress(Exception):  # its overlay namespaces go with it
+                    client.swarm.leave(force=True)
                 for c in client.containers.list(all=True):
                     c.remove(force=True)
                 client.close()
@@ -247,6 +271,90 @@ def make_scene(client: Any) -> dict[str, Any]:
     }
 
 
+def make_swarm_scene(client: Any, name: str, directory: Path) -> dict[str, Any]:
+    """A single-node swarm advertised on the namespace's own address and two services: one
+    publishing INGRESS_PORT through the routing mesh (ingress mode: the ingress sandbox, and the
+    DOCKER-INGRESS rules where the kernel has IPVS), one publishing HOST_MODE_PORT in host mode
+    (a port binding on its task's container, as `docker run -p` makes). What the engine does not
+    do is recorded as its own answer: the nftables backend refuses swarm; without IPVS in the
+    kernel the engine says so and writes no DOCKER-INGRESS rule."""
+    in_netns(name, "ip", "addr", "add", f"{SWARM_ADDRESS}/32", "dev", "lo")
+    try:
+        client.swarm.init(advertise_addr=SWARM_ADDRESS, listen_addr=f"{SWARM_ADDRESS}:2377")
+    except docker.errors.APIError as refused:
+        return {"advertise": SWARM_ADDRESS, "refused": str(refused.explanation or refused)}
+    for service, port in ((INGRESS_SERVICE, INGRESS_PORT), (HOST_MODE_SERVICE, HOST_MODE_PORT)):
+        mode = "host" if service == HOST_MODE_SERVICE else "ingress"
+        client.services.create(
+            IMAGE,
+            command=["sh", "-c", HTTPD],
+            name=service,
+            endpoint_spec=docker.types.EndpointSpec(ports={port: (80, "tcp", mode)}),
+        )
+
+    def task(service: str) -> Any:
+        found = client.containers.list(
+            filters={"label": f"com.docker.swarm.service.name={service}"}
+        )
+        return found[0] if found and found[0].status == "running" else None
+
+    tasks = {}
+    for service in (INGRESS_SERVICE, HOST_MODE_SERVICE):
+        wait_for(lambda service=service: task(service) is not None, timeout=240, interval=1)
+        tasks[service] = task(service)
+        tasks[service].reload()
+        pid = int(tasks[service].attrs["State"]["Pid"])
+        wait_for(lambda pid=pid: listening(pid, {80}), timeout=60)
+    sandbox = directory / "exec" / "netns" / "ingress_sbox"
+    wait_for(sandbox.exists, timeout=120, interval=1)
+
+    def ingress_rules() -> bool:
+        rule = f"-A DOCKER-INGRESS -p tcp -m tcp --dport {INGRESS_PORT} "
+        return all(
+            rule in in_netns(name, "iptables-save", "-t", table) for table in ("nat", "filter")
+        )
+
+    def host_mode_rules() -> bool:
+        return f"--dport {HOST_MODE_PORT} " in in_netns(name, "iptables-save", "-t", "nat")
+
+    wait_for(host_mode_rules, timeout=120, interval=1)
+    # DOCKER-INGRESS comes with the service's load balancer, once the task's endpoint is there.
+    with contextlib.suppress(AssertionError):
+        wait_for(ingress_rules, timeout=60, interval=1)
+    time.sleep(2)  # libnetwork finishes the tasks' endpoints after the rules
+    # Does the routing mesh answer? (Traffic only inside the engine's own namespace.)
+    served = get_in_netns(name, f"http://{SWARM_ADDRESS}:{INGRESS_PORT}/") is not None
+    said = [
+        line.strip()
+        for line in (directory / "dockerd.log").read_text(errors="replace").splitlines()
+        if "ipvs" in line.lower()
+    ]
+    host_task = tasks[HOST_MODE_SERVICE].name
+    return {
+        "advertise": SWARM_ADDRESS,
+        "service": INGRESS_SERVICE,
+        "task": tasks[INGRESS_SERVICE].name,
+        "published": [f"0.0.0.0:{INGRESS_PORT}->80/tcp (ingress)"],
+        "ingress_sbox": sandbox.exists(),
+        "ingress_rules": ingress_rules(),
+        "ingress_served": served,
+        "engine_said_of_ipvs": said[:3],
+        "host_mode": {
+            "service": HOST_MODE_SERVICE,
+            "task": host_task,
+            "published": {
+                host_task: [
+                    _binding(b["HostIp"], b["HostPort"])
+                    for b in (tasks[HOST_MODE_SERVICE].attrs["NetworkSettings"]["Ports"] or {}).get(
+                        "80/tcp"
+                    )
+                    or []
+                ]
+            },
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dockerd", type=Path)
@@ -254,12 +362,19 @@ def main() -> None:
     parser.add_argument("backend", choices=("iptables", "nftables"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--runc", type=Path, default=None, help="a runc for the engine's PATH")
+    parser.add_argument(
+        "--prefix", default="dhr", help="the engine's namespace and directory names start so"
+    )
     args = parser.parse_args()
     runc = args.runc.resolve() if args.runc else None
-    with engine(args.dockerd.resolve(), args.docker_proxy.resolve(), args.backend, runc) as made:
+    dockerd, docker_proxy = args.dockerd.resolve(), args.docker_proxy.resolve()
+    with engine(dockerd, docker_proxy, args.backend, runc, args.prefix) as made:
         name, sock = made["netns"], str(made["socket"])
         client = docker.DockerClient(base_url=f"unix://{sock}", version="auto")
         scene = make_scene(client)
+        scene["swarm"] = make_swarm_scene(client, name, made["directory"])
+        # The host-mode task's ports are published ports like any container's.
+        scene["published"].update(scene["swarm"].get("host_mode", {}).get("published", {}))
         version = json.loads(engine_get(sock, "/version")[2])
         out = args.out or FIXTURES / f"{version['Version']}-{args.backend}"
         out.mkdir(parents=True, exist_ok=True)
@@ -305,13 +420,15 @@ def main() -> None:
             "go_version": version.get("GoVersion", ""),
             "backend": args.backend,
             "dockerd_command": [
-                re.sub(r"/tmp/dhr-[^/]+", "/tmp/dhr-X", a) for a in made["command"]
+                re.sub(rf"/tmp/{re.escape(args.prefix)}-[^/]+", "/tmp/dhr-X", a)
+                for a in made["command"]
             ],
             "daemon_json": made["config"],
             "containerd": _first_line(["containerd", "--version"]),
             "runc": _first_line([str(runc or "runc"), "--version"]),
             "iptables": _first_line(["iptables", "--version"]),
             "nft": _first_line(["nft", "--version"]),
+            "dockerd_environment": {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"},
             "sysctls": sysctls,
             "set_before_start": list(FORWARDING) if args.backend == "nftables" else [],
             "scene": scene,
@@ -346,6 +463,12 @@ def record_keys(dockerd: Path, out: Path) -> None:
             said = found.stdout + found.stderr
             (unknown if "match any configuration option" in said else known).append(key)
     (out / "validate.json").write_text(json.dumps({"known": known, "unknown": unknown}, indent=1))
+
+
+def _binding(address: str, port: str) -> str:
+    """As `docker port` prints a binding of container port 80/tcp."""
+    address = address or "0.0.0.0"
+    return f"{f'[{address}]' if ':' in address else address}:{port}->80/tcp"
 
 
 def _first_line(command: list[str]) -> str:

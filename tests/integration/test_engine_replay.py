@@ -40,7 +40,7 @@ from tests.engines import (
     nft_loadable,
     recorded_engines,
 )
-from tests.helpers import Sample, parse, port_verdict, select
+from tests.helpers import Sample, parse, port_verdict, select, value
 
 # isolated (tests/conftest.py): a network namespace and a PID namespace of its own, a replayed
 # engine on a socket of its own; nothing of the host's engine or firewall read.
@@ -643,6 +643,144 @@ def test_a_rule_not_understood_makes_the_ports_it_may_cut_unknown(
         assert {k: v for k, v in verdicts.items() if v != "ok"} == {
             k: "unknown:forward" for k in verdicts if k.startswith("web ") and _v4(k)
         }
+
+
+# -- swarm -----------------------------------------------------------------------------------------
+#
+# The recorder's swarm scene (tests/record_engine.py make_swarm_scene): a single-node swarm on the
+# recorded engine, a service publishing a TCP port through the routing mesh (ingress mode) and
+# one publishing in host mode. The routing mesh's host side would be nat and filter DOCKER-INGRESS
+# chains (DNAT to the ingress sandbox on docker_gwbridge, the port's ACCEPT); on this test bed's
+# kernel (no IPVS) the engines say "Could not get ipvs family information from the kernel" and
+# write none, so the recordings hold the ingress sandbox and docker_gwbridge (a bridge network
+# like any other: MASQUERADE, forward rules, icc off) but no DOCKER-INGRESS rule. The exporter
+# reads no services and judges no ingress port: none may read ok, nor anything else. The
+# host-mode port is a port binding on its task's container, judged like `docker run -p`'s.
+
+SWARM = [r for r in RECORDINGS if "service" in r.engine["scene"].get("swarm", {})]
+
+
+def _swarm(recording: Recording) -> dict[str, Any]:
+    found: dict[str, Any] = recording.engine["scene"]["swarm"]
+    return found
+
+
+def ingress_port(recording: Recording) -> str:
+    return str(_swarm(recording)["published"][0]).partition("->")[0].rpartition(":")[2]
+
+
+def test_swarm_is_recorded_where_the_engine_does_swarm() -> None:
+    """The iptables engines recorded with the swarm scene run it; the nftables backend refuses
+    swarm mode (29.7.2: "--firewall-backend=nftables is incompatible with swarm mode"). Where no
+    DOCKER-INGRESS rule was written, the engine said why."""
+    for r in RECORDINGS:
+        swarm = r.engine["scene"].get("swarm")
+        if r.backend == "nftables":
+            assert swarm is not None, r.name
+            assert "incompatible with swarm mode" in swarm["refused"], swarm
+        elif swarm is not None:
+            assert "service" in swarm and swarm["ingress_sbox"], (r.name, swarm)
+            written = "-A DOCKER-INGRESS " in r.text("iptables-save.txt")
+            assert swarm["ingress_rules"] == written, (r.name, swarm)
+            assert written or any("ipvs" in line for line in swarm["engine_said_of_ipvs"])
+    assert {r.version.split(".")[0] for r in SWARM} >= {"28", "29"}, [r.name for r in SWARM]
+
+
+def _no_word_on(samples: list[Sample], port: str) -> list[Sample]:
+    return [s for s in samples if s.labels.get("host_port") == port]
+
+
+@pytest.mark.parametrize("recording", SWARM, ids=[r.name for r in SWARM])
+def test_the_swarm_scene_is_recorded_whole(recording: Recording) -> None:
+    """On the live engine: docker_gwbridge judged like any bridge network (nothing missing), the
+    ingress sandbox's veth on it read as Docker's sandbox and the ingress task's as paired (no
+    orphan), the host-mode task's ports ok, and no verdict on the ingress port."""
+    live = recording.verdicts()
+    assert missing(live) == {}
+    assert value(live, "docker_host_veths", status="orphaned") == 0
+    sandboxes = [
+        (s.labels["bridge"], s.labels["owner"])
+        for s in select(live, "docker_host_veth_peer_namespace_info")
+        if s.labels["owner_kind"] == "docker_sandbox"
+    ]
+    assert sandboxes == [("docker_gwbridge", "ingress_sbox")]
+    paired = select(live, "docker_host_veth_info", container=_swarm(recording)["task"])
+    assert {(s.labels["bridge"], s.labels["network"]) for s in paired} == {
+        ("docker_gwbridge", "docker_gwbridge")
+    }
+    assert select(
+        live, "docker_host_nat_masquerade_missing", network="docker_gwbridge", family="ipv4"
+    )
+    task = _swarm(recording)["host_mode"]["task"]
+    ports = {k: v for k, v in port_verdicts(live).items() if k.startswith(f"{task} ")}
+    assert set(ports) == published(recording) & set(ports) and len(ports) == 2, ports
+    assert set(ports.values()) == {"ok"}, ports
+    assert _no_word_on(live, ingress_port(recording)) == []
+
+
+@pytest.mark.parametrize("recording", SWARM, ids=[r.name for r in SWARM])
+def test_the_swarm_scene_replayed(recording: Recording) -> None:
+    """Replayed: nothing missing or undecoded, docker_gwbridge's MASQUERADE and forward rules
+    found, every port's firewall side whole (the host-mode task's too), and the ingress port,
+    which the exporter does not judge, named by no verdict: never ok."""
+    with replayed(recording) as samples:
+        assert missing(samples) == {}
+        assert undecoded(samples) == 0
+        assert select(
+            samples, "docker_host_nat_masquerade_missing", network="docker_gwbridge", family="ipv4"
+        )
+        verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
+        task = _swarm(recording)["host_mode"]["task"]
+        assert len([k for k in verdicts if k.startswith(f"{task} ")]) == 2, verdicts
+        assert set(verdicts.values()) == {"ok"}, verdicts
+        assert _no_word_on(samples, ingress_port(recording)) == []
+
+
+@pytest.mark.parametrize("recording", SWARM, ids=[r.name for r in SWARM])
+def test_a_deleted_host_mode_dnat_breaks_that_task_port_only(recording: Recording) -> None:
+    """The host-mode service's DNAT deleted: its task's IPv4 port broken at dnat, and only it."""
+    task = _swarm(recording)["host_mode"]["task"]
+    port = next(
+        t.partition("->")[0].rpartition(":")[2]
+        for t in recording.engine["scene"]["published"][task]
+    )
+    fault = Fault(
+        iptables=_without(
+            lambda line: f"--dport {port} " in line and "-j DNAT" in line,
+            "the host-mode task's DNAT",
+        )
+    )
+    with replayed(recording, fault) as samples:
+        verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
+        assert {k: v for k, v in verdicts.items() if v != "ok"} == {
+            f"{task} 0.0.0.0:{port}/tcp": "broken:dnat"
+        }
+        gone = missing(samples)["docker_host_nat_dnat_missing"]
+        assert [(m["container"], m["host_port"], m["family"]) for m in gone] == [
+            (task, port, "ipv4")
+        ]
+
+
+@pytest.mark.parametrize("recording", SWARM, ids=[r.name for r in SWARM])
+def test_a_deleted_gwbridge_masquerade_is_missing_for_it_only(recording: Recording) -> None:
+    """docker_gwbridge's MASQUERADE deleted (the swarm tasks' way out): missing for that network
+    only, and no port's verdict changes (inbound paths do not need it)."""
+    gateway = network_of(recording, "docker_gwbridge")
+    v4 = next(c["Subnet"] for c in gateway["IPAM"]["Config"] if ":" not in c["Subnet"])
+    fault = Fault(
+        iptables=_without(
+            lambda line: line.startswith(f"-A POSTROUTING -s {v4} ") and "MASQUERADE" in line,
+            "docker_gwbridge's MASQUERADE",
+        )
+    )
+    with replayed(recording, fault) as samples:
+        gone = missing(samples)
+        assert [
+            (m["network"], m["family"]) for m in gone.pop("docker_host_nat_masquerade_missing")
+        ] == [("docker_gwbridge", "ipv4")]
+        assert gone == {}
+        verdicts = {k: firewall_side(v) for k, v in port_verdicts(samples).items()}
+        assert set(verdicts.values()) == {"ok"}, verdicts
 
 
 def test_the_replay_server_refuses_anything_but_get(tmp_path: Path) -> None:
