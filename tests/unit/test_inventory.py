@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
-from exporter.readers.docker_api import DockerUnavailable, EngineFacts
-from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory, _kinds
+from exporter.readers.docker_api import BadAnswer, DockerUnavailable, EngineFacts, listed_one
+from exporter.readers.inventory import (
+    EVENT_LOG_SIZE,
+    EVERYTHING,
+    NETWORKS,
+    DockerInventory,
+    Pending,
+    _event,
+    _kinds,
+    change_of,
+)
 from exporter.readers.procfs import ProcfsReader
 from exporter.tick import Host, Tick
 
@@ -168,4 +177,106 @@ def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> No
     ],
 )
 def test_what_an_event_line_says_changed(line: bytes | None, kinds: tuple[int, int]) -> None:
-    assert _kinds(line) == kinds
+    assert _kinds(_event(line)) == kinds
+
+
+ID = "0123456789abcdef" * 4
+OTHER = "fedcba9876543210" * 4
+
+
+@pytest.mark.parametrize(
+    ("line", "change"),
+    [
+        # Any container event names its container: asked for alone, it is as a list shows it.
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        (b'{"Type": "container", "Action": "destroy", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        (b'{"Type": "container", "Action": "rename", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        # A connect or disconnect names the container in its attributes.
+        (
+            b'{"Type": "network", "Action": "connect", "Actor": {"ID": "%s", '
+            b'"Attributes": {"container": "%s", "name": "bridge"}}}'
+            % (OTHER.encode(), ID.encode()),
+            ID,
+        ),
+        (
+            b'{"Type": "network", "Action": "create", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            NETWORKS,
+        ),
+        (
+            b'{"Type": "network", "Action": "destroy", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            NETWORKS,
+        ),
+        # Whatever does not name one container by its full id: everything listed again.
+        (b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "0123456789ab"}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "../../images"}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": 7}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": ["x"]}', EVERYTHING),
+        (
+            b'{"Type": "network", "Action": "connect", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            EVERYTHING,
+        ),
+        (b'{"Type": "network", "Action": "disconnect", "Actor": {"Attributes": []}}', EVERYTHING),
+        (b'{"Type": "network", "Action": 7}', EVERYTHING),
+        (b'{"Type": "contai', EVERYTHING),
+        (None, EVERYTHING),
+    ],
+)
+def test_what_an_event_asks_of_the_lists(line: bytes | None, change: str) -> None:
+    assert change_of(_event(line)) == change
+
+
+def test_pending_changes_add_up() -> None:
+    pending = Pending()
+    for change in (ID, OTHER, ID, NETWORKS, None):
+        pending.add(change)
+    assert pending == Pending({ID, OTHER}, networks=True, everything=False)
+    pending.add(EVERYTHING)
+    assert pending.everything
+
+
+def entry(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "Id": ID,
+        "Names": ["/web"],
+        "Image": "busybox",
+        "ImageID": "sha256:1",
+        "State": "running",
+        "Created": 1700000000,
+        "HostConfig": {"NetworkMode": "bridge"},
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}],
+        "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
+        "Labels": {"team": "a"},
+    }
+    base.update(fields)
+    return base
+
+
+def test_one_container_listed_alone_is_its_list_record() -> None:
+    record = listed_one([entry()], ID, ("team",))
+    assert record is not None
+    assert (record.name, record.state, record.addresses, record.labels) == (
+        "web",
+        "running",
+        ("172.17.0.2",),
+        (("team", "a"),),
+    )
+    assert record.ports[0].host_port == 8080
+    assert listed_one([], ID, ()) is None  # removed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"message": "x"},  # not a list
+        [entry(), entry()],  # an id filter matched several
+        [entry(Id=OTHER)],  # another container
+        ["x"],
+        [entry(Ports=[{"PublicPort": "eighty"}])],
+        [entry(Names=7)],
+        [entry(Created="yesterday")],
+    ],
+)
+def test_a_malformed_answer_for_one_container_is_a_bad_answer(answer: object) -> None:
+    with pytest.raises(BadAnswer):
+        listed_one(answer, ID, ())
