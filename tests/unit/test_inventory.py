@@ -4,12 +4,21 @@ down, or the stream not answered): its rules, with a stand-in Engine API
 
 from __future__ import annotations
 
+import logging
+import queue
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.readers.docker_api import BadAnswer, DockerUnavailable, EngineFacts, listed_one
+from exporter.readers.docker_api import (
+    BadAnswer,
+    ContainerRecord,
+    DockerUnavailable,
+    EngineFacts,
+    listed_one,
+)
 from exporter.readers.inventory import (
     EVENT_LOG_SIZE,
     EVERYTHING,
@@ -22,6 +31,7 @@ from exporter.readers.inventory import (
 )
 from exporter.readers.procfs import ProcfsReader
 from exporter.tick import Host, Tick
+from tests.helpers import wait_for
 
 
 class Engine:
@@ -280,3 +290,99 @@ def test_one_container_listed_alone_is_its_list_record() -> None:
 def test_a_malformed_answer_for_one_container_is_a_bad_answer(answer: object) -> None:
     with pytest.raises(BadAnswer):
         listed_one(answer, ID, ())
+
+
+class Feed:
+    """A followed event stream whose lines the test sends."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def lines(self) -> Iterator[bytes | None]:
+        while (line := self.queue.get()) != b"":
+            yield line
+
+    def interrupt(self) -> None:
+        self.queue.put(b"")
+
+    def close(self) -> None:
+        pass
+
+
+class Streaming(Engine):
+    """An engine whose event stream the test writes, and which answers for one container what
+    the test says (a record, none, or a malformed answer)."""
+
+    base_url = "unix:///stand-in"
+    timeout = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feed = Feed()
+        self.answers: dict[str, ContainerRecord | BadAnswer | None] = {}
+        self.asked: list[str] = []
+
+    def follow_events(self, filters: dict[str, list[str]]) -> Feed:
+        return self.feed
+
+    def ping(self) -> None:
+        pass
+
+    def read_container(self, container_id: str) -> ContainerRecord | None:
+        self.asked.append(container_id)
+        answer = self.answers[container_id]
+        if isinstance(answer, BadAnswer):
+            raise answer
+        return answer
+
+    def read_networks(self) -> tuple[()]:
+        return ()
+
+
+def record(container_id: str, name: str) -> ContainerRecord:
+    return ContainerRecord(container_id, name, "busybox", "sha256:1", "running", "bridge", 1.0)
+
+
+def test_events_are_applied_per_container_and_a_malformed_answer_takes_a_full_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, rereads = Streaming(), list[str]()
+    inv = DockerInventory(engine, reread=rereads.append)  # type: ignore[arg-type]
+    try:
+        first = inv.current(lambda: DOCKERD)
+        assert (engine.lists, rereads) == (1, ["start"])
+
+        def sent(line: bytes) -> EngineFacts:
+            state = inv.stream()
+            assert state is not None
+            engine.feed.queue.put(line)
+            wait_for(lambda: (inv.stream() or state).lists > state.lists)
+            return inv.current(lambda: DOCKERD)
+
+        engine.answers[ID] = record(ID, "web")
+        started = sent(
+            b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % ID.encode()
+        )
+        assert started.containers == (record(ID, "web"),)
+        assert (engine.lists, engine.asked) == (1, [ID])
+        assert inv.current(lambda: DOCKERD) is started  # nothing since: the same object
+        engine.answers[ID] = None
+        gone = sent(
+            b'{"Type": "container", "Action": "destroy", "Actor": {"ID": "%s"}}' % ID.encode()
+        )
+        assert gone == first
+        assert engine.lists == 1
+
+        engine.answers[OTHER] = BadAnswer("a list filtered by one id gave dict")
+        with caplog.at_level(logging.WARNING):
+            sent(
+                b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % OTHER.encode()
+            )
+        assert engine.lists == 2
+        assert rereads == ["start", "error"]
+        assert "gave dict; listing every container" in caplog.text
+
+        sent(b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}')
+        assert (engine.lists, rereads) == (3, ["start", "error"])  # change-driven, not counted
+    finally:
+        inv.close()
