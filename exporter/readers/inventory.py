@@ -271,6 +271,9 @@ class DockerInventory:
         """The lists with what the events named asked for again; the same object when nothing
         a list shows changed. None when an answer was malformed (then a full list is taken).
         The list's age (max_age) still runs from the last full list: the safety net."""
+        if not (pending.containers or pending.networks):
+            self.reader.ping()  # only daemon events came: that dockerd answers, as when idle
+            return facts
         by_id = {c.id: c for c in facts.containers}
         try:
             for container_id in sorted(pending.containers):

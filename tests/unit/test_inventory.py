@@ -321,12 +321,13 @@ class Streaming(Engine):
         self.feed = Feed()
         self.answers: dict[str, ContainerRecord | BadAnswer | None] = {}
         self.asked: list[str] = []
+        self.pings = 0
 
     def follow_events(self, filters: dict[str, list[str]]) -> Feed:
         return self.feed
 
     def ping(self) -> None:
-        pass
+        self.pings += 1
 
     def read_container(self, container_id: str) -> ContainerRecord | None:
         self.asked.append(container_id)
@@ -382,7 +383,15 @@ def test_events_are_applied_per_container_and_a_malformed_answer_takes_a_full_li
         assert rereads == ["start", "error"]
         assert "gave dict; listing every container" in caplog.text
 
-        sent(b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}')
+        pruned = sent(b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}')
         assert (engine.lists, rereads) == (3, ["start", "error"])  # change-driven, not counted
+
+        # A daemon event (a reload) changes no list: the same object, dockerd only pinged.
+        state, pings = inv.stream(), engine.pings
+        assert state is not None
+        engine.feed.queue.put(b'{"Type": "daemon", "Action": "reload"}')
+        wait_for(lambda: (inv.stream() or state).daemon > state.daemon)
+        assert inv.current(lambda: DOCKERD) is pruned
+        assert (engine.lists, engine.pings) == (3, pings + 1)
     finally:
         inv.close()
