@@ -25,6 +25,10 @@ from tests.helpers import wait_for
 from tests.own_dockerd import OwnDockerd, own_dockerd
 from tests.sockets import RecordingProxy
 
+# Its dockerd, bridge, proxy socket and containers are its own; the host's engine is only read
+# (the test image).
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
+
 TIMEOUT = 5.0
 LABEL = "dhe-ce.team"
 
