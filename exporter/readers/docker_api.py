@@ -1,7 +1,9 @@
 """Docker Engine API reader. GET endpoints only: the exporter never changes the host.
 
-One list call per sample covers every container in every state; no per-container inspect, so the
-daemon's cost stays flat as containers grow (PID 1 and namespaces come from /proc instead).
+One list call covers every container in every state; no per-container inspect, so the daemon's
+cost stays flat as containers grow (PID 1 and namespaces come from /proc instead). After an
+event names one container, the list endpoint is asked for that container alone (filtered by
+id): the very record a full list would hold, at the cost of one entry.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 class DockerUnavailable(Exception):
     """The Engine API could not be reached or answered with an error."""
+
+
+class BadAnswer(ValueError):
+    """An answer that is not what the endpoint gives (the Engine API's text is not trusted)."""
 
 
 def resolve_docker_host(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:
@@ -326,12 +332,28 @@ class DockerReader:
         networks = self._call("networks")
         return EngineFacts(
             containers=tuple(
-                sorted((container_record(c, self.label_keys) for c in containers), key=_by_name)
+                sorted((container_record(c, self.label_keys) for c in containers), key=by_name)
             ),
             components=engine_components(version),
             api_version=str(version.get("ApiVersion", "")),
             networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
         )
+
+    def read_container(self, container_id: str) -> ContainerRecord | None:
+        """One container as a full list would hold it (the list endpoint filtered by its id);
+        None when no container has that id (removed). BadAnswer for anything else."""
+        entries = self._call("containers", all=True, filters={"id": [container_id]})
+        return listed_one(entries, container_id, self.label_keys)
+
+    def read_engine(self) -> tuple[tuple[EngineComponent, ...], str]:
+        """The engine's components and API version (GET /version), as read() takes them."""
+        version = self._call("version")
+        return engine_components(version), str(version.get("ApiVersion", ""))
+
+    def read_networks(self) -> tuple[DockerNetwork, ...]:
+        """GET /networks, in read()'s order."""
+        networks = self._call("networks")
+        return tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name))
 
     def call(self, fn_name: str, **kwargs: Any) -> Any:
         """Any read-only call of the SDK's low-level client, by name (GET endpoints only)."""
@@ -459,8 +481,29 @@ class EventFeed:
         self._client.close()
 
 
-def _by_name(record: ContainerRecord) -> tuple[str, str]:
+def by_name(record: ContainerRecord) -> tuple[str, str]:
+    """The order of EngineFacts.containers."""
     return (record.name, record.id)
+
+
+def listed_one(
+    entries: object, container_id: str, label_keys: Sequence[str]
+) -> ContainerRecord | None:
+    """The list endpoint's answer for one container id: its record, or None when it lists
+    none. Anything else (several entries, another id, a malformed entry) is a BadAnswer."""
+    if not isinstance(entries, list) or len(entries) > 1:
+        raise BadAnswer(f"a list filtered by one id gave {type(entries).__name__} {entries!r:.200}")
+    if not entries:
+        return None
+    entry = entries[0]
+    if not isinstance(entry, Mapping) or entry.get("Id") != container_id:
+        raise BadAnswer(f"a list filtered by id {container_id[:12]} gave {entry!r:.200}")
+    try:
+        return container_record(entry, label_keys)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadAnswer(
+            f"container {container_id[:12]}: malformed list entry: {exc!r:.200}"
+        ) from exc
 
 
 def _release(exc: BaseException) -> None:

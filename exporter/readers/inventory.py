@@ -6,8 +6,15 @@ Listing 250 containers costs dockerd about 20 ms of CPU, and asking its event lo
 follows one GET /events held open: dockerd sends each container, network and daemon event as
 it happens, and an unchanged host costs a run no list and no event-log call, only a GET /_ping
 (that dockerd answers at all: a hung daemon fails the run as before, instead of its last list
-passing for current). The lists are taken again:
-- after a container or network event on the stream;
+passing for current).
+
+After container and network events the lists are brought up to date, not taken again: each
+container an event names is asked for alone (the list endpoint filtered by its id: the very
+record a full list holds; none listed: removed), a network connect or disconnect names its
+container, and other network events take GET /networks again. The lists are taken in full:
+- after an event that names no container precisely (an unreadable line, a prune), after more
+  containers changed than asking each is worth (_MAX_ASKED), or when an answer for one
+  container was malformed (logged, counted as an error);
 - when the stream broke (dockerd restarted, the socket closed, an error) and was followed
   again: what happened in between is unknown (counted as lost events);
 - at least every max_age seconds (--collector.containers.resync-interval), the safety net.
@@ -20,19 +27,25 @@ changed (a restart starts a new event log).
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from exporter.readers.docker_api import (
+    BadAnswer,
     DockerReader,
     DockerUnavailable,
     EngineFacts,
     EventFeed,
+    by_name,
     timed_out,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_AGE = 300.0
 # dockerd's in-memory event log (daemon/events: eventsLimit).
@@ -51,6 +64,9 @@ _FIRST_WAIT = 0.5
 _RETRY_MIN, _RETRY_MAX = 0.5, 10.0
 _LIVED = 60.0
 _CLOSE_WAIT = 2.0
+# Past this many containers changed since the last run, one list costs less than asking each.
+_MAX_ASKED = 32
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 # Why a list was taken anew (docker_host_full_rereads_total's reasons); a list after an event
 # is change-driven, not a full re-read, and is not counted.
@@ -73,6 +89,29 @@ class StreamState:
     epoch: int
     lists: int  # container and network events
     daemon: int  # daemon events (reload)
+
+
+@dataclass
+class Pending:
+    """What the stream's events since the lists were last brought up to date ask of them."""
+
+    containers: set[str] = field(default_factory=set)  # ids to ask for again
+    networks: bool = False  # GET /networks again
+    everything: bool = False  # a full list
+
+    def add(self, change: Change) -> None:
+        if change == EVERYTHING:
+            self.everything = True
+        elif change == NETWORKS:
+            self.networks = True
+        elif change is not None:
+            self.containers.add(change)
+
+
+# What one event asks of the lists: nothing (None), one container's id, the networks, or all.
+Change = str | None
+NETWORKS: Change = "networks"
+EVERYTHING: Change = "everything"
 
 
 @dataclass(frozen=True)
@@ -110,6 +149,7 @@ class DockerInventory:
         self._follow = follow
         self._state_lock = threading.Lock()
         self._state: StreamState | None = None
+        self._pending = Pending()  # of the followed stream's events not yet applied
         self._epochs = 0
         self._feed: EventFeed | None = None
         self._answered = threading.Event()
@@ -179,7 +219,9 @@ class DockerInventory:
             self._answered.wait(min(_FIRST_WAIT, self.reader.timeout))
         now = self.clock()
         with self._state_lock:
-            stream = self._state
+            # Taken together: the events counted up to this state are the ones pending now.
+            stream, pending = self._state, self._pending
+            self._pending = Pending()
         last = self._last
         daemons = None
         if last is not None and now - last.at <= self.max_age:
@@ -187,6 +229,21 @@ class DockerInventory:
                 self.reader.ping()
                 self._checked = (last.facts, now)
                 return last.facts
+            if (
+                stream is not None
+                and last.stream is not None
+                and stream.epoch == last.stream.epoch
+                and not pending.everything
+                and len(pending.containers) <= _MAX_ASKED
+            ):
+                applied_at = self.clock()
+                facts = self._apply(last.facts, pending)
+                if facts is not None:
+                    self._last = _Listing(facts, last.at, None, stream)
+                    self._checked = (facts, applied_at)
+                    return facts
+                self.reread(ERROR)
+                return self._list(None, stream)
             if stream is None:
                 daemons = dockerds()
                 if daemons == last.daemons and not self._changed_since(last.at, now):
@@ -195,14 +252,44 @@ class DockerInventory:
         if stream is None and daemons is None:
             daemons = dockerds()
         reason = self._reason(last, stream, now)
-        listed_at = self.clock()
-        facts = self.reader.read()
+        facts = self._list(daemons, stream)
         if reason is not None:
             self.reread(reason)
+        return facts
+
+    def _list(
+        self, daemons: frozenset[tuple[int, float]] | None, stream: StreamState | None
+    ) -> EngineFacts:
+        listed_at = self.clock()
+        facts = self.reader.read()
         self._failed = False
         self._last = _Listing(facts, listed_at, daemons, stream)
         self._checked = (facts, listed_at)
         return facts
+
+    def _apply(self, facts: EngineFacts, pending: Pending) -> EngineFacts | None:
+        """The lists with what the events named asked for again; the same object when nothing
+        a list shows changed. None when an answer was malformed (then a full list is taken).
+        The list's age (max_age) still runs from the last full list: the safety net."""
+        if not (pending.containers or pending.networks):
+            self.reader.ping()  # only daemon events came: that dockerd answers, as when idle
+            return facts
+        by_id = {c.id: c for c in facts.containers}
+        try:
+            for container_id in sorted(pending.containers):
+                record = self.reader.read_container(container_id)
+                if record is None:
+                    by_id.pop(container_id, None)  # removed
+                else:
+                    by_id[container_id] = record
+            networks = self.reader.read_networks() if pending.networks else facts.networks
+        except BadAnswer as exc:
+            log.warning("docker at %s: %s; listing every container", self.base_url, exc)
+            return None
+        containers = tuple(sorted(by_id.values(), key=by_name))
+        if containers == facts.containers and networks == facts.networks:
+            return facts
+        return replace(facts, containers=containers, networks=networks)
 
     def _reason(
         self, last: _Listing | None, stream: StreamState | None, now: float
@@ -252,6 +339,7 @@ class DockerInventory:
                 self._epochs += 1
                 # Anything before this moment is in a list taken from now on.
                 self._state = StreamState(self._epochs, 0, 0)
+                self._pending = Pending()
             self._answered.set()
             if self._stop.is_set():
                 feed.interrupt()
@@ -264,6 +352,7 @@ class DockerInventory:
                 with self._state_lock:
                     self._feed = None
                     self._state = None
+                    self._pending = Pending()
                 feed.close()
             if self._stop.is_set():
                 return
@@ -277,22 +366,30 @@ class DockerInventory:
                 retry = min(retry * 2, _RETRY_MAX)
 
     def _saw(self, line: bytes | None) -> None:
-        lists, daemon = _kinds(line)
+        event = _event(line)
+        lists, daemon = _kinds(event)
         if not (lists or daemon):
             return
         with self._state_lock:
             state = self._state
             if state is not None:
                 self._state = StreamState(state.epoch, state.lists + lists, state.daemon + daemon)
+                if lists:
+                    self._pending.add(change_of(event))
 
 
-def _kinds(line: bytes | None) -> tuple[int, int]:
-    """(list changes, daemon changes) one event line says: both for one that cannot be read."""
+def _event(line: bytes | None) -> dict[str, object] | None:
+    """An event line as JSON; None for one that cannot be read (or was too long to keep)."""
     try:
         event = json.loads(line) if line is not None else None
     except ValueError:
-        event = None
-    if not isinstance(event, dict):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _kinds(event: dict[str, object] | None) -> tuple[int, int]:
+    """(list changes, daemon changes) one event says: both for one that cannot be read."""
+    if event is None:
         return 1, 1
     kind, action = event.get("Type"), event.get("Action")
     if kind == "daemon":
@@ -304,6 +401,30 @@ def _kinds(line: bytes | None) -> tuple[int, int]:
     ):
         return 0, 0
     return (1, 0) if kind in _CHANGES else (0, 0)
+
+
+def change_of(event: dict[str, object] | None) -> Change:
+    """What a container or network event asks of the lists: its container, precisely named by
+    a full id, asked for again; the networks listed again; else (a prune, an unreadable event)
+    everything listed again."""
+    if event is None:
+        return EVERYTHING
+    actor = event.get("Actor")
+    actor = actor if isinstance(actor, dict) else {}
+    attributes = actor.get("Attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    kind, action = event.get("Type"), event.get("Action")
+    if kind == "container":
+        named = actor.get("ID")
+    elif kind == "network" and action in ("connect", "disconnect"):
+        named = attributes.get("container")
+    elif kind == "network" and isinstance(action, str):
+        return NETWORKS  # create, destroy, remove, prune: no container's record changes
+    else:
+        return EVERYTHING
+    if isinstance(named, str) and _CONTAINER_ID.fullmatch(named):
+        return named
+    return EVERYTHING
 
 
 def _event_time(event: dict[str, object]) -> float:

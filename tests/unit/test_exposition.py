@@ -375,3 +375,42 @@ def test_a_recording_replays_the_veths_counters_typed() -> None:
     assert again == counted
     assert again.counters("network", NetworkCounters) == counters
     assert render(again, WRITERS) == render(counted, WRITERS) != render(snapshot, WRITERS)
+
+
+BLOCK_A = MetricSpec("dhe_block_a", "gauge", "A.", ("item",), "test")
+BLOCK_B = MetricSpec("dhe_block_b", "counter", "B.", ("item", "kind"), "test")
+
+
+def test_blocks_are_formatted_once_and_written_as_if_added_one_by_one() -> None:
+    formatted: list[tuple[str, int]] = []
+
+    def series(item: tuple[str, int], out: Families) -> None:
+        formatted.append(item)
+        name, n = item
+        out.add(BLOCK_A, n, name)
+        for i in range(n):  # a family the first block lacks comes after it, as when added
+            out.add(BLOCK_B, i, name, str(i))
+
+    def plain(items: list[tuple[str, int]], cap: int | None) -> Families:
+        out = Families(cap)
+        for item in items:
+            series(item, out)
+        return out
+
+    def text(out: Families) -> tuple[list[str], dict[str, int]]:
+        return [line for _, lines in out.lines.values() for line in lines], out.dropped
+
+    items = [("x", 0), ("y", 2), ("z", 3)]
+    for cap in (None, 4):
+        kept = None
+        for run in (items, [("x", 0), ("y", 1), ("z", 3)]):
+            expected = text(plain(run, cap))
+            formatted.clear()
+            out = Families(cap, kept)
+            for item in run:
+                out.block(item, series)
+            assert text(out) == expected
+            kept = out.blocks
+        # The second write formatted only the changed item's block.
+        assert formatted == [("y", 1)]
+    assert text(plain(items, 4))[1] == {"dhe_block_b": 1}  # the cap still counts what it drops

@@ -4,15 +4,34 @@ down, or the stream not answered): its rules, with a stand-in Engine API
 
 from __future__ import annotations
 
+import logging
+import queue
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.readers.docker_api import DockerUnavailable, EngineFacts
-from exporter.readers.inventory import EVENT_LOG_SIZE, DockerInventory, _kinds
+from exporter.readers.docker_api import (
+    BadAnswer,
+    ContainerRecord,
+    DockerUnavailable,
+    EngineFacts,
+    listed_one,
+)
+from exporter.readers.inventory import (
+    EVENT_LOG_SIZE,
+    EVERYTHING,
+    NETWORKS,
+    DockerInventory,
+    Pending,
+    _event,
+    _kinds,
+    change_of,
+)
 from exporter.readers.procfs import ProcfsReader
 from exporter.tick import Host, Tick
+from tests.helpers import wait_for
 
 
 class Engine:
@@ -168,4 +187,211 @@ def test_a_confirming_second_look_asks_the_event_log_again(tmp_path: Path) -> No
     ],
 )
 def test_what_an_event_line_says_changed(line: bytes | None, kinds: tuple[int, int]) -> None:
-    assert _kinds(line) == kinds
+    assert _kinds(_event(line)) == kinds
+
+
+ID = "0123456789abcdef" * 4
+OTHER = "fedcba9876543210" * 4
+
+
+@pytest.mark.parametrize(
+    ("line", "change"),
+    [
+        # Any container event names its container: asked for alone, it is as a list shows it.
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        (b'{"Type": "container", "Action": "destroy", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        (b'{"Type": "container", "Action": "rename", "Actor": {"ID": "%s"}}' % ID.encode(), ID),
+        # A connect or disconnect names the container in its attributes.
+        (
+            b'{"Type": "network", "Action": "connect", "Actor": {"ID": "%s", '
+            b'"Attributes": {"container": "%s", "name": "bridge"}}}'
+            % (OTHER.encode(), ID.encode()),
+            ID,
+        ),
+        (
+            b'{"Type": "network", "Action": "create", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            NETWORKS,
+        ),
+        (
+            b'{"Type": "network", "Action": "destroy", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            NETWORKS,
+        ),
+        # Whatever does not name one container by its full id: everything listed again.
+        (b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "0123456789ab"}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": "../../images"}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": {"ID": 7}}', EVERYTHING),
+        (b'{"Type": "container", "Action": "start", "Actor": ["x"]}', EVERYTHING),
+        (
+            b'{"Type": "network", "Action": "connect", "Actor": {"ID": "%s"}}' % OTHER.encode(),
+            EVERYTHING,
+        ),
+        (b'{"Type": "network", "Action": "disconnect", "Actor": {"Attributes": []}}', EVERYTHING),
+        (b'{"Type": "network", "Action": 7}', EVERYTHING),
+        (b'{"Type": "contai', EVERYTHING),
+        (None, EVERYTHING),
+    ],
+)
+def test_what_an_event_asks_of_the_lists(line: bytes | None, change: str) -> None:
+    assert change_of(_event(line)) == change
+
+
+def test_pending_changes_add_up() -> None:
+    pending = Pending()
+    for change in (ID, OTHER, ID, NETWORKS, None):
+        pending.add(change)
+    assert pending == Pending({ID, OTHER}, networks=True, everything=False)
+    pending.add(EVERYTHING)
+    assert pending.everything
+
+
+def entry(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "Id": ID,
+        "Names": ["/web"],
+        "Image": "busybox",
+        "ImageID": "sha256:1",
+        "State": "running",
+        "Created": 1700000000,
+        "HostConfig": {"NetworkMode": "bridge"},
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}],
+        "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
+        "Labels": {"team": "a"},
+    }
+    base.update(fields)
+    return base
+
+
+def test_one_container_listed_alone_is_its_list_record() -> None:
+    record = listed_one([entry()], ID, ("team",))
+    assert record is not None
+    assert (record.name, record.state, record.addresses, record.labels) == (
+        "web",
+        "running",
+        ("172.17.0.2",),
+        (("team", "a"),),
+    )
+    assert record.ports[0].host_port == 8080
+    assert listed_one([], ID, ()) is None  # removed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"message": "x"},  # not a list
+        [entry(), entry()],  # an id filter matched several
+        [entry(Id=OTHER)],  # another container
+        ["x"],
+        [entry(Ports=[{"PublicPort": "eighty"}])],
+        [entry(Names=7)],
+        [entry(Created="yesterday")],
+    ],
+)
+def test_a_malformed_answer_for_one_container_is_a_bad_answer(answer: object) -> None:
+    with pytest.raises(BadAnswer):
+        listed_one(answer, ID, ())
+
+
+class Feed:
+    """A followed event stream whose lines the test sends."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def lines(self) -> Iterator[bytes | None]:
+        while (line := self.queue.get()) != b"":
+            yield line
+
+    def interrupt(self) -> None:
+        self.queue.put(b"")
+
+    def close(self) -> None:
+        pass
+
+
+class Streaming(Engine):
+    """An engine whose event stream the test writes, and which answers for one container what
+    the test says (a record, none, or a malformed answer)."""
+
+    base_url = "unix:///stand-in"
+    timeout = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feed = Feed()
+        self.answers: dict[str, ContainerRecord | BadAnswer | None] = {}
+        self.asked: list[str] = []
+        self.pings = 0
+
+    def follow_events(self, filters: dict[str, list[str]]) -> Feed:
+        return self.feed
+
+    def ping(self) -> None:
+        self.pings += 1
+
+    def read_container(self, container_id: str) -> ContainerRecord | None:
+        self.asked.append(container_id)
+        answer = self.answers[container_id]
+        if isinstance(answer, BadAnswer):
+            raise answer
+        return answer
+
+    def read_networks(self) -> tuple[()]:
+        return ()
+
+
+def record(container_id: str, name: str) -> ContainerRecord:
+    return ContainerRecord(container_id, name, "busybox", "sha256:1", "running", "bridge", 1.0)
+
+
+def test_events_are_applied_per_container_and_a_malformed_answer_takes_a_full_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, rereads = Streaming(), list[str]()
+    inv = DockerInventory(engine, reread=rereads.append)  # type: ignore[arg-type]
+    try:
+        first = inv.current(lambda: DOCKERD)
+        assert (engine.lists, rereads) == (1, ["start"])
+
+        def sent(line: bytes) -> EngineFacts:
+            state = inv.stream()
+            assert state is not None
+            engine.feed.queue.put(line)
+            wait_for(lambda: (inv.stream() or state).lists > state.lists)
+            return inv.current(lambda: DOCKERD)
+
+        engine.answers[ID] = record(ID, "web")
+        started = sent(
+            b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % ID.encode()
+        )
+        assert started.containers == (record(ID, "web"),)
+        assert (engine.lists, engine.asked) == (1, [ID])
+        assert inv.current(lambda: DOCKERD) is started  # nothing since: the same object
+        engine.answers[ID] = None
+        gone = sent(
+            b'{"Type": "container", "Action": "destroy", "Actor": {"ID": "%s"}}' % ID.encode()
+        )
+        assert gone == first
+        assert engine.lists == 1
+
+        engine.answers[OTHER] = BadAnswer("a list filtered by one id gave dict")
+        with caplog.at_level(logging.WARNING):
+            sent(
+                b'{"Type": "container", "Action": "start", "Actor": {"ID": "%s"}}' % OTHER.encode()
+            )
+        assert engine.lists == 2
+        assert rereads == ["start", "error"]
+        assert "gave dict; listing every container" in caplog.text
+
+        pruned = sent(b'{"Type": "container", "Action": "prune", "Actor": {"ID": ""}}')
+        assert (engine.lists, rereads) == (3, ["start", "error"])  # change-driven, not counted
+
+        # A daemon event (a reload) changes no list: the same object, dockerd only pinged.
+        state, pings = inv.stream(), engine.pings
+        assert state is not None
+        engine.feed.queue.put(b'{"Type": "daemon", "Action": "reload"}')
+        wait_for(lambda: (inv.stream() or state).daemon > state.daemon)
+        assert inv.current(lambda: DOCKERD) is pruned
+        assert (engine.lists, engine.pings) == (3, pings + 1)
+    finally:
+        inv.close()

@@ -8,7 +8,7 @@ from exporter.collectors.containers.facts import NAME
 from exporter.collectors.containers.judge import containers_by_state
 from exporter.collectors.containers.options import LABELS
 from exporter.metrics import Families, FamilyWriter, declare
-from exporter.readers.docker_api import EngineFacts
+from exporter.readers.docker_api import ContainerRecord, EngineFacts
 from exporter.settings import Settings, label_name
 from exporter.snapshot import Snapshot
 
@@ -86,9 +86,13 @@ def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
 
 def write_engine(engine: EngineFacts, out: Families) -> None:
     for c in engine.containers:
-        out.add(CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode)
-        out.add(CONTAINER_CREATED, c.created, c.name)
+        out.block(c, _container_series)  # formatted again only for a changed container
     for state, count in containers_by_state(engine).items():
         out.add(BY_STATE, count, state)
     for component in engine.components:
         out.add(ENGINE_COMPONENT_INFO, 1, component.name, component.version)
+
+
+def _container_series(c: ContainerRecord, out: Families) -> None:
+    out.add(CONTAINER_INFO, 1, c.name, c.short_id, c.image, c.image_id, c.state, c.network_mode)
+    out.add(CONTAINER_CREATED, c.created, c.name)

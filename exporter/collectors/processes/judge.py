@@ -3,6 +3,7 @@ which of the host's namespaces a container shares. Pure: recorded facts drive th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.collectors.containers.judge import Inventory, display_name
@@ -32,7 +33,12 @@ def shared_with_host(
     container: tuple[NamespaceLink, ...], host: tuple[NamespaceLink, ...]
 ) -> tuple[tuple[str, bool], ...]:
     """Per namespace kind both sides could read: is it the host's own namespace?"""
-    host_inodes = {link.kind: link.inode for link in host}
+    return _shared({link.kind: link.inode for link in host}, container)
+
+
+def _shared(
+    host_inodes: Mapping[str, int], container: tuple[NamespaceLink, ...]
+) -> tuple[tuple[str, bool], ...]:
     return tuple(
         (link.kind, host_inodes[link.kind] == link.inode)
         for link in container
@@ -72,12 +78,13 @@ def container_processes(
     rather than appear under the short id and then change label to the name.
     """
     known = inventory.names.keys() if inventory else set()
+    host_inodes = {link.kind: link.inode for link in procs.host_namespaces}
     return tuple(
         ContainerProcesses(
             container=v.container,
             container_id=v.shim.container_id,
             shim=v.shim,
-            shared_with_host=shared_with_host(v.shim.namespaces, procs.host_namespaces),
+            shared_with_host=_shared(host_inodes, v.shim.namespaces),
         )
         for v in shim_verdicts(procs, inventory)
         if v.shim.pid1 is not None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from exporter.collectors.containers.judge import inventory
 from exporter.collectors.processes.facts import NAME, ProcessFacts
-from exporter.collectors.processes.judge import container_processes, shim_verdicts
+from exporter.collectors.processes.judge import (
+    ContainerProcesses,
+    ShimVerdict,
+    container_processes,
+    shim_verdicts,
+)
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -104,24 +109,12 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if procs is None:
         return
     known = inventory(snapshot)
+    # Per container and per shim, blocks: after one container changed, only its lines are
+    # formatted again (~20 a container, 5000 at 250 containers).
     for view in container_processes(procs, known):
-        shim = view.shim
-        out.add(PID1_INFO, 1, view.container, str(shim.pid1), str(shim.shim_pid))
-        if shim.pid1_start_time is not None:
-            out.add(PID1_START, shim.pid1_start_time, view.container)
-        for link in shim.namespaces:
-            out.add(NAMESPACE_INFO, 1, view.container, link.kind, str(link.inode))
-        for kind, shared in view.shared_with_host:
-            out.add(SHARED_WITH_HOST, int(shared), view.container, kind)
-        out.add(UNREADABLE, len(shim.unreadable_namespaces), view.container)
-        out.add(PROCESSES, shim.processes, view.container)
-        out.add(ZOMBIES, shim.zombies, view.container)
-
+        out.block(view, _container_series)
     for verdict in shim_verdicts(procs, known):
-        pid, cid = str(verdict.shim.shim_pid), verdict.shim.container_id
-        out.add(SHIM_INFO, 1, pid, cid[:12], verdict.container)
-        if verdict.orphaned is not None:
-            out.add(SHIM_ORPHANED, int(verdict.orphaned), pid, cid[:12])
+        out.block(verdict, _shim_series)
 
     if any(shim.unreadable_namespaces for shim in procs.shims):
         out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
@@ -131,3 +124,24 @@ def write(snapshot: Snapshot, out: Families) -> None:
     for d in procs.daemons:
         out.add(DAEMON_START, d.start_time, d.name, str(d.pid))
     out.add(PROCFS_PROCESSES, procs.processes_scanned)
+
+
+def _container_series(view: ContainerProcesses, out: Families) -> None:
+    shim = view.shim
+    out.add(PID1_INFO, 1, view.container, str(shim.pid1), str(shim.shim_pid))
+    if shim.pid1_start_time is not None:
+        out.add(PID1_START, shim.pid1_start_time, view.container)
+    for link in shim.namespaces:
+        out.add(NAMESPACE_INFO, 1, view.container, link.kind, str(link.inode))
+    for kind, shared in view.shared_with_host:
+        out.add(SHARED_WITH_HOST, int(shared), view.container, kind)
+    out.add(UNREADABLE, len(shim.unreadable_namespaces), view.container)
+    out.add(PROCESSES, shim.processes, view.container)
+    out.add(ZOMBIES, shim.zombies, view.container)
+
+
+def _shim_series(verdict: ShimVerdict, out: Families) -> None:
+    pid, cid = str(verdict.shim.shim_pid), verdict.shim.container_id
+    out.add(SHIM_INFO, 1, pid, cid[:12], verdict.container)
+    if verdict.orphaned is not None:
+        out.add(SHIM_ORPHANED, int(verdict.orphaned), pid, cid[:12])
