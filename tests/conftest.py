@@ -19,10 +19,11 @@ from tests.podman import podman_ready
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_IMAGE = "dhe-test/busybox:latest"
-TEST_LABEL = "dhe-test"
-# The label's value: this session's own. The sweep at its end removes what carries it, and
-# leaves alone what another session on the same host runs meanwhile (a sweep of every dhe-test
-# container removed a concurrent session's containers mid-test).
+# The label's value is this session's own. The sweep at its end removes what carries it, and
+# leaves alone what another session on the same host runs meanwhile: a sweep of every container
+# labelled `dhe-test` removed a concurrent session's mid-test (the dashboards' web container).
+# A key of its own, not `dhe-test`: sessions of checkouts from before still sweep that one.
+TEST_LABEL = "dhe-test-session"
 SESSION = uuid.uuid4().hex[:12]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
