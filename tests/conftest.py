@@ -19,7 +19,12 @@ from tests.podman import podman_ready
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE_IMAGE = "dhe-test/busybox:latest"
-TEST_LABEL = "dhe-test"
+# The label's value is this session's own. The sweep at its end removes what carries it, and
+# leaves alone what another session on the same host runs meanwhile: a sweep of every container
+# labelled `dhe-test` removed a concurrent session's mid-test (the dashboards' web container).
+# A key of its own, not `dhe-test`: sessions of checkouts from before still sweep that one.
+TEST_LABEL = "dhe-test-session"
+SESSION = uuid.uuid4().hex[:12]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -154,7 +159,8 @@ def engine(root: None) -> Iterator[Any]:
     # nothing labelled on the host's engine, and its session may end while the host group's
     # worker still has containers running.
     if _ran_host_group:
-        for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        mine = {"label": f"{TEST_LABEL}={SESSION}"}
+        for container in client.containers.list(all=True, filters=mine):
             container.remove(force=True)
     client.close()
 
@@ -186,7 +192,7 @@ class Containers:
             ["sh", "-c", command],
             name=f"{self.prefix}-{name}",
             detach=True,
-            labels={TEST_LABEL: "1", **kwargs.pop("labels", {})},
+            labels={TEST_LABEL: SESSION, **kwargs.pop("labels", {})},
             **kwargs,
         )
         self.started.append(container)
@@ -210,7 +216,7 @@ def containers(engine: Any) -> Iterator[Containers]:
 def network(engine: Any) -> Iterator[Any]:
     """A user-defined bridge network of the test's own, removed with whatever is on it."""
     made = engine.networks.create(
-        f"dhe-net-{uuid.uuid4().hex[:6]}", driver="bridge", labels={TEST_LABEL: "1"}
+        f"dhe-net-{uuid.uuid4().hex[:6]}", driver="bridge", labels={TEST_LABEL: SESSION}
     )
     made.reload()
     yield made

@@ -13,6 +13,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.revision import checkout_revision
+from tests.conftest import SESSION, TEST_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "dhe-test/debian:bookworm"
@@ -95,7 +96,7 @@ def run(
         [f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s"],
         name=name,
         detach=True,
-        labels={"dhe-test": "1"} if labels is None else labels,
+        labels={TEST_LABEL: SESSION} if labels is None else labels,
         pid_mode="host",
         network_mode="host",
         read_only=True,

@@ -92,6 +92,10 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) ->
         if predicate():  # type: ignore[operator]
             return
         time.sleep(interval)
+    # Once more past the deadline: on a loaded machine the sleep or a slow check can take the
+    # last of the time, and the condition met meanwhile would go unseen.
+    if predicate():  # type: ignore[operator]
+        return
     raise AssertionError(f"condition not met within {timeout}s")
 
 
@@ -117,8 +121,17 @@ def exporter_process(
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the exporter exited ({proc.returncode}): {output}")
+        return _answers(base + "/healthz")
+
     try:
-        wait_for(lambda: _answers(base + "/healthz"), timeout=15)
+        # Its imports alone take seconds with both cores busy: an exporter that exits fails
+        # at once (with its output), one that starts slowly is given time.
+        wait_for(serving, timeout=60, interval=0.2)
         yield base, proc
     finally:
         if proc.poll() is None:

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,10 @@ class Exporter:
     proc: subprocess.Popen[str]
     latencies: list[float] = field(default_factory=list)
     log: str = ""
+    # The end of the last hold: what the test watched, every scrape checked. A run that
+    # fails after it (a healthy call past the run timeout on a loaded machine, while the test
+    # reads usage or stops the exporter) is no part of the fault judged: lines() leaves it out.
+    watched_until: float | None = None
 
     def scrape(self) -> list[Sample]:
         started = time.monotonic()
@@ -141,6 +146,7 @@ class Exporter:
             if check is not None:
                 check(samples)
             usages.append(usage(self.proc.pid))
+        self.watched_until = time.time()
         return usages
 
     def usage(self) -> Usage:
@@ -154,8 +160,17 @@ class Exporter:
     def lines(self, msg: str, collector: str | None = None) -> list[str]:
         who = re.compile(rf"collector={collector or '[a-z]+'}(\s|$)")
         return [
-            line for line in self.log.splitlines() if f'msg="{msg}"' in line and who.search(line)
+            line
+            for line in self.log.splitlines()
+            if f'msg="{msg}"' in line and who.search(line) and self._watched(line)
         ]
+
+    def _watched(self, line: str) -> bool:
+        stamp = re.match(r"ts=(\S+)Z ", line)
+        if self.watched_until is None or stamp is None:
+            return True
+        logged = datetime.strptime(stamp[1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+        return logged.timestamp() <= self.watched_until
 
 
 @contextmanager

@@ -47,13 +47,15 @@ def test_podman_container_has_a_host_veth_into_its_namespace(podman_engine: None
             timeout=30,
         ).stdout.strip()
         assert netns, "podman's network namespace is not under /run/netns"
-        nsids = {n.get("name"): n["nsid"] for n in ip_json("netns", "list-id")}
-
         peers = [
             link
             for link in host_veths()
             if link["ifindex"] == eth0["link_index"] and link.get("link_index") == eth0["ifindex"]
         ]
+        # After the links' dump: the kernel gives the namespace its id (link_netnsid) when a
+        # dump first reports a link into it, so a listing made before may not have it yet.
+        # `ip netns list` names each with its id (`list-id` here lists ids without names).
+        nsids = {n["name"]: n.get("id") for n in ip_json("netns", "list")}
         assert len(peers) == 1, (eth0, peers)
         (veth,) = peers
         assert veth.get("master") == container.bridge

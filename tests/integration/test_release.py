@@ -54,6 +54,10 @@ def built() -> Iterator[tuple[Path, str]]:
         yield Path(tmp) / "dist", commit
 
 
+# The sdist, the wheel and a fresh virtualenv: files and tools only, nothing of the host's
+# engine or kernel, so they run beside the host group (tests/conftest.py); the image test below
+# is the host group's.
+@pytest.mark.host_free
 def test_sdist_and_wheel_pass_twine_and_carry_metadata_and_commit(
     built: tuple[Path, str],
 ) -> None:
@@ -78,6 +82,7 @@ def test_sdist_and_wheel_pass_twine_and_carry_metadata_and_commit(
         assert revision is not None and revision.read().decode().strip() == commit
 
 
+@pytest.mark.host_free
 def test_wheel_in_a_fresh_venv_prints_version_and_commit(built: tuple[Path, str]) -> None:
     dist, commit = built
     (wheel,) = dist.glob("*.whl")

@@ -113,7 +113,7 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
             )  # fmt: skip
             # Its task on this node, healthy by the stack's own healthcheck.
             wait_for(lambda: "(healthy)" in str([c["Status"] for c in tasks(running=True)]),
-                     timeout=180, interval=1)  # fmt: skip
+                     timeout=180, interval=0.25)  # fmt: skip
 
             with swarm_prometheus(workdir, port) as prom:
                 mine = f'job="docker-host-exporter",instance="{hostname}"'
@@ -121,7 +121,7 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
                 def scraped() -> bool:
                     return bool(prom.query(f"up{{{mine}}} == 1"))
 
-                wait_for(scraped, timeout=120, interval=1)
+                wait_for(scraped, timeout=120, interval=0.25)
                 # The target is the stack's task: it names its own container.
                 marked = prom.query(f"docker_host_exporter_container_info{{{mine}}}")
                 names = {c["Names"][0].lstrip("/") for c in tasks()}
@@ -130,7 +130,7 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
                 # and then).
                 ok = f"count(docker_host_collector_success{{{mine}}} == 1)"
                 every = f"count(docker_host_collector_success{{{mine}}})"
-                wait_for(lambda: bool(prom.query(f"{ok} == {every}")), timeout=120, interval=1)
+                wait_for(lambda: bool(prom.query(f"{ok} == {every}")), timeout=120, interval=0.25)
                 # The stack's capabilities reached the task: nothing is refused for want of one.
                 refused = prom.query(f"docker_host_privilege_missing{{{mine}}} == 1")
                 assert refused == [], refused
@@ -140,7 +140,7 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
                         'ALERTS{alertname="DockerHostVethOrphaned",alertstate="firing",'
                         f'{mine},interface="{made["on_bridge"]}"}}'
                     )
-                    wait_for(lambda: bool(prom.query(alert)), timeout=180, interval=1)
+                    wait_for(lambda: bool(prom.query(alert)), timeout=180, interval=0.25)
         finally:
             subprocess.run(
                 ["docker", "stack", "rm", name], capture_output=True, timeout=120, check=False
@@ -148,7 +148,7 @@ def test_stack_is_discovered_scraped_and_its_alerts_name_the_node(image: str, en
             shutil.rmtree(workdir, ignore_errors=True)
 
         # Removing the stack leaves no container, network, veth or rule of its own behind.
-        wait_for(lambda: tasks() == [], timeout=120, interval=1)
+        wait_for(lambda: tasks() == [], timeout=120, interval=0.25)
         assert {n.name for n in engine.networks.list()} - networks_before == set()
         assert not engine.networks.list(filters={"label": f"com.docker.stack.namespace={name}"})
         # Swarm's own bridge holds only what the swarm justifies (the ingress sandbox's veth
@@ -202,7 +202,7 @@ def test_stack_without_socket_capability_or_host_proc_says_what_it_cannot_see(
                     seen[f"{s.labels['collector']}/{s.labels['capability']}"] = s.value
                 return {"containers", "processes", "network", "daemon"} <= seen.keys()
 
-            wait_for(judged, timeout=180, interval=1)
+            wait_for(judged, timeout=180, interval=0.25)
             for collector in ("containers", "processes", "network", "daemon", "layers"):
                 assert seen[collector] == 0, seen
             assert seen.get("nat/CAP_NET_ADMIN") == 1, seen
@@ -216,4 +216,4 @@ def test_stack_without_socket_capability_or_host_proc_says_what_it_cannot_see(
                 ["docker", "stack", "rm", name], capture_output=True, timeout=120, check=False
             )
             shutil.rmtree(workdir, ignore_errors=True)
-        wait_for(lambda: tasks() == [], timeout=120, interval=1)
+        wait_for(lambda: tasks() == [], timeout=120, interval=0.25)
