@@ -100,7 +100,26 @@ class FaultyDocker(_Listener):
         self._flowing = threading.Event()
         if not hang:
             self._flowing.set()
+        self._held: set[socket.socket] = set()  # connections whose request is held now
+        self._held_lock = threading.Lock()
         super().__init__(path)
+
+    def waiting(self) -> frozenset[int]:
+        """The held requests whose client still waits for an answer (it has not closed its
+        end), by connection: a call of the exporter's that is still in progress."""
+        with self._held_lock:
+            held = list(self._held)
+        waiting = set()
+        for conn in held:
+            try:
+                if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    continue  # closed by the client: it gave up
+            except BlockingIOError:
+                pass  # nothing to read, still open
+            except OSError:
+                continue
+            waiting.add(id(conn))
+        return frozenset(waiting)
 
     def hang(self) -> None:
         self._flowing.clear()
@@ -116,9 +135,15 @@ class FaultyDocker(_Listener):
         up: socket.socket | None = None
         with contextlib.suppress(OSError):
             while data := conn.recv(65536):
-                while not self._flowing.wait(0.05):
-                    if self.closed.is_set():
-                        return
+                with self._held_lock:
+                    self._held.add(conn)
+                try:
+                    while not self._flowing.wait(0.05):
+                        if self.closed.is_set():
+                            return
+                finally:
+                    with self._held_lock:
+                        self._held.discard(conn)
                 if self.delay and self.closed.wait(self.delay):
                     return
                 if up is None:

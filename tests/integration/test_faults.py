@@ -1,11 +1,11 @@
 """Fault matrix on the real engine and kernel: the exporter's own process under each fault.
 
-In every case: scrapes stay fast (they render the last snapshot; SCRAPE_BOUND is a bound, not a
-benchmark), the failing collector reports docker_host_collector_success 0 and logs its reason
-once per change of state (not once per interval), the other collectors keep serving success 1
-with their facts, the exporter recovers by itself when the fault goes, and no fault leaves
-threads, file descriptors or sockets piling up (counted in /proc/PID before, during several
-intervals, and after).
+In every case: scrapes answer (they render the last snapshot: a scrape that returns while the
+exporter's call to a hung dockerd is still waiting shows they never wait on a run), the failing
+collector reports docker_host_collector_success 0 and logs its reason once per change of state
+(not once per interval), the other collectors keep serving success 1 with their facts, the
+exporter recovers by itself when the fault goes, and no fault leaves threads, file descriptors
+or sockets piling up (counted in /proc/PID before, during several intervals, and after).
 
 Faults: the Docker API slow (below and above the run timeout) and hanging, each behind a proxy to
 the real dockerd that is then made well again; the Docker socket missing, then appearing;
@@ -50,8 +50,6 @@ INTERVAL = 2.0
 TIMEOUT = 0.8 * INTERVAL  # --sample.timeout is capped at 80% of the interval
 BASE_ARGS = (f"--sample.interval={INTERVAL:g}s", "--no-collector.layers")
 COLLECTORS = ("containers", "processes", "network", "nat", "firewall", "daemon")
-# Every scrape renders bytes made in advance: a fault must never show up here.
-SCRAPE_BOUND = 0.5
 # What a fault may add for a while (a connection stuck in a hung call, a pool refilled).
 SLACK_THREADS, SLACK_FDS, SLACK_SOCKETS = 1, 4, 4
 
@@ -186,12 +184,31 @@ def assert_bounded(name: str, before: Usage, during: list[Usage], after: Usage) 
     assert after.within(before), f"{name}: not back after the fault: {before} -> {after}"
 
 
-def assert_fast(run: Exporter) -> None:
+def assert_served(run: Exporter) -> None:
+    """Scrapes were made, each answered within get()'s timeout; how long they took is for the
+    benchmarks (bench.host_bench's scrape percentiles), not a bound here."""
     assert run.latencies, "no scrape was made"
     print(f"{len(run.latencies)} scrapes, slowest {max(run.latencies) * 1000:.1f} ms")
-    assert max(run.latencies) < SCRAPE_BOUND, (
-        f"slowest of {len(run.latencies)} scrapes: {max(run.latencies):.3f}s"
-    )
+
+
+def scrape_inside_a_hung_call(run: Exporter, proxy: FaultyDocker) -> None:
+    """Until one scrape begins and ends while the same call of the exporter's to the hung
+    dockerd waits throughout: the scrape did not wait for the run that made that call."""
+
+    call: list[frozenset[int]] = []
+
+    def inside() -> bool:
+        before = proxy.waiting()
+        if not before:
+            return False
+        run.scrape()
+        call[:] = [before & proxy.waiting()]
+        return bool(call[0])
+
+    wait_for(inside, timeout=60, interval=0.05)
+    # And that call does end, by the exporter's own timeout while dockerd still hangs: what
+    # waiting() saw was a call in progress, not a connection left open.
+    wait_for(lambda: not call[0] & proxy.waiting(), timeout=30)
 
 
 def assert_logged_once(run: Exporter, collector: str, reason: str) -> None:
@@ -313,7 +330,7 @@ def test_docker_api_slow_below_and_above_the_timeout_then_fast(victim: Any, work
             run.hold(interval, healthy)
             after = run.usage()
             run.stop()
-        assert_fast(run)
+        assert_served(run)
         assert_logged_once(run, "containers", "timed out")
         for name in ("processes", "network", "nat", "daemon"):
             assert not run.lines("collector failed", name), run.log
@@ -336,6 +353,7 @@ def test_docker_api_hanging_then_back(victim: Any, workdir: Path) -> None:
 
             proxy.hang()
             run.wait_states(containers=0)
+            scrape_inside_a_hung_call(run, proxy)
             during = run.hold(6 * INTERVAL, check_states({"containers": 0}, victim.name))
             threads_hung = run.usage().threads
 
@@ -344,7 +362,7 @@ def test_docker_api_hanging_then_back(victim: Any, workdir: Path) -> None:
             run.hold(3 * INTERVAL, check_states({}, victim.name))
             after = run.usage()
             run.stop()
-        assert_fast(run)
+        assert_served(run)
         # One stuck worker is not given a second job: no thread per interval.
         assert threads_hung <= before.threads + SLACK_THREADS
         assert_logged_once(run, "containers", "timed out")
@@ -383,7 +401,7 @@ def test_docker_socket_missing_then_appearing(victim: Any, workdir: Path) -> Non
             steady = run.hold(3 * INTERVAL, check_states({}, victim.name))
             after = run.usage()
             run.stop()
-        assert_fast(run)
+        assert_served(run)
         assert_logged_once(run, "containers", "socket does not exist")
         for name in ("processes", "network", "nat", "daemon"):
             assert not run.lines("collector failed", name), run.log
@@ -417,7 +435,7 @@ def test_procfs_path_not_a_procfs_then_mounted(victim: Any, workdir: Path) -> No
         steady = run.hold(3 * INTERVAL, check_states({}, victim.name))
         after = run.usage()
         run.stop()
-    assert_fast(run)
+    assert_served(run)
     for name in failing:
         assert_logged_once(run, name, "is --path.procfs a procfs?")
     for name in ("containers", "nat"):
@@ -459,7 +477,7 @@ def test_procfs_mounted_hidepid_invisible_then_not(victim: Any, workdir: Path) -
             run.hold(3 * INTERVAL, check_states({}, victim.name, ("containers", "processes")))
             after = run.usage()
             run.stop()
-        assert_fast(run)
+        assert_served(run)
         for name in ("containers", "nat", "daemon"):
             assert not run.lines("collector failed", name), run.log
         assert_bounded("hidepid", before, during, after)
@@ -509,7 +527,7 @@ def test_iptables_libraries_absent_cost_nothing(victim: Any, legacy_nat: None) -
     assert value(samples, "docker_host_nat_backend_readable", backend="nftables") == 1
     assert select(samples, "docker_host_nat_masquerade_rules", backend="nftables")
     assert not select(samples, "docker_host_privilege_missing", collector="nat")
-    assert_fast(run)
+    assert_served(run)
     assert not run.lines("collector failed"), run.log
     assert not [line for line in run.log.splitlines() if "backend=legacy" in line], run.log
     assert_bounded("iptables libraries absent", before, during, after)
@@ -631,7 +649,7 @@ def test_what_each_missing_capability_costs(victim: Any, legacy_nat: None, case:
         samples = run.scrape()
         after = run.usage()
         run.stop()
-    assert_fast(run)
+    assert_served(run)
     assert_bounded(case, before, during, after)
     for name, reason in cost.failing.items():
         failed = run.lines("collector failed", name)
