@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -99,18 +99,31 @@ def _format(spec: MetricSpec) -> _Format:
     return fmt
 
 
+K = TypeVar("K", bound=Hashable)
+# A block's lines, family by family in the order they were first added: (name, format, lines).
+_Block = tuple[tuple[str, "_Format", tuple[str, ...]], ...]
+
+
 class Families:
     """One writer's samples, formatted as they are added; emits only families that got one.
 
     With max_series, a family stops taking series at that many and counts what it dropped: a
     host with ten thousand layers or veths must not blow up a Prometheus.
+
+    blocks: the blocks (see block()) of this writer's last write, kept by the renderer.
     """
 
-    def __init__(self, max_series: int | None = None) -> None:
+    def __init__(
+        self,
+        max_series: int | None = None,
+        blocks: dict[tuple[object, Hashable], _Block] | None = None,
+    ) -> None:
         self.lines: dict[str, tuple[_Format, list[str]]] = {}
         self.foreign: list[Metric] = []
         self._max_series = max_series
         self.dropped: dict[str, int] = {}
+        self._kept = blocks or {}
+        self.blocks: dict[tuple[object, Hashable], _Block] = {}
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
         if len(label_values) != len(spec.labels):
@@ -124,6 +137,32 @@ class Families:
             self.dropped[spec.name] = self.dropped.get(spec.name, 0) + 1
             return
         lines.append(fmt.line(value, label_values))
+
+    def block(self, key: K, write: Callable[[K, Families], None]) -> None:
+        """The series write(key, families) adds, which must depend on key alone: formatted
+        once, and reused while the writer's next writes ask for an equal key (a re-render
+        after one container changed formats that container's lines, not all of them). The
+        output is what adding them here one by one gives."""
+        cache_key = (write, key)
+        found = self.blocks.get(cache_key) or self._kept.get(cache_key)
+        if found is None:
+            part = Families()
+            write(key, part)
+            if part.foreign:
+                raise ValueError("a block adds only declared families")
+            found = tuple((name, fmt, tuple(lines)) for name, (fmt, lines) in part.lines.items())
+        self.blocks[cache_key] = found
+        for name, fmt, new in found:
+            entry = self.lines.get(name)
+            if entry is None:
+                entry = self.lines[name] = (fmt, [])
+            lines = entry[1]
+            room = len(new)
+            if self._max_series is not None and name != _SERIES_DROPPED_NAME:
+                room = max(0, min(room, self._max_series - len(lines)))
+            if room < len(new):
+                self.dropped[name] = self.dropped.get(name, 0) + len(new) - room
+            lines.extend(new[:room] if room < len(new) else new)
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Families declared elsewhere by convention (client_python's process_* metrics)."""
@@ -209,6 +248,8 @@ class Renderer:
         self._cache: dict[
             int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
         ] = {}
+        # Each cached writer's blocks of its last write (Families.block): one write's worth.
+        self._blocks: dict[int, dict[tuple[object, Hashable], _Block]] = {}
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
         """A writer's output: the last one while the facts it read last time are unchanged
@@ -223,8 +264,9 @@ class Renderer:
             if _inputs(snapshot, reads) == inputs:
                 return written
         watched = snapshot.watched()
-        families = Families(self._max_series)
+        families = Families(self._max_series, self._blocks.get(index))
         writer.write(watched, families)
+        self._blocks[index] = families.blocks
         written = _Written.of(families)
         reads = tuple(sorted(watched.reads or ()))
         self._cache[index] = (reads, _inputs(snapshot, reads), written)
