@@ -17,7 +17,7 @@ from exporter.collectors import by_name, facts_types
 from exporter.collectors.nat.facts import NatFacts
 from exporter.metrics import Families, Renderer, Writer, render
 from exporter.readers.iptables import TableBlob
-from exporter.readers.nat_rules import NatCounters, _count, decode_expressions
+from exporter.readers.nat_rules import NatCounters, NatDecodes, _count, decode_expressions, nft_nat
 from exporter.readers.netfilter_base import LegacyCache
 from exporter.readers.netlink import NetlinkError
 from exporter.readers.nfnetlink import RULE, RuleParses, parse_message, parse_rule_count
@@ -255,3 +255,23 @@ def test_a_rule_message_seen_in_the_last_dump_is_not_parsed_again() -> None:
     assert third[0] is not first[0] and third == [parse_message(a, RULE)]  # a was forgotten
     with pytest.raises(NetlinkError):
         parses.parse(2, iter([a[:18]]))
+
+
+def test_a_rule_message_decoded_by_the_last_reading_is_not_decoded_again() -> None:
+    """NatDecodes: the very message (as RuleParses gives an unchanged rule) keeps its decoding;
+    an equal message that is another object is decoded again, to the same rules and counts."""
+    a = parse_message(with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7), RULE)
+    b = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
+    decodes = NatDecodes()
+    first = nft_nat([], [a, b], decodes)
+    kept = dict(decodes.last)
+    assert len(kept) == 2
+    again = nft_nat([], [a, b], decodes)
+    assert again == first
+    assert all(decodes.last[k][1] is kept[k][1] for k in kept)
+    b2 = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
+    third = nft_nat([], [a, b2], decodes)
+    assert third == first == nft_nat([], [a, b2])
+    assert decodes.last[id(a)][1] is kept[id(a)][1]
+    assert decodes.last[id(b2)][1] is not kept[id(b)][1]  # b2 decoded afresh; b forgotten
+    assert id(b) not in decodes.last or decodes.last[id(b)][0] is b2
