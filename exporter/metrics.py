@@ -100,6 +100,30 @@ def _format(spec: MetricSpec) -> _Format:
 
 
 K = TypeVar("K", bound=Hashable)
+
+
+class _BlockKey:
+    """A block's writer and key, hashed once: a frozen record's hash walks all its fields, and
+    a block is looked up in two dicts."""
+
+    __slots__ = ("hash", "key", "write")
+
+    def __init__(self, write: object, key: Hashable) -> None:
+        self.write, self.key = write, key
+        self.hash = hash((write, key))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _BlockKey)
+            and self.hash == other.hash
+            and self.write is other.write
+            and self.key == other.key
+        )
+
+
 # A block's lines, family by family in the order they were first added: (name, format, lines).
 _Block = tuple[tuple[str, "_Format", tuple[str, ...]], ...]
 
@@ -116,14 +140,14 @@ class Families:
     def __init__(
         self,
         max_series: int | None = None,
-        blocks: dict[tuple[object, Hashable], _Block] | None = None,
+        blocks: dict[_BlockKey, _Block] | None = None,
     ) -> None:
         self.lines: dict[str, tuple[_Format, list[str]]] = {}
         self.foreign: list[Metric] = []
         self._max_series = max_series
         self.dropped: dict[str, int] = {}
         self._kept = blocks or {}
-        self.blocks: dict[tuple[object, Hashable], _Block] = {}
+        self.blocks: dict[_BlockKey, _Block] = {}
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
         if len(label_values) != len(spec.labels):
@@ -139,12 +163,12 @@ class Families:
         lines.append(fmt.line(value, label_values))
 
     def block(self, key: K, write: Callable[[K, Families], None]) -> None:
-        """The series write(key, families) adds, which must depend on key alone: formatted
-        once, and reused while the writer's next writes ask for an equal key (a re-render
-        after one container changed formats that container's lines, not all of them). The
-        output is what adding them here one by one gives."""
-        cache_key = (write, key)
-        found = self.blocks.get(cache_key) or self._kept.get(cache_key)
+        """The series write(key, families) adds (write: a module-level function; what it adds
+        must depend on key alone): formatted once, and reused while the writer's next writes
+        ask for an equal key (a re-render after one container changed formats that
+        container's lines, not all of them). The output is what adding them one by one gives."""
+        cache_key = _BlockKey(write, key)
+        found = self._kept.get(cache_key) or self.blocks.get(cache_key)
         if found is None:
             part = Families()
             write(key, part)
@@ -249,7 +273,7 @@ class Renderer:
             int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
         ] = {}
         # Each cached writer's blocks of its last write (Families.block): one write's worth.
-        self._blocks: dict[int, dict[tuple[object, Hashable], _Block]] = {}
+        self._blocks: dict[int, dict[_BlockKey, _Block]] = {}
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
         """A writer's output: the last one while the facts it read last time are unchanged
