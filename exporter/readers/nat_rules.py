@@ -317,11 +317,23 @@ def read_nftables(sock: NftSocket) -> tuple[FirewallBackend, list[NatRule]]:
 RuleKey = tuple[int, str, str, int]
 
 
+@dataclass
+class NatDecodes:
+    """The rules one reading decoded, by the very rule message: nfnetlink.RuleParses gives a
+    rule unchanged since the last dump that dump's message object, and the same message
+    decodes the same, so only new, changed or counted-since rules are decoded again."""
+
+    last: dict[int, tuple[Any, _Decoded]] = field(default_factory=dict)
+
+
 def nft_nat(
-    chains: list[Any], rules: list[Any]
+    chains: list[Any], rules: list[Any], decodes: NatDecodes | None = None
 ) -> tuple[FirewallBackend, list[NatRule], Counts, list[RuleKey]]:
     """The nat backend and its MASQUERADE and DNAT rules, their counters and where each rule
-    is (to read only the counters again while the generation stands: nft_counts)."""
+    is (to read only the counters again while the generation stands: nft_counts). With
+    decodes, a rule message decoded by the last call is not decoded again."""
+    kept = decodes.last if decodes is not None else {}
+    made: dict[int, tuple[Any, _Decoded]] = {}
     docker_chains: dict[int, list[str]] = {NFPROTO_IPV4: [], NFPROTO_IPV6: []}
     for c in chains:
         table = c.attrs.get_attr("NFTA_CHAIN_TABLE")
@@ -341,9 +353,15 @@ def nft_nat(
         if table in _IPTABLES_NON_NAT_TABLES:
             continue  # iptables-nft's: MASQUERADE and DNAT are allowed in its nat table only
         chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
-        decoded = decode_expressions(
-            rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
-        )
+        # Keyed by id(), the message kept with it: an id is not reused while it is held.
+        hit = kept.get(id(rule))
+        if hit is not None and hit[0] is rule:
+            decoded = hit[1]
+        else:
+            decoded = decode_expressions(
+                rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
+            )
+        made[id(rule)] = (rule, decoded)
         nat_rules[rule.family] += table == "nat"
         if decoded.action:
             found.append(_rule("nftables", table, chain, decoded))
@@ -359,6 +377,8 @@ def nft_nat(
         nat_rules_ipv6=nat_rules[NFPROTO_IPV6],
         docker_chains_ipv6=tuple(sorted(docker_chains[NFPROTO_IPV6])),
     )
+    if decodes is not None:
+        decodes.last = made  # only the rules there are now
     return backend, found, counts, keys
 
 

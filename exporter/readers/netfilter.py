@@ -34,6 +34,7 @@ from exporter.readers.iptables import TableBlob, ipset_names
 from exporter.readers.nat_rules import (
     Counts,
     NatCounters,
+    NatDecodes,
     NatRule,
     RuleKey,
     nft_counts,
@@ -62,6 +63,8 @@ class NftCache:
     nat: tuple[NatRule, ...] = ()
     keys: list[RuleKey] = field(default_factory=list)
     tables: FilterTables | None = None
+    # Kept across generations: a changed ruleset decodes only its rules that changed.
+    decodes: NatDecodes = field(default_factory=NatDecodes)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ def read_nftables_with_filter(sock: NftSocket, cache: NftCache | None = None) ->
             for c in chains
         )
         inet_rules = sock.rules(NFPROTO_INET) if inet else []
-        backend, nat, counts, keys = nft_nat(chains, rules)
+        backend, nat, counts, keys = nft_nat(
+            chains, rules, cache.decodes if cache is not None else None
+        )
         after = sock.generation() if cache is not None else None
         tables = [nft_filter(sock, chains, rules, f) for f in (NFPROTO_IPV4, NFPROTO_IPV6)]
         if inet:

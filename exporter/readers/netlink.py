@@ -255,13 +255,18 @@ def parse_stats(data: bytes) -> tuple[int, LinkCounters | None]:
     return index, _counters(data, span) if span is not None else None
 
 
-def link_changes(datagram: bytes, nsids: set[int]) -> int:
+def link_changes(datagram: bytes, nsids: set[int], indexes: set[int] | None = None) -> int:
     """How many link and namespace-id notifications one datagram of the change feed holds;
-    the ids given or released are added to `nsids`. Raises NetlinkError if it is malformed."""
+    the ids given or released are added to `nsids`, and the ifindex each link notification
+    names to `indexes`. Raises NetlinkError if it is malformed."""
     messages = 0
     for kind, _, _, message in _split(datagram):
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             messages += 1
+            if indexes is not None:
+                if len(message) < _HEADER.size + _IFINFO.size:
+                    raise _malformed(f"link notification of {len(message)} bytes")
+                indexes.add(_IFINFO.unpack_from(message, _HEADER.size)[2])
         elif kind in (RTM_NEWNSID, RTM_DELNSID):
             messages += 1
             span = _find(message, _HEADER.size + _RTGEN.size, NETNSA["NETNSA_NSID"])
@@ -403,6 +408,21 @@ class RtnlSocket(NetlinkSocket):
             names.append(_text(answer, _find(answer, start, IFLA["IFLA_IFNAME"])))
         return names
 
+    def links(self, indexes: Sequence[int]) -> list[Link | None]:
+        """The links of this namespace with these ifindexes, each as a dump gives it without
+        counters (RTM_GETLINK each, batched); None for one gone (ENODEV)."""
+        skip_stats = _attr(IFLA["IFLA_EXT_MASK"], struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+        bodies = [_IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + skip_stats for index in indexes]
+        found: list[Link | None] = []
+        for answer in self._batch(RTM_GETLINK, bodies):
+            if isinstance(answer, NetlinkError):
+                if answer.errno == errno.ENODEV:
+                    found.append(None)
+                    continue
+                raise answer
+            found.append(parse_link(answer, counters=False))
+        return found
+
     def link_stats(self) -> dict[int, LinkCounters]:
         """Every link's counters by ifindex: one RTM_GETSTATS dump asking IFLA_STATS_LINK_64
         only, a fraction of a link dump's bytes and parsing (the names, kinds and masters that
@@ -459,6 +479,8 @@ class LinkChanges:
     # Namespaces (by the id this one gives them) where a link changed: a veth's far end
     # renamed, moved out or in. Empty where NETLINK_LISTEN_ALL_NSID was refused.
     peer_nsids: frozenset[int] = frozenset()
+    # The ifindexes of this namespace's links that were notified (created, deleted, changed).
+    indexes: frozenset[int] = frozenset()
 
 
 class LinkEvents:
@@ -493,7 +515,7 @@ class LinkEvents:
 
     def drain(self) -> LinkChanges:
         """Everything queued since the last drain. Raises NetlinkError on a malformed message."""
-        messages, lost, nsids, peers = 0, False, set[int](), set[int]()
+        messages, lost, nsids, peers, indexes = 0, False, set[int](), set[int](), set[int]()
         while True:
             try:
                 data, ancillary, _, _ = self._sock.recvmsg(1 << 20, socket.CMSG_SPACE(4))
@@ -504,11 +526,13 @@ class LinkEvents:
                     raise
                 lost = True  # reported once; what is queued after it is still read
                 continue
-            count = link_changes(data, nsids)
-            messages += count
+            # The id of the namespace the messages came from: none (or -1) for this one.
+            source = -1
             for level, kind, value in ancillary:
-                # The id of the namespace the messages came from (-1: this one).
-                heard = (level, kind) == (SOL_NETLINK, NETLINK_LISTEN_ALL_NSID) and len(value) >= 4
-                if heard and count and (nsid := struct.unpack_from("=i", value)[0]) >= 0:
-                    peers.add(nsid)
-        return LinkChanges(messages, lost, frozenset(nsids), frozenset(peers))
+                if (level, kind) == (SOL_NETLINK, NETLINK_LISTEN_ALL_NSID) and len(value) >= 4:
+                    source = struct.unpack_from("=i", value)[0]
+            count = link_changes(data, nsids, indexes if source < 0 else None)
+            messages += count
+            if count and source >= 0:
+                peers.add(source)
+        return LinkChanges(messages, lost, frozenset(nsids), frozenset(peers), frozenset(indexes))

@@ -3,14 +3,18 @@ namespace from /proc, the far end of every veth, and who holds the namespaces no
 explains, all read without entering any namespace.
 
 Change-driven: rtnetlink notifies every change of a host link and every namespace id given or
-released (netlink.LinkEvents), so the links are dumped again only after a notification; veth
-peers are looked up only for veths that are new or whose peer changed, and namespace owners
-only when the set of namespaces no container explains changed. Moving a veth's peer into a
-container notifies the moved end (RTM_DELLINK) and the id (RTM_NEWNSID), never the end left on
-the host, so any notification means a whole dump, not an update of the link it names; a far
-end moved between two containers' namespaces notifies only those, heard too
-(netlink.LinkEvents). What no notification tells (a process joining a namespace no container
-explains) waits for the periodic full re-read (resync_interval).
+released (netlink.LinkEvents), so the links are dumped once and then kept: each link a
+notification names is asked again by its ifindex (gone: dropped), and with it every veth whose
+far end may have moved without a word about the near one. Moving a veth's peer out of the host
+notifies the moved end (RTM_DELLINK) and the id (RTM_NEWNSID), never the end left on the host:
+that end is asked again because its peer's ifindex was named; a far end moved between two
+containers' namespaces notifies only those (heard too, netlink.LinkEvents): the veths leading
+there are asked again. Notifications are not parsed as links: a bridge's (AF_BRIDGE) describe
+a port, not the link, and a link is read after the drain, as it is now. Veth peers are looked
+up only for veths that are new or whose peer changed, and namespace owners only when the set of
+namespaces no container explains changed. What no notification tells (a process joining a
+namespace no container explains) waits for the periodic full dump (resync_interval), as does
+everything after lost notifications.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.logonce import ChangeLog
-from exporter.readers.netlink import Link, LinkCounters, LinkEvents, NetlinkError, RtnlSocket
+from exporter.readers.netlink import (
+    Link,
+    LinkChanges,
+    LinkCounters,
+    LinkEvents,
+    NetlinkError,
+    RtnlSocket,
+)
 from exporter.readers.netns import OWNER_UNKNOWN, NamespaceOwner, OwnerReader
 from exporter.readers.procfs import (
     DOCKER_RUNTIME_NAMESPACE,
@@ -97,8 +108,9 @@ class NetworkReader:
 
     resync_interval: seconds between full re-reads whatever the notifications said (None:
     never). Each full re-read leaves its reason in `reread` (REREAD_*), and the loss of
-    notifications that caused one in `lost`, for the caller to count; `dumps` and
-    `peer_lookups` count the work done, for tests and benchmarks.
+    notifications that caused one in `lost`, for the caller to count; `dumps`, `updates` (the
+    readings that applied notifications to the kept links instead), `links_asked` (links asked
+    again by ifindex) and `peer_lookups` count the work done, for tests and benchmarks.
     """
 
     def __init__(
@@ -136,6 +148,8 @@ class NetworkReader:
         self.reread: str | None = None
         self.lost = False
         self.dumps = 0
+        self.updates = 0
+        self.links_asked = 0
         self.peer_lookups = 0
 
     def close(self) -> None:
@@ -181,10 +195,11 @@ class NetworkReader:
             )
         )
 
-    def _changed(self, fresh: bool) -> bool:
-        """Whether the links must be dumped again; sets `reread` and `lost`."""
+    def _changed(self, fresh: bool) -> LinkChanges | None:
+        """What the notifications said since the last reading (None: the links must be dumped
+        again); sets `reread` and `lost`."""
         self.reread, self.lost = None, False
-        messages = 0
+        changes: LinkChanges | None = None
         if self._events is None or self._links is None:
             # Subscribed before the dump, so that nothing made between the two is missed.
             self.close()
@@ -192,7 +207,6 @@ class NetworkReader:
             self.reread = REREAD_ERROR if self._failed else REREAD_START
         else:
             changes = self._events.drain()
-            messages = changes.messages
             if changes.lost:
                 self.reread, self.lost = REREAD_LOST, True
             elif (
@@ -224,20 +238,25 @@ class NetworkReader:
             self._netns_of = None
             self._full_at = self._clock()
         if self.reread is not None or fresh:
-            # A confirming reading dumps the links and asks the owners again; a peer's name
-            # found under the same (veth, peer ifindex, peer nsid) stands: a peer deleted takes
-            # its veth with it, one moved changes the nsid, and a gone one is never kept.
+            # A confirming reading asks the owners again (the links are as current as the
+            # notifications make them); a peer's name found under the same (veth, peer ifindex,
+            # peer nsid) stands: a peer deleted takes its veth with it, one moved changes the
+            # nsid, and a gone one is never kept.
             self._owners_of = None
-        return bool(messages or fresh or self.reread)
+        return None if self.reread is not None else changes
 
     def _read(self, procfs: ProcfsReader, scan: ProcessScan, fresh: bool) -> NetworkReading:
-        changed = self._changed(fresh)
+        changes = self._changed(fresh)
         if self._socket is None:
             self._socket = RtnlSocket(self.timeout)
-        if changed or self._links is None:
-            # Without counters: they come apart, from counters(), every run.
-            self._links = tuple(self._socket.dump_links(stats=False))
+        if changes is None or self._links is None:
+            # Without counters: they come apart, from counters(), every run. In ifindex order,
+            # as the notifications' updates keep them.
+            dumped = self._socket.dump_links(stats=False)
+            self._links = tuple(sorted(dumped, key=lambda link: link.index))
             self.dumps += 1
+        elif changes.messages:
+            self._links = self._update(self._socket, self._links, changes)
         sock, links = self._socket, self._links
         host_net = {n.kind: n.inode for n in procfs.host_namespaces()}.get("net")
         if self._netns_of is not None and self._netns_of[0] is scan:
@@ -280,6 +299,34 @@ class NetworkReader:
             unreadable_netns=unreadable,
             namespace_owners=owners,
         )
+
+    def _update(
+        self, sock: RtnlSocket, links: tuple[Link, ...], changes: LinkChanges
+    ) -> tuple[Link, ...]:
+        """The kept links with those the notifications concern asked again: each one named,
+        and each veth whose far end was named here (moved out of this namespace: only that end
+        is notified) or is in a namespace where a link changed or whose id came or went."""
+        there = changes.peer_nsids | changes.nsids
+        wanted = set(changes.indexes)
+        for link in links:
+            if link.kind != "veth" or link.peer_index is None:
+                continue
+            if (link.peer_nsid is None and link.peer_index in changes.indexes) or (
+                link.peer_nsid in there
+            ):
+                wanted.add(link.index)
+        if not wanted:
+            return links
+        asked = sorted(wanted)
+        self.updates += 1
+        self.links_asked += len(asked)
+        kept = {link.index: link for link in links}
+        for index, now in zip(asked, sock.links(asked), strict=True):
+            if now is None:
+                kept.pop(index, None)
+            else:
+                kept[index] = now
+        return tuple(kept[index] for index in sorted(kept))
 
     def _container_netns(
         self, sock: RtnlSocket, procfs: ProcfsReader, scan: ProcessScan, host_net: int | None

@@ -327,11 +327,40 @@ def parse_message(message: bytes, schema: Schema) -> NftMessage:
     return NftMessage(family, schema.parse(message, _HEADER_SIZE + _NFGENMSG.size))
 
 
+class RuleParses:
+    """Rule messages parsed, kept from one dump of a family to the next: a rule whose message
+    is byte for byte the one the last dump gave (its counters' values included; the netlink
+    header's sequence number and the nfgenmsg's generation left out) is that dump's very
+    NftMessage, not parsed again. After a change of the ruleset only the rules changed, new,
+    or counted since are parsed; the same bytes parse the same, so nothing else differs."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, dict[bytes, NftMessage]] = {}
+
+    def parse(self, family: int, messages: Iterator[bytes]) -> list[NftMessage]:
+        last = self._last.get(family, {})
+        now: dict[bytes, NftMessage] = {}
+        found: list[NftMessage] = []
+        for message in messages:
+            if len(message) < _HEADER_SIZE + _NFGENMSG.size:
+                raise _malformed(f"nf_tables message of {len(message)} bytes")
+            # The family byte, then the attributes.
+            key = message[_HEADER_SIZE : _HEADER_SIZE + 1] + message[_HEADER_SIZE + 4 :]
+            parsed = now.get(key) or last.get(key)
+            if parsed is None:
+                parsed = parse_message(message, RULE)
+            now[key] = parsed
+            found.append(parsed)
+        self._last[family] = now  # only the rules there are now
+        return found
+
+
 class NftSocket(NetlinkSocket):
     """NETLINK_NETFILTER, nf_tables subsystem: dumps only (read-only)."""
 
     def __init__(self, timeout: float = 5.0) -> None:
         super().__init__(NETLINK_NETFILTER, timeout)
+        self._rule_parses = RuleParses()
 
     def _dump(self, msg_type: int, schema: Schema, family: int) -> Iterator[NftMessage]:
         body = _NFGENMSG.pack(family, 0, 0)
@@ -342,7 +371,11 @@ class NftSocket(NetlinkSocket):
         return list(self._dump(NFT_MSG_GETCHAIN, CHAIN, family))
 
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
-        return list(self._dump(NFT_MSG_GETRULE, RULE, family))
+        """The family's rules, each parsed only if the last dump of it did not hold the very
+        same message (RuleParses)."""
+        body = _NFGENMSG.pack(family, 0, 0)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        return self._rule_parses.parse(family, self.dump(kind, body))
 
     def rule_counts(self, family: int, table: str) -> list[RuleCount]:
         """One table's rules, parsed no further than their place (table, chain, handle) and

@@ -342,6 +342,41 @@ def test_counters_that_moved_rerun_only_the_writers_that_read_counters() -> None
     assert renderer.render(state({"a": 5, "b": 2}, ("a",))) == fresh
 
 
+def test_the_network_writers_reformat_only_the_veths_that_changed_and_match_a_fresh_render() -> (
+    None
+):
+    """Families.block in the network writers: after one veth's counters moved, one veth was
+    renamed and one removed, the re-render equals a render from scratch; each writer ran."""
+    network = next(c for c in all_collectors() if c.name == "network")
+    writers = list(network.writers(Settings()))
+    plain = [w.write for w in writers]
+    renderer = Renderer(writers)
+    first = recorded()
+    net = first.collectors["network"]
+    facts = net.facts
+    assert isinstance(facts, NetworkFacts)
+    veths = [link for link in facts.links if link.kind == "veth"]
+    assert len(veths) >= 3
+    counted = NetworkCounters(tuple((x.index, LinkCounters(*(5,) * 8)) for x in veths))
+    start = first.with_state(dataclasses.replace(net, counters=counted))
+    assert renderer.render(start) == render(start, plain)
+    moved = NetworkCounters(((veths[0].index, LinkCounters(*(9,) * 8)), *counted.links[1:]))
+    links = tuple(
+        dataclasses.replace(x, name="vethrenamed") if x.index == veths[1].index else x
+        for x in facts.links
+        if x.index != veths[2].index
+    )
+    changed = start.with_state(
+        dataclasses.replace(net, facts=dataclasses.replace(facts, links=links), counters=moved)
+    )
+    text = renderer.render(changed)
+    assert text == render(changed, plain)
+    assert b'interface="vethrenamed"' in text and veths[2].name.encode() not in text
+    traffic = select(parse(text), "docker_host_veth_receive_bytes_total")
+    by_name = {s.labels["interface"]: s.value for s in traffic}
+    assert by_name[veths[0].name] == 9 and by_name["vethrenamed"] == 5
+
+
 def test_full_rereads_and_lost_events_are_counted_by_collector_and_reason() -> None:
     changes = ChangeCounters()
     changes.reread("network", "start")

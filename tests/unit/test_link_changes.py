@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -80,6 +81,17 @@ def test_the_feed_counts_link_and_nsid_notifications_and_names_the_ids() -> None
     assert link_changes(datagram, nsids) == 5
     assert nsids == {3, 42}
     assert link_changes(b"", nsids) == 0
+    # The links named, for the reader to ask again: both the changed one and the deleted one.
+    indexes: set[int] = set()
+    assert link_changes(datagram, set(), indexes) == 5
+    assert indexes == {5, 6}
+
+
+def test_a_link_notification_too_short_to_name_its_link_is_refused() -> None:
+    short = message(RTM_DELLINK, b"\0" * 8)  # an ifinfomsg is 16 bytes
+    assert link_changes(short, set()) == 1  # counted, where no link is asked for
+    with pytest.raises(NetlinkError):
+        link_changes(short, set(), set())
 
 
 def seeds() -> list[bytes]:
@@ -106,9 +118,11 @@ def test_hostile_feed_and_stats_bytes_decode_or_raise_netlink_error(data: bytes)
         if counters is not None:
             assert all(0 <= v < 2**64 for v in dataclasses.astuple(counters))
     nsids: set[int] = set()
+    indexes: set[int] = set()
     try:
-        count = link_changes(data, nsids)
+        count = link_changes(data, nsids, indexes)
     except NetlinkError:
         return
     assert 0 <= count <= len(data) // HEADER.size
     assert all(0 <= n < 2**31 for n in nsids)
+    assert len(indexes) <= count and all(-(2**31) <= i < 2**31 for i in indexes)

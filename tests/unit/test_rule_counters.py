@@ -9,6 +9,7 @@ import struct
 from collections import Counter
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,10 +17,10 @@ from exporter.collectors import by_name, facts_types
 from exporter.collectors.nat.facts import NatFacts
 from exporter.metrics import Families, Renderer, Writer, render
 from exporter.readers.iptables import TableBlob
-from exporter.readers.nat_rules import NatCounters, _count, decode_expressions
+from exporter.readers.nat_rules import NatCounters, NatDecodes, _count, decode_expressions, nft_nat
 from exporter.readers.netfilter_base import LegacyCache
 from exporter.readers.netlink import NetlinkError
-from exporter.readers.nfnetlink import RULE, parse_message, parse_rule_count
+from exporter.readers.nfnetlink import RULE, RuleParses, parse_message, parse_rule_count
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -230,3 +231,47 @@ def test_a_recording_keeps_the_counters_apart() -> None:
     assert again == recorded
     assert again.counters("nat", NatCounters) == NatCounters((1, 2, 3), (60, 120, 180))
     assert from_scratch(again) == from_scratch(recorded)
+
+
+def test_a_rule_message_seen_in_the_last_dump_is_not_parsed_again() -> None:
+    """RuleParses: the very same parse for the same bytes under another sequence number and
+    generation; a counter that moved, a rule changed or new, is parsed, and equals a fresh
+    parse; a rule gone is forgotten; the family's dumps are kept apart."""
+
+    def dumped(data: bytes, seq: int, generation: int) -> bytes:
+        body = data[HEADER.size :]
+        return message(NFT_RULE, body[:2] + struct.pack(">H", generation) + body[4:], seq=seq)
+
+    a = with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7)
+    b = with_handle(rule_message([*DNAT, counter(0, 0)]), 9)
+    moved = with_handle(rule_message([*MASQUERADE, counter(4, 240)]), 7)
+    parses = RuleParses()
+    first = parses.parse(2, iter([dumped(a, 1, 5), dumped(b, 2, 5)]))
+    assert first == [parse_message(a, RULE), parse_message(b, RULE)]
+    second = parses.parse(2, iter([dumped(moved, 8, 6), dumped(b, 9, 6)]))
+    assert second[1] is first[1] and second[0] == parse_message(moved, RULE)
+    assert parses.parse(10, iter([dumped(b, 3, 6)]))[0] is not first[1]  # another family's
+    third = parses.parse(2, iter([dumped(a, 4, 7)]))
+    assert third[0] is not first[0] and third == [parse_message(a, RULE)]  # a was forgotten
+    with pytest.raises(NetlinkError):
+        parses.parse(2, iter([a[:18]]))
+
+
+def test_a_rule_message_decoded_by_the_last_reading_is_not_decoded_again() -> None:
+    """NatDecodes: the very message (as RuleParses gives an unchanged rule) keeps its decoding;
+    an equal message that is another object is decoded again, to the same rules and counts."""
+    a = parse_message(with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7), RULE)
+    b = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
+    decodes = NatDecodes()
+    first = nft_nat([], [a, b], decodes)
+    kept = dict(decodes.last)
+    assert len(kept) == 2
+    again = nft_nat([], [a, b], decodes)
+    assert again == first
+    assert all(decodes.last[k][1] is kept[k][1] for k in kept)
+    b2 = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
+    third = nft_nat([], [a, b2], decodes)
+    assert third == first == nft_nat([], [a, b2])
+    assert decodes.last[id(a)][1] is kept[id(a)][1]
+    assert decodes.last[id(b2)][1] is not kept[id(b)][1]  # b2 decoded afresh; b forgotten
+    assert id(b) not in decodes.last or decodes.last[id(b)][0] is b2

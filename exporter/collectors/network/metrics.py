@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.network.facts import NAME, NetworkCounters, NetworkFacts
+from exporter.collectors.network.facts import NAME, LinkCounters, NetworkCounters, NetworkFacts
 from exporter.collectors.network.judge import (
     ORPHAN_NO_CONTAINER,
     ORPHAN_PEER_GONE,
@@ -149,18 +149,40 @@ def write(snapshot: Snapshot, out: Families) -> None:
 def write_veths(veths: Iterable[VethView], out: Families) -> None:
     status = dict.fromkeys(VETH_STATUSES, 0)
     for veth in veths:
-        name, bridge = veth.link.name, veth.bridge or ""
         status[veth.status] += 1
-        if veth.orphan_reason is not None:
-            out.add(VETH_ORPHANED, 1, name, veth.orphan_reason, bridge)
-        elif veth.status == VETH_PAIRED and veth.container is not None:
-            network = veth.network.name if veth.network else ""
-            out.add(
-                VETH_INFO, 1, name, veth.container, veth.container_interface or "", bridge, network
-            )
-        out.add(VETH_NAMESPACE, 1, name, bridge, veth.owner_kind, veth.owner)
+        # Formatted again only for a veth whose series changed (Families.block): a container
+        # started or removed re-runs this writer for every veth.
+        out.block(_veth_series_key(veth), _veth_series)
     for key, count in status.items():
         out.add(VETHS, count, key)
+
+
+# What one veth's verdict series say: name, bridge, orphan reason, paired container (None when
+# not paired), its interface and network, the holder's kind and name.
+_VethSeries = tuple[str, str, str | None, str | None, str, str, str, str]
+
+
+def _veth_series_key(veth: VethView) -> _VethSeries:
+    paired = veth.status == VETH_PAIRED and veth.orphan_reason is None
+    return (
+        veth.link.name,
+        veth.bridge or "",
+        veth.orphan_reason,
+        veth.container if paired else None,
+        veth.container_interface or "",
+        veth.network.name if veth.network else "",
+        veth.owner_kind,
+        veth.owner,
+    )
+
+
+def _veth_series(key: _VethSeries, out: Families) -> None:
+    name, bridge, orphan_reason, container, interface, network, owner_kind, owner = key
+    if orphan_reason is not None:
+        out.add(VETH_ORPHANED, 1, name, orphan_reason, bridge)
+    elif container is not None:
+        out.add(VETH_INFO, 1, name, container, interface, bridge, network)
+    out.add(VETH_NAMESPACE, 1, name, bridge, owner_kind, owner)
 
 
 def write_counters(snapshot: Snapshot, out: Families) -> None:
@@ -177,9 +199,14 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
             continue
         counted = counters.get(link.index, link.counters)
         if counted is not None:
-            container = containers.get(link.index, "")
-            for field, spec in TRAFFIC.items():
-                out.add(spec, getattr(counted, field), link.name, container)
+            # Formatted again only for a veth whose counters (or names) moved.
+            out.block((link.name, containers.get(link.index, ""), counted), _traffic)
+
+
+def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:
+    name, container, counted = key
+    for field, spec in TRAFFIC.items():
+        out.add(spec, getattr(counted, field), name, container)
 
 
 def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
