@@ -79,15 +79,11 @@ class OwnDockerd:
         return samples
 
 
-def dockerd_command(
-    directory: Path, config: Path, bridge: str, *flags: str, netns: str | None = None
-) -> tuple[str, ...]:
-    """A test's own dockerd: its roots, pid file and socket under the directory, its bridge;
-    in a network namespace of its own when netns is given (nsenter, not `ip netns exec`: that
-    one remounts /sys, and dockerd then finds no cgroups)."""
+def dockerd_flags(directory: Path, config: Path, bridge: str, *flags: str) -> tuple[str, ...]:
+    """A test's own dockerd's flags: its roots, pid file and socket under the directory, its
+    bridge. (Started in a namespace of its own with nsenter, not `ip netns exec`: that one
+    remounts /sys, and dockerd then finds no cgroups.)"""
     return (
-        *(("nsenter", f"--net=/run/netns/{netns}") if netns is not None else ()),
-        "dockerd",
         f"--config-file={config}",
         f"--data-root={directory}/root",
         f"--exec-root={directory}/exec",
@@ -103,9 +99,12 @@ def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Pope
     """dockerd on the directory's paths and bridge (named as the directory: see BRIDGE_PREFIX)."""
     log = (directory / "dockerd.log").open("wb")
     process = subprocess.Popen(
-        dockerd_command(
-            directory, config, directory.name, "--iptables=false", "--ip6tables=false", *flags
-        ),
+        [
+            "dockerd",
+            *dockerd_flags(
+                directory, config, directory.name, "--iptables=false", "--ip6tables=false", *flags
+            ),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -277,13 +276,13 @@ def ipv6_dockerd(
         subprocess.run(
             ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
         )
-        command = dockerd_command(
-            directory,
-            directory / "daemon.json",
-            V6_BRIDGE,
-            "--storage-driver=vfs",
-            *flags,
-            netns=netns,
+        command = (
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "dockerd",
+            *dockerd_flags(
+                directory, directory / "daemon.json", V6_BRIDGE, "--storage-driver=vfs", *flags
+            ),
         )
         process = _start_in_netns(directory, command)
         made = Ipv6Dockerd(directory, netns, firewall, process, command)

@@ -30,7 +30,7 @@ from exporter.settings import Settings
 from tests.conftest import BASE_IMAGE
 from tests.engine_client import timed_client
 from tests.helpers import Sample, sample_once, select, stop, value, wait_for
-from tests.own_dockerd import dockerd_command
+from tests.own_dockerd import dockerd_flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
@@ -129,15 +129,19 @@ class NetnsDockerd:
 
 def start_dockerd(directory: Path, netns: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        dockerd_command(
-            directory,
-            directory / "daemon.json",
-            BRIDGE,
-            "--iptables=false",
-            "--ip6tables=false",
-            "--storage-driver=vfs",
-            netns=netns,
-        ),
+        [
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "dockerd",
+            *dockerd_flags(
+                directory,
+                directory / "daemon.json",
+                BRIDGE,
+                "--iptables=false",
+                "--ip6tables=false",
+                "--storage-driver=vfs",
+            ),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
