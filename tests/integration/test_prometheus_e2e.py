@@ -391,8 +391,9 @@ def scene(engine: Any) -> Iterator[Scene]:
     try:
         with (
             set_up_host(made, engine) as dockerd,
-            # conntrack's own interval is a minute: short here, for the pictures' connections.
-            exporter_process("--sample.interval=1s", "--collector.conntrack.interval=5s") as (
+            # conntrack's own interval is a minute: the samples', here, for the pictures'
+            # connections (seen in a second or two; the host's table is small).
+            exporter_process("--sample.interval=1s", "--collector.conntrack.interval=1s") as (
                 host_exporter,
                 _,
             ),
