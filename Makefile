@@ -56,7 +56,7 @@ pictures: as-root
 	$(MAKE) --no-print-directory $(BIN)/.installed
 	scripts/testbed.sh
 	DHE_PICTURES_DIR=$(CURDIR)/docs/img DHE_PICTURES_AFTER=300 \
-		$(BIN)/pytest -q --timeout=900 tests/integration/test_dashboard_pictures.py \
+		$(BIN)/pytest -q --timeout=900 tests/integration/test_prometheus_e2e.py::test_every_panel_of_every_dashboard_draws_data \
 		tests/integration/test_topology_browser.py
 
 # The alert rules (deploy/prometheus/alerts.yml, the PrometheusRule) from mixin/alerts.py;

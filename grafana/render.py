@@ -10,7 +10,8 @@ default time range (range queries with Grafana's step, instant queries for table
 the answers as Grafana's data frames; the page (grafana/pictures/src/main.jsx) applies the
 panels' transformations, units, mappings, thresholds and overrides and lays them out on the
 dashboard's 24-column grid. The page reports what each panel drew (rows or points, "No data",
-errors), which tests/integration/test_dashboard_pictures.py checks.
+errors), which tests/integration/test_prometheus_e2e.py checks
+(test_every_panel_of_every_dashboard_draws_data).
 """
 
 from __future__ import annotations

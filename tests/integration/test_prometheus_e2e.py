@@ -1,18 +1,23 @@
 """End to end with a real Prometheus (Debian's) scraping two exporters on loopback with the
 alert rules loaded: one on the host's engine, one on a dockerd the test controls. On a host set
 up with containers, orphaned veths, a missing MASQUERADE rule and a drifted daemon.json, every
-dashboard query returns data through Prometheus's HTTP API, and the matching alerts are pending
-or firing."""
+dashboard query returns data through Prometheus's HTTP API, the matching alerts are pending or
+firing, and every dashboard drawn by Grafana's panel components shows data in every panel. The
+dashboards' tests share one such scene (the module's `scene`); the alerts' own tests have theirs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,9 +31,10 @@ import docker
 import pytest
 import yaml
 
+from grafana.render import PicturesError, bundle_path, render_all
 from mixin.alerts import AlertSettings, known_alerts, render_rules
 from tests import exporter_image
-from tests.conftest import BASE_IMAGE, Containers
+from tests.conftest import BASE_IMAGE, Containers, unavailable
 from tests.helpers import exporter_process, free_port, get, wait_for
 from tests.host_objects import orphan_veths
 from tests.integration.test_faults import in_private_mounts
@@ -38,6 +44,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "docker-host-exporter"
+WEB_PORT = 18383  # where set_up_host publishes its web container
 
 
 class Prometheus:
@@ -305,7 +312,11 @@ def check_topology(
     assert all(r["why orphaned"] for r in orphans)
     ports = joined_table(prom, "dhe-topology", "Published ports")
     [port] = [p for p in ports if p["container"] == web.name]
-    assert (port["host port"], port["container port"], port["DNAT rule"]) == ("18383", "80", "0")
+    assert (port["host port"], port["container port"], port["DNAT rule"]) == (
+        str(WEB_PORT),
+        "80",
+        "0",
+    )
 
 
 def _answers(host: str, port: int) -> bool:
@@ -317,12 +328,13 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
-    containers.run("web", "httpd -f -p 80", ports={"80/tcp": 18383})
+@contextlib.contextmanager
+def set_up_host(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
+    """The troubles the dashboards and alerts show, on the host and on a dockerd of our own."""
+    containers.run("web", "httpd -f -p 80", ports={"80/tcp": WEB_PORT})
     # One request to its published port, from loopback: a connection the host's conntrack
     # table holds for the web container (in TIME_WAIT for two minutes), for the conntrack panels.
-    wait_for(lambda: _answers("127.0.0.1", 18383), timeout=30, interval=0.2)
+    wait_for(lambda: _answers("127.0.0.1", WEB_PORT), timeout=30, interval=0.2)
     containers.run("hostpid", pid_mode="host")
     # A published port nothing listens on: the port-verdict panels' broken hop, and its alert.
     containers.run("deaf", ports={"80/tcp": 18384})
@@ -353,54 +365,94 @@ def host_set_up(containers: Containers, engine: Any) -> Iterator[OwnDockerd]:
         network.remove()
 
 
-def test_dashboards_have_data_and_alerts_fire(
-    host_set_up: OwnDockerd, containers: Containers, engine: Any
-) -> None:
+@dataclass
+class Scene:
+    """The host set up (set_up_host), an exporter on it and one on the own dockerd, and a
+    Prometheus with the shipped rules scraping both since `since`."""
+
+    containers: Containers  # the scene's own: its prefix names the web container and network
+    dockerd: OwnDockerd
+    host_exporter: str  # host:port, the instance label
+    own_exporter: str
+    prom: Prometheus
+    since: float
+
+
+@pytest.fixture(scope="module")
+def scene(engine: Any) -> Iterator[Scene]:
+    """One scene for the dashboards' tests of this module, scraped from its start to the
+    module's end: the pictures' test, last, then finds data from before Grafana's last step
+    boundary (test_every_panel_of_every_dashboard_draws_data) without waiting for one."""
+    made = Containers(engine)
     others = [
         f"--no-collector.{c}"
         for c in ("containers", "processes", "network", "nat", "firewall", "layers")
     ]
-    with (
-        exporter_process("--sample.interval=1s") as (host_exporter, _),
-        exporter_process("--sample.interval=1s", f"--docker.host={host_set_up.host}", *others) as (
-            own_exporter,
-            _,
-        ),
-        prometheus(
-            [host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")]
-        ) as prom,
-    ):
-        wait_for(lambda: len(prom.query(f'up{{job="{JOB}"}} == 1')) == 2, timeout=60)
-        # Long enough for every rate() window to hold several samples.
-        wait_for(
-            lambda: bool(prom.query("rate(docker_host_veth_receive_bytes_total[15s])")), timeout=60
-        )
-        wait_for(lambda: bool(prom.query("docker_host_nat_masquerade_missing == 1")), timeout=60)
+    try:
+        with (
+            set_up_host(made, engine) as dockerd,
+            # conntrack's own interval is a minute: the samples', here, for the pictures'
+            # connections (seen in a second or two; the host's table is small).
+            exporter_process("--sample.interval=1s", "--collector.conntrack.interval=1s") as (
+                host_exporter,
+                _,
+            ),
+            exporter_process("--sample.interval=1s", f"--docker.host={dockerd.host}", *others) as (
+                own_exporter,
+                _,
+            ),
+            prometheus(
+                [host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")]
+            ) as prom,
+        ):
+            since = time.time()
+            wait_for(lambda: len(prom.query(f'up{{job="{JOB}"}} == 1')) == 2, timeout=60)
+            # Long enough for every rate() window to hold several samples.
+            wait_for(
+                lambda: bool(prom.query("rate(docker_host_veth_receive_bytes_total[15s])")),
+                timeout=60,
+            )
+            wait_for(
+                lambda: bool(prom.query("docker_host_nat_masquerade_missing == 1")), timeout=60
+            )
+            yield Scene(
+                made,
+                dockerd,
+                host_exporter.removeprefix("http://"),
+                own_exporter.removeprefix("http://"),
+                prom,
+                since,
+            )
+    finally:
+        made.cleanup()
 
-        started = time.time()
-        assert_topology_shows_the_plumbing(prom, containers, engine)
-        assert_the_hosts_table_tells_hosts_apart(
-            prom, host_exporter.removeprefix("http://"), own_exporter.removeprefix("http://")
-        )
-        assert_every_panel_and_annotation_has_data(prom, containers, started)
 
-        wanted = {
-            "DockerHostVethOrphaned",
-            "DockerHostMasqueradeRuleMissing",
-            "DockerHostDaemonConfigReloadNeeded",
-            "DockerHostContainerSharesHostNamespace",
-            "DockerHostPublishedPortNotListening",
+def test_dashboards_have_data_and_alerts_fire(
+    scene: Scene, containers: Containers, engine: Any
+) -> None:
+    prom = scene.prom
+    started = time.time()
+    assert_topology_shows_the_plumbing(prom, scene.containers, engine)
+    assert_the_hosts_table_tells_hosts_apart(prom, scene.host_exporter, scene.own_exporter)
+    assert_every_panel_and_annotation_has_data(prom, containers, started)
+
+    wanted = {
+        "DockerHostVethOrphaned",
+        "DockerHostMasqueradeRuleMissing",
+        "DockerHostDaemonConfigReloadNeeded",
+        "DockerHostContainerSharesHostNamespace",
+        "DockerHostPublishedPortNotListening",
+    }
+
+    def active() -> set[str]:
+        return {
+            a["labels"]["alertname"]
+            for a in prom.api("alerts")["alerts"]
+            if a["state"] in ("pending", "firing")
         }
 
-        def active() -> set[str]:
-            return {
-                a["labels"]["alertname"]
-                for a in prom.api("alerts")["alerts"]
-                if a["state"] in ("pending", "firing")
-            }
-
-        wait_for(lambda: wanted <= active(), timeout=60)
-        assert "DockerHostExporterDown" not in active()
+    wait_for(lambda: wanted <= active(), timeout=60)
+    assert "DockerHostExporterDown" not in active()
 
 
 # -- the alerts, end to end: held while their collector is blind, never for the exporter ------
@@ -625,7 +677,12 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
                 ),
                 timeout=30,
             )
-            time.sleep(5)  # more than `for` after it was first seen
+            # Seen for more than `for` (2 s) and an evaluation: five samples a second apart.
+            shared = series(shared_metric, **mine).replace("}", ',namespace=~"pid|net"}')
+            wait_for(
+                lambda: len(prom.query(f"count_over_time({shared}[10m]) >= 5")) == 2,
+                timeout=30,
+            )
             ever = prom.query(
                 'count_over_time(ALERTS{alertname="DockerHostContainerSharesHostNamespace",'
                 f'instance="{instance}",container=~"{exporter.name}|{exporter.id[:12]}"}}[10m])'
@@ -634,3 +691,108 @@ def test_no_host_namespace_alert_for_the_exporters_own_container(
     finally:
         with contextlib.suppress(Exception):
             engine.images.remove(own_image, force=True)
+
+
+# -- every dashboard drawn, from the scene's Prometheus ---------------------------------------
+# Last in the module: Grafana's range queries end at the last step boundary (a minute over the
+# dashboards' 6 hours), so the scene must have been scraped for a while before one; by now it
+# has been, while the tests above ran.
+
+SCRAPE = 1.0  # the scene's Prometheus scrapes every second
+STEP = 60  # the widest step Grafana takes for a panel of these dashboards over 6 h
+FRESH_CONNECTIONS = 3
+CONNTRACK = (
+    f'sum(docker_host_container_conntrack_tcp_entries{{job="{JOB}", state="time_wait",'
+    f' container=~".+-web"}}) >= {FRESH_CONNECTIONS}'
+)
+
+
+def dashboards_by_uid() -> dict[str, Any]:
+    return {d["uid"]: d for d in dashboards()}
+
+
+def served(host: str, port: int) -> bool:
+    """One whole HTTP/1.0 exchange, read to the end: the server closes first and the entry
+    goes to TIME_WAIT (closing with unread data would reset it: CLOSE, gone in 10 s)."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+            return answer.startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def samples_before_last_step(prom: Prometheus) -> bool:
+    """Grafana's range queries end at the last step boundary: both targets must have several
+    samples before it, or a stat drawn now would honestly say "No data"."""
+    boundary = math.floor(time.time() / STEP) * STEP
+    found = prom.api(
+        "query", query=f'count_over_time(up{{job="{JOB}"}}[1m]) >= 10', time=str(boundary)
+    )["result"]
+    return len(found) == 2
+
+
+def test_every_panel_of_every_dashboard_draws_data(scene: Scene) -> None:
+    """Every dashboard drawn by Grafana's own panel components in Debian's headless Chromium
+    (grafana/render.py and the page bundled from grafana/pictures/) from the scene's Prometheus.
+    Every panel must draw data, as the page reports it: rows, values or points, never "No data"
+    nor an error; units come out as Grafana formats them.
+
+    With DHE_PICTURES_DIR set (`make pictures`), the pictures are written there for the README,
+    once the scene has DHE_PICTURES_AFTER seconds (default 60) of data."""
+    try:
+        bundle_path()
+    except PicturesError as missing:
+        unavailable(str(missing))
+    prom = scene.prom
+    # Run alone (`make pictures`, -k), the scene is new: this is where it waits for a boundary.
+    wait_for(lambda: samples_before_last_step(prom), timeout=4 * STEP, interval=1)
+    pictures_dir = os.environ.get("DHE_PICTURES_DIR")
+    if pictures_dir:
+        after = float(os.environ.get("DHE_PICTURES_AFTER", "60"))
+        threading.Event().wait(max(0.0, scene.since + after - time.time()))
+    # Connections to the web container's published port, just made: the conntrack panels show
+    # entries the host holds while they are drawn (TIME_WAIT lasts two minutes). Three, and
+    # three counted, so that the scene's one, about to expire, is not what is seen.
+    for _ in range(FRESH_CONNECTIONS):
+        wait_for(lambda: served("127.0.0.1", WEB_PORT), timeout=30, interval=0.5)
+    try:
+        wait_for(lambda: bool(prom.query(CONNTRACK)), timeout=60, interval=0.5)
+    except AssertionError:
+        held = prom.query("docker_host_container_conntrack_tcp_entries")
+        ran = prom.query('docker_host_collector_success{collector="conntrack"}')
+        raise AssertionError(
+            f"not {CONNTRACK}; the containers' entries: {held}; conntrack collector: {ran}"
+        ) from None
+    out = Path(pictures_dir or tempfile.mkdtemp(prefix="dhe-img-"))
+    pictures = render_all(prom.base, out, scrape_interval=SCRAPE)
+
+    assert {p.uid for p in pictures} == set(dashboards_by_uid())
+    empty = [
+        (p.uid, panel.title, panel.error or "No data" if panel.no_data else panel.count)
+        for p in pictures
+        for panel in p.panels
+        if panel.no_data or panel.error or panel.count == 0
+    ]
+    assert empty == [], "panels drawn without data:\n" + "\n".join(map(str, empty))
+    for p in pictures:
+        drawn = [x for x in dashboards_by_uid()[p.uid]["panels"] if x["type"] != "row"]
+        assert len(p.panels) == len(drawn)
+        assert p.path.stat().st_size > 50_000, p.path
+
+    # Units as Grafana formats them: bytes in binary prefixes, rates per second, no 6.78808e+08.
+    text = {(p.uid, panel.title): panel.text for p in pictures for panel in p.panels}
+    assert re.search(r"\d (B|KiB|MiB|GiB)\b", text["dhe-layers", "Layers on disk"])
+    raw = re.compile(r"(?<![\w.-])\d\.\d+e[+-]\d+(?![\w.-])")  # 6.78808e+08, a word alone
+    assert [t for t in text.values() if raw.search(t)] == []
+    # Each instance is told apart: the collectors table has a row for each exporter.
+    collectors = next(
+        panel
+        for p in pictures
+        for panel in p.panels
+        if (p.uid, panel.title) == ("dhe-overview", "Collectors")
+    )
+    assert set(collectors.instances) == {scene.host_exporter, scene.own_exporter}

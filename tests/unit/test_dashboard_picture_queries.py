@@ -1,6 +1,6 @@
 """The dashboard pictures' queries and data frames (grafana/render.py) as Grafana's
 Prometheus data source makes them; the drawing itself is tested in a real browser by
-tests/integration/test_dashboard_pictures.py."""
+test_every_panel_of_every_dashboard_draws_data in tests/integration/test_prometheus_e2e.py."""
 
 from __future__ import annotations
 
