@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,12 @@ V6_BRIDGE = "dh6-br0"
 
 
 @dataclass
-class Ipv6Dockerd:
-    """A dockerd with `iptables`, `ip6tables` and `ipv6` on. It runs in a network namespace of
-    its own: a second dockerd managing iptables in the host's namespace would remove and
-    rebuild the DOCKER chains the host's dockerd relies on (libnetwork does so at start), and
-    would switch IPv6 forwarding on for the whole host. In its namespace its chains, bridges and
-    sysctls are its own, and they go with the namespace."""
+class NetnsDockerd:
+    """A dockerd that manages a firewall (`iptables` on), in a network namespace of its own: a
+    second dockerd managing iptables in the host's namespace would remove and rebuild the
+    DOCKER chains the host's dockerd relies on (libnetwork does so at start), and would switch
+    forwarding on for the whole host. In its namespace its chains, bridges, veths and sysctls
+    are its own, and they go with the namespace."""
 
     directory: Path
     netns: str
@@ -184,7 +185,11 @@ class Ipv6Dockerd:
 
     @property
     def host(self) -> str:
-        return f"unix://{self.directory}/docker.sock"
+        return f"unix://{self.socket}"
+
+    @property
+    def socket(self) -> str:
+        return f"{self.directory}/docker.sock"
 
     def client(self) -> Any:
         return timed_client(self.host)
@@ -217,6 +222,37 @@ class Ipv6Dockerd:
         exposition = self.run(sys.executable, "-m", "tests.own_dockerd", "sample-nat", self.host)
         return parse(exposition)
 
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """The calling thread in the dockerd's network namespace, and back after: the processes
+        it starts meanwhile start there, and its TCP connections go to the loopback there (a
+        Unix socket's path reaches across namespaces as before)."""
+        back = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        there = os.open(f"/run/netns/{self.netns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(there)
+            try:
+                yield
+            finally:
+                _setns(back)
+        finally:
+            os.close(there)
+            os.close(back)
+
+
+# An IPv6 dockerd's: ipv6, ip6tables and iptables on (tests/integration/test_nat_ipv6_on_engine.py).
+Ipv6Dockerd = NetnsDockerd
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(2) for the calling thread alone (os.setns is Python 3.12's)."""
+    setns: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).setns
+    if setns(fd, CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), "setns")
+
 
 def _engine_major(binary: str = "dockerd") -> int:
     text = subprocess.run(
@@ -232,21 +268,13 @@ def ipv6_dockerd(
     image: str = "dhe-test/busybox:latest",
     extra_config: dict[str, Any] | None = None,
     flags: tuple[str, ...] = (),
-) -> Iterator[Ipv6Dockerd]:
-    """firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
+) -> Iterator[NetnsDockerd]:
+    """A dockerd with `iptables`, `ip6tables` and `ipv6` on, in a network namespace of its own.
+    firewall "legacy": dockerd finds iptables and ip6tables on a PATH whose first directory
     links them to the -legacy binaries, as a host that chose iptables-legacy would have.
     extra_config: more daemon.json keys (e.g. userland-proxy off for many published ports).
     flags: more of dockerd's flags (--userland-proxy=false)."""
-    directory = Path(tempfile.mkdtemp(prefix="dh6-", dir="/tmp"))
-    netns = directory.name
-    (directory / "bin").mkdir()
-    if firewall == "legacy":
-        for tool in ("iptables", "ip6tables"):
-            for suffix in ("", "-save", "-restore"):
-                target = shutil.which(f"{tool}-legacy{suffix}")
-                if target:
-                    (directory / "bin" / f"{tool}{suffix}").symlink_to(target)
-    config = {
+    config: dict[str, Any] = {
         "ipv6": True,
         "fixed-cidr-v6": FIXED_CIDR_V6,
         "iptables": True,
@@ -255,13 +283,41 @@ def ipv6_dockerd(
     if _engine_major() < 27:  # ip6tables was experimental until Docker 27
         config["experimental"] = True
     config.update(extra_config or {})
+    with netns_dockerd(
+        "dh6-", config, V6_BRIDGE, firewall=firewall, image=image, flags=flags
+    ) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def netns_dockerd(
+    prefix: str,
+    config: dict[str, Any],
+    bridge: str,
+    *,
+    firewall: str = "nft",
+    image: str = "dhe-test/busybox:latest",
+    flags: tuple[str, ...] = (),
+) -> Iterator[NetnsDockerd]:
+    """A dockerd on daemon.json `config` (iptables on by default, as on a host), in a network
+    namespace named as its directory (prefix + 8 random characters), on a bridge `bridge` made
+    there; `image` loaded from the host's engine. firewall: see ipv6_dockerd."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    netns = directory.name
+    (directory / "bin").mkdir()
+    if firewall == "legacy":
+        for tool in ("iptables", "ip6tables"):
+            for suffix in ("", "-save", "-restore"):
+                target = shutil.which(f"{tool}-legacy{suffix}")
+                if target:
+                    (directory / "bin" / f"{tool}{suffix}").symlink_to(target)
     (directory / "daemon.json").write_text(json.dumps(config))
     host_bridge = Path("/sys/class/net/docker0")
     had_host_bridge = host_bridge.exists()
     host_ip6_nat = _host_ip6_nat_chains()
     subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
     process = None
-    made: Ipv6Dockerd | None = None
+    made: NetnsDockerd | None = None
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
         # Forwarding off, as on a fresh host: dockerd switches it on and sets the FORWARD
@@ -274,18 +330,18 @@ def ipv6_dockerd(
                 timeout=30,
             )
         subprocess.run(
-            ["ip", "-n", netns, "link", "add", V6_BRIDGE, "type", "bridge"], check=True, timeout=30
+            ["ip", "-n", netns, "link", "add", bridge, "type", "bridge"], check=True, timeout=30
         )
         command = (
             "nsenter",
             f"--net=/run/netns/{netns}",
             "dockerd",
             *dockerd_flags(
-                directory, directory / "daemon.json", V6_BRIDGE, "--storage-driver=vfs", *flags
+                directory, directory / "daemon.json", bridge, "--storage-driver=vfs", *flags
             ),
         )
         process = _start_in_netns(directory, command)
-        made = Ipv6Dockerd(directory, netns, firewall, process, command)
+        made = NetnsDockerd(directory, netns, firewall, process, command)
         _wait_answers(made)
         host_engine = timed_client()
         own = made.client()
@@ -319,7 +375,7 @@ def _start_in_netns(directory: Path, command: tuple[str, ...]) -> subprocess.Pop
     )
 
 
-def _wait_answers(made: Ipv6Dockerd) -> None:
+def _wait_answers(made: NetnsDockerd) -> None:
     def answers() -> bool:
         if made.process.poll() is not None:
             raise AssertionError((made.directory / "dockerd.log").read_text()[-2000:])

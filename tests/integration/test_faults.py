@@ -8,11 +8,21 @@ exporter recovers by itself when the fault goes, and no fault leaves threads, fi
 or sockets piling up (counted in /proc/PID before, during several intervals, and after).
 
 Faults: the Docker API slow (below and above the run timeout) and hanging, each behind a proxy to
-the real dockerd that is then made well again; the Docker socket missing, then appearing;
+a real dockerd that is then made well again; the Docker socket missing, then appearing;
 --path.procfs not a procfs, then one mounted there; a procfs mounted hidepid=invisible, then
 remounted hidepid=off; libiptc/libxtables hidden while the kernel has a legacy nat table; and
 each capability missing on its own (what it costs). Mounts are made only in the exporter's own
 private mount namespace (unshare -m), never in the host's.
+
+Everything the exporter judges is the module's own: a dockerd of its own (tests/own_dockerd.py's
+netns_dockerd: its roots, socket and containerd, managing iptables in a network namespace of its
+own, dhe-fo-*, on a bridge there), the victim container on it, and the exporter started in that
+namespace (the test's thread steps in while it runs, so scrapes reach the exporter's loopback
+there): its links, veths, nf_tables rules, legacy nat table and conntrack table are that
+namespace's. What it shares with the host is read only: /proc (processes are the host's), the
+kernel's modules and the host engine's test image (loaded into its dockerd once). So the module
+is `isolated` (tests/conftest.py): it runs beside the host group, and the host group's tests,
+which change the host's links and containers, change nothing it judges.
 
 The layers collector stays off: it samples /system/df, the engine's most expensive call, every 2
 minutes by default, and runs on the same DockerReader as the containers collector, whose faults
@@ -40,9 +50,12 @@ import pytest
 
 from tests.conftest import BASE_IMAGE, unavailable
 from tests.helpers import Sample, exporter_process, get, parse, select, value, wait_for
+from tests.own_dockerd import NetnsDockerd, netns_dockerd
 from tests.sockets import FaultyDocker
 
-pytestmark = pytest.mark.integration
+# isolated (tests/conftest.py): its dockerd, bridge, veth, firewall and exporter are in a
+# network namespace of its own; it only reads the host's /proc.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 # 2 s (a 1.6 s run timeout), not 1 s: with both cores busy (stress-ng --cpu 2) a healthy
 # containers run through the proxy took over 0.8 s, and "the others keep serving" failed.
@@ -52,6 +65,8 @@ BASE_ARGS = (f"--sample.interval={INTERVAL:g}s", "--no-collector.layers")
 COLLECTORS = ("containers", "processes", "network", "nat", "firewall", "daemon")
 # What a fault may add for a while (a connection stuck in a hung call, a pool refilled).
 SLACK_THREADS, SLACK_FDS, SLACK_SOCKETS = 1, 4, 4
+# The own dockerd's bridge, in its namespace (the name is free there): docker0's counterpart.
+BRIDGE = "dhe-fo-br0"
 
 
 # -- watching the exporter ------------------------------------------------------------------
@@ -172,8 +187,16 @@ class Exporter:
 
 
 @contextmanager
-def exporter(*args: str, wrapper: Sequence[str] = ()) -> Iterator[Exporter]:
-    with exporter_process(*BASE_ARGS, *args, wrapper=wrapper) as (base, proc):
+def exporter(own: NetnsDockerd, *args: str, wrapper: Sequence[str] = ()) -> Iterator[Exporter]:
+    """The exporter in the own dockerd's network namespace, on its socket unless args name
+    another. The calling thread is in that namespace meanwhile: the exporter (its child) starts
+    there, and the scrapes reach it on the loopback there."""
+    named = any(a.startswith("--docker.host=") for a in args)
+    socket = () if named else (f"--docker.host={own.host}",)
+    with (
+        own.entered(),
+        exporter_process(*BASE_ARGS, *socket, *args, wrapper=wrapper) as (base, proc),
+    ):
         yield Exporter(base, proc)
 
 
@@ -221,14 +244,15 @@ def assert_logged_once(run: Exporter, collector: str, reason: str) -> None:
 
 def serving(samples: list[Sample], name: str, ident: str) -> None:
     """The facts a healthy collector serves about our container (or, for nat and daemon, the
-    host), beyond its success 1."""
+    own dockerd's namespace), beyond its success 1."""
     if name == "containers":
         assert select(samples, "docker_host_container_info", container=ident), name
     elif name == "processes":
         assert select(samples, "docker_host_container_pid1_info", container=ident), name
+        # Counted in the host's /proc, which the module shares (read only): ours is among them.
         assert value(samples, "docker_host_daemon_processes", process="dockerd") >= 1
     elif name == "network":
-        assert select(samples, "docker_host_bridge_info", bridge="docker0"), name
+        assert select(samples, "docker_host_bridge_info", bridge=BRIDGE), name
         assert select(samples, "docker_host_veth_info", container=ident), name
     elif name == "nat":
         assert value(samples, "docker_host_nat_backend_readable", backend="nftables") == 1
@@ -255,28 +279,44 @@ def check_states(
 
 
 @pytest.fixture(scope="module")
-def victim(engine: Any) -> Iterator[Any]:
-    """One container of ours for the whole module: its facts are what "keep serving" means.
-    Labeled dhe-faults, not dhe-test: a concurrent session's teardown removes every dhe-test
-    container, and this one must live through the whole module."""
-    container = engine.containers.run(
+def own(engine: Any) -> Iterator[NetnsDockerd]:
+    """The module's dockerd, in a network namespace of its own (dhe-fo-*), managing iptables
+    there as the host's does on the host (nf_tables through iptables-nft).
+
+    With a legacy nat table there too, as on a host where something once ran iptables-legacy
+    (this test bed's host has one): the legacy backend is then read in every case, as on the
+    host. The directory is world-traversable: `nobody` is refused by the socket itself
+    (root:docker 0660), as on a host, not by a directory on the way."""
+    with netns_dockerd("dhe-fo-", {"iptables": True}, BRIDGE) as made:
+        made.directory.chmod(0o755)
+        made.run("iptables-legacy", "-t", "nat", "-S")
+        yield made
+
+
+@pytest.fixture(scope="module")
+def victim(own: NetnsDockerd) -> Iterator[Any]:
+    """One container of ours for the whole module, on the own dockerd: its facts are what
+    "keep serving" means."""
+    client = own.client()
+    container = client.containers.run(
         BASE_IMAGE,
         ["sh", "-c", "sleep 3600"],
-        name=f"dhe-faults-{uuid.uuid4().hex[:6]}",
+        name=f"dhe-fo-victim-{uuid.uuid4().hex[:6]}",
         detach=True,
-        labels={"dhe-faults": "1"},
+        labels={"dhe-fo": "1"},
     )
     try:
         container.reload()
         yield container
     finally:
         container.remove(force=True)
+        client.close()
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     # Under /tmp and world-traversable: the unprivileged exporters must reach what is in it.
-    path = Path(tempfile.mkdtemp(prefix="dhe-faults-"))
+    path = Path(tempfile.mkdtemp(prefix="dhe-fo-"))
     path.chmod(0o755)
     try:
         yield path
@@ -298,13 +338,15 @@ def in_exporters_mounts(run: Exporter, *command: str) -> None:
 # -- a, b: the Docker API slow, hanging, then well again ----------------------------------------
 
 
-def test_docker_api_slow_below_and_above_the_timeout_then_fast(victim: Any, workdir: Path) -> None:
+def test_docker_api_slow_below_and_above_the_timeout_then_fast(
+    own: NetnsDockerd, victim: Any, workdir: Path
+) -> None:
     # A 2 s interval here (a 1.6 s run timeout): room for a slow answer on a loaded engine.
     interval = 2.0
-    proxy = FaultyDocker(workdir / "docker.sock")
+    proxy = FaultyDocker(workdir / "docker.sock", upstream=own.socket)
     try:
         with exporter(
-            f"--docker.host=unix://{proxy.path}", f"--sample.interval={interval:g}s"
+            own, f"--docker.host=unix://{proxy.path}", f"--sample.interval={interval:g}s"
         ) as run:
             run.wait_states(**dict.fromkeys(COLLECTORS, 1))
             run.hold(interval)  # the connection pools fill
@@ -343,10 +385,10 @@ def _duration(run: Exporter, collector: str) -> float:
     return value(run.scrape(), "docker_host_collector_duration_seconds", collector=collector)
 
 
-def test_docker_api_hanging_then_back(victim: Any, workdir: Path) -> None:
-    proxy = FaultyDocker(workdir / "docker.sock")
+def test_docker_api_hanging_then_back(own: NetnsDockerd, victim: Any, workdir: Path) -> None:
+    proxy = FaultyDocker(workdir / "docker.sock", upstream=own.socket)
     try:
-        with exporter(f"--docker.host=unix://{proxy.path}") as run:
+        with exporter(own, f"--docker.host=unix://{proxy.path}") as run:
             run.wait_states(**dict.fromkeys(COLLECTORS, 1))
             run.hold(2 * INTERVAL)
             before = run.usage()
@@ -376,11 +418,13 @@ def test_docker_api_hanging_then_back(victim: Any, workdir: Path) -> None:
 # -- c: the Docker socket missing, then appearing --------------------------------------------------
 
 
-def test_docker_socket_missing_then_appearing(victim: Any, workdir: Path) -> None:
+def test_docker_socket_missing_then_appearing(
+    own: NetnsDockerd, victim: Any, workdir: Path
+) -> None:
     sock = workdir / "docker.sock"
     proxy: FaultyDocker | None = None
     try:
-        with exporter(f"--docker.host=unix://{sock}") as run:
+        with exporter(own, f"--docker.host=unix://{sock}") as run:
             run.wait_states(containers=0, processes=1, network=1, nat=1, daemon=1)
             before = run.usage()
             # Without the container list, /proc and netlink series are labeled by short id.
@@ -390,7 +434,7 @@ def test_docker_socket_missing_then_appearing(victim: Any, workdir: Path) -> Non
             assert not select(samples, "docker_host_nat_masquerade_missing")
             assert not select(samples, "docker_host_daemon_info")
 
-            proxy = FaultyDocker(sock)
+            proxy = FaultyDocker(sock, upstream=own.socket)
             run.wait_states(**dict.fromkeys(COLLECTORS, 1))
             run.hold(3 * INTERVAL, check_states({}, victim.name))
             samples = run.scrape()
@@ -415,11 +459,13 @@ def test_docker_socket_missing_then_appearing(victim: Any, workdir: Path) -> Non
 # -- d: /proc errors -------------------------------------------------------------------------------
 
 
-def test_procfs_path_not_a_procfs_then_mounted(victim: Any, workdir: Path) -> None:
+def test_procfs_path_not_a_procfs_then_mounted(
+    own: NetnsDockerd, victim: Any, workdir: Path
+) -> None:
     procfs = workdir / "proc"
     procfs.mkdir()
     failing = {"processes": 0, "network": 0, "daemon": 0}
-    with exporter(f"--path.procfs={procfs}", wrapper=in_private_mounts("true")) as run:
+    with exporter(own, f"--path.procfs={procfs}", wrapper=in_private_mounts("true")) as run:
         run.wait_states(containers=1, nat=1, **failing)
         before = run.usage()
         during = run.hold(4 * INTERVAL, check_states(failing, victim.name))
@@ -444,13 +490,15 @@ def test_procfs_path_not_a_procfs_then_mounted(victim: Any, workdir: Path) -> No
     assert_bounded("procfs mounted", reached, steady, after)
 
 
-def test_procfs_mounted_hidepid_invisible_then_not(victim: Any, workdir: Path) -> None:
+def test_procfs_mounted_hidepid_invisible_then_not(
+    own: NetnsDockerd, victim: Any, workdir: Path
+) -> None:
     """An unprivileged exporter (a docker-group user with CAP_NET_ADMIN and CAP_NET_RAW for the
     firewall) on a procfs that hides other users' processes: /proc/1, dockerd and every shim
     are invisible to it."""
     procfs = workdir / "proc"
     procfs.mkdir()
-    proxy = FaultyDocker(workdir / "docker.sock")
+    proxy = FaultyDocker(workdir / "docker.sock", upstream=own.socket)
     proxy.path.chmod(0o666)  # what the docker group grants
     as_user = (
         "setpriv --reuid=65534 --regid=65534 --clear-groups "
@@ -462,7 +510,7 @@ def test_procfs_mounted_hidepid_invisible_then_not(victim: Any, workdir: Path) -
     failing = {"processes": 0, "network": 0}
     try:
         with exporter(
-            f"--path.procfs={procfs}", f"--docker.host=unix://{proxy.path}", wrapper=wrapper
+            own, f"--path.procfs={procfs}", f"--docker.host=unix://{proxy.path}", wrapper=wrapper
         ) as run:
             run.wait_states(containers=1, nat=1, daemon=1, **failing)
             before = run.usage()
@@ -503,20 +551,22 @@ def _shared_object(name: str) -> str:
 
 
 @pytest.fixture
-def legacy_nat(root: None) -> None:
-    """The legacy backend is read only when the kernel has a legacy nat table: make sure it has
-    one, as any host does once something ran iptables-legacy (it loads iptable_nat, empty)."""
-    names = Path("/proc/net/ip_tables_names")
-    if not names.exists() or "nat" not in names.read_text().split():
-        subprocess.run(["iptables-legacy", "-t", "nat", "-S"], check=True, timeout=30)
+def legacy_nat(own: NetnsDockerd) -> None:
+    """The legacy backend is read only when the exporter's network namespace has a legacy nat
+    table: make sure the own dockerd's has one, as any host does once something ran
+    iptables-legacy (it loads iptable_nat; the table is made empty, in that namespace only)."""
+    own.run("iptables-legacy", "-t", "nat", "-S")
+    assert "nat" in own.run("cat", "/proc/net/ip_tables_names").split()
 
 
-def test_iptables_libraries_absent_cost_nothing(victim: Any, legacy_nat: None) -> None:
+def test_iptables_libraries_absent_cost_nothing(
+    own: NetnsDockerd, victim: Any, legacy_nat: None
+) -> None:
     # The legacy table is read over getsockopt as libiptc reads it, not through libiptc: a host
     # without the iptables libraries (or a slim image) loses nothing.
     libraries = [_shared_object("libip4tc.so."), _shared_object("libxtables.so.")]
     hide = "\n".join(f"mount --bind /dev/null {shlex.quote(lib)}" for lib in libraries)
-    with exporter(wrapper=in_private_mounts(hide)) as run:
+    with exporter(own, wrapper=in_private_mounts(hide)) as run:
         samples = run.wait_states(**dict.fromkeys(COLLECTORS, 1))
         before = run.usage()
         during = run.hold(4 * INTERVAL, check_states({}, victim.name))
@@ -635,13 +685,15 @@ COSTS = {
 
 
 @pytest.mark.parametrize("case", list(COSTS))
-def test_what_each_missing_capability_costs(victim: Any, legacy_nat: None, case: str) -> None:
+def test_what_each_missing_capability_costs(
+    own: NetnsDockerd, victim: Any, legacy_nat: None, case: str
+) -> None:
     cost = COSTS[case]
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is part of the test bed"
     # Without the container list, the other collectors label by short id.
     ident = victim.id[:12] if "containers" in cost.failing else victim.name
-    with exporter(wrapper=(setpriv, *cost.setpriv)) as run:
+    with exporter(own, wrapper=(setpriv, *cost.setpriv)) as run:
         expected = {name: 0 if name in cost.failing else 1 for name in COLLECTORS}
         run.wait_states(**expected)
         before = run.usage()
@@ -667,7 +719,8 @@ def test_what_each_missing_capability_costs(victim: Any, legacy_nat: None, case:
     assert bool(paired) == cost.paired, paired
     if paired:
         assert bool(paired[0].labels["container_interface"]) == cost.peer_named, paired
-    assert select(samples, "docker_host_bridge_info", bridge="docker0")
+    assert select(samples, "docker_host_bridge_info", bridge=BRIDGE)
+    # The namespace's veths (the victim's alone): none judged orphaned.
     assert not select(samples, "docker_host_veth_orphaned")
     if "nat" not in cost.failing:
         readable = {

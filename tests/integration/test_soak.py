@@ -1,7 +1,13 @@
 """Churn soak, bounded in count and time: containers created and removed back to back (some on a
 user network, some with a published port) while two clients scrape without pause. Every scrape
 parses and passes promtool; no removed container's series outlive the next sample; threads,
-file descriptors and RSS stay flat."""
+file descriptors and RSS stay flat.
+
+The churn is on a dockerd of the test's own (tests/own_dockerd.py's netns_dockerd, managing
+iptables in a network namespace of its own, dhe-fo-*), and the exporter runs in that namespace:
+every container, network, published port, rule and veth it follows is the test's own, so the
+module is `isolated` (tests/conftest.py) and runs beside the host group. It shares the host's
+/proc, read only."""
 
 from __future__ import annotations
 
@@ -18,8 +24,9 @@ import pytest
 
 from tests.conftest import BASE_IMAGE
 from tests.helpers import exporter_process, get, parse, select, wait_for
+from tests.own_dockerd import NetnsDockerd, netns_dockerd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 # 108 in `make test` (500, then 150 before: it is on the host group's path, the suite's
 # longest): 36 to warm up (pools, caches, the first scrapes, the layers collector's first
@@ -28,9 +35,10 @@ pytestmark = pytest.mark.integration
 # DHE_SOAK_LIFECYCLES=2000 with --timeout to match.
 LIFECYCLES = int(os.environ.get("DHE_SOAK_LIFECYCLES", "108"))
 WARM_UP = 36
-# Not dhe-test: another test session's teardown on a shared machine removes every container
-# labelled so, mid-churn (409 "removal already in progress"). These are removed here.
+# On the test's own dockerd, removed here (and with the dockerd).
 SOAK_LABEL = "dhe-soak"
+# The own dockerd's default bridge, in its namespace.
+BRIDGE = "dhe-fo-br0"
 
 
 def process_usage(pid: int) -> tuple[int, int, float]:
@@ -46,13 +54,30 @@ SOAK_DEADLINE = 10 * 60
 
 @pytest.mark.timeout(SOAK_DEADLINE + 5 * 60)
 def test_churn_soak(engine: Any, promtool: str) -> None:
-    prefix = f"dhe-soak-{uuid.uuid4().hex[:4]}"
+    # `engine`: the host's, with the test image that netns_dockerd loads into its own.
+    with netns_dockerd("dhe-fo-", {"iptables": True}, BRIDGE) as own:
+        client = own.client()
+        try:
+            soak(own, client, promtool)
+        finally:
+            client.close()
+
+
+def soak(own: NetnsDockerd, engine: Any, promtool: str) -> None:
+    prefix = f"dhe-fo-soak-{uuid.uuid4().hex[:4]}"
     network = engine.networks.create(prefix, labels={SOAK_LABEL: "1"})
     stop = threading.Event()
     scrapes: list[int] = []
     problems: list[str] = []
 
-    with exporter_process("--sample.interval=1s", "--collector.layers.interval=5s") as (base, proc):
+    # The test's thread in the dockerd's namespace meanwhile: the exporter starts there, and
+    # the scrapers (threads started there) reach it on the loopback there.
+    with (
+        own.entered(),
+        exporter_process(
+            "--sample.interval=1s", "--collector.layers.interval=5s", f"--docker.host={own.host}"
+        ) as (base, proc),
+    ):
 
         def scrape() -> None:
             while not stop.is_set():
