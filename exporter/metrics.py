@@ -156,11 +156,18 @@ class Families:
         if entry is None:
             entry = self.lines[spec.name] = (_format(spec), [])
         fmt, lines = entry
-        capped = self._max_series is not None and spec.name != _SERIES_DROPPED_NAME
-        if capped and len(lines) >= (self._max_series or 0):
-            self.dropped[spec.name] = self.dropped.get(spec.name, 0) + 1
-            return
-        lines.append(fmt.line(value, label_values))
+        if self._room(spec.name, lines, 1):
+            lines.append(fmt.line(value, label_values))
+
+    def _room(self, name: str, lines: list[str], wanted: int) -> int:
+        """How many of `wanted` more series the family takes under the cap; the rest are
+        counted as dropped."""
+        room = wanted
+        if self._max_series is not None and name != _SERIES_DROPPED_NAME:
+            room = max(0, min(wanted, self._max_series - len(lines)))
+        if room < wanted:
+            self.dropped[name] = self.dropped.get(name, 0) + wanted - room
+        return room
 
     def block(self, key: K, write: Callable[[K, Families], None]) -> None:
         """The series write(key, families) adds (write: a module-level function; what it adds
@@ -181,11 +188,7 @@ class Families:
             if entry is None:
                 entry = self.lines[name] = (fmt, [])
             lines = entry[1]
-            room = len(new)
-            if self._max_series is not None and name != _SERIES_DROPPED_NAME:
-                room = max(0, min(room, self._max_series - len(lines)))
-            if room < len(new):
-                self.dropped[name] = self.dropped.get(name, 0) + len(new) - room
+            room = self._room(name, lines, len(new))
             lines.extend(new[:room] if room < len(new) else new)
 
     def extend(self, metrics: Iterable[Metric]) -> None:
