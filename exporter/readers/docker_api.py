@@ -329,14 +329,14 @@ class DockerReader:
     def read(self) -> EngineFacts:
         version = self._call("version")
         containers = self._call("containers", all=True)
-        networks = self._call("networks")
+        networks = self.read_networks()
         return EngineFacts(
             containers=tuple(
                 sorted((container_record(c, self.label_keys) for c in containers), key=by_name)
             ),
             components=engine_components(version),
             api_version=str(version.get("ApiVersion", "")),
-            networks=tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name)),
+            networks=networks,
         )
 
     def read_container(self, container_id: str) -> ContainerRecord | None:
@@ -345,13 +345,8 @@ class DockerReader:
         entries = self._call("containers", all=True, filters={"id": [container_id]})
         return listed_one(entries, container_id, self.label_keys)
 
-    def read_engine(self) -> tuple[tuple[EngineComponent, ...], str]:
-        """The engine's components and API version (GET /version), as read() takes them."""
-        version = self._call("version")
-        return engine_components(version), str(version.get("ApiVersion", ""))
-
     def read_networks(self) -> tuple[DockerNetwork, ...]:
-        """GET /networks, in read()'s order."""
+        """GET /networks, sorted by name (EngineFacts.networks)."""
         networks = self._call("networks")
         return tuple(sorted((docker_network(n) for n in networks), key=lambda n: n.name))
 
