@@ -362,9 +362,11 @@ class NftSocket(NetlinkSocket):
         super().__init__(NETLINK_NETFILTER, timeout)
         self._rule_parses = RuleParses()
 
+    def _messages(self, msg_type: int, family: int) -> Iterator[bytes]:
+        return self.dump((NFNL_SUBSYS_NFTABLES << 8) | msg_type, _NFGENMSG.pack(family, 0, 0))
+
     def _dump(self, msg_type: int, schema: Schema, family: int) -> Iterator[NftMessage]:
-        body = _NFGENMSG.pack(family, 0, 0)
-        for message in self.dump((NFNL_SUBSYS_NFTABLES << 8) | msg_type, body):
+        for message in self._messages(msg_type, family):
             yield parse_message(message, schema)
 
     def chains(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
@@ -373,9 +375,7 @@ class NftSocket(NetlinkSocket):
     def rules(self, family: int = NFPROTO_UNSPEC) -> list[NftMessage]:
         """The family's rules, each parsed only if the last dump of it did not hold the very
         same message (RuleParses)."""
-        body = _NFGENMSG.pack(family, 0, 0)
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-        return self._rule_parses.parse(family, self.dump(kind, body))
+        return self._rule_parses.parse(family, self._messages(NFT_MSG_GETRULE, family))
 
     def rule_counts(self, family: int, table: str) -> list[RuleCount]:
         """One table's rules, parsed no further than their place (table, chain, handle) and
