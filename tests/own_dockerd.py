@@ -110,18 +110,8 @@ def start_dockerd(directory: Path, config: Path, *flags: str) -> subprocess.Pope
         stderr=subprocess.STDOUT,
     )
 
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError((directory / "dockerd.log").read_text()[-2000:])
-        try:
-            client = docker.APIClient(base_url=f"unix://{directory}/docker.sock", version="auto")
-            client.close()
-            return True
-        except docker.errors.DockerException:
-            return False
-
     try:
-        wait_for(answers, timeout=60, interval=0.2)
+        _wait_answers(process, directory)
     except BaseException:
         stop(process)  # a dockerd left running would be a second one for every later test
         raise
@@ -181,7 +171,7 @@ class NetnsDockerd:
         after a host's firewall reload wiped them."""
         stop(self.process)
         self.process = _start_in_netns(self.directory, self.command)
-        _wait_answers(self)
+        _wait_answers(self.process, self.directory)
 
     @property
     def host(self) -> str:
@@ -342,7 +332,7 @@ def netns_dockerd(
         )
         process = _start_in_netns(directory, command)
         made = NetnsDockerd(directory, netns, firewall, process, command)
-        _wait_answers(made)
+        _wait_answers(made.process, made.directory)
         host_engine = timed_client()
         own = made.client()
         try:
@@ -375,12 +365,14 @@ def _start_in_netns(directory: Path, command: tuple[str, ...]) -> subprocess.Pop
     )
 
 
-def _wait_answers(made: NetnsDockerd) -> None:
+def _wait_answers(process: subprocess.Popen[bytes], directory: Path) -> None:
+    """Until the dockerd answers on its directory's socket; its log's tail if it exits first."""
+
     def answers() -> bool:
-        if made.process.poll() is not None:
-            raise AssertionError((made.directory / "dockerd.log").read_text()[-2000:])
+        if process.poll() is not None:
+            raise AssertionError((directory / "dockerd.log").read_text()[-2000:])
         try:
-            made.client().close()
+            docker.APIClient(base_url=f"unix://{directory}/docker.sock", version="auto").close()
             return True
         except docker.errors.DockerException:
             return False
