@@ -65,6 +65,7 @@ _DAEMON_NAMES = {
 }
 
 _GONE = (errno.ENOENT, errno.ESRCH)
+_BOOT_TIME_JITTER = 2.0  # seconds btime may move by without the clock having been set
 _READ_SIZE = 4096
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,20 @@ def parse_shim_cmdline(argv: tuple[str, ...]) -> ShimCommand | None:
     return ShimCommand(container_id=container_id, runtime_namespace=options.get("namespace", ""))
 
 
+# Arguments that make dockerd or containerd print, check or send something and exit: such a
+# process serves nothing. A shim runs `containerd ... publish --topic ...` on every task event,
+# and `dockerd --version` is what tools run; counted as daemons, they made "the only dockerd"
+# ambiguous and the daemon counts flap.
+_ONE_SHOT_ARGS = frozenset(
+    {"-v", "--version", "-h", "--help", "--validate", "publish", "config", "oci-hook", "help"}
+)
+
+
 def daemon_name(argv: tuple[str, ...]) -> str | None:
-    return _DAEMON_NAMES.get(_basename(argv[0])) if argv else None
+    """The daemon this command line runs, if it runs one (not a one-shot of its binary)."""
+    if not argv or _ONE_SHOT_ARGS.intersection(argv[1:]):
+        return None
+    return _DAEMON_NAMES.get(_basename(argv[0]))
 
 
 def _basename(path: str) -> str:
@@ -290,6 +303,8 @@ class ProcfsReader:
         # Plain string paths: pathlib's joins cost more than the reads in a full /proc scan.
         self._prefix = str(self.root).rstrip("/") + "/"
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._boot_time: float | None = None  # btime as first read, see clock()
+        self._boot_lock = threading.Lock()
         # What does not change for a process, keyed by its identity: its NSpid for (pid, start
         # time), and what its argv says it is (a daemon's name, a shim's command) for (pid, start
         # time, comm), since an exec between fork and our read changes argv and comm together
@@ -387,7 +402,16 @@ class ProcfsReader:
         text = self._read_text("stat")
         if text is None:
             raise ProcfsError(f"{self.root}/stat is missing: is --path.procfs a procfs?")
-        return Clock(boot_time=parse_boot_time(text), ticks_per_second=self._ticks_per_second)
+        boot_time = parse_boot_time(text)
+        with self._boot_lock:  # clock() is asked inside scans that hold self._lock
+            # The kernel computes btime on each read (wall clock minus uptime): clock slewing
+            # moves it by a second now and then, and every start time derived from it with it,
+            # so a process would look restarted (client_golang#289). Kept until the clock is
+            # stepped (a VM restored, a clock set), which moves it further.
+            if self._boot_time is None or abs(boot_time - self._boot_time) > _BOOT_TIME_JITTER:
+                self._boot_time = boot_time
+            boot_time = self._boot_time
+        return Clock(boot_time=boot_time, ticks_per_second=self._ticks_per_second)
 
     def pids(self) -> list[str]:
         """The process ids /proc lists now (a directory listing: no process file read)."""

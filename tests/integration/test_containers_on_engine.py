@@ -25,6 +25,7 @@ from tests.helpers import (
     parse,
     sample_once,
     select,
+    stop,
     value,
     wait_for,
 )
@@ -288,7 +289,7 @@ def test_containers_are_listed_again_only_when_docker_says_something_changed(
     # read again, rightly. What an idle host costs is judged only while no dockerd comes or goes.
     watch = DockerdWatch()
     try:
-        with watch, exporter_process(*args) as (base, _):
+        with watch, exporter_process(*args) as (base, exporter):
 
             def exported(name: str, **labels: str) -> list[Sample]:
                 return select(parse(get(base + "/metrics")), name, **labels)
@@ -351,7 +352,12 @@ def test_containers_are_listed_again_only_when_docker_says_something_changed(
                 for s in exported("docker_host_full_rereads_total", reason="error")
                 if s.labels["collector"] == "daemon"
             )
-            assert 1 <= asked("/info") <= 1 + daemon_errors
+            if not 1 <= asked("/info") <= 1 + daemon_errors:
+                stop(exporter, grace=10)
+                raise AssertionError(
+                    f"/info asked {asked('/info')} times, {daemon_errors} failed; the "
+                    f"exporter's log:\n{exporter.stdout.read() if exporter.stdout else ''}"
+                )
             # One full list and one full reading of dockerd's configuration, at start; the
             # stream was never cut. (A failed call's re-read is counted apart, as an error.)
             rereads = {

@@ -253,6 +253,36 @@ def test_cached_argv_follows_an_exec_between_fork_and_read(proc: FakeProc) -> No
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
 
 
+def test_start_times_hold_while_btime_jitters_and_follow_a_clock_step(proc: FakeProc) -> None:
+    # /proc/stat's btime is wall clock minus uptime, computed on each read: slewing moves it a
+    # second now and then. A daemon whose start time moved would look like another daemon.
+    reader = ProcfsReader(proc.root)
+    before = [d.start_time for d in read(reader).daemons]
+    (proc.root / "stat").write_text(f"cpu  1 2 3\nbtime {BOOT + 1}\nprocesses 9\n")
+    assert [d.start_time for d in read(reader).daemons] == before
+    (proc.root / "stat").write_text(f"cpu  1 2 3\nbtime {BOOT + 3600}\nprocesses 9\n")
+    assert [d.start_time for d in read(reader).daemons] == [t + 3600 for t in before]
+
+
+def test_a_daemons_binary_run_once_is_not_a_second_daemon(proc: FakeProc) -> None:
+    # A shim publishes each task event through `containerd ... publish`; tools run
+    # `dockerd --version`. Neither serves anything: "the only dockerd" stays the only one.
+    proc.process(
+        120,
+        "containerd",
+        1,
+        start=700,
+        cmdline="containerd\0--address\0/run/containerd/containerd.sock\0publish\0--topic\0"
+        "/tasks/exit\0--namespace\0moby\0",
+    )
+    proc.process(121, "dockerd", 1, start=700, cmdline="dockerd\0--version\0")
+    proc.process(122, "dockerd", 1, start=700, cmdline="/usr/sbin/dockerd\0--validate\0")
+    assert [(d.name, d.pid) for d in read(ProcfsReader(proc.root)).daemons] == [
+        ("containerd", 60),
+        ("dockerd", 50),
+    ]
+
+
 def test_collectors_of_one_tick_share_a_scan_and_the_next_tick_takes_its_own(
     proc: FakeProc,
 ) -> None:

@@ -79,6 +79,14 @@ def units_key(root: Path) -> object:
     )
 
 
+def _describe(key: object) -> str:
+    """An /info key in a log line: the dockerd (pid, start time) and its reloads' times."""
+    if not isinstance(key, tuple):
+        return "no dockerd found to serve --docker.host"
+    pid, start_time, reloads = key
+    return f"dockerd pid {pid} started at {start_time:.2f} with {len(reloads)} reloads"
+
+
 class DaemonConfigSource:
     def __init__(self, docker_host: str, timeout: float, resync: float = 300.0) -> None:
         self.docker_host = docker_host
@@ -184,8 +192,16 @@ class DaemonConfigSource:
             cached_key, asked_at, info = self._cached_info
             if cached_key == key and now - asked_at <= self.resync:
                 return info
+        if self._cached_info is not None and self._cached_info[0] != key:
+            # Rare (dockerd restarted or reloaded, or which dockerd serves was unclear): said,
+            # so that a GET /info more than expected can be told from the log.
+            log.info(
+                "dockerd's running configuration read again: was %s, now %s",
+                _describe(self._cached_info[0]),
+                _describe(key),
+            )
         info = self.docker.info()
-        self._cached_info = (key, now, info) if key is not None else None
+        self._cached_info = (key, now, info)  # a None key is never matched: no dockerd known
         return info
 
     def _read(self, tick: Tick, found: Dockerd | None) -> DaemonConfigFacts:
