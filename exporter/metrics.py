@@ -156,7 +156,8 @@ class Families:
         if entry is None:
             entry = self.lines[spec.name] = (_format(spec), [])
         fmt, lines = entry
-        if self._room(spec.name, lines, 1):
+        cap = self._max_series
+        if cap is None or len(lines) < cap or self._room(spec.name, lines, 1):
             lines.append(fmt.line(value, label_values))
 
     def _room(self, name: str, lines: list[str], wanted: int) -> int:
@@ -183,13 +184,19 @@ class Families:
                 raise ValueError("a block adds only declared families")
             found = tuple((name, fmt, tuple(lines)) for name, (fmt, lines) in part.lines.items())
         self.blocks[cache_key] = found
+        cap, families = self._max_series, self.lines
         for name, fmt, new in found:
-            entry = self.lines.get(name)
+            entry = families.get(name)
             if entry is None:
-                entry = self.lines[name] = (fmt, [])
+                entry = families[name] = (fmt, [])
             lines = entry[1]
-            room = self._room(name, lines, len(new))
-            lines.extend(new[:room] if room < len(new) else new)
+            # Below the cap (the usual case) without _room's bookkeeping: a render reuses a
+            # few blocks per container, each a few families.
+            if cap is None or len(lines) + len(new) <= cap:
+                lines.extend(new)
+            else:
+                room = self._room(name, lines, len(new))
+                lines.extend(new[:room])
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Families declared elsewhere by convention (client_python's process_* metrics)."""
