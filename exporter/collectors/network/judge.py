@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.network.facts import NetworkFacts
@@ -65,6 +65,14 @@ class NetnsOwner:
     sharers: tuple[ContainerNetns, ...]
 
 
+_OWNER_STATUS = {
+    OWNER_CONTAINER: VETH_PAIRED,
+    OWNER_DOCKER_SANDBOX: VETH_DOCKER_SANDBOX,
+    OWNER_UNKNOWN: VETH_UNKNOWN,
+    OWNER_HOST: VETH_OTHER,
+}
+
+
 @dataclass(frozen=True)
 class VethView:
     link: Link
@@ -83,12 +91,7 @@ class VethView:
     def status(self) -> str:
         if self.orphan_reason is not None:
             return VETH_ORPHANED
-        return {
-            OWNER_CONTAINER: VETH_PAIRED,
-            OWNER_DOCKER_SANDBOX: VETH_DOCKER_SANDBOX,
-            OWNER_UNKNOWN: VETH_UNKNOWN,
-            OWNER_HOST: VETH_OTHER,
-        }.get(self.owner_kind, VETH_FOREIGN)
+        return _OWNER_STATUS.get(self.owner_kind, VETH_FOREIGN)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,11 @@ def sandbox_justified(name: str, networks: Iterable[DockerNetwork]) -> bool | No
     return None
 
 
-def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView, ...]:
+def veth_views(
+    net: NetworkFacts,
+    inventory: Inventory | None,
+    owners: tuple[NetnsOwner, ...] | None = None,
+) -> tuple[VethView, ...]:
     """Every host veth paired with its container, or judged orphaned with a reason.
 
     Pairing matches (peer nsid, peer ifindex): an ifindex alone repeats in every namespace.
@@ -158,12 +165,25 @@ def veth_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[VethView
     bridges = docker_bridges(inventory, net.links)
     confirmed = set(net.earlier_suspects)
     views = []
-    for judged in _judge(net, inventory, lambda bridge: bridge in bridges):
+    for judged in _judge(net, inventory, lambda bridge: bridge in bridges, owners=owners):
         reason = judged.orphan_reason
         if reason and (judged.link.index, judged.link.name) not in confirmed:
             reason = None
         network = bridges.get(judged.bridge) if judged.bridge else None
-        views.append(replace(judged, orphan_reason=reason, network=network))
+        # Written out, not dataclasses.replace: this runs for every veth on every change.
+        views.append(
+            VethView(
+                judged.link,
+                judged.bridge,
+                network,
+                judged.container_id,
+                judged.container,
+                judged.container_interface,
+                reason,
+                judged.owner_kind,
+                judged.owner,
+            )
+        )
     return tuple(views)
 
 
@@ -208,6 +228,7 @@ def _judge(
     inventory: Inventory | None,
     is_docker_bridge: Callable[[str], bool],
     networks: tuple[DockerNetwork, ...] | None = None,
+    owners: tuple[NetnsOwner, ...] | None = None,
 ) -> Iterator[VethView]:
     """Each veth with who holds its peer's namespace, and whether it looks orphaned.
 
@@ -221,7 +242,9 @@ def _judge(
     if inventory is not None:
         networks = inventory.engine.networks
     by_index = {link.index: link for link in net.links}
-    containers = {o.nsid: o for o in netns_owners(net, inventory) if o.nsid is not None}
+    if owners is None:
+        owners = netns_owners(net, inventory)
+    containers = {o.nsid: o for o in owners if o.nsid is not None}
     others = {o.nsid: o for o in net.namespace_owners}
     peers = {(p.nsid, p.index): p for p in net.peers}
     can_judge = net.unreadable_netns == 0
@@ -321,11 +344,16 @@ def veth_containers(net: NetworkFacts, inventory: Inventory | None) -> dict[int,
     }
 
 
-def netns_sharers(net: NetworkFacts, inventory: Inventory | None) -> tuple[tuple[str, str], ...]:
-    """(sharer, owner) container names for every `--network=container:X` pair."""
+def netns_sharers(
+    net: NetworkFacts,
+    inventory: Inventory | None,
+    owners: tuple[NetnsOwner, ...] | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """(sharer, owner) container names for every `--network=container:X` pair; owners:
+    netns_owners(net, inventory), when the caller has it already."""
     names = inventory.names if inventory else {}
     return tuple(
         (display_name(s.container_id, names), display_name(o.owner.container_id, names))
-        for o in netns_owners(net, inventory)
+        for o in (netns_owners(net, inventory) if owners is None else owners)
         for s in o.sharers
     )

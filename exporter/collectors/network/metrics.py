@@ -15,6 +15,7 @@ from exporter.collectors.network.judge import (
     BridgeView,
     VethView,
     bridge_views,
+    netns_owners,
     netns_sharers,
     veth_containers,
     veth_views,
@@ -135,9 +136,10 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if net is None:
         return
     known = inventory(snapshot)
-    write_veths(veth_views(net, known), out)
+    owners = netns_owners(net, known)  # one grouping for the veths and the sharers
+    write_veths(veth_views(net, known, owners), out)
     write_bridges(bridge_views(net, known), out)
-    for sharer, owner in netns_sharers(net, known):
+    for sharer, owner in netns_sharers(net, known, owners):
         out.add(SHARED_NETNS, 1, sharer, owner)
     out.add(NETNS_UNREADABLE, net.unreadable_netns)
     if net.unreadable_netns:

@@ -70,12 +70,15 @@ def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[Shi
 
 
 def container_processes(
-    procs: ProcessFacts, inventory: Inventory | None
+    procs: ProcessFacts,
+    inventory: Inventory | None,
+    verdicts: tuple[ShimVerdict, ...] | None = None,
 ) -> tuple[ContainerProcesses, ...]:
     """Per container with a running PID 1: its processes and namespaces.
 
     While the container list does not name a new container yet its series wait one interval
-    rather than appear under the short id and then change label to the name.
+    rather than appear under the short id and then change label to the name. verdicts:
+    shim_verdicts(procs, inventory), when the caller has them already.
     """
     known = inventory.names.keys() if inventory else set()
     host_inodes = {link.kind: link.inode for link in procs.host_namespaces}
@@ -86,7 +89,7 @@ def container_processes(
             shim=v.shim,
             shared_with_host=_shared(host_inodes, v.shim.namespaces),
         )
-        for v in shim_verdicts(procs, inventory)
+        for v in (shim_verdicts(procs, inventory) if verdicts is None else verdicts)
         if v.shim.pid1 is not None
         and (inventory is None or v.shim.container_id in known or v.orphaned)
     )

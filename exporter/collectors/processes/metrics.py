@@ -111,9 +111,10 @@ def write(snapshot: Snapshot, out: Families) -> None:
     known = inventory(snapshot)
     # Per container and per shim, blocks: after one container changed, only its lines are
     # formatted again (~20 a container, 5000 at 250 containers).
-    for view in container_processes(procs, known):
+    verdicts = shim_verdicts(procs, known)
+    for view in container_processes(procs, known, verdicts):
         out.block(view, _container_series)
-    for verdict in shim_verdicts(procs, known):
+    for verdict in verdicts:
         out.block(verdict, _shim_series)
 
     if any(shim.unreadable_namespaces for shim in procs.shims):
