@@ -152,7 +152,23 @@ def write(snapshot: Snapshot, out: Families) -> None:
         if listed is not None and name not in listed:
             continue
         counted = containers[name]
-        for protocol in PROTOCOLS:
-            out.add(CONTAINER_ENTRIES, counted.by_protocol[protocol], name, protocol)
-        for state, entries in sorted(counted.tcp_states.items()):
-            out.add(CONTAINER_TCP, entries, name, state)
+        # A block per container: a container started or removed re-runs this writer (the
+        # list above), and the others' lines are reused, not formatted again.
+        out.block(
+            (
+                name,
+                tuple(counted.by_protocol[protocol] for protocol in PROTOCOLS),
+                tuple(sorted(counted.tcp_states.items())),
+            ),
+            _container_series,
+        )
+
+
+def _container_series(
+    key: tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]], out: Families
+) -> None:
+    name, by_protocol, tcp_states = key
+    for protocol, entries in zip(PROTOCOLS, by_protocol, strict=True):
+        out.add(CONTAINER_ENTRIES, entries, name, protocol)
+    for state, entries in tcp_states:
+        out.add(CONTAINER_TCP, entries, name, state)
