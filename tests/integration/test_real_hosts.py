@@ -22,7 +22,7 @@ from tests.conftest import BASE_IMAGE, Containers
 from tests.helpers import Sample, sample_once, select, value, wait_for
 from tests.host_objects import ip, veth_into
 from tests.podman import podman_container
-from tests.swarm import swarm_lock, swarm_state
+from tests.swarm import gwbridge_exists, leave_swarm, swarm_lock, swarm_state
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +68,7 @@ def swarm(engine: Any) -> Iterator[Any]:
     with swarm_lock():
         if swarm_state(engine) == "active":
             pytest.fail("the test bed's engine is already in a swarm: leave it first")
+        had_gwbridge = gwbridge_exists()
         docker_cli("swarm", "init", "--advertise-addr", "127.0.0.1")
         try:
             yield engine
@@ -75,12 +76,7 @@ def swarm(engine: Any) -> Iterator[Any]:
             with contextlib.suppress(Exception):  # the test may have left the swarm itself
                 for service in engine.services.list(filters={"label": "dhe-test"}):
                     service.remove()
-            subprocess.run(
-                ["docker", "swarm", "leave", "--force"],
-                check=False,
-                capture_output=True,
-                timeout=120,
-            )
+            leave_swarm(had_gwbridge)
 
 
 def test_swarm_node_has_no_orphan_and_no_missing_rule(swarm: Any) -> None:
