@@ -47,7 +47,7 @@ def single_node_swarm(engine: Any) -> Iterator[bool]:
     if it was in no swarm, used as it is otherwise. Yields whether it was made here."""
     with swarm_lock():
         made = swarm_state(engine) != "active"
-        had_gwbridge = gwbridge_exists()
+        had_gwbridge = made and gwbridge_exists()  # only a swarm made here is left
         if made:
             subprocess.run(
                 ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],

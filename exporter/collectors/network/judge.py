@@ -161,6 +161,7 @@ def veth_views(
     called orphaned only if it already looked orphaned in the reading taken a moment before
     (`net.earlier_suspects`): libnetwork builds and tears down a pair in steps (both ends on
     the host, then one moved into the container), and a single reading often lands between two.
+    owners: netns_owners(net, inventory), when the caller has it already.
     """
     bridges = docker_bridges(inventory, net.links)
     confirmed = set(net.earlier_suspects)
