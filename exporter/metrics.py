@@ -11,7 +11,8 @@ import gzip
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from itertools import chain
+from typing import Literal, ParamSpec, TypeVar, cast
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -90,42 +91,26 @@ def _escape_help(text: str) -> str:
 
 
 _FORMATS: dict[MetricSpec, _Format] = {}
+# Each family's format by its name: a name is declared once (declare).
+_FORMAT_BY_NAME: dict[str, _Format] = {}
 
 
 def _format(spec: MetricSpec) -> _Format:
     fmt = _FORMATS.get(spec)
     if fmt is None:
-        fmt = _FORMATS[spec] = _Format(spec)
+        fmt = _FORMATS[spec] = _FORMAT_BY_NAME[spec.name] = _Format(spec)
     return fmt
 
 
 K = TypeVar("K", bound=Hashable)
 
-
-class _BlockKey:
-    """A block's writer and key, hashed once: a frozen record's hash walks all its fields, and
-    a block is looked up in two dicts."""
-
-    __slots__ = ("hash", "key", "write")
-
-    def __init__(self, write: object, key: Hashable) -> None:
-        self.write, self.key = write, key
-        self.hash = hash((write, key))
-
-    def __hash__(self) -> int:
-        return self.hash
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _BlockKey)
-            and self.hash == other.hash
-            and self.write is other.write
-            and self.key == other.key
-        )
-
-
-# A block's lines, family by family in the order they were first added: (name, format, lines).
-_Block = tuple[tuple[str, "_Format", tuple[str, ...]], ...]
+# A block's lines by family, families in the order the block first added them.
+_Block = dict[str, tuple[str, ...]]
+# A writer's blocks, by the function that wrote them and its key.
+Blocks = dict[Callable[..., None], dict[Hashable, _Block]]
+# Kept blocks no write asks for any more, at most (beyond the ones it asks for): each write
+# keeps them all, and drops them all once there are this many.
+_STALE_BLOCKS = 64
 
 
 class Families:
@@ -134,20 +119,16 @@ class Families:
     With max_series, a family stops taking series at that many and counts what it dropped: a
     host with ten thousand layers or veths must not blow up a Prometheus.
 
-    blocks: the blocks (see block()) of this writer's last write, kept by the renderer.
+    blocks: the blocks (see blocks_of()) of this writer's last write, kept by the renderer.
     """
 
-    def __init__(
-        self,
-        max_series: int | None = None,
-        blocks: dict[_BlockKey, _Block] | None = None,
-    ) -> None:
+    def __init__(self, max_series: int | None = None, blocks: Blocks | None = None) -> None:
         self.lines: dict[str, tuple[_Format, list[str]]] = {}
         self.foreign: list[Metric] = []
         self._max_series = max_series
         self.dropped: dict[str, int] = {}
         self._kept = blocks or {}
-        self.blocks: dict[_BlockKey, _Block] = {}
+        self.blocks: Blocks = {}
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
         if len(label_values) != len(spec.labels):
@@ -170,37 +151,87 @@ class Families:
             self.dropped[name] = self.dropped.get(name, 0) + wanted - room
         return room
 
-    def block(self, key: K, write: Callable[[K, Families], None]) -> None:
-        """The series write(key, families) adds (write: a module-level function; what it adds
-        must depend on key alone): formatted once, and reused while the writer's next writes
-        ask for an equal key (a re-render after one container changed formats that
-        container's lines, not all of them). The output is what adding them one by one gives."""
-        cache_key = _BlockKey(write, key)
-        found = self._kept.get(cache_key) or self.blocks.get(cache_key)
-        if found is None:
-            part = Families()
-            write(key, part)
-            if part.foreign:
-                raise ValueError("a block adds only declared families")
-            found = tuple((name, fmt, tuple(lines)) for name, (fmt, lines) in part.lines.items())
-        self.blocks[cache_key] = found
+    def blocks_of(self, keys: Sequence[K], write: Callable[[K, Families], None]) -> None:
+        """For each key in turn, the series write(key, families) adds (write: a module-level
+        function; what it adds must depend on key alone): formatted once, and reused while the
+        writer's next writes ask for an equal key. The output is what adding them one by one
+        gives. A container started re-runs its writers for all 250 containers: the lookups
+        and the lines' regrouping by family run in C (map, chain), not once per key in Python,
+        and only the new container's lines are formatted."""
+        made = self.blocks.get(write)
+        if made is None:
+            # A copy of the last write's blocks keeps their keys' hashes: a key is hashed once
+            # a write (its lookup), not again to be stored.
+            made = self.blocks[write] = dict(self._kept.get(write, ()))
+        found: list[_Block | None] = list(map(made.get, keys))
+        if None in found:
+            for index, kept in enumerate(found):
+                if kept is None:
+                    key = keys[index]
+                    repeat = made.get(key)  # an equal key earlier in this write
+                    found[index] = made[key] = _formatted(key, write) if repeat is None else repeat
+        blocks = cast(list[_Block], found)
+        if len(made) > len(keys) + _STALE_BLOCKS:
+            # Blocks no write asked for again (a removed container's): dropped in one go.
+            made.clear()
+            made.update(zip(keys, blocks, strict=True))
         cap, families = self._max_series, self.lines
-        for name, fmt, new in found:
+        # Family by family, in the order the sequence first names them: each family's lines
+        # come out in key order, as when added block by block.
+        for name in dict.fromkeys(chain.from_iterable(blocks)):
+            new = list(chain.from_iterable([block[name] for block in blocks if name in block]))
             entry = families.get(name)
             if entry is None:
-                entry = families[name] = (fmt, [])
+                entry = families[name] = (_FORMAT_BY_NAME[name], [])
             lines = entry[1]
-            # Below the cap (the usual case) without _room's bookkeeping: a render reuses a
-            # few blocks per container, each a few families.
             if cap is None or len(lines) + len(new) <= cap:
                 lines.extend(new)
             else:
-                room = self._room(name, lines, len(new))
-                lines.extend(new[:room])
+                lines.extend(new[: self._room(name, lines, len(new))])
+
+    def block(self, key: K, write: Callable[[K, Families], None]) -> None:
+        """blocks_of for one key."""
+        self.blocks_of((key,), write)
 
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Families declared elsewhere by convention (client_python's process_* metrics)."""
         self.foreign.extend(metrics)
+
+
+def _formatted(key: K, write: Callable[[K, Families], None]) -> _Block:
+    part = Families()
+    write(key, part)
+    if part.foreign:
+        raise ValueError("a block adds only declared families")
+    return {name: tuple(lines) for name, (_, lines) in part.lines.items()}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def last_answer(derive: Callable[P, R]) -> Callable[P, R]:
+    """derive, remembering its last arguments (compared by identity) and answer: a collector's
+    facts unchanged since the last write are the very same object, so what writers derive from
+    them alone is made once, not again on every write that another collector's change (or
+    another writer of the same facts) brings about. derive must be pure."""
+    last: tuple[tuple[object, ...], R] | None = None
+
+    def remembered(*args: P.args, **kwargs: P.kwargs) -> R:
+        nonlocal last
+        kept = last
+        if (
+            kept is not None
+            and not kwargs
+            and len(kept[0]) == len(args)
+            and all(a is b for a, b in zip(kept[0], args, strict=True))
+        ):
+            return kept[1]
+        answer = derive(*args, **kwargs)
+        last = (args, answer)
+        return answer
+
+    return remembered
 
 
 FamilyWriter = Callable[[Snapshot, Families], None]
@@ -283,7 +314,7 @@ class Renderer:
             int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
         ] = {}
         # Each cached writer's blocks of its last write (Families.block): one write's worth.
-        self._blocks: dict[int, dict[_BlockKey, _Block]] = {}
+        self._blocks: dict[int, Blocks] = {}
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
         """A writer's output: the last one while the facts it read last time are unchanged

@@ -73,6 +73,12 @@ class ContainerRecord:
     def short_id(self) -> str:
         return self.id[:12]
 
+    def __hash__(self) -> int:
+        # A block's key on every write of the containers' series (metrics.Families.blocks_of):
+        # the fields that tell records apart, not every port and label. Equal records agree on
+        # these, so the hash stays consistent with the generated __eq__.
+        return hash((self.id, self.name, self.state))
+
 
 @dataclass(frozen=True)
 class EngineComponent:

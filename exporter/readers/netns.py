@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,10 +138,10 @@ class OwnerReader:
         host's mount tables and processes show."""
         owners: dict[int, NamespaceOwner] = {}
         incomplete: list[str] = []
-        self._match(sock, [*self._mounted, *self._held], wanted, owners)
+        self._match(sock, [*self._mounted, *self._held], wanted, owners, known_inodes)
         if wanted - owners.keys():
             self._mounted = list(self._mount_candidates(scan, incomplete))
-            self._match(sock, self._mounted, wanted, owners)
+            self._match(sock, self._mounted, wanted, owners, known_inodes)
         if wanted - owners.keys():
             found = {o.inode for o in owners.values() if o.inode is not None} | known_inodes
             held = self._process_candidates(scan, found, incomplete)
@@ -159,12 +159,18 @@ class OwnerReader:
         candidates: Iterable[_Candidate],
         wanted: set[int],
         owners: dict[int, NamespaceOwner],
+        known_inodes: Collection[int] = (),
     ) -> list[_Candidate]:
         """Open each candidate, ask the nsids of all in one batch, keep the wanted ones (and
-        return the candidates that were)."""
+        return the candidates that were). A candidate mounted on a namespace a container's
+        process is in (known_inodes) has that container's nsid, which is never wanted: not
+        opened, as dockerd's mount of each of 250 containers' sandboxes would be (an open and
+        a netlink question each) whenever one new namespace is looked up."""
         opened: list[tuple[_Candidate, int]] = []
         try:
             for candidate in candidates:
+                if candidate.inode in known_inodes:
+                    continue
                 try:
                     fd = os.open(candidate.path, os.O_RDONLY | os.O_CLOEXEC)
                 except OSError:

@@ -9,10 +9,12 @@ TCP states for every container would be 2.5x the series for mostly zeros: with 2
 
 from __future__ import annotations
 
+from collections import Counter
+
 from exporter.collectors.conntrack.facts import NAME, ConntrackFacts
 from exporter.collectors.conntrack.judge import PROTOCOLS, UNATTRIBUTED, attribute
 from exporter.collectors.containers.judge import inventory
-from exporter.metrics import Families, declare
+from exporter.metrics import Families, declare, last_answer
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 
@@ -141,32 +143,41 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(DUMP_ENTRIES, entries, family)
     out.add(DUMP_SKIPPED, dump.skipped)
     out.add(ATTRIBUTED, int(facts.containers is not None))
-    containers, unattributed = attribute(facts)
+    keys, unattributed = _attributed(facts)
     for owner in UNATTRIBUTED:
         out.add(UNATTRIBUTED_ENTRIES, unattributed[owner], owner)
     # The dump is up to one conntrack interval (60 s) old: a container removed since then is
     # dropped at the next containers sample, not kept until the next dump.
     known = inventory(snapshot)
-    listed = None if known is None else {c.name for c in known.engine.containers}
-    for name in sorted(containers):
-        if listed is not None and name not in listed:
-            continue
-        counted = containers[name]
-        # A block per container: a container started or removed re-runs this writer (the
-        # list above), and the others' lines are reused, not formatted again.
-        out.block(
-            (
-                name,
-                tuple(counted.by_protocol[protocol] for protocol in PROTOCOLS),
-                tuple(sorted(counted.tcp_states.items())),
-            ),
-            _container_series,
+    if known is not None:
+        listed = {c.name for c in known.engine.containers}
+        keys = [key for key in keys if key[0] in listed]
+    # A block per container: a container started or removed re-runs this writer (the list
+    # above), and the others' lines are reused, not formatted again.
+    out.blocks_of(keys, _container_series)
+
+
+# A container's conntrack series: its name, entries by PROTOCOLS, TCP entries by state.
+_ContainerKey = tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]]
+
+
+@last_answer
+def _attributed(facts: ConntrackFacts) -> tuple[list[_ContainerKey], Counter[str]]:
+    """attribute(facts) as the containers' block keys, by name: the dump changes once a
+    conntrack interval, the container list with every container started or removed."""
+    containers, unattributed = attribute(facts)
+    keys = [
+        (
+            name,
+            tuple(containers[name].by_protocol[protocol] for protocol in PROTOCOLS),
+            tuple(sorted(containers[name].tcp_states.items())),
         )
+        for name in sorted(containers)
+    ]
+    return keys, unattributed
 
 
-def _container_series(
-    key: tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]], out: Families
-) -> None:
+def _container_series(key: _ContainerKey, out: Families) -> None:
     name, by_protocol, tcp_states = key
     for protocol, entries in zip(PROTOCOLS, by_protocol, strict=True):
         out.add(CONTAINER_ENTRIES, entries, name, protocol)

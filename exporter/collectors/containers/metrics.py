@@ -85,8 +85,7 @@ def make_writer(label_keys: tuple[str, ...]) -> FamilyWriter:
 
 
 def write_engine(engine: EngineFacts, out: Families) -> None:
-    for c in engine.containers:
-        out.block(c, _container_series)  # formatted again only for a changed container
+    out.blocks_of(engine.containers, _container_series)  # formatted again only when changed
     for state, count in containers_by_state(engine).items():
         out.add(BY_STATE, count, state)
     for component in engine.components:

@@ -4,7 +4,7 @@ who holds its peer's namespace. Pure: recorded and constructed facts drive these
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from exporter.collectors.containers.judge import Inventory, display_name
@@ -164,28 +164,16 @@ def veth_views(
     owners: netns_owners(net, inventory), when the caller has it already.
     """
     bridges = docker_bridges(inventory, net.links)
-    confirmed = set(net.earlier_suspects)
-    views = []
-    for judged in _judge(net, inventory, lambda bridge: bridge in bridges, owners=owners):
-        reason = judged.orphan_reason
-        if reason and (judged.link.index, judged.link.name) not in confirmed:
-            reason = None
-        network = bridges.get(judged.bridge) if judged.bridge else None
-        # Written out, not dataclasses.replace: this runs for every veth on every change.
-        views.append(
-            VethView(
-                judged.link,
-                judged.bridge,
-                network,
-                judged.container_id,
-                judged.container,
-                judged.container_interface,
-                reason,
-                judged.owner_kind,
-                judged.owner,
-            )
+    return tuple(
+        _judge(
+            net,
+            inventory,
+            bridges.__contains__,
+            owners=owners,
+            bridge_networks=bridges,
+            confirmed=set(net.earlier_suspects),
         )
-    return tuple(views)
+    )
 
 
 def orphan_suspects(
@@ -203,7 +191,9 @@ def orphan_suspects(
     if engine is not None:
         known = Inventory(engine)
         bridges = set(docker_bridges(known, net.links)) | set(docker_bridges(None, net.links))
-        views = _judge(net, known, bridges.__contains__)
+        # Only the veths with a reason are wanted: the paired ones (all but a few) skip their
+        # view, as this runs whenever a link or a namespace changed.
+        views = _judge(net, known, bridges.__contains__, reasons_only=True)
     else:
         foreign_only = _foreign_bridges(_judge(net, None, lambda bridge: True))
         views = _judge(net, None, lambda bridge: bridge not in foreign_only, networks=())
@@ -228,8 +218,12 @@ def _judge(
     net: NetworkFacts,
     inventory: Inventory | None,
     is_docker_bridge: Callable[[str], bool],
+    *,
     networks: tuple[DockerNetwork, ...] | None = None,
     owners: tuple[NetnsOwner, ...] | None = None,
+    reasons_only: bool = False,
+    bridge_networks: Mapping[str, DockerNetwork | None] | None = None,
+    confirmed: Collection[tuple[int, str]] | None = None,
 ) -> Iterator[VethView]:
     """Each veth with who holds its peer's namespace, and whether it looks orphaned.
 
@@ -237,7 +231,10 @@ def _judge(
     keeps. A veth into another runtime's namespace off Docker's bridges is foreign, and one
     whose namespace's owner could not be read is unknown: neither is ever called orphaned.
     Sandboxes are judged against the inventory's networks, else against `networks` (None:
-    not judged).
+    not judged). reasons_only: leave out the veths held by a container whose peer is there
+    (never orphaned). bridge_networks: the Docker network behind each bridge, for the views'
+    network. confirmed: (ifindex, name) of the veths an earlier reading suspected; with it, an
+    orphan reason stands only for these.
     """
     names = inventory.names if inventory else {}
     if inventory is not None:
@@ -269,6 +266,8 @@ def _judge(
                 peer = peers.get((link.peer_nsid, link.peer_index))
             peer_gone = peer is not None and peer.name is None and not peer.refused
             held = containers.get(link.peer_nsid)
+            if held is not None and reasons_only and not peer_gone:
+                continue
             if held is not None:
                 container_id = held.owner.container_id
                 kind, owner = OWNER_CONTAINER, display_name(container_id, names)
@@ -277,10 +276,16 @@ def _judge(
                 kind, owner, reason = _judge_other(
                     others.get(link.peer_nsid), networks, on_docker_bridge, peer_gone, can_judge
                 )
+        if (
+            reason is not None
+            and confirmed is not None
+            and (link.index, link.name) not in confirmed
+        ):
+            reason = None
         yield VethView(
             link=link,
             bridge=bridge,
-            network=None,
+            network=bridge_networks.get(bridge) if bridge and bridge_networks else None,
             container_id=container_id,
             container=display_name(container_id, names) if container_id else None,
             container_interface=peer.name if peer is not None and container_id else None,
@@ -332,11 +337,17 @@ def bridge_views(net: NetworkFacts, inventory: Inventory | None) -> tuple[Bridge
     )
 
 
-def veth_containers(net: NetworkFacts, inventory: Inventory | None) -> dict[int, str]:
+def veth_containers(
+    net: NetworkFacts,
+    inventory: Inventory | None,
+    owners: tuple[NetnsOwner, ...] | None = None,
+) -> dict[int, str]:
     """ifindex -> container name of every host veth whose peer is in a container's namespace:
-    VethView.container without judging anything, for the writer of the veths' counters."""
+    VethView.container without judging anything, for the writer of the veths' counters.
+    owners: netns_owners(net, inventory), when the caller has it already."""
     names = inventory.names if inventory else {}
-    owners = netns_owners(net, inventory)
+    if owners is None:
+        owners = netns_owners(net, inventory)
     held = {o.nsid: o.owner.container_id for o in owners if o.nsid is not None}
     return {
         link.index: display_name(held[link.peer_nsid], names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.collectors.containers.judge import inventory
+from exporter.collectors.containers.judge import Inventory, inventory
 from exporter.collectors.network.facts import NAME, LinkCounters, NetworkCounters, NetworkFacts
 from exporter.collectors.network.judge import (
     ORPHAN_NO_CONTAINER,
@@ -13,6 +13,7 @@ from exporter.collectors.network.judge import (
     VETH_PAIRED,
     VETH_STATUSES,
     BridgeView,
+    NetnsOwner,
     VethView,
     bridge_views,
     netns_owners,
@@ -20,7 +21,8 @@ from exporter.collectors.network.judge import (
     veth_containers,
     veth_views,
 )
-from exporter.metrics import Families, declare
+from exporter.metrics import Families, declare, last_answer
+from exporter.readers.docker_api import EngineFacts
 from exporter.readers.netlink import PORT_STATES
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -136,7 +138,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if net is None:
         return
     known = inventory(snapshot)
-    owners = netns_owners(net, known)  # one grouping for the veths and the sharers
+    owners = _netns_owners(net, known.engine if known else None)  # the counters' too
     write_veths(veth_views(net, known, owners), out)
     write_bridges(bridge_views(net, known), out)
     for sharer, owner in netns_sharers(net, known, owners):
@@ -150,11 +152,13 @@ def write(snapshot: Snapshot, out: Families) -> None:
 
 def write_veths(veths: Iterable[VethView], out: Families) -> None:
     status = dict.fromkeys(VETH_STATUSES, 0)
+    keys = []
     for veth in veths:
         status[veth.status] += 1
-        # Formatted again only for a veth whose series changed (Families.block): a container
-        # started or removed re-runs this writer for every veth.
-        out.block(_veth_series_key(veth), _veth_series)
+        keys.append(_veth_series_key(veth))
+    # Formatted again only for a veth whose series changed (Families.blocks_of): a container
+    # started or removed re-runs this writer for every veth.
+    out.blocks_of(keys, _veth_series)
     for key, count in status.items():
         out.add(VETHS, count, key)
 
@@ -195,14 +199,30 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
         return
     read = snapshot.counters(NAME, NetworkCounters)
     counters = read.by_index() if read is not None else {}
-    containers = veth_containers(net, inventory(snapshot))
+    known = inventory(snapshot)
+    containers = _veth_containers(net, known.engine if known else None)
+    keys = []
     for link in net.links:
         if link.kind != "veth":
             continue
         counted = counters.get(link.index, link.counters)
         if counted is not None:
-            # Formatted again only for a veth whose counters (or names) moved.
-            out.block((link.name, containers.get(link.index, ""), counted), _traffic)
+            keys.append((link.name, containers.get(link.index, ""), counted))
+    # Formatted again only for a veth whose counters (or names) moved.
+    out.blocks_of(keys, _traffic)
+
+
+@last_answer
+def _netns_owners(net: NetworkFacts, engine: EngineFacts | None) -> tuple[NetnsOwner, ...]:
+    """netns_owners, made once for both writers and kept while neither input changed."""
+    return netns_owners(net, Inventory(engine) if engine is not None else None)
+
+
+@last_answer
+def _veth_containers(net: NetworkFacts, engine: EngineFacts | None) -> dict[int, str]:
+    """veth_containers: the counters' writer runs every time they move."""
+    known = Inventory(engine) if engine is not None else None
+    return veth_containers(net, known, _netns_owners(net, engine))
 
 
 def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:
@@ -226,5 +246,12 @@ def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
             stp,
         )
         out.add(BRIDGE_PORTS, len(view.ports), view.link.name)
-        for port in view.ports:
-            out.add(BRIDGE_PORT_STATE, 1, view.link.name, port.name, port.port_state or "unknown")
+        # One block a bridge: docker0 has a port per container.
+        ports = tuple((port.name, port.port_state or "unknown") for port in view.ports)
+        out.block((view.link.name, ports), _port_states)
+
+
+def _port_states(key: tuple[str, tuple[tuple[str, str], ...]], out: Families) -> None:
+    bridge, ports = key
+    for port, state in ports:
+        out.add(BRIDGE_PORT_STATE, 1, bridge, port, state)

@@ -33,12 +33,13 @@ def shared_with_host(
     container: tuple[NamespaceLink, ...], host: tuple[NamespaceLink, ...]
 ) -> tuple[tuple[str, bool], ...]:
     """Per namespace kind both sides could read: is it the host's own namespace?"""
-    return _shared({link.kind: link.inode for link in host}, container)
+    return shared_with_host_inodes({link.kind: link.inode for link in host}, container)
 
 
-def _shared(
+def shared_with_host_inodes(
     host_inodes: Mapping[str, int], container: tuple[NamespaceLink, ...]
 ) -> tuple[tuple[str, bool], ...]:
+    """shared_with_host, against the host's inodes by kind (host_namespace_inodes)."""
     return tuple(
         (link.kind, host_inodes[link.kind] == link.inode)
         for link in container
@@ -63,10 +64,33 @@ def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[Shi
         ShimVerdict(
             shim,
             display_name(shim.container_id, names),
-            None if shim.listed is None else not shim.listed,
+            shim_orphaned(shim),
         )
         for shim in docker_shims(procs)
     )
+
+
+def containers_running(
+    procs: ProcessFacts, inventory: Inventory | None, verdicts: tuple[ShimVerdict, ...]
+) -> list[ShimVerdict]:
+    """The shims (verdicts: shim_verdicts(procs, inventory)) whose container has a running
+    PID 1 and is named by the container list. While the list does not name a new container yet,
+    its series wait one interval rather than appear under the short id and then change label
+    to the name; an orphaned shim's container is shown under its id."""
+    if inventory is None:
+        return [v for v in verdicts if v.shim.pid1 is not None]
+    known = inventory.names
+    return [
+        v
+        for v in verdicts
+        if v.shim.pid1 is not None and (v.shim.container_id in known or v.orphaned)
+    ]
+
+
+def shim_orphaned(shim: ShimFacts) -> bool | None:
+    """ShimVerdict.orphaned: the shim's container not listed by a list current as of after the
+    shim started; None when there is no such list."""
+    return None if shim.listed is None else not shim.listed
 
 
 def container_processes(
@@ -74,22 +98,21 @@ def container_processes(
     inventory: Inventory | None,
     verdicts: tuple[ShimVerdict, ...] | None = None,
 ) -> tuple[ContainerProcesses, ...]:
-    """Per container with a running PID 1: its processes and namespaces.
-
-    While the container list does not name a new container yet its series wait one interval
-    rather than appear under the short id and then change label to the name. verdicts:
-    shim_verdicts(procs, inventory), when the caller has them already.
-    """
-    known = inventory.names.keys() if inventory else set()
-    host_inodes = {link.kind: link.inode for link in procs.host_namespaces}
+    """Per container with a running PID 1 (containers_running): its processes and namespaces.
+    verdicts: shim_verdicts(procs, inventory), when the caller has them already."""
+    host_inodes = host_namespace_inodes(procs.host_namespaces)
+    if verdicts is None:
+        verdicts = shim_verdicts(procs, inventory)
     return tuple(
         ContainerProcesses(
             container=v.container,
             container_id=v.shim.container_id,
             shim=v.shim,
-            shared_with_host=_shared(host_inodes, v.shim.namespaces),
+            shared_with_host=shared_with_host_inodes(host_inodes, v.shim.namespaces),
         )
-        for v in (shim_verdicts(procs, inventory) if verdicts is None else verdicts)
-        if v.shim.pid1 is not None
-        and (inventory is None or v.shim.container_id in known or v.orphaned)
+        for v in containers_running(procs, inventory, verdicts)
     )
+
+
+def host_namespace_inodes(host: tuple[NamespaceLink, ...]) -> dict[str, int]:
+    return {link.kind: link.inode for link in host}

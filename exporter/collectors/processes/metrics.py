@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.processes.facts import NAME, ProcessFacts
+from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
 from exporter.collectors.processes.judge import (
-    ContainerProcesses,
-    ShimVerdict,
-    container_processes,
+    containers_running,
+    host_namespace_inodes,
+    shared_with_host_inodes,
+    shim_orphaned,
     shim_verdicts,
 )
 from exporter.metrics import Families, declare
@@ -110,12 +111,16 @@ def write(snapshot: Snapshot, out: Families) -> None:
         return
     known = inventory(snapshot)
     # Per container and per shim, blocks: after one container changed, only its lines are
-    # formatted again (~20 a container, 5000 at 250 containers).
+    # formatted again (~20 a container, 5000 at 250 containers). Their keys are plain tuples
+    # of the source's shims (the same objects while unchanged) and names: a key is hashed and
+    # compared for every container on every write.
     verdicts = shim_verdicts(procs, known)
-    for view in container_processes(procs, known, verdicts):
-        out.block(view, _container_series)
-    for verdict in verdicts:
-        out.block(verdict, _shim_series)
+    host = frozenset(host_namespace_inodes(procs.host_namespaces).items())
+    out.blocks_of(
+        [(v.container, v.shim, host) for v in containers_running(procs, known, verdicts)],
+        _container_series,
+    )
+    out.blocks_of([(v.shim, v.container) for v in verdicts], _shim_series)
 
     if any(shim.unreadable_namespaces for shim in procs.shims):
         out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
@@ -127,22 +132,26 @@ def write(snapshot: Snapshot, out: Families) -> None:
     out.add(PROCFS_PROCESSES, procs.processes_scanned)
 
 
-def _container_series(view: ContainerProcesses, out: Families) -> None:
-    shim = view.shim
-    out.add(PID1_INFO, 1, view.container, str(shim.pid1), str(shim.shim_pid))
+def _container_series(
+    key: tuple[str, ShimFacts, frozenset[tuple[str, int]]], out: Families
+) -> None:
+    container, shim, host = key
+    out.add(PID1_INFO, 1, container, str(shim.pid1), str(shim.shim_pid))
     if shim.pid1_start_time is not None:
-        out.add(PID1_START, shim.pid1_start_time, view.container)
+        out.add(PID1_START, shim.pid1_start_time, container)
     for link in shim.namespaces:
-        out.add(NAMESPACE_INFO, 1, view.container, link.kind, str(link.inode))
-    for kind, shared in view.shared_with_host:
-        out.add(SHARED_WITH_HOST, int(shared), view.container, kind)
-    out.add(UNREADABLE, len(shim.unreadable_namespaces), view.container)
-    out.add(PROCESSES, shim.processes, view.container)
-    out.add(ZOMBIES, shim.zombies, view.container)
+        out.add(NAMESPACE_INFO, 1, container, link.kind, str(link.inode))
+    for kind, shared in shared_with_host_inodes(dict(host), shim.namespaces):
+        out.add(SHARED_WITH_HOST, int(shared), container, kind)
+    out.add(UNREADABLE, len(shim.unreadable_namespaces), container)
+    out.add(PROCESSES, shim.processes, container)
+    out.add(ZOMBIES, shim.zombies, container)
 
 
-def _shim_series(verdict: ShimVerdict, out: Families) -> None:
-    pid, cid = str(verdict.shim.shim_pid), verdict.shim.container_id
-    out.add(SHIM_INFO, 1, pid, cid[:12], verdict.container)
-    if verdict.orphaned is not None:
-        out.add(SHIM_ORPHANED, int(verdict.orphaned), pid, cid[:12])
+def _shim_series(key: tuple[ShimFacts, str], out: Families) -> None:
+    shim, container = key
+    pid, cid = str(shim.shim_pid), shim.container_id
+    out.add(SHIM_INFO, 1, pid, cid[:12], container)
+    orphaned = shim_orphaned(shim)
+    if orphaned is not None:
+        out.add(SHIM_ORPHANED, int(orphaned), pid, cid[:12])
