@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from exporter import metrics
 from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, all_collectors, facts_types
 from exporter.collectors.network.facts import LinkCounters, NetworkCounters, NetworkFacts
 from exporter.collectors.processes.facts import ProcessFacts
-from exporter.metrics import Families, MetricSpec, Renderer, Writer, render
+from exporter.metrics import Families, MetricSpec, Renderer, Writer, last_answer, render
 from exporter.readers.docker_api import EngineFacts
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.report import render_report
@@ -449,3 +451,80 @@ def test_blocks_are_formatted_once_and_written_as_if_added_one_by_one() -> None:
         # The second write formatted only the changed item's block.
         assert formatted == [("y", 1)]
     assert text(plain(items, 4))[1] == {"dhe_block_b": 1}  # the cap still counts what it drops
+
+
+BLOCK_C = MetricSpec("dhe_block_c", "gauge", "C.", ("item",), "test")
+
+
+def _item_series(item: tuple[str, int], out: Families) -> None:
+    name, n = item
+    if n % 2:
+        out.add(BLOCK_C, n, name)  # a family only some blocks have, first met mid-sequence
+    out.add(BLOCK_A, n, name)
+    for i in range(n % 3):
+        out.add(BLOCK_B, i, name, str(i))
+
+
+def _plain(items: list[tuple[str, int]], cap: int | None) -> Families:
+    out = Families(cap)
+    out.add(BLOCK_A, -1, "before")  # a family that already has lines when the blocks come
+    for item in items:
+        _item_series(item, out)
+    return out
+
+
+def _text(out: Families) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
+    return [(name, lines) for name, (_, lines) in out.lines.items()], out.dropped
+
+
+@pytest.mark.parametrize("cap", [None, 3, 7, 1000])
+def test_blocks_of_writes_what_adding_one_by_one_writes_and_formats_only_new_keys(
+    cap: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many writes in a row, each a changed sequence (some added, some gone, a repeat): the
+    lines, their families' order and the cap's drops are those of plain adds, every time."""
+    formatted: list[tuple[str, int]] = []
+    original = metrics._formatted
+
+    def counting(key: Any, write: Any) -> Any:
+        formatted.append(key)
+        return original(key, write)
+
+    monkeypatch.setattr(metrics, "_formatted", counting)
+    kept = None
+    writes = [
+        [("x", 0), ("y", 1), ("z", 5)],
+        [("a", 3), ("x", 0), ("y", 1), ("y", 1), ("z", 5)],  # one new, one repeated
+        [("a", 3), ("x", 0), ("z", 4)],  # one gone, one changed
+        [(f"c{i}", i) for i in range(100)],  # every one new: the stale ones go in one go
+        [(f"c{i}", i) for i in range(1, 100)],
+    ]
+    counts = []
+    for items in writes:
+        formatted.clear()
+        out = Families(cap, kept)
+        out.add(BLOCK_A, -1, "before")
+        out.blocks_of(items, _item_series)
+        counts.append(len(formatted))
+        assert _text(out) == _text(_plain(items, cap))
+        kept = out.blocks
+        # What is kept for the next write: what this one asked for, and at most a bounded
+        # number of others (a removed container's blocks are not kept forever).
+        assert len(kept[_item_series]) <= len(set(items)) + 64
+    assert counts == [3, 1, 1, 100, 0]
+
+
+def test_last_answer_derives_again_only_for_other_objects() -> None:
+    calls: list[object] = []
+
+    @last_answer
+    def derive(a: object, b: object) -> tuple[object, object]:
+        calls.append((a, b))
+        return (a, b)
+
+    one, two = [1], [2]
+    assert derive(one, two) is derive(one, two)
+    assert len(calls) == 1
+    derive([1], two)  # equal, not the same object: derived again (identity is what is kept)
+    derive(one, two)
+    assert len(calls) == 3
