@@ -313,7 +313,8 @@ class Renderer:
         self._cache: dict[
             int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
         ] = {}
-        # Each cached writer's blocks of its last write (Families.block): one write's worth.
+        # Each cached writer's blocks of its last write (Families.blocks_of): one write's worth,
+        # and at most _STALE_BLOCKS more per block function.
         self._blocks: dict[int, Blocks] = {}
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:

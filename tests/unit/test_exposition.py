@@ -347,7 +347,7 @@ def test_counters_that_moved_rerun_only_the_writers_that_read_counters() -> None
 def test_the_network_writers_reformat_only_the_veths_that_changed_and_match_a_fresh_render() -> (
     None
 ):
-    """Families.block in the network writers: after one veth's counters moved, one veth was
+    """Families.blocks_of in the network writers: after one veth's counters moved, one veth was
     renamed and one removed, the re-render equals a render from scratch; each writer ran."""
     network = next(c for c in all_collectors() if c.name == "network")
     writers = list(network.writers(Settings()))
