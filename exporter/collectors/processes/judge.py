@@ -33,7 +33,7 @@ def shared_with_host(
     container: tuple[NamespaceLink, ...], host: tuple[NamespaceLink, ...]
 ) -> tuple[tuple[str, bool], ...]:
     """Per namespace kind both sides could read: is it the host's own namespace?"""
-    return shared_with_host_inodes({link.kind: link.inode for link in host}, container)
+    return shared_with_host_inodes(host_namespace_inodes(host), container)
 
 
 def shared_with_host_inodes(
@@ -71,7 +71,7 @@ def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[Shi
 
 
 def containers_running(
-    procs: ProcessFacts, inventory: Inventory | None, verdicts: tuple[ShimVerdict, ...]
+    inventory: Inventory | None, verdicts: tuple[ShimVerdict, ...]
 ) -> list[ShimVerdict]:
     """The shims (verdicts: shim_verdicts(procs, inventory)) whose container has a running
     PID 1 and is named by the container list. While the list does not name a new container yet,
@@ -110,9 +110,10 @@ def container_processes(
             shim=v.shim,
             shared_with_host=shared_with_host_inodes(host_inodes, v.shim.namespaces),
         )
-        for v in containers_running(procs, inventory, verdicts)
+        for v in containers_running(inventory, verdicts)
     )
 
 
 def host_namespace_inodes(host: tuple[NamespaceLink, ...]) -> dict[str, int]:
+    """The host's namespace inodes by kind."""
     return {link.kind: link.inode for link in host}

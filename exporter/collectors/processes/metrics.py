@@ -117,7 +117,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     verdicts = shim_verdicts(procs, known)
     host = frozenset(host_namespace_inodes(procs.host_namespaces).items())
     out.blocks_of(
-        [(v.container, v.shim, host) for v in containers_running(procs, known, verdicts)],
+        [(v.container, v.shim, host) for v in containers_running(known, verdicts)],
         _container_series,
     )
     out.blocks_of([(v.shim, v.container) for v in verdicts], _shim_series)
