@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Literal, ParamSpec, TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -204,34 +204,6 @@ def _formatted(key: K, write: Callable[[K, Families], None]) -> _Block:
     if part.foreign:
         raise ValueError("a block adds only declared families")
     return {name: tuple(lines) for name, (_, lines) in part.lines.items()}
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def last_answer(derive: Callable[P, R]) -> Callable[P, R]:
-    """derive, remembering its last arguments (compared by identity) and answer: a collector's
-    facts unchanged since the last write are the very same object, so what writers derive from
-    them alone is made once, not again on every write that another collector's change (or
-    another writer of the same facts) brings about. derive must be pure."""
-    last: tuple[tuple[object, ...], R] | None = None
-
-    def remembered(*args: P.args, **kwargs: P.kwargs) -> R:
-        nonlocal last
-        kept = last
-        if (
-            kept is not None
-            and not kwargs
-            and len(kept[0]) == len(args)
-            and all(a is b for a, b in zip(kept[0], args, strict=True))
-        ):
-            return kept[1]
-        answer = derive(*args, **kwargs)
-        last = (args, answer)
-        return answer
-
-    return remembered
 
 
 FamilyWriter = Callable[[Snapshot, Families], None]

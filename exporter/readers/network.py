@@ -23,7 +23,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from exporter.logonce import ChangeLog
@@ -41,6 +41,7 @@ from exporter.readers.procfs import (
     ProcessScan,
     ProcfsReader,
     ProcStat,
+    changed_shims,
     descendants,
 )
 
@@ -92,6 +93,30 @@ class NetworkCounters:
         return dict(self.links)
 
 
+class _ShimNetns:
+    """What one shim's processes were found in, as ContainerNetns (the same objects while kept,
+    so that readings compare by identity), and their (pid, start time, comm) -> (inode, nsid)."""
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        self.found: list[ContainerNetns] = []
+        self.known: dict[tuple[int, int, str], tuple[int, int | None]] = {}
+        self.complete = True  # every process was read (none gone, none refused)
+
+    def add(self, identity: tuple[int, int, str], pid: int, inode: int, nsid: int | None) -> None:
+        self.known[identity] = (inode, nsid)
+        if all(n.inode != inode for n in self.found):
+            self.found.append(ContainerNetns(self.container_id, pid, inode, nsid))
+
+    def all_have_ids(self) -> bool:
+        return all(nsid is not None for _, nsid in self.known.values())
+
+
+def _found_peer(key: tuple[int, int, int], name: str | None) -> PeerLink | None:
+    """The peer a lookup named, for (veth ifindex, peer ifindex, peer nsid); None if unnamed."""
+    return None if name is None else PeerLink(nsid=key[2], index=key[1], name=name)
+
+
 # Why a reading read everything again (exporter.changes reasons), None when it followed changes.
 REREAD_START = "start"
 REREAD_RESYNC = "resync"
@@ -135,8 +160,8 @@ class NetworkReader:
         self._links: tuple[Link, ...] | None = None  # the last dump, while no event says more
         self._full_at = 0.0  # when the last full re-read began
         self._failed = False  # the last reading raised: the next one reads everything
-        # (veth ifindex, peer ifindex, peer nsid) -> its peer's name, as found.
-        self._peer_names: dict[tuple[int, int, int], str] = {}
+        # (veth ifindex, peer ifindex, peer nsid) -> its peer, as found (named).
+        self._peer_names: dict[tuple[int, int, int], PeerLink] = {}
         # (unexplained nsids, container namespaces' inodes) -> their owners, as found.
         self._owners_of: tuple[frozenset[int], frozenset[int], tuple[NamespaceOwner, ...]] | None
         self._owners_of = None
@@ -144,6 +169,10 @@ class NetworkReader:
         # that found nothing changed is the very same object (ProcfsReader follows process
         # events), and then so are the namespaces, until an id is given.
         self._netns_of: tuple[ProcessScan, list[ContainerNetns], int] | None = None
+        # What each shim's processes were found in, by (shim pid, start time), as of the scan
+        # _shims_scan (see _container_netns).
+        self._by_shim: dict[tuple[int, int], _ShimNetns] = {}
+        self._shims_scan: ProcessScan | None = None
         self._last: NetworkReading | None = None
         self.reread: str | None = None
         self.lost = False
@@ -236,6 +265,7 @@ class NetworkReader:
         if self.reread is not None:
             self._peer_names.clear()
             self._netns_of = None
+            self._by_shim = {}
             self._full_at = self._clock()
         if self.reread is not None or fresh:
             # A confirming reading asks the owners again (the links are as current as the
@@ -336,65 +366,81 @@ class NetworkReader:
         A process's network namespace, and the id the host gives it, stay as they are while it
         lives (short of it calling setns itself, and then exec: see ProcfsReader.namespaces_of),
         so both are kept by (pid, start time, comm) once known; the lack of an id only until
-        the host notifies an id given (LinkEvents).
+        the host notifies an id given (LinkEvents). What a shim's processes were found in is
+        kept while none of them changed (procfs.changed_shims) and each has its id: a container
+        started or removed looks at its own shim, not at all 250.
         """
-        opened: list[tuple[str, ProcStat, int]] = []
-        found: dict[tuple[str, int], ContainerNetns] = {}
+        dirty = changed_shims(self._shims_scan, scan) if self._by_shim else None
+        opened: list[tuple[tuple[int, int], ProcStat, int]] = []
+        by_shim: dict[tuple[int, int], _ShimNetns] = {}
         known: dict[tuple[int, int, str], tuple[int, int | None]] = {}
         unreadable = 0
         try:
             for shim, command in scan.shims:
                 if command.runtime_namespace not in ("", DOCKER_RUNTIME_NAMESPACE):
                     continue
-                # PID 1, and while a container starts, runc's init: libnetwork moves the veth
-                # into the namespace before runc hands over to the container's own PID 1.
-                candidates = [
-                    p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")
-                ]
-                pid1 = procfs.pid1(scan, shim)
-                if pid1 is not None:
-                    candidates.insert(0, pid1)
-                for process in candidates:
-                    identity = (process.pid, process.start_ticks, process.comm)
-                    if (cached := self._netns.get(identity)) is not None:
-                        known[identity] = cached
-                        self._found(found, command.container_id, process.pid, *cached)
-                        continue
-                    try:
-                        fd = os.open(
-                            f"{procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC
-                        )
-                    except (FileNotFoundError, ProcessLookupError):
-                        continue  # gone since the scan
-                    except PermissionError:
+                key = (shim.pid, shim.start_ticks)
+                kept = self._by_shim.get(key)
+                if kept is not None and dirty is not None and shim.pid not in dirty:
+                    by_shim[key] = kept
+                    known.update(kept.known)
+                    continue
+                here = by_shim[key] = _ShimNetns(command.container_id)
+                for pending in self._open_pending(procfs, scan, shim, here):
+                    if pending is None:
                         unreadable += 1
                         break
-                    opened.append((command.container_id, process, fd))
-            nsids = sock.nsids_of([fd for _, _, fd in opened])
-            inodes = [os.fstat(fd).st_ino for _, _, fd in opened]
+                    opened.append((key, *pending))
+                known.update(here.known)
+            nsids = sock.nsids_of([fd for *_, fd in opened])
+            inodes = [os.fstat(fd).st_ino for *_, fd in opened]
         finally:
-            for _, _, fd in opened:
+            for *_, fd in opened:
                 os.close(fd)
-        for (container_id, process, _), nsid, inode in zip(opened, nsids, inodes, strict=True):
+        for (key, process, _), nsid, inode in zip(opened, nsids, inodes, strict=True):
             # A pid reused between the scan and the open would name another namespace.
             if inode != host_net and procfs.same_process(process):
-                self._found(found, container_id, process.pid, inode, nsid)
-                known[(process.pid, process.start_ticks, process.comm)] = (inode, nsid)
+                identity = (process.pid, process.start_ticks, process.comm)
+                by_shim[key].add(identity, process.pid, inode, nsid)
+                known[identity] = (inode, nsid)
+            else:
+                by_shim[key].complete = False
         self._netns = known  # only the processes seen now
+        # Kept for the next reading: the shims whose every process was read and has its id.
+        self._by_shim = {k: v for k, v in by_shim.items() if v.complete and v.all_have_ids()}
+        self._shims_scan = scan
+        found: dict[tuple[str, int], ContainerNetns] = {}
+        for shim_netns in by_shim.values():
+            for netns in shim_netns.found:
+                found.setdefault((netns.container_id, netns.inode), netns)
         return sorted(found.values(), key=lambda n: (n.container_id, n.inode)), unreadable
 
-    @staticmethod
-    def _found(
-        found: dict[tuple[str, int], ContainerNetns],
-        container_id: str,
-        pid: int,
-        inode: int,
-        nsid: int | None,
-    ) -> None:
-        found.setdefault(
-            (container_id, inode),
-            ContainerNetns(container_id=container_id, pid=pid, inode=inode, nsid=nsid),
-        )
+    def _open_pending(
+        self, procfs: ProcfsReader, scan: ProcessScan, shim: ProcStat, here: _ShimNetns
+    ) -> Iterator[tuple[ProcStat, int] | None]:
+        """A shim's processes: each already known added to `here`, each other one yielded with
+        its /proc/PID/ns/net opened (the caller closes it); None when opening one was refused."""
+        # PID 1, and while a container starts, runc's init: libnetwork moves the veth into the
+        # namespace before runc hands over to the container's own PID 1.
+        candidates = [p for p in descendants(shim.pid, scan.children) if p.comm.startswith("runc:")]
+        pid1 = procfs.pid1(scan, shim)
+        if pid1 is not None:
+            candidates.insert(0, pid1)
+        for process in candidates:
+            identity = (process.pid, process.start_ticks, process.comm)
+            if (cached := self._netns.get(identity)) is not None:
+                here.add(identity, process.pid, *cached)
+                continue
+            try:
+                fd = os.open(f"{procfs.root}/{process.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, ProcessLookupError):
+                here.complete = False  # gone since the scan: not kept as found
+                continue
+            except PermissionError:
+                here.complete = False
+                yield None
+                return
+            yield process, fd
 
     def _peers(self, sock: RtnlSocket, veths: list[tuple[int, int, int]]) -> list[PeerLink]:
         """The far end of each (veth ifindex, peer ifindex, peer nsid): looked up in its
@@ -415,15 +461,17 @@ class NetworkReader:
                 found = dict(zip(wanted, names, strict=True))
         if refused:
             return [PeerLink(nsid, index, None, refused=True) for _, index, nsid in veths]
-        # Only the veths there are now: a gone one's numbers are forgotten.
+        # Only the veths there are now: a gone one's numbers are forgotten. A peer found before
+        # is the same object, so that readings compare by identity.
+        kept = self._peer_names
         self._peer_names = {
-            key: name
+            key: peer
             for key in veths
-            if (name := self._peer_names.get(key) or found.get(key)) is not None
+            if (peer := kept.get(key) or _found_peer(key, found.get(key))) is not None
         }
         return [
-            PeerLink(nsid=nsid, index=index, name=self._peer_names.get((veth, index, nsid)))
-            for veth, index, nsid in veths
+            self._peer_names.get(key) or PeerLink(nsid=key[2], index=key[1], name=None)
+            for key in veths
         ]
 
     def _warn_on_unknown_owners(self, owners: tuple[NamespaceOwner, ...]) -> None:

@@ -277,6 +277,35 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
+def changed_shims(old: ProcessScan | None, new: ProcessScan) -> set[int] | None:
+    """The shims (by pid) with a process below them, or themselves, that changed between two
+    scans: a process re-read is a new object, so what a reader built from a shim's processes
+    stands for every other shim. None: every shim (no scan before, another clock)."""
+    if old is None or old.clock != new.clock:
+        return None
+    changed = [pid for pid, stat in new.by_pid.items() if old.by_pid.get(pid) is not stat]
+    changed += [pid for pid in old.by_pid if pid not in new.by_pid]
+    shims = {stat.pid for stat, _ in new.shims}
+    dirty: set[int] = set()
+    for pid in changed:
+        # Up the tree as it is and as it was: a process leaving a container counts too.
+        for table in (new.by_pid, old.by_pid):
+            stat = table.get(pid)
+            for _ in range(_MAX_DEPTH):
+                if stat is None:
+                    break
+                if stat.pid in shims:
+                    dirty.add(stat.pid)
+                    break
+                stat = table.get(stat.ppid)
+    return dirty
+
+
+# Deeper process trees than this below a shim are not met; the bound stops a loop in a table
+# read across a pid's reuse.
+_MAX_DEPTH = 256
+
+
 # Seconds between full scans while the proc connector is followed (the processes collector's
 # --collector.processes.resync-interval sets it).
 DEFAULT_RESYNC_INTERVAL = 300.0

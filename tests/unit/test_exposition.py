@@ -14,7 +14,8 @@ from exporter.changes import ChangeCounters
 from exporter.collectors import CollectorDef, all_collectors, facts_types
 from exporter.collectors.network.facts import LinkCounters, NetworkCounters, NetworkFacts
 from exporter.collectors.processes.facts import ProcessFacts
-from exporter.metrics import Families, MetricSpec, Renderer, Writer, last_answer, render
+from exporter.memo import last_answer
+from exporter.metrics import Families, MetricSpec, Renderer, Writer, render
 from exporter.readers.docker_api import EngineFacts
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.report import render_report

@@ -14,7 +14,8 @@ from collections import Counter
 from exporter.collectors.conntrack.facts import NAME, ConntrackFacts
 from exporter.collectors.conntrack.judge import PROTOCOLS, UNATTRIBUTED, attribute
 from exporter.collectors.containers.judge import inventory
-from exporter.metrics import Families, declare, last_answer
+from exporter.memo import last_answer
+from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
 

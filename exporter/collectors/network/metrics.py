@@ -13,15 +13,15 @@ from exporter.collectors.network.judge import (
     VETH_PAIRED,
     VETH_STATUSES,
     BridgeView,
-    NetnsOwner,
     VethView,
     bridge_views,
-    netns_owners,
     netns_sharers,
+    owners_of,
     veth_containers,
     veth_views,
 )
-from exporter.metrics import Families, declare, last_answer
+from exporter.memo import last_answer
+from exporter.metrics import Families, declare
 from exporter.readers.docker_api import EngineFacts
 from exporter.readers.netlink import PORT_STATES
 from exporter.selfmetrics import PRIVILEGE_MISSING
@@ -138,7 +138,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if net is None:
         return
     known = inventory(snapshot)
-    owners = _netns_owners(net, known.engine if known else None)  # the counters' too
+    owners = owners_of(net, known.engine if known else None)  # the counters' too
     write_veths(veth_views(net, known, owners), out)
     write_bridges(bridge_views(net, known), out)
     for sharer, owner in netns_sharers(net, known, owners):
@@ -213,16 +213,10 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
 
 
 @last_answer
-def _netns_owners(net: NetworkFacts, engine: EngineFacts | None) -> tuple[NetnsOwner, ...]:
-    """netns_owners, made once for both writers and kept while neither input changed."""
-    return netns_owners(net, Inventory(engine) if engine is not None else None)
-
-
-@last_answer
 def _veth_containers(net: NetworkFacts, engine: EngineFacts | None) -> dict[int, str]:
     """veth_containers: the counters' writer runs every time they move."""
     known = Inventory(engine) if engine is not None else None
-    return veth_containers(net, known, _netns_owners(net, engine))
+    return veth_containers(net, known, owners_of(net, engine))
 
 
 def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:

@@ -19,6 +19,7 @@ from exporter.readers.procfs import (
     ProcfsReader,
     ProcStat,
     ShimCommand,
+    changed_shims,
     descendants,
 )
 from exporter.settings import Settings
@@ -61,7 +62,7 @@ class ProcessTable:
         host_namespaces = procfs.host_namespaces()
         if scan is not self._scan:
             # Only the shims with a process that changed below them are built again.
-            dirty = _dirty_shims(self._scan, scan)
+            dirty = changed_shims(self._scan, scan)
             by_shim = {}
             for stat, command in scan.shims:
                 key = (stat.pid, stat.start_ticks, command.container_id)
@@ -163,34 +164,6 @@ class ProcessTable:
 
     def close(self) -> None:
         """The procfs reader is the host's: its owner closes it."""
-
-
-def _dirty_shims(old: ProcessScan | None, new: ProcessScan) -> set[int] | None:
-    """The shims (by pid) with a process below them, or themselves, that changed between two
-    scans: a process re-read is a new object. None: every shim (no scan before, another clock)."""
-    if old is None or old.clock != new.clock:
-        return None
-    changed = [pid for pid, stat in new.by_pid.items() if old.by_pid.get(pid) is not stat]
-    changed += [pid for pid in old.by_pid if pid not in new.by_pid]
-    shims = {stat.pid for stat, _ in new.shims}
-    dirty: set[int] = set()
-    for pid in changed:
-        # Up the tree as it is and as it was: a process leaving a container counts too.
-        for table in (new.by_pid, old.by_pid):
-            stat = table.get(pid)
-            for _ in range(_MAX_DEPTH):
-                if stat is None:
-                    break
-                if stat.pid in shims:
-                    dirty.add(stat.pid)
-                    break
-                stat = table.get(stat.ppid)
-    return dirty
-
-
-# Deeper process trees than this below a shim are not met; the bound stops a loop in a table
-# read across a pid's reuse.
-_MAX_DEPTH = 256
 
 
 def build(settings: Settings) -> Source:
