@@ -17,7 +17,7 @@ class NatExpectations:
     """What Docker's networks and published ports need, from the Engine API."""
 
     networks: tuple[DockerNetwork, ...]
-    containers: tuple[ContainerRecord, ...]
+    containers: tuple[ContainerRecord, ...]  # running, with published ports (nat_expectations)
     # The Engine's version ("20.10.24", "28.1.0"): which filter layout Docker writes when
     # none of its filter chains is left to show it.
     engine_version: str = ""

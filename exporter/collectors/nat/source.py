@@ -26,10 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def nat_expectations(engine: EngineFacts) -> NatExpectations:
-    """Docker's networks and its running containers, with their published ports."""
+    """Docker's networks and its running containers that publish ports: a container started or
+    removed without any leaves the expectations (and the firewall's and NAT's facts, and their
+    writers' output) as they were."""
     return NatExpectations(
         networks=engine.networks,
-        containers=tuple(c for c in engine.containers if c.state in RUNNING_STATES),
+        containers=tuple(c for c in engine.containers if c.state in RUNNING_STATES and c.ports),
         engine_version=next((c.version for c in engine.components if c.name == "Engine"), ""),
     )
 
