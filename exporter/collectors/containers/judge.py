@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from exporter.collectors.containers.facts import NAME
+from exporter.memo import last_answer
 from exporter.readers.docker_api import CONTAINER_STATES, EngineFacts
 from exporter.snapshot import Snapshot
 
@@ -17,9 +19,9 @@ class Inventory:
 
     engine: EngineFacts
 
-    @property
+    @cached_property
     def names(self) -> dict[str, str]:
-        """Container id -> name."""
+        """Container id -> name (made once an inventory: every join of every writer asks)."""
         return {c.id: c.name for c in self.engine.containers}
 
 
@@ -27,7 +29,13 @@ def inventory(snapshot: Snapshot) -> Inventory | None:
     """The last good container list, for other collectors' joins (names, networks): kept
     through a failed run, since a name does not go stale the way a verdict does."""
     engine = snapshot.last_good(NAME, EngineFacts)
-    return Inventory(engine) if engine is not None else None
+    return _inventory_of(engine) if engine is not None else None
+
+
+@last_answer
+def _inventory_of(engine: EngineFacts) -> Inventory:
+    """One Inventory (and one map of names) for all the writers of one container list."""
+    return Inventory(engine)
 
 
 def display_name(container_id: str, names: Mapping[str, str]) -> str:
