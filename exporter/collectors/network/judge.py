@@ -11,6 +11,7 @@ from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.memo import last_answer
 from exporter.readers.docker_api import (
+    ContainerRecord,
     DockerNetwork,
     EngineFacts,
 )
@@ -108,6 +109,22 @@ def netns_owners(net: NetworkFacts, inventory: Inventory | None) -> tuple[NetnsO
     The owner is the container not in network mode container:…; without a container list to
     tell, the one whose process has the lowest pid.
     """
+    return _netns_owners(net, inventory.engine.containers if inventory else None)
+
+
+@last_answer
+def owners_of(
+    net: NetworkFacts, containers: tuple[ContainerRecord, ...] | None
+) -> tuple[NetnsOwner, ...]:
+    """netns_owners from the Engine API's container list, kept while neither changed: the
+    source's orphan check and both writers ask it of the same facts (the writers' list is the
+    containers collector's copy of the source's answer, its containers the same tuple)."""
+    return _netns_owners(net, containers)
+
+
+def _netns_owners(
+    net: NetworkFacts, containers: tuple[ContainerRecord, ...] | None
+) -> tuple[NetnsOwner, ...]:
     groups: dict[int, list[ContainerNetns]] = {}
     for netns in net.container_netns:
         groups.setdefault(netns.inode, []).append(netns)
@@ -116,8 +133,7 @@ def netns_owners(net: NetworkFacts, inventory: Inventory | None) -> tuple[NetnsO
     for inode, members in sorted(groups.items()):
         if len(members) > 1:  # a namespace shared (or a container seen twice): rare
             if modes is None:
-                containers = inventory.engine.containers if inventory else ()
-                modes = {c.id: c.network_mode for c in containers}
+                modes = {c.id: c.network_mode for c in containers or ()}
             shared = modes
             members.sort(
                 key=lambda m: (shared.get(m.container_id, "").startswith("container:"), m.pid)
@@ -126,13 +142,6 @@ def netns_owners(net: NetworkFacts, inventory: Inventory | None) -> tuple[NetnsO
         sharers = tuple(m for m in members[1:] if m.container_id != owner.container_id)
         owners.append(NetnsOwner(inode, owner.nsid, owner, sharers))
     return tuple(owners)
-
-
-@last_answer
-def owners_of(net: NetworkFacts, engine: EngineFacts | None) -> tuple[NetnsOwner, ...]:
-    """netns_owners from the Engine API's answer, kept while neither changed: the source's
-    orphan check and both writers ask it of the same facts."""
-    return netns_owners(net, Inventory(engine) if engine is not None else None)
 
 
 def docker_bridges(
@@ -208,9 +217,8 @@ def orphan_suspects(
         bridges = set(docker_bridges(known, net.links)) | set(docker_bridges(None, net.links))
         # Only the veths with a reason are wanted: the paired ones (all but a few) skip their
         # view, as this runs whenever a link or a namespace changed.
-        views = _judge(
-            net, known, bridges.__contains__, owners=owners_of(net, engine), reasons_only=True
-        )
+        owners = owners_of(net, engine.containers)
+        views = _judge(net, known, bridges.__contains__, owners=owners, reasons_only=True)
     else:
         foreign_only = _foreign_bridges(_judge(net, None, lambda bridge: True))
         views = _judge(net, None, lambda bridge: bridge not in foreign_only, networks=())

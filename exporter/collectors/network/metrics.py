@@ -138,7 +138,7 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if net is None:
         return
     known = inventory(snapshot)
-    owners = owners_of(net, known.engine if known else None)  # the counters' too
+    owners = owners_of(net, known.engine.containers if known else None)  # the counters' too
     write_veths(veth_views(net, known, owners), out)
     write_bridges(bridge_views(net, known), out)
     for sharer, owner in netns_sharers(net, known, owners):
@@ -216,7 +216,7 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
 def _veth_containers(net: NetworkFacts, engine: EngineFacts | None) -> dict[int, str]:
     """veth_containers: the counters' writer runs every time they move."""
     known = Inventory(engine) if engine is not None else None
-    return veth_containers(net, known, owners_of(net, engine))
+    return veth_containers(net, known, owners_of(net, engine.containers if engine else None))
 
 
 def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:
