@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.network.facts import NetworkFacts
@@ -57,9 +58,9 @@ _NETWORK_SANDBOX = re.compile(r"^(?:lb_|\d+-)([0-9a-z]+)$")
 INGRESS_SANDBOX = "ingress_sbox"
 
 
-@dataclass(frozen=True)
-class NetnsOwner:
-    """A container network namespace and the container that owns it (not a sharer)."""
+class NetnsOwner(NamedTuple):
+    """A container network namespace and the container that owns it (not a sharer). A
+    NamedTuple, as VethView: one a container, made again whenever a namespace came or went."""
 
     inode: int
     nsid: int | None
@@ -75,8 +76,11 @@ _OWNER_STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class VethView:
+class VethView(NamedTuple):
+    """A host veth's verdict. A NamedTuple, not a frozen dataclass: a network write makes one
+    per veth after every container start or removal, and a frozen dataclass's __init__ costs
+    twice as much (one object.__setattr__ a field)."""
+
     link: Link
     bridge: str | None
     network: DockerNetwork | None

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter.collectors.containers.judge import Inventory, display_name
 from exporter.collectors.processes.facts import ProcessFacts, ShimFacts
 from exporter.readers.procfs import DOCKER_RUNTIME_NAMESPACE, NamespaceLink
 
 
-@dataclass(frozen=True)
-class ShimVerdict:
+class ShimVerdict(NamedTuple):
+    """A shim's container and whether it outlived it. A NamedTuple, not a frozen dataclass: a
+    processes write makes one per shim after every container start or removal (see
+    network.judge.VethView)."""
+
     shim: ShimFacts
     container: str
     # None when the inventory cannot tell: it was never taken, or predates the shim.
