@@ -11,7 +11,8 @@ Each tree is a venv's python; its `docker-host-exporter` beside it is started as
   published  250 containers publishing 80/tcp, each served by busybox httpd (publish=True);
   churn      the idle 250, while a loop of this script starts a container and removes it again
              --churn times a minute (so --churn starts and --churn removals a minute).
-Runs alternate the trees (main, branch, main, branch...) so that both see the same machine.
+Runs alternate the trees (main, branch, main, branch...) so that both see the same machine, and
+the scenes that run on the same containers (idle, churn) alternate as well (see phases()).
 
 After each run's window (the churn stopped, then two intervals' settling) the long-running
 exporter's exposition is compared with a from-scratch render by the same tree in a process of
@@ -24,6 +25,7 @@ Traffic: loopback HTTP to the exporters this script starts, the local Docker soc
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -404,6 +406,20 @@ def print_tables(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) ->
     table("ratios", ["what", "ratio"], [[k, f"{v:.3f}"] for k, v in ratio.items()])
 
 
+def phases(scenes: Sequence[str]) -> list[tuple[str, ...]]:
+    """The scenes grouped by the containers they run on, in the order asked: idle and churn
+    share the same 250 idle containers, so their runs alternate too (idle, churn, idle, ...),
+    and the churn/idle ratio is not skewed by the machine drifting between two blocks of runs;
+    published needs containers of its own."""
+    shared = tuple(scene for scene in scenes if scene != "published")
+    grouped: list[tuple[str, ...]] = []
+    for scene in scenes:
+        group = (scene,) if scene == "published" else shared
+        if group not in grouped:
+            grouped.append(group)
+    return grouped
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     add = parser.add_argument
@@ -433,11 +449,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t_start = time.monotonic()
     try:
-        for scene in args.scenes:
-            print(f"-- {scene}: ensuring {args.containers} containers", flush=True)
-            ensure_containers(client, args.containers, publish=scene == "published")
+        for scenes in phases(args.scenes):
+            print(f"-- {', '.join(scenes)}: ensuring {args.containers} containers", flush=True)
+            ensure_containers(client, args.containers, publish=scenes[0] == "published")
             for run in range(args.runs):
-                for tree, python in trees.items():
+                for scene, (tree, python) in itertools.product(scenes, trees.items()):
                     r = measure(scene, tree, python, run, args)
                     runs.append(r)
                     print(
