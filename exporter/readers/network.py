@@ -370,7 +370,8 @@ class NetworkReader:
         kept while none of them changed (procfs.changed_shims) and each has its id: a container
         started or removed looks at its own shim, not at all 250.
         """
-        dirty = changed_shims(self._shims_scan, scan) if self._by_shim else None
+        kept_before = self._by_shim
+        dirty = changed_shims(self._shims_scan, scan) if kept_before else None
         opened: list[tuple[tuple[int, int], ProcStat, int]] = []
         by_shim: dict[tuple[int, int], _ShimNetns] = {}
         known: dict[tuple[int, int, str], tuple[int, int | None]] = {}
@@ -380,7 +381,7 @@ class NetworkReader:
                 if command.runtime_namespace not in ("", DOCKER_RUNTIME_NAMESPACE):
                     continue
                 key = (shim.pid, shim.start_ticks)
-                kept = self._by_shim.get(key)
+                kept = kept_before.get(key)
                 if kept is not None and dirty is not None and shim.pid not in dirty:
                     by_shim[key] = kept
                     known.update(kept.known)
@@ -406,8 +407,13 @@ class NetworkReader:
             else:
                 by_shim[key].complete = False
         self._netns = known  # only the processes seen now
-        # Kept for the next reading: the shims whose every process was read and has its id.
-        self._by_shim = {k: v for k, v in by_shim.items() if v.complete and v.all_have_ids()}
+        # Kept for the next reading: the shims whose every process was read and has its id
+        # (those kept from before were so already).
+        self._by_shim = {
+            key: each
+            for key, each in by_shim.items()
+            if each is kept_before.get(key) or (each.complete and each.all_have_ids())
+        }
         self._shims_scan = scan
         found: dict[tuple[str, int], ContainerNetns] = {}
         for shim_netns in by_shim.values():
