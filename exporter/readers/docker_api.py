@@ -75,9 +75,9 @@ class ContainerRecord:
 
     def __hash__(self) -> int:
         # A block's key on every write of the containers' series (metrics.Families.blocks_of):
-        # the fields that tell records apart, not every port and label. Equal records agree on
-        # these, so the hash stays consistent with the generated __eq__.
-        return hash((self.id, self.name, self.state))
+        # by the id alone (a str keeps its hash), not every port and label. Equal records have
+        # equal ids, so the hash stays consistent with the generated __eq__.
+        return hash(self.id)
 
 
 @dataclass(frozen=True)

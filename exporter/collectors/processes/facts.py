@@ -34,10 +34,10 @@ class ShimFacts:
     listed: bool | None = None
 
     def __hash__(self) -> int:
-        # Hashed on every write as part of a block's key (metrics.Families.blocks_of): the
-        # fields that tell shims apart, not the namespaces' ten records. Equal shims agree on
-        # these, so the hash stays consistent with the generated __eq__.
-        return hash((self.shim_pid, self.shim_start_time, self.container_id))
+        # Hashed on every write as part of a block's key (metrics.Families.blocks_of): by the
+        # container's id alone (a str keeps its hash), not the namespaces' ten records. Equal
+        # shims have equal ids, so the hash stays consistent with the generated __eq__.
+        return hash(self.container_id)
 
 
 @dataclass(frozen=True)
