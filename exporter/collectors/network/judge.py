@@ -316,7 +316,7 @@ def _judge(
             bridge=bridge,
             network=bridge_networks.get(bridge) if bridge and bridge_networks else None,
             container_id=container_id,
-            container=display_name(container_id, names) if container_id else None,
+            container=owner if container_id else None,  # the container holds its namespace
             container_interface=peer.name if peer is not None and container_id else None,
             orphan_reason=reason,
             owner_kind=kind,
