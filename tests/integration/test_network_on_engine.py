@@ -4,6 +4,7 @@ readings: the container's own sysfs (iflink), the host's sysfs, and pyroute2's o
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from pyroute2 import IPRoute
 
 from exporter.readers.netlink import RtnlSocket
+from exporter.readers.network import ContainerNetns, NetworkReader, NetworkReading
+from exporter.readers.procfs import ProcfsReader
 from exporter.settings import Settings
 from tests.conftest import Containers
 from tests.helpers import Sample, sample_once, select, value
@@ -209,3 +212,43 @@ def test_link_parser_agrees_with_pyroute2(containers: Containers) -> None:
         stats = m.get("stats64")
         assert link.counters is not None and stats is not None
         assert link.counters.rx_bytes <= stats.get("rx_bytes")
+
+
+def test_a_reading_looks_again_only_at_the_shims_whose_processes_changed(
+    containers: Containers,
+) -> None:
+    """The reader keeps what each shim's processes were found in while none of them changed: after
+    one container restarted, the other's namespace is the very same object, the restarted one's
+    is its new namespace, and the reading says what a fresh reader's says."""
+    kept, restarted = containers.run("kept"), containers.run("restarted")
+    procfs, reader = ProcfsReader(), NetworkReader()
+
+    def ours(reading: NetworkReading) -> dict[str, ContainerNetns]:
+        found = {n.container_id: n for n in reading.container_netns}
+        return {c.id: found[c.id] for c in (kept, restarted) if c.id in found}
+
+    def settled() -> dict[str, ContainerNetns]:
+        # Until both namespaces have their ids (the host gives one with a notification).
+        for _ in range(50):
+            now = ours(reader.read(procfs, procfs.scan()))
+            if len(now) == 2 and all(n.nsid is not None for n in now.values()):
+                return now
+            time.sleep(0.2)
+        raise AssertionError(f"no ids for both namespaces: {now}")
+
+    before = settled()
+    assert ours(reader.read(procfs, procfs.scan())) == before
+    restarted.restart(timeout=0)
+    restarted.reload()
+    for _ in range(50):
+        after = settled()
+        if after[restarted.id].inode != before[restarted.id].inode:
+            break
+        time.sleep(0.2)
+    assert after[kept.id] is before[kept.id]
+    new = after[restarted.id]
+    assert new.pid == restarted.attrs["State"]["Pid"]
+    assert new.inode == Path(f"/proc/{new.pid}/ns/net").stat().st_ino
+    fresh_procfs = ProcfsReader(follow_events=False)
+    assert ours(NetworkReader().read(fresh_procfs, fresh_procfs.scan())) == after
+    reader.close()
