@@ -22,7 +22,6 @@ from exporter.collectors.network.judge import (
 )
 from exporter.memo import last_answer
 from exporter.metrics import Families, declare
-from exporter.readers.docker_api import EngineFacts
 from exporter.readers.netlink import PORT_STATES
 from exporter.selfmetrics import PRIVILEGE_MISSING
 from exporter.snapshot import Snapshot
@@ -200,7 +199,7 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
     read = snapshot.counters(NAME, NetworkCounters)
     counters = read.by_index() if read is not None else {}
     known = inventory(snapshot)
-    containers = _veth_containers(net, known.engine if known else None)
+    containers = _veth_containers(net, known)
     keys = []
     for link in net.links:
         if link.kind != "veth":
@@ -213,10 +212,11 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
 
 
 @last_answer
-def _veth_containers(net: NetworkFacts, engine: EngineFacts | None) -> dict[int, str]:
-    """veth_containers: the counters' writer runs every time they move."""
-    known = Inventory(engine) if engine is not None else None
-    return veth_containers(net, known, owners_of(net, engine.containers if engine else None))
+def _veth_containers(net: NetworkFacts, known: Inventory | None) -> dict[int, str]:
+    """veth_containers: the counters' writer runs every time they move. known is the same
+    object while the container list is (containers.judge.inventory)."""
+    containers = known.engine.containers if known else None
+    return veth_containers(net, known, owners_of(net, containers))
 
 
 def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:
