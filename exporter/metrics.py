@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Literal, TypeVar, cast
 
@@ -106,11 +106,26 @@ K = TypeVar("K", bound=Hashable)
 
 # A block's lines by family, families in the order the block first added them.
 _Block = dict[str, tuple[str, ...]]
-# A writer's blocks, by the function that wrote them and its key.
-Blocks = dict[Callable[..., None], dict[Hashable, _Block]]
 # Kept blocks no write asks for any more, at most (beyond the ones it asks for): each write
 # keeps them all, and drops them all once there are this many.
 _STALE_BLOCKS = 64
+# A run: blocks that follow one another in a write, and their lines merged by family (a _Block
+# of them all). Kept by the ids of its blocks, while it holds them (so no id is another's).
+_Run = tuple[tuple[_Block, ...], _Block]
+# A write's blocks are cut into runs after each block whose id says so (about one in
+# _RUN_CUT): the same blocks in a row make the same runs write after write, and a container
+# started or removed changes only the run it falls in. Fewer blocks are merged as they are.
+_RUN_CUT = 7
+_RUNS_FROM = 16
+
+
+@dataclass
+class Kept:
+    """What a writer's write keeps for its next: its blocks by the function that wrote them and
+    their key, and the runs they were merged in (Families.blocks_of)."""
+
+    blocks: dict[Callable[..., None], dict[Hashable, _Block]] = field(default_factory=dict)
+    runs: dict[Callable[..., None], dict[tuple[int, ...], _Run]] = field(default_factory=dict)
 
 
 class Families:
@@ -119,16 +134,16 @@ class Families:
     With max_series, a family stops taking series at that many and counts what it dropped: a
     host with ten thousand layers or veths must not blow up a Prometheus.
 
-    blocks: the blocks (see blocks_of()) of this writer's last write, kept by the renderer.
+    kept: what this writer's last write kept (see blocks_of()), kept by the renderer.
     """
 
-    def __init__(self, max_series: int | None = None, blocks: Blocks | None = None) -> None:
+    def __init__(self, max_series: int | None = None, kept: Kept | None = None) -> None:
         self.lines: dict[str, tuple[_Format, list[str]]] = {}
         self.foreign: list[Metric] = []
         self._max_series = max_series
         self.dropped: dict[str, int] = {}
-        self._kept = blocks or {}
-        self.blocks: Blocks = {}
+        self._last = kept or Kept()
+        self.kept = Kept()  # this write's, for the next
 
     def add(self, spec: MetricSpec, value: float, *label_values: str) -> None:
         if len(label_values) != len(spec.labels):
@@ -156,15 +171,16 @@ class Families:
         function; what it adds must depend on key alone): formatted once, and reused while the
         writer's next writes ask for an equal key. The output is what adding them one by one
         gives. A container started re-runs its writers for all 250 containers: the lookups
-        and the lines' regrouping by family run in C (map, chain), not once per key in Python,
-        and only the new container's lines are formatted."""
-        made = self.blocks.get(write)
+        run in C (map), only the new container's lines are formatted, and only the run of
+        blocks it falls in is regrouped by family (_runs)."""
+        made = self.kept.blocks.get(write)
         if made is None:
             # A copy of the last write's blocks keeps their keys' hashes: a key is hashed once
             # a write (its lookup), not again to be stored.
-            made = self.blocks[write] = dict(self._kept.get(write, ()))
+            made = self.kept.blocks[write] = dict(self._last.blocks.get(write, ()))
         found: list[_Block | None] = list(map(made.get, keys))
-        if None in found:
+        fresh = found.count(None)
+        if fresh:
             for index, kept in enumerate(found):
                 if kept is None:
                     key = keys[index]
@@ -175,11 +191,14 @@ class Families:
             # Blocks no write asked for again (a removed container's): dropped in one go.
             made.clear()
             made.update(zip(keys, blocks, strict=True))
+        # Runs pay off when most blocks are kept ones: not when most are new (traffic moved on
+        # every veth), nor for a few blocks.
+        in_runs = len(blocks) >= _RUNS_FROM and fresh <= len(blocks) // _RUN_CUT
+        merged = self._runs(write, blocks) if in_runs else blocks
         cap, families = self._max_series, self.lines
         # Family by family, in the order the sequence first names them: each family's lines
         # come out in key order, as when added block by block.
-        for name in dict.fromkeys(chain.from_iterable(blocks)):
-            new = list(chain.from_iterable([block[name] for block in blocks if name in block]))
+        for name, new in _by_family(merged).items():
             entry = families.get(name)
             if entry is None:
                 entry = families[name] = (_FORMAT_BY_NAME[name], [])
@@ -189,6 +208,29 @@ class Families:
             else:
                 lines.extend(new[: self._room(name, lines, len(new))])
 
+    def _runs(self, write: Callable[..., None], blocks: list[_Block]) -> list[_Block]:
+        """The blocks merged run by run (see _RUN_CUT), each run as the last write merged it
+        while it holds the same blocks: after one container changed, a write merges one run's
+        blocks, not all 250."""
+        last = self._last.runs.get(write, {})
+        runs = self.kept.runs.setdefault(write, {})
+        merged: list[_Block] = []
+        start = 0
+        ids = list(map(id, blocks))
+        cuts = [end for end, block in enumerate(ids, 1) if not (block >> 4) % _RUN_CUT]
+        for end in (*cuts, len(blocks)):
+            if end == start:
+                continue
+            key = tuple(ids[start:end])
+            run = last.get(key) or runs.get(key)
+            if run is None:
+                part = tuple(blocks[start:end])
+                run = (part, _by_family(part))
+            runs[key] = run
+            merged.append(run[1])
+            start = end
+        return merged
+
     def block(self, key: K, write: Callable[[K, Families], None]) -> None:
         """blocks_of for one key."""
         self.blocks_of((key,), write)
@@ -196,6 +238,14 @@ class Families:
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Families declared elsewhere by convention (client_python's process_* metrics)."""
         self.foreign.extend(metrics)
+
+
+def _by_family(blocks: Sequence[_Block]) -> _Block:
+    """Blocks' lines merged by family, families in the order the blocks first name them."""
+    return {
+        name: tuple(chain.from_iterable([block[name] for block in blocks if name in block]))
+        for name in dict.fromkeys(chain.from_iterable(blocks))
+    }
 
 
 def _formatted(key: K, write: Callable[[K, Families], None]) -> _Block:
@@ -285,9 +335,9 @@ class Renderer:
         self._cache: dict[
             int, tuple[tuple[tuple[str, bool], ...], tuple[object, ...], _Written]
         ] = {}
-        # Each cached writer's blocks of its last write (Families.blocks_of): one write's worth,
-        # and at most _STALE_BLOCKS more per block function.
-        self._blocks: dict[int, Blocks] = {}
+        # What each cached writer's last write kept (Families.blocks_of): one write's blocks,
+        # at most _STALE_BLOCKS more per block function, and the runs of that write.
+        self._kept: dict[int, Kept] = {}
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
         """A writer's output: the last one while the facts it read last time are unchanged
@@ -302,9 +352,9 @@ class Renderer:
             if _inputs(snapshot, reads) == inputs:
                 return written
         watched = snapshot.watched()
-        families = Families(self._max_series, self._blocks.get(index))
+        families = Families(self._max_series, self._kept.get(index))
         writer.write(watched, families)
-        self._blocks[index] = families.blocks
+        self._kept[index] = families.kept
         written = _Written.of(families)
         reads = tuple(sorted(watched.reads or ()))
         self._cache[index] = (reads, _inputs(snapshot, reads), written)

@@ -448,7 +448,7 @@ def test_blocks_are_formatted_once_and_written_as_if_added_one_by_one() -> None:
             for item in run:
                 out.block(item, series)
             assert text(out) == expected
-            kept = out.blocks
+            kept = out.kept
         # The second write formatted only the changed item's block.
         assert formatted == [("y", 1)]
     assert text(plain(items, 4))[1] == {"dhe_block_b": 1}  # the cap still counts what it drops
@@ -508,11 +508,44 @@ def test_blocks_of_writes_what_adding_one_by_one_writes_and_formats_only_new_key
         out.blocks_of(items, _item_series)
         counts.append(len(formatted))
         assert _text(out) == _text(_plain(items, cap))
-        kept = out.blocks
+        kept = out.kept
         # What is kept for the next write: what this one asked for, and at most a bounded
         # number of others (a removed container's blocks are not kept forever).
-        assert len(kept[_item_series]) <= len(set(items)) + 64
+        assert len(kept.blocks[_item_series]) <= len(set(items)) + 64
     assert counts == [3, 1, 1, 100, 0]
+
+
+@pytest.mark.parametrize("cap", [None, 500])
+def test_a_write_after_one_key_changed_merges_only_the_run_around_it(
+    cap: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of blocks, then one changed, one gone and one new in the middle: the lines are
+    those of plain adds, and the kept runs' merges are reused, not made again for all."""
+    merged: list[int] = []
+    original = metrics._by_family
+
+    def counting(blocks: Any) -> Any:
+        merged.append(len(blocks))
+        return original(blocks)
+
+    monkeypatch.setattr(metrics, "_by_family", counting)
+    first = [(f"c{i:03d}", i) for i in range(400)]
+    second = [*first[:150], ("c150", 1000), *first[152:300], ("c300a", 5), *first[300:]]
+    kept = None
+    # Blocks merged in runs, per write: none while all are new (merged as they are), all of
+    # them once their runs are made, then only those of the runs around the changes.
+    in_runs = []
+    for items in (first, first, second, first):
+        merged.clear()
+        out = Families(cap, kept)
+        out.add(BLOCK_A, -1, "before")
+        out.blocks_of(items, _item_series)
+        assert _text(out) == _text(_plain(items, cap))
+        kept = out.kept
+        in_runs.append(sum(merged[:-1]))  # the last merge: of the runs' (or blocks') lines
+    assert in_runs[:2] == [0, 400]
+    assert 0 < in_runs[2] < 200  # runs hold ~7 blocks: a few runs, not half of all
+    assert 0 < in_runs[3] < 200
 
 
 def test_last_answer_derives_again_only_for_other_objects() -> None:

@@ -135,13 +135,15 @@ def _netns_owners(
     modes: dict[str, str] | None = None
     owners = []
     for inode, members in sorted(groups.items()):
-        if len(members) > 1:  # a namespace shared (or a container seen twice): rare
-            if modes is None:
-                modes = {c.id: c.network_mode for c in containers or ()}
-            shared = modes
-            members.sort(
-                key=lambda m: (shared.get(m.container_id, "").startswith("container:"), m.pid)
-            )
+        if len(members) == 1:  # all but a few: no sharers to sort out
+            owner = members[0]
+            owners.append(NetnsOwner(inode, owner.nsid, owner, ()))
+            continue
+        # A namespace shared (or a container seen twice): rare.
+        if modes is None:
+            modes = {c.id: c.network_mode for c in containers or ()}
+        shared = modes
+        members.sort(key=lambda m: (shared.get(m.container_id, "").startswith("container:"), m.pid))
         owner = members[0]
         sharers = tuple(m for m in members[1:] if m.container_id != owner.container_id)
         owners.append(NetnsOwner(inode, owner.nsid, owner, sharers))

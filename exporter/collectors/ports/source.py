@@ -266,10 +266,14 @@ class PortsSource:
     ) -> tuple[ContainerListeners, ...]:
         """A first pass reads the containers where a change is likely and those the cadence
         makes due (cadence.due); a second pass only the suspects."""
+        # Only the shims of the containers that publish ports: their PID 1s are looked up
+        # (a child's NSpid read once), not every container's at every run.
+        publishing = {c.id for c in containers}
         shims = {
             command.container_id: shim
             for shim, command in scan.shims
-            if command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
+            if command.container_id in publishing
+            and command.runtime_namespace in ("", DOCKER_RUNTIME_NAMESPACE)
         }
         pid1s = {
             container_id: pid1
