@@ -226,6 +226,7 @@ def _traffic(key: tuple[str, str, LinkCounters], out: Families) -> None:
 
 
 def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
+    ports: list[tuple[str, str, str]] = []
     for view in bridges:
         n = view.network
         stp = {None: "unknown", True: "enabled", False: "disabled"}[view.link.stp_enabled]
@@ -240,12 +241,14 @@ def write_bridges(bridges: Iterable[BridgeView], out: Families) -> None:
             stp,
         )
         out.add(BRIDGE_PORTS, len(view.ports), view.link.name)
-        # One block a bridge: docker0 has a port per container.
-        ports = tuple((port.name, port.port_state or "unknown") for port in view.ports)
-        out.block((view.link.name, ports), _port_states)
+        ports.extend(
+            (view.link.name, port.name, port.port_state or "unknown") for port in view.ports
+        )
+    # A block a port, not a bridge: docker0 has a port per container, and one started or
+    # removed formats one line again, not 250.
+    out.blocks_of(ports, _port_state)
 
 
-def _port_states(key: tuple[str, tuple[tuple[str, str], ...]], out: Families) -> None:
-    bridge, ports = key
-    for port, state in ports:
-        out.add(BRIDGE_PORT_STATE, 1, bridge, port, state)
+def _port_state(key: tuple[str, str, str], out: Families) -> None:
+    bridge, port, state = key
+    out.add(BRIDGE_PORT_STATE, 1, bridge, port, state)

@@ -524,7 +524,7 @@ def port_verdicts(
     net: NetworkFacts | None,
 ) -> tuple[PortVerdict, ...]:
     """Every published port of every running container, each hop on its paths judged."""
-    if ports.containers is None:
+    if not ports.containers:  # none publishes a port: the other facts' indexes are not made
         return ()
     listeners = {c.container_id: c for c in ports.listeners}
     proxy_on = ports.userland_proxy
