@@ -321,7 +321,8 @@ def send_datagrams() -> None:
 
 
 def test_counters_are_read_apart_and_match_a_link_dump(own_host: OwnHost) -> None:
-    """The veths' counters come from RTM_GETSTATS each run, and agree with the link dump's."""
+    """The veths' counters come from RTM_GETSTATS each run, and agree with the link dump's;
+    a veth's counters that did not move are the same object as the last run's."""
     procfs = ProcfsReader()
     reader = NetworkReader()
     try:
@@ -347,5 +348,11 @@ def test_counters_are_read_apart_and_match_a_link_dump(own_host: OwnHost) -> Non
         # Three datagrams out (and ARP), their answers in.
         assert counters[index].tx_packets >= 3 and counters[index].rx_packets >= 1
         assert counters[index] == after  # no traffic since (no IPv6): the same numbers
+        # Counters that did not move are the very same object (compared by identity after);
+        # moved ones are read anew.
+        assert own_host.run(reader.counters).by_index()[index] is counters[index]
+        own_host.run(send_datagrams)
+        moved = own_host.run(reader.counters).by_index()[index]
+        assert moved is not counters[index] and moved.tx_packets >= counters[index].tx_packets + 3
     finally:
         own_host.run(reader.close)
