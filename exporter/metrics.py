@@ -191,7 +191,8 @@ class Families:
             # Blocks no write asked for again (a removed container's): dropped in one go.
             made.clear()
             made.update(zip(keys, blocks, strict=True))
-        # Runs pay off when most blocks are kept ones: not when most are new (traffic moved on
+        # Runs pay off when most of them are kept ones: not once new blocks are as many as runs
+        # (about one in _RUN_CUT blocks: then most runs hold a new one, as when traffic moved on
         # every veth), nor for a few blocks.
         in_runs = len(blocks) >= _RUNS_FROM and fresh <= len(blocks) // _RUN_CUT
         merged = self._runs(write, blocks) if in_runs else blocks

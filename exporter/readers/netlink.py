@@ -436,8 +436,8 @@ class RtnlSocket(NetlinkSocket):
         do not move with traffic are read by dump_links, on change).
 
         A link whose counters did not move keeps the very same LinkCounters as the last dump,
-        told apart by their bytes: readings then compare (metrics.Renderer) and blocks are
-        looked up by identity, not by eight Python-level field comparisons a link."""
+        told apart by their bytes: readings (metrics.Renderer) and block keys then compare by
+        identity, not by eight Python-level field comparisons a link."""
         body = _IFSTATS.pack(socket.AF_UNSPEC, 0, 1 << (IFLA_STATS_LINK_64 - 1))
         found: dict[int, LinkCounters] = {}
         last, kept = self._stats, {}
