@@ -232,10 +232,6 @@ class Families:
             start = end
         return merged
 
-    def block(self, key: K, write: Callable[[K, Families], None]) -> None:
-        """blocks_of for one key."""
-        self.blocks_of((key,), write)
-
     def extend(self, metrics: Iterable[Metric]) -> None:
         """Families declared elsewhere by convention (client_python's process_* metrics)."""
         self.foreign.extend(metrics)

@@ -248,16 +248,11 @@ def parse_link(data: bytes, counters: bool = True) -> Link:
 def parse_stats(data: bytes) -> tuple[int, LinkCounters | None]:
     """One RTM_NEWSTATS message: (ifindex, its IFLA_STATS_LINK_64 counters, None if absent).
     Raises NetlinkError if it is malformed."""
-    index, span = _stats_span(data)
-    return index, _counters(data, span) if span is not None else None
-
-
-def _stats_span(data: bytes) -> tuple[int, tuple[int, int] | None]:
-    """One RTM_NEWSTATS message: (ifindex, where its IFLA_STATS_LINK_64 is, None if absent)."""
     if len(data) < _HEADER.size + _IFSTATS.size:
         raise _malformed(f"RTM_NEWSTATS of {len(data)} bytes")
     _, index, _ = _IFSTATS.unpack_from(data, _HEADER.size)
-    return index, _find(data, _HEADER.size + _IFSTATS.size, IFLA_STATS_LINK_64)
+    span = _find(data, _HEADER.size + _IFSTATS.size, IFLA_STATS_LINK_64)
+    return index, _counters(data, span) if span is not None else None
 
 
 def link_changes(datagram: bytes, nsids: set[int], indexes: set[int] | None = None) -> int:
@@ -379,8 +374,9 @@ class RtnlSocket(NetlinkSocket):
 
     def __init__(self, timeout: float = 5.0) -> None:
         super().__init__(socket.NETLINK_ROUTE, timeout)
-        # The last link_stats: each link's counters, and the bytes they were read from.
-        self._stats: dict[int, tuple[bytes, LinkCounters]] = {}
+        # The last link_stats: each message past its header (a link's index and counters, the
+        # same bytes while they did not move), parsed.
+        self._stats: dict[bytes, tuple[int, LinkCounters | None]] = {}
 
     def dump_links(self, target_nsid: int | None = None, stats: bool = True) -> list[Link]:
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
@@ -436,23 +432,16 @@ class RtnlSocket(NetlinkSocket):
         do not move with traffic are read by dump_links, on change).
 
         A link whose counters did not move keeps the very same LinkCounters as the last dump,
-        told apart by their bytes: readings (metrics.Renderer) and block keys then compare by
-        identity, not by eight Python-level field comparisons a link."""
+        told apart by their message's bytes: readings (metrics.Renderer) and block keys then
+        compare by identity, not by eight Python-level field comparisons a link."""
         body = _IFSTATS.pack(socket.AF_UNSPEC, 0, 1 << (IFLA_STATS_LINK_64 - 1))
         found: dict[int, LinkCounters] = {}
         last, kept = self._stats, {}
         for message in self.dump(RTM_GETSTATS, body):
-            index, span = _stats_span(message)
-            if span is None:
-                continue
-            raw = message[span[0] : span[1]]
-            before = last.get(index)
-            if before is not None and before[0] == raw:
-                counters = before[1]
-            else:
-                counters = _counters(message, span)
-            kept[index] = (raw, counters)
-            found[index] = counters
+            unsequenced = message[_HEADER.size :]  # the header's sequence number differs
+            index, counters = kept[unsequenced] = last.get(unsequenced) or parse_stats(message)
+            if counters is not None:
+                found[index] = counters
         self._stats = kept
         return found
 

@@ -236,19 +236,24 @@ def test_a_reading_looks_again_only_at_the_shims_whose_processes_changed(
             time.sleep(0.2)
         raise AssertionError(f"no ids for both namespaces: {now}")
 
-    before = settled()
-    assert ours(reader.read(procfs, procfs.scan())) == before
-    restarted.restart(timeout=0)
-    restarted.reload()
-    for _ in range(50):
-        after = settled()
-        if after[restarted.id].inode != before[restarted.id].inode:
-            break
-        time.sleep(0.2)
-    assert after[kept.id] is before[kept.id]
-    new = after[restarted.id]
-    assert new.pid == restarted.attrs["State"]["Pid"]
-    assert new.inode == Path(f"/proc/{new.pid}/ns/net").stat().st_ino
-    fresh_procfs = ProcfsReader(follow_events=False)
-    assert ours(NetworkReader().read(fresh_procfs, fresh_procfs.scan())) == after
-    reader.close()
+    try:
+        before = settled()
+        assert ours(reader.read(procfs, procfs.scan())) == before
+        restarted.restart(timeout=0)
+        restarted.reload()
+        for _ in range(50):
+            after = settled()
+            if after[restarted.id].inode != before[restarted.id].inode:
+                break
+            time.sleep(0.2)
+        assert after[kept.id] is before[kept.id]
+        new = after[restarted.id]
+        assert new.pid == restarted.attrs["State"]["Pid"]
+        assert new.inode == Path(f"/proc/{new.pid}/ns/net").stat().st_ino
+        fresh_procfs, fresh = ProcfsReader(follow_events=False), NetworkReader()
+        try:
+            assert ours(fresh.read(fresh_procfs, fresh_procfs.scan())) == after
+        finally:
+            fresh.close()
+    finally:
+        reader.close()

@@ -446,7 +446,7 @@ def test_blocks_are_formatted_once_and_written_as_if_added_one_by_one() -> None:
             formatted.clear()
             out = Families(cap, kept)
             for item in run:
-                out.block(item, series)
+                out.blocks_of((item,), series)
             assert text(out) == expected
             kept = out.kept
         # The second write formatted only the changed item's block.
