@@ -110,17 +110,17 @@ def write(snapshot: Snapshot, out: Families) -> None:
     if procs is None:
         return
     known = inventory(snapshot)
-    # Per container and per shim, blocks: after one container changed, only its lines are
-    # formatted again (~20 a container, 5000 at 250 containers). Their keys are plain tuples
-    # of the source's shims (the same objects while unchanged) and names: a key is hashed and
-    # compared for every container on every write.
+    # A block per shim, with its container's series when that runs: after one container
+    # changed, only its lines are formatted again (~20 a container, 5000 at 250 containers).
+    # Its key is a plain tuple of the source's shim (the same object while unchanged) and
+    # names: a key is hashed and compared for every shim on every write, once.
     verdicts = shim_verdicts(procs, known)
     host = frozenset(host_namespace_inodes(procs.host_namespaces).items())
+    running = {id(v) for v in containers_running(known, verdicts)}
     out.blocks_of(
-        [(v.container, v.shim, host) for v in containers_running(known, verdicts)],
-        _container_series,
+        [(v.shim, v.container, host if id(v) in running else None) for v in verdicts],
+        _shim_series,
     )
-    out.blocks_of([(v.shim, v.container) for v in verdicts], _shim_series)
 
     if any(shim.unreadable_namespaces for shim in procs.shims):
         out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
@@ -132,24 +132,23 @@ def write(snapshot: Snapshot, out: Families) -> None:
     out.add(PROCFS_PROCESSES, procs.processes_scanned)
 
 
-def _container_series(
-    key: tuple[str, ShimFacts, frozenset[tuple[str, int]]], out: Families
+def _shim_series(
+    key: tuple[ShimFacts, str, frozenset[tuple[str, int]] | None], out: Families
 ) -> None:
-    container, shim, host = key
-    out.add(PID1_INFO, 1, container, str(shim.pid1), str(shim.shim_pid))
-    if shim.pid1_start_time is not None:
-        out.add(PID1_START, shim.pid1_start_time, container)
-    for link in shim.namespaces:
-        out.add(NAMESPACE_INFO, 1, container, link.kind, str(link.inode))
-    for kind, shared in shared_with_host_inodes(dict(host), shim.namespaces):
-        out.add(SHARED_WITH_HOST, int(shared), container, kind)
-    out.add(UNREADABLE, len(shim.unreadable_namespaces), container)
-    out.add(PROCESSES, shim.processes, container)
-    out.add(ZOMBIES, shim.zombies, container)
-
-
-def _shim_series(key: tuple[ShimFacts, str], out: Families) -> None:
-    shim, container = key
+    """A shim's series, and its container's when it runs (host: the host's namespace inodes by
+    kind; None when it does not run)."""
+    shim, container, host = key
+    if host is not None:
+        out.add(PID1_INFO, 1, container, str(shim.pid1), str(shim.shim_pid))
+        if shim.pid1_start_time is not None:
+            out.add(PID1_START, shim.pid1_start_time, container)
+        for link in shim.namespaces:
+            out.add(NAMESPACE_INFO, 1, container, link.kind, str(link.inode))
+        for kind, shared in shared_with_host_inodes(dict(host), shim.namespaces):
+            out.add(SHARED_WITH_HOST, int(shared), container, kind)
+        out.add(UNREADABLE, len(shim.unreadable_namespaces), container)
+        out.add(PROCESSES, shim.processes, container)
+        out.add(ZOMBIES, shim.zombies, container)
     pid, cid = str(shim.shim_pid), shim.container_id
     out.add(SHIM_INFO, 1, pid, cid[:12], container)
     orphaned = shim_orphaned(shim)
