@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from exporter.memo import last_answer
 from exporter.readers.proc_events import Changes, ProcEvents, ProcEventsUnavailable
 
 # comm is cut to 15 bytes by the kernel: "containerd-shim-runc-v2" reads as "containerd-shim",
@@ -277,10 +278,13 @@ def descendants(root: int, children: Mapping[int, list[ProcStat]]) -> list[ProcS
     return found
 
 
-def changed_shims(old: ProcessScan | None, new: ProcessScan) -> set[int] | None:
+@last_answer
+def changed_shims(old: ProcessScan | None, new: ProcessScan) -> frozenset[int] | None:
     """The shims (by pid) with a process below them, or themselves, that changed between two
     scans: a process re-read is a new object, so what a reader built from a shim's processes
-    stands for every other shim. None: every shim (no scan before, another clock)."""
+    stands for every other shim. None: every shim (no scan before, another clock). Answered
+    once for the network reader and the processes collector, which ask it of the same two
+    scans when a container came or went (two passes over the whole table each)."""
     if old is None or old.clock != new.clock:
         return None
     changed = [pid for pid, stat in new.by_pid.items() if old.by_pid.get(pid) is not stat]
@@ -298,7 +302,7 @@ def changed_shims(old: ProcessScan | None, new: ProcessScan) -> set[int] | None:
                     dirty.add(stat.pid)
                     break
                 stat = table.get(stat.ppid)
-    return dirty
+    return frozenset(dirty)
 
 
 # Deeper process trees than this below a shim are not met; the bound stops a loop in a table
