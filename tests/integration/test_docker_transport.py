@@ -7,26 +7,19 @@ TCP side on a loopback HTTP server standing in for a daemon, behind a proxy that
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import requests.sessions
 
 from exporter.readers.docker_api import DockerReader, DockerUnavailable
+from tests.helpers import free_port, loopback_http
 
 pytestmark = [pytest.mark.integration]
 
 HOST_DOCKER = "unix:///var/run/docker.sock"
-
-
-def _closed_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])  # closed when the block ends: connecting is refused
 
 
 def test_a_unix_socket_is_asked_with_no_look_at_proxy_settings(
@@ -37,7 +30,7 @@ def test_a_unix_socket_is_asked_with_no_look_at_proxy_settings(
 
     monkeypatch.setattr(requests.sessions, "get_environ_proxies", looked)
     monkeypatch.setattr(requests.sessions, "get_netrc_auth", looked)
-    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{_closed_loopback_port()}")
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{free_port()}")
     reader = DockerReader(HOST_DOCKER, timeout=5.0)
     try:
         reader.ping()
@@ -64,14 +57,8 @@ class _Daemon(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tcp_daemon() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Daemon)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"tcp://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(_Daemon) as address:
+        yield f"tcp://{address}"
 
 
 def test_a_tcp_daemon_is_still_asked_through_the_proxy_the_environment_names(
@@ -84,7 +71,7 @@ def test_a_tcp_daemon_is_still_asked_through_the_proxy_the_environment_names(
         direct.ping()  # the stand-in answers
     finally:
         direct.close()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_loopback_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
     proxied = DockerReader(tcp_daemon, timeout=5.0)
     try:
         with pytest.raises(DockerUnavailable):

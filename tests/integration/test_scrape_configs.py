@@ -8,11 +8,10 @@ discovered them. Everything on loopback."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from mixin import scrape
-from tests.helpers import get, wait_for
+from tests.helpers import get, loopback_http, wait_for
 from tests.integration.test_prometheus_e2e import prometheus
 
 # host_free (tests/conftest.py): Prometheus and a fixed exposition on loopback ports; nothing
@@ -50,14 +49,8 @@ def exposition_server() -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as address:
+        yield address
 
 
 def test_prometheus_labels_the_shipped_configs_series_as_the_rule_tests_do(
