@@ -77,18 +77,21 @@ def shim_verdicts(procs: ProcessFacts, inventory: Inventory | None) -> tuple[Shi
 def containers_running(
     inventory: Inventory | None, verdicts: tuple[ShimVerdict, ...]
 ) -> list[ShimVerdict]:
-    """The shims (verdicts: shim_verdicts(procs, inventory)) whose container has a running
-    PID 1 and is named by the container list. While the list does not name a new container yet,
-    its series wait one interval rather than appear under the short id and then change label
-    to the name; an orphaned shim's container is shown under its id."""
-    if inventory is None:
-        return [v for v in verdicts if v.shim.pid1 is not None]
-    known = inventory.names
-    return [
-        v
-        for v in verdicts
-        if v.shim.pid1 is not None and (v.shim.container_id in known or v.orphaned)
-    ]
+    """The shims (verdicts: shim_verdicts(procs, inventory)) whose container runs
+    (container_running)."""
+    return [v for v in verdicts if container_running(inventory, v)]
+
+
+def container_running(inventory: Inventory | None, verdict: ShimVerdict) -> bool:
+    """Does the shim's container have a running PID 1, named by the container list? While the
+    list does not name a new container yet, its series wait one interval rather than appear
+    under the short id and then change label to the name; an orphaned shim's container is
+    shown under its id."""
+    if verdict.shim.pid1 is None:
+        return False
+    return (
+        inventory is None or verdict.shim.container_id in inventory.names or bool(verdict.orphaned)
+    )
 
 
 def shim_orphaned(shim: ShimFacts) -> bool | None:

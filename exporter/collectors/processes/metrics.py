@@ -5,7 +5,7 @@ from __future__ import annotations
 from exporter.collectors.containers.judge import inventory
 from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
 from exporter.collectors.processes.judge import (
-    containers_running,
+    container_running,
     host_namespace_inodes,
     shared_with_host_inodes,
     shim_orphaned,
@@ -116,9 +116,8 @@ def write(snapshot: Snapshot, out: Families) -> None:
     # names: a key is hashed and compared for every shim on every write, once.
     verdicts = shim_verdicts(procs, known)
     host = frozenset(host_namespace_inodes(procs.host_namespaces).items())
-    running = {id(v) for v in containers_running(known, verdicts)}
     out.blocks_of(
-        [(v.shim, v.container, host if id(v) in running else None) for v in verdicts],
+        [(v.shim, v.container, host if container_running(known, v) else None) for v in verdicts],
         _shim_series,
     )
 
