@@ -323,6 +323,41 @@ def _ignore(*_args: object) -> None:
     pass
 
 
+def _pid(stat: ProcStat) -> int:
+    return stat.pid
+
+
+def _children_patched(
+    last: ProcessScan, procs: Mapping[int, ProcStat], changed: set[int]
+) -> tuple[dict[int, list[ProcStat]], set[tuple[int, int]]]:
+    """Who is whose child after the `changed` pids: the lists of the parents a changed process
+    left or joined made again (in pid order, as ProcfsReader._build makes them), the others the
+    last scan's; and the (pid, start time) of the processes gone or replaced since."""
+    old = last.by_pid
+    joined: dict[int, list[ProcStat]] = {}
+    parents: set[int] = set()
+    dead: set[tuple[int, int]] = set()
+    for pid in changed:
+        was, now = old.get(pid), procs.get(pid)
+        if was is not None:
+            parents.add(was.ppid)
+            if now is None or now.start_ticks != was.start_ticks:
+                dead.add((pid, was.start_ticks))
+        if now is not None:
+            parents.add(now.ppid)
+            joined.setdefault(now.ppid, []).append(now)
+    children = dict(last.children)
+    for ppid in parents:
+        kids = [c for c in children.get(ppid, ()) if c.pid not in changed]
+        kids += joined.get(ppid, ())
+        if kids:
+            kids.sort(key=_pid)
+            children[ppid] = kids
+        else:
+            children.pop(ppid, None)
+    return children, dead
+
+
 class ProcfsReader:
     def __init__(
         self,
@@ -471,17 +506,21 @@ class ProcfsReader:
 
     # -- one sample -------------------------------------------------------------------------
 
-    def scan(self) -> ProcessScan:
+    def scan(self, confirming: bool = False) -> ProcessScan:
         """The process table now: who is whose child, and the shims and daemons. Collectors of
-        one tick share one (exporter.tick)."""
+        one tick share one (exporter.tick).
+
+        confirming: a second look a moment after the tick's scan (collectors.confirm), which
+        listed /proc: while the proc connector is followed, its events since then say what
+        changed, and /proc is not listed again (the next tick's scan lists it)."""
         with self._lock:
-            return self._scan()
+            return self._scan(listing=not confirming)
 
     @property
     def follows_events(self) -> bool:
         return self._events is not None
 
-    def _scan(self) -> ProcessScan:
+    def _scan(self, listing: bool = True) -> ProcessScan:
         clock = self.clock()
         reason = self._full_scan_reason()
         changes: Changes | None = None
@@ -497,12 +536,13 @@ class ProcfsReader:
                 if changes.lost:
                     self.on_lost()
                     reason, changes = "lost_events", None
-                else:
+                elif listing:
                     # Processes can appear or vanish with no event of ours: /proc remounted
-                    # without hidepid, a privilege gained or lost. The listing (~1 ms at 800
+                    # without hidepid, a privilege gained or lost. The listing (~2 ms at 1,000
                     # processes) is the truth of which exist; events say which of them changed.
                     listed = {int(pid) for pid in self.pids()}
                     changes.touched |= listed ^ self._procs.keys()
+        changed: set[int] | None = None  # the pids the events changed; None: a full scan
         if changes is None:  # a full scan: the first, the safety net, or no events to follow
             known = self._procs
             # A process read the same as before stays the same object (see ProcessScan.by_pid).
@@ -516,7 +556,7 @@ class ProcfsReader:
                 self.on_reread(reason)
             self._last_full = self._now()
         else:
-            procs, zombies = self._apply(changes)
+            procs, zombies, changed = self._apply(changes)
         last = self._last
         if (
             last is not None
@@ -525,7 +565,10 @@ class ProcfsReader:
         ):
             return last  # the same object: every cache keyed on it holds
         self._procs, self._zombies = procs, zombies
-        self._last = self._build(clock, procs)
+        if last is not None and changed is not None and clock == last.clock:
+            self._last = self._patch(last, procs, changed)
+        else:
+            self._last = self._build(clock, procs)
         return self._last
 
     def _full_scan_reason(self) -> FullScanReason | None:
@@ -563,9 +606,9 @@ class ProcfsReader:
         with self._lock:
             self._events = events
 
-    def _apply(self, changes: Changes) -> tuple[dict[int, ProcStat], set[int]]:
-        """The table with the changed processes read again, and its zombies; the same dict when
-        none changed."""
+    def _apply(self, changes: Changes) -> tuple[dict[int, ProcStat], set[int], set[int]]:
+        """The table with the changed processes read again, its zombies, and the pids whose
+        entry is new, gone or another object; the same dict (and no pids) when none changed."""
         dirty = changes.touched | changes.exited | self._zombies
         last = self._last
         if last is not None:
@@ -586,7 +629,7 @@ class ProcfsReader:
             if pid in changes.execed or self._procs.get(pid) != stat
         }
         if not new:
-            return self._procs, self._zombies
+            return self._procs, self._zombies, set()
         procs, zombies = dict(self._procs), set(self._zombies)
         for pid, stat in new.items():
             if stat is None:
@@ -598,7 +641,7 @@ class ProcfsReader:
                     zombies.add(pid)
                 else:
                     zombies.discard(pid)
-        return procs, zombies
+        return procs, zombies, set(new)
 
     def _build(self, clock: Clock, procs: dict[int, ProcStat]) -> ProcessScan:
         table = [procs[pid] for pid in sorted(procs)]
@@ -615,29 +658,70 @@ class ProcfsReader:
         shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
-            if stat.state == "Z":
-                continue  # exited, not yet reaped: no shim or daemon any more, whatever argv said
-            if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:
-                identity = (stat.pid, stat.start_ticks, stat.comm)
-                known = self._commands.get(identity)
-                if known is None:
-                    argv = self.cmdline(stat.pid)
-                    name = daemon_name(argv)
-                    known = (name, None if name is not None else parse_shim_cmdline(argv))
-                    if argv:  # empty for a zombie, or a process gone mid-read
-                        self._commands[identity] = known
-                name, command = known
-                parent = procs.get(stat.ppid)
-                if name is not None and parent is not None and parent.comm == stat.comm:
-                    # Forked by the daemon, not yet exec'd (dockerd runs iptables and
-                    # docker-proxy, containerd its shims): its argv is still the daemon's.
-                    # Counted as a second daemon it made "the only dockerd" ambiguous.
-                    continue
-                if name is not None:
-                    daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
-                elif command is not None:
-                    shims.append((stat, command))
+            self._classify(clock, procs, stat, shims, daemons)
         return ProcessScan(clock, table, children, shims, daemons, procs)
+
+    def _patch(
+        self, last: ProcessScan, procs: dict[int, ProcStat], changed: set[int]
+    ) -> ProcessScan:
+        """_build for a table that differs from the last scan's only in the `changed` pids
+        (the events'): the last scan's children, shims and daemons kept but for those pids and
+        their children (whose parent may have changed), so that a container started or removed
+        costs a pass over its own processes, not over all 1,000 (three passes each)."""
+        table = [procs[pid] for pid in sorted(procs)]
+        children, dead = _children_patched(last, procs, changed)
+        if dead:
+            for gone in self._nspid.keys() & dead:
+                del self._nspid[gone]
+            for cache in (self._commands, self._namespaces):
+                for key in [k for k in cache if k[:2] in dead]:
+                    del cache[key]
+        # A process is a shim or a daemon by its own stat and argv and by its parent's name:
+        # looked at again for each changed one and each child of a changed one.
+        again = set(changed)
+        for pid in changed:
+            again.update(c.pid for c in children.get(pid, ()))
+        shims = [entry for entry in last.shims if entry[0].pid not in again]
+        daemons = [d for d in last.daemons if d.pid not in again]
+        for pid in sorted(again):
+            if (stat := procs.get(pid)) is not None:
+                self._classify(last.clock, procs, stat, shims, daemons)
+        shims.sort(key=lambda entry: entry[0].pid)
+        daemons.sort(key=lambda daemon: daemon.pid)
+        return ProcessScan(last.clock, table, children, shims, daemons, procs)
+
+    def _classify(
+        self,
+        clock: Clock,
+        procs: Mapping[int, ProcStat],
+        stat: ProcStat,
+        shims: list[tuple[ProcStat, ShimCommand]],
+        daemons: list[DaemonProcess],
+    ) -> None:
+        """Adds the process to `shims` or `daemons` if it is one (by its argv, read once)."""
+        if stat.state == "Z":
+            return  # exited, not yet reaped: no shim or daemon any more, whatever argv said
+        if not (stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES):
+            return
+        identity = (stat.pid, stat.start_ticks, stat.comm)
+        known = self._commands.get(identity)
+        if known is None:
+            argv = self.cmdline(stat.pid)
+            name = daemon_name(argv)
+            known = (name, None if name is not None else parse_shim_cmdline(argv))
+            if argv:  # empty for a zombie, or a process gone mid-read
+                self._commands[identity] = known
+        name, command = known
+        parent = procs.get(stat.ppid)
+        if name is not None and parent is not None and parent.comm == stat.comm:
+            # Forked by the daemon, not yet exec'd (dockerd runs iptables and docker-proxy,
+            # containerd its shims): its argv is still the daemon's. Counted as a second
+            # daemon it made "the only dockerd" ambiguous.
+            return
+        if name is not None:
+            daemons.append(DaemonProcess(name, stat.pid, clock.to_unix(stat.start_ticks)))
+        elif command is not None:
+            shims.append((stat, command))
 
     def pid1(self, scan: ProcessScan, shim: ProcStat) -> ProcStat | None:
         direct = scan.children.get(shim.pid, [])

@@ -74,7 +74,7 @@ class NetworkSource:
 
     def _again(self, tick: Tick) -> NetworkReading:
         procfs = tick.host.procfs
-        return self.reader.read(procfs, procfs.scan(), fresh=True)
+        return self.reader.read(procfs, procfs.scan(confirming=True), fresh=True)
 
     def _count(self, tick: Tick) -> None:
         if self.reader.lost:

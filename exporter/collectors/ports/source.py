@@ -117,7 +117,7 @@ class PortsSource:
             first,
             suspect_keys,
             # The second look reads again only the containers whose listeners looked missing.
-            lambda: self._read(tick, procfs, procfs.scan(), suspect_keys(first)),
+            lambda: self._read(tick, procfs, procfs.scan(confirming=True), suspect_keys(first)),
             lambda second, suspects: _confirmed(first, second, suspects),
             self.confirm_after,
         )
