@@ -8,8 +8,9 @@ is only trusted when its start time is the same before and after its namespaces 
 The process table is kept between samples. Where the kernel's proc connector can be subscribed to
 (exporter.readers.proc_events), a scan re-reads /proc/PID/stat only of the processes it says
 forked, exec'd, were renamed or exited, of the exited ones' children (reparented without an
-event of their own), and of the zombies known (reaped without one); otherwise, after lost events,
-and every resync_interval as a safety net, it lists /proc and reads every process again.
+event of their own), and of the zombies known (reaped without one), and patches the last scan's
+tree, shims and daemons where those changed; otherwise, after lost events, and every
+resync_interval as a safety net, it lists /proc and reads every process again.
 """
 
 from __future__ import annotations
@@ -670,6 +671,9 @@ class ProcfsReader:
         costs a pass over its own processes, not over all 1,000 (three passes each)."""
         table = [procs[pid] for pid in sorted(procs)]
         children, dead = _children_patched(last, procs, changed)
+        # Every process that left the table is a changed pid (its exit, or the listing). What a
+        # collector cached from an older scan after its process had gone waits for the next
+        # full scan's _build (resync_interval), which prunes to the live table.
         if dead:
             for gone in self._nspid.keys() & dead:
                 del self._nspid[gone]
