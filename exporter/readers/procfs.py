@@ -659,7 +659,8 @@ class ProcfsReader:
         shims: list[tuple[ProcStat, ShimCommand]] = []
         daemons: list[DaemonProcess] = []
         for stat in table:
-            self._classify(clock, procs, stat, shims, daemons)
+            if stat.comm.startswith(_SHIM_COMMS) or stat.comm in _DAEMON_NAMES:  # a few of 1,000
+                self._classify(clock, procs, stat, shims, daemons)
         return ProcessScan(clock, table, children, shims, daemons, procs)
 
     def _patch(
