@@ -442,6 +442,18 @@ def decode_filter_rule(
     )
 
 
+def _read_vmap(
+    sock: NftSocket, sets: SetElements, lookup: Any, *, family: int, source: int, raw_table: str
+) -> None:
+    """A verdict map a lookup reads (destination register 0), dumped into sets once."""
+    if attr(lookup, "NFTA_LOOKUP_DREG") != 0:
+        return
+    name = str(attr(lookup, "NFTA_LOOKUP_SET"))
+    table = _table_label(raw_table, source)
+    if (family, table, name) not in sets:
+        sets[(family, table, name)] = _vmap_elements(sock.set_elements(source, raw_table, name))
+
+
 def _vmap_elements(messages: Iterable[Any]) -> tuple[tuple[str, str, str], ...]:
     found = []
     for message in messages:
@@ -517,23 +529,40 @@ def forward_reachable(chains: Iterable[FilterChain], rules: Iterable[FilterRule]
     return seen
 
 
+@dataclass
+class FilterDecodes:
+    """The filter rules the last reading decoded, for each (family, source family), by their
+    messages' keys (nfnetlink.RuleParses): the same bytes decode to the same rule, its
+    position in its chain aside. A rule that looks a set up is decoded every time (a set's
+    elements are not in its bytes); so is a message without a key."""
+
+    last: dict[tuple[int, int], dict[bytes, FilterRule]] = field(default_factory=dict)
+
+
 def nft_filter(
     sock: NftSocket,
     chain_messages: list[Any],
     rule_messages: list[Any],
     family: int,
     source_family: int | None = None,
+    *,
+    decodes: FilterDecodes | None = None,
 ) -> FilterTables:
     """The filter chains of one family's tables that the forward hook reaches: iptables-nft's
     filter table, Docker 29's docker-bridges, anyone's own; with source_family NFPROTO_INET,
-    the inet tables' (firewalld's) as the family's packets see them."""
+    the inet tables' (firewalld's) as the family's packets see them. With decodes, a rule the
+    last reading decoded is not decoded again."""
     source = family if source_family is None else source_family
     chains = _filter_chains(chain_messages, family, source)
     wanted = {(c.table, c.name) for c in chains}
+    kept = decodes.last.get((family, source), {}) if decodes is not None else {}
+    made: dict[bytes, FilterRule] = {}
     # Verdict maps are read only where a rule looks one up: one dump per map.
     sets: SetElements = {}
     positions: dict[tuple[str, str], int] = {}
-    picked = []
+    # (table, chain), position, the key to keep its decoding by, and the rule decoded by the
+    # last reading or the expressions to decode.
+    picked: list[tuple[tuple[str, str], int, bytes, FilterRule | list[Any]]] = []
     for message in rule_messages:
         if message.family != source:
             continue
@@ -542,20 +571,32 @@ def nft_filter(
         if key not in wanted:
             continue
         positions[key] = positions.get(key, 0) + 1
-        expressions = message.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or []
+        known = kept.get(message.key) if message.key else None
+        if known is not None:
+            picked.append((key, positions[key], message.key, known))
+            continue
+        expressions = list(message.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [])
+        looks_up = False
         for expr in expressions:
-            data = expr.get_attr("NFTA_EXPR_DATA")
-            if expr.get_attr("NFTA_EXPR_NAME") == "lookup" and attr(data, "NFTA_LOOKUP_DREG") == 0:
-                name = str(attr(data, "NFTA_LOOKUP_SET"))
-                if (family, key[0], name) not in sets:
-                    sets[(family, key[0], name)] = _vmap_elements(
-                        sock.set_elements(source, raw_table, name)
-                    )
-        picked.append((key, positions[key], expressions))
-    rules = [
-        decode_filter_rule(expressions, family, table, chain, position, sets=sets)
-        for (table, chain), position, expressions in picked
-    ]
+            if expr.get_attr("NFTA_EXPR_NAME") == "lookup":
+                looks_up = True
+                data = expr.get_attr("NFTA_EXPR_DATA")
+                _read_vmap(sock, sets, data, family=family, source=source, raw_table=raw_table)
+        picked.append((key, positions[key], b"" if looks_up else message.key, expressions))
+    rules = []
+    for (table, chain), position, message_key, known_or_expressions in picked:
+        if isinstance(known_or_expressions, FilterRule):
+            rule = known_or_expressions
+            rule = rule if rule.position == position else replace(rule, position=position)
+        else:
+            rule = decode_filter_rule(
+                known_or_expressions, family, table, chain, position, sets=sets
+            )
+        if message_key:
+            made[message_key] = rule
+        rules.append(rule)
+    if decodes is not None:
+        decodes.last[(family, source)] = made  # only the rules there are now
     reachable = forward_reachable(chains, rules)
     # iptables' filter chains are kept even when nothing jumps to them any more: Docker's
     # DOCKER chain after FORWARD was flushed is still Docker's.

@@ -319,11 +319,11 @@ RuleKey = tuple[int, str, str, int]
 
 @dataclass
 class NatDecodes:
-    """The rules one reading decoded, by the very rule message: nfnetlink.RuleParses gives a
-    rule unchanged since the last dump that dump's message object, and the same message
-    decodes the same, so only new, changed or counted-since rules are decoded again."""
+    """The rules one reading decoded, by their messages' keys (the bytes nfnetlink.RuleParses
+    knows a rule by): the same bytes decode the same, so only new, changed or counted-since
+    rules are decoded again. Messages without a key are decoded every time."""
 
-    last: dict[int, tuple[Any, _Decoded]] = field(default_factory=dict)
+    last: dict[bytes, _Decoded] = field(default_factory=dict)
 
 
 def nft_nat(
@@ -333,7 +333,7 @@ def nft_nat(
     is (to read only the counters again while the generation stands: nft_counts). With
     decodes, a rule message decoded by the last call is not decoded again."""
     kept = decodes.last if decodes is not None else {}
-    made: dict[int, tuple[Any, _Decoded]] = {}
+    made: dict[bytes, _Decoded] = {}
     docker_chains: dict[int, list[str]] = {NFPROTO_IPV4: [], NFPROTO_IPV6: []}
     for c in chains:
         table = c.attrs.get_attr("NFTA_CHAIN_TABLE")
@@ -353,15 +353,14 @@ def nft_nat(
         if table in _IPTABLES_NON_NAT_TABLES:
             continue  # iptables-nft's: MASQUERADE and DNAT are allowed in its nat table only
         chain = rule.attrs.get_attr("NFTA_RULE_CHAIN")
-        # Keyed by id(), the message kept with it: an id is not reused while it is held.
-        hit = kept.get(id(rule))
-        if hit is not None and hit[0] is rule:
-            decoded = hit[1]
-        else:
+        key = rule.key
+        decoded = kept.get(key) if key else None
+        if decoded is None:
             decoded = decode_expressions(
                 rule.attrs.get_attr("NFTA_RULE_EXPRESSIONS") or [], rule.family
             )
-        made[id(rule)] = (rule, decoded)
+        if key:
+            made[key] = decoded
         nat_rules[rule.family] += table == "nat"
         if decoded.action:
             found.append(_rule("nftables", table, chain, decoded))

@@ -24,6 +24,7 @@ from pathlib import Path
 from exporter.readers.capabilities import lacking
 from exporter.readers.filter_rules import (
     NF_INET_FORWARD,
+    FilterDecodes,
     FilterTables,
     legacy_filter,
     nft_filter,
@@ -65,6 +66,7 @@ class NftCache:
     tables: FilterTables | None = None
     # Kept across generations: a changed ruleset decodes only its rules that changed.
     decodes: NatDecodes = field(default_factory=NatDecodes)
+    filter_decodes: FilterDecodes = field(default_factory=FilterDecodes)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,13 @@ def read_nftables_with_filter(sock: NftSocket, cache: NftCache | None = None) ->
             chains, rules, cache.decodes if cache is not None else None
         )
         after = sock.generation() if cache is not None else None
-        tables = [nft_filter(sock, chains, rules, f) for f in (NFPROTO_IPV4, NFPROTO_IPV6)]
+        kept = cache.filter_decodes if cache is not None else None
+        tables = [
+            nft_filter(sock, chains, rules, f, decodes=kept) for f in (NFPROTO_IPV4, NFPROTO_IPV6)
+        ]
         if inet:
             tables += [
-                nft_filter(sock, chains, inet_rules, f, NFPROTO_INET)
+                nft_filter(sock, chains, inet_rules, f, NFPROTO_INET, decodes=kept)
                 for f in (NFPROTO_IPV4, NFPROTO_IPV6)
             ]
     except OSError as exc:  # EPERM without CAP_NET_ADMIN; NetlinkError for a bad answer

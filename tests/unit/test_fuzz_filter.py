@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,18 +18,20 @@ from exporter.collectors.firewall.judge import forward_verdict
 from exporter.readers.filter_rules import (
     CT_STATES,
     FilterChain,
+    FilterDecodes,
     FilterRule,
     SetElements,
     _vmap_elements,
     decode_filter_rule,
     decode_xt_match,
     legacy_filter,
+    nft_filter,
 )
 from exporter.readers.iptables import IptablesError, chains, parse_entries
 from exporter.readers.netfilter_base import FirewallBackend
 from exporter.readers.netlink import NetlinkError
-from exporter.readers.nfnetlink import SET_ELEMENTS, parse_message
-from tests.fuzzing import FUZZ, ipt_extension, message, mutated, nla
+from exporter.readers.nfnetlink import CHAIN, RULE, SET_ELEMENTS, RuleParses, parse_message
+from tests.fuzzing import FUZZ, HEADER, ipt_extension, message, mutated, nla
 from tests.unit.test_fuzz_iptables import ipt_entry
 from tests.unit.test_fuzz_nftables import (
     REGISTERS,
@@ -374,3 +377,96 @@ def test_an_expression_not_understood_can_only_make_a_verdict_unknown(
     assert verdict in ("unknown", without)
     if verdict == "ok":
         assert port_verdict(understood) == "ok"
+
+
+# -- decodings kept across readings (FilterDecodes) -------------------------------------------
+#
+# A rule whose message is byte for byte the last reading's is not decoded again; its decoding
+# must equal a fresh one, wherever the rule has moved in its chain, and a rule that looks a
+# set up must see the set's elements of this reading.
+
+NFT_CHAIN = (10 << 8) | 3  # NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWCHAIN
+CHAIN_NAMES = [b"FORWARD", b"A", b"B"]
+
+
+def chain_message(name: bytes, hook: bool) -> bytes:
+    body = struct.pack("=BBH", 2, 0, 0) + nla(1, b"filter\0") + nla(3, name + b"\0")
+    if hook:  # NFTA_CHAIN_HOOK { hooknum forward, priority 0 }, type filter
+        body += nested(4, nla(1, be32(2)), nla(2, be32(0))) + nla(7, b"filter\0")
+    return message(NFT_CHAIN, body)
+
+
+def with_handle(data: bytes, handle: int) -> bytes:
+    extra = nla(3, struct.pack(">Q", handle))  # NFTA_RULE_HANDLE
+    return HEADER.pack(len(data) + len(extra), *HEADER.unpack_from(data)[1:]) + data[16:] + extra
+
+
+class VerdictMapDump:
+    """What NftSocket.set_elements gives for the map "m": the kernel's element messages, parsed
+    by the reader's own schema. Each reading may answer with other elements."""
+
+    def __init__(self) -> None:
+        self.chain = b"A"
+
+    def set_elements(self, family: int, table: str, name: str) -> list[Any]:
+        body = (
+            struct.pack("=BBH", 2, 0, 0)
+            + nla(1, table.encode() + b"\0")
+            + nla(2, name.encode() + b"\0")
+            + nested(3, set_element(b"docker0\0", -3, self.chain + b"\0"))
+        )
+        return [parse_message(message(NFT_SET_ELEMENTS, body), SET_ELEMENTS)]
+
+
+# `meta oifname vmap @m`: the rule's verdict is the element's, which each reading may change.
+VMAP_RULE = [
+    expression("meta", nla(1, be32(1)), nla(2, be32(7))),  # oifname into register 1
+    expression("lookup", nla(1, b"m\0"), nla(2, be32(1)), nla(3, be32(0))),
+]
+kept_rules = st.lists(
+    st.tuples(st.sampled_from(CHAIN_NAMES), filter_expressions | st.just(VMAP_RULE)),
+    max_size=12,
+)
+
+
+@FUZZ
+@given(readings=st.lists(st.tuples(kept_rules, st.sampled_from([b"A", b"B"])), min_size=2))
+def test_kept_filter_decodings_equal_fresh_ones_reading_after_reading(
+    readings: list[tuple[list[tuple[bytes, list[bytes]]], bytes]],
+) -> None:
+    chains = [parse_message(chain_message(name, name == b"FORWARD"), CHAIN) for name in CHAIN_NAMES]
+    sock = VerdictMapDump()
+    parses, decodes = RuleParses(), FilterDecodes()
+    every_rule = [r for rules, _ in readings for r in rules]
+    handles = {r: i for i, r in enumerate(dict.fromkeys((c, tuple(e)) for c, e in every_rule))}
+    for rules, jumps_to in readings:
+        sock.chain = jumps_to
+        data = [
+            with_handle(rule_message(e, table=b"filter", chain=c), handles[(c, tuple(e))])
+            for c, e in rules
+        ]
+        try:
+            fresh = [parse_message(d, RULE) for d in data]
+        except NetlinkError:
+            continue
+        kept = parses.parse(2, iter(data))
+        got = nft_filter(sock, chains, kept, 2, decodes=decodes)  # type: ignore[arg-type]
+        assert got == nft_filter(sock, chains, fresh, 2)  # type: ignore[arg-type]
+
+
+def test_a_kept_rule_is_not_decoded_again_and_keeps_its_place_in_its_chain() -> None:
+    chains = [parse_message(chain_message(b"FORWARD", True), CHAIN)]
+    accept = expression("immediate", nla(1, be32(0)), verdict_data(1, None))
+    drop = expression("immediate", nla(1, be32(0)), verdict_data(0, None))
+    a = with_handle(rule_message([accept], table=b"filter", chain=b"FORWARD"), 1)
+    b = with_handle(rule_message([drop], table=b"filter", chain=b"FORWARD"), 2)
+    parses, decodes = RuleParses(), FilterDecodes()
+    first = nft_filter(None, chains, parses.parse(2, iter([a, b])), 2, decodes=decodes)  # type: ignore[arg-type]
+    assert [r.verdict for r in first.rules] == ["accept", "drop"]
+    # Unchanged: the very records of the last reading, not decoded again.
+    second = nft_filter(None, chains, parses.parse(2, iter([a, b])), 2, decodes=decodes)  # type: ignore[arg-type]
+    assert all(x is y for x, y in zip(second.rules, first.rules, strict=True))
+    # a is gone: b keeps its decoding, at position 1 now, and a is forgotten.
+    third = nft_filter(None, chains, parses.parse(2, iter([b])), 2, decodes=decodes)  # type: ignore[arg-type]
+    assert third.rules == (replace(first.rules[1], position=1),)
+    assert list(decodes.last[(2, 2)].values()) == [third.rules[0]]

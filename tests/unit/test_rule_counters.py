@@ -20,7 +20,13 @@ from exporter.readers.iptables import TableBlob
 from exporter.readers.nat_rules import NatCounters, NatDecodes, _count, decode_expressions, nft_nat
 from exporter.readers.netfilter_base import LegacyCache
 from exporter.readers.netlink import NetlinkError
-from exporter.readers.nfnetlink import RULE, RuleParses, parse_message, parse_rule_count
+from exporter.readers.nfnetlink import (
+    RULE,
+    RawExpressions,
+    RuleParses,
+    parse_message,
+    parse_rule_count,
+)
 from exporter.recording import snapshot_from_json, snapshot_json
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
@@ -233,45 +239,64 @@ def test_a_recording_keeps_the_counters_apart() -> None:
     assert from_scratch(again) == from_scratch(recorded)
 
 
+def dumped(data: bytes, seq: int, generation: int) -> bytes:
+    """A rule message as another dump gives it: another sequence number and generation."""
+    body = data[HEADER.size :]
+    return message(NFT_RULE, body[:2] + struct.pack(">H", generation) + body[4:], seq=seq)
+
+
+A_RULE = with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7)
+B_RULE = with_handle(rule_message([*DNAT, counter(0, 0)]), 9)
+A_COUNTED = with_handle(rule_message([*MASQUERADE, counter(4, 240)]), 7)
+
+
 def test_a_rule_message_seen_in_the_last_dump_is_not_parsed_again() -> None:
-    """RuleParses: the very same parse for the same bytes under another sequence number and
-    generation; a counter that moved, a rule changed or new, is parsed, and equals a fresh
-    parse; a rule gone is forgotten; the family's dumps are kept apart."""
-
-    def dumped(data: bytes, seq: int, generation: int) -> bytes:
-        body = data[HEADER.size :]
-        return message(NFT_RULE, body[:2] + struct.pack(">H", generation) + body[4:], seq=seq)
-
-    a = with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7)
-    b = with_handle(rule_message([*DNAT, counter(0, 0)]), 9)
-    moved = with_handle(rule_message([*MASQUERADE, counter(4, 240)]), 7)
+    """RuleParses: a rule new to a dump is parsed whole; one byte for byte the last dump's
+    (under another sequence number and generation) is the kept message, its expressions left
+    raw, equal to a fresh parse; a counter that moved makes a new rule; a rule gone is
+    forgotten; the families' dumps are kept apart."""
+    a, b, moved = A_RULE, B_RULE, A_COUNTED
     parses = RuleParses()
     first = parses.parse(2, iter([dumped(a, 1, 5), dumped(b, 2, 5)]))
     assert first == [parse_message(a, RULE), parse_message(b, RULE)]
+    assert all(type(m.attrs["NFTA_RULE_EXPRESSIONS"]) is list for m in first)  # parsed whole
     second = parses.parse(2, iter([dumped(moved, 8, 6), dumped(b, 9, 6)]))
-    assert second[1] is first[1] and second[0] == parse_message(moved, RULE)
-    assert parses.parse(10, iter([dumped(b, 3, 6)]))[0] is not first[1]  # another family's
+    assert second == [parse_message(moved, RULE), parse_message(b, RULE)]
+    assert type(second[0].attrs["NFTA_RULE_EXPRESSIONS"]) is list  # counted since: parsed
+    kept = second[1].attrs["NFTA_RULE_EXPRESSIONS"]
+    assert isinstance(kept, RawExpressions) and kept and list(kept) == kept.parsed()
+    assert second[1].key == first[1].key != second[0].key
+    again = parses.parse(2, iter([dumped(moved, 10, 7), dumped(b, 11, 7)]))
+    assert again[0] is not second[0] and again[1] is second[1]  # both kept now
+    assert type(parses.parse(10, iter([dumped(b, 3, 6)]))[0].attrs["NFTA_RULE_EXPRESSIONS"]) is list
     third = parses.parse(2, iter([dumped(a, 4, 7)]))
-    assert third[0] is not first[0] and third == [parse_message(a, RULE)]  # a was forgotten
+    assert type(third[0].attrs["NFTA_RULE_EXPRESSIONS"]) is list  # a was forgotten
+    assert third == [parse_message(a, RULE)]
     with pytest.raises(NetlinkError):
         parses.parse(2, iter([a[:18]]))
 
 
 def test_a_rule_message_decoded_by_the_last_reading_is_not_decoded_again() -> None:
-    """NatDecodes: the very message (as RuleParses gives an unchanged rule) keeps its decoding;
-    an equal message that is another object is decoded again, to the same rules and counts."""
-    a = parse_message(with_handle(rule_message([*MASQUERADE, counter(3, 180)]), 7), RULE)
-    b = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
-    decodes = NatDecodes()
-    first = nft_nat([], [a, b], decodes)
+    """NatDecodes: a rule whose message is the last reading's keeps its decoding (the very
+    object), its expressions not read; a counted one is decoded afresh, to the same rules as
+    a reading without NatDecodes; a rule gone is forgotten; a message without a key (not from
+    RuleParses) is decoded every time and not kept."""
+    parses, decodes = RuleParses(), NatDecodes()
+    first = nft_nat([], parses.parse(2, iter([A_RULE, B_RULE])), decodes)
     kept = dict(decodes.last)
     assert len(kept) == 2
-    again = nft_nat([], [a, b], decodes)
+    again = nft_nat([], parses.parse(2, iter([dumped(A_RULE, 5, 2), B_RULE])), decodes)
     assert again == first
-    assert all(decodes.last[k][1] is kept[k][1] for k in kept)
-    b2 = parse_message(with_handle(rule_message([*DNAT, counter(0, 0)]), 9), RULE)
-    third = nft_nat([], [a, b2], decodes)
-    assert third == first == nft_nat([], [a, b2])
-    assert decodes.last[id(a)][1] is kept[id(a)][1]
-    assert decodes.last[id(b2)][1] is not kept[id(b)][1]  # b2 decoded afresh; b forgotten
-    assert id(b) not in decodes.last or decodes.last[id(b)][0] is b2
+    assert all(decodes.last[k] is kept[k] for k in kept)
+    counted = parses.parse(2, iter([A_COUNTED, B_RULE]))
+    third = nft_nat([], counted, decodes)
+    fresh = nft_nat([], [parse_message(A_COUNTED, RULE), parse_message(B_RULE, RULE)])
+    assert third == fresh and third[1] == first[1]  # the same rules, other counts
+    key_a, key_b = (m.key for m in counted)
+    assert decodes.last[key_b] is kept[key_b] and key_a not in kept
+    assert set(decodes.last) == {key_a, key_b}  # the uncounted a forgotten
+    unkept = NatDecodes()
+    assert nft_nat([], [parse_message(A_RULE, RULE)], unkept) == nft_nat(
+        [], [parse_message(A_RULE, RULE)]
+    )
+    assert unkept.last == {}
