@@ -55,20 +55,27 @@ def decoded() -> dict[str, Any]:
 
 def cached(change: list[str]) -> dict[str, Any]:
     """Three readings through one NftCache: the second (nothing changed) must be the first's
-    tables, the third after running `change` (a rule added) a new decoding that has it."""
-    sock = NftSocket()
+    tables, the third after running `change` (a rule added to DOCKER-USER) a new decoding that
+    has it, equal to a reading from scratch (another socket, no cache), its rules in other
+    chains the first reading's very records (decoded once: FilterDecodes)."""
+    sock, fresh_sock = NftSocket(), NftSocket()
     cache = NftCache()
     try:
         first = read_nftables_with_filter(sock, cache).filter
         second = read_nftables_with_filter(sock, cache).filter
         subprocess.run(change, check=True, timeout=60)
         third = read_nftables_with_filter(sock, cache).filter
+        fresh = read_nftables_with_filter(fresh_sock).filter
     finally:
         sock.close()
+        fresh_sock.close()
+    decoded_once = {id(r) for r in first.rules}
     return {
         "reused": second is first,
         "rules": [len(first.rules), len(third.rules)],
         "third_is_fresh": third is not first,
+        "third_as_from_scratch": third == fresh,
+        "kept_elsewhere": [id(r) in decoded_once for r in third.rules if r.chain != "DOCKER-USER"],
     }
 
 
