@@ -308,6 +308,23 @@ def test_a_renderer_rewrites_only_what_changed_and_matches_a_fresh_render() -> N
     assert "containers" in runs
 
 
+def test_a_renderer_keeps_its_writers_text_once_as_views_of_the_last_exposition() -> None:
+    """The kept text of a writer whose inputs did not change is its slice of the last
+    exposition, not bytes of its own (1.5 MB at 250 published ports); a render re-points
+    every writer's to the new exposition, so the last one is let go."""
+    cached = [w for c in all_collectors() for w in c.writers(Settings())]
+    renderer = Renderer([*cached, Writer(write_self_metrics, cached=False)])
+    first = recorded()
+    one = renderer.render(first)
+    second = with_network(first, unreadable_netns=3)
+    two = renderer.render(second)
+    assert two == render(second, WRITERS) and two != one
+    kept = [written.text for _, _, written in renderer._cache.values()]
+    assert len(kept) == len(cached)
+    assert all(isinstance(text, memoryview) and text.obj is two for text in kept)
+    assert two.startswith(b"".join(kept))  # the uncached writer's text after them
+
+
 def test_counters_that_moved_rerun_only_the_writers_that_read_counters() -> None:
     """A collector's counters (Sampled) are kept apart from its facts: traffic that moves them
     must not re-run the writers judged on the facts."""
