@@ -338,11 +338,9 @@ class RawExpressions:
         found: list[Attrs] = _RULE_EXPRESSIONS(self._data[self._start : self._end])
         return found
 
+    # No __len__: list() asks it for a length hint first, which would parse them twice.
     def __iter__(self) -> Iterator[Attrs]:
         return iter(self.parsed())
-
-    def __len__(self) -> int:
-        return len(self.parsed())
 
     def __bool__(self) -> bool:  # without a parse: `or []` is how readers ask
         return self._end > self._start
