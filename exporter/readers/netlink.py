@@ -34,6 +34,28 @@ class LinkCounters:
     rx_errors: int
     tx_errors: int
 
+    def __hash__(self) -> int:
+        # A block's key on every write of the veths' traffic (metrics.Families.blocks_of), and
+        # a link's counters stay the same object while they do not move (RtnlSocket.link_stats):
+        # hashed once an object, not from eight fields read anew on every write. Not a field, so
+        # equality, repr and the fact codec see only the counters.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(
+                (
+                    self.rx_bytes,
+                    self.tx_bytes,
+                    self.rx_packets,
+                    self.tx_packets,
+                    self.rx_dropped,
+                    self.tx_dropped,
+                    self.rx_errors,
+                    self.tx_errors,
+                )
+            )
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 @dataclass(frozen=True)
 class Link:

@@ -66,6 +66,23 @@ def test_stats_are_read_by_name_not_position() -> None:
     assert parse_stats(stats_message(9, None)) == (9, None)
 
 
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=8, max_size=8), st.booleans())
+def test_counters_hash_as_their_values_whichever_copy_was_hashed_first(
+    values: list[int], first: bool
+) -> None:
+    """The hash is kept on the object once made (a block's key): equal counters hash equal,
+    and the kept hash is no field (equality, repr and the fact codec see the counters only)."""
+    one, two = LinkCounters(*values), LinkCounters(*values)
+    hash(one if first else two)
+    assert one == two and hash(one) == hash(two) == hash(tuple(values))
+    names = [f.name for f in dataclasses.fields(LinkCounters)]
+    assert len(names) == 8 and "_hash" not in names
+    assert dataclasses.asdict(one) == dict(zip(names, values, strict=True))
+    assert "_hash" not in repr(one)
+    moved = LinkCounters(*values[:-1], values[-1] ^ 1)
+    assert moved != one and hash(moved) == hash((*values[:-1], values[-1] ^ 1))
+
+
 def test_the_feed_counts_link_and_nsid_notifications_and_names_the_ids() -> None:
     datagram = b"".join(
         (
