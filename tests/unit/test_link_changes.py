@@ -79,8 +79,9 @@ def test_counters_hash_as_their_values_whichever_copy_was_hashed_first(
     assert len(names) == 8 and "_hash" not in names
     assert dataclasses.asdict(one) == dict(zip(names, values, strict=True))
     assert "_hash" not in repr(one)
-    moved = LinkCounters(*values[:-1], values[-1] ^ 1)
-    assert moved != one and hash(moved) == hash((*values[:-1], values[-1] ^ 1))
+    moved_values = [*values[:-1], values[-1] ^ 1]
+    moved = LinkCounters(*moved_values)
+    assert moved != one and hash(moved) == hash(tuple(moved_values))
 
 
 def test_the_feed_counts_link_and_nsid_notifications_and_names_the_ids() -> None:
