@@ -106,14 +106,12 @@ K = TypeVar("K", bound=Hashable)
 
 # A block's lines by family, families in the order the block first added them.
 _Block = dict[str, tuple[str, ...]]
-# Lines merged by family: each family's lines as one text, and how many they are.
-_Joined = dict[str, tuple[str, int]]
 # Kept blocks no write asks for any more, at most (beyond the ones it asks for): each write
 # keeps them all, and drops them all once there are this many.
 _STALE_BLOCKS = 64
-# A run: blocks that follow one another in a write, and their lines joined by family. Kept by
-# the ids of its blocks, while it holds them (so no id is another's).
-_Run = tuple[tuple[_Block, ...], _Joined]
+# A run: blocks that follow one another in a write, and their lines merged by family (a _Block
+# of them all). Kept by the ids of its blocks, while it holds them (so no id is another's).
+_Run = tuple[tuple[_Block, ...], _Block]
 # A write's blocks are cut into runs after each block whose id says so (about one in
 # _RUN_CUT): the same blocks in a row make the same runs write after write, and a container
 # started or removed changes only the run it falls in. Fewer blocks are merged as they are.
@@ -137,14 +135,10 @@ class Families:
     host with ten thousand layers or veths must not blow up a Prometheus.
 
     kept: what this writer's last write kept (see blocks_of()), kept by the renderer.
-
-    A family's text is a list of lines, or of texts of many lines (blocks_of); `joined` counts
-    the lines beyond one each of those texts holds.
     """
 
     def __init__(self, max_series: int | None = None, kept: Kept | None = None) -> None:
         self.lines: dict[str, tuple[_Format, list[str]]] = {}
-        self.joined: dict[str, int] = {}
         self.foreign: list[Metric] = []
         self._max_series = max_series
         self.dropped: dict[str, int] = {}
@@ -159,7 +153,7 @@ class Families:
             entry = self.lines[spec.name] = (_format(spec), [])
         fmt, lines = entry
         cap = self._max_series
-        if cap is None or (len(lines) < cap and not self.joined) or self._room(spec.name, lines, 1):
+        if cap is None or len(lines) < cap or self._room(spec.name, lines, 1):
             lines.append(fmt.line(value, label_values))
 
     def _room(self, name: str, lines: list[str], wanted: int) -> int:
@@ -167,8 +161,7 @@ class Families:
         counted as dropped."""
         room = wanted
         if self._max_series is not None and name != _SERIES_DROPPED_NAME:
-            held = len(lines) + self.joined.get(name, 0)
-            room = max(0, min(wanted, self._max_series - held))
+            room = max(0, min(wanted, self._max_series - len(lines)))
         if room < wanted:
             self.dropped[name] = self.dropped.get(name, 0) + wanted - room
         return room
@@ -202,34 +195,27 @@ class Families:
         # (about one in _RUN_CUT blocks: then most runs hold a new one, as when traffic moved on
         # every veth), nor for a few blocks.
         in_runs = len(blocks) >= _RUNS_FROM and fresh <= len(blocks) // _RUN_CUT
-        merged = self._runs(write, blocks) if in_runs else [_joined(blocks)]
-        cap, families, joined = self._max_series, self.lines, self.joined
+        merged = self._runs(write, blocks) if in_runs else blocks
+        cap, families = self._max_series, self.lines
         # Family by family, in the order the sequence first names them: each family's lines
-        # come out in key order, as when added block by block. A family's runs go in as one
-        # text: its thousands of lines are not each handled again, here or by _Written.of.
-        for name in dict.fromkeys(chain.from_iterable(merged)):
-            parts = [run[name] for run in merged if name in run]
-            text = "".join([part for part, _ in parts])
-            count = sum([n for _, n in parts])
+        # come out in key order, as when added block by block.
+        for name, new in _by_family(merged).items():
             entry = families.get(name)
             if entry is None:
                 entry = families[name] = (_FORMAT_BY_NAME[name], [])
             lines = entry[1]
-            if cap is not None and len(lines) + joined.get(name, 0) + count > cap:
-                # Each line ends in the only newline it holds (_escape): split back for the cap.
-                new = [line + "\n" for line in text.split("\n")[:-1]]
-                lines.extend(new[: self._room(name, lines, count)])
-            elif count:
-                lines.append(text)
-                joined[name] = joined.get(name, 0) + count - 1
+            if cap is None or len(lines) + len(new) <= cap:
+                lines.extend(new)
+            else:
+                lines.extend(new[: self._room(name, lines, len(new))])
 
-    def _runs(self, write: Callable[..., None], blocks: list[_Block]) -> list[_Joined]:
-        """The blocks joined run by run (see _RUN_CUT), each run as the last write joined it
-        while it holds the same blocks: after one container changed, a write joins one run's
+    def _runs(self, write: Callable[..., None], blocks: list[_Block]) -> list[_Block]:
+        """The blocks merged run by run (see _RUN_CUT), each run as the last write merged it
+        while it holds the same blocks: after one container changed, a write merges one run's
         blocks, not all 250."""
         last = self._last.runs.get(write, {})
         runs = self.kept.runs.setdefault(write, {})
-        merged: list[_Joined] = []
+        merged: list[_Block] = []
         start = 0
         ids = list(map(id, blocks))
         cuts = [end for end, block in enumerate(ids, 1) if not (block >> 4) % _RUN_CUT]
@@ -240,7 +226,7 @@ class Families:
             run = last.get(key) or runs.get(key)
             if run is None:
                 part = tuple(blocks[start:end])
-                run = (part, _joined(part))
+                run = (part, _by_family(part))
             runs[key] = run
             merged.append(run[1])
             start = end
@@ -251,20 +237,19 @@ class Families:
         self.foreign.extend(metrics)
 
 
-def _joined(blocks: Sequence[_Block]) -> _Joined:
-    """Blocks' lines joined by family, families in the order the blocks first name them."""
-    out: _Joined = {}
-    for name in dict.fromkeys(chain.from_iterable(blocks)):
-        lines = list(chain.from_iterable([block[name] for block in blocks if name in block]))
-        out[name] = ("".join(lines), len(lines))
-    return out
+def _by_family(blocks: Sequence[_Block]) -> _Block:
+    """Blocks' lines merged by family, families in the order the blocks first name them."""
+    return {
+        name: tuple(chain.from_iterable([block[name] for block in blocks if name in block]))
+        for name in dict.fromkeys(chain.from_iterable(blocks))
+    }
 
 
 def _formatted(key: K, write: Callable[[K, Families], None]) -> _Block:
     part = Families()
     write(key, part)
-    if part.foreign or part.joined:
-        raise ValueError("a block adds only declared families, one series at a time")
+    if part.foreign:
+        raise ValueError("a block adds only declared families")
     return {name: tuple(lines) for name, (_, lines) in part.lines.items()}
 
 

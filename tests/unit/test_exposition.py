@@ -452,8 +452,8 @@ def test_blocks_are_formatted_once_and_written_as_if_added_one_by_one() -> None:
             series(item, out)
         return out
 
-    def text(out: Families) -> tuple[str, dict[str, int]]:
-        return "".join(line for _, lines in out.lines.values() for line in lines), out.dropped
+    def text(out: Families) -> tuple[list[str], dict[str, int]]:
+        return [line for _, lines in out.lines.values() for line in lines], out.dropped
 
     items = [("x", 0), ("y", 2), ("z", 3)]
     for cap in (None, 4):
@@ -491,10 +491,8 @@ def _plain(items: list[tuple[str, int]], cap: int | None) -> Families:
     return out
 
 
-def _text(out: Families) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """Each family's text (blocks_of adds a run of lines as one text), and what the cap
-    dropped."""
-    return [(name, "".join(lines)) for name, (_, lines) in out.lines.items()], out.dropped
+def _text(out: Families) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
+    return [(name, lines) for name, (_, lines) in out.lines.items()], out.dropped
 
 
 @pytest.mark.parametrize("cap", [None, 3, 7, 1000])
@@ -539,21 +537,21 @@ def test_a_write_after_one_key_changed_merges_only_the_run_around_it(
     cap: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Hundreds of blocks, then one changed, one gone and one new in the middle: the lines are
-    those of plain adds, and the kept runs' joins are reused, not made again for all."""
+    those of plain adds, and the kept runs' merges are reused, not made again for all."""
     merged: list[int] = []
-    original = metrics._joined
+    original = metrics._by_family
 
     def counting(blocks: Any) -> Any:
         merged.append(len(blocks))
         return original(blocks)
 
-    monkeypatch.setattr(metrics, "_joined", counting)
+    monkeypatch.setattr(metrics, "_by_family", counting)
     first = [(f"c{i:03d}", i) for i in range(400)]
     second = [*first[:150], ("c150", 1000), *first[152:300], ("c300a", 5), *first[300:]]
     kept = None
-    # Blocks joined, per write: all at once while all are new (no runs), all of them run by
-    # run once their runs are made, then only those of the runs around the changes.
-    joins = []
+    # Blocks merged in runs, per write: none while all are new (merged as they are), all of
+    # them once their runs are made, then only those of the runs around the changes.
+    in_runs = []
     for items in (first, first, second, first):
         merged.clear()
         out = Families(cap, kept)
@@ -561,11 +559,10 @@ def test_a_write_after_one_key_changed_merges_only_the_run_around_it(
         out.blocks_of(items, _item_series)
         assert _text(out) == _text(_plain(items, cap))
         kept = out.kept
-        joins.append(list(merged))
-    assert joins[0] == [400]
-    assert sum(joins[1]) == 400 and len(joins[1]) > 20
-    assert 0 < sum(joins[2]) < 200  # runs hold ~7 blocks: a few runs, not half of all
-    assert 0 < sum(joins[3]) < 200
+        in_runs.append(sum(merged[:-1]))  # the last merge: of the runs' (or blocks') lines
+    assert in_runs[:2] == [0, 400]
+    assert 0 < in_runs[2] < 200  # runs hold ~7 blocks: a few runs, not half of all
+    assert 0 < in_runs[3] < 200
 
 
 def test_last_answer_derives_again_only_for_other_objects() -> None:
