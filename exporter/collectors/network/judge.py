@@ -270,13 +270,14 @@ def _judge(
     names = inventory.names if inventory else {}
     if inventory is not None:
         networks = inventory.engine.networks
-    by_index = {link.index: link for link in net.links}
+    by_index, peers = _indexes(net.links, net.peers)
     if owners is None:
         owners = netns_owners(net, inventory)
-    containers = {o.nsid: o for o in owners if o.nsid is not None}
+    containers = _by_nsid(owners)
     others = {o.nsid: o for o in net.namespace_owners}
-    peers = {(p.nsid, p.index): p for p in net.peers}
     can_judge = net.unreadable_netns == 0
+    # Runs for every veth after every container started or removed, in the source and in the
+    # writer: attributes are read once, and views are made positionally (VethView's order).
     for link in net.links:
         if link.kind != "veth":
             continue
@@ -286,26 +287,27 @@ def _judge(
         reason: str | None = None
         container_id: str | None = None
         peer: PeerLink | None = None
-        if link.peer_nsid is None:
+        peer_nsid, peer_index = link.peer_nsid, link.peer_index
+        if peer_nsid is None:
             # Both ends in the host's namespace: Docker's only if it sits on a Docker bridge.
             kind, owner = OWNER_HOST, ""
             if on_docker_bridge:
-                gone = link.peer_index is not None and link.peer_index not in by_index
+                gone = peer_index is not None and peer_index not in by_index
                 reason = ORPHAN_PEER_GONE if gone else ORPHAN_NO_CONTAINER
         else:
-            if link.peer_index is not None:
-                peer = peers.get((link.peer_nsid, link.peer_index))
+            if peer_index is not None:
+                peer = peers.get((peer_nsid, peer_index))
             peer_gone = peer is not None and peer.name is None and not peer.refused
-            held = containers.get(link.peer_nsid)
-            if held is not None and reasons_only and not peer_gone:
-                continue
+            held = containers.get(peer_nsid)
             if held is not None:
+                if reasons_only and not peer_gone:
+                    continue
                 container_id = held.owner.container_id
                 kind, owner = OWNER_CONTAINER, display_name(container_id, names)
                 reason = ORPHAN_PEER_GONE if peer_gone else None
             else:
                 kind, owner, reason = _judge_other(
-                    others.get(link.peer_nsid), networks, on_docker_bridge, peer_gone, can_judge
+                    others.get(peer_nsid), networks, on_docker_bridge, peer_gone, can_judge
                 )
         if (
             reason is not None
@@ -314,16 +316,31 @@ def _judge(
         ):
             reason = None
         yield VethView(
-            link=link,
-            bridge=bridge,
-            network=bridge_networks.get(bridge) if bridge and bridge_networks else None,
-            container_id=container_id,
-            container=owner if container_id else None,  # the container holds its namespace
-            container_interface=peer.name if peer is not None and container_id else None,
-            orphan_reason=reason,
-            owner_kind=kind,
-            owner=owner,
+            link,
+            bridge,
+            bridge_networks.get(bridge) if bridge and bridge_networks else None,
+            container_id,
+            owner if container_id else None,  # the container holds its namespace
+            peer.name if peer is not None and container_id else None,
+            reason,
+            kind,
+            owner,
         )
+
+
+@last_answer
+def _indexes(
+    links: tuple[Link, ...], peers: tuple[PeerLink, ...]
+) -> tuple[dict[int, Link], dict[tuple[int, int], PeerLink]]:
+    """The links by ifindex and the peers by (nsid, ifindex): made once a reading, not once
+    for the source's orphan check and again for the writer's views."""
+    return {link.index: link for link in links}, {(p.nsid, p.index): p for p in peers}
+
+
+@last_answer
+def _by_nsid(owners: tuple[NetnsOwner, ...]) -> dict[int, NetnsOwner]:
+    """The containers' namespaces by the id the host gives them (owners_of's answer)."""
+    return {o.nsid: o for o in owners if o.nsid is not None}
 
 
 def _judge_other(
