@@ -29,12 +29,13 @@ def inventory(snapshot: Snapshot) -> Inventory | None:
     """The last good container list, for other collectors' joins (names, networks): kept
     through a failed run, since a name does not go stale the way a verdict does."""
     engine = snapshot.last_good(NAME, EngineFacts)
-    return _inventory_of(engine) if engine is not None else None
+    return inventory_of(engine) if engine is not None else None
 
 
 @last_answer
-def _inventory_of(engine: EngineFacts) -> Inventory:
-    """One Inventory (and one map of names) for all the writers of one container list."""
+def inventory_of(engine: EngineFacts) -> Inventory:
+    """One Inventory (and one map of names) for all the writers of one container list, and
+    the network source's orphan check of the same list."""
     return Inventory(engine)
 
 

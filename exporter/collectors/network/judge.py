@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from exporter.collectors.containers.judge import Inventory, display_name
+from exporter.collectors.containers.judge import Inventory, display_name, inventory_of
 from exporter.collectors.network.facts import NetworkFacts
 from exporter.memo import last_answer
 from exporter.readers.docker_api import (
@@ -219,7 +219,7 @@ def orphan_suspects(
     sandbox is looked at again.
     """
     if engine is not None:
-        known = Inventory(engine)
+        known = inventory_of(engine)
         bridges = set(docker_bridges(known, net.links)) | set(docker_bridges(None, net.links))
         # Only the veths with a reason are wanted: the paired ones (all but a few) skip their
         # view, as this runs whenever a link or a namespace changed.
@@ -281,34 +281,36 @@ def _judge(
     for link in net.links:
         if link.kind != "veth":
             continue
+        peer_nsid, peer_index = link.peer_nsid, link.peer_index
+        peer: PeerLink | None = None
+        peer_gone = False
+        held: NetnsOwner | None = None
+        if peer_nsid is not None:
+            if peer_index is not None:
+                peer = peers.get((peer_nsid, peer_index))
+            peer_gone = peer is not None and peer.name is None and not peer.refused
+            held = containers.get(peer_nsid)
+            if held is not None and reasons_only and not peer_gone:
+                continue  # all but a few veths: the orphan check asks nothing more of them
         master = by_index.get(link.master) if link.master is not None else None
         bridge = master.name if master is not None and master.kind == "bridge" else None
         on_docker_bridge = bridge is not None and is_docker_bridge(bridge)
         reason: str | None = None
         container_id: str | None = None
-        peer: PeerLink | None = None
-        peer_nsid, peer_index = link.peer_nsid, link.peer_index
         if peer_nsid is None:
             # Both ends in the host's namespace: Docker's only if it sits on a Docker bridge.
             kind, owner = OWNER_HOST, ""
             if on_docker_bridge:
                 gone = peer_index is not None and peer_index not in by_index
                 reason = ORPHAN_PEER_GONE if gone else ORPHAN_NO_CONTAINER
+        elif held is not None:
+            container_id = held.owner.container_id
+            kind, owner = OWNER_CONTAINER, display_name(container_id, names)
+            reason = ORPHAN_PEER_GONE if peer_gone else None
         else:
-            if peer_index is not None:
-                peer = peers.get((peer_nsid, peer_index))
-            peer_gone = peer is not None and peer.name is None and not peer.refused
-            held = containers.get(peer_nsid)
-            if held is not None:
-                if reasons_only and not peer_gone:
-                    continue
-                container_id = held.owner.container_id
-                kind, owner = OWNER_CONTAINER, display_name(container_id, names)
-                reason = ORPHAN_PEER_GONE if peer_gone else None
-            else:
-                kind, owner, reason = _judge_other(
-                    others.get(peer_nsid), networks, on_docker_bridge, peer_gone, can_judge
-                )
+            kind, owner, reason = _judge_other(
+                others.get(peer_nsid), networks, on_docker_bridge, peer_gone, can_judge
+            )
         if (
             reason is not None
             and confirmed is not None
