@@ -398,9 +398,9 @@ def veth_containers(
     names = inventory.names if inventory else {}
     if owners is None:
         owners = netns_owners(net, inventory)
-    held = {o.nsid: o.owner.container_id for o in owners if o.nsid is not None}
+    held = _by_nsid(owners)  # the views' map of the same owners, not made again
     return {
-        link.index: display_name(held[link.peer_nsid], names)
+        link.index: display_name(held[link.peer_nsid].owner.container_id, names)
         for link in net.links
         if link.kind == "veth" and link.peer_nsid is not None and link.peer_nsid in held
     }
