@@ -39,7 +39,7 @@ class Mode:
         start = time.thread_time()
         scan = tick.proc_scan()
         scanned = time.thread_time()
-        facts = self.source.read(tick)
+        facts, _ = self.source.sample(tick)
         done = time.thread_time()
         if keep:
             self.scan_ms.append((scanned - start) * 1000)

@@ -107,7 +107,7 @@ def host_of(n: int) -> Snapshot:
         NatExpectations(tuple(networks), tuple(records)),
         earlier_missing=("masquerade/bridge/172.17.0.0/16",),
     )
-    procs = ProcessFacts(HOST_NS, tuple(shims), (), n * 3)
+    procs = ProcessFacts(HOST_NS, tuple(shims), ())
     snapshot = Snapshot()
     for name, facts in (
         ("containers", engine),

@@ -137,7 +137,7 @@ def mine(engine: Any) -> Iterator[Containers]:
 
 
 def _facts(source: ProcessTable, host: Host) -> ProcessFacts:
-    return source.read(host.tick())
+    return source.sample(host.tick())[0]
 
 
 def test_containers_started_and_stopped_are_followed(

@@ -9,13 +9,17 @@ import random
 import shutil
 import socket
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exporter.collectors.processes import COLLECTOR
+from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts
 from exporter.collectors.processes.source import ProcessTable
+from exporter.metrics import Families, Renderer, Writer, render
 from exporter.readers.docker_api import DockerReader
 from exporter.readers.inventory import DockerInventory
 from exporter.readers.proc_events import (
@@ -27,7 +31,10 @@ from exporter.readers.proc_events import (
     parse_events,
 )
 from exporter.readers.procfs import ProcessScan, ProcfsReader
+from exporter.settings import Settings
+from exporter.snapshot import CollectorState, Snapshot
 from exporter.tick import Host
+from tests.helpers import parse, select
 from tests.unit.test_procfs_reader import SHIM_V2, FakeProc, container_ns
 
 SCENE = json.loads(
@@ -350,12 +357,63 @@ def test_the_processes_facts_are_the_same_object_until_something_changes(
     reader.follow(feed.events)
     host = Host(reader, DockerInventory(DockerReader("unix:///nowhere", 0.1)))
     source = ProcessTable(0.1, judge_shims=False)
-    first = source.read(host.tick(1.0))
-    assert source.read(host.tick(2.0)) is first
+    first, _ = source.sample(host.tick(1.0))
+    assert source.sample(host.tick(2.0))[0] is first
     restat(proc, CHILD + 1, "sh", CHILD, start=2002, state="Z")
     feed.send(event(PROC_EVENT_EXIT, CHILD + 1))
-    changed = source.read(host.tick(3.0))
+    changed, _ = source.sample(host.tick(3.0))
     assert changed is not first
     assert (changed.shims[0].processes, changed.shims[0].zombies) == (2, 1)
-    assert source.read(host.tick(4.0)) is changed
+    assert source.sample(host.tick(4.0))[0] is changed
     assert host.changes.rereads("processes", "start") == 1
+
+
+def test_a_process_off_every_shim_moves_the_count_and_reruns_only_its_writer(
+    proc: FakeProc, feed: Feed
+) -> None:
+    """Issue 24: runc and a shim's helpers come and go for seconds after a container starts or
+    stops. Only the count moves, so only its writer runs again: not the shims' (5000 series at
+    250 containers), and the exposition is what a from-scratch render of the same reading is."""
+    proc.process(SHELL, "containerd-shim", 1, start=2000, cmdline=SHIM_V2.format(id="c" * 64))
+    proc.process(CHILD, "sleep", SHELL, start=2001, nspid=(1,), ns=container_ns(4026532000))
+    reader = ProcfsReader(proc.root, follow_events=False)
+    reader.follow(feed.events)
+    host = Host(reader, DockerInventory(DockerReader("unix:///nowhere", 0.1)))
+    source = ProcessTable(0.1, judge_shims=False)
+    runs: Counter[str] = Counter()
+    writers = COLLECTOR.writers(Settings())
+    named = zip(("shims", "count"), writers, strict=True)
+    renderer = Renderer([_counted(name, w, runs) for name, w in named])
+    facts, counted = source.sample(host.tick(1.0))
+    renderer.render(_state(facts, counted))
+    helper = CHILD + 100
+    proc.process(helper, "runc", 1, start=2100)
+    feed.send(event(PROC_EVENT_EXEC, helper))
+    again, more = source.sample(host.tick(2.0))
+    assert again is facts
+    assert more.processes_scanned == counted.processes_scanned + 1
+    text = renderer.render(_state(again, more))
+    assert runs == {"shims": 1, "count": 2}
+    assert text == render(_state(again, more), [COLLECTOR.write_all(Settings())])
+    (count,) = select(parse(text), "docker_host_procfs_processes")
+    assert count.value == more.processes_scanned
+    # Its exit as well; then a shim's process that ends runs the shims' writer again.
+    feed.send(event(PROC_EVENT_EXIT, helper))
+    shutil.rmtree(proc.root / str(helper))
+    assert source.sample(host.tick(3.0)) == (facts, counted)
+    restat(proc, CHILD, "sleep", SHELL, start=2001, state="Z")
+    feed.send(event(PROC_EVENT_EXIT, CHILD))
+    renderer.render(_state(*source.sample(host.tick(4.0))))
+    assert runs == {"shims": 2, "count": 3}
+
+
+def _state(facts: ProcessFacts, counted: ProcessCounters) -> Snapshot:
+    return Snapshot().with_state(CollectorState(NAME, True, 0.01, 1.0, facts, counters=counted))
+
+
+def _counted(name: str, writer: Writer, runs: Counter[str]) -> Writer:
+    def write(state: Snapshot, out: Families) -> None:
+        runs[name] += 1
+        writer.write(state, out)
+
+    return Writer(write)

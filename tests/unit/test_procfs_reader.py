@@ -133,14 +133,15 @@ def test_reads_shims_containers_daemons_and_counts(proc: FakeProc) -> None:
     proc.process(
         103, "defunct", 102, state="Z", start=1003, nspid=(8,), ns=container_ns(4026532000)
     )
-    facts = read(ProcfsReader(proc.root))
+    host, source = _source(ProcfsReader(proc.root))
+    facts, counted = source.sample(host.tick())
     assert [d.name for d in facts.daemons] == ["containerd", "dockerd"]
     assert facts.daemons[1].start_time == pytest.approx(BOOT + 500 / os.sysconf("SC_CLK_TCK"))
     (shim,) = facts.shims
     assert (shim.container_id, shim.runtime_namespace, shim.pid1) == (cid, "moby", 101)
     assert (shim.processes, shim.zombies) == (3, 1)
     assert {link.kind: link.inode for link in shim.namespaces}["net"] == 4026532002
-    assert facts.processes_scanned == 8
+    assert counted.processes_scanned == 8
 
 
 def test_vanished_processes_are_skipped(proc: FakeProc) -> None:
@@ -398,7 +399,7 @@ def read(reader: ProcfsReader) -> ProcessFacts:
     """The processes collector's reading of this procfs, by one source per reader, as the
     exporter's one source reads run after run (no Engine API answers here)."""
     host, source = _source(reader)
-    return source.read(host.tick())
+    return source.sample(host.tick())[0]
 
 
 @functools.cache

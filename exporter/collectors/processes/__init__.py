@@ -3,7 +3,7 @@ the containerd shim that holds it, orphaned shims, and the dockerd and container
 
 from exporter.collectors import CollectorDef, settings_free
 from exporter.collectors.processes import metrics, report, source
-from exporter.collectors.processes.facts import NAME, ProcessFacts
+from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts
 from exporter.collectors.processes.options import RESYNC_INTERVAL
 
 COLLECTOR = CollectorDef(
@@ -14,4 +14,7 @@ COLLECTOR = CollectorDef(
     writer=settings_free(metrics.write),
     report=report.sections,
     options=(RESYNC_INTERVAL,),
+    # The process count apart: a process anywhere on the host re-runs this writer only.
+    counter_writer=settings_free(metrics.write_counters),
+    counters=ProcessCounters,
 )

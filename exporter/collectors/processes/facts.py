@@ -47,4 +47,12 @@ class ProcessFacts:
     host_namespaces: tuple[NamespaceLink, ...]
     shims: tuple[ShimFacts, ...]
     daemons: tuple[DaemonProcess, ...]
+
+
+@dataclass(frozen=True)
+class ProcessCounters:
+    """What one run counted in /proc, kept apart from ProcessFacts (CollectorState.counters):
+    any process started or ended anywhere on the host moves it (runc and a shim's helpers do,
+    seconds after a container starts or stops), and that must not re-run the shims' writer."""
+
     processes_scanned: int

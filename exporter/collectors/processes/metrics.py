@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.collectors.containers.judge import inventory
-from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
+from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts, ShimFacts
 from exporter.collectors.processes.judge import (
     container_running,
     host_namespace_inodes,
@@ -128,7 +128,13 @@ def write(snapshot: Snapshot, out: Families) -> None:
         out.add(DAEMON_PROCESSES, sum(d.name == daemon for d in procs.daemons), daemon)
     for d in procs.daemons:
         out.add(DAEMON_START, d.start_time, d.name, str(d.pid))
-    out.add(PROCFS_PROCESSES, procs.processes_scanned)
+
+
+def write_counters(snapshot: Snapshot, out: Families) -> None:
+    """What the scan counted: re-run when that moves, while write waits for the facts."""
+    counted = snapshot.counters(NAME, ProcessCounters)
+    if counted is not None:
+        out.add(PROCFS_PROCESSES, counted.processes_scanned)
 
 
 def _shim_series(

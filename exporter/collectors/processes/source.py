@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from exporter.collectors import Source
 from exporter.collectors.containers.facts import NAME as CONTAINERS
-from exporter.collectors.processes.facts import NAME, ProcessFacts, ShimFacts
+from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts, ShimFacts
 from exporter.collectors.processes.options import RESYNC_INTERVAL
 from exporter.logonce import ChangeLog
 from exporter.readers.docker_api import DockerUnavailable
@@ -23,6 +23,7 @@ from exporter.readers.procfs import (
     descendants,
 )
 from exporter.settings import Settings
+from exporter.snapshot import Sampled
 from exporter.tick import Tick
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,18 @@ class ProcessTable:
         self._scan: ProcessScan | None = None
         self._shims: tuple[ShimFacts, ...] = ()
         self._facts: ProcessFacts | None = None
+        self._counters = ProcessCounters(0)
         self._by_shim: dict[tuple[int, int, str], ShimFacts] = {}
         # (shim as built, it with `listed` set) by (container id, listed): kept while it is the
         # same shim, so an unchanged answer is an unchanged object.
         self._answered: dict[tuple[str, bool], tuple[ShimFacts, ShimFacts]] = {}
 
-    def read(self, tick: Tick) -> ProcessFacts:
+    def read(self, tick: Tick) -> Sampled:
+        return Sampled(*self.sample(tick))
+
+    def sample(self, tick: Tick) -> tuple[ProcessFacts, ProcessCounters]:
+        """read(), typed: the facts, and what the scan counted (apart: see ProcessCounters).
+        Each is the same object as last time while it is unchanged."""
         procfs = tick.host.procfs
         # The host's reader follows the kernel's process events for every collector: this
         # collector's flag sets how often it reads everything again all the same.
@@ -86,22 +93,18 @@ class ProcessTable:
             )
         shims = tuple(self._listed(shim, listing) for shim in self._shims)
         daemons = tuple(sorted(scan.daemons, key=lambda d: (d.name, d.pid)))
-        last = self._facts
+        if self._counters.processes_scanned != len(scan.table):
+            self._counters = ProcessCounters(len(scan.table))
+        facts = self._facts
         if (
-            last is not None
-            and last.shims == shims  # the same objects when nothing changed: compared by `is`
-            and last.host_namespaces == host_namespaces
-            and last.daemons == daemons
-            and last.processes_scanned == len(scan.table)
+            facts is None
+            or facts.shims != shims  # the same objects when nothing changed: compared by `is`
+            or facts.host_namespaces != host_namespaces
+            or facts.daemons != daemons
         ):
-            return last  # the same object: the renderer skips the writer
-        self._facts = ProcessFacts(
-            host_namespaces=host_namespaces,
-            shims=shims,
-            daemons=daemons,
-            processes_scanned=len(scan.table),
-        )
-        return self._facts
+            facts = self._facts = ProcessFacts(host_namespaces, shims, daemons)
+        # The same objects while unchanged: the renderer skips the writers.
+        return facts, self._counters
 
     def _listed(self, shim: ShimFacts, listing: tuple[frozenset[str], float] | None) -> ShimFacts:
         """The shim held against Docker's container list. A list current only as of before the
