@@ -11,8 +11,10 @@ Each tree is a venv's python; its `docker-host-exporter` beside it is started as
   published  250 containers publishing 80/tcp, each served by busybox httpd (publish=True);
   churn      the idle 250, while a loop of this script starts a container and removes it again
              --churn times a minute (so --churn starts and --churn removals a minute).
-Runs alternate the trees (main, branch, main, branch...) so that both see the same machine, and
-the scenes that run on the same containers (idle, churn) alternate as well (see phases()).
+Runs alternate the trees so that both see the same machine, and the scenes that run on the same
+containers (idle, churn) alternate as well (see phases()); each round's order is reversed in the
+next (idle main, idle branch, churn main, churn branch, then churn branch ... idle main: see
+round_order()), so that a machine drifting over the benchmark weighs on every ratio alike.
 
 After each run's window (the churn stopped, then two intervals' settling) the long-running
 exporter's exposition is compared with a from-scratch render by the same tree in a process of
@@ -36,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 
@@ -45,6 +47,7 @@ from bench.scraping import LAST_SUCCESS, free_port, get, samples_of, series_of, 
 from bench.tables import table
 
 SCENES = ("idle", "published", "churn")
+T = TypeVar("T")
 
 # Families left out of the comparison with a from-scratch render, and why: a second reading of
 # an unchanged host gives other values for them, whichever tree reads.
@@ -427,6 +430,16 @@ def phases(scenes: Sequence[str]) -> list[tuple[str, ...]]:
     return grouped
 
 
+def round_order(scenes: Sequence[str], trees: list[T], run: int) -> list[tuple[str, T]]:
+    """The measurements of round `run`: every scene for every tree, in an order reversed every
+    other round (ABBA). The machine drifts over a long benchmark (its 250 containers, dockerd
+    and the kernel age, other load comes and goes): in a fixed order the scene or tree measured
+    last in each round would see a later machine every time, and a ratio of two would carry
+    that drift. Reversed every other round, a steady drift weighs on both alike."""
+    order = list(itertools.product(scenes, trees))
+    return order if run % 2 == 0 else order[::-1]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     add = parser.add_argument
@@ -460,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"-- {', '.join(scenes)}: ensuring {args.containers} containers", flush=True)
             ensure_containers(client, args.containers, publish=scenes[0] == "published")
             for run in range(args.runs):
-                for scene, (tree, python) in itertools.product(scenes, trees.items()):
+                for scene, (tree, python) in round_order(scenes, list(trees.items()), run):
                     r = measure(scene, tree, python, run, args)
                     runs.append(r)
                     print(
