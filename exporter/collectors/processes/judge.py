@@ -87,11 +87,16 @@ def container_running(inventory: Inventory | None, verdict: ShimVerdict) -> bool
     list does not name a new container yet, its series wait one interval rather than appear
     under the short id and then change label to the name; an orphaned shim's container is
     shown under its id."""
-    if verdict.shim.pid1 is None:
+    listed = None if inventory is None else verdict.shim.container_id in inventory.names
+    return pid1_shown(verdict.shim, listed)
+
+
+def pid1_shown(shim: ShimFacts, listed: bool | None) -> bool:
+    """container_running, for a shim whose container the container list names or not (listed;
+    None: there is no list)."""
+    if shim.pid1 is None:
         return False
-    return (
-        inventory is None or verdict.shim.container_id in inventory.names or bool(verdict.orphaned)
-    )
+    return listed is not False or bool(shim_orphaned(shim))
 
 
 def shim_orphaned(shim: ShimFacts) -> bool | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from exporter.collectors.containers.judge import inventory
+from itertools import repeat
+from operator import attrgetter
+
+from exporter.collectors.containers.judge import display_name, inventory
 from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts, ShimFacts
 from exporter.collectors.processes.judge import (
-    container_running,
+    docker_shims,
     host_namespace_inodes,
+    pid1_shown,
     shared_with_host_inodes,
     shim_orphaned,
-    shim_verdicts,
 )
 from exporter.metrics import Families, declare
 from exporter.selfmetrics import PRIVILEGE_MISSING
@@ -112,14 +115,15 @@ def write(snapshot: Snapshot, out: Families) -> None:
     known = inventory(snapshot)
     # A block per shim, with its container's series when that runs: after one container
     # changed, only its lines are formatted again (~20 a container, 5000 at 250 containers).
-    # Its key is a plain tuple of the source's shim (the same object while unchanged) and
-    # names: a key is hashed and compared for every shim on every write, once.
-    verdicts = shim_verdicts(procs, known)
+    # Its key: the source's shim (the same object while unchanged), the name the container list
+    # gives its container (None: not listed) and what all blocks share. The keys are made in C
+    # (map, zip), as they are made again for every shim after every container start or removal;
+    # the verdicts are judged in the block, for a shim that changed.
+    shims = docker_shims(procs)
+    names = known.names if known is not None else {}
+    listed = map(names.get, map(attrgetter("container_id"), shims))
     host = frozenset(host_namespace_inodes(procs.host_namespaces).items())
-    out.blocks_of(
-        [(v.shim, v.container, host if container_running(known, v) else None) for v in verdicts],
-        _shim_series,
-    )
+    out.blocks_of(list(zip(shims, listed, repeat((host, known is not None)))), _shim_series)
 
     if any(shim.unreadable_namespaces for shim in procs.shims):
         out.add(PRIVILEGE_MISSING, 1, NAME, "CAP_SYS_PTRACE")
@@ -138,12 +142,14 @@ def write_counters(snapshot: Snapshot, out: Families) -> None:
 
 
 def _shim_series(
-    key: tuple[ShimFacts, str, frozenset[tuple[str, int]] | None], out: Families
+    key: tuple[ShimFacts, str | None, tuple[frozenset[tuple[str, int]], bool]], out: Families
 ) -> None:
-    """A shim's series, and its container's when it runs (host: the host's namespace inodes by
-    kind; None when it does not run)."""
-    shim, container, host = key
-    if host is not None:
+    """A shim's series, and its container's when it runs. key: the shim, its container's name
+    in the container list (None: not in it), and the host's namespace inodes by kind with
+    whether there is a container list at all."""
+    shim, name, (host, has_list) = key
+    container = name or display_name(shim.container_id, {})
+    if pid1_shown(shim, (name is not None) if has_list else None):
         out.add(PID1_INFO, 1, container, str(shim.pid1), str(shim.shim_pid))
         if shim.pid1_start_time is not None:
             out.add(PID1_START, shim.pid1_start_time, container)
