@@ -6,9 +6,18 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from exporter.collectors.containers.judge import Inventory
 from exporter.collectors.network.facts import NetworkFacts
-from exporter.collectors.network.judge import orphan_suspects, sandbox_justified, veth_views
+from exporter.collectors.network.judge import (
+    NetnsOwner,
+    _netns_owners,
+    orphan_suspects,
+    sandbox_justified,
+    veth_views,
+)
 from exporter.readers.docker_api import ContainerRecord, DockerNetwork, EngineFacts
 from exporter.readers.netlink import Link
 from exporter.readers.netns import NamespaceOwner, classify_mount, exec_root, parse_nsfs_mounts
@@ -264,3 +273,43 @@ def test_a_procfs_showing_the_exporters_own_container_is_told_apart(tmp_path: Pa
     assert procfs_in_own_container(tmp_path / "own", me) == CID
     assert procfs_in_own_container(tmp_path / "host", me) is None
     assert procfs_in_own_container(tmp_path / "host", tmp_path / "bare" / "self") is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a" * 64, "b" * 64, "c" * 64, "d" * 64]),
+            st.integers(1, 400),  # pid
+            st.integers(4026532000, 4026532005),  # inode: a few, so some are shared
+            st.one_of(st.none(), st.integers(0, 5)),  # nsid
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_namespace_owners_group_by_inode_whether_shared_or_not(
+    found: list[tuple[str, int, int, int | None]], listed: bool
+) -> None:
+    """The owners in inode order: a namespace no other container is in is its container's
+    (the common case, made in C), a shared one the non-`container:` member's, else the
+    lowest pid's."""
+    netns = tuple(ContainerNetns(*each) for each in found)
+    facts = NetworkFacts(
+        links=(), container_netns=netns, peers=(), unreadable_netns=0, earlier_suspects=()
+    )
+    records = tuple(
+        ContainerRecord(cid, cid[:3], "img", "sha256:1", "running", mode, 0.0)
+        for cid, mode in (("a" * 64, "bridge"), ("b" * 64, "container:" + "a" * 64))
+    )
+    owners = _netns_owners(facts, records if listed else None)
+    modes = {r.id: r.network_mode for r in records} if listed else {}
+    expected = []
+    for inode in sorted({n.inode for n in netns}):
+        members = sorted(
+            (n for n in netns if n.inode == inode),
+            key=lambda m: (modes.get(m.container_id, "").startswith("container:"), m.pid),
+        )
+        sharers = tuple(m for m in members[1:] if m.container_id != members[0].container_id)
+        expected.append(NetnsOwner(inode, members[0].nsid, members[0], sharers))
+    assert owners == tuple(expected)
+    assert all(type(owner) is NetnsOwner for owner in owners)
