@@ -347,7 +347,12 @@ class Renderer:
         cached = self._cache.get(index)
         if cached is not None:
             reads, inputs, written = cached
-            if _inputs(snapshot, reads) == inputs:
+            now = _inputs(snapshot, reads)
+            if now == inputs:
+                # Kept as the objects they are now: facts equal to the last but another object
+                # (a collector that read them again) are compared by value once, not on every
+                # render after (a deep comparison: 0.2 ms for the layers' at 250 containers).
+                self._cache[index] = (reads, now, written)
                 return written
         watched = snapshot.watched()
         families = Families(self._max_series, self._kept.get(index))

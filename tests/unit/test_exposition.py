@@ -362,6 +362,44 @@ def test_counters_that_moved_rerun_only_the_writers_that_read_counters() -> None
     assert renderer.render(state({"a": 5, "b": 2}, ("a",))) == fresh
 
 
+class _Compared(tuple[str, ...]):
+    """Facts that count how often they are compared by value."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Compared.compared += 1
+        return tuple.__eq__(self, other)
+
+    __hash__ = tuple.__hash__
+
+
+def test_facts_read_again_equal_are_compared_by_value_once_not_on_every_render() -> None:
+    """A collector that reads its facts again gives an equal object, not the same one: the
+    writer is not re-run, and its cached inputs become the new object, so the renders after
+    compare by identity (a deep comparison of the layers' facts cost 0.2 ms a render)."""
+    runs: list[str] = []
+    spec = MetricSpec("test_layer_size", "gauge", "A layer's size.", ("layer",), "t")
+
+    def write_layers(snapshot: Snapshot, out: Families) -> None:
+        runs.append("layers")
+        for layer in snapshot.current("t", tuple) or ():
+            out.add(spec, 1, layer)
+
+    def state(facts: tuple[str, ...]) -> Snapshot:
+        return Snapshot().with_state(CollectorState("t", True, 0.1, 1.0, facts=facts))
+
+    renderer = Renderer([Writer(write_layers)])
+    first = renderer.render(state(_Compared(("a", "b"))))
+    again = _Compared(("a", "b"))
+    _Compared.compared = 0
+    assert renderer.render(state(again)) == first
+    assert _Compared.compared == 1
+    for _ in range(3):
+        assert renderer.render(state(again)) == first
+    assert (_Compared.compared, runs) == (1, ["layers"])
+
+
 def test_the_network_writers_reformat_only_the_veths_that_changed_and_match_a_fresh_render() -> (
     None
 ):
