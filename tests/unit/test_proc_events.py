@@ -19,7 +19,7 @@ import pytest
 from exporter.collectors.processes import COLLECTOR
 from exporter.collectors.processes.facts import NAME, ProcessCounters, ProcessFacts
 from exporter.collectors.processes.source import ProcessTable
-from exporter.metrics import Families, Renderer, Writer, render
+from exporter.metrics import Renderer, render
 from exporter.readers.docker_api import DockerReader
 from exporter.readers.inventory import DockerInventory
 from exporter.readers.proc_events import (
@@ -36,6 +36,7 @@ from exporter.snapshot import CollectorState, Snapshot
 from exporter.tick import Host
 from tests.helpers import parse, select
 from tests.unit.test_procfs_reader import SHIM_V2, FakeProc, container_ns
+from tests.unit.test_rule_counters import counting
 
 SCENE = json.loads(
     (Path(__file__).parents[1] / "fixtures" / "proc_events" / "scene.json").read_text()
@@ -382,8 +383,7 @@ def test_a_process_off_every_shim_moves_the_count_and_reruns_only_its_writer(
     source = ProcessTable(0.1, judge_shims=False)
     runs: Counter[str] = Counter()
     writers = COLLECTOR.writers(Settings())
-    named = zip(("shims", "count"), writers, strict=True)
-    renderer = Renderer([_counted(name, w, runs) for name, w in named])
+    renderer = Renderer(counting(list(zip(("shims", "count"), writers, strict=True)), runs))
     facts, counted = source.sample(host.tick(1.0))
     renderer.render(_state(facts, counted))
     helper = CHILD + 100
@@ -409,11 +409,3 @@ def test_a_process_off_every_shim_moves_the_count_and_reruns_only_its_writer(
 
 def _state(facts: ProcessFacts, counted: ProcessCounters) -> Snapshot:
     return Snapshot().with_state(CollectorState(NAME, True, 0.01, 1.0, facts, counters=counted))
-
-
-def _counted(name: str, writer: Writer, runs: Counter[str]) -> Writer:
-    def write(state: Snapshot, out: Families) -> None:
-        runs[name] += 1
-        writer.write(state, out)
-
-    return Writer(write)
