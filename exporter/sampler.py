@@ -4,8 +4,8 @@ Each collector runs in a worker thread of its own, dispatched by one scheduler t
 collector's interval and abandoned (reported as failed) when it overruns its timeout, so a hung
 source never holds up the others. A worker that is still stuck is not given a second job: a hung
 Docker socket costs one thread, not one per interval. Every outcome is published as a new
-immutable Snapshot, rendered to exposition bytes once, and swapped in under a lock; scrapes only
-ever read the bytes.
+immutable Snapshot, swapped in under a lock; the first scrape after it renders it to exposition
+bytes once, and the scrapes after that serve those bytes.
 """
 
 from __future__ import annotations
@@ -31,12 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotStore:
-    """Holds the latest Snapshot and its rendered exposition.
+    """Holds the latest Snapshot and renders it to exposition bytes when they are asked for.
 
-    Collectors of one tick publish one after another within milliseconds; rendering after each
-    of them rendered the same exposition up to nine times a tick. A render thread renders once
-    shortly after publishes stop (coalesce seconds), so a scrape almost always finds the bytes
-    ready; one that comes sooner renders the newest snapshot itself, never serving older bytes.
+    A scrape that finds a newer snapshot than the last rendered one renders it (only the writers
+    whose facts changed write again: metrics.Renderer); every scrape after it, until the next
+    publish, serves those bytes. Rendering on publish instead rendered every snapshot, scraped
+    or not: with samples every 2 s and scrapes every 15 s, seven renders for one scrape, and
+    under container churn the render was the biggest cost of a change
+    (docs/benchmarks.md). One render at a time: concurrent scrapes of a new snapshot wait for
+    the first one's render and serve its bytes.
     """
 
     def __init__(
@@ -44,7 +47,6 @@ class SnapshotStore:
         writers: Sequence[Writer],
         max_series: int | None = None,
         changes: ChangeCounters | None = None,
-        coalesce: float = 0.05,
     ) -> None:
         self._renderer = Renderer(
             (
@@ -57,16 +59,12 @@ class SnapshotStore:
         )
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
-        self._exposition = Exposition(self._renderer.render(self._snapshot))
-        self._rendered = self._snapshot  # what _exposition was rendered from
+        self._exposition: Exposition | None = None
+        self._rendered: Snapshot | None = None  # what _exposition was rendered from
         self._render_lock = threading.Lock()  # one render at a time: the renderer's cache
         self._published = threading.Condition(self._lock)
         # A collector's failure is logged once per change of reason, and its recovery once.
         self._transitions = ChangeLog(log, logging.ERROR)
-        self._coalesce = coalesce
-        self._dirty = threading.Event()
-        self._closed = threading.Event()
-        self._render_thread: threading.Thread | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -74,9 +72,9 @@ class SnapshotStore:
 
     @property
     def exposition(self) -> Exposition:
-        """The newest snapshot's bytes: rendered now if the render thread has not yet."""
+        """The newest snapshot's bytes: rendered now if no one asked since it was published."""
         with self._lock:
-            if self._rendered is self._snapshot:
+            if self._exposition is not None and self._rendered is self._snapshot:
                 return self._exposition
         return self._render()
 
@@ -84,30 +82,14 @@ class SnapshotStore:
         with self._render_lock:
             with self._lock:
                 snapshot = self._snapshot
-                if self._rendered is snapshot:
-                    return self._exposition
+                if self._exposition is not None and self._rendered is snapshot:
+                    return self._exposition  # rendered by the scrape this one waited for
             # Outside the state lock: publishing goes on while this renders. Renders take the
             # newest snapshot one at a time, so what is stored only ever gets newer.
             exposition = Exposition(self._renderer.render(snapshot))
             with self._lock:
                 self._rendered, self._exposition = snapshot, exposition
             return exposition
-
-    def _render_when_quiet(self) -> None:
-        while not self._closed.is_set():
-            self._dirty.wait()
-            # The rest of the tick's collectors are likely to publish within this: one render.
-            if self._closed.wait(self._coalesce):
-                return
-            self._dirty.clear()
-            self._render()
-
-    def close(self) -> None:
-        """Stops the render thread; the exposition is still rendered on demand."""
-        self._closed.set()
-        self._dirty.set()
-        if self._render_thread is not None:
-            self._render_thread.join(2.0)
 
     def publish(self, state: CollectorState) -> None:
         with self._lock:
@@ -124,12 +106,6 @@ class SnapshotStore:
                     counters=previous.counters,
                 )
             self._snapshot = self._snapshot.with_state(state)
-            if self._render_thread is None and not self._closed.is_set():
-                self._render_thread = threading.Thread(
-                    target=self._render_when_quiet, name="render", daemon=True
-                )
-                self._render_thread.start()
-            self._dirty.set()
             # Logged under the lock so transitions of one collector are never reordered.
             self._transitions.update(
                 state.name,
@@ -320,4 +296,3 @@ class Sampler:
                 worker.source.close()
         if not any(worker.thread.is_alive() for worker in self._workers):
             self.host.close()
-        self.store.close()

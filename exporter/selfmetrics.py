@@ -46,8 +46,9 @@ BUILD_INFO = declare(
 )
 
 
-# The exporter's own process_* metrics (RSS, CPU, open fds), read when a snapshot is rendered,
-# not when it is scraped. registry=None: rendered by us, not by client_python's global registry.
+# The exporter's own process_* metrics (RSS, CPU, open fds), read when a snapshot is rendered
+# (by the first scrape after a sample), not again by the scrapes that serve the same bytes.
+# registry=None: rendered by us, not by client_python's global registry.
 _PROCESS = ProcessCollector(registry=None)
 
 

@@ -1,8 +1,9 @@
 """HTTP: /metrics serves the latest rendered snapshot, /topology its picture, / a landing page,
 /healthz liveness.
 
-Nothing here reads the host: a scrape costs a lock-free read of bytes rendered when the last
-sample finished, so scrape latency does not grow with the host and extra scrapers cost nothing.
+Nothing here reads the host: the first scrape after a sample renders it (only the series whose
+facts changed are written again), and the scrapes after it, until the next sample, serve those
+bytes, so extra scrapers cost nothing.
 The topology page is rendered by the first request after a snapshot and then served as bytes
 the same way (exporter/topology/page.py).
 """

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -184,32 +185,38 @@ def test_sample_once_reports_a_hung_source_as_timed_out() -> None:
     assert snapshot.collectors["hung"].error == "timed out after 0.1s"
 
 
-def test_a_burst_of_publishes_is_rendered_once_and_never_served_stale() -> None:
-    """Collectors of one tick publish within milliseconds of each other: one render for the
-    burst (the render thread waits for quiet), and a reader asking before it gets the newest
-    snapshot's bytes all the same."""
+def test_a_snapshot_is_rendered_when_first_asked_for_once_and_never_served_stale() -> None:
+    """Collectors publish one after another and far more often than they are scraped: nothing
+    renders until a reader asks, the first reader renders the newest snapshot once, and every
+    reader until the next publish gets those bytes, concurrent ones included."""
     renders: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
 
     def write(snapshot: Snapshot, out: Families) -> None:
         renders.append(len(snapshot.collectors))
+        if len(snapshot.collectors) == 4:
+            started.set()
+            release.wait(10)  # a slow render, for the concurrent readers below
         for name in sorted(snapshot.collectors):
             out.add(VALUE, 1, name)
 
-    store = SnapshotStore([Writer(write, cached=False)], coalesce=0.5)
-    try:
-        renders.clear()
-        for name in ("a", "b", "c"):
-            store.publish(CollectorState(name, True, 0.01, time.time(), facts=name))
-        # Asked before the render thread woke: rendered here, from all three.
-        assert value(parse(store.exposition.text), "docker_host_test_source_value", collector="c")
-        assert renders == [3]
-        assert store.wait(lambda s: True, 0)
-        time.sleep(1.0)  # the render thread wakes, finds the bytes current: no second render
-        assert renders == [3]
-        store.publish(CollectorState("d", True, 0.01, time.time(), facts="d"))
-        deadline = time.monotonic() + 10
-        while renders == [3] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert renders == [3, 4]  # rendered by the thread, with no reader asking
-    finally:
-        store.close()
+    store = SnapshotStore([Writer(write, cached=False)])
+    for name in ("a", "b", "c"):
+        store.publish(CollectorState(name, True, 0.01, time.time(), facts=name))
+    assert renders == []  # published, not asked for: not rendered
+    first = store.exposition
+    assert value(parse(first.text), "docker_host_test_source_value", collector="c")
+    assert renders == [3]
+    assert store.exposition is first  # asked again, nothing new: the same bytes
+    assert renders == [3]
+
+    store.publish(CollectorState("d", True, 0.01, time.time(), facts="d"))
+    with ThreadPoolExecutor(4) as pool:
+        readers = [pool.submit(lambda: store.exposition) for _ in range(4)]
+        assert started.wait(10)
+        release.set()
+        served = {id(reader.result(10)) for reader in readers}
+    assert renders == [3, 4]  # four readers of one new snapshot: one render
+    assert len(served) == 1
+    assert value(parse(store.exposition.text), "docker_host_test_source_value", collector="d")
