@@ -5,8 +5,11 @@ changes, for one or more trees, their runs alternated on the same machine.
         --tree main=/work/build/base/.venv/bin/python --tree branch=.venv/bin/python
 
 Each tree is a venv's python; its `docker-host-exporter` beside it is started as users run it
-(`--sample.interval 2s` on a loopback port) and its utime+stime read from /proc/PID/stat over
---window seconds after --warmup. Scenes, each at 250 containers (label dhe-bench):
+(`--sample.interval 2s` on a loopback port), scraped for /metrics with gzip every
+--scrape-interval seconds as Prometheus would, and its utime+stime read from /proc/PID/stat over
+--window seconds after --warmup: CPU per sample is everything the process did in the window
+(sampling, rendering for the scrapes, compressing) over the samples in it. Scenes, each at 250
+containers (label dhe-bench):
   idle       250 idle containers (bench.common.ensure_containers, publish=False);
   published  250 containers publishing 80/tcp, each served by busybox httpd (publish=True);
   churn      the idle 250, while a loop of this script starts a container and removes it again
@@ -213,6 +216,41 @@ def bench_only(lines: list[bytes]) -> list[bytes]:
     return [line for line in lines if b'"dhe-bench-' in line]
 
 
+class Scraper:
+    """Scrapes /metrics as Prometheus does (gzip asked for), every `interval` seconds, in a
+    thread of its own, until stopped: the exporter as users run it is scraped, and what a scrape
+    costs (rendering a new snapshot, compressing it) is part of its CPU. 0: never."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        self.port = port
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.durations_ms: list[float] = []
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        next_at = time.monotonic()
+        while not self.stopping.wait(max(0.0, next_at - time.monotonic())):
+            started = time.monotonic()
+            try:
+                get(self.port, gzipped=True)
+                self.durations_ms.append(round(1000 * (time.monotonic() - started), 2))
+            except (OSError, RuntimeError) as exc:
+                self.errors.append(str(exc)[:200])
+            next_at += self.interval
+
+    def __enter__(self) -> Scraper:
+        if self.interval > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(60)
+
+
 class Churn:
     """Starts a dhe-bench container and removes it again, `per_minute` times a minute, in a
     thread of its own, until stopped; at most one extra container at a time."""
@@ -278,6 +316,10 @@ class Run:
     layers_ran_in_window: bool
     churn_starts: int
     churn_removals: int
+    scrapes: int  # in the window, gzip asked for (--scrape-interval)
+    scrape_ms_median: float  # wall time of a scrape, as the scraper saw it
+    scrape_ms_max: float
+    scrape_errors: int
     check: Check
 
 
@@ -292,13 +334,16 @@ def measure(scene: str, tree: str, python: str, run: int, args: argparse.Namespa
             if time.monotonic() > deadline:
                 raise SystemExit(f"{tree}: not every collector sampled within 180 s")
             time.sleep(0.5)
-        time.sleep(args.warmup)
-        with Churn(args.churn) if scene == "churn" else _Nothing() as churn:
-            before = samples_of(get(port), LAST_SUCCESS)
-            cpu0, t0 = cpu_ms_of(proc.pid), time.monotonic()
-            time.sleep(args.window)
-            cpu1, t1 = cpu_ms_of(proc.pid), time.monotonic()
-            after = samples_of(get(port), LAST_SUCCESS)
+        with Scraper(port, args.scrape_interval) as scraper:
+            time.sleep(args.warmup)
+            with Churn(args.churn) if scene == "churn" else _Nothing() as churn:
+                before = samples_of(get(port), LAST_SUCCESS)
+                scraped0 = len(scraper.durations_ms)
+                cpu0, t0 = cpu_ms_of(proc.pid), time.monotonic()
+                time.sleep(args.window)
+                cpu1, t1 = cpu_ms_of(proc.pid), time.monotonic()
+                scrapes = scraper.durations_ms[scraped0:]
+                after = samples_of(get(port), LAST_SUCCESS)
         samples = max(1, round((t1 - t0) / args.interval))
         time.sleep(2 * args.interval + 1)  # the churn's last change sampled, and confirmed
         text = get(port)
@@ -319,6 +364,10 @@ def measure(scene: str, tree: str, python: str, run: int, args: argparse.Namespa
         layers_ran_in_window=before.get("layers") != after.get("layers"),
         churn_starts=getattr(churn, "starts", 0),
         churn_removals=getattr(churn, "removals", 0),
+        scrapes=len(scrapes),
+        scrape_ms_median=round(statistics.median(scrapes), 2) if scrapes else 0.0,
+        scrape_ms_max=max(scrapes, default=0.0),
+        scrape_errors=len(scraper.errors),
         check=check,
     )
 
@@ -339,6 +388,7 @@ def summarize(runs: list[Run], trees: list[str]) -> dict[str, dict[str, Any]]:
             if not mine:
                 continue
             cpu = [r.cpu_ms_per_sample for r in mine]
+            scraped = [r.scrape_ms_median for r in mine if r.scrapes]
             out.setdefault(scene, {})[tree] = {
                 "cpu_ms_per_sample_median": round(statistics.median(cpu), 2),
                 "cpu_ms_per_sample_min": min(cpu),
@@ -349,6 +399,9 @@ def summarize(runs: list[Run], trees: list[str]) -> dict[str, dict[str, Any]]:
                 "exposition_identical": sum(r.check.byte_identical for r in mine),
                 "series_identical": sum(r.check.series_identical for r in mine),
                 "bench_lines_identical": sum(r.check.bench_lines_identical for r in mine),
+                "scrapes": sum(r.scrapes for r in mine),
+                "scrape_ms_median": round(statistics.median(scraped), 2) if scraped else 0.0,
+                "scrape_ms_max": max(r.scrape_ms_max for r in mine),
             }
     return out
 
@@ -394,6 +447,7 @@ def print_tables(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) ->
             str(s["series"]),
             f"{s['exposition_identical']}/{s['runs']} ({s['series_identical']}/{s['runs']})",
             f"{s['bench_lines_identical']}/{s['runs']}",
+            f"{s['scrapes']}: {s['scrape_ms_median']:.1f} / {s['scrape_ms_max']:.1f}",
         ]
         for scene, per_tree in summary.items()
         for tree, s in per_tree.items()
@@ -410,6 +464,7 @@ def print_tables(summary: dict[str, dict[str, Any]], ratio: dict[str, float]) ->
             "series",
             "identical (series)",
             "dhe-bench lines identical",
+            "scrapes: median / max ms",
         ],
         rows,
     )
@@ -451,6 +506,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=float, default=10.0, help="s after every collector sampled once")
     add("--window", type=float, default=40.0, help="s of CPU accounting per run")
     add("--churn", type=int, default=10, help="container starts (and removals) a minute")
+    add(
+        "--scrape-interval",
+        type=float,
+        default=15.0,
+        help="s between gzip scrapes of /metrics, as Prometheus scrapes (default 15, the "
+        "interval of Prometheus's example config; 0: not scraped)",
+    )
     add("--json", type=Path, default=Path("bench/results-change.json"))
     add("--teardown", action="store_true", help="remove the dhe-bench containers at the end")
     args = parser.parse_args(argv)
