@@ -59,8 +59,8 @@ class SnapshotStore:
         )
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
-        self._exposition: Exposition | None = None
-        self._rendered: Snapshot | None = None  # what _exposition was rendered from
+        # The last render: the snapshot it was of, and its bytes. Written under _render_lock.
+        self._rendered: tuple[Snapshot, Exposition] | None = None
         self._render_lock = threading.Lock()  # one render at a time: the renderer's cache
         self._published = threading.Condition(self._lock)
         # A collector's failure is logged once per change of reason, and its recovery once.
@@ -72,23 +72,18 @@ class SnapshotStore:
 
     @property
     def exposition(self) -> Exposition:
-        """The newest snapshot's bytes: rendered now if no one asked since it was published."""
-        with self._lock:
-            if self._exposition is not None and self._rendered is self._snapshot:
-                return self._exposition
-        return self._render()
-
-    def _render(self) -> Exposition:
+        """The newest snapshot's bytes: rendered now if no one asked since it was published. A
+        reader that waited for another's render of the same snapshot gets that one's bytes."""
         with self._render_lock:
             with self._lock:
                 snapshot = self._snapshot
-                if self._exposition is not None and self._rendered is snapshot:
-                    return self._exposition  # rendered by the scrape this one waited for
+            rendered = self._rendered
+            if rendered is not None and rendered[0] is snapshot:
+                return rendered[1]
             # Outside the state lock: publishing goes on while this renders. Renders take the
             # newest snapshot one at a time, so what is stored only ever gets newer.
             exposition = Exposition(self._renderer.render(snapshot))
-            with self._lock:
-                self._rendered, self._exposition = snapshot, exposition
+            self._rendered = (snapshot, exposition)
             return exposition
 
     def publish(self, state: CollectorState) -> None:
