@@ -9,9 +9,8 @@ import logging
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType, MappingProxyType
+from types import MappingProxyType
 from typing import Any
 
 from exporter import __version__, logsetup
@@ -254,6 +253,7 @@ def run_inspect(enabled: Sequence[CollectorDef], settings: Settings, fmt: str) -
 
 
 GC_YOUNG_THRESHOLD = 2500
+SHUTDOWN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
@@ -286,14 +286,14 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
         log.error("cannot listen", extra={"address": settings.listen_address, "reason": str(exc)})
         return 1
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # The main thread takes a shutdown signal with sigwait, not through a handler. A Python
+    # handler runs only when the main thread next runs bytecode: a signal that lands after it
+    # lets go of the GIL and before it sleeps on its lock, or one the kernel hands to another
+    # thread, leaves it asleep (CI saw a SIGTERM unanswered for 15 s). Blocked here, before
+    # the first thread starts, they are blocked in every thread (a thread inherits its
+    # creator's mask): the kernel holds one for the process until sigwait takes it, and holds
+    # it even for PID 1 in a container, which drops a signal it has no handler for.
+    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
 
     # The cyclic GC collects its youngest generation every 700 allocations (net) by default.
     # A container started or removed makes thousands of small objects that live until the next
@@ -312,7 +312,8 @@ def serve(enabled: Sequence[CollectorDef], settings: Settings) -> int:
             "revision": revision(),
         },
     )
-    stopping.wait()
+    signum = signal.sigwait(SHUTDOWN_SIGNALS)
+    log.info("shutting down", extra={"signal": signal.Signals(signum).name})
     server.shutdown()
     server.server_close()
     sampler.stop()

@@ -14,7 +14,7 @@ import yaml
 
 from exporter.collectors import all_collectors
 from tests import exporter_image
-from tests.conftest import Containers
+from tests.conftest import SESSION, TEST_LABEL, Containers
 from tests.helpers import free_port, get, parse, sample_once, select, wait_for
 
 pytestmark = pytest.mark.integration
@@ -160,3 +160,42 @@ def test_image_in_host_namespaces_reports_what_the_host_exporter_does(
         lambda: engine.api.inspect_container(exporter.id)["State"]["Health"]["Status"] == "healthy",
         timeout=30,
     )
+
+
+def test_image_as_pid_1_of_its_own_namespace_stops_cleanly_on_docker_stop(
+    image: str, containers: Containers, engine: Any
+) -> None:
+    # PID 1 of a PID namespace gets only the signals it handles; the exporter takes SIGTERM
+    # with sigwait, blocked rather than handled, which the kernel still queues for it.
+    port = free_port()
+    exporter = engine.containers.run(
+        image,
+        [f"--web.listen-address=127.0.0.1:{port}", "--sample.interval=1s"],
+        name=f"{containers.prefix}-pid1",
+        detach=True,
+        labels={TEST_LABEL: SESSION},
+        network_mode="host",
+        read_only=True,
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}},
+    )
+    containers.started.append(exporter)
+    wait_for(
+        lambda: _answers(f"http://127.0.0.1:{port}/metrics", b"docker_host_collector_success"),
+        timeout=60,
+        interval=0.5,
+    )
+    exporter.reload()
+    status = Path(f"/proc/{exporter.attrs['State']['Pid']}/status").read_text()
+    (nspid,) = [line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")]
+    assert nspid[-1] == "1", nspid  # PID 1 in its own namespace
+    exporter.stop(timeout=30)  # SIGKILL after 30 s would exit 137
+    exporter.reload()
+    assert exporter.attrs["State"]["ExitCode"] == 0, exporter.logs().decode()[-2000:]
+    assert "signal=SIGTERM" in exporter.logs().decode()
+
+
+def _answers(url: str, needle: bytes) -> bool:
+    try:
+        return needle in get(url, timeout=2)
+    except OSError:
+        return False
