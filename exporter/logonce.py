@@ -15,12 +15,20 @@ class ChangeLog:
         self._level = level
         self._now: dict[str, str | None] = {}
 
-    def update(self, key: str, reason: str | None, begun: str, ended: str, **extra: str) -> None:
+    def update(
+        self,
+        key: str,
+        reason: str | None,
+        begun: str,
+        ended: str,
+        exc_info: BaseException | None = None,
+        **extra: str,
+    ) -> None:
         before = self._now.get(key)
         if reason == before:
             return
         if reason is not None:
-            self._log.log(self._level, begun, extra={"reason": reason, **extra})
+            self._log.log(self._level, begun, exc_info=exc_info, extra={"reason": reason, **extra})
         elif before is not None:
             self._log.info(ended, extra=extra)
         self._now[key] = reason

@@ -8,6 +8,7 @@ Families are built fresh for every snapshot, so a vanished container's series va
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
+from exporter.logonce import ChangeLog
 from exporter.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 PREFIX = "docker_host_"
 SAMPLED_NOTE = " Sampled on the collector's interval, not at scrape time."
@@ -267,6 +271,9 @@ class Writer:
 
     write: FamilyWriter
     cached: bool = True
+    # Whose families it writes: if it raises, that collector is reported failed (success 0)
+    # by the exporter's own health, and its families are left out of that render.
+    collector: str | None = None
 
 
 def _inputs(snapshot: Snapshot, reads: tuple[tuple[str, bool], ...]) -> tuple[object, ...]:
@@ -336,6 +343,9 @@ class Renderer:
         # What each cached writer's last write kept (Families.blocks_of): one write's blocks,
         # at most _STALE_BLOCKS more per block function, and the runs of that write.
         self._kept: dict[int, Kept] = {}
+        # A writer that raises is logged (with its traceback) when it starts and when its
+        # reason changes, and once when it writes again: not on every scrape.
+        self._failures = ChangeLog(log, logging.ERROR)
 
     def _written(self, index: int, writer: Writer, snapshot: Snapshot) -> _Written:
         """A writer's output: the last one while the facts it read last time are unchanged
@@ -367,8 +377,23 @@ class Renderer:
         chunks: list[bytes | memoryview] = []
         dropped: dict[str, int] = {}
         foreign: list[Metric] = []
+        # What the uncached writers (the exporter's own health, written after the collectors')
+        # are told: the snapshot, with each collector whose writer raised marked failed.
+        reported = snapshot
         for index, writer in enumerate(self._writers):
-            written = self._written(index, writer, snapshot)
+            try:
+                written = self._written(index, writer, snapshot if writer.cached else reported)
+            except Exception as exc:  # one writer's bug must not fail every scrape
+                # Its kept output is of other facts: dropped, or the views kept below would
+                # make it empty.
+                self._cache.pop(index, None)
+                self._kept.pop(index, None)
+                written = _Written(b"", {}, [])
+                reason = f"{type(exc).__name__}: {exc}"
+                reported = _render_failed(reported, writer.collector, reason)
+                self._note(index, reason, exc)
+            else:
+                self._note(index, None)
             chunks.append(written.text)
             for name, count in written.dropped.items():
                 dropped[name] = dropped.get(name, 0) + count
@@ -386,6 +411,18 @@ class Renderer:
         self._keep_as_views(exposition, [len(chunk) for chunk in chunks[: len(self._writers)]])
         return exposition
 
+    def _note(self, index: int, reason: str | None, exc: BaseException | None = None) -> None:
+        writer = self._writers[index]
+        self._failures.update(
+            str(index),
+            reason,
+            "metrics not rendered",
+            "metrics rendered again",
+            exc_info=exc,
+            writer=str(getattr(writer.write, "__qualname__", index)),
+            collector=writer.collector or "",
+        )
+
     def _keep_as_views(self, exposition: bytes, sizes: list[int]) -> None:
         """Each cached writer's text kept as its slice of the exposition, not as bytes of its
         own: the text is held once (1.5 MB at 250 published ports), and the last exposition is
@@ -399,6 +436,15 @@ class Renderer:
                 text = view[start : start + size]
                 self._cache[index] = (reads, inputs, replace(written, text=text))
             start += size
+
+
+def _render_failed(snapshot: Snapshot, collector: str | None, reason: str) -> Snapshot:
+    """The snapshot with this collector reported failed: its series are missing from the
+    render, and the alerts that hold while it cannot judge must hold (success 0)."""
+    state = snapshot.collectors.get(collector) if collector is not None else None
+    if state is None:
+        return snapshot
+    return snapshot.with_state(replace(state, success=False, error=f"rendering failed: {reason}"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from exporter.snapshot import Snapshot
 SUCCESS = declare(
     "collector_success",
     "gauge",
-    "1 when the collector's last run succeeded, 0 when it failed or timed out (reason in the log).",
+    "1 when the collector's last run succeeded, 0 when it failed, timed out or its series "
+    "could not be written (reason in the log).",
     ("collector",),
     collector="exporter",
 )

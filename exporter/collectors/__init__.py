@@ -57,9 +57,10 @@ class CollectorDef:
 
     def writers(self, settings: Settings) -> tuple[Writer, ...]:
         """Its writers for the renderer, the facts' first."""
+        facts = Writer(self.writer(settings), collector=self.name)
         if self.counter_writer is None:
-            return (Writer(self.writer(settings)),)
-        return (Writer(self.writer(settings)), Writer(self.counter_writer(settings)))
+            return (facts,)
+        return (facts, Writer(self.counter_writer(settings), collector=self.name))
 
     def write_all(self, settings: Settings) -> FamilyWriter:
         """One writer of all its families (a from-scratch render, `inspect`, tests)."""

@@ -16,7 +16,7 @@ from exporter.sampler import Sampler, SnapshotStore
 from exporter.settings import Settings
 from exporter.snapshot import CollectorState, Snapshot
 from exporter.tick import Tick
-from tests.helpers import parse, value
+from tests.helpers import Sample, parse, select, value
 
 VALUE = declare(
     "test_source_value", "gauge", "A test source's value.", ("collector",), collector="test"
@@ -220,3 +220,71 @@ def test_a_snapshot_is_rendered_when_first_asked_for_once_and_never_served_stale
     assert renders == [3, 4]  # four readers of one new snapshot: one render
     assert len(served) == 1
     assert value(parse(store.exposition.text), "docker_host_test_source_value", collector="d")
+
+
+OTHER = declare(
+    "test_other_value", "gauge", "Another test source's value.", ("collector",), collector="test"
+)
+
+
+def test_a_writer_that_raises_fails_its_collector_not_the_scrape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Facts one collector's writer cannot format leave its families out and report it failed
+    (success 0: the alerts that wait for it to judge hold), logged once per reason with the
+    traceback. The other collectors and every scrape go on, and once it writes again nothing
+    of the failed render is left in what the renderer keeps."""
+    caplog.set_level(logging.INFO)
+
+    def fragile(snapshot: Snapshot, out: Families) -> None:
+        facts = snapshot.current("fragile", int)
+        if facts is not None:
+            if facts < 0:
+                raise ValueError(f"cannot format {facts}")
+            out.add(VALUE, facts, "fragile")
+
+    def steady(snapshot: Snapshot, out: Families) -> None:
+        facts = snapshot.current("steady", int)
+        if facts is not None:
+            out.add(OTHER, facts, "steady")
+
+    assert definition("fragile").writers(Settings())[0].collector == "fragile"
+    store = SnapshotStore(
+        [Writer(fragile, collector="fragile"), Writer(steady, collector="steady")]
+    )
+
+    def scrape(fragile_facts: int) -> list[Sample]:
+        store.publish(CollectorState("fragile", True, 0.01, time.time(), facts=fragile_facts))
+        store.publish(CollectorState("steady", True, 0.01, time.time(), facts=7))
+        return parse(store.exposition.text)
+
+    def failures() -> list[tuple[str, object]]:
+        return [
+            (r.getMessage(), r.__dict__.get("reason"))
+            for r in caplog.records
+            if r.getMessage().startswith("metrics")
+        ]
+
+    samples = scrape(1)
+    assert value(samples, "docker_host_test_source_value", collector="fragile") == 1
+    assert value(samples, "docker_host_collector_success", collector="fragile") == 1
+
+    for facts in (-1, -1, -2):
+        samples = scrape(facts)
+        assert select(samples, "docker_host_test_source_value") == []
+        assert value(samples, "docker_host_test_other_value", collector="steady") == 7
+        assert value(samples, "docker_host_collector_success", collector="fragile") == 0
+        assert value(samples, "docker_host_collector_success", collector="steady") == 1
+    assert failures() == [
+        ("metrics not rendered", "ValueError: cannot format -1"),
+        ("metrics not rendered", "ValueError: cannot format -2"),
+    ]
+    first = next(r for r in caplog.records if r.getMessage() == "metrics not rendered")
+    assert first.exc_info is not None and first.__dict__["collector"] == "fragile"
+
+    # The same facts as the first render: its output is written again, not taken from a
+    # cache the failed render emptied.
+    samples = scrape(1)
+    assert value(samples, "docker_host_test_source_value", collector="fragile") == 1
+    assert value(samples, "docker_host_collector_success", collector="fragile") == 1
+    assert failures()[-1] == ("metrics rendered again", None)
