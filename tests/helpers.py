@@ -142,7 +142,7 @@ def exporter_process(
         if proc.poll() is not None:
             output = proc.stdout.read() if proc.stdout else ""
             raise AssertionError(f"the exporter exited ({proc.returncode}): {output}")
-        return _answers(base + "/healthz")
+        return answers(base + "/healthz")
 
     try:
         # Its imports alone take seconds with both cores busy: an exporter that exits fails
@@ -154,10 +154,10 @@ def exporter_process(
             stop(proc, grace=10)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str, containing: bytes = b"", timeout: float = 1.0) -> bool:
+    """Whether a GET of url answers now (with a body holding `containing`): for wait_for."""
     try:
-        get(url, timeout=1)
-        return True
+        return containing in get(url, timeout=timeout)
     except OSError:
         return False
 

@@ -15,7 +15,7 @@ import yaml
 from exporter.collectors import all_collectors
 from tests import exporter_image
 from tests.conftest import SESSION, TEST_LABEL, Containers
-from tests.helpers import free_port, get, parse, sample_once, select, wait_for
+from tests.helpers import answers, free_port, get, parse, sample_once, select, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,9 @@ def test_image_as_pid_1_of_its_own_namespace_stops_cleanly_on_docker_stop(
     )
     containers.started.append(exporter)
     wait_for(
-        lambda: _answers(f"http://127.0.0.1:{port}/metrics", b"docker_host_collector_success"),
+        lambda: answers(
+            f"http://127.0.0.1:{port}/metrics", b"docker_host_collector_success", timeout=2
+        ),
         timeout=60,
         interval=0.5,
     )
@@ -192,10 +194,3 @@ def test_image_as_pid_1_of_its_own_namespace_stops_cleanly_on_docker_stop(
     exporter.reload()
     assert exporter.attrs["State"]["ExitCode"] == 0, exporter.logs().decode()[-2000:]
     assert "signal=SIGTERM" in exporter.logs().decode()
-
-
-def _answers(url: str, needle: bytes) -> bool:
-    try:
-        return needle in get(url, timeout=2)
-    except OSError:
-        return False
