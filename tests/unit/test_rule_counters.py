@@ -77,7 +77,7 @@ def counting(writers: list[tuple[str, Writer]], runs: Counter[str]) -> list[Writ
             runs[name] += 1
             writer.write(state, out)
 
-        return Writer(write)
+        return replace(writer, write=write)  # cached and collector as the writer's own
 
     return [wrap(name, w) for name, w in writers]
 
